@@ -1,0 +1,233 @@
+-- Migration 1: the initial schema.
+--
+-- Applied by `jobstore::migrate` together with `PRAGMA user_version = 1` in one transaction.
+-- Never edit a migration that has shipped: add the next file instead and update schema.sql.
+
+-- One row per job run. `state` is written only by the store, after `state::transition` allowed it.
+CREATE TABLE jobs (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant              TEXT    NOT NULL DEFAULT 'default',
+    kind                TEXT    NOT NULL CHECK (kind <> ''),
+    queue               TEXT    NOT NULL DEFAULT 'default' CHECK (queue <> ''),
+    name                TEXT    NOT NULL DEFAULT '',
+    source              TEXT    NOT NULL DEFAULT '',
+    target              TEXT    NOT NULL DEFAULT '',
+    created_by          TEXT    NOT NULL DEFAULT '',
+    dialect             TEXT    NOT NULL DEFAULT 'native',
+    state               TEXT    NOT NULL
+        CHECK (state IN ('open', 'queued', 'running', 'succeeded', 'failed', 'cancelled')),
+    priority            INTEGER NOT NULL DEFAULT 0,
+    run_at              INTEGER NOT NULL,
+    attempt             INTEGER NOT NULL DEFAULT 0 CHECK (attempt >= 0),
+    max_attempts        INTEGER NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
+    leases              INTEGER NOT NULL DEFAULT 0 CHECK (leases >= attempt),
+    lease_owner         TEXT,
+    lease_token         INTEGER,
+    lease_expires_at    INTEGER,
+    heartbeat_at        INTEGER,
+    cancel_requested_at INTEGER,
+    unique_key          TEXT,
+    definition_id       TEXT,
+    restart_of          INTEGER,
+    restartable         INTEGER NOT NULL DEFAULT 1 CHECK (restartable IN (0, 1)),
+    payload             TEXT    NOT NULL DEFAULT 'null' CHECK (json_valid(payload)),
+    result              TEXT    CHECK (result IS NULL OR json_valid(result)),
+    error               TEXT,
+    progress            TEXT    NOT NULL DEFAULT '{}'
+        CHECK (json_valid(progress) AND json_type(progress) = 'object'),
+    phase               TEXT,
+    created_at          INTEGER NOT NULL,
+    updated_at          INTEGER NOT NULL,
+    started_at          INTEGER,
+    finished_at         INTEGER,
+    -- Terminal states, and only they, carry a finished time.
+    CHECK ((state IN ('succeeded', 'failed', 'cancelled')) = (finished_at IS NOT NULL)),
+    -- Running jobs, and only they, hold a lease.
+    CHECK ((state = 'running') = (lease_owner IS NOT NULL)),
+    CHECK ((state = 'running') = (lease_token IS NOT NULL)),
+    CHECK ((state = 'running') = (lease_expires_at IS NOT NULL)),
+    -- A cancel request is kept while the job runs and on the terminal state that answered it.
+    CHECK (cancel_requested_at IS NULL OR state IN ('running', 'succeeded', 'cancelled'))
+);
+
+-- At most one job that is not finished per unique key and tenant (also: one live execution
+-- of a job definition).
+CREATE UNIQUE INDEX jobs_unique_live ON jobs (tenant, unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('open', 'queued', 'running');
+
+-- The claim query: queued jobs of a queue in priority, run_at, id order.
+CREATE INDEX jobs_claim ON jobs (queue, priority, run_at, id) WHERE state = 'queued';
+
+-- Lease rescue: running jobs by lease expiry.
+CREATE INDEX jobs_lease_expiry ON jobs (lease_expires_at) WHERE state = 'running';
+
+-- Retention purge: finished jobs by finish time.
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+
+-- List sorts (every sort field a dialect offers), within a tenant, ties broken by id.
+CREATE INDEX jobs_by_tenant_created ON jobs (tenant, created_at, id);
+CREATE INDEX jobs_by_tenant_updated ON jobs (tenant, updated_at, id);
+CREATE INDEX jobs_by_tenant_state ON jobs (tenant, state, id);
+CREATE INDEX jobs_by_tenant_kind ON jobs (tenant, kind, id);
+CREATE INDEX jobs_by_tenant_name ON jobs (tenant, name, id);
+CREATE INDEX jobs_by_tenant_source ON jobs (tenant, source, id);
+CREATE INDEX jobs_by_tenant_target ON jobs (tenant, target, id);
+CREATE INDEX jobs_by_tenant_created_by ON jobs (tenant, created_by, id);
+CREATE INDEX jobs_by_tenant_definition ON jobs (tenant, ifnull(definition_id, ''), id);
+CREATE INDEX jobs_by_tenant_started ON jobs (tenant, ifnull(started_at, -1), id);
+CREATE INDEX jobs_by_tenant_finished ON jobs (tenant, ifnull(finished_at, -1), id);
+
+-- The history of every job: one row per transition, written in the transaction that made it.
+CREATE TABLE job_events (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id     INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    at         INTEGER NOT NULL,
+    event      TEXT    NOT NULL,
+    from_state TEXT,
+    to_state   TEXT    NOT NULL,
+    actor      TEXT    NOT NULL DEFAULT '',
+    detail     TEXT
+);
+CREATE INDEX job_events_by_job ON job_events (job_id, id);
+
+-- Named job definitions with ordered steps (the OCAPI model). Executing one creates a job.
+CREATE TABLE job_definitions (
+    tenant      TEXT    NOT NULL,
+    id          TEXT    NOT NULL CHECK (id <> ''),
+    description TEXT    NOT NULL DEFAULT '',
+    queue       TEXT    NOT NULL DEFAULT 'ocapi' CHECK (queue <> ''),
+    restartable INTEGER NOT NULL DEFAULT 1 CHECK (restartable IN (0, 1)),
+    enabled     INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+    valid       INTEGER NOT NULL DEFAULT 1 CHECK (valid IN (0, 1)),
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+
+CREATE TABLE job_definition_steps (
+    tenant          TEXT    NOT NULL,
+    definition_id   TEXT    NOT NULL,
+    position        INTEGER NOT NULL CHECK (position >= 0),
+    step_id         TEXT    NOT NULL CHECK (step_id <> ''),
+    step_type_id    TEXT    NOT NULL,
+    description     TEXT    NOT NULL DEFAULT '',
+    execution_scope TEXT    NOT NULL DEFAULT '',
+    PRIMARY KEY (tenant, definition_id, position),
+    UNIQUE (tenant, definition_id, step_id),
+    FOREIGN KEY (tenant, definition_id) REFERENCES job_definitions (tenant, id) ON DELETE CASCADE
+) WITHOUT ROWID;
+
+-- The steps of one job (copied from its definition when it was executed).
+CREATE TABLE job_steps (
+    job_id          INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    position        INTEGER NOT NULL CHECK (position >= 0),
+    step_id         TEXT    NOT NULL,
+    step_type_id    TEXT    NOT NULL,
+    description     TEXT    NOT NULL DEFAULT '',
+    execution_scope TEXT    NOT NULL DEFAULT '',
+    status          TEXT    NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'running', 'ok', 'error')),
+    exit_code       TEXT,
+    message         TEXT,
+    started_at      INTEGER,
+    finished_at     INTEGER,
+    updated_at      INTEGER NOT NULL,
+    CHECK ((status IN ('ok', 'error')) = (finished_at IS NOT NULL)),
+    PRIMARY KEY (job_id, position),
+    UNIQUE (job_id, step_id)
+) WITHOUT ROWID;
+
+-- Uploaded data: ordered batches per job, each stored as ordered bounded BLOB chunks.
+-- A batch is visible once `complete` is 1; an upload cut off half way stays 0 until purged.
+CREATE TABLE job_data_batches (
+    job_id     INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    batch      INTEGER NOT NULL CHECK (batch >= 1),
+    bytes      INTEGER NOT NULL DEFAULT 0 CHECK (bytes >= 0),
+    complete   INTEGER NOT NULL DEFAULT 0 CHECK (complete IN (0, 1)),
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (job_id, batch)
+);
+
+CREATE INDEX job_data_batches_incomplete ON job_data_batches (updated_at) WHERE complete = 0;
+
+CREATE TABLE job_data_chunks (
+    job_id INTEGER NOT NULL,
+    batch  INTEGER NOT NULL,
+    chunk  INTEGER NOT NULL CHECK (chunk >= 0),
+    data   BLOB    NOT NULL CHECK (length(data) <= 1048576),
+    PRIMARY KEY (job_id, batch, chunk),
+    FOREIGN KEY (job_id, batch) REFERENCES job_data_batches (job_id, batch) ON DELETE CASCADE
+);
+
+-- Log lines per job, in the order they were appended.
+CREATE TABLE job_logs (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id  INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    at      INTEGER NOT NULL,
+    level   TEXT    NOT NULL CHECK (level IN ('trace', 'debug', 'info', 'warn', 'error')),
+    message TEXT    NOT NULL
+);
+CREATE INDEX job_logs_by_job ON job_logs (job_id, id);
+
+-- A retried create with the same key answers the job it created the first time.
+CREATE TABLE idempotency_keys (
+    tenant      TEXT    NOT NULL,
+    key         TEXT    NOT NULL CHECK (key <> ''),
+    job_id      INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    fingerprint TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_keys_by_job ON idempotency_keys (job_id);
+
+-- Views for people reading the database with sqlite3.
+
+-- Every job with readable UTC times and its step, data and log counts.
+CREATE VIEW jobs_overview AS
+SELECT
+    j.id,
+    j.tenant,
+    j.kind,
+    j.queue,
+    j.state,
+    j.name,
+    j.attempt || '/' || j.max_attempts AS attempts,
+    j.phase,
+    j.lease_owner,
+    strftime('%Y-%m-%d %H:%M:%f', j.created_at / 1000.0, 'unixepoch') AS created,
+    strftime('%Y-%m-%d %H:%M:%f', j.updated_at / 1000.0, 'unixepoch') AS updated,
+    strftime('%Y-%m-%d %H:%M:%f', j.run_at / 1000.0, 'unixepoch') AS run_at,
+    strftime('%Y-%m-%d %H:%M:%f', j.started_at / 1000.0, 'unixepoch') AS started,
+    strftime('%Y-%m-%d %H:%M:%f', j.finished_at / 1000.0, 'unixepoch') AS finished,
+    strftime('%Y-%m-%d %H:%M:%f', j.lease_expires_at / 1000.0, 'unixepoch') AS lease_expires,
+    (SELECT count(*) FROM job_steps s WHERE s.job_id = j.id) AS steps,
+    (SELECT count(*) FROM job_steps s WHERE s.job_id = j.id AND s.status IN ('ok', 'error'))
+        AS steps_done,
+    (SELECT count(*) FROM job_data_batches b WHERE b.job_id = j.id AND b.complete = 1)
+        AS data_batches,
+    (SELECT ifnull(sum(b.bytes), 0) FROM job_data_batches b WHERE b.job_id = j.id AND b.complete = 1)
+        AS data_bytes,
+    (SELECT count(*) FROM job_logs l WHERE l.job_id = j.id) AS log_lines,
+    j.error
+FROM jobs j;
+
+-- Job counts by tenant, queue and state.
+CREATE VIEW queue_stats AS
+SELECT tenant, queue, state, count(*) AS jobs,
+    strftime('%Y-%m-%d %H:%M:%f', min(created_at) / 1000.0, 'unixepoch') AS oldest_created
+FROM jobs
+GROUP BY tenant, queue, state;
+
+-- The transition history with readable times.
+CREATE VIEW job_history AS
+SELECT
+    e.job_id,
+    e.id AS event_id,
+    strftime('%Y-%m-%d %H:%M:%f', e.at / 1000.0, 'unixepoch') AS at,
+    e.event,
+    e.from_state,
+    e.to_state,
+    e.actor,
+    e.detail
+FROM job_events e;

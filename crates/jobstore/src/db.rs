@@ -1,0 +1,232 @@
+//! Opening the database: the settings every connection gets (and reads back), the read pool,
+//! and the migrations that bring a file to the current schema.
+//!
+//! This module knows nothing of jobs. It never repairs or deletes a file that fails to open.
+
+use std::path::Path;
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::{Error, Result};
+
+/// How hard a commit works to survive a power loss (`PRAGMA synchronous`).
+///
+/// Both levels survive a crash of the process: a commit that returned is in the WAL file, and
+/// the operating system writes it out. They differ when the machine loses power or the kernel
+/// crashes before the data reached the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=FULL`: the WAL is fsynced on every commit. A commit that returned survives
+    /// power loss. The default.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: the WAL is fsynced only at checkpoints. A power loss may roll the
+    /// database back to an earlier consistent state, losing the last commits (acknowledged
+    /// jobs among them); it is never corrupted.
+    Normal,
+}
+
+impl Durability {
+    fn pragma_value(self) -> i64 {
+        match self {
+            Durability::Full => 2,
+            Durability::Normal => 1,
+        }
+    }
+
+    /// The name used in configuration files: `full` or `normal`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Full => "full",
+            Durability::Normal => "normal",
+        }
+    }
+}
+
+impl std::str::FromStr for Durability {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "full" => Ok(Durability::Full),
+            "normal" => Ok(Durability::Normal),
+            other => Err(Error::invalid(
+                "durability",
+                format!("unknown level `{other}`; valid levels: full, normal"),
+            )),
+        }
+    }
+}
+
+/// The settings applied to every connection, the writer's and each pooled reader's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionSettings {
+    pub durability: Durability,
+    pub busy_timeout: Duration,
+}
+
+/// Applies the settings to one connection and reads each back; refuses the connection when a
+/// setting did not take (SQLite ignores a misspelled or unsupported pragma silently).
+pub(crate) fn init_connection(conn: &Connection, settings: ConnectionSettings) -> Result<()> {
+    let journal: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    expect_setting("journal_mode", "wal", &journal.to_ascii_lowercase())?;
+
+    conn.execute_batch("PRAGMA foreign_keys = ON")?;
+    let foreign_keys: i64 = conn.query_row("PRAGMA foreign_keys", [], |row| row.get(0))?;
+    expect_setting("foreign_keys", "1", &foreign_keys.to_string())?;
+
+    let wanted_ms = i64::try_from(settings.busy_timeout.as_millis()).unwrap_or(i64::MAX);
+    conn.busy_timeout(settings.busy_timeout)?;
+    let busy: i64 = conn.query_row("PRAGMA busy_timeout", [], |row| row.get(0))?;
+    expect_setting("busy_timeout", &wanted_ms.to_string(), &busy.to_string())?;
+
+    let level = settings.durability.pragma_value();
+    conn.pragma_update(None, "synchronous", level)?;
+    let got: i64 = conn.query_row("PRAGMA synchronous", [], |row| row.get(0))?;
+    expect_setting("synchronous", &level.to_string(), &got.to_string())?;
+
+    // Statements are prepared from a small fixed set of texts; keep them all.
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(())
+}
+
+fn expect_setting(setting: &'static str, wanted: &str, got: &str) -> Result<()> {
+    if wanted == got {
+        Ok(())
+    } else {
+        Err(Error::SettingNotApplied {
+            setting,
+            wanted: wanted.to_owned(),
+            got: got.to_owned(),
+        })
+    }
+}
+
+/// Opens the single write connection, applies the settings and migrates the file.
+pub(crate) fn open_writer(path: &Path, settings: ConnectionSettings) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    init_connection(&conn, settings)?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// The pool of read connections. Each is initialised like the writer.
+pub(crate) type ReadPool = r2d2::Pool<SqliteConnectionManager>;
+
+pub(crate) fn open_read_pool(
+    path: &Path,
+    settings: ConnectionSettings,
+    size: u32,
+) -> Result<ReadPool> {
+    let manager = SqliteConnectionManager::file(path)
+        .with_flags(
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .with_init(move |conn| {
+            init_connection(conn, settings).map_err(|err| match err {
+                Error::Sqlite(inner) => inner,
+                other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
+            })
+        });
+    let pool = r2d2::Pool::builder()
+        .max_size(size.max(1))
+        .min_idle(Some(1))
+        // The writer already proved the settings take, so a failing init here is a real fault:
+        // fail within seconds rather than r2d2's default 30 s.
+        .connection_timeout(Duration::from_secs(10))
+        .build(manager)?;
+    Ok(pool)
+}
+
+/// One migration step: the schema version it produces and its SQL.
+struct Migration {
+    version: i64,
+    sql: &'static str,
+}
+
+/// Every migration, in order. Migration `n` turns version `n - 1` into version `n`.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: include_str!("../migrations/0001_initial.sql"),
+}];
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Brings the database to [`SCHEMA_VERSION`]. Each step runs with its `user_version` bump in
+/// one `BEGIN IMMEDIATE` transaction, so two processes opening one file never both migrate it.
+fn migrate(conn: &Connection) -> Result<()> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Applies the migrations up to `target` (tests use this to build every earlier version).
+#[doc(hidden)]
+pub fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
+    loop {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let step = (|| {
+            let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+            if version > SCHEMA_VERSION {
+                return Err(Error::SchemaTooNew {
+                    found: version,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            let Some(next) = MIGRATIONS
+                .iter()
+                .find(|m| m.version == version + 1 && m.version <= target)
+            else {
+                return Ok(false);
+            };
+            conn.execute_batch(next.sql)?;
+            conn.pragma_update(None, "user_version", next.version)?;
+            log::info!("migrated database schema to version {}", next.version);
+            Ok(true)
+        })();
+        match step {
+            Ok(more) => {
+                conn.execute_batch("COMMIT")?;
+                if !more {
+                    return Ok(());
+                }
+            }
+            Err(err) => {
+                if !conn.is_autocommit() {
+                    conn.execute_batch("ROLLBACK")?;
+                }
+                return Err(err);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_one_after_another() {
+        for (index, migration) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(migration.version, index as i64 + 1);
+        }
+        assert_eq!(MIGRATIONS.last().map(|m| m.version), Some(SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn durability_names_round_trip() {
+        for level in [Durability::Full, Durability::Normal] {
+            assert_eq!(level.as_str().parse::<Durability>().ok(), Some(level));
+        }
+        assert!("FULL!".parse::<Durability>().is_err());
+    }
+}

@@ -1,0 +1,561 @@
+//! Listing jobs: filters, whitelisted sort fields, keyset cursors and page/offset paging.
+//!
+//! **Invariant:** no SQL text is built from a caller's string. The statement is assembled from
+//! constant fragments chosen by which filters are present and from [`SortField::expr`], a
+//! whitelisted enum; every value is a bound parameter.
+
+use std::fmt::Write as _;
+use std::str::FromStr;
+
+use rusqlite::types::Value as SqlValue;
+use serde::{Deserialize, Serialize};
+
+use crate::model::Job;
+use crate::state::State;
+use crate::{Error, Result};
+
+/// A field jobs can be sorted by. Every sort a dialect offers maps to one of these, and each
+/// has an index `(tenant, field, id)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortField {
+    /// The job id (creation order).
+    Id,
+    /// Creation time.
+    CreatedAt,
+    /// Last change (Data Cloud `systemModstamp`).
+    UpdatedAt,
+    /// The state name.
+    State,
+    /// The kind (C360 `type`).
+    Kind,
+    /// The name.
+    Name,
+    /// The source.
+    Source,
+    /// The target (Data Cloud `object`).
+    Target,
+    /// Who created it.
+    CreatedBy,
+    /// The definition id (OCAPI `job_id`).
+    DefinitionId,
+    /// Start of the latest attempt (OCAPI `start_time`); jobs not started sort first.
+    StartedAt,
+    /// Finish time (OCAPI `end_time`); jobs not finished sort first.
+    FinishedAt,
+}
+
+/// Whether a sort value is an integer or a text (for cursors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SortType {
+    Integer,
+    Text,
+}
+
+impl SortField {
+    /// Every sort field.
+    pub const ALL: [SortField; 12] = [
+        SortField::Id,
+        SortField::CreatedAt,
+        SortField::UpdatedAt,
+        SortField::State,
+        SortField::Kind,
+        SortField::Name,
+        SortField::Source,
+        SortField::Target,
+        SortField::CreatedBy,
+        SortField::DefinitionId,
+        SortField::StartedAt,
+        SortField::FinishedAt,
+    ];
+
+    /// The name callers use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortField::Id => "id",
+            SortField::CreatedAt => "created_at",
+            SortField::UpdatedAt => "updated_at",
+            SortField::State => "state",
+            SortField::Kind => "kind",
+            SortField::Name => "name",
+            SortField::Source => "source",
+            SortField::Target => "target",
+            SortField::CreatedBy => "created_by",
+            SortField::DefinitionId => "definition_id",
+            SortField::StartedAt => "started_at",
+            SortField::FinishedAt => "finished_at",
+        }
+    }
+
+    /// The SQL expression sorted on; identical to the indexed expression in the schema.
+    fn expr(self) -> &'static str {
+        match self {
+            SortField::Id => "id",
+            SortField::CreatedAt => "created_at",
+            SortField::UpdatedAt => "updated_at",
+            SortField::State => "state",
+            SortField::Kind => "kind",
+            SortField::Name => "name",
+            SortField::Source => "source",
+            SortField::Target => "target",
+            SortField::CreatedBy => "created_by",
+            SortField::DefinitionId => "ifnull(definition_id, '')",
+            SortField::StartedAt => "ifnull(started_at, -1)",
+            SortField::FinishedAt => "ifnull(finished_at, -1)",
+        }
+    }
+
+    fn sort_type(self) -> SortType {
+        match self {
+            SortField::Id
+            | SortField::CreatedAt
+            | SortField::UpdatedAt
+            | SortField::StartedAt
+            | SortField::FinishedAt => SortType::Integer,
+            SortField::State
+            | SortField::Kind
+            | SortField::Name
+            | SortField::Source
+            | SortField::Target
+            | SortField::CreatedBy
+            | SortField::DefinitionId => SortType::Text,
+        }
+    }
+
+    /// The value of this field in `job`, as the index sees it.
+    fn value_of(self, job: &Job) -> CursorValue {
+        match self {
+            SortField::Id => CursorValue::Integer(job.id),
+            SortField::CreatedAt => CursorValue::Integer(job.created_at),
+            SortField::UpdatedAt => CursorValue::Integer(job.updated_at),
+            SortField::StartedAt => CursorValue::Integer(job.started_at.unwrap_or(-1)),
+            SortField::FinishedAt => CursorValue::Integer(job.finished_at.unwrap_or(-1)),
+            SortField::State => CursorValue::Text(job.state.as_str().to_owned()),
+            SortField::Kind => CursorValue::Text(job.kind.clone()),
+            SortField::Name => CursorValue::Text(job.name.clone()),
+            SortField::Source => CursorValue::Text(job.source.clone()),
+            SortField::Target => CursorValue::Text(job.target.clone()),
+            SortField::CreatedBy => CursorValue::Text(job.created_by.clone()),
+            SortField::DefinitionId => {
+                CursorValue::Text(job.definition_id.clone().unwrap_or_default())
+            }
+        }
+    }
+}
+
+impl FromStr for SortField {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        SortField::ALL
+            .into_iter()
+            .find(|field| field.as_str() == s)
+            .ok_or_else(|| Error::UnknownSortField {
+                given: s.to_owned(),
+                valid: SortField::ALL.map(SortField::as_str).join(", "),
+            })
+    }
+}
+
+/// Sort direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Smallest first.
+    Asc,
+    /// Largest first (the default: newest first).
+    #[default]
+    Desc,
+}
+
+impl Direction {
+    /// `asc` or `desc`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Asc => "asc",
+            Direction::Desc => "desc",
+        }
+    }
+}
+
+impl FromStr for Direction {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "asc" => Ok(Direction::Asc),
+            "desc" => Ok(Direction::Desc),
+            other => Err(Error::invalid(
+                "order",
+                format!("unknown direction `{other}`; valid: asc, desc"),
+            )),
+        }
+    }
+}
+
+/// A sort value inside a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CursorValue {
+    /// An integer field (times, id).
+    Integer(i64),
+    /// A text field.
+    Text(String),
+}
+
+/// A position in a sorted list: the sort value and id of the last job of a page. The next
+/// page starts strictly after it, so jobs inserted meanwhile never make a page repeat or skip
+/// one that existed when the first page was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// The sort it belongs to.
+    pub sort: SortField,
+    /// The direction it belongs to.
+    pub direction: Direction,
+    /// The sort value of the last job seen.
+    pub value: CursorValue,
+    /// The id of the last job seen.
+    pub id: i64,
+}
+
+impl Cursor {
+    /// The cursor just after `job` in the given order.
+    pub fn after(job: &Job, sort: SortField, direction: Direction) -> Cursor {
+        Cursor {
+            sort,
+            direction,
+            value: sort.value_of(job),
+            id: job.id,
+        }
+    }
+
+    /// The opaque text form handed to clients (URL-safe).
+    pub fn encode(&self) -> String {
+        let value = match &self.value {
+            CursorValue::Integer(v) => format!("i{v}"),
+            CursorValue::Text(t) => format!("t{t}"),
+        };
+        let plain = format!(
+            "{}:{}:{}:{}",
+            self.sort.as_str(),
+            self.direction.as_str(),
+            self.id,
+            value
+        );
+        let mut out = String::with_capacity(plain.len() * 2);
+        for byte in plain.bytes() {
+            let _ = write!(out, "{byte:02x}");
+        }
+        out
+    }
+
+    /// Reads a cursor produced by [`Cursor::encode`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidCursor`] for anything else.
+    pub fn decode(text: &str) -> Result<Cursor> {
+        let bad = |reason: &str| Error::InvalidCursor {
+            reason: reason.to_owned(),
+        };
+        if text.len() % 2 != 0 || text.len() > 4096 {
+            return Err(bad("not a cursor this store produced"));
+        }
+        let bytes = (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(text.get(i..i + 2).unwrap_or("zz"), 16))
+            .collect::<std::result::Result<Vec<u8>, _>>()
+            .map_err(|_| bad("not a cursor this store produced"))?;
+        let plain = String::from_utf8(bytes).map_err(|_| bad("not utf-8"))?;
+        let mut parts = plain.splitn(4, ':');
+        let (Some(sort), Some(direction), Some(id), Some(value)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad("not a cursor this store produced"));
+        };
+        let sort: SortField = sort.parse().map_err(|_| bad("unknown sort field"))?;
+        let direction: Direction = direction.parse().map_err(|_| bad("unknown direction"))?;
+        let id: i64 = id.parse().map_err(|_| bad("bad id"))?;
+        let value = match (sort.sort_type(), value.split_at_checked(1)) {
+            (SortType::Integer, Some(("i", v))) => {
+                CursorValue::Integer(v.parse().map_err(|_| bad("bad value"))?)
+            }
+            (SortType::Text, Some(("t", v))) => CursorValue::Text(v.to_owned()),
+            _ => return Err(bad("value does not fit the sort field")),
+        };
+        Ok(Cursor {
+            sort,
+            direction,
+            value,
+            id,
+        })
+    }
+}
+
+/// How to page through a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pagination {
+    /// Keyset paging: start after this cursor (`None`: the first page).
+    Cursor(Option<Cursor>),
+    /// Skip this many jobs (page/offset paging; slower deep into a large list).
+    Offset(u64),
+}
+
+impl Default for Pagination {
+    fn default() -> Self {
+        Pagination::Cursor(None)
+    }
+}
+
+/// The most jobs one page may hold.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// Which jobs to list, in which order, which page. Every filter is optional; several values
+/// in one filter match any of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Any of these states.
+    pub states: Vec<State>,
+    /// Any of these kinds.
+    pub kinds: Vec<String>,
+    /// Any of these queues.
+    pub queues: Vec<String>,
+    /// Any of these sources.
+    pub sources: Vec<String>,
+    /// Any of these targets.
+    pub targets: Vec<String>,
+    /// Any of these creators.
+    pub created_by: Vec<String>,
+    /// Any of these definitions.
+    pub definitions: Vec<String>,
+    /// Any of these dialects.
+    pub dialects: Vec<String>,
+    /// Only this tenant (meaningful under an admin scope; other scopes are limited anyway).
+    pub tenant: Option<String>,
+    /// Created at or after this time (ms).
+    pub created_after: Option<i64>,
+    /// Created before this time (ms).
+    pub created_before: Option<i64>,
+    /// Only these ids.
+    pub ids: Vec<i64>,
+    /// The sort field; default `created_at`.
+    pub sort: Option<SortField>,
+    /// The direction; default descending.
+    pub direction: Direction,
+    /// Page size (1..=[`MAX_PAGE_SIZE`]); default 100.
+    pub limit: Option<u32>,
+    /// Which page.
+    pub page: Pagination,
+    /// Also count every job that matches the filters (for "total results").
+    pub count_total: bool,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPage {
+    /// The jobs, in the order asked for.
+    pub jobs: Vec<Job>,
+    /// Where the next page starts, or `None` on the last page (keyset paging only).
+    pub next_cursor: Option<Cursor>,
+    /// Whether more jobs follow this page.
+    pub has_more: bool,
+    /// The number of matching jobs, when asked for.
+    pub total: Option<u64>,
+}
+
+/// The statement for one query, with its parameters.
+pub(crate) struct ListSql {
+    pub select: String,
+    pub count: Option<String>,
+    pub params: Vec<SqlValue>,
+    pub count_params: Vec<SqlValue>,
+    pub limit: u32,
+    pub sort: SortField,
+    pub direction: Direction,
+}
+
+fn json_list<T: Serialize>(items: &[T]) -> SqlValue {
+    SqlValue::Text(serde_json::to_string(items).unwrap_or_else(|_| "[]".into()))
+}
+
+impl ListQuery {
+    /// Builds the statement. `tenant` is the caller's scope (`None`: every tenant).
+    pub(crate) fn to_sql(&self, scope_tenant: Option<&str>, columns: &str) -> Result<ListSql> {
+        let sort = self.sort.unwrap_or(SortField::CreatedAt);
+        let direction = self.direction;
+        let limit = self.limit.unwrap_or(100);
+        if limit == 0 || limit > MAX_PAGE_SIZE {
+            return Err(Error::invalid(
+                "limit",
+                format!("page size must be 1 to {MAX_PAGE_SIZE}, got {limit}"),
+            ));
+        }
+        let mut clauses: Vec<&'static str> = Vec::new();
+        let mut params: Vec<SqlValue> = Vec::new();
+
+        let tenant = match (scope_tenant, &self.tenant) {
+            (Some(scope), Some(asked)) if scope != asked => {
+                // Another tenant's jobs are invisible, not forbidden: an empty page.
+                Some("\u{0}no-such-tenant".to_owned())
+            }
+            (Some(scope), _) => Some(scope.to_owned()),
+            (None, asked) => asked.clone(),
+        };
+        if let Some(tenant) = tenant {
+            clauses.push("tenant = ?");
+            params.push(SqlValue::Text(tenant));
+        }
+        let text_filters: [(&'static str, &Vec<String>); 7] = [
+            ("kind IN (SELECT value FROM json_each(?))", &self.kinds),
+            ("queue IN (SELECT value FROM json_each(?))", &self.queues),
+            ("source IN (SELECT value FROM json_each(?))", &self.sources),
+            ("target IN (SELECT value FROM json_each(?))", &self.targets),
+            (
+                "created_by IN (SELECT value FROM json_each(?))",
+                &self.created_by,
+            ),
+            (
+                "definition_id IN (SELECT value FROM json_each(?))",
+                &self.definitions,
+            ),
+            (
+                "dialect IN (SELECT value FROM json_each(?))",
+                &self.dialects,
+            ),
+        ];
+        if !self.states.is_empty() {
+            clauses.push("state IN (SELECT value FROM json_each(?))");
+            params.push(json_list(&self.states));
+        }
+        for (clause, values) in text_filters {
+            if !values.is_empty() {
+                clauses.push(clause);
+                params.push(json_list(values));
+            }
+        }
+        if !self.ids.is_empty() {
+            clauses.push("id IN (SELECT value FROM json_each(?))");
+            params.push(json_list(&self.ids));
+        }
+        if let Some(after) = self.created_after {
+            clauses.push("created_at >= ?");
+            params.push(SqlValue::Integer(after));
+        }
+        if let Some(before) = self.created_before {
+            clauses.push("created_at < ?");
+            params.push(SqlValue::Integer(before));
+        }
+        let count_clauses = clauses.clone();
+        let count_params = params.clone();
+
+        let mut offset = 0;
+        match &self.page {
+            Pagination::Cursor(None) => {}
+            Pagination::Cursor(Some(cursor)) => {
+                if cursor.sort != sort || cursor.direction != direction {
+                    return Err(Error::InvalidCursor {
+                        reason: format!(
+                            "cursor was made for sort {} {}, not {} {}",
+                            cursor.sort.as_str(),
+                            cursor.direction.as_str(),
+                            sort.as_str(),
+                            direction.as_str()
+                        ),
+                    });
+                }
+                let after_clause = match (sort, direction) {
+                    (SortField::Id, Direction::Asc) => "id > ?",
+                    (SortField::Id, Direction::Desc) => "id < ?",
+                    (_, Direction::Asc) => "(SORT, id) > (?, ?)",
+                    (_, Direction::Desc) => "(SORT, id) < (?, ?)",
+                };
+                clauses.push(after_clause);
+                if sort != SortField::Id {
+                    params.push(match &cursor.value {
+                        CursorValue::Integer(v) => SqlValue::Integer(*v),
+                        CursorValue::Text(t) => SqlValue::Text(t.clone()),
+                    });
+                }
+                params.push(SqlValue::Integer(cursor.id));
+            }
+            Pagination::Offset(n) => offset = *n,
+        }
+
+        let where_sql = |clauses: &[&str]| {
+            if clauses.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", clauses.join(" AND ")).replace("SORT", sort.expr())
+            }
+        };
+        let dir = match direction {
+            Direction::Asc => "ASC",
+            Direction::Desc => "DESC",
+        };
+        let order = if sort == SortField::Id {
+            format!("id {dir}")
+        } else {
+            format!("{} {dir}, id {dir}", sort.expr())
+        };
+        // One row more than the page tells whether another page follows.
+        let select = format!(
+            "SELECT {columns} FROM jobs{} ORDER BY {order} LIMIT ? OFFSET ?",
+            where_sql(&clauses)
+        );
+        params.push(SqlValue::Integer(i64::from(limit) + 1));
+        params.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
+        let count = self
+            .count_total
+            .then(|| format!("SELECT count(*) FROM jobs{}", where_sql(&count_clauses)));
+        Ok(ListSql {
+            select,
+            count,
+            params,
+            count_params,
+            limit,
+            sort,
+            direction,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_sort_field_lists_the_valid_ones() {
+        let err = "priority; DROP TABLE jobs".parse::<SortField>().err();
+        match err {
+            Some(Error::UnknownSortField { given, valid }) => {
+                assert_eq!(given, "priority; DROP TABLE jobs");
+                assert!(valid.contains("created_at"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let cursor = Cursor {
+            sort: SortField::Name,
+            direction: Direction::Asc,
+            value: CursorValue::Text("a:b:c ü".into()),
+            id: 42,
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()).ok(), Some(cursor));
+        for garbage in ["", "zz", "abc", "6964", &"00".repeat(3000)] {
+            assert!(Cursor::decode(garbage).is_err(), "{garbage}");
+        }
+    }
+
+    #[test]
+    fn filters_become_placeholders_never_text() {
+        let query = ListQuery {
+            kinds: vec!["x' OR 1=1 --".into()],
+            sort: Some(SortField::Kind),
+            ..ListQuery::default()
+        };
+        let sql = query.to_sql(Some("default"), "id").map(|s| s.select);
+        let sql = sql.unwrap_or_default();
+        assert!(!sql.contains("OR 1=1"), "{sql}");
+        assert!(sql.contains("ORDER BY kind DESC, id DESC"), "{sql}");
+    }
+}

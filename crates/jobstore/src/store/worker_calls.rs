@@ -1,0 +1,378 @@
+//! The calls a worker makes: claim, heartbeat, step reports, complete, fail. Every call after
+//! the claim carries the lease (worker and fencing token) and is refused with
+//! [`Error::StaleLease`] once that lease is no longer the job's current one.
+
+use rusqlite::params;
+
+use super::Store;
+use super::rows::{
+    EventRow, JOB_COLUMNS, backoff_ms, check_document, check_lease, insert_event, job_from_row,
+    load_job, next_state,
+};
+use crate::model::{ClaimRequest, Failure, Heartbeat, HeartbeatAnswer, Job, Lease, StepReport};
+use crate::state::{Event, State, transition};
+use crate::{Error, Result};
+
+/// The most jobs one claim may lease.
+pub const MAX_CLAIM: u32 = 1000;
+
+/// One statement leases the jobs: no read-then-write window another worker could slip into.
+/// `state = 'queued'` is literal so that the partial index `jobs_claim` serves it; the state
+/// written (`?1`) is what `transition(Queued, Claim)` answered.
+const CLAIM: &str = "UPDATE jobs SET state = ?1, attempt = attempt + 1, leases = leases + 1, \
+     lease_token = leases + 1, lease_owner = ?2, lease_expires_at = ?3, heartbeat_at = NULL, \
+     started_at = ?4, updated_at = ?4 \
+     WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' \
+         AND queue IN (SELECT value FROM json_each(?5)) AND run_at <= ?4 \
+         AND (?6 IS NULL OR tenant = ?6) \
+         ORDER BY priority, run_at, id LIMIT ?7) \
+     RETURNING ";
+
+impl Store {
+    /// Leases up to `request.max` runnable jobs of the given queues, in priority, then
+    /// `run_at`, then id order. Each comes back `running` with a fresh fencing token
+    /// (`lease_token`) and its attempt counted.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an empty worker name or queue list, a `max` of 0 or above
+    /// [`MAX_CLAIM`], or a lease shorter than 1 ms.
+    pub fn claim(&self, request: &ClaimRequest) -> Result<Vec<Job>> {
+        if request.worker.is_empty() {
+            return Err(Error::invalid("worker", "must not be empty"));
+        }
+        if request.queues.is_empty() {
+            return Err(Error::invalid("queues", "name at least one queue"));
+        }
+        if request.max == 0 || request.max > MAX_CLAIM {
+            return Err(Error::invalid(
+                "max",
+                format!("must be 1 to {MAX_CLAIM}, got {}", request.max),
+            ));
+        }
+        if request.lease_ms < 1 {
+            return Err(Error::invalid("lease_ms", "must be at least 1"));
+        }
+        let to = transition(Some(State::Queued), Event::Claim)?;
+        let tenant = self.tenant_filter();
+        let now = self.now();
+        let queues = serde_json::to_string(&request.queues)?;
+        let worker = request.worker.clone();
+        let expires = now.saturating_add(request.lease_ms);
+        let max = request.max;
+        self.write(move |conn| {
+            let mut jobs = conn
+                .prepare_cached(&format!("{CLAIM}{JOB_COLUMNS}"))?
+                .query_map(
+                    params![to.as_str(), worker, expires, now, queues, tenant, max],
+                    job_from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<Job>>>()?;
+            jobs.sort_by_key(|job| (job.priority, job.run_at, job.id));
+            for job in &jobs {
+                let detail = format!(
+                    "attempt {}, lease {}",
+                    job.attempt,
+                    job.lease_token.unwrap_or_default()
+                );
+                insert_event(
+                    conn,
+                    &EventRow {
+                        job: job.id,
+                        at: now,
+                        event: Event::Claim.name(),
+                        from: Some(State::Queued),
+                        to,
+                        actor: &worker,
+                        detail: Some(&detail),
+                    },
+                )?;
+            }
+            Ok(jobs)
+        })
+    }
+
+    /// Extends the lease, merges progress counters into the job's progress document and sets
+    /// its phase. Answers whether a cancel was requested.
+    ///
+    /// # Errors
+    /// [`Error::StaleLease`] when the lease is not the current one; [`Error::InvalidInput`]
+    /// when progress is not a JSON object.
+    pub fn heartbeat(&self, id: i64, lease: &Lease, beat: Heartbeat) -> Result<HeartbeatAnswer> {
+        let progress = match &beat.progress {
+            Some(value) if !value.is_object() => {
+                return Err(Error::invalid("progress", "must be a JSON object"));
+            }
+            Some(value) => {
+                let text = serde_json::to_string(value)?;
+                check_document("progress", &text, self.options().max_document_bytes)?;
+                Some(text)
+            }
+            None => None,
+        };
+        let lease_ms = match beat.lease_ms {
+            Some(ms) if ms < 1 => return Err(Error::invalid("lease_ms", "must be at least 1")),
+            Some(ms) => ms,
+            None => i64::try_from(self.options().default_lease.as_millis()).unwrap_or(i64::MAX),
+        };
+        let tenant = self.tenant_filter();
+        let now = self.now();
+        let lease = lease.clone();
+        let phase = beat.phase;
+        self.write(move |conn| {
+            let job = load_job(conn, tenant.as_deref(), id)?;
+            check_lease(&job, &lease)?;
+            let to = next_state(&job, Event::Heartbeat)?;
+            let expires = now.saturating_add(lease_ms);
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE jobs SET state = ?1, lease_expires_at = ?2, heartbeat_at = ?3, \
+                     updated_at = ?3, progress = CASE WHEN ?4 IS NULL THEN progress \
+                         ELSE json_patch(progress, ?4) END, \
+                     phase = ifnull(?5, phase) \
+                     WHERE id = ?6 AND state = 'running' AND lease_token = ?7",
+                )?
+                .execute(params![
+                    to.as_str(),
+                    expires,
+                    now,
+                    progress,
+                    phase,
+                    id,
+                    lease.token
+                ])?;
+            if changed != 1 {
+                return Err(stale(&job, &lease));
+            }
+            Ok(HeartbeatAnswer {
+                cancel_requested: job.cancel_requested_at.is_some(),
+                lease_expires_at: expires,
+            })
+        })
+    }
+
+    /// Records the start (`running`) or the end (`ok`, `error`) of one of the job's steps.
+    /// Steps go pending → running → ok | error; a step may also finish straight from pending.
+    ///
+    /// # Errors
+    /// [`Error::StaleLease`], [`Error::StepNotFound`], [`Error::InvalidStepTransition`].
+    pub fn report_step(
+        &self,
+        id: i64,
+        lease: &Lease,
+        step_id: &str,
+        report: StepReport,
+    ) -> Result<()> {
+        use crate::model::StepStatus;
+        let tenant = self.tenant_filter();
+        let now = self.now();
+        let lease = lease.clone();
+        let step_id = step_id.to_owned();
+        self.write(move |conn| {
+            let job = load_job(conn, tenant.as_deref(), id)?;
+            check_lease(&job, &lease)?;
+            let current: Option<String> = conn
+                .prepare_cached("SELECT status FROM job_steps WHERE job_id = ?1 AND step_id = ?2")?
+                .query_row(params![id, step_id], |row| row.get(0))
+                .map(Some)
+                .or_else(|err| match err {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    other => Err(other),
+                })?;
+            let Some(current) = current else {
+                return Err(Error::StepNotFound { job: id, step_id });
+            };
+            let from: StepStatus = current.parse()?;
+            let allowed = matches!(
+                (from, report.status),
+                (StepStatus::Pending, StepStatus::Running)
+                    | (StepStatus::Pending | StepStatus::Running, StepStatus::Ok)
+                    | (StepStatus::Pending | StepStatus::Running, StepStatus::Error)
+            );
+            if !allowed {
+                return Err(Error::InvalidStepTransition {
+                    job: id,
+                    step_id,
+                    from: from.as_str().into(),
+                    to: report.status.as_str().into(),
+                });
+            }
+            let finished = report.status.is_finished().then_some(now);
+            conn.prepare_cached(
+                "UPDATE job_steps SET status = ?1, exit_code = ifnull(?2, exit_code), \
+                 message = ifnull(?3, message), started_at = ifnull(started_at, ?4), \
+                 finished_at = ?5, updated_at = ?4 WHERE job_id = ?6 AND step_id = ?7",
+            )?
+            .execute(params![
+                report.status.as_str(),
+                report.exit_code,
+                report.message,
+                now,
+                finished,
+                id,
+                step_id
+            ])?;
+            conn.prepare_cached("UPDATE jobs SET updated_at = ?1 WHERE id = ?2")?
+                .execute(params![now, id])?;
+            let detail = format!("step {step_id}: {}", report.status.as_str());
+            insert_event(
+                conn,
+                &EventRow {
+                    job: id,
+                    at: now,
+                    event: "step",
+                    from: Some(job.state),
+                    to: job.state,
+                    actor: &lease.worker,
+                    detail: Some(&detail),
+                },
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Finishes the job as `succeeded` with its result document. Also when a cancel was
+    /// requested: the work is done.
+    ///
+    /// # Errors
+    /// [`Error::StaleLease`]; [`Error::InvalidInput`] for a result over the size limit.
+    pub fn complete(&self, id: i64, lease: &Lease, result: serde_json::Value) -> Result<Job> {
+        let result_text = serde_json::to_string(&result)?;
+        check_document("result", &result_text, self.options().max_document_bytes)?;
+        let tenant = self.tenant_filter();
+        let now = self.now();
+        let lease = lease.clone();
+        self.write(move |conn| {
+            let job = load_job(conn, tenant.as_deref(), id)?;
+            check_lease(&job, &lease)?;
+            let to = next_state(&job, Event::Complete)?;
+            let updated = conn
+                .prepare_cached(&format!(
+                    "UPDATE jobs SET state = ?1, result = ?2, finished_at = ?3, updated_at = ?3, \
+                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
+                     WHERE id = ?4 AND state = 'running' AND lease_token = ?5 \
+                     RETURNING {JOB_COLUMNS}"
+                ))?
+                .query_row(
+                    params![to.as_str(), result_text, now, id, lease.token],
+                    job_from_row,
+                )?;
+            insert_event(
+                conn,
+                &EventRow {
+                    job: id,
+                    at: now,
+                    event: Event::Complete.name(),
+                    from: Some(job.state),
+                    to,
+                    actor: &lease.worker,
+                    detail: None,
+                },
+            )?;
+            Ok(updated)
+        })
+    }
+
+    /// Reports a failed attempt. A retryable failure goes back to `queued` after an
+    /// exponential backoff while attempts remain, else `failed`; a fatal one is `failed` at
+    /// once; any failure after a cancel request is the acknowledgement: `cancelled`.
+    ///
+    /// # Errors
+    /// [`Error::StaleLease`].
+    pub fn fail(&self, id: i64, lease: &Lease, failure: Failure) -> Result<Job> {
+        let tenant = self.tenant_filter();
+        let now = self.now();
+        let lease = lease.clone();
+        let (base, max) = self.retry_bounds();
+        let job = self.write(move |conn| {
+            let job = load_job(conn, tenant.as_deref(), id)?;
+            check_lease(&job, &lease)?;
+            let event = Event::Fail {
+                fatal: !failure.retryable,
+                attempts_left: job.attempt < job.max_attempts,
+                cancel_requested: job.cancel_requested_at.is_some(),
+            };
+            let to = next_state(&job, event)?;
+            let updated = release_lease(
+                conn,
+                &job,
+                to,
+                now,
+                backoff_ms(job.attempt, base, max),
+                &failure.error,
+            )?;
+            insert_event(
+                conn,
+                &EventRow {
+                    job: id,
+                    at: now,
+                    event: event.name(),
+                    from: Some(job.state),
+                    to,
+                    actor: &lease.worker,
+                    detail: Some(&failure.error),
+                },
+            )?;
+            Ok(updated)
+        })?;
+        if job.state == State::Queued {
+            self.signal().notify();
+        }
+        Ok(job)
+    }
+
+    pub(crate) fn retry_bounds(&self) -> (i64, i64) {
+        let options = self.options();
+        (
+            i64::try_from(options.retry_base.as_millis()).unwrap_or(i64::MAX),
+            i64::try_from(options.retry_max.as_millis()).unwrap_or(i64::MAX),
+        )
+    }
+}
+
+/// Ends a lease after a failure or an expiry: back to `queued` after `delay_ms`, or finished.
+pub(crate) fn release_lease(
+    conn: &rusqlite::Connection,
+    job: &Job,
+    to: State,
+    now: i64,
+    delay_ms: i64,
+    error: &str,
+) -> Result<Job> {
+    let (run_at, finished_at) = if to == State::Queued {
+        (now.saturating_add(delay_ms), None)
+    } else {
+        (job.run_at, Some(now))
+    };
+    let updated = conn
+        .prepare_cached(&format!(
+            "UPDATE jobs SET state = ?1, run_at = ?2, finished_at = ?3, error = ?4, \
+             updated_at = ?5, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
+             WHERE id = ?6 AND state = 'running' AND lease_token = ?7 RETURNING {JOB_COLUMNS}"
+        ))?
+        .query_row(
+            params![
+                to.as_str(),
+                run_at,
+                finished_at,
+                error,
+                now,
+                job.id,
+                job.lease_token
+            ],
+            job_from_row,
+        )?;
+    if to == State::Cancelled {
+        // A cancelled job keeps no uploaded data, however it got there.
+        conn.prepare_cached("DELETE FROM job_data_batches WHERE job_id = ?1")?
+            .execute(params![job.id])?;
+    }
+    Ok(updated)
+}
+
+fn stale(job: &Job, lease: &Lease) -> Error {
+    Error::StaleLease {
+        job: job.id,
+        worker: lease.worker.clone(),
+        lease_token: lease.token,
+    }
+}

@@ -1,0 +1,521 @@
+//! The embedded worker: threads that claim jobs of some queues and run a handler per kind,
+//! with automatic heartbeats, cancellation visible to the handler, and panics turned into
+//! failed attempts.
+//!
+//! An enqueue in the same process wakes an idle worker at once; jobs enqueued by another
+//! process are found by polling every `poll_interval`. The worker also rescues expired leases
+//! (of any process) every `rescue_interval`, so the jobs of a dead worker run again.
+//!
+//! It has no async runtime: one thread per concurrent job, plus one for heartbeats.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::model::{
+    ClaimRequest, Failure, Heartbeat, Job, Lease, LogLevel, StepReport, StepStatus,
+};
+use crate::store::{DataReader, Store};
+use crate::{Error, Result};
+
+/// Why a handler gave up on a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    /// What went wrong (stored as the job's error).
+    pub message: String,
+    /// Do not retry: the job fails at once.
+    pub fatal: bool,
+}
+
+impl JobError {
+    /// A failure that is retried while attempts remain.
+    pub fn retryable(message: impl Into<String>) -> JobError {
+        JobError {
+            message: message.into(),
+            fatal: false,
+        }
+    }
+
+    /// A failure that ends the job.
+    pub fn fatal(message: impl Into<String>) -> JobError {
+        JobError {
+            message: message.into(),
+            fatal: true,
+        }
+    }
+}
+
+impl<E: std::error::Error> From<E> for JobError {
+    fn from(err: E) -> Self {
+        JobError::retryable(err.to_string())
+    }
+}
+
+/// What a handler returns: the result document, or why it failed.
+pub type HandlerResult = std::result::Result<Value, JobError>;
+
+type Handler = Arc<dyn Fn(&mut JobContext) -> HandlerResult + Send + Sync>;
+
+/// The state the heartbeat thread shares with a running handler.
+struct RunningJob {
+    lease: Lease,
+    cancel_requested: AtomicBool,
+    lease_lost: AtomicBool,
+}
+
+/// What a handler sees of its job, and the calls it makes about it.
+pub struct JobContext {
+    store: Store,
+    job: Job,
+    running: Arc<RunningJob>,
+}
+
+impl JobContext {
+    /// The job as it was claimed (attempt counted, lease set).
+    pub fn job(&self) -> &Job {
+        &self.job
+    }
+
+    /// The job's payload.
+    pub fn payload(&self) -> &Value {
+        &self.job.payload
+    }
+
+    /// Whether the handler should stop: a client asked to cancel the job, or the lease was
+    /// lost (then nothing the handler reports is kept). Checked by the heartbeat thread.
+    pub fn is_cancelled(&self) -> bool {
+        self.running.cancel_requested.load(Ordering::SeqCst)
+            || self.running.lease_lost.load(Ordering::SeqCst)
+    }
+
+    /// Merges counters into the job's progress document (and extends the lease).
+    ///
+    /// # Errors
+    /// [`Error::StaleLease`] when the lease was lost.
+    pub fn progress(&self, progress: Value) -> Result<()> {
+        self.beat(Heartbeat {
+            progress: Some(progress),
+            ..Heartbeat::default()
+        })
+    }
+
+    /// Sets the job's phase text.
+    ///
+    /// # Errors
+    /// [`Error::StaleLease`] when the lease was lost.
+    pub fn phase(&self, phase: impl Into<String>) -> Result<()> {
+        self.beat(Heartbeat {
+            phase: Some(phase.into()),
+            ..Heartbeat::default()
+        })
+    }
+
+    fn beat(&self, beat: Heartbeat) -> Result<()> {
+        match self.store.heartbeat(self.job.id, &self.running.lease, beat) {
+            Ok(answer) => {
+                if answer.cancel_requested {
+                    self.running.cancel_requested.store(true, Ordering::SeqCst);
+                }
+                Ok(())
+            }
+            Err(err) => {
+                if matches!(err, Error::StaleLease { .. }) {
+                    self.running.lease_lost.store(true, Ordering::SeqCst);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Appends a line to the job's log.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn log(&self, level: LogLevel, message: impl Into<String>) -> Result<()> {
+        self.store
+            .append_log(self.job.id, vec![(level, message.into())])
+            .map(|_| ())
+    }
+
+    /// Reports that a step started.
+    ///
+    /// # Errors
+    /// As [`Store::report_step`].
+    pub fn step_started(&self, step_id: &str) -> Result<()> {
+        self.store.report_step(
+            self.job.id,
+            &self.running.lease,
+            step_id,
+            StepReport {
+                status: StepStatus::Running,
+                exit_code: None,
+                message: None,
+            },
+        )
+    }
+
+    /// Reports that a step finished, well (`ok`) or not, with an exit code and message.
+    ///
+    /// # Errors
+    /// As [`Store::report_step`].
+    pub fn step_finished(
+        &self,
+        step_id: &str,
+        ok: bool,
+        exit_code: impl Into<String>,
+        message: Option<String>,
+    ) -> Result<()> {
+        self.store.report_step(
+            self.job.id,
+            &self.running.lease,
+            step_id,
+            StepReport {
+                status: if ok {
+                    StepStatus::Ok
+                } else {
+                    StepStatus::Error
+                },
+                exit_code: Some(exit_code.into()),
+                message,
+            },
+        )
+    }
+
+    /// The job's uploaded data, every batch in order, as a stream.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn data(&self) -> Result<DataReader> {
+        self.store.read_data(self.job.id, None)
+    }
+}
+
+/// Builds an embedded worker. See [`Worker::start`].
+pub struct Worker {
+    store: Store,
+    queues: Vec<String>,
+    name: String,
+    concurrency: usize,
+    lease: Duration,
+    poll_interval: Duration,
+    rescue_interval: Option<Duration>,
+    handlers: HashMap<String, Handler>,
+}
+
+impl Worker {
+    /// A worker for `queues` with one thread, a 30 s lease and a 1 s poll for jobs enqueued
+    /// by other processes.
+    pub fn new<Q: Into<String>>(store: Store, queues: impl IntoIterator<Item = Q>) -> Worker {
+        Worker {
+            store,
+            queues: queues.into_iter().map(Into::into).collect(),
+            name: format!("worker-{}-{}", std::process::id(), fastrand::u32(..)),
+            concurrency: 1,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            rescue_interval: Some(Duration::from_secs(15)),
+            handlers: HashMap::new(),
+        }
+    }
+
+    /// Runs up to `n` jobs at once (at least 1).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// The worker's name, recorded as the lease owner.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The lease length; heartbeats come every third of it.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(30));
+        self
+    }
+
+    /// How often an idle worker looks for jobs enqueued by other processes.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// How often to rescue expired leases (`None`: never; another process does it).
+    pub fn rescue_interval(mut self, interval: Option<Duration>) -> Self {
+        self.rescue_interval = interval;
+        self
+    }
+
+    /// Runs jobs of `kind` with `handler` (takes precedence over the fallback of `start`).
+    pub fn handle(
+        mut self,
+        kind: impl Into<String>,
+        handler: impl Fn(&mut JobContext) -> HandlerResult + Send + Sync + 'static,
+    ) -> Self {
+        self.handlers.insert(kind.into(), Arc::new(handler));
+        self
+    }
+
+    /// Starts the threads; jobs of a kind without its own handler go to `fallback`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] without queues; [`Error::Io`] when a thread cannot start.
+    pub fn start(
+        self,
+        fallback: impl Fn(&mut JobContext) -> HandlerResult + Send + Sync + 'static,
+    ) -> Result<WorkerHandle> {
+        self.spawn(Some(Arc::new(fallback)))
+    }
+
+    /// Starts the threads with only the handlers given to [`Worker::handle`]; a job of any
+    /// other kind fails fatally.
+    ///
+    /// # Errors
+    /// As [`Worker::start`].
+    pub fn start_registered(self) -> Result<WorkerHandle> {
+        self.spawn(None)
+    }
+
+    fn spawn(self, fallback: Option<Handler>) -> Result<WorkerHandle> {
+        if self.queues.is_empty() {
+            return Err(Error::invalid("queues", "name at least one queue"));
+        }
+        let shared = Arc::new(Shared {
+            store: self.store,
+            queues: self.queues,
+            name: self.name,
+            lease: self.lease,
+            poll_interval: self.poll_interval,
+            handlers: self.handlers,
+            fallback,
+            stopping: AtomicBool::new(false),
+            running: Mutex::new(HashMap::new()),
+        });
+        let mut runners = Vec::with_capacity(self.concurrency);
+        for index in 0..self.concurrency {
+            let shared = Arc::clone(&shared);
+            runners.push(
+                std::thread::Builder::new()
+                    .name(format!("jobstore-worker-{index}"))
+                    .spawn(move || shared.run_loop())?,
+            );
+        }
+        let keeper = {
+            let shared = Arc::clone(&shared);
+            let rescue = self.rescue_interval;
+            std::thread::Builder::new()
+                .name("jobstore-heartbeat".into())
+                .spawn(move || shared.heartbeat_loop(rescue))?
+        };
+        Ok(WorkerHandle {
+            shared,
+            runners,
+            keeper: Some(keeper),
+        })
+    }
+}
+
+struct Shared {
+    store: Store,
+    queues: Vec<String>,
+    name: String,
+    lease: Duration,
+    poll_interval: Duration,
+    handlers: HashMap<String, Handler>,
+    fallback: Option<Handler>,
+    stopping: AtomicBool,
+    running: Mutex<HashMap<i64, Arc<RunningJob>>>,
+}
+
+impl Shared {
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn run_loop(&self) {
+        let request = ClaimRequest {
+            worker: self.name.clone(),
+            queues: self.queues.clone(),
+            max: 1,
+            lease_ms: self.lease_ms(),
+        };
+        let mut error_backoff = Duration::from_millis(50);
+        while !self.stopping.load(Ordering::SeqCst) {
+            let seen = self.store.signal().generation();
+            match self.store.claim(&request) {
+                Ok(jobs) if !jobs.is_empty() => {
+                    error_backoff = Duration::from_millis(50);
+                    for job in jobs {
+                        self.run_job(job);
+                    }
+                }
+                Ok(_) => self.store.signal().wait_past(seen, self.poll_interval),
+                Err(err) => {
+                    log::warn!("worker {}: claim failed: {err}", self.name);
+                    self.store.signal().wait_past(seen, error_backoff);
+                    error_backoff = (error_backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn run_job(&self, job: Job) {
+        let Some(lease) = job.lease() else {
+            log::error!("job {} was claimed without a lease", job.id);
+            return;
+        };
+        let id = job.id;
+        let running = Arc::new(RunningJob {
+            lease: lease.clone(),
+            cancel_requested: AtomicBool::new(false),
+            lease_lost: AtomicBool::new(false),
+        });
+        if let Ok(mut map) = self.running.lock() {
+            map.insert(id, Arc::clone(&running));
+        }
+        let handler = self
+            .handlers
+            .get(&job.kind)
+            .or(self.fallback.as_ref())
+            .cloned();
+        let kind = job.kind.clone();
+        let mut context = JobContext {
+            store: self.store.clone(),
+            job,
+            running: Arc::clone(&running),
+        };
+        let outcome = match handler {
+            Some(handler) => catch_unwind(AssertUnwindSafe(|| handler(&mut context)))
+                .unwrap_or_else(|panic| {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    Err(JobError::retryable(format!("handler panicked: {message}")))
+                }),
+            None => Err(JobError::fatal(format!("no handler for job kind `{kind}`"))),
+        };
+        if let Ok(mut map) = self.running.lock() {
+            map.remove(&id);
+        }
+        if running.lease_lost.load(Ordering::SeqCst) {
+            log::warn!("job {id}: lease lost while running; its outcome is dropped");
+            return;
+        }
+        let reported = match outcome {
+            Ok(result) => self.store.complete(id, &lease, result).map(|_| ()),
+            Err(err) => self
+                .store
+                .fail(
+                    id,
+                    &lease,
+                    Failure {
+                        error: err.message,
+                        retryable: !err.fatal,
+                    },
+                )
+                .map(|_| ()),
+        };
+        match reported {
+            Ok(()) => {}
+            Err(Error::StaleLease { .. }) => {
+                log::warn!("job {id}: lease expired before the outcome was reported; dropped");
+            }
+            Err(err) => log::error!("job {id}: reporting the outcome failed: {err}"),
+        }
+    }
+
+    fn heartbeat_loop(&self, rescue_interval: Option<Duration>) {
+        let every = (self.lease / 3).max(Duration::from_millis(10));
+        let mut last_rescue = Instant::now();
+        let mut next_beat = Instant::now() + every;
+        while !self.stopping.load(Ordering::SeqCst) || self.has_running() {
+            std::thread::sleep(Duration::from_millis(10).min(every));
+            if Instant::now() < next_beat {
+                continue;
+            }
+            next_beat = Instant::now() + every;
+            let jobs: Vec<(i64, Arc<RunningJob>)> = self
+                .running
+                .lock()
+                .map(|map| map.iter().map(|(id, r)| (*id, Arc::clone(r))).collect())
+                .unwrap_or_default();
+            for (id, running) in jobs {
+                let beat = Heartbeat {
+                    lease_ms: Some(self.lease_ms()),
+                    ..Heartbeat::default()
+                };
+                match self.store.heartbeat(id, &running.lease, beat) {
+                    Ok(answer) => {
+                        if answer.cancel_requested {
+                            running.cancel_requested.store(true, Ordering::SeqCst);
+                        }
+                    }
+                    Err(Error::StaleLease { .. } | Error::JobNotFound { .. }) => {
+                        running.lease_lost.store(true, Ordering::SeqCst);
+                    }
+                    Err(err) => log::warn!("job {id}: heartbeat failed: {err}"),
+                }
+            }
+            if let Some(interval) = rescue_interval
+                && last_rescue.elapsed() >= interval
+                && !self.stopping.load(Ordering::SeqCst)
+            {
+                last_rescue = Instant::now();
+                if let Err(err) = self.store.rescue_expired_leases() {
+                    log::warn!("rescuing expired leases failed: {err}");
+                }
+            }
+        }
+    }
+
+    fn has_running(&self) -> bool {
+        self.running.lock().map(|m| !m.is_empty()).unwrap_or(false)
+    }
+}
+
+/// A started worker. [`WorkerHandle::shutdown`] (or dropping it) stops claiming, lets the
+/// running handlers finish and joins the threads.
+pub struct WorkerHandle {
+    shared: Arc<Shared>,
+    runners: Vec<JoinHandle<()>>,
+    keeper: Option<JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    /// The worker's name (the lease owner of its jobs).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Stops claiming, waits for the running handlers to return and their outcomes to be
+    /// reported, and stops the heartbeat thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.store.signal().wake_all();
+        for runner in self.runners.drain(..) {
+            let _ = runner.join();
+        }
+        if let Some(keeper) = self.keeper.take() {
+            let _ = keeper.join();
+        }
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

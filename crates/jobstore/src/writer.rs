@@ -1,0 +1,268 @@
+//! The single writer: one thread owns the only write connection and commits the writes of
+//! concurrent callers together (group commit).
+//!
+//! A caller hands over a closure and waits for its answer. The writer takes every write
+//! waiting in its queue (up to [`MAX_GROUP`]), opens one `BEGIN IMMEDIATE`, runs each write in
+//! its own `SAVEPOINT` (a failing write rolls back to its savepoint alone), commits once and
+//! then answers each caller. One fsync serves the whole group; a lone caller waits for one
+//! commit, no longer.
+//!
+//! **Invariant:** a caller is told `Ok` only after the COMMIT that holds its write returned.
+//! **Invariant:** when COMMIT fails, callers whose writes were in it get
+//! [`Error::OutcomeUnknown`], never an error that claims the write did not happen.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, ErrorCode};
+
+use crate::{Error, Result};
+
+/// The most writes committed in one transaction. Bounds the time a write waits behind others
+/// and the size of one WAL append.
+pub(crate) const MAX_GROUP: usize = 512;
+
+/// A write as the writer thread sees it: run it, or refuse it without running.
+trait WriteOp: Send {
+    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn PendingReply>;
+    fn refuse(self: Box<Self>, err: Error);
+}
+
+/// The outcome of a write that ran, held until its transaction commits or fails.
+trait PendingReply {
+    fn succeeded(&self) -> bool;
+    fn finish(self: Box<Self>, commit: Result<()>);
+}
+
+struct Op<F, T> {
+    write: F,
+    reply: SyncSender<Result<T>>,
+}
+
+struct Reply<T> {
+    result: Result<T>,
+    reply: SyncSender<Result<T>>,
+}
+
+impl<F, T> WriteOp for Op<F, T>
+where
+    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn PendingReply> {
+        let Op { write, reply } = *self;
+        let result = write(conn);
+        Box::new(Reply { result, reply })
+    }
+
+    fn refuse(self: Box<Self>, err: Error) {
+        // The caller may have given up waiting; nothing to do then.
+        let _ = self.reply.send(Err(err));
+    }
+}
+
+impl<T: Send + 'static> PendingReply for Reply<T> {
+    fn succeeded(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    fn finish(self: Box<Self>, commit: Result<()>) {
+        let answer = match (self.result, commit) {
+            (Ok(value), Ok(())) => Ok(value),
+            (Ok(_), Err(err)) | (Err(err), _) => Err(err),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// The handle callers use to reach the writer thread. Dropping it stops the thread after it
+/// has answered every write already queued.
+pub(crate) struct Writer {
+    queue: Option<Sender<Box<dyn WriteOp>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Starts the writer thread over `conn` (already initialised and migrated).
+    pub(crate) fn start(conn: Connection, lock_wait: Duration) -> Result<Writer> {
+        let (queue, rx) = mpsc::channel::<Box<dyn WriteOp>>();
+        let thread = std::thread::Builder::new()
+            .name("jobstore-writer".into())
+            .spawn(move || writer_loop(&conn, &rx, lock_wait))?;
+        Ok(Writer {
+            queue: Some(queue),
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs `write` in the writer's next transaction and answers once it committed.
+    ///
+    /// # Errors
+    /// The write's own error (its savepoint was rolled back, nothing of it is kept);
+    /// [`Error::OutcomeUnknown`] when the commit failed; [`Error::Busy`] when another process
+    /// held the lock too long; [`Error::Closed`] when the writer is gone.
+    pub(crate) fn write<T, F>(&self, write: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let queue = self.queue.as_ref().ok_or(Error::Closed)?;
+        queue
+            .send(Box::new(Op { write, reply }))
+            .map_err(|_| Error::Closed)?;
+        answer.recv().map_err(|_| Error::Closed)?
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn writer_loop(conn: &Connection, queue: &Receiver<Box<dyn WriteOp>>, lock_wait: Duration) {
+    while let Ok(first) = queue.recv() {
+        let mut group = Vec::with_capacity(16);
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(op) => group.push(op),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        commit_group(conn, group, lock_wait);
+    }
+    // Leave the WAL small for the next opener; failures here lose nothing.
+    let _ = conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(PASSIVE);");
+}
+
+/// Runs one group of writes in one transaction and answers every caller.
+fn commit_group(conn: &Connection, group: Vec<Box<dyn WriteOp>>, lock_wait: Duration) {
+    let mut ops = group.into_iter();
+    // Writes that ran in the current transaction, waiting for its commit.
+    let mut pending: Vec<Box<dyn PendingReply>> = Vec::new();
+    let mut in_transaction = false;
+    while let Some(op) = ops.next() {
+        if !in_transaction {
+            if let Err(err) = begin_immediate(conn, lock_wait) {
+                op.refuse(err);
+                for rest in ops {
+                    rest.refuse(Error::Busy);
+                }
+                return;
+            }
+            in_transaction = true;
+        }
+        if let Err(err) = conn.execute_batch("SAVEPOINT write") {
+            op.refuse(Error::Sqlite(err));
+            continue;
+        }
+        let ran = catch_unwind(AssertUnwindSafe(|| op.run(conn)));
+        let reply = match ran {
+            Ok(reply) => Some(reply),
+            Err(_) => {
+                log::error!("a write panicked; it was rolled back");
+                None
+            }
+        };
+        let keep = reply.as_ref().is_some_and(|r| r.succeeded());
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (a severe error such as a full disk):
+            // the writes before this one are gone too, and nothing of them was committed.
+            for earlier in pending.drain(..) {
+                earlier.finish(Err(rolled_back()));
+            }
+            if let Some(reply) = reply {
+                // A failed write answers its own error; one that "succeeded" was lost all the same.
+                reply.finish(if keep { Err(rolled_back()) } else { Ok(()) });
+            }
+            in_transaction = false;
+            continue;
+        }
+        let end = if keep {
+            conn.execute_batch("RELEASE write")
+        } else {
+            conn.execute_batch("ROLLBACK TO write; RELEASE write")
+        };
+        match (reply, end) {
+            (Some(reply), Ok(())) if keep => pending.push(reply),
+            (Some(reply), Ok(())) => reply.finish(Ok(())),
+            (Some(reply), Err(err)) => reply.finish(Err(Error::Sqlite(err))),
+            (None, _) => {}
+        }
+    }
+    if !in_transaction {
+        return;
+    }
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => {
+            for reply in pending {
+                reply.finish(Ok(()));
+            }
+        }
+        Err(err) => {
+            log::error!(
+                "commit failed, outcome of {} writes unknown: {err}",
+                pending.len()
+            );
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            for reply in pending {
+                reply.finish(Err(Error::OutcomeUnknown(copy_sqlite_error(&err))));
+            }
+        }
+    }
+}
+
+/// `BEGIN IMMEDIATE`, retried while another process holds the write lock, up to `lock_wait`.
+/// Each attempt already waits the connection's busy timeout.
+fn begin_immediate(conn: &Connection, lock_wait: Duration) -> Result<()> {
+    let deadline = Instant::now() + lock_wait;
+    loop {
+        match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => return Ok(()),
+            Err(err) if is_busy(&err) => {
+                if Instant::now() >= deadline {
+                    log::warn!("write lock not obtained within {lock_wait:?}: {err}");
+                    return Err(Error::Busy);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(err) => return Err(Error::Sqlite(err)),
+        }
+    }
+}
+
+pub(crate) fn is_busy(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+fn rolled_back() -> Error {
+    Error::Sqlite(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+        Some("rolled back with a failing write in the same transaction".into()),
+    ))
+}
+
+/// rusqlite errors are not `Clone`; one failed COMMIT answers many callers.
+fn copy_sqlite_error(err: &rusqlite::Error) -> rusqlite::Error {
+    match err {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            rusqlite::Error::SqliteFailure(*code, message.clone())
+        }
+        other => rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+            Some(other.to_string()),
+        ),
+    }
+}

@@ -1,0 +1,1 @@
+//! Integration tests of the embedded API on real database files.
