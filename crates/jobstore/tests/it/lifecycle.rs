@@ -1,0 +1,510 @@
+//! A job's life through the store: create, claim, heartbeat, complete, fail and retry,
+//! cancel, restart, delete, rescue; fencing tokens; unique and idempotency keys.
+
+use jobstore::{ClaimRequest, Error, Failure, Heartbeat, NewJob, State};
+use serde_json::json;
+
+use crate::support::{Fixture, T0};
+
+fn claim_one(f: &Fixture, worker: &str) -> jobstore::Job {
+    let mut jobs = f
+        .store
+        .claim(&ClaimRequest::new(worker, "default"))
+        .expect("claim");
+    assert_eq!(jobs.len(), 1, "expected one job to claim");
+    jobs.remove(0)
+}
+
+#[test]
+fn a_job_runs_from_queued_to_succeeded_with_its_history() {
+    let f = Fixture::new();
+    let job = f
+        .store
+        .enqueue(NewJob::new("export").payload(json!({"table": "accounts"})))
+        .unwrap();
+    assert_eq!(job.state, State::Queued);
+    assert_eq!(job.created_at, T0);
+    assert_eq!(job.tenant, "default");
+
+    f.clock.advance(5);
+    let claimed = claim_one(&f, "w1");
+    assert_eq!(claimed.id, job.id);
+    assert_eq!(claimed.state, State::Running);
+    assert_eq!(claimed.attempt, 1);
+    assert_eq!(claimed.lease_owner.as_deref(), Some("w1"));
+    assert_eq!(claimed.lease_expires_at, Some(T0 + 5 + 30_000));
+    let lease = claimed.lease().unwrap();
+
+    let answer = f
+        .store
+        .heartbeat(
+            job.id,
+            &lease,
+            Heartbeat {
+                progress: Some(json!({"numberRecordsProcessed": 10})),
+                phase: Some("update".into()),
+                lease_ms: Some(60_000),
+            },
+        )
+        .unwrap();
+    assert!(!answer.cancel_requested);
+    assert_eq!(answer.lease_expires_at, T0 + 5 + 60_000);
+    f.store
+        .heartbeat(
+            job.id,
+            &lease,
+            Heartbeat {
+                progress: Some(json!({"numberRecordsFailed": 1})),
+                ..Heartbeat::default()
+            },
+        )
+        .unwrap();
+    let running = f.store.get(job.id).unwrap();
+    assert_eq!(
+        running.progress,
+        json!({"numberRecordsProcessed": 10, "numberRecordsFailed": 1})
+    );
+    assert_eq!(running.phase.as_deref(), Some("update"));
+
+    f.clock.advance(10);
+    let done = f
+        .store
+        .complete(job.id, &lease, json!({"rows": 10}))
+        .unwrap();
+    assert_eq!(done.state, State::Succeeded);
+    assert_eq!(done.result, Some(json!({"rows": 10})));
+    assert_eq!(done.finished_at, Some(T0 + 15));
+    assert_eq!(done.lease_owner, None);
+
+    let events: Vec<_> = f
+        .store
+        .events(job.id)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.event, e.from, e.to))
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            ("create".to_owned(), None, State::Queued),
+            ("claim".to_owned(), Some(State::Queued), State::Running),
+            (
+                "complete".to_owned(),
+                Some(State::Running),
+                State::Succeeded
+            ),
+        ]
+    );
+}
+
+#[test]
+fn retryable_failures_back_off_then_fail_when_attempts_run_out() {
+    let f = Fixture::new();
+    let job = f
+        .store
+        .enqueue(NewJob::new("import").max_attempts(2))
+        .unwrap();
+
+    let lease = claim_one(&f, "w").lease().unwrap();
+    let retried = f
+        .store
+        .fail(job.id, &lease, Failure::retryable("timeout"))
+        .unwrap();
+    assert_eq!(retried.state, State::Queued);
+    assert_eq!(retried.error.as_deref(), Some("timeout"));
+    // First retry: 1 s base plus at most a quarter of jitter.
+    assert!(
+        retried.run_at >= T0 + 1000 && retried.run_at <= T0 + 1250,
+        "{}",
+        retried.run_at
+    );
+
+    // Not claimable before its run_at.
+    assert!(
+        f.store
+            .claim(&ClaimRequest::new("w", "default"))
+            .unwrap()
+            .is_empty()
+    );
+    f.clock.set(retried.run_at);
+    let second = claim_one(&f, "w");
+    assert_eq!(second.attempt, 2);
+    assert!(second.lease_token > lease.token.into());
+    let failed = f
+        .store
+        .fail(
+            job.id,
+            &second.lease().unwrap(),
+            Failure::retryable("timeout again"),
+        )
+        .unwrap();
+    assert_eq!(failed.state, State::Failed);
+    assert!(failed.finished_at.is_some());
+}
+
+#[test]
+fn a_fatal_failure_ends_the_job_at_once() {
+    let f = Fixture::new();
+    let job = f
+        .store
+        .enqueue(NewJob::new("import").max_attempts(5))
+        .unwrap();
+    let lease = claim_one(&f, "w").lease().unwrap();
+    let failed = f
+        .store
+        .fail(job.id, &lease, Failure::fatal("bad file"))
+        .unwrap();
+    assert_eq!(failed.state, State::Failed);
+    assert_eq!(failed.attempt, 1);
+}
+
+#[test]
+fn a_stale_lease_is_refused_and_changes_nothing() {
+    let f = Fixture::new();
+    let job = f.store.enqueue(NewJob::new("export")).unwrap();
+    let first = claim_one(&f, "w1").lease().unwrap();
+    // The lease runs out; rescue puts the job back and another worker claims it.
+    f.clock.advance(30_001);
+    assert_eq!(f.store.rescue_expired_leases().unwrap(), vec![job.id]);
+    let rescued = f.store.get(job.id).unwrap();
+    assert_eq!(rescued.state, State::Queued);
+    f.clock.set(rescued.run_at);
+    let second = claim_one(&f, "w2").lease().unwrap();
+    assert!(second.token > first.token);
+
+    let before = f.snapshot();
+    for result in [
+        f.store
+            .heartbeat(job.id, &first, Heartbeat::default())
+            .map(|_| ()),
+        f.store.complete(job.id, &first, json!(null)).map(|_| ()),
+        f.store
+            .fail(job.id, &first, Failure::fatal("late"))
+            .map(|_| ()),
+    ] {
+        match result {
+            Err(Error::StaleLease {
+                job: j,
+                lease_token,
+                ..
+            }) => {
+                assert_eq!(j, job.id);
+                assert_eq!(lease_token, first.token);
+            }
+            other => panic!("expected a stale lease, got {other:?}"),
+        }
+    }
+    // The same token with another worker's name is refused as well.
+    let forged = jobstore::Lease {
+        worker: "w1".into(),
+        token: second.token,
+    };
+    assert!(matches!(
+        f.store.complete(job.id, &forged, json!(null)),
+        Err(Error::StaleLease { .. })
+    ));
+    assert_eq!(f.snapshot(), before);
+    f.store.complete(job.id, &second, json!(1)).unwrap();
+}
+
+#[test]
+fn cancelling_a_queued_job_is_immediate_and_a_running_one_cooperative() {
+    let f = Fixture::new();
+    let queued = f.store.enqueue(NewJob::new("a")).unwrap();
+    let cancelled = f.store.cancel(queued.id, "alice").unwrap();
+    assert_eq!(cancelled.state, State::Cancelled);
+    assert!(cancelled.finished_at.is_some());
+
+    let running = f.store.enqueue(NewJob::new("b")).unwrap();
+    let lease = claim_one(&f, "w").lease().unwrap();
+    let asked = f.store.cancel(running.id, "alice").unwrap();
+    assert_eq!(asked.state, State::Running);
+    assert!(asked.cancel_requested_at.is_some());
+    // Asking twice changes nothing.
+    assert_eq!(f.store.cancel(running.id, "alice").unwrap(), asked);
+    let answer = f
+        .store
+        .heartbeat(running.id, &lease, Heartbeat::default())
+        .unwrap();
+    assert!(answer.cancel_requested);
+    // The worker acknowledges by failing, even with a retryable failure.
+    let acknowledged = f
+        .store
+        .fail(running.id, &lease, Failure::retryable("stopped"))
+        .unwrap();
+    assert_eq!(acknowledged.state, State::Cancelled);
+
+    // A finished job cannot be cancelled.
+    match f.store.cancel(running.id, "alice") {
+        Err(Error::InvalidTransition { job, from, event }) => {
+            assert_eq!(job, running.id);
+            assert_eq!(from, Some(State::Cancelled));
+            assert_eq!(event, "cancel");
+        }
+        other => panic!("expected an invalid transition, got {other:?}"),
+    }
+}
+
+#[test]
+fn completing_after_a_cancel_request_succeeds_because_the_work_is_done() {
+    let f = Fixture::new();
+    let job = f.store.enqueue(NewJob::new("a")).unwrap();
+    let lease = claim_one(&f, "w").lease().unwrap();
+    f.store.cancel(job.id, "").unwrap();
+    let done = f.store.complete(job.id, &lease, json!("ok")).unwrap();
+    assert_eq!(done.state, State::Succeeded);
+}
+
+#[test]
+fn an_expired_lease_with_a_cancel_request_ends_cancelled() {
+    let f = Fixture::new();
+    let job = f.store.enqueue(NewJob::new("a")).unwrap();
+    claim_one(&f, "w");
+    f.store.cancel(job.id, "").unwrap();
+    f.clock.advance(60_000);
+    f.store.rescue_expired_leases().unwrap();
+    assert_eq!(f.store.get(job.id).unwrap().state, State::Cancelled);
+}
+
+#[test]
+fn restart_requeues_failed_jobs_unless_they_forbid_it() {
+    let f = Fixture::new();
+    let job = f.store.enqueue(NewJob::new("a")).unwrap();
+    let lease = claim_one(&f, "w").lease().unwrap();
+    f.store.fail(job.id, &lease, Failure::fatal("x")).unwrap();
+    let restarted = f.store.restart(job.id, "ops").unwrap();
+    assert_eq!(restarted.state, State::Queued);
+    assert_eq!(restarted.attempt, 0);
+    assert_eq!(restarted.error, None);
+    assert_eq!(restarted.finished_at, None);
+    // A queued job cannot be restarted.
+    assert!(matches!(
+        f.store.restart(job.id, "ops"),
+        Err(Error::InvalidTransition { .. })
+    ));
+
+    let fixed = f
+        .store
+        .enqueue(NewJob::new("b").restartable(false))
+        .unwrap();
+    f.store.cancel(fixed.id, "").unwrap();
+    assert!(matches!(
+        f.store.restart(fixed.id, "ops"),
+        Err(Error::NotRestartable { job }) if job == fixed.id
+    ));
+}
+
+#[test]
+fn only_finished_jobs_can_be_deleted_and_deletion_takes_everything() {
+    let f = Fixture::new();
+    let job = f.store.enqueue(NewJob::new("a")).unwrap();
+    assert!(matches!(
+        f.store.delete(job.id),
+        Err(Error::InvalidTransition {
+            from: Some(State::Queued),
+            ..
+        })
+    ));
+    f.store
+        .append_log(job.id, vec![(jobstore::LogLevel::Info, "hello".into())])
+        .unwrap();
+    f.store.cancel(job.id, "").unwrap();
+    f.store.delete(job.id).unwrap();
+    assert!(matches!(f.store.get(job.id), Err(Error::JobNotFound { id }) if id == job.id));
+    let conn = f.sql();
+    for table in ["job_events", "job_logs"] {
+        let n: i64 = conn
+            .query_row(
+                &format!("SELECT count(*) FROM {table} WHERE job_id = ?1"),
+                [job.id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 0, "{table}");
+    }
+    // Ids are never reused.
+    let next = f.store.enqueue(NewJob::new("a")).unwrap();
+    assert!(next.id > job.id);
+}
+
+#[test]
+fn a_unique_key_admits_one_live_job_at_a_time() {
+    let f = Fixture::new();
+    let first = f
+        .store
+        .enqueue(NewJob::new("sync").unique_key("account-7"))
+        .unwrap();
+    match f.store.enqueue(NewJob::new("sync").unique_key("account-7")) {
+        Err(Error::JobAlreadyRunning { unique_key, job }) => {
+            assert_eq!(unique_key, "account-7");
+            assert_eq!(job, first.id);
+        }
+        other => panic!("expected JobAlreadyRunning, got {other:?}"),
+    }
+    f.store.cancel(first.id, "").unwrap();
+    // Once the holder finished, the key is free again.
+    f.store
+        .enqueue(NewJob::new("sync").unique_key("account-7"))
+        .unwrap();
+    // Keys are per tenant.
+    f.store
+        .with_scope(jobstore::Scope::Tenant("acme".into()))
+        .enqueue(NewJob::new("sync").unique_key("account-7"))
+        .unwrap();
+}
+
+#[test]
+fn an_idempotency_key_returns_the_first_job() {
+    let f = Fixture::new();
+    let new = NewJob::new("export")
+        .idempotency_key("req-1")
+        .payload(json!({"a": 1}));
+    let first = f.store.enqueue(new.clone()).unwrap();
+    let again = f.store.enqueue(new).unwrap();
+    assert_eq!(first, again);
+    let count: i64 = f
+        .sql()
+        .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(count, 1);
+    match f.store.enqueue(
+        NewJob::new("export")
+            .idempotency_key("req-1")
+            .payload(json!({"a": 2})),
+    ) {
+        Err(Error::IdempotencyKeyReused { key, job }) => {
+            assert_eq!(key, "req-1");
+            assert_eq!(job, first.id);
+        }
+        other => panic!("expected IdempotencyKeyReused, got {other:?}"),
+    }
+}
+
+#[test]
+fn claims_follow_priority_then_run_at_then_id_and_respect_queues() {
+    let f = Fixture::new();
+    let low = f.store.enqueue(NewJob::new("a").priority(5)).unwrap();
+    let late = f.store.enqueue(NewJob::new("a").run_at(T0 - 10)).unwrap();
+    let early = f.store.enqueue(NewJob::new("a").run_at(T0 - 20)).unwrap();
+    let urgent = f.store.enqueue(NewJob::new("a").priority(-1)).unwrap();
+    let other_queue = f.store.enqueue(NewJob::new("a").queue("other")).unwrap();
+    let future = f.store.enqueue(NewJob::new("a").run_at(T0 + 1000)).unwrap();
+    let request = ClaimRequest {
+        max: 10,
+        ..ClaimRequest::new("w", "default")
+    };
+    let ids: Vec<i64> = f
+        .store
+        .claim(&request)
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(ids, vec![urgent.id, early.id, late.id, low.id]);
+    assert!(f.store.claim(&request).unwrap().is_empty());
+    f.clock.advance(1000);
+    let request = ClaimRequest {
+        queues: vec!["default".into(), "other".into()],
+        ..request
+    };
+    let ids: Vec<i64> = f
+        .store
+        .claim(&request)
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(ids, vec![other_queue.id, future.id]);
+}
+
+#[test]
+fn tenants_see_only_their_own_jobs_and_admins_see_all() {
+    let f = Fixture::new();
+    let acme = f.store.with_scope(jobstore::Scope::Tenant("acme".into()));
+    let globex = f.store.with_scope(jobstore::Scope::Tenant("globex".into()));
+    let job = acme.enqueue(NewJob::new("a")).unwrap();
+    assert_eq!(job.tenant, "acme");
+    assert!(matches!(globex.get(job.id), Err(Error::JobNotFound { .. })));
+    assert!(matches!(
+        globex.cancel(job.id, ""),
+        Err(Error::JobNotFound { .. })
+    ));
+    assert!(
+        globex
+            .claim(&ClaimRequest::new("w", "default"))
+            .unwrap()
+            .is_empty()
+    );
+    let admin = f.store.with_scope(jobstore::Scope::All);
+    assert_eq!(admin.get(job.id).unwrap().tenant, "acme");
+    let page = globex.list(&jobstore::ListQuery::default()).unwrap();
+    assert!(page.jobs.is_empty());
+    assert_eq!(
+        admin
+            .list(&jobstore::ListQuery::default())
+            .unwrap()
+            .jobs
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn purge_removes_old_finished_jobs_only() {
+    let f = Fixture::new();
+    let old = f.store.enqueue(NewJob::new("a")).unwrap();
+    f.store.cancel(old.id, "").unwrap();
+    let live = f.store.enqueue(NewJob::new("a")).unwrap();
+    f.clock.advance(10_000);
+    let recent = f.store.enqueue(NewJob::new("a")).unwrap();
+    f.store.cancel(recent.id, "").unwrap();
+    assert_eq!(f.store.purge_finished(5_000).unwrap(), 1);
+    assert!(f.store.get(old.id).is_err());
+    assert!(f.store.get(live.id).is_ok());
+    assert!(f.store.get(recent.id).is_ok());
+    assert!(f.store.check().unwrap().is_ok());
+}
+
+#[test]
+fn backup_writes_a_consistent_copy() {
+    let f = Fixture::new();
+    f.store.enqueue(NewJob::new("a")).unwrap();
+    let dest = f.dir.path().join("backup.db");
+    f.store.backup_to(&dest).unwrap();
+    let copy = jobstore::Store::open(&dest).unwrap();
+    let page = copy
+        .with_scope(jobstore::Scope::All)
+        .list(&jobstore::ListQuery::default())
+        .unwrap();
+    assert_eq!(page.jobs.len(), 1);
+    assert!(matches!(
+        f.store.backup_to(&dest),
+        Err(Error::InvalidInput { .. })
+    ));
+}
+
+#[test]
+fn stats_count_jobs_by_queue_and_state() {
+    let f = Fixture::new();
+    f.store.enqueue(NewJob::new("a")).unwrap();
+    f.store.enqueue(NewJob::new("a")).unwrap();
+    f.store
+        .enqueue(NewJob::new("a").queue("q2").upload(true))
+        .unwrap();
+    let stats = f.store.stats().unwrap();
+    assert_eq!(
+        stats,
+        vec![
+            jobstore::QueueCount {
+                queue: "default".into(),
+                state: State::Queued,
+                jobs: 2
+            },
+            jobstore::QueueCount {
+                queue: "q2".into(),
+                state: State::Open,
+                jobs: 1
+            },
+        ]
+    );
+}
