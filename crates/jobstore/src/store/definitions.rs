@@ -172,6 +172,13 @@ impl Store {
                     {
                         Some(id)
                     }
+                    // A live execution is the more useful answer than "nothing to restart".
+                    Some((id, state)) if State::LIVE.iter().any(|s| s.as_str() == state) => {
+                        return Err(Error::JobAlreadyRunning {
+                            unique_key: definition_unique_key(&definition.id),
+                            job: id,
+                        });
+                    }
                     _ => {
                         return Err(Error::NothingToRestart {
                             definition: definition.id,

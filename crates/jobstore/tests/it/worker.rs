@@ -1,1 +1,191 @@
-//! placeholder
+//! The embedded worker: runs handlers per kind, heartbeats, sees cancellation, turns panics
+//! into failed attempts, wakes on enqueue, and finds jobs enqueued by another store handle
+//! (as another process would) by polling.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use jobstore::{
+    Definition, DefinitionStep, Execution, JobError, LogLevel, NewJob, State, Store, StoreOptions,
+    Worker,
+};
+use serde_json::json;
+
+/// Waits (bounded) until the job reaches a terminal state; panics if it never does.
+fn wait_finished(store: &Store, id: i64) -> jobstore::Job {
+    for _ in 0..2000 {
+        let job = store.get(id).unwrap();
+        if job.state.is_terminal() {
+            return job;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("job {id} did not finish: {:?}", store.get(id));
+}
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    let options = StoreOptions {
+        retry_base: Duration::from_millis(1),
+        ..StoreOptions::default()
+    };
+    Store::open_with(dir.path().join("jobs.db"), options).unwrap()
+}
+
+#[test]
+fn handlers_run_per_kind_with_progress_logs_and_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let worker = Worker::new(store.clone(), ["default"])
+        .concurrency(2)
+        .poll_interval(Duration::from_secs(60))
+        .handle("export", |job| {
+            job.log(LogLevel::Info, "exporting")?;
+            job.progress(json!({"totalExportedProfileCounter": 3}))?;
+            job.phase("update")?;
+            Ok(json!({"exported": job.payload()["n"]}))
+        })
+        .start(|job| Err(JobError::fatal(format!("no such kind {}", job.job().kind))))
+        .unwrap();
+    // The long poll interval proves the enqueue woke the idle worker.
+    let export = store
+        .enqueue(NewJob::new("export").payload(json!({"n": 3})))
+        .unwrap();
+    let unknown = store.enqueue(NewJob::new("mystery")).unwrap();
+    let export = wait_finished(&store, export.id);
+    let unknown = wait_finished(&store, unknown.id);
+    worker.shutdown();
+    assert_eq!(export.state, State::Succeeded);
+    assert_eq!(export.result, Some(json!({"exported": 3})));
+    assert_eq!(export.progress, json!({"totalExportedProfileCounter": 3}));
+    assert_eq!(export.phase.as_deref(), Some("update"));
+    let log = store.log(export.id, 0, 100).unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].message, "exporting");
+    assert_eq!(unknown.state, State::Failed);
+    assert_eq!(unknown.error.as_deref(), Some("no such kind mystery"));
+}
+
+#[test]
+fn a_panicking_handler_fails_the_attempt_and_the_job_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let worker = Worker::new(store.clone(), ["default"])
+        .poll_interval(Duration::from_millis(5))
+        .start(move |_| {
+            if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("boom");
+            }
+            Ok(json!("second time lucky"))
+        })
+        .unwrap();
+    let job = store.enqueue(NewJob::new("flaky")).unwrap();
+    let job = wait_finished(&store, job.id);
+    worker.shutdown();
+    assert_eq!(job.state, State::Succeeded);
+    assert_eq!(job.attempt, 2);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let failure = store
+        .events(job.id)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event == "fail")
+        .unwrap();
+    assert_eq!(failure.detail.as_deref(), Some("handler panicked: boom"));
+    assert_eq!(failure.to, State::Queued);
+}
+
+#[test]
+fn a_cancel_request_reaches_the_running_handler() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let (started_tx, started) = mpsc::channel();
+    let worker = Worker::new(store.clone(), ["default"])
+        .lease(Duration::from_millis(150))
+        .start(move |job| {
+            let _ = started_tx.send(());
+            for _ in 0..1000 {
+                if job.is_cancelled() {
+                    return Err(JobError::retryable("stopped on request"));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(json!("never cancelled"))
+        })
+        .unwrap();
+    let job = store.enqueue(NewJob::new("long")).unwrap();
+    started.recv_timeout(Duration::from_secs(20)).unwrap();
+    store.cancel(job.id, "operator").unwrap();
+    let job = wait_finished(&store, job.id);
+    worker.shutdown();
+    assert_eq!(job.state, State::Cancelled);
+    assert_eq!(job.error.as_deref(), Some("stopped on request"));
+}
+
+#[test]
+fn heartbeats_keep_a_long_job_leased_past_its_lease_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let worker = Worker::new(store.clone(), ["default"])
+        .lease(Duration::from_millis(90))
+        .rescue_interval(Some(Duration::from_millis(20)))
+        .start(|_| {
+            std::thread::sleep(Duration::from_millis(600));
+            Ok(json!("done"))
+        })
+        .unwrap();
+    let job = store.enqueue(NewJob::new("slow")).unwrap();
+    let job = wait_finished(&store, job.id);
+    worker.shutdown();
+    // Rescue ran many times meanwhile, yet the job was never taken away from its worker.
+    assert_eq!(job.state, State::Succeeded);
+    assert_eq!(job.attempt, 1);
+}
+
+#[test]
+fn jobs_enqueued_by_another_process_are_found_by_polling() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let worker = Worker::new(store.clone(), ["default"])
+        .poll_interval(Duration::from_millis(20))
+        .start(|_| Ok(json!(null)))
+        .unwrap();
+    // A second store on the same file has its own writer and signal, like another process.
+    let other = open(&dir);
+    let job = other.enqueue(NewJob::new("remote")).unwrap();
+    let job = wait_finished(&other, job.id);
+    worker.shutdown();
+    assert_eq!(job.state, State::Succeeded);
+}
+
+#[test]
+fn a_definition_execution_reports_its_steps_through_the_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .put_definition(Definition::new(
+            "nightly",
+            vec![
+                DefinitionStep::new("one", "A"),
+                DefinitionStep::new("two", "B"),
+            ],
+        ))
+        .unwrap();
+    let worker = Worker::new(store.clone(), ["ocapi"])
+        .start(|job| {
+            for step in ["one", "two"] {
+                job.step_started(step)?;
+                job.step_finished(step, true, "OK", None)?;
+            }
+            Ok(json!(null))
+        })
+        .unwrap();
+    let job = store.execute("nightly", Execution::default()).unwrap();
+    let job = wait_finished(&store, job.id);
+    worker.shutdown();
+    assert_eq!(job.state, State::Succeeded);
+    let steps = store.steps(job.id).unwrap();
+    assert!(steps.iter().all(|s| s.status == jobstore::StepStatus::Ok));
+}
