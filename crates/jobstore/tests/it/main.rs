@@ -1,5 +1,8 @@
 //! Integration tests of the embedded API, each on its own database file on disk.
 
+// Test helpers outside #[test] functions unwrap too: a panic is the test failing.
+#![allow(clippy::unwrap_used)]
+
 mod bad_input;
 mod data;
 mod definitions;
