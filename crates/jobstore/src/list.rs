@@ -463,15 +463,19 @@ impl ListQuery {
                 let after_clause = match (sort, direction) {
                     (SortField::Id, Direction::Asc) => "id > ?",
                     (SortField::Id, Direction::Desc) => "id < ?",
-                    (_, Direction::Asc) => "(SORT, id) > (?, ?)",
-                    (_, Direction::Desc) => "(SORT, id) < (?, ?)",
+                    // The first, redundant bound lets SQLite range-scan an index on an
+                    // expression (`ifnull(started_at, -1)`), which a row value alone does not.
+                    (_, Direction::Asc) => "SORT >= ? AND (SORT, id) > (?, ?)",
+                    (_, Direction::Desc) => "SORT <= ? AND (SORT, id) < (?, ?)",
                 };
                 clauses.push(after_clause);
                 if sort != SortField::Id {
-                    params.push(match &cursor.value {
+                    let value = match &cursor.value {
                         CursorValue::Integer(v) => SqlValue::Integer(*v),
                         CursorValue::Text(t) => SqlValue::Text(t.clone()),
-                    });
+                    };
+                    params.push(value.clone());
+                    params.push(value);
                 }
                 params.push(SqlValue::Integer(cursor.id));
             }

@@ -18,14 +18,23 @@ pub const MAX_CLAIM: u32 = 1000;
 
 /// One statement leases the jobs: no read-then-write window another worker could slip into.
 /// `state = 'queued'` is literal so that the partial index `jobs_claim` serves it; the state
-/// written (`?1`) is what `transition(Queued, Claim)` answered.
-const CLAIM: &str = "UPDATE jobs SET state = ?1, attempt = attempt + 1, leases = leases + 1, \
-     lease_token = leases + 1, lease_owner = ?2, lease_expires_at = ?3, heartbeat_at = NULL, \
-     started_at = ?4, updated_at = ?4 \
+/// written (`?1`) is what `transition(Queued, Claim)` answered. With one queue the index
+/// yields the jobs in claim order and the scan stops at the limit; with several, SQLite merges
+/// their candidates in a sort.
+const CLAIM_ONE_QUEUE: &str = "UPDATE jobs SET state = ?1, attempt = attempt + 1, \
+     leases = leases + 1, lease_token = leases + 1, lease_owner = ?2, lease_expires_at = ?3, \
+     heartbeat_at = NULL, started_at = ?4, updated_at = ?4 \
+     WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = ?5 AND run_at <= ?4 \
+         AND (?6 IS NULL OR tenant = ?6) ORDER BY priority, run_at, id LIMIT ?7) \
+     RETURNING ";
+
+/// [`CLAIM_ONE_QUEUE`] for several queues, given as a JSON array in `?5`.
+const CLAIM_MANY_QUEUES: &str = "UPDATE jobs SET state = ?1, attempt = attempt + 1, \
+     leases = leases + 1, lease_token = leases + 1, lease_owner = ?2, lease_expires_at = ?3, \
+     heartbeat_at = NULL, started_at = ?4, updated_at = ?4 \
      WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' \
          AND queue IN (SELECT value FROM json_each(?5)) AND run_at <= ?4 \
-         AND (?6 IS NULL OR tenant = ?6) \
-         ORDER BY priority, run_at, id LIMIT ?7) \
+         AND (?6 IS NULL OR tenant = ?6) ORDER BY priority, run_at, id LIMIT ?7) \
      RETURNING ";
 
 impl Store {
@@ -55,13 +64,16 @@ impl Store {
         let to = transition(Some(State::Queued), Event::Claim)?;
         let tenant = self.tenant_filter();
         let now = self.now();
-        let queues = serde_json::to_string(&request.queues)?;
+        let (claim, queues) = match request.queues.as_slice() {
+            [queue] => (CLAIM_ONE_QUEUE, queue.clone()),
+            queues => (CLAIM_MANY_QUEUES, serde_json::to_string(queues)?),
+        };
         let worker = request.worker.clone();
         let expires = now.saturating_add(request.lease_ms);
         let max = request.max;
         self.write(move |conn| {
             let mut jobs = conn
-                .prepare_cached(&format!("{CLAIM}{JOB_COLUMNS}"))?
+                .prepare_cached(&format!("{claim}{JOB_COLUMNS}"))?
                 .query_map(
                     params![to.as_str(), worker, expires, now, queues, tenant, max],
                     job_from_row,
