@@ -81,4 +81,5 @@ pub use model::{
 };
 pub use state::{Event, State, transition};
 pub use store::{DataReader, Store, StoreOptions};
-pub use worker::{JobContext, JobError, Worker, WorkerHandle};
+pub use worker::{HandlerResult, JobContext, JobError, Worker, WorkerHandle};
+pub use writer::WriterStats;

@@ -12,6 +12,8 @@
 //! [`Error::OutcomeUnknown`], never an error that claims the write did not happen.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -82,19 +84,46 @@ impl<T: Send + 'static> PendingReply for Reply<T> {
 pub(crate) struct Writer {
     queue: Option<Sender<Box<dyn WriteOp>>>,
     thread: Option<JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+/// What the writer has done since the store opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Writes run (each in its own savepoint).
+    pub writes: u64,
+    /// Transactions committed (each holding one or more writes: one fsync each under FULL).
+    pub commits: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    writes: AtomicU64,
+    commits: AtomicU64,
 }
 
 impl Writer {
     /// Starts the writer thread over `conn` (already initialised and migrated).
     pub(crate) fn start(conn: Connection, lock_wait: Duration) -> Result<Writer> {
         let (queue, rx) = mpsc::channel::<Box<dyn WriteOp>>();
+        let counters = Arc::new(Counters::default());
+        let shared = Arc::clone(&counters);
         let thread = std::thread::Builder::new()
             .name("jobstore-writer".into())
-            .spawn(move || writer_loop(&conn, &rx, lock_wait))?;
+            .spawn(move || writer_loop(&conn, &rx, lock_wait, &shared))?;
         Ok(Writer {
             queue: Some(queue),
             thread: Some(thread),
+            counters,
         })
+    }
+
+    /// Writes and commits so far.
+    pub(crate) fn stats(&self) -> WriterStats {
+        WriterStats {
+            writes: self.counters.writes.load(Ordering::Relaxed),
+            commits: self.counters.commits.load(Ordering::Relaxed),
+        }
     }
 
     /// Runs `write` in the writer's next transaction and answers once it committed.
@@ -126,7 +155,12 @@ impl Drop for Writer {
     }
 }
 
-fn writer_loop(conn: &Connection, queue: &Receiver<Box<dyn WriteOp>>, lock_wait: Duration) {
+fn writer_loop(
+    conn: &Connection,
+    queue: &Receiver<Box<dyn WriteOp>>,
+    lock_wait: Duration,
+    counters: &Counters,
+) {
     while let Ok(first) = queue.recv() {
         let mut group = Vec::with_capacity(16);
         group.push(first);
@@ -136,14 +170,20 @@ fn writer_loop(conn: &Connection, queue: &Receiver<Box<dyn WriteOp>>, lock_wait:
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        commit_group(conn, group, lock_wait);
+        counters
+            .writes
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
+        if commit_group(conn, group, lock_wait) {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
+        }
     }
     // Leave the WAL small for the next opener; failures here lose nothing.
     let _ = conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(PASSIVE);");
 }
 
-/// Runs one group of writes in one transaction and answers every caller.
-fn commit_group(conn: &Connection, group: Vec<Box<dyn WriteOp>>, lock_wait: Duration) {
+/// Runs one group of writes in one transaction and answers every caller. Answers whether
+/// the group ended in a successful COMMIT.
+fn commit_group(conn: &Connection, group: Vec<Box<dyn WriteOp>>, lock_wait: Duration) -> bool {
     let mut ops = group.into_iter();
     // Writes that ran in the current transaction, waiting for its commit.
     let mut pending: Vec<Box<dyn PendingReply>> = Vec::new();
@@ -155,7 +195,7 @@ fn commit_group(conn: &Connection, group: Vec<Box<dyn WriteOp>>, lock_wait: Dura
                 for rest in ops {
                     rest.refuse(Error::Busy);
                 }
-                return;
+                return false;
             }
             in_transaction = true;
         }
@@ -198,13 +238,14 @@ fn commit_group(conn: &Connection, group: Vec<Box<dyn WriteOp>>, lock_wait: Dura
         }
     }
     if !in_transaction {
-        return;
+        return false;
     }
     match conn.execute_batch("COMMIT") {
         Ok(()) => {
             for reply in pending {
                 reply.finish(Ok(()));
             }
+            true
         }
         Err(err) => {
             log::error!(
@@ -217,6 +258,7 @@ fn commit_group(conn: &Connection, group: Vec<Box<dyn WriteOp>>, lock_wait: Dura
             for reply in pending {
                 reply.finish(Err(Error::OutcomeUnknown(copy_sqlite_error(&err))));
             }
+            false
         }
     }
 }

@@ -216,6 +216,11 @@ impl Store {
         }
     }
 
+    /// How many writes the writer ran and in how many commits (group commit at work).
+    pub fn writer_stats(&self) -> crate::WriterStats {
+        self.inner.writer.stats()
+    }
+
     pub(crate) fn signal(&self) -> &JobSignal {
         &self.inner.signal
     }

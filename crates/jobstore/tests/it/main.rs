@@ -6,6 +6,7 @@
 mod bad_input;
 mod data;
 mod definitions;
+mod group_commit;
 mod lifecycle;
 mod listing;
 mod model;
