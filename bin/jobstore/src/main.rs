@@ -1,7 +1,13 @@
-//! The `jobstore` command: maintenance and job commands that work straight on the database
-//! file (also while no daemon runs). Every command opens the file with the core store, so the
-//! same migrations, settings and state machine apply as everywhere else.
+//! The `jobstore` command: the daemon (`serve`), token management, and maintenance and job
+//! commands that work straight on the database file (also while no daemon runs). Every
+//! command opens the file with the core store, so the same migrations, settings and state
+//! machine apply as everywhere else.
 
+mod config;
+mod serve;
+mod systemd;
+
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,20 +19,30 @@ use jobstore::{Direction, Job, ListQuery, Scope, SortField, State, Store};
 #[derive(Parser, Debug)]
 #[command(name = "jobstore", version, about)]
 struct Cli {
-    /// The database file.
-    #[arg(
-        long,
-        global = true,
-        env = "JOBSTORE_DB",
-        default_value = "jobstore.db"
-    )]
-    db: PathBuf,
+    /// The database file [env: JOBSTORE_DB] [default: ./jobstore.db].
+    #[arg(long, global = true)]
+    db: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the HTTP daemon (default: ./jobstore.db on 127.0.0.1:8080).
+    Serve {
+        /// The address to listen on [env: JOBSTORE_LISTEN].
+        #[arg(long)]
+        listen: Option<String>,
+        /// The tokens file; required to listen beyond loopback [env: JOBSTORE_TOKENS].
+        #[arg(long)]
+        tokens: Option<PathBuf>,
+        /// A TOML config file (flags and environment override it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Create the database or bring it to the current schema, then exit.
     Migrate,
     /// Check the file's integrity and the store's invariants; exit 1 on any problem.
@@ -45,6 +61,25 @@ enum Command {
     /// Inspect and change jobs (every tenant's).
     #[command(subcommand)]
     Jobs(JobsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Create a random token, print it once, and append its hash to the tokens file.
+    Add {
+        /// The tokens file (created when missing, mode 0600).
+        #[arg(long)]
+        tokens: PathBuf,
+        /// The token's name (recorded as the creator of its jobs).
+        #[arg(long)]
+        name: String,
+        /// The tenant the token acts in.
+        #[arg(long)]
+        tenant: String,
+        /// A comma list of read, write, work, admin.
+        #[arg(long)]
+        scopes: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -99,7 +134,7 @@ enum JobsCommand {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -110,20 +145,59 @@ fn main() -> ExitCode {
     }
 }
 
-fn open(cli: &Cli) -> Result<Store> {
-    let store =
-        Store::open(&cli.db).with_context(|| format!("cannot open {}", cli.db.display()))?;
-    // The operator at the file sees every tenant.
-    Ok(store.with_scope(Scope::All))
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let store = open(&cli)?;
     match cli.command {
+        Command::Serve {
+            listen,
+            tokens,
+            config,
+        } => {
+            let env = config::Overrides {
+                db: env_path("JOBSTORE_DB"),
+                listen: std::env::var("JOBSTORE_LISTEN")
+                    .ok()
+                    .filter(|v| !v.is_empty()),
+                tokens: env_path("JOBSTORE_TOKENS"),
+            };
+            let flags = config::Overrides {
+                db: cli.db,
+                listen,
+                tokens,
+            };
+            let config = config::ServeConfig::resolve(config.as_deref(), env, flags)?;
+            serve::run(config)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Token(TokenCommand::Add {
+            tokens,
+            name,
+            tenant,
+            scopes,
+        }) => {
+            add_token(&tokens, &name, &tenant, &scopes)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
+    let db = cli
+        .db
+        .or_else(|| env_path("JOBSTORE_DB"))
+        .unwrap_or_else(|| PathBuf::from("jobstore.db"));
+    let store = Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
+    // The operator at the file sees every tenant.
+    let store = store.with_scope(Scope::All);
+    match cli.command {
+        Command::Serve { .. } | Command::Token(_) => {}
         Command::Migrate => {
             println!(
                 "{}: schema version {}",
-                cli.db.display(),
+                db.display(),
                 jobstore::SCHEMA_VERSION
             );
         }
@@ -140,7 +214,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Backup { dest } => {
             store.backup_to(&dest)?;
-            println!("backed up {} to {}", cli.db.display(), dest.display());
+            println!("backed up {} to {}", db.display(), dest.display());
         }
         Command::Stats { json } => {
             let stats = store.stats()?;
@@ -232,6 +306,37 @@ fn jobs(store: &Store, command: JobsCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Appends a new token's line to the tokens file and prints the token once.
+fn add_token(path: &std::path::Path, name: &str, tenant: &str, scopes: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let scopes = jobstore_http::auth::parse_scopes(scopes).map_err(anyhow::Error::msg)?;
+    for (field, value) in [("name", name), ("tenant", tenant)] {
+        if value.is_empty() || value.contains(char::is_whitespace) || value.starts_with('#') {
+            anyhow::bail!("{field} must be one word, not starting with #");
+        }
+    }
+    // 32 bytes from the kernel's random source: the token is a secret.
+    let mut random = [0_u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .context("cannot read /dev/urandom")?;
+    let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let line = jobstore_http::auth::token_line(name, tenant, &scopes, &token);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    writeln!(file, "{line}").with_context(|| format!("cannot write {}", path.display()))?;
+    println!("{token}");
+    eprintln!(
+        "added token `{name}` (tenant {tenant}) to {}; it is shown only this once",
+        path.display()
+    );
+    Ok(())
 }
 
 fn describe(job: &Job) -> String {

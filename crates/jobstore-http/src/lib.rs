@@ -1,8 +1,418 @@
-//! The jobstore daemon library: the HTTP layer over the core [`jobstore`] crate.
+//! The jobstore daemon library: a hyper 1 server over the core [`jobstore`] store.
 //!
-//! **Boundary:** this crate owns the wire formats (the native JSON API and the vendor
-//! dialects) and converts them to and from core types; it owns no SQL and no state logic.
-//! The router, authentication and dialect modules land here with the daemon; until then the
-//! crate only re-exports the core so the layering is already in place.
+//! A request is authenticated (bearer token → tenant and scopes), routed by a plain `match`
+//! over its path, and answered by a thin handler that decodes a bounded body, makes one store
+//! call on a blocking thread and renders the result.
+//!
+//! **Boundary:** this crate owns the wire formats and converts them to and from core types; it
+//! owns no SQL and no state logic.
 
-pub use jobstore;
+pub mod auth;
+pub mod body;
+pub mod error;
+mod native;
+mod openapi;
+pub mod routes;
+pub mod time;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use jobstore::{ClaimRequest, Job, Store};
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore, watch};
+
+pub use auth::{Principal, Tokens};
+pub use error::ApiError;
+
+use crate::body::ResponseBody;
+use crate::routes::Route;
+
+/// Bounds on what one request may cost.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The largest JSON request body.
+    pub max_json_bytes: usize,
+    /// How long a request body may pause between frames before the answer is 408.
+    pub body_timeout: Duration,
+    /// How long a client may take to send its request head before the connection is closed.
+    pub header_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// The largest page a list may ask for.
+    pub max_page: u32,
+    /// The longest a claim may wait for jobs.
+    pub max_wait: Duration,
+    /// How long in-flight requests get to finish after a shutdown signal.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_json_bytes: 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_page: jobstore::MAX_PAGE_SIZE,
+            max_wait: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(8),
+        }
+    }
+}
+
+/// Request counters for `/metrics`.
+#[derive(Debug, Default)]
+struct Metrics {
+    requests: AtomicU64,
+    client_errors: AtomicU64,
+    server_errors: AtomicU64,
+}
+
+/// The daemon's shared state: the store, the tokens, the limits.
+pub struct App {
+    store: Store,
+    tokens: RwLock<Option<Arc<Tokens>>>,
+    limits: Limits,
+    jobs_ready: Arc<Notify>,
+    shutdown: watch::Receiver<bool>,
+    metrics: Metrics,
+}
+
+impl App {
+    /// The daemon state over `store`. `tokens` `None`: no authentication (loopback only; the
+    /// binary enforces that). `shutdown` turning true ends long polls at once.
+    pub fn new(
+        store: Store,
+        tokens: Option<Tokens>,
+        limits: Limits,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<App> {
+        let jobs_ready = Arc::new(Notify::new());
+        let wake = Arc::clone(&jobs_ready);
+        store.on_jobs_available(move || wake.notify_waiters());
+        Arc::new(App {
+            store: store.with_scope(jobstore::Scope::All),
+            tokens: RwLock::new(tokens.map(Arc::new)),
+            limits,
+            jobs_ready,
+            shutdown,
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// Replaces the tokens (SIGHUP).
+    pub fn reload_tokens(&self, tokens: Tokens) {
+        if let Ok(mut current) = self.tokens.write() {
+            *current = Some(Arc::new(tokens));
+        }
+    }
+
+    /// The store (every tenant).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Runs a blocking store call in the principal's scope.
+    async fn call<T, F>(&self, principal: &Principal, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Store) -> jobstore::Result<T> + Send + 'static,
+    {
+        let store = self.store.with_scope(principal.scope());
+        tokio::task::spawn_blocking(move || f(store))
+            .await
+            .map_err(|err| {
+                log::error!("a store call panicked: {err}");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
+            })?
+            .map_err(ApiError::from)
+    }
+
+    async fn json_body<T: DeserializeOwned>(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<T, ApiError> {
+        body::read_json(
+            request.into_body(),
+            self.limits.max_json_bytes,
+            self.limits.body_timeout,
+        )
+        .await
+    }
+
+    async fn raw_body(&self, request: Request<Incoming>) -> Result<Bytes, ApiError> {
+        body::read_limited(
+            request.into_body(),
+            self.limits.max_json_bytes,
+            self.limits.body_timeout,
+        )
+        .await
+    }
+
+    async fn drain_body(&self, request: Request<Incoming>) -> Result<(), ApiError> {
+        self.raw_body(request).await.map(|_| ())
+    }
+
+    /// Claims jobs, waiting up to `wait` for some to arrive. An enqueue in this daemon wakes
+    /// the wait at once; jobs of other processes and scheduled jobs are found by polling
+    /// every second. A shutdown answers at once with what there is.
+    async fn claim_waiting(
+        &self,
+        principal: &Principal,
+        request: ClaimRequest,
+        wait: Duration,
+    ) -> Result<Vec<Job>, ApiError> {
+        let deadline = Instant::now() + wait;
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let notified = self.jobs_ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let claim = request.clone();
+            let jobs = self
+                .call(principal, move |store| store.claim(&claim))
+                .await?;
+            let now = Instant::now();
+            if !jobs.is_empty() || now >= deadline || *shutdown.borrow() {
+                return Ok(jobs);
+            }
+            let poll = (deadline - now).min(Duration::from_secs(1));
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep(poll) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    fn authenticate(&self, request: &Request<Incoming>) -> Result<Principal, ApiError> {
+        let tokens = self.tokens.read().ok().and_then(|t| t.clone());
+        let Some(tokens) = tokens else {
+            return Ok(Principal::anonymous_local());
+        };
+        let unauthorized = |message: &str| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message.to_owned())
+        };
+        let header = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("missing bearer token"))?
+            .to_str()
+            .map_err(|_| unauthorized("malformed authorization header"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| unauthorized("expected `Authorization: Bearer <token>`"))?;
+        tokens
+            .authenticate(token.trim())
+            .ok_or_else(|| unauthorized("unknown token"))
+    }
+
+    async fn respond(&self, request: Request<Incoming>) -> Response<ResponseBody> {
+        let path = request.uri().path().to_owned();
+        let method = request.method().clone();
+        let Some((route, allowed)) = routes::resolve(&path) else {
+            return body::error(&ApiError::no_route(&path));
+        };
+        if !routes::allows(allowed, &method) {
+            let mut response = body::error(&ApiError::method_not_allowed(&method, &path));
+            let allow: Vec<&str> = allowed.iter().map(|(m, _)| *m).collect();
+            if let Ok(value) = http::HeaderValue::from_str(&allow.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            return response;
+        }
+        match route {
+            Route::Health => return body::text(StatusCode::OK, "text/plain", "ok\n".into()),
+            Route::OpenApi => return body::json(StatusCode::OK, &openapi::document()),
+            _ => {}
+        }
+        let principal = match self.authenticate(&request) {
+            Ok(principal) => principal,
+            Err(err) => return body::error(&err),
+        };
+        let answer = match route {
+            Route::Metrics => self.metrics_text(&principal).await,
+            route => native::handle(self, &principal, route, request).await,
+        };
+        answer.unwrap_or_else(|err| body::error(&err))
+    }
+
+    async fn metrics_text(
+        &self,
+        principal: &Principal,
+    ) -> Result<Response<ResponseBody>, ApiError> {
+        if !principal.may(auth::Permission::Read) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "metrics need the read scope",
+            ));
+        }
+        let stats = self.call(principal, |store| store.stats()).await?;
+        let writer = self.store.writer_stats();
+        let mut text = String::new();
+        text.push_str(
+            "# HELP jobstore_jobs Jobs by queue and state.\n# TYPE jobstore_jobs gauge\n",
+        );
+        for row in stats {
+            text.push_str(&format!(
+                "jobstore_jobs{{queue=\"{}\",state=\"{}\"}} {}\n",
+                escape_label(&row.queue),
+                row.state,
+                row.jobs
+            ));
+        }
+        let counters = [
+            (
+                "jobstore_http_requests_total",
+                "HTTP requests answered.",
+                self.metrics.requests.load(Ordering::Relaxed),
+            ),
+            (
+                "jobstore_http_client_errors_total",
+                "HTTP requests answered 4xx.",
+                self.metrics.client_errors.load(Ordering::Relaxed),
+            ),
+            (
+                "jobstore_http_server_errors_total",
+                "HTTP requests answered 5xx.",
+                self.metrics.server_errors.load(Ordering::Relaxed),
+            ),
+            (
+                "jobstore_writer_writes_total",
+                "Writes committed by the writer.",
+                writer.writes,
+            ),
+            (
+                "jobstore_writer_commits_total",
+                "Transactions committed by the writer (group commits).",
+                writer.commits,
+            ),
+        ];
+        for (name, help, value) in counters {
+            text.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            ));
+        }
+        Ok(body::text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            text,
+        ))
+    }
+
+    fn count(&self, status: StatusCode) {
+        self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        if status.is_client_error() {
+            self.metrics.client_errors.fetch_add(1, Ordering::Relaxed);
+        } else if status.is_server_error() {
+            self.metrics.server_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Answers one request: routing, authentication, the handler, logging and counting.
+pub async fn handle(
+    app: Arc<App>,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = app.respond(request).await;
+    let status = response.status();
+    app.count(status);
+    log::debug!(
+        "{peer} {method} {path} {} {}µs",
+        status.as_u16(),
+        started.elapsed().as_micros()
+    );
+    response
+}
+
+/// Serves `listener` until `shutdown` turns true, then stops accepting, lets in-flight
+/// requests finish (up to the drain timeout) and returns.
+///
+/// # Errors
+/// Only a failure of the listener itself.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(app.limits.max_connections.max(1)));
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let permit = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait a little, keep serving.
+                    log::warn!("accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let header_timeout = app.limits.header_timeout;
+        let app = Arc::clone(&app);
+        let service = service_fn(move |request| {
+            let app = Arc::clone(&app);
+            async move { Ok::<_, std::convert::Infallible>(handle(app, peer, request).await) }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = watched.await {
+                log::debug!("connection from {peer} ended: {err}");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => log::info!("all connections drained"),
+        () = tokio::time::sleep(app.limits.drain_timeout) => {
+            log::warn!("connections still open after {:?}; closing them", app.limits.drain_timeout);
+        }
+    }
+    Ok(())
+}

@@ -213,6 +213,29 @@ impl Store {
         })
     }
 
+    /// Copies the WAL into the database file and truncates it, so the WAL stays bounded.
+    /// Answers whether the checkpoint completed (a long reader can hold it back).
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn checkpoint(&self) -> Result<bool> {
+        self.read(|conn| {
+            let busy: i64 =
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+            Ok(busy == 0)
+        })
+    }
+
+    /// Proves the store answers: a read on the pool and an empty write through the writer
+    /// (the daemon's watchdog pings with it).
+    ///
+    /// # Errors
+    /// Whatever keeps the store from answering.
+    pub fn ping(&self) -> Result<()> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))?))?;
+        self.write(|_| Ok(()))
+    }
+
     /// Job counts by queue and state, within the scope.
     ///
     /// # Errors

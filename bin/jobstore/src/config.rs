@@ -1,0 +1,270 @@
+//! The daemon's configuration: defaults < config file < environment < flags, resolved into a
+//! raw struct and then validated into [`ServeConfig`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use jobstore::Durability;
+use serde::Deserialize;
+
+/// The config file (TOML). Every key is optional; unknown keys are refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The database file.
+    pub db: Option<PathBuf>,
+    /// The address to listen on.
+    pub listen: Option<String>,
+    /// The tokens file.
+    pub tokens: Option<PathBuf>,
+    /// `full` or `normal`.
+    pub durability: Option<String>,
+    /// Request limits.
+    #[serde(default)]
+    pub limits: FileLimits,
+    /// Background maintenance.
+    #[serde(default)]
+    pub maintenance: FileMaintenance,
+}
+
+/// `[limits]` of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    /// Largest JSON body.
+    pub max_json_bytes: Option<usize>,
+    /// Largest data batch.
+    pub max_batch_bytes: Option<u64>,
+    /// Most data batches per job.
+    pub max_batches_per_job: Option<u32>,
+    /// Pause allowed between request body frames.
+    pub body_timeout_ms: Option<u64>,
+    /// Time allowed for a request head.
+    pub header_timeout_ms: Option<u64>,
+    /// Connections served at once.
+    pub max_connections: Option<usize>,
+    /// Longest claim wait.
+    pub max_wait_ms: Option<u64>,
+}
+
+/// `[maintenance]` of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMaintenance {
+    /// How often to rescue expired leases.
+    pub rescue_interval_ms: Option<u64>,
+    /// How often to purge.
+    pub purge_interval_ms: Option<u64>,
+    /// Finished jobs older than this are deleted.
+    pub retention_ms: Option<i64>,
+    /// Uploads still open after this long are deleted.
+    pub stale_upload_ms: Option<i64>,
+    /// How often to checkpoint the WAL.
+    pub checkpoint_interval_ms: Option<u64>,
+}
+
+/// What `jobstore serve` runs with.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The database file.
+    pub db: PathBuf,
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// The tokens file, if any.
+    pub tokens: Option<PathBuf>,
+    /// The durability level.
+    pub durability: Durability,
+    /// Request limits.
+    pub limits: jobstore_http::Limits,
+    /// Largest data batch.
+    pub max_batch_bytes: u64,
+    /// Most data batches per job.
+    pub max_batches_per_job: u32,
+    /// Background maintenance.
+    pub maintenance: Maintenance,
+}
+
+/// Intervals and ages of the background maintenance.
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    /// How often to rescue expired leases.
+    pub rescue_interval: Duration,
+    /// How often to purge.
+    pub purge_interval: Duration,
+    /// Finished jobs older than this are deleted.
+    pub retention_ms: i64,
+    /// Uploads still open after this long are deleted.
+    pub stale_upload_ms: i64,
+    /// How often to checkpoint the WAL.
+    pub checkpoint_interval: Duration,
+}
+
+/// The flags and environment of `jobstore serve`.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    /// `--db` or `JOBSTORE_DB`.
+    pub db: Option<PathBuf>,
+    /// `--listen` or `JOBSTORE_LISTEN`.
+    pub listen: Option<String>,
+    /// `--tokens` or `JOBSTORE_TOKENS`.
+    pub tokens: Option<PathBuf>,
+}
+
+const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
+
+impl ServeConfig {
+    /// Resolves defaults < `file` < `env` < `flags` and validates.
+    ///
+    /// # Errors
+    /// A config file that cannot be read or parsed, an address that does not parse, an
+    /// unknown durability level, a zero limit.
+    pub fn resolve(file: Option<&Path>, env: Overrides, flags: Overrides) -> Result<ServeConfig> {
+        let file: FileConfig = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("config file {} is invalid", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let db = flags
+            .db
+            .or(env.db)
+            .or(file.db)
+            .unwrap_or_else(|| PathBuf::from("jobstore.db"));
+        let listen_text = flags
+            .listen
+            .or(env.listen)
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .with_context(|| format!("listen address `{listen_text}` is not IP:PORT"))?;
+        let tokens = flags.tokens.or(env.tokens).or(file.tokens);
+        let durability: Durability = file
+            .durability
+            .as_deref()
+            .unwrap_or("full")
+            .parse()
+            .map_err(|err: jobstore::Error| anyhow::anyhow!("{err}"))?;
+        let defaults = jobstore_http::Limits::default();
+        let ms = Duration::from_millis;
+        let limits = jobstore_http::Limits {
+            max_json_bytes: file
+                .limits
+                .max_json_bytes
+                .unwrap_or(defaults.max_json_bytes),
+            body_timeout: file
+                .limits
+                .body_timeout_ms
+                .map_or(defaults.body_timeout, ms),
+            header_timeout: file
+                .limits
+                .header_timeout_ms
+                .map_or(defaults.header_timeout, ms),
+            max_connections: file
+                .limits
+                .max_connections
+                .unwrap_or(defaults.max_connections),
+            max_wait: file.limits.max_wait_ms.map_or(defaults.max_wait, ms),
+            ..defaults
+        };
+        if limits.max_json_bytes == 0 || limits.max_connections == 0 {
+            bail!("limits must be greater than zero");
+        }
+        if limits.header_timeout.is_zero() || limits.body_timeout.is_zero() {
+            bail!("timeouts must be greater than zero");
+        }
+        let store_defaults = jobstore::StoreOptions::default();
+        let m = file.maintenance;
+        Ok(ServeConfig {
+            db,
+            listen,
+            tokens,
+            durability,
+            limits,
+            max_batch_bytes: file
+                .limits
+                .max_batch_bytes
+                .unwrap_or(store_defaults.max_batch_bytes),
+            max_batches_per_job: file
+                .limits
+                .max_batches_per_job
+                .unwrap_or(store_defaults.max_batches_per_job),
+            maintenance: Maintenance {
+                rescue_interval: ms(m.rescue_interval_ms.unwrap_or(5_000).max(10)),
+                purge_interval: ms(m.purge_interval_ms.unwrap_or(60_000).max(10)),
+                retention_ms: m.retention_ms.unwrap_or(WEEK_MS),
+                stale_upload_ms: m.stale_upload_ms.unwrap_or(WEEK_MS),
+                checkpoint_interval: ms(m.checkpoint_interval_ms.unwrap_or(30_000).max(10)),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_environment_beat_file_beat_defaults() {
+        let dir = tempfile_dir();
+        let file = dir.join("jobstore.toml");
+        std::fs::write(
+            &file,
+            "db = \"file.db\"\nlisten = \"127.0.0.1:1\"\n[limits]\nmax_json_bytes = 10\n",
+        )
+        .unwrap();
+        let config = ServeConfig::resolve(
+            Some(&file),
+            Overrides {
+                listen: Some("127.0.0.1:2".into()),
+                ..Overrides::default()
+            },
+            Overrides {
+                db: Some("flag.db".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(config.db, PathBuf::from("flag.db"));
+        assert_eq!(config.listen.port(), 2);
+        assert_eq!(config.limits.max_json_bytes, 10);
+        let defaults =
+            ServeConfig::resolve(None, Overrides::default(), Overrides::default()).unwrap();
+        assert_eq!(defaults.db, PathBuf::from("jobstore.db"));
+        assert_eq!(defaults.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(defaults.durability, Durability::Full);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = tempfile_dir();
+        for text in [
+            "lissten = \"x\"",
+            "durability = \"fast\"",
+            "[limits]\nmax_connections = 0",
+        ] {
+            let file = dir.join("bad.toml");
+            std::fs::write(&file, text).unwrap();
+            assert!(
+                ServeConfig::resolve(Some(&file), Overrides::default(), Overrides::default())
+                    .is_err(),
+                "{text}"
+            );
+        }
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "jobstore-config-{}-{}",
+            std::process::id(),
+            line!()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

@@ -1,0 +1,176 @@
+//! `jobstore serve`: opens the store, binds, serves, maintains, and stops cleanly on signals.
+//!
+//! SIGTERM/SIGINT stop accepting, end long polls at once, let in-flight requests finish,
+//! checkpoint and exit 0. SIGHUP reloads the tokens file. Under systemd (`NOTIFY_SOCKET`):
+//! `READY=1` after migrate and bind, `STOPPING=1` on drain, `WATCHDOG=1` at half of
+//! `WATCHDOG_USEC` while the store answers.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use jobstore::{Store, StoreOptions};
+use jobstore_http::{App, Tokens};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::config::ServeConfig;
+use crate::systemd;
+
+/// Runs the daemon until a shutdown signal.
+///
+/// # Errors
+/// A store that cannot open, an address that cannot be bound, a refused configuration.
+pub fn run(config: ServeConfig) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("jobstore-http")
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(serve(config))
+}
+
+fn load_tokens(config: &ServeConfig) -> Result<Option<Tokens>> {
+    let Some(path) = &config.tokens else {
+        if !config.listen.ip().is_loopback() {
+            bail!(
+                "refusing to listen on {} without a tokens file: anyone could reach the API \
+                 (pass --tokens FILE, or listen on 127.0.0.1)",
+                config.listen
+            );
+        }
+        return Ok(None);
+    };
+    let tokens = Tokens::load(path).with_context(|| format!("tokens file {}", path.display()))?;
+    if tokens.is_empty() {
+        log::warn!(
+            "tokens file {} holds no token: every request will be refused",
+            path.display()
+        );
+    }
+    Ok(Some(tokens))
+}
+
+async fn serve(config: ServeConfig) -> Result<()> {
+    let tokens = load_tokens(&config)?;
+    let options = StoreOptions {
+        durability: config.durability,
+        max_batch_bytes: config.max_batch_bytes,
+        max_batches_per_job: config.max_batches_per_job,
+        ..StoreOptions::default()
+    };
+    let db = config.db.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open_with(&db, options))
+        .await
+        .context("opening the store panicked")?
+        .with_context(|| format!("cannot open {}", config.db.display()))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+
+    let (stop, stopped) = watch::channel(false);
+    let app = App::new(
+        store.clone(),
+        tokens,
+        config.limits.clone(),
+        stopped.clone(),
+    );
+    let maintenance = tokio::spawn(maintain(store.clone(), config.clone(), stopped.clone()));
+    let watchdog = tokio::spawn(systemd::watchdog(store.clone(), stopped.clone()));
+    let signals = tokio::spawn(handle_signals(Arc::clone(&app), config.clone(), stop));
+
+    log::info!(
+        "database {} (durability {})",
+        config.db.display(),
+        config.durability.as_str()
+    );
+    eprintln!("listening on http://{address}");
+    systemd::notify_ready();
+
+    jobstore_http::serve(listener, Arc::clone(&app), stopped).await?;
+
+    maintenance.abort();
+    watchdog.abort();
+    signals.abort();
+    drop(app);
+    let checkpointed = tokio::task::spawn_blocking(move || {
+        let done = store.checkpoint();
+        drop(store);
+        done
+    })
+    .await;
+    match checkpointed {
+        Ok(Ok(_)) => log::info!("checkpointed; stopped"),
+        Ok(Err(err)) => log::warn!("final checkpoint failed: {err}"),
+        Err(err) => log::warn!("final checkpoint panicked: {err}"),
+    }
+    Ok(())
+}
+
+async fn handle_signals(
+    app: Arc<App>,
+    config: ServeConfig,
+    stop: watch::Sender<bool>,
+) -> Result<()> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = hangup.recv() => {
+                match &config.tokens {
+                    Some(path) => match Tokens::load(path) {
+                        Ok(tokens) => {
+                            log::info!("reloaded {} tokens from {}", tokens.len(), path.display());
+                            app.reload_tokens(tokens);
+                        }
+                        Err(err) => log::error!("SIGHUP: keeping the old tokens: {err}"),
+                    },
+                    None => log::info!("SIGHUP: no tokens file to reload"),
+                }
+            }
+        }
+    }
+    log::info!("shutting down: draining in-flight requests");
+    systemd::notify_stopping();
+    let _ = stop.send(true);
+    Ok(())
+}
+
+/// Rescues expired leases, purges by retention and checkpoints the WAL, each on its interval.
+async fn maintain(store: Store, config: ServeConfig, mut stopped: watch::Receiver<bool>) {
+    let m = config.maintenance;
+    let mut rescue = tokio::time::interval(m.rescue_interval);
+    let mut purge = tokio::time::interval(m.purge_interval);
+    let mut checkpoint = tokio::time::interval(m.checkpoint_interval);
+    for timer in [&mut rescue, &mut purge, &mut checkpoint] {
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        let store = store.clone();
+        let task: Box<dyn FnOnce() -> jobstore::Result<String> + Send> = tokio::select! {
+            _ = rescue.tick() => Box::new(move || {
+                let ids = store.rescue_expired_leases()?;
+                Ok(format!("rescued {} jobs", ids.len()))
+            }),
+            _ = purge.tick() => Box::new(move || {
+                let finished = store.purge_finished(m.retention_ms)?;
+                let uploads = store.purge_stale_uploads(m.stale_upload_ms)?;
+                let batches = store.purge_incomplete_batches(3_600_000)?;
+                Ok(format!("purged {finished} finished jobs, {uploads} stale uploads, {batches} broken batches"))
+            }),
+            _ = checkpoint.tick() => Box::new(move || {
+                let complete = store.checkpoint()?;
+                Ok(format!("checkpoint {}", if complete { "complete" } else { "partial" }))
+            }),
+            _ = stopped.changed() => return,
+        };
+        match tokio::task::spawn_blocking(task).await {
+            Ok(Ok(done)) => log::debug!("maintenance: {done}"),
+            Ok(Err(err)) => log::warn!("maintenance failed: {err}"),
+            Err(err) => log::error!("maintenance panicked: {err}"),
+        }
+    }
+}
