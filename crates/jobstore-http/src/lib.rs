@@ -10,13 +10,13 @@
 pub mod auth;
 pub mod body;
 pub mod error;
+mod metrics;
 mod native;
 mod openapi;
 pub mod routes;
 pub mod time;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -71,14 +71,6 @@ impl Default for Limits {
     }
 }
 
-/// Request counters for `/metrics`.
-#[derive(Debug, Default)]
-struct Metrics {
-    requests: AtomicU64,
-    client_errors: AtomicU64,
-    server_errors: AtomicU64,
-}
-
 /// The daemon's shared state: the store, the tokens, the limits.
 pub struct App {
     store: Store,
@@ -86,7 +78,7 @@ pub struct App {
     limits: Limits,
     jobs_ready: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
-    metrics: Metrics,
+    metrics: metrics::Metrics,
 }
 
 impl App {
@@ -107,7 +99,7 @@ impl App {
             limits,
             jobs_ready,
             shutdown,
-            metrics: Metrics::default(),
+            metrics: metrics::Metrics::default(),
         })
     }
 
@@ -184,9 +176,11 @@ impl App {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let claim = request.clone();
+            let started = Instant::now();
             let jobs = self
                 .call(principal, move |store| store.claim(&claim))
                 .await?;
+            self.metrics.observe_claim(started.elapsed());
             let now = Instant::now();
             if !jobs.is_empty() || now >= deadline || *shutdown.borrow() {
                 return Ok(jobs);
@@ -226,7 +220,12 @@ impl App {
     async fn respond(&self, request: Request<Incoming>) -> Response<ResponseBody> {
         let path = request.uri().path().to_owned();
         let method = request.method().clone();
-        let Some((route, allowed)) = routes::resolve(&path) else {
+        let Some(routes::Resolved {
+            route,
+            methods: allowed,
+            ..
+        }) = routes::resolve(&path)
+        else {
             return body::error(&ApiError::no_route(&path));
         };
         if !routes::allows(allowed, &method) {
@@ -265,73 +264,13 @@ impl App {
             ));
         }
         let stats = self.call(principal, |store| store.stats()).await?;
-        let writer = self.store.writer_stats();
-        let mut text = String::new();
-        text.push_str(
-            "# HELP jobstore_jobs Jobs by queue and state.\n# TYPE jobstore_jobs gauge\n",
-        );
-        for row in stats {
-            text.push_str(&format!(
-                "jobstore_jobs{{queue=\"{}\",state=\"{}\"}} {}\n",
-                escape_label(&row.queue),
-                row.state,
-                row.jobs
-            ));
-        }
-        let counters = [
-            (
-                "jobstore_http_requests_total",
-                "HTTP requests answered.",
-                self.metrics.requests.load(Ordering::Relaxed),
-            ),
-            (
-                "jobstore_http_client_errors_total",
-                "HTTP requests answered 4xx.",
-                self.metrics.client_errors.load(Ordering::Relaxed),
-            ),
-            (
-                "jobstore_http_server_errors_total",
-                "HTTP requests answered 5xx.",
-                self.metrics.server_errors.load(Ordering::Relaxed),
-            ),
-            (
-                "jobstore_writer_writes_total",
-                "Writes committed by the writer.",
-                writer.writes,
-            ),
-            (
-                "jobstore_writer_commits_total",
-                "Transactions committed by the writer (group commits).",
-                writer.commits,
-            ),
-        ];
-        for (name, help, value) in counters {
-            text.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-            ));
-        }
+        let text = self.metrics.render(&stats, self.store.writer_stats());
         Ok(body::text(
             StatusCode::OK,
             "text/plain; version=0.0.4",
             text,
         ))
     }
-
-    fn count(&self, status: StatusCode) {
-        self.metrics.requests.fetch_add(1, Ordering::Relaxed);
-        if status.is_client_error() {
-            self.metrics.client_errors.fetch_add(1, Ordering::Relaxed);
-        } else if status.is_server_error() {
-            self.metrics.server_errors.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Answers one request: routing, authentication, the handler, logging and counting.
@@ -345,7 +284,8 @@ pub async fn handle(
     let path = request.uri().path().to_owned();
     let response = app.respond(request).await;
     let status = response.status();
-    app.count(status);
+    let template = routes::resolve(&path).map_or("(unknown)", |r| r.template);
+    app.metrics.count_request(template, &method, status);
     log::debug!(
         "{peer} {method} {path} {} {}µs",
         status.as_u16(),

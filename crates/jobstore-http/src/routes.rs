@@ -121,8 +121,19 @@ pub const ROUTES: &[(&str, &[(&str, &str)])] = &[
     ("/v1/claim", &[("POST", "lease jobs (long poll)")]),
 ];
 
+/// A path resolved against the route table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The route with its parameters.
+    pub route: Route,
+    /// The route's path template (a metrics label).
+    pub template: &'static str,
+    /// The methods it allows, with their summaries.
+    pub methods: &'static [(&'static str, &'static str)],
+}
+
 /// Resolves a path to a route and the methods it allows. `None`: no such route.
-pub fn resolve(path: &str) -> Option<(Route, &'static [(&'static str, &'static str)])> {
+pub fn resolve(path: &str) -> Option<Resolved> {
     let trimmed = path
         .strip_suffix('/')
         .filter(|p| !p.is_empty())
@@ -191,7 +202,11 @@ pub fn resolve(path: &str) -> Option<(Route, &'static [(&'static str, &'static s
         .iter()
         .find(|(path, _)| *path == template)
         .map_or(&[][..], |(_, methods)| *methods);
-    Some((route, methods))
+    Some(Resolved {
+        route,
+        template,
+        methods,
+    })
 }
 
 /// Whether `method` is one of `allowed`.
@@ -249,8 +264,9 @@ mod tests {
         for (template, methods) in ROUTES {
             let path = template.replace("{id}", "7").replace("{step}", "s1");
             for candidate in [path.clone(), format!("{path}/")] {
-                let (_, allowed) = resolve(&candidate).unwrap_or_else(|| panic!("{candidate}"));
-                assert_eq!(allowed, *methods, "{candidate}");
+                let resolved = resolve(&candidate).unwrap_or_else(|| panic!("{candidate}"));
+                assert_eq!(resolved.methods, *methods, "{candidate}");
+                assert_eq!(resolved.template, *template);
             }
         }
     }
@@ -267,7 +283,7 @@ mod tests {
             assert!(resolve(path).is_none(), "{path}");
         }
         assert_eq!(
-            resolve("/v1/definitions/a%20b").map(|r| r.0),
+            resolve("/v1/definitions/a%20b").map(|r| r.route),
             Some(Route::Definition("a b".into()))
         );
     }
