@@ -6,6 +6,7 @@
 mod config;
 mod serve;
 mod systemd;
+mod worker;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -39,6 +40,43 @@ enum Command {
         /// A TOML config file (flags and environment override it).
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Claim jobs from a daemon and run a command for each.
+    Worker {
+        /// The daemon [default: http://127.0.0.1:8080].
+        #[arg(long)]
+        url: Option<String>,
+        /// A file whose first line is the bearer token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// A queue to claim from (repeatable).
+        #[arg(long = "queue")]
+        queues: Vec<String>,
+        /// Jobs run at once [default: 1].
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// The command for every job kind, split like a shell would (no shell runs unless
+        /// you name one: `sh -c '...'`).
+        #[arg(long, conflicts_with = "config")]
+        exec: Option<String>,
+        /// A TOML file with a command per job kind.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// What the command reads on stdin: payload, data or none [default: payload].
+        #[arg(long)]
+        stdin: Option<String>,
+        /// Kill an `--exec` command after this many ms and fail the attempt.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// The worker's name (the lease owner) [default: HOST-PID].
+        #[arg(long)]
+        name: Option<String>,
+        /// Lease length in ms [default: 30000]; heartbeats come every third of it.
+        #[arg(long)]
+        lease_ms: Option<u64>,
+        /// SIGTERM → SIGKILL grace, and the shutdown grace, in ms [default: 10000].
+        #[arg(long)]
+        grace_ms: Option<u64>,
     },
     /// Manage API tokens.
     #[command(subcommand)]
@@ -183,6 +221,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
             add_token(&tokens, &name, &tenant, &scopes)?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Worker {
+            url,
+            token_file,
+            queues,
+            concurrency,
+            exec,
+            config,
+            stdin,
+            timeout_ms,
+            name,
+            lease_ms,
+            grace_ms,
+        } => {
+            let flags = worker::config::Flags {
+                url,
+                token_file,
+                queues,
+                concurrency,
+                exec,
+                timeout_ms,
+                stdin: stdin.map(|s| s.parse()).transpose()?,
+                name,
+                lease_ms,
+                grace_ms,
+            };
+            let config = worker::config::WorkerConfig::resolve(config.as_deref(), flags)?;
+            worker::run(config)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         _ => {}
     }
     let db = cli
@@ -193,7 +260,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     // The operator at the file sees every tenant.
     let store = store.with_scope(Scope::All);
     match cli.command {
-        Command::Serve { .. } | Command::Token(_) => {}
+        Command::Serve { .. } | Command::Token(_) | Command::Worker { .. } => {}
         Command::Migrate => {
             println!(
                 "{}: schema version {}",

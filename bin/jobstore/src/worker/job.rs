@@ -1,0 +1,574 @@
+//! Runs one claimed job as a child process: feeds its stdin, turns its output into log lines
+//! and reports, heartbeats while it runs, stops it on cancel, timeout, lost lease or worker
+//! shutdown, and reports the outcome.
+
+use std::collections::VecDeque;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::Method;
+use http_body_util::BodyExt;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, watch};
+
+use super::client::{CallError, Client};
+use super::config::{CommandSpec, StdinSource, WorkerConfig};
+use super::protocol::{self, Line, Report};
+
+/// The longest log line kept; the rest of a longer line is dropped.
+const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Log lines held for the daemon at most; more are counted and dropped, never blocking the
+/// child.
+const MAX_BUFFERED_LINES: usize = 50_000;
+/// Log lines sent in one request.
+const LINES_PER_POST: usize = 5_000;
+/// How often buffered log lines are sent.
+const LOG_FLUSH: Duration = Duration::from_millis(200);
+
+/// The job as claimed.
+pub struct Claimed {
+    pub id: i64,
+    pub kind: String,
+    pub attempt: i64,
+    pub lease_token: i64,
+    pub payload: Value,
+}
+
+impl Claimed {
+    /// Reads the fields the worker needs from a claimed job document.
+    pub fn from_json(job: &Value) -> Option<Claimed> {
+        Some(Claimed {
+            id: job["id"].as_i64()?,
+            kind: job["kind"].as_str()?.to_owned(),
+            attempt: job["attempt"].as_i64()?,
+            lease_token: job["lease_token"].as_i64()?,
+            payload: job["payload"].clone(),
+        })
+    }
+}
+
+/// Why the child stopped, besides exiting by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Cancelled,
+    TimedOut,
+    LeaseLost,
+    Interrupted,
+}
+
+/// Log lines waiting to be sent.
+#[derive(Default)]
+struct LogBuffer {
+    lines: VecDeque<(&'static str, String)>,
+    dropped: u64,
+}
+
+impl LogBuffer {
+    fn push(&mut self, level: &'static str, line: String) {
+        if self.lines.len() >= MAX_BUFFERED_LINES {
+            self.dropped += 1;
+        } else {
+            self.lines.push_back((level, line));
+        }
+    }
+}
+
+/// What the worker shares with every job task.
+pub struct Shared {
+    pub client: Client,
+    pub config: WorkerConfig,
+    /// Turns true when running jobs must stop (the worker's shutdown grace ran out).
+    pub interrupt: watch::Receiver<bool>,
+}
+
+/// Runs one job to its end and reports the outcome.
+pub async fn run(shared: Arc<Shared>, job: Claimed) {
+    let lease = json!({"worker": shared.config.name, "lease_token": job.lease_token});
+    let Some(spec) = shared.config.command_for(&job.kind).cloned() else {
+        let failure = json!({
+            "worker": shared.config.name,
+            "lease_token": job.lease_token,
+            "error": format!("no command configured for job kind `{}`", job.kind),
+            "retryable": false,
+        });
+        report_final(&shared, job.id, "fail", &failure).await;
+        return;
+    };
+    let logs = Arc::new(Mutex::new(LogBuffer::default()));
+    let mut child = match spawn(&shared, &job, &spec) {
+        Ok(child) => child,
+        Err(err) => {
+            let failure = json!({
+                "worker": shared.config.name,
+                "lease_token": job.lease_token,
+                "error": format!("cannot start `{}`: {err}", spec.argv.join(" ")),
+                "retryable": false,
+            });
+            report_final(&shared, job.id, "fail", &failure).await;
+            return;
+        }
+    };
+    let pid = child.id().and_then(|p| i32::try_from(p).ok());
+    log::info!("job {} ({}): started pid {pid:?}", job.id, job.kind);
+
+    // stdin
+    if let Some(mut stdin) = child.stdin.take() {
+        let client = shared.client.clone();
+        let (source, payload, id) = (spec.stdin, job.payload.clone(), job.id);
+        tokio::spawn(async move {
+            let fed = match source {
+                StdinSource::Payload => {
+                    let bytes = serde_json::to_vec(&payload).unwrap_or_default();
+                    stdin.write_all(&bytes).await.map_err(anyhow::Error::from)
+                }
+                StdinSource::Data => feed_data(&client, id, &mut stdin).await,
+                StdinSource::None => Ok(()),
+            };
+            if let Err(err) = fed {
+                log::debug!("job {id}: stdin closed early: {err:#}");
+            }
+            drop(stdin);
+        });
+    }
+
+    // stdout (reports and log lines) and stderr (log lines)
+    let (reports_tx, mut reports) = mpsc::unbounded_channel::<Report>();
+    let mut readers = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        let logs = Arc::clone(&logs);
+        readers.push(tokio::spawn(read_lines(
+            stdout,
+            move |line| match protocol::parse(&line) {
+                Line::Report(report) => {
+                    let _ = reports_tx.send(report);
+                }
+                Line::Log(text) => lock(&logs).push("info", text),
+                Line::Malformed { line, reason } => {
+                    lock(&logs).push("warn", format!("{line}  [ignored report: {reason}]"));
+                }
+            },
+        )));
+    }
+    let last_stderr = Arc::new(Mutex::new(String::new()));
+    if let Some(stderr) = child.stderr.take() {
+        let logs = Arc::clone(&logs);
+        let last = Arc::clone(&last_stderr);
+        readers.push(tokio::spawn(read_lines(stderr, move |line| {
+            if !line.trim().is_empty() {
+                *lock(&last) = line.clone();
+            }
+            lock(&logs).push("error", line);
+        })));
+    }
+
+    let heartbeat_every = (shared.config.lease / 3).max(Duration::from_millis(100));
+    let mut heartbeat = tokio::time::interval(heartbeat_every);
+    heartbeat.reset();
+    let mut flush = tokio::time::interval(LOG_FLUSH);
+    let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut interrupt = shared.interrupt.clone();
+    let mut progress = Map::new();
+    let mut phase: Option<String> = None;
+    let mut result: Option<Value> = None;
+    let mut fatal: Option<Option<String>> = None;
+    let mut stop: Option<Stop> = None;
+    let mut kill_at: Option<tokio::time::Instant> = None;
+
+    let status: Option<ExitStatus> = loop {
+        let timeout = async {
+            match deadline {
+                Some(at) if stop.is_none() => tokio::time::sleep_until(at).await,
+                _ => std::future::pending().await,
+            }
+        };
+        let escalate = async {
+            match kill_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            exited = child.wait() => break exited.ok(),
+            Some(report) = reports.recv() => match report {
+                Report::Progress(Value::Object(members)) => progress.extend(members),
+                Report::Progress(_) => {}
+                Report::Phase(text) => phase = Some(text),
+                Report::Result(value) => result = Some(value),
+                Report::Fatal(message) => fatal = Some(message),
+                Report::StepStart(step) => {
+                    step_report(&shared, &job, &lease, &step, json!({"status": "running"})).await;
+                }
+                Report::StepEnd { step, ok, code, message } => {
+                    let body = json!({
+                        "status": if ok { "ok" } else { "error" },
+                        "exit_code": code,
+                        "message": message,
+                    });
+                    step_report(&shared, &job, &lease, &step, body).await;
+                }
+            },
+            _ = heartbeat.tick() => {
+                let beat = heartbeat_body(&shared, &job, &mut progress, &mut phase);
+                match shared.client.json(Method::POST, &format!("/v1/jobs/{}/heartbeat", job.id), &beat, Some(heartbeat_every)).await {
+                    Ok(answer) => {
+                        if answer["cancel_requested"].as_bool() == Some(true) && stop.is_none() {
+                            log::info!("job {}: cancel requested; stopping pid {pid:?}", job.id);
+                            stop = Some(Stop::Cancelled);
+                            kill_at = Some(terminate(pid, shared.config.grace));
+                        }
+                    }
+                    Err(err) if err.lease_lost() => {
+                        log::warn!("job {}: lease lost ({err}); killing pid {pid:?}", job.id);
+                        stop = Some(Stop::LeaseLost);
+                        signal_group(pid, Signal::SIGKILL);
+                    }
+                    Err(err) => log::warn!("job {}: heartbeat failed, the child keeps running: {err}", job.id),
+                }
+            }
+            _ = flush.tick() => flush_logs(&shared, job.id, &logs).await,
+            () = timeout => {
+                log::warn!("job {}: timed out; stopping pid {pid:?}", job.id);
+                stop = Some(Stop::TimedOut);
+                kill_at = Some(terminate(pid, shared.config.grace));
+            }
+            () = escalate => {
+                signal_group(pid, Signal::SIGKILL);
+                kill_at = None;
+            }
+            _ = interrupt.changed(), if stop.is_none() => {
+                if *interrupt.borrow() {
+                    stop = Some(Stop::Interrupted);
+                    kill_at = Some(terminate(pid, Duration::from_millis(500)));
+                }
+            }
+        }
+    };
+    // Whatever the command left in its process group goes with it.
+    signal_group(pid, Signal::SIGKILL);
+    for reader in readers {
+        let _ = reader.await;
+    }
+    while let Ok(report) = reports.try_recv() {
+        match report {
+            Report::Progress(Value::Object(members)) => progress.extend(members),
+            Report::Phase(text) => phase = Some(text),
+            Report::Result(value) => result = Some(value),
+            Report::Fatal(message) => fatal = Some(message),
+            Report::StepStart(step) => {
+                step_report(&shared, &job, &lease, &step, json!({"status": "running"})).await;
+            }
+            Report::StepEnd {
+                step,
+                ok,
+                code,
+                message,
+            } => {
+                let body = json!({"status": if ok { "ok" } else { "error" }, "exit_code": code, "message": message});
+                step_report(&shared, &job, &lease, &step, body).await;
+            }
+            Report::Progress(_) => {}
+        }
+    }
+    if stop == Some(Stop::LeaseLost) {
+        log::warn!("job {}: lease lost; nothing more is reported", job.id);
+        return;
+    }
+    flush_logs(&shared, job.id, &logs).await;
+    let dropped = lock(&logs).dropped;
+    if dropped > 0 {
+        let note = json!({"lines": [{"level": "warn", "message": format!("{dropped} log lines were dropped: the command wrote faster than they could be sent")}]});
+        let _ = shared
+            .client
+            .json(
+                Method::POST,
+                &format!("/v1/jobs/{}/logs", job.id),
+                &note,
+                None,
+            )
+            .await;
+    }
+    if !progress.is_empty() || phase.is_some() {
+        let beat = heartbeat_body(&shared, &job, &mut progress, &mut phase);
+        if let Err(err) = shared
+            .client
+            .json(
+                Method::POST,
+                &format!("/v1/jobs/{}/heartbeat", job.id),
+                &beat,
+                None,
+            )
+            .await
+            && err.lease_lost()
+        {
+            log::warn!(
+                "job {}: lease lost before the outcome; nothing reported",
+                job.id
+            );
+            return;
+        }
+    }
+    let worker = shared.config.name.clone();
+    let code = status.and_then(|s| s.code());
+    let (action, body) = match (stop, status) {
+        (Some(Stop::Cancelled), _) => (
+            "fail",
+            json!({"error": "cancelled on request", "retryable": true}),
+        ),
+        (Some(Stop::TimedOut), _) => {
+            let limit = spec.timeout.map_or(0, |t| t.as_millis());
+            (
+                "fail",
+                json!({"error": format!("timed out after {limit} ms"), "retryable": true}),
+            )
+        }
+        (Some(Stop::Interrupted), _) => (
+            "fail",
+            json!({"error": "the worker stopped before the command finished", "retryable": true}),
+        ),
+        (_, Some(status)) if status.success() => {
+            ("complete", json!({"result": result.unwrap_or(Value::Null)}))
+        }
+        (_, status) => {
+            let how = match (code, status) {
+                (Some(code), _) => format!("exited with status {code}"),
+                (None, Some(_)) => "was killed by a signal".to_owned(),
+                (None, None) => "could not be waited for".to_owned(),
+            };
+            let last = lock(&last_stderr).clone();
+            let reason = match &fatal {
+                Some(Some(message)) => message.clone(),
+                _ if !last.is_empty() => last,
+                _ => String::new(),
+            };
+            let error = if reason.is_empty() {
+                format!("the command {how}")
+            } else {
+                format!("the command {how}: {reason}")
+            };
+            (
+                "fail",
+                json!({"error": error, "retryable": fatal.is_none()}),
+            )
+        }
+    };
+    let mut body = body;
+    body["worker"] = json!(worker);
+    body["lease_token"] = json!(job.lease_token);
+    report_final(&shared, job.id, action, &body).await;
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn spawn(shared: &Shared, job: &Claimed, spec: &CommandSpec) -> std::io::Result<Child> {
+    let (program, args) = spec
+        .argv
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("empty command"))?;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .envs(&spec.env)
+        .env("JOBSTORE_JOB_ID", job.id.to_string())
+        .env("JOBSTORE_JOB_KIND", &job.kind)
+        .env("JOBSTORE_ATTEMPT", job.attempt.to_string())
+        .env("JOBSTORE_URL", shared.client.url())
+        .stdin(if spec.stdin == StdinSource::None {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so a cancel stops everything it started.
+        .process_group(0)
+        .kill_on_drop(true);
+    command.spawn()
+}
+
+/// SIGTERM to the child's process group; answers when to send SIGKILL.
+fn terminate(pid: Option<i32>, grace: Duration) -> tokio::time::Instant {
+    signal_group(pid, Signal::SIGTERM);
+    tokio::time::Instant::now() + grace
+}
+
+fn signal_group(pid: Option<i32>, signal: Signal) {
+    if let Some(pid) = pid {
+        // ESRCH: the group is gone already.
+        let _ = killpg(Pid::from_raw(pid), signal);
+    }
+}
+
+fn heartbeat_body(
+    shared: &Shared,
+    job: &Claimed,
+    progress: &mut Map<String, Value>,
+    phase: &mut Option<String>,
+) -> Value {
+    let mut beat = json!({
+        "worker": shared.config.name,
+        "lease_token": job.lease_token,
+        "lease_ms": u64::try_from(shared.config.lease.as_millis()).unwrap_or(u64::MAX),
+    });
+    if !progress.is_empty() {
+        beat["progress"] = Value::Object(std::mem::take(progress));
+    }
+    if let Some(text) = phase.take() {
+        beat["phase"] = json!(text);
+    }
+    beat
+}
+
+async fn step_report(shared: &Shared, job: &Claimed, lease: &Value, step: &str, mut body: Value) {
+    body["worker"] = lease["worker"].clone();
+    body["lease_token"] = lease["lease_token"].clone();
+    let path = format!("/v1/jobs/{}/steps/{}", job.id, encode_segment(step));
+    if let Err(err) = shared.client.json(Method::POST, &path, &body, None).await {
+        log::warn!("job {}: step report for `{step}` refused: {err}", job.id);
+        let note = json!({"lines": [{"level": "warn", "message": format!("step report for `{step}` refused: {err}")}]});
+        let _ = shared
+            .client
+            .json(
+                Method::POST,
+                &format!("/v1/jobs/{}/logs", job.id),
+                &note,
+                None,
+            )
+            .await;
+    }
+}
+
+fn encode_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn flush_logs(shared: &Shared, id: i64, logs: &Mutex<LogBuffer>) {
+    loop {
+        let batch: Vec<Value> = {
+            let mut buffer = lock(logs);
+            let n = buffer.lines.len().min(LINES_PER_POST);
+            buffer
+                .lines
+                .drain(..n)
+                .map(|(level, message)| json!({"level": level, "message": message}))
+                .collect()
+        };
+        if batch.is_empty() {
+            return;
+        }
+        let full = batch.len() == LINES_PER_POST;
+        if let Err(err) = shared
+            .client
+            .json(
+                Method::POST,
+                &format!("/v1/jobs/{id}/logs"),
+                &json!({"lines": batch}),
+                None,
+            )
+            .await
+        {
+            log::warn!("job {id}: {} log lines lost: {err}", batch.len());
+            return;
+        }
+        if !full {
+            return;
+        }
+    }
+}
+
+/// Reports the outcome, retrying while the daemon is unreachable (the lease may still hold).
+async fn report_final(shared: &Shared, id: i64, action: &str, body: &Value) {
+    let mut delay = Duration::from_millis(100);
+    for _ in 0..40 {
+        match shared
+            .client
+            .json(Method::POST, &format!("/v1/jobs/{id}/{action}"), body, None)
+            .await
+        {
+            Ok(job) => {
+                log::info!(
+                    "job {id}: {action} → {}",
+                    job["state"].as_str().unwrap_or("?")
+                );
+                return;
+            }
+            Err(err @ CallError::Refused { .. }) => {
+                log::warn!("job {id}: {action} refused: {err}");
+                return;
+            }
+            Err(err) => {
+                log::warn!("job {id}: {action} failed, retrying: {err}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    log::error!(
+        "job {id}: could not report `{action}`; its lease will expire and it will run again"
+    );
+}
+
+/// Streams the job's uploaded data into the child's stdin.
+async fn feed_data(
+    client: &Client,
+    id: i64,
+    stdin: &mut tokio::process::ChildStdin,
+) -> anyhow::Result<()> {
+    let mut body = client
+        .stream(&format!("/v1/jobs/{id}/data"))
+        .await
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            stdin.write_all(&data).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads lines (without their newline) from a pipe, cutting lines longer than
+/// [`MAX_LINE_BYTES`], until the pipe closes. Reading never waits for the daemon.
+async fn read_lines(mut pipe: impl AsyncRead + Unpin, mut on_line: impl FnMut(String)) {
+    let mut buffer = vec![0_u8; 16 * 1024];
+    let mut line: Vec<u8> = Vec::new();
+    let mut overflow = false;
+    loop {
+        let n = match pipe.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &byte in &buffer[..n] {
+            if byte == b'\n' {
+                let text = String::from_utf8_lossy(&line)
+                    .trim_end_matches('\r')
+                    .to_owned();
+                on_line(text);
+                line.clear();
+                overflow = false;
+            } else if line.len() < MAX_LINE_BYTES {
+                line.push(byte);
+            } else if !overflow {
+                overflow = true;
+            }
+        }
+    }
+    if !line.is_empty() {
+        on_line(String::from_utf8_lossy(&line).into_owned());
+    }
+}
