@@ -303,7 +303,10 @@ pub(crate) async fn handle(
             ))
         }
         (Route::JobLogs(id), Method::POST) => {
-            require(principal, Permission::Write)?;
+            // Workers append logs with their `work` scope; clients with `write`.
+            if !principal.may(Permission::Work) {
+                require(principal, Permission::Write)?;
+            }
             let plain = request
                 .headers()
                 .get(header::CONTENT_TYPE)
