@@ -172,7 +172,13 @@ enum JobsCommand {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    // Under systemd the journal stamps every line itself.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        logger.format_timestamp(None);
+    }
+    logger.init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -29,15 +29,18 @@ pub fn run(config: ServeConfig) -> Result<()> {
     runtime.block_on(serve(config))
 }
 
+/// The tokens file: the configured one, else systemd's credential `tokens`
+/// (`LoadCredential=tokens:/etc/jobstore/tokens`) when there is one.
+fn tokens_path(config: &ServeConfig) -> Option<std::path::PathBuf> {
+    config.tokens.clone().or_else(|| {
+        let credential =
+            std::path::Path::new(&std::env::var_os("CREDENTIALS_DIRECTORY")?).join("tokens");
+        credential.exists().then_some(credential)
+    })
+}
+
 fn load_tokens(config: &ServeConfig) -> Result<Option<Tokens>> {
-    let Some(path) = &config.tokens else {
-        if !config.listen.ip().is_loopback() {
-            bail!(
-                "refusing to listen on {} without a tokens file: anyone could reach the API \
-                 (pass --tokens FILE, or listen on 127.0.0.1)",
-                config.listen
-            );
-        }
+    let Some(path) = &tokens_path(config) else {
         return Ok(None);
     };
     let tokens = Tokens::load(path).with_context(|| format!("tokens file {}", path.display()))?;
@@ -52,6 +55,14 @@ fn load_tokens(config: &ServeConfig) -> Result<Option<Tokens>> {
 
 async fn serve(config: ServeConfig) -> Result<()> {
     let tokens = load_tokens(&config)?;
+    let activated = std::env::var_os("LISTEN_FDS").is_some();
+    if tokens.is_none() && !activated && !config.listen.ip().is_loopback() {
+        bail!(
+            "refusing to listen on {} without a tokens file: anyone could reach the API \
+             (pass --tokens FILE, or listen on 127.0.0.1)",
+            config.listen
+        );
+    }
     let options = StoreOptions {
         durability: config.durability,
         max_batch_bytes: config.max_batch_bytes,
@@ -63,10 +74,14 @@ async fn serve(config: ServeConfig) -> Result<()> {
         .await
         .context("opening the store panicked")?
         .with_context(|| format!("cannot open {}", config.db.display()))?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = listener(&config).await?;
     let address = listener.local_addr()?;
+    if tokens.is_none() && !address.ip().is_loopback() {
+        bail!(
+            "refusing to listen on {address} without a tokens file: anyone could reach the API \
+             (pass --tokens FILE, or listen on 127.0.0.1)"
+        );
+    }
 
     let (stop, stopped) = watch::channel(false);
     let app = App::new(
@@ -107,6 +122,23 @@ async fn serve(config: ServeConfig) -> Result<()> {
     Ok(())
 }
 
+/// The socket systemd passed (`LISTEN_FDS`, socket activation), or a new one on the
+/// configured address.
+async fn listener(config: &ServeConfig) -> Result<tokio::net::TcpListener> {
+    let mut passed = listenfd::ListenFd::from_env();
+    if let Some(socket) = passed
+        .take_tcp_listener(0)
+        .context("the socket passed by systemd is not a TCP listener")?
+    {
+        socket.set_nonblocking(true)?;
+        log::info!("using the socket passed by systemd");
+        return Ok(tokio::net::TcpListener::from_std(socket)?);
+    }
+    tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))
+}
+
 async fn handle_signals(
     app: Arc<App>,
     config: ServeConfig,
@@ -120,7 +152,7 @@ async fn handle_signals(
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = hangup.recv() => {
-                match &config.tokens {
+                match &tokens_path(&config) {
                     Some(path) => match Tokens::load(path) {
                         Ok(tokens) => {
                             log::info!("reloaded {} tokens from {}", tokens.len(), path.display());
