@@ -1,1 +1,26 @@
-//! End-to-end tests: the real binary over HTTP on 127.0.0.1.
+//! End-to-end tests: the real `jobstore` binary, started in its own temporary directory on a
+//! free port of 127.0.0.1, driven over HTTP/1.1 with a small blocking client (see
+//! [`support`]). Every test starts its own daemon, so they run in parallel.
+//!
+//! Run: `cargo test -p jobstore-bin --test e2e`.
+
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod auth;
+mod bad_input;
+mod claims;
+mod cli;
+mod crash;
+mod data;
+mod definitions;
+mod idempotency;
+mod lifecycle;
+mod list;
+mod logs;
+mod maintenance;
+mod observability;
+mod systemd;
+mod timeouts;

@@ -1,0 +1,163 @@
+//! Bad input: malformed and mistyped JSON, unknown fields, oversized bodies, unknown routes and
+//! methods. Each is the documented 4xx in the native error shape, changes nothing, and the
+//! daemon keeps serving.
+
+use serde_json::{Value, json};
+
+use crate::support::{Body, Daemon, assert_error, id_of};
+
+#[test]
+fn malformed_bodies_routes_and_methods() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let id = id_of(&api.create(&json!({"kind": "seed", "queue": "q"})));
+    let before = api.all_jobs();
+    let unchanged = |what: &str| {
+        assert_eq!(api.all_jobs(), before, "{what} changed the job list");
+        api.get("/healthz").expect(200);
+    };
+    let raw_post = |path: &str, body: &str| {
+        api.request("POST", path, &[("Content-Type", "application/json")], body)
+    };
+
+    for (body, needle) in [
+        (r#"{"kind": "#, ""),
+        ("not json at all", ""),
+        (r#"{"kind": "x",}"#, ""),
+        (r#"{"kind": "x", "bogus": 1}"#, "bogus"),
+        (r#"{"kind": 5}"#, ""),
+        (r#"{"kind": "x", "priority": "high"}"#, ""),
+        (r#"{"kind": "x", "upload": "yes"}"#, ""),
+        (r#"["kind", "x"]"#, ""),
+        ("{}", "kind"),
+    ] {
+        let answer = raw_post("/v1/jobs", body);
+        let message = assert_error(&answer, 400, "invalid_json");
+        assert!(message.contains(needle), "{body}: {message}");
+        unchanged(body);
+    }
+
+    // Well-formed but invalid values.
+    for body in [json!({"kind": ""}), json!({"kind": "x", "max_attempts": 0})] {
+        assert_error(&api.post("/v1/jobs", &body), 400, "invalid_request");
+        unchanged(&body.to_string());
+    }
+
+    // Worker calls with broken bodies change nothing.
+    let token = api.claim("w", "q", 1)[0]["lease_token"].as_i64().unwrap();
+    let before = api.all_jobs();
+    let unchanged = |what: &str| {
+        assert_eq!(api.all_jobs(), before, "{what} changed the job list");
+    };
+    for (path, body) in [
+        ("heartbeat", r#"{"worker": "w", "lease_token": "#.to_owned()),
+        (
+            "heartbeat",
+            r#"{"worker": "w", "lease_token": "one"}"#.to_owned(),
+        ),
+        (
+            "complete",
+            format!(r#"{{"worker": "w", "lease_token": {token}, "extra": 1}}"#),
+        ),
+        (
+            "fail",
+            format!(r#"{{"worker": "w", "lease_token": {token}}}"#),
+        ),
+    ] {
+        assert_error(
+            &raw_post(&format!("/v1/jobs/{id}/{path}"), &body),
+            400,
+            "invalid_json",
+        );
+        unchanged(&body);
+    }
+    for body in [
+        r#"{"worker": "w", "queues": "q"}"#,
+        r#"{"queues": ["q"]}"#,
+        r#"{"worker": "w", "queues": ["q"], "max": -1}"#,
+    ] {
+        assert_error(&raw_post("/v1/claim", body), 400, "invalid_json");
+        unchanged(body);
+    }
+    let job = api.get(&format!("/v1/jobs/{id}")).expect_json(200);
+    assert_eq!(job["state"], "running");
+    assert_eq!(job["lease_token"], token);
+
+    // Bodies over the 1 MiB JSON limit: 413, just over and far over.
+    for size in [1024 * 1024 + 1, 10 * 1024 * 1024] {
+        let padding = "a".repeat(size);
+        let body = format!(r#"{{"kind": "big", "payload": "{padding}"}}"#);
+        let answer = api.request(
+            "POST",
+            "/v1/jobs",
+            &[("Content-Type", "application/json")],
+            body.into_bytes(),
+        );
+        assert_error(&answer, 413, "body_too_large");
+        unchanged("an oversized body");
+        // Sent chunked (no Content-Length to refuse it up front).
+        let pieces: Vec<Vec<u8>> = std::iter::once(br#"{"kind": "big", "payload": ""#.to_vec())
+            .chain(vec![vec![b'a'; 64 * 1024]; size / (64 * 1024) + 1])
+            .chain(std::iter::once(br#""}"#.to_vec()))
+            .collect();
+        let answer = api.request(
+            "POST",
+            "/v1/jobs",
+            &[("Content-Type", "application/json")],
+            Body::Chunked(pieces),
+        );
+        assert_error(&answer, 413, "body_too_large");
+        unchanged("an oversized chunked body");
+    }
+
+    // Unknown routes: 404 in the same shape.
+    for path in [
+        "/",
+        "/v2/jobs",
+        "/v1/nope",
+        "/v1/jobs/1/explode",
+        "/v1/jobs/1/steps",
+        "/v1/definitions/x/y/z",
+    ] {
+        let answer = api.get(path);
+        let message = assert_error(&answer, 404, "route_not_found");
+        assert!(message.contains(path), "{message}");
+        unchanged(path);
+    }
+    assert_error(
+        &api.post("/v1/jobz", &json!({"kind": "x"})),
+        404,
+        "route_not_found",
+    );
+    unchanged("unknown routes");
+
+    // Known routes with the wrong method: 405 with an Allow header.
+    for (method, path, allow) in [
+        ("DELETE", "/v1/jobs".to_owned(), vec!["GET", "POST"]),
+        ("PUT", "/v1/jobs".to_owned(), vec!["GET", "POST"]),
+        ("PATCH", format!("/v1/jobs/{id}"), vec!["GET", "DELETE"]),
+        ("POST", format!("/v1/jobs/{id}"), vec!["GET", "DELETE"]),
+        ("GET", "/v1/claim".to_owned(), vec!["POST"]),
+        ("GET", format!("/v1/jobs/{id}/cancel"), vec!["POST"]),
+        ("DELETE", format!("/v1/jobs/{id}/data"), vec!["GET", "PUT"]),
+        ("POST", "/v1/definitions".to_owned(), vec!["GET"]),
+        ("POST", "/healthz".to_owned(), vec!["GET"]),
+    ] {
+        let answer = api.request(method, &path, &[], Body::None);
+        assert_error(&answer, 405, "method_not_allowed");
+        let header = answer
+            .header("allow")
+            .unwrap_or_else(|| panic!("{method} {path}: no Allow header"));
+        let mut listed: Vec<&str> = header.split(',').map(str::trim).collect();
+        listed.sort_unstable();
+        let mut allow = allow;
+        allow.sort_unstable();
+        assert_eq!(listed, allow, "{method} {path}");
+        unchanged(&format!("{method} {path}"));
+    }
+    unchanged("wrong methods");
+    assert_eq!(
+        api.get(&format!("/v1/jobs/{id}")).expect_json(200)["state"],
+        Value::from("running")
+    );
+}

@@ -1,0 +1,113 @@
+//! The command line on the daemon's database file: `jobs list`, `jobs show`, `check` and
+//! `backup`, while the daemon runs (online backup) and after it stopped.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::support::{Daemon, id_of, jobstore};
+
+/// `jobstore --db DB ARGS...`.
+fn on(db: &Path, args: &[&str]) -> crate::support::Output {
+    let mut all: Vec<OsString> = vec!["--db".into(), db.into()];
+    all.extend(args.iter().map(OsString::from));
+    jobstore(all)
+}
+
+/// The ids and states `jobs list --json` prints.
+fn listed(db: &Path) -> BTreeSet<(i64, String)> {
+    let output = on(db, &["jobs", "list", "--json", "--limit", "1000"]);
+    let jobs: Value = serde_json::from_str(output.success())
+        .unwrap_or_else(|err| panic!("jobs list --json is not JSON ({err}): {}", output.stdout));
+    jobs.as_array()
+        .expect("a JSON array of jobs")
+        .iter()
+        .map(|j| (id_of(j), j["state"].as_str().expect("state").to_owned()))
+        .collect()
+}
+
+#[test]
+fn jobs_check_and_backup_on_the_database_file() {
+    let mut daemon = Daemon::start();
+    let api = daemon.client();
+    let first = id_of(&api.create(&json!({"kind": "export", "name": "first"})));
+    let second = id_of(&api.create(&json!({"kind": "import", "queue": "q"})));
+    let third = id_of(&api.create(&json!({"kind": "sync"})));
+    let lease = api.claim("w", "q", 1);
+    let token = lease[0]["lease_token"].as_i64().unwrap();
+    api.post(
+        &format!("/v1/jobs/{second}/complete"),
+        &json!({"worker": "w", "lease_token": token, "result": {"rows": 3}}),
+    )
+    .expect(200);
+    api.post(&format!("/v1/jobs/{third}/cancel"), &json!({}))
+        .expect(200);
+    let expected = BTreeSet::from([
+        (first, "queued".to_owned()),
+        (second, "succeeded".to_owned()),
+        (third, "cancelled".to_owned()),
+    ]);
+    assert_eq!(api.all_jobs(), expected);
+
+    // An online backup while the daemon runs.
+    let db = daemon.db();
+    let online = daemon.dir().join("online-backup.db");
+    on(&db, &["backup", online.to_str().unwrap()]).success();
+    assert_eq!(listed(&online), expected);
+
+    daemon.stop();
+
+    assert_eq!(listed(&db), expected);
+
+    // The human table names every job.
+    let table = on(&db, &["jobs", "list"]);
+    let table = table.success();
+    for id in [first, second, third] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(&id.to_string())),
+            "job {id} missing from:\n{table}"
+        );
+    }
+
+    let shown = on(&db, &["jobs", "show", &second.to_string(), "--json"]);
+    let shown: Value = serde_json::from_str(shown.success()).unwrap();
+    assert_eq!(shown["job"]["id"], second);
+    assert_eq!(shown["job"]["state"], "succeeded");
+    assert_eq!(shown["job"]["result"], json!({"rows": 3}));
+    let events: Vec<&str> = shown["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .filter(|e| *e != "heartbeat")
+        .collect();
+    assert_eq!(events, ["create", "claim", "complete"]);
+    let human = on(&db, &["jobs", "show", &first.to_string()]);
+    let human = human.success();
+    assert!(
+        human.contains("export") && human.contains("create"),
+        "{human}"
+    );
+    let missing = on(&db, &["jobs", "show", "999999"]);
+    assert!(
+        !missing.status.success(),
+        "showing an unknown job succeeded"
+    );
+
+    let check = on(&db, &["check"]);
+    assert_eq!(check.success().trim(), "ok");
+
+    let dest = daemon.dir().join("backup.db");
+    on(&db, &["backup", dest.to_str().unwrap()]).success();
+    assert!(dest.is_file());
+    assert_eq!(listed(&dest), expected);
+    assert_eq!(on(&dest, &["check"]).success().trim(), "ok");
+
+    // A new daemon on the file serves the same jobs.
+    let daemon = daemon.restart(crate::support::Options::default());
+    assert_eq!(daemon.client().all_jobs(), expected);
+}

@@ -1,0 +1,266 @@
+//! Uploaded data: batches streamed in (with `Content-Length` and chunked), read back byte for
+//! byte in order, the upload phase closed, and data refused after it.
+
+use std::io::Write;
+
+use serde_json::json;
+
+use crate::support::{Body, Daemon, assert_error, id_of};
+
+/// Deterministic bytes covering every byte value (a small xorshift generator).
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[3]
+        })
+        .collect()
+}
+
+#[test]
+fn batches_round_trip_byte_for_byte() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let job = api.create(&json!({"kind": "ingest", "upload": true, "queue": "ingest"}));
+    let id = id_of(&job);
+    assert_eq!(job["state"], "open");
+    // An open job is not runnable.
+    assert!(api.claim("w", "ingest", 1).is_empty());
+
+    let first = b"id,name\n1,alpha\n".to_vec();
+    let large = pattern(1_536 * 1024 + 17, 7);
+    let last = pattern(4096, 99);
+    let octets = [("Content-Type", "application/octet-stream")];
+
+    let batch = api
+        .request(
+            "PUT",
+            &format!("/v1/jobs/{id}/data"),
+            &octets,
+            first.clone(),
+        )
+        .expect_json(201);
+    assert_eq!(batch["batch"], 1);
+    assert_eq!(batch["bytes"], first.len());
+
+    // More than 1 MB, chunked in uneven pieces.
+    let pieces: Vec<Vec<u8>> = large.chunks(61_440 + 3).map(<[u8]>::to_vec).collect();
+    assert!(pieces.len() > 20);
+    let batch = api
+        .request(
+            "PUT",
+            &format!("/v1/jobs/{id}/data"),
+            &octets,
+            Body::Chunked(pieces),
+        )
+        .expect_json(201);
+    assert_eq!(batch["batch"], 2);
+    assert_eq!(batch["bytes"], large.len());
+
+    let batch = api
+        .request("PUT", &format!("/v1/jobs/{id}/data"), &octets, last.clone())
+        .expect_json(201);
+    assert_eq!(batch["batch"], 3);
+
+    let mut expected = first.clone();
+    expected.extend_from_slice(&large);
+    expected.extend_from_slice(&last);
+
+    let info = api.get(&format!("/v1/jobs/{id}")).expect_json(200);
+    assert_eq!(info["state"], "open");
+    assert_eq!(info["data_batches"], 3);
+    assert_eq!(info["data_bytes"], expected.len());
+
+    let download = api.get(&format!("/v1/jobs/{id}/data"));
+    download.expect(200);
+    assert_eq!(
+        download.header("content-type"),
+        Some("application/octet-stream")
+    );
+    assert_eq!(download.body.len(), expected.len());
+    assert!(download.body == expected, "downloaded bytes differ");
+
+    let closed = api
+        .post(&format!("/v1/jobs/{id}/close"), &json!({}))
+        .expect_json(200);
+    assert_eq!(closed["state"], "queued");
+
+    // No data after the upload phase: 409, and the data is unchanged.
+    let refused = api.request(
+        "PUT",
+        &format!("/v1/jobs/{id}/data"),
+        &octets,
+        b"late".to_vec(),
+    );
+    assert_error(&refused, 409, "invalid_transition");
+    let refused = api.request(
+        "PUT",
+        &format!("/v1/jobs/{id}/data"),
+        &octets,
+        Body::Chunked(vec![pattern(100_000, 3)]),
+    );
+    assert_error(&refused, 409, "invalid_transition");
+    assert_error(
+        &api.post(&format!("/v1/jobs/{id}/close"), &json!({})),
+        409,
+        "invalid_transition",
+    );
+    let after = api.get(&format!("/v1/jobs/{id}/data"));
+    after.expect(200);
+    assert!(after.body == expected, "data changed after close");
+    assert_eq!(
+        api.get(&format!("/v1/jobs/{id}")).expect_json(200)["data_batches"],
+        3
+    );
+
+    // Now it runs.
+    let claimed = api.claim("w", "ingest", 1);
+    assert_eq!(id_of(&claimed[0]), id);
+}
+
+#[test]
+fn data_faults() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+
+    // A job without an upload phase takes no data.
+    let plain = id_of(&api.create(&json!({"kind": "ingest"})));
+    assert_error(
+        &api.request("PUT", &format!("/v1/jobs/{plain}/data"), &[], b"x".to_vec()),
+        409,
+        "invalid_transition",
+    );
+    assert_error(
+        &api.request("PUT", "/v1/jobs/999999/data", &[], b"x".to_vec()),
+        404,
+        "job_not_found",
+    );
+    assert_error(&api.get("/v1/jobs/999999/data"), 404, "job_not_found");
+    assert_error(
+        &api.post("/v1/jobs/999999/close", &json!({})),
+        404,
+        "job_not_found",
+    );
+
+    // A client that goes away in the middle of a batch stores nothing of it.
+    let broken = id_of(&api.create(&json!({"kind": "ingest", "upload": true})));
+    for head in [
+        format!(
+            "PUT /v1/jobs/{broken}/data HTTP/1.1\r\nHost: {}\r\nContent-Length: 100000\r\n\r\n",
+            daemon.addr()
+        ),
+        format!(
+            "PUT /v1/jobs/{broken}/data HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\n\r\nc350\r\n",
+            daemon.addr()
+        ),
+    ] {
+        let mut stream = crate::support::connect(daemon.addr());
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&pattern(50_000, 11)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        drop(stream);
+    }
+    api.request(
+        "PUT",
+        &format!("/v1/jobs/{broken}/data"),
+        &[],
+        b"complete".to_vec(),
+    )
+    .expect(201);
+    crate::support::eventually(
+        "only the complete batch remains",
+        std::time::Duration::from_secs(10),
+        || {
+            let info = api.get(&format!("/v1/jobs/{broken}")).expect_json(200);
+            info["data_batches"] == 1 && info["data_bytes"] == 8
+        },
+    );
+    assert_eq!(
+        api.get(&format!("/v1/jobs/{broken}/data")).body,
+        b"complete"
+    );
+
+    // Aborting an upload deletes its data.
+    let aborted = id_of(&api.create(&json!({"kind": "ingest", "upload": true})));
+    api.request(
+        "PUT",
+        &format!("/v1/jobs/{aborted}/data"),
+        &[],
+        pattern(10_000, 5),
+    )
+    .expect(201);
+    let cancelled = api
+        .post(&format!("/v1/jobs/{aborted}/cancel"), &json!({}))
+        .expect_json(200);
+    assert_eq!(cancelled["state"], "cancelled");
+    let info = api.get(&format!("/v1/jobs/{aborted}")).expect_json(200);
+    assert_eq!(info["data_batches"], 0, "{info}");
+    assert_error(
+        &api.request(
+            "PUT",
+            &format!("/v1/jobs/{aborted}/data"),
+            &[],
+            b"x".to_vec(),
+        ),
+        409,
+        "invalid_transition",
+    );
+}
+
+#[test]
+fn batch_size_and_count_are_bounded() {
+    let dir = crate::support::temp_dir();
+    let config = dir.path().join("jobstore.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nmax_batch_bytes = 100000\nmax_batches_per_job = 2\n",
+    )
+    .unwrap();
+    let daemon = Daemon::start_with(
+        dir,
+        crate::support::Options {
+            args: vec!["--config".into(), config.into_os_string()],
+            ..crate::support::Options::default()
+        },
+    );
+    let api = daemon.client();
+    let id = id_of(&api.create(&json!({"kind": "ingest", "upload": true})));
+    let path = format!("/v1/jobs/{id}/data");
+
+    // Over the batch size, announced or chunked: 413 and nothing stored.
+    assert_error(
+        &api.request("PUT", &path, &[], pattern(100_001, 1)),
+        413,
+        "data_batch_too_large",
+    );
+    assert_error(
+        &api.request(
+            "PUT",
+            &path,
+            &[],
+            Body::Chunked(vec![pattern(60_000, 2), pattern(60_000, 3)]),
+        ),
+        413,
+        "data_batch_too_large",
+    );
+    let info = api.get(&format!("/v1/jobs/{id}")).expect_json(200);
+    assert_eq!(info["data_batches"], 0, "{info}");
+    assert_eq!(info["data_bytes"], 0, "{info}");
+
+    // At the size: fine. Past the count: 409.
+    let first = pattern(100_000, 4);
+    let second = pattern(10, 5);
+    api.request("PUT", &path, &[], first.clone()).expect(201);
+    api.request("PUT", &path, &[], second.clone()).expect(201);
+    assert_error(
+        &api.request("PUT", &path, &[], b"third".to_vec()),
+        409,
+        "too_many_data_batches",
+    );
+    let info = api.get(&format!("/v1/jobs/{id}")).expect_json(200);
+    assert_eq!(info["data_batches"], 2);
+    assert_eq!(api.get(&path).body, [first, second].concat());
+}

@@ -1,0 +1,835 @@
+//! The fixtures every end-to-end test uses: a [`Daemon`] (the real `jobstore serve` in its own
+//! temporary directory on `127.0.0.1:0`), a tiny blocking HTTP/1.1 [`Client`] over
+//! `std::net::TcpStream`, raw-socket helpers for the timeout tests, and runners for the
+//! binary's other commands (`token add`, `jobs`, `check`, `backup`).
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_jobstore");
+
+/// How long a daemon may take to print its `listening on` line.
+const STARTUP_WAIT: Duration = Duration::from_secs(20);
+
+/// Read and write timeout of every test socket: a hung daemon fails the test instead of
+/// hanging it.
+pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a one-shot command (`token add`, `jobs list`, ...) may run.
+const COMMAND_WAIT: Duration = Duration::from_secs(30);
+
+/// What to start a daemon with, beyond `serve --db DIR/jobstore.db --listen 127.0.0.1:0`.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    /// `--tokens FILE`.
+    pub tokens: Option<PathBuf>,
+    /// More arguments after the fixed ones (e.g. `--config FILE`).
+    pub args: Vec<OsString>,
+    /// Environment variables for the daemon.
+    pub env: Vec<(String, String)>,
+}
+
+/// The real daemon, in its own temporary directory, listening on a free port of 127.0.0.1.
+/// Killed (SIGKILL) on drop unless the test stopped it and waited for its exit.
+pub struct Daemon {
+    /// Always `Some` until [`Daemon::restart`] hands it to the next daemon.
+    dir: Option<TempDir>,
+    child: Child,
+    exited: Option<ExitStatus>,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    /// A daemon without tokens (every request acts as tenant `default` with every scope).
+    pub fn start() -> Daemon {
+        Daemon::start_with(temp_dir(), Options::default())
+    }
+
+    /// A daemon in `dir` (which the test may have prepared: a tokens file, a config file).
+    pub fn start_with(dir: TempDir, options: Options) -> Daemon {
+        let db = dir.path().join("jobstore.db");
+        let mut command = Command::new(BIN);
+        command
+            .arg("serve")
+            .arg("--db")
+            .arg(&db)
+            .arg("--listen")
+            .arg("127.0.0.1:0");
+        if let Some(tokens) = &options.tokens {
+            command.arg("--tokens").arg(tokens);
+        }
+        command.args(&options.args);
+        for name in [
+            "JOBSTORE_DB",
+            "JOBSTORE_LISTEN",
+            "JOBSTORE_TOKENS",
+            "NOTIFY_SOCKET",
+        ] {
+            command.env_remove(name);
+        }
+        command.env("RUST_LOG", "info");
+        for (name, value) in &options.env {
+            command.env(name, value);
+        }
+        command
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn jobstore serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+
+        // Drain stderr for the daemon's whole life, so the pipe never fills; the lines are
+        // kept for failure messages and handed to the startup wait below.
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (lines, startup) = mpsc::channel::<String>();
+        let kept = Arc::clone(&log);
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut raw = Vec::new();
+            loop {
+                raw.clear();
+                match reader.read_until(b'\n', &mut raw) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&raw).trim_end().to_owned();
+                        kept.lock().expect("log lock").push(line.clone());
+                        let _ = lines.send(line);
+                    }
+                }
+            }
+        });
+
+        let deadline = Instant::now() + STARTUP_WAIT;
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match startup.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                        let text = rest.split_whitespace().next().unwrap_or_default();
+                        break text
+                            .parse::<SocketAddr>()
+                            .unwrap_or_else(|_| panic!("unparsable address in `{line}`"));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait().ok();
+                    panic!(
+                        "the daemon exited before listening ({status:?}); stderr:\n{}",
+                        log.lock().expect("log lock").join("\n")
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "the daemon did not print `listening on` within {STARTUP_WAIT:?}; stderr:\n{}",
+                        log.lock().expect("log lock").join("\n")
+                    );
+                }
+            }
+        };
+        assert!(addr.ip().is_loopback(), "listening beyond loopback: {addr}");
+        Daemon {
+            dir: Some(dir),
+            child,
+            exited: None,
+            addr,
+            log,
+        }
+    }
+
+    /// The daemon's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The daemon's temporary directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("the directory").path()
+    }
+
+    /// The database file.
+    pub fn db(&self) -> PathBuf {
+        self.dir().join("jobstore.db")
+    }
+
+    /// Starts a new daemon on the same directory and database (killing this one first if it
+    /// still runs).
+    pub fn restart(mut self, options: Options) -> Daemon {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            self.exited = self.child.wait().ok();
+        }
+        let dir = self.dir.take().expect("the directory");
+        Daemon::start_with(dir, options)
+    }
+
+    /// A client without a token.
+    pub fn client(&self) -> Client {
+        Client {
+            addr: self.addr,
+            token: None,
+        }
+    }
+
+    /// A client that sends `Authorization: Bearer TOKEN`.
+    pub fn client_with(&self, token: &str) -> Client {
+        Client {
+            addr: self.addr,
+            token: Some(token.to_owned()),
+        }
+    }
+
+    /// Everything the daemon wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`, `KILL`, ...) with the `kill` command.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed: {status}");
+    }
+
+    /// Waits up to `timeout` for the daemon to exit and answers its exit status. A daemon
+    /// still running then is killed and the test fails.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        if let Some(status) = self.exited {
+            return status;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.exited = Some(status);
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "the daemon did not exit within {timeout:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for a clean exit with status 0.
+    pub fn stop(&mut self) {
+        self.signal("TERM");
+        let status = self.wait_exit(Duration::from_secs(15));
+        assert!(
+            status.success(),
+            "the daemon exited with {status}; stderr:\n{}",
+            self.stderr()
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A fresh temporary directory.
+pub fn temp_dir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("jobstore-e2e-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// A request body.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// No body (no `Content-Length`).
+    None,
+    /// One piece, with `Content-Length`.
+    Full(Vec<u8>),
+    /// `Transfer-Encoding: chunked`, one chunk per piece.
+    Chunked(Vec<Vec<u8>>),
+    /// `Content-Length` of all pieces, written one piece at a time with `pause` before each
+    /// piece after the first.
+    Paced {
+        /// The pieces.
+        pieces: Vec<Vec<u8>>,
+        /// The pause between pieces.
+        pause: Duration,
+    },
+}
+
+impl From<&Value> for Body {
+    fn from(value: &Value) -> Body {
+        Body::Full(value.to_string().into_bytes())
+    }
+}
+
+impl From<Value> for Body {
+    fn from(value: Value) -> Body {
+        Body::from(&value)
+    }
+}
+
+impl From<&str> for Body {
+    fn from(text: &str) -> Body {
+        Body::Full(text.as_bytes().to_vec())
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Body {
+        Body::Full(bytes)
+    }
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The headers, names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body (de-chunked).
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON; panics with the body when it is not.
+    pub fn json(&self) -> Value {
+        json(&self.body)
+    }
+
+    /// The body as JSON, or `null` when it is not JSON.
+    pub fn json_or_null(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts the status, with the body in the message.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Response {
+        assert_eq!(
+            self.status,
+            status,
+            "expected {status}, got {}: {}",
+            self.status,
+            self.text()
+        );
+        self
+    }
+
+    /// Asserts the status and answers the JSON body.
+    #[track_caller]
+    pub fn expect_json(&self, status: u16) -> Value {
+        self.expect(status);
+        self.json()
+    }
+}
+
+/// Parses JSON bytes; panics with the text when they are not JSON.
+#[track_caller]
+pub fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|err| {
+        panic!(
+            "not JSON ({err}): {:?}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(2000)])
+        )
+    })
+}
+
+/// Asserts that `response` is the native error document with this status and type:
+/// `{"error": {"type": ..., "message": ...}}` and nothing else, with a non-empty message.
+/// Answers the message.
+#[track_caller]
+pub fn assert_error(response: &Response, status: u16, kind: &str) -> String {
+    assert_eq!(
+        response.status,
+        status,
+        "expected {status} {kind}, got {}: {}",
+        response.status,
+        response.text()
+    );
+    let content_type = response.header("content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/json"),
+        "error content type: {content_type}"
+    );
+    let doc = response.json();
+    let outer = doc.as_object().expect("error document is an object");
+    assert_eq!(outer.len(), 1, "only `error` at the top: {doc}");
+    let error = doc["error"].as_object().expect("`error` is an object");
+    assert_eq!(error.len(), 2, "only `type` and `message`: {doc}");
+    assert_eq!(doc["error"]["type"], kind, "error type in {doc}");
+    let message = doc["error"]["message"]
+        .as_str()
+        .expect("`message` is a string");
+    assert!(!message.is_empty(), "empty error message: {doc}");
+    message.to_owned()
+}
+
+/// A blocking HTTP/1.1 client for one daemon, one connection per request.
+#[derive(Debug, Clone)]
+pub struct Client {
+    addr: SocketAddr,
+    token: Option<String>,
+}
+
+impl Client {
+    /// Sends one request; panics when the exchange fails at the socket level.
+    #[track_caller]
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> Response {
+        self.try_request(method, path, headers, body)
+            .unwrap_or_else(|err| panic!("{method} {path}: {err}"))
+    }
+
+    /// Sends one request; answers the socket error, if any.
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> io::Result<Response> {
+        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut all: Vec<(&str, &str)> = Vec::new();
+        if let Some(bearer) = &bearer {
+            all.push(("Authorization", bearer));
+        }
+        all.extend_from_slice(headers);
+        send(self.addr, method, path, &all, body.into())
+    }
+
+    /// `GET path`.
+    #[track_caller]
+    pub fn get(&self, path: &str) -> Response {
+        self.request("GET", path, &[], Body::None)
+    }
+
+    /// `POST path` with a JSON body.
+    #[track_caller]
+    pub fn post(&self, path: &str, body: &Value) -> Response {
+        self.request("POST", path, &[("Content-Type", "application/json")], body)
+    }
+
+    /// `PUT path` with a JSON body.
+    #[track_caller]
+    pub fn put(&self, path: &str, body: &Value) -> Response {
+        self.request("PUT", path, &[("Content-Type", "application/json")], body)
+    }
+
+    /// `DELETE path`.
+    #[track_caller]
+    pub fn delete(&self, path: &str) -> Response {
+        self.request("DELETE", path, &[], Body::None)
+    }
+
+    /// `POST /v1/jobs` with `body`, asserting 201; answers the job.
+    #[track_caller]
+    pub fn create(&self, body: &Value) -> Value {
+        self.post("/v1/jobs", body).expect_json(201)
+    }
+
+    /// `POST /v1/claim` of up to `max` jobs of `queue` for `worker` (no wait); answers the jobs.
+    #[track_caller]
+    pub fn claim(&self, worker: &str, queue: &str, max: u32) -> Vec<Value> {
+        let answer = self
+            .post(
+                "/v1/claim",
+                &serde_json::json!({
+                    "worker": worker, "queues": [queue], "max": max, "lease_ms": 30_000
+                }),
+            )
+            .expect_json(200);
+        answer["jobs"].as_array().expect("jobs array").clone()
+    }
+
+    /// Every job id `GET /v1/jobs` lists (following cursors), with its state.
+    #[track_caller]
+    pub fn all_jobs(&self) -> BTreeSet<(i64, String)> {
+        let mut seen = BTreeSet::new();
+        let mut path = "/v1/jobs?sort=id&order=asc&limit=100".to_owned();
+        loop {
+            let page = self.get(&path).expect_json(200);
+            for job in page["jobs"].as_array().expect("jobs array") {
+                let state = job["state"].as_str().expect("state").to_owned();
+                seen.insert((job["id"].as_i64().expect("id"), state));
+            }
+            match page["next_cursor"].as_str() {
+                Some(cursor) => {
+                    path = format!(
+                        "/v1/jobs?sort=id&order=asc&limit=100&cursor={}",
+                        encode(cursor)
+                    );
+                }
+                None => return seen,
+            }
+        }
+    }
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+pub fn encode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// A TCP connection to `addr` (127.0.0.1 only) with read and write timeouts.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    try_connect(addr).unwrap_or_else(|err| panic!("connect {addr}: {err}"))
+}
+
+/// As [`connect`], answering the error.
+pub fn try_connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    assert!(addr.ip().is_loopback(), "tests talk to 127.0.0.1 only");
+    let stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(SOCKET_TIMEOUT))?;
+    stream.set_write_timeout(Some(SOCKET_TIMEOUT))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Sends one request on a fresh connection with `Connection: close` and reads the answer.
+/// The request is written on a second thread while this one reads, so an early answer (413,
+/// 408) is seen even when the server stops reading the body.
+pub fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Body,
+) -> io::Result<Response> {
+    let stream = try_connect(addr)?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    match &body {
+        Body::None => {}
+        Body::Full(bytes) => head.push_str(&format!("Content-Length: {}\r\n", bytes.len())),
+        Body::Paced { pieces, .. } => {
+            let total: usize = pieces.iter().map(Vec::len).sum();
+            head.push_str(&format!("Content-Length: {total}\r\n"));
+        }
+        Body::Chunked(_) => head.push_str("Transfer-Encoding: chunked\r\n"),
+    }
+    head.push_str("\r\n");
+    let mut writer = stream.try_clone()?;
+    thread::scope(|scope| {
+        let written = scope.spawn(move || -> io::Result<()> {
+            writer.write_all(head.as_bytes())?;
+            match body {
+                Body::None => {}
+                Body::Full(bytes) => writer.write_all(&bytes)?,
+                Body::Paced { pieces, pause } => {
+                    for (i, piece) in pieces.iter().enumerate() {
+                        if i > 0 {
+                            thread::sleep(pause);
+                        }
+                        writer.write_all(piece)?;
+                        writer.flush()?;
+                    }
+                }
+                Body::Chunked(pieces) => {
+                    for piece in pieces.iter().filter(|p| !p.is_empty()) {
+                        writer.write_all(format!("{:x}\r\n", piece.len()).as_bytes())?;
+                        writer.write_all(piece)?;
+                        writer.write_all(b"\r\n")?;
+                    }
+                    writer.write_all(b"0\r\n\r\n")?;
+                }
+            }
+            writer.flush()
+        });
+        let answer = read_response(&mut &stream);
+        // Unblocks a writer the server stopped reading from.
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        let written = written
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("writer panicked")));
+        match (answer, written) {
+            (Ok(response), _) => Ok(response),
+            (Err(read), Err(write)) => Err(io::Error::new(
+                read.kind(),
+                format!("reading: {read}; writing: {write}"),
+            )),
+            (Err(read), Ok(())) => Err(read),
+        }
+    })
+}
+
+/// Reads one HTTP/1.1 response: the status line, the headers, and a body framed by
+/// `Content-Length`, `Transfer-Encoding: chunked` or the end of the stream.
+pub fn read_response(stream: &mut impl Read) -> io::Result<Response> {
+    let mut reader = BufReader::new(stream);
+    let status_line = read_line(&mut reader)?;
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default();
+    if !version.starts_with("HTTP/1.") {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("not an HTTP response: {status_line:?}"),
+        ));
+    }
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad status line"))?;
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(&mut reader)?;
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad header line"))?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if status == 204 || status == 304 || (100..200).contains(&status) {
+        // No body.
+    } else if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let line = read_line(&mut reader)?;
+            let size = line.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size, 16).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad chunk size {line:?}"),
+                )
+            })?;
+            if size == 0 {
+                // Trailers, up to the empty line.
+                while !read_line(&mut reader)?.is_empty() {}
+                break;
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            reader.read_exact(&mut body[start..])?;
+            if !read_line(&mut reader)?.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "chunk not followed by CRLF",
+                ));
+            }
+        }
+    } else if let Some(length) = find("content-length") {
+        let length: usize = length
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad content-length"))?;
+        body.resize(length, 0);
+        reader.read_exact(&mut body)?;
+    } else {
+        reader.read_to_end(&mut body)?;
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// One CRLF-terminated line without its terminator; EOF before it is an error.
+fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
+    let mut raw = Vec::new();
+    reader.read_until(b'\n', &mut raw)?;
+    if !raw.ends_with(b"\n") {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed inside the response head",
+        ));
+    }
+    raw.pop();
+    if raw.ends_with(b"\r") {
+        raw.pop();
+    }
+    String::from_utf8(raw).map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))
+}
+
+/// The outcome of a one-shot command.
+#[derive(Debug)]
+pub struct Output {
+    /// The exit status.
+    pub status: ExitStatus,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Output {
+    /// Asserts success, with both streams in the message; answers stdout.
+    #[track_caller]
+    pub fn success(&self) -> &str {
+        assert!(
+            self.status.success(),
+            "exit {}\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        &self.stdout
+    }
+}
+
+/// Runs the binary with `args` (bounded wait; a command still running after it is killed and
+/// the test fails).
+pub fn jobstore<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let mut command = Command::new(BIN);
+    command.args(&args);
+    for name in [
+        "JOBSTORE_DB",
+        "JOBSTORE_LISTEN",
+        "JOBSTORE_TOKENS",
+        "NOTIFY_SOCKET",
+    ] {
+        command.env_remove(name);
+    }
+    let mut child = command
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn jobstore");
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + COMMAND_WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`jobstore {args:?}` still ran after {COMMAND_WAIT:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// `jobstore token add`: appends a new token to `tokens` and answers the token it printed.
+pub fn add_token(tokens: &Path, name: &str, tenant: &str, scopes: &str) -> String {
+    let output = jobstore([
+        OsString::from("token"),
+        "add".into(),
+        "--tokens".into(),
+        tokens.into(),
+        "--name".into(),
+        name.into(),
+        "--tenant".into(),
+        tenant.into(),
+        "--scopes".into(),
+        scopes.into(),
+    ]);
+    let token = output.success().trim().to_owned();
+    assert!(
+        token.len() >= 32 && !token.contains(char::is_whitespace),
+        "token add printed {token:?}"
+    );
+    token
+}
+
+/// Waits (bounded) until `check` holds, polling; panics with `what` when it never does.
+#[track_caller]
+pub fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A job's id from its document.
+#[track_caller]
+pub fn id_of(job: &Value) -> i64 {
+    job["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no id in {job}"))
+}
