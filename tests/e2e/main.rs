@@ -24,3 +24,4 @@ mod maintenance;
 mod observability;
 mod systemd;
 mod timeouts;
+mod worker;

@@ -60,6 +60,11 @@ impl Daemon {
 
     /// A daemon in `dir` (which the test may have prepared: a tokens file, a config file).
     pub fn start_with(dir: TempDir, options: Options) -> Daemon {
+        Daemon::start_listening(dir, options, "127.0.0.1:0")
+    }
+
+    /// A daemon in `dir` listening on `listen` (`127.0.0.1:0`: a free port).
+    fn start_listening(dir: TempDir, options: Options, listen: &str) -> Daemon {
         let db = dir.path().join("jobstore.db");
         let mut command = Command::new(BIN);
         command
@@ -67,7 +72,7 @@ impl Daemon {
             .arg("--db")
             .arg(&db)
             .arg("--listen")
-            .arg("127.0.0.1:0");
+            .arg(listen);
         if let Some(tokens) = &options.tokens {
             command.arg("--tokens").arg(tokens);
         }
@@ -176,6 +181,20 @@ impl Daemon {
         }
         let dir = self.dir.take().expect("the directory");
         Daemon::start_with(dir, options)
+    }
+
+    /// As [`Daemon::restart`], but on the same address as this daemon, so that clients
+    /// holding the URL (a running `jobstore worker`) reach the new daemon.
+    pub fn restart_on_same_address(mut self, options: Options) -> Daemon {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            self.exited = self.child.wait().ok();
+        }
+        let addr = self.addr;
+        let dir = self.dir.take().expect("the directory");
+        let daemon = Daemon::start_listening(dir, options, &addr.to_string());
+        assert_eq!(daemon.addr(), addr, "the restarted daemon moved");
+        daemon
     }
 
     /// A client without a token.

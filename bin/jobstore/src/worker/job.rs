@@ -22,13 +22,14 @@ use super::protocol::{self, Line, Report};
 
 /// The longest log line kept; the rest of a longer line is dropped.
 const MAX_LINE_BYTES: usize = 64 * 1024;
-/// Log lines held for the daemon at most; more are counted and dropped, never blocking the
-/// child.
-const MAX_BUFFERED_LINES: usize = 50_000;
-/// Log lines sent in one request.
+/// Log bytes held for the daemon at most; lines past it are counted and dropped, never
+/// blocking the child. A sender drains the buffer continuously, so this is reached only when
+/// the daemon cannot keep up.
+const MAX_BUFFERED_BYTES: usize = 32 * 1024 * 1024;
+/// Log lines sent in one request at most.
 const LINES_PER_POST: usize = 5_000;
-/// How often buffered log lines are sent.
-const LOG_FLUSH: Duration = Duration::from_millis(200);
+/// Log bytes sent in one request at most (within the daemon's JSON body limit).
+const BYTES_PER_POST: usize = 512 * 1024;
 
 /// The job as claimed.
 pub struct Claimed {
@@ -59,22 +60,56 @@ enum Stop {
     TimedOut,
     LeaseLost,
     Interrupted,
+    /// The job's data could not be read to its end: the command must not finish on a part.
+    InputBroken,
 }
 
 /// Log lines waiting to be sent.
 #[derive(Default)]
 struct LogBuffer {
     lines: VecDeque<(&'static str, String)>,
+    bytes: usize,
     dropped: u64,
+    /// The command's pipes are closed: send what is left, then stop.
+    closed: bool,
 }
 
 impl LogBuffer {
     fn push(&mut self, level: &'static str, line: String) {
-        if self.lines.len() >= MAX_BUFFERED_LINES {
+        if self.bytes + line.len() > MAX_BUFFERED_BYTES {
             self.dropped += 1;
         } else {
+            self.bytes += line.len();
             self.lines.push_back((level, line));
         }
+    }
+
+    /// Takes the next request's worth of lines.
+    fn take_batch(&mut self) -> Vec<Value> {
+        let mut batch = Vec::new();
+        let mut size = 0;
+        while batch.len() < LINES_PER_POST && size < BYTES_PER_POST {
+            let Some((level, message)) = self.lines.pop_front() else {
+                break;
+            };
+            self.bytes -= message.len();
+            size += message.len() + 32;
+            batch.push(json!({"level": level, "message": message}));
+        }
+        batch
+    }
+}
+
+/// The log buffer and the signal that wakes its sender.
+struct LogShip {
+    buffer: Mutex<LogBuffer>,
+    ready: tokio::sync::Notify,
+}
+
+impl LogShip {
+    fn push(&self, level: &'static str, line: String) {
+        lock(&self.buffer).push(level, line);
+        self.ready.notify_one();
     }
 }
 
@@ -99,7 +134,10 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
         report_final(&shared, job.id, "fail", &failure).await;
         return;
     };
-    let logs = Arc::new(Mutex::new(LogBuffer::default()));
+    let logs = Arc::new(LogShip {
+        buffer: Mutex::new(LogBuffer::default()),
+        ready: tokio::sync::Notify::new(),
+    });
     let mut child = match spawn(&shared, &job, &spec) {
         Ok(child) => child,
         Err(err) => {
@@ -116,7 +154,9 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
     let pid = child.id().and_then(|p| i32::try_from(p).ok());
     log::info!("job {} ({}): started pid {pid:?}", job.id, job.kind);
 
-    // stdin
+    // stdin. A download that breaks stops the command; the command closing its stdin early
+    // is its own business.
+    let (broken_tx, mut broken) = tokio::sync::oneshot::channel::<String>();
     if let Some(mut stdin) = child.stdin.take() {
         let client = shared.client.clone();
         let (source, payload, id) = (spec.stdin, job.payload.clone(), job.id);
@@ -124,17 +164,24 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
             let fed = match source {
                 StdinSource::Payload => {
                     let bytes = serde_json::to_vec(&payload).unwrap_or_default();
-                    stdin.write_all(&bytes).await.map_err(anyhow::Error::from)
+                    stdin.write_all(&bytes).await.map_err(Feed::Write)
                 }
                 StdinSource::Data => feed_data(&client, id, &mut stdin).await,
                 StdinSource::None => Ok(()),
             };
-            if let Err(err) = fed {
-                log::debug!("job {id}: stdin closed early: {err:#}");
+            match fed {
+                Ok(()) => {}
+                Err(Feed::Write(err)) => log::debug!("job {id}: the command closed stdin: {err}"),
+                Err(Feed::Download(reason)) => {
+                    log::warn!("job {id}: reading its data failed: {reason}");
+                    let _ = broken_tx.send(reason);
+                }
             }
             drop(stdin);
         });
     }
+    let mut input_error: Option<String> = None;
+    let mut input_done = false;
 
     // stdout (reports and log lines) and stderr (log lines)
     let (reports_tx, mut reports) = mpsc::unbounded_channel::<Report>();
@@ -147,9 +194,9 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
                 Line::Report(report) => {
                     let _ = reports_tx.send(report);
                 }
-                Line::Log(text) => lock(&logs).push("info", text),
+                Line::Log(text) => logs.push("info", text),
                 Line::Malformed { line, reason } => {
-                    lock(&logs).push("warn", format!("{line}  [ignored report: {reason}]"));
+                    logs.push("warn", format!("{line}  [ignored report: {reason}]"));
                 }
             },
         )));
@@ -162,14 +209,14 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
             if !line.trim().is_empty() {
                 *lock(&last) = line.clone();
             }
-            lock(&logs).push("error", line);
+            logs.push("error", line);
         })));
     }
 
     let heartbeat_every = (shared.config.lease / 3).max(Duration::from_millis(100));
     let mut heartbeat = tokio::time::interval(heartbeat_every);
     heartbeat.reset();
-    let mut flush = tokio::time::interval(LOG_FLUSH);
+    let shipper = tokio::spawn(ship_logs(Arc::clone(&shared), job.id, Arc::clone(&logs)));
     let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut interrupt = shared.interrupt.clone();
     let mut progress = Map::new();
@@ -230,7 +277,6 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
                     Err(err) => log::warn!("job {}: heartbeat failed, the child keeps running: {err}", job.id),
                 }
             }
-            _ = flush.tick() => flush_logs(&shared, job.id, &logs).await,
             () = timeout => {
                 log::warn!("job {}: timed out; stopping pid {pid:?}", job.id);
                 stop = Some(Stop::TimedOut);
@@ -239,6 +285,17 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
             () = escalate => {
                 signal_group(pid, Signal::SIGKILL);
                 kill_at = None;
+            }
+            fed = &mut broken, if !input_done => {
+                // A oneshot may be polled only until it answers once.
+                input_done = true;
+                if let Ok(reason) = fed
+                    && stop.is_none()
+                {
+                    stop = Some(Stop::InputBroken);
+                    input_error = Some(reason);
+                    kill_at = Some(terminate(pid, shared.config.grace));
+                }
             }
             _ = interrupt.changed(), if stop.is_none() => {
                 if *interrupt.borrow() {
@@ -278,8 +335,10 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
         log::warn!("job {}: lease lost; nothing more is reported", job.id);
         return;
     }
-    flush_logs(&shared, job.id, &logs).await;
-    let dropped = lock(&logs).dropped;
+    lock(&logs.buffer).closed = true;
+    logs.ready.notify_one();
+    let _ = shipper.await;
+    let dropped = lock(&logs.buffer).dropped;
     if dropped > 0 {
         let note = json!({"lines": [{"level": "warn", "message": format!("{dropped} log lines were dropped: the command wrote faster than they could be sent")}]});
         let _ = shared
@@ -326,6 +385,13 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
                 json!({"error": format!("timed out after {limit} ms"), "retryable": true}),
             )
         }
+        (Some(Stop::InputBroken), _) => (
+            "fail",
+            json!({
+                "error": format!("reading the job's data failed: {}", input_error.unwrap_or_default()),
+                "retryable": true,
+            }),
+        ),
         (Some(Stop::Interrupted), _) => (
             "fail",
             json!({"error": "the worker stopped before the command finished", "retryable": true}),
@@ -458,21 +524,22 @@ fn encode_segment(text: &str) -> String {
         .collect()
 }
 
-async fn flush_logs(shared: &Shared, id: i64, logs: &Mutex<LogBuffer>) {
+/// Sends the job's log lines as they come, a batch per request, until the command's pipes
+/// closed and everything was sent.
+async fn ship_logs(shared: Arc<Shared>, id: i64, logs: Arc<LogShip>) {
     loop {
-        let batch: Vec<Value> = {
-            let mut buffer = lock(logs);
-            let n = buffer.lines.len().min(LINES_PER_POST);
-            buffer
-                .lines
-                .drain(..n)
-                .map(|(level, message)| json!({"level": level, "message": message}))
-                .collect()
+        let (batch, closed) = {
+            let mut buffer = lock(&logs.buffer);
+            (buffer.take_batch(), buffer.closed)
         };
         if batch.is_empty() {
-            return;
+            if closed {
+                return;
+            }
+            logs.ready.notified().await;
+            continue;
         }
-        let full = batch.len() == LINES_PER_POST;
+        let count = batch.len();
         if let Err(err) = shared
             .client
             .json(
@@ -483,11 +550,8 @@ async fn flush_logs(shared: &Shared, id: i64, logs: &Mutex<LogBuffer>) {
             )
             .await
         {
-            log::warn!("job {id}: {} log lines lost: {err}", batch.len());
-            return;
-        }
-        if !full {
-            return;
+            log::warn!("job {id}: {count} log lines lost: {err}");
+            lock(&logs.buffer).dropped += count as u64;
         }
     }
 }
@@ -524,19 +588,28 @@ async fn report_final(shared: &Shared, id: i64, action: &str, body: &Value) {
     );
 }
 
+/// Why feeding stdin stopped.
+enum Feed {
+    /// The command closed its stdin (or exited): not an error of the job.
+    Write(std::io::Error),
+    /// The data could not be downloaded to its end.
+    Download(String),
+}
+
 /// Streams the job's uploaded data into the child's stdin.
 async fn feed_data(
     client: &Client,
     id: i64,
     stdin: &mut tokio::process::ChildStdin,
-) -> anyhow::Result<()> {
+) -> Result<(), Feed> {
     let mut body = client
         .stream(&format!("/v1/jobs/{id}/data"))
         .await
-        .map_err(|err| anyhow::anyhow!("{err}"))?;
+        .map_err(|err| Feed::Download(err.to_string()))?;
     while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
-            stdin.write_all(&data).await?;
+        let frame = frame.map_err(|err| Feed::Download(err.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            stdin.write_all(&data).await.map_err(Feed::Write)?;
         }
     }
     Ok(())

@@ -1,0 +1,87 @@
+#!/bin/bash
+# Runs inside a booted systemd container (see systemd.sh): installs the .deb and exercises the
+# service for real. Writes its log to /probe/log and PASS or FAIL to /probe/result, then
+# powers the container off.
+exec >/probe/log 2>&1
+set -u
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+
+finish() { echo "$1" >/probe/result; systemctl poweroff --no-block; exit 0; }
+fail() { echo "FAIL: $*"; journalctl --no-pager -n 60 -u jobstore -u jobstore.socket -u 'jobstore-worker@*' || true; finish FAIL; }
+ok() { echo "ok: $*"; }
+field() { grep -o "\"$1\": *[^,}]*" | head -n1 | cut -d: -f2- | tr -d '" '; }
+api() { curl -sS --max-time 10 "$@"; }
+wait_for() { # wait_for SECONDS CMD...: retry until CMD succeeds
+    local deadline=$((SECONDS + $1)); shift
+    until "$@"; do [ $SECONDS -ge $deadline ] && return 1; sleep 0.2; done
+}
+
+dpkg -i /probe/jobstore.deb || fail "dpkg -i"
+ok "installed: $(dpkg-query -W -f='${Package} ${Version}' jobstore)"
+systemctl is-enabled jobstore.service | grep -qx enabled || fail "jobstore.service is not enabled by the package"
+systemctl is-active --quiet jobstore.service || fail "jobstore.service was not started by the package"
+ok "enabled and started on install"
+[ "$(systemctl show -p Type --value jobstore.service)" = notify ] || fail "not Type=notify"
+# Type=notify: systemctl start returns once READY=1 arrived, so the first request must answer.
+systemctl restart jobstore.service || fail "start"
+systemctl is-active --quiet jobstore.service || fail "not active after start"
+[ "$(api localhost:8080/healthz)" = ok ] || fail "healthz did not answer right after READY"
+ok "active after READY=1 and answering /healthz"
+
+job=$(api -X POST localhost:8080/v1/jobs -d '{"kind": "export", "payload": {"n": 1}}')
+id=$(echo "$job" | field id)
+[ -n "$id" ] || fail "create: $job"
+claim=$(api -X POST localhost:8080/v1/claim -d '{"worker": "probe", "queues": ["default"]}')
+token=$(echo "$claim" | field lease_token)
+[ -n "$token" ] || fail "claim: $claim"
+done_job=$(api -X POST "localhost:8080/v1/jobs/$id/complete" -d "{\"worker\": \"probe\", \"lease_token\": $token, \"result\": {\"ok\": true}}")
+[ "$(echo "$done_job" | field state)" = succeeded ] || fail "complete: $done_job"
+ok "create, claim, complete job $id"
+
+[ -f /var/lib/jobstore/jobstore.db ] || fail "no database under /var/lib/jobstore"
+[ "$(/usr/bin/jobstore --db /var/lib/jobstore/jobstore.db jobs list --json | field state)" = succeeded ] || fail "jobstore jobs list does not see the job"
+ok "database in /var/lib/jobstore ($(stat -c %s /var/lib/jobstore/jobstore.db) bytes)"
+journalctl --no-pager -u jobstore.service | grep -q "listening on http://127.0.0.1:8080" || fail "no log line in the journal"
+ok "logs in the journal"
+
+systemctl restart jobstore.service || fail "restart"
+[ "$(api "localhost:8080/v1/jobs/$id" | field state)" = succeeded ] || fail "job lost across restart"
+ok "job $id survives systemctl restart"
+
+systemctl stop jobstore.service
+[ "$(systemctl show -p Result --value jobstore.service)" = success ] || fail "stop: Result=$(systemctl show -p Result --value jobstore.service)"
+[ "$(systemctl show -p ExecMainStatus --value jobstore.service)" = 0 ] || fail "stop: exit status $(systemctl show -p ExecMainStatus --value jobstore.service)"
+[ "$(systemctl show -p ExecMainCode --value jobstore.service)" = 1 ] || fail "stop: the daemon did not exit by itself (killed?)"
+ok "systemctl stop: exit 0, no SIGKILL"
+
+systemctl start jobstore.service
+pid=$(systemctl show -p MainPID --value jobstore.service)
+kill -9 "$pid"
+wait_for 20 sh -c '[ "$(systemctl show -p NRestarts --value jobstore.service)" -ge 1 ] && systemctl is-active --quiet jobstore.service' || fail "not restarted after SIGKILL"
+[ "$(api "localhost:8080/v1/jobs/$id" | field state)" = succeeded ] || fail "job lost after SIGKILL"
+ok "restarted by systemd after SIGKILL (pid $pid → $(systemctl show -p MainPID --value jobstore.service))"
+
+systemctl stop jobstore.service
+# This probe started the service more often in ten seconds than systemd's start limit allows.
+systemctl reset-failed jobstore.service
+systemctl start jobstore.socket || fail "socket start"
+systemctl is-active --quiet jobstore.service && fail "service active before the first request"
+[ "$(api localhost:8080/healthz)" = ok ] || fail "socket-activated first request"
+systemctl is-active --quiet jobstore.service || fail "socket did not start the service"
+journalctl --no-pager -u jobstore.service | grep -q "using the socket passed by systemd" || fail "service did not use the passed socket"
+ok "socket activation serves its first request"
+
+cat >/etc/jobstore/worker-probe.toml <<'TOML'
+url = "http://127.0.0.1:8080"
+queues = ["probe"]
+[kinds.echo]
+command = "/bin/sh -c 'read payload; echo \"got $payload\"; echo \"##jobstore result {\\\"worker\\\": \\\"ok\\\"}\"'"
+TOML
+systemctl start jobstore-worker@probe.service || fail "worker start"
+wjob=$(api -X POST localhost:8080/v1/jobs -d '{"kind": "echo", "queue": "probe", "payload": {"x": 1}}' | field id)
+wait_for 30 sh -c "curl -s localhost:8080/v1/jobs/$wjob | grep -q '\"state\":\"succeeded\"'" || fail "worker did not run job $wjob: $(api localhost:8080/v1/jobs/$wjob)"
+api "localhost:8080/v1/jobs/$wjob/logs" | grep -q 'got {"x":1}' || fail "worker log missing"
+ok "jobstore-worker@probe ran job $wjob end to end"
+systemctl stop jobstore-worker@probe.service jobstore.socket jobstore.service
+
+finish PASS

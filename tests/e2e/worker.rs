@@ -1,0 +1,1093 @@
+//! `jobstore worker` end to end: the real daemon and the real worker binary, every job's command
+//! a small shell script in the test's temporary directory (the daemon's, which is also the
+//! worker's working directory). Success with result, progress and logs; failure and retry;
+//! fatal; timeout; cancel (no orphans); a worker killed mid-job; a chatty command; uploaded data
+//! on stdin; SIGTERM to the worker; a daemon restart under a running job; a kind without a
+//! command.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{BIN, Client, Daemon, Options, id_of, temp_dir};
+
+/// How long a job may take to reach the state a test waits for (a hung worker fails the test).
+const JOB_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a process may take to go away after it was stopped.
+const PROCESS_WAIT: Duration = Duration::from_secs(10);
+
+/// The real `jobstore worker`, its stderr kept for failure messages. Dropped while it runs:
+/// SIGTERM (so it stops its commands), then SIGKILL if it is still there after a while.
+struct Worker {
+    child: Child,
+    exited: Option<ExitStatus>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Worker {
+    /// `jobstore worker --url http://ADDR ARGS...`, run in `dir`.
+    fn start(addr: SocketAddr, dir: &Path, args: &[&str]) -> Worker {
+        let mut command = Command::new(BIN);
+        command
+            .arg("worker")
+            .arg("--url")
+            .arg(format!("http://{addr}"))
+            .args(args);
+        for name in [
+            "JOBSTORE_DB",
+            "JOBSTORE_LISTEN",
+            "JOBSTORE_TOKENS",
+            "NOTIFY_SOCKET",
+        ] {
+            command.env_remove(name);
+        }
+        let mut child = command
+            .env("RUST_LOG", "info")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn jobstore worker");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&log);
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut raw = Vec::new();
+            loop {
+                raw.clear();
+                match reader.read_until(b'\n', &mut raw) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => kept
+                        .lock()
+                        .expect("log lock")
+                        .push(String::from_utf8_lossy(&raw).trim_end().to_owned()),
+                }
+            }
+        });
+        Worker {
+            child,
+            exited: None,
+            log,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the worker wrote to stderr so far.
+    fn stderr(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// Sends a signal by name (`TERM`, `KILL`) to the worker (not to its commands).
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed: {status}");
+    }
+
+    /// Whether the worker still runs.
+    fn running(&mut self) -> bool {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().expect("try_wait");
+        }
+        self.exited.is_none()
+    }
+
+    /// Waits (bounded) for the worker to exit; one still running then is killed and the test
+    /// fails.
+    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        while self.running() {
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "the worker did not exit within {timeout:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.exited.expect("exit status")
+    }
+
+    /// The worker's peak resident memory in bytes (`VmHWM`), while it runs.
+    fn peak_memory(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status of the worker");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .unwrap_or_else(|| panic!("no VmHWM in {status}"));
+        let kib: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unparsable {line:?}"));
+        kib * 1024
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if !self.running() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM".to_owned(), self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.child.try_wait().ok().flatten().is_none() {
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Kills the process groups of the commands a test started, when the test ends however it
+/// ends, so that a failed test leaves no `sleep 300` behind. The groups are the commands'
+/// own (the worker starts each command as a process group leader).
+#[derive(Default)]
+struct Leftovers(Mutex<Vec<u32>>);
+
+impl Leftovers {
+    fn group(&self, leader: u32) {
+        self.0.lock().expect("leftovers lock").push(leader);
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        for leader in self.0.lock().expect("leftovers lock").iter() {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{leader}")])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// A daemon whose config file is `config`.
+fn daemon_with_config(config: &str) -> Daemon {
+    let dir = temp_dir();
+    let path = dir.path().join("jobstore.toml");
+    std::fs::write(&path, config).unwrap();
+    Daemon::start_with(
+        dir,
+        Options {
+            args: vec!["--config".into(), path.into_os_string()],
+            ..Options::default()
+        },
+    )
+}
+
+/// Writes a shell script into `dir` and answers the command that runs it (`sh /abs/path`).
+fn script(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+    format!("sh {}", path.display())
+}
+
+/// A TOML basic string.
+fn toml_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The job as the daemon has it now.
+#[track_caller]
+fn job(api: &Client, id: i64) -> Value {
+    api.get(&format!("/v1/jobs/{id}")).expect_json(200)
+}
+
+/// Waits (bounded) until the job is in `state`; a job that ends in another final state, or
+/// never gets there, fails the test with the job and the worker's stderr.
+#[track_caller]
+fn wait_state(api: &Client, id: i64, state: &str, worker: &Worker) -> Value {
+    let deadline = Instant::now() + JOB_WAIT;
+    loop {
+        let now = job(api, id);
+        if now["state"] == state {
+            return now;
+        }
+        let terminal = ["succeeded", "failed", "cancelled"]
+            .iter()
+            .any(|s| now["state"] == *s);
+        assert!(
+            !terminal && Instant::now() < deadline,
+            "job {id} is not {state} (within {JOB_WAIT:?}): {now}\nworker stderr:\n{}",
+            worker.stderr()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (bounded) until `check` holds for the job.
+#[track_caller]
+fn wait_job(
+    api: &Client,
+    id: i64,
+    what: &str,
+    worker: &Worker,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + JOB_WAIT;
+    loop {
+        let now = job(api, id);
+        if check(&now) {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id}: {what}: not within {JOB_WAIT:?}: {now}\nworker stderr:\n{}",
+            worker.stderr()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (bounded) until a command wrote a whole line to `path`; answers the contents.
+#[track_caller]
+fn wait_file(path: &Path, worker: &Worker) -> String {
+    let deadline = Instant::now() + JOB_WAIT;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && text.ends_with('\n')
+        {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} was not written within {JOB_WAIT:?}; worker stderr:\n{}",
+            path.display(),
+            worker.stderr()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The PID a command wrote to `path` (waiting for it).
+#[track_caller]
+fn pid_in(path: &Path, worker: &Worker) -> u32 {
+    let text = wait_file(path, worker);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{} holds {text:?}, not a PID", path.display()))
+}
+
+/// Whether the process is gone. A zombie counts as gone: it runs nothing, and reaping an
+/// orphan is its new parent's business (init, or whatever reaps orphans in this container).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.split_whitespace().next() == Some("Z")),
+    }
+}
+
+/// Waits (bounded) until the process is gone.
+#[track_caller]
+fn wait_gone(pid: u32, what: &str, worker: &Worker) {
+    let deadline = Instant::now() + PROCESS_WAIT;
+    while !gone(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} (pid {pid}) still runs after {PROCESS_WAIT:?}; worker stderr:\n{}",
+            worker.stderr()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The job's history.
+#[track_caller]
+fn events(api: &Client, id: i64) -> Vec<Value> {
+    api.get(&format!("/v1/jobs/{id}/events")).expect_json(200)["events"]
+        .as_array()
+        .expect("events array")
+        .clone()
+}
+
+/// The actors of the job's events of this name, in order.
+fn actors(events: &[Value], name: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["event"] == name)
+        .map(|e| e["actor"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The job's log as (level, message) pairs; each line is `TIME LEVEL MESSAGE` with the level
+/// padded to five characters.
+#[track_caller]
+fn log_lines(api: &Client, id: i64) -> Vec<(String, String)> {
+    let log = api.get(&format!("/v1/jobs/{id}/logs"));
+    log.expect(200);
+    log.text()
+        .lines()
+        .map(|line| {
+            let (_time, rest) = line
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("log line without a time: {line:?}"));
+            let level = rest.get(..5).unwrap_or(rest).trim().to_owned();
+            let message = rest.get(6..).unwrap_or_default().to_owned();
+            (level, message)
+        })
+        .collect()
+}
+
+/// The messages of one level, in order.
+fn messages(lines: &[(String, String)], level: &str) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|(l, _)| l == level)
+        .map(|(_, m)| m.clone())
+        .collect()
+}
+
+#[test]
+fn a_command_reports_result_progress_phase_and_logs() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let dir = daemon.dir().to_path_buf();
+    let command = script(
+        &dir,
+        "report.sh",
+        r###"cat > payload.json
+printf '%s\n' "$JOBSTORE_JOB_ID" "$JOBSTORE_JOB_KIND" "$JOBSTORE_ATTEMPT" "$JOBSTORE_URL" > env.txt
+echo "out 1"
+echo "err 1" >&2
+echo '##jobstore progress {"rows": 1, "errors": 0}'
+echo '##jobstore phase extract'
+echo "out 2"
+echo '##jobstore explode now'
+while [ ! -e release ]; do sleep 0.05; done
+echo "err 2" >&2
+echo '##jobstore progress {"rows": 3}'
+echo '##jobstore phase load'
+echo "out 3"
+echo '##jobstore result {"rows": 3, "file": "out.csv"}'
+"###,
+    );
+    let worker = Worker::start(
+        daemon.addr(),
+        &dir,
+        &[
+            "--queue",
+            "q",
+            "--name",
+            "w1",
+            "--lease-ms",
+            "1200",
+            "--grace-ms",
+            "300",
+            "--exec",
+            &command,
+        ],
+    );
+    let payload = json!({"month": "2024-05", "tables": ["a", "b"], "note": "ünïcode"});
+    let id = id_of(&api.create(&json!({"kind": "export", "queue": "q", "payload": payload})));
+
+    // Progress and phase travel with the heartbeats while the command runs.
+    let running = wait_job(&api, id, "progress while running", &worker, |job| {
+        job["progress"] == json!({"rows": 1, "errors": 0}) && job["phase"] == "extract"
+    });
+    assert_eq!(running["state"], "running", "{running}");
+    assert_eq!(running["lease_owner"], "w1", "{running}");
+    std::fs::write(dir.join("release"), "").unwrap();
+
+    let done = wait_state(&api, id, "succeeded", &worker);
+    assert_eq!(
+        done["result"],
+        json!({"rows": 3, "file": "out.csv"}),
+        "{done}"
+    );
+    assert_eq!(done["progress"], json!({"rows": 3, "errors": 0}), "{done}");
+    assert_eq!(done["phase"], "load", "{done}");
+    assert_eq!(done["attempt"], 1, "{done}");
+
+    // What the command got: the payload on stdin, the job in its environment.
+    let got: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("payload.json")).unwrap())
+            .expect("the payload on stdin is JSON");
+    assert_eq!(got, payload);
+    let env = std::fs::read_to_string(dir.join("env.txt")).unwrap();
+    let env: Vec<&str> = env.lines().collect();
+    let url = format!("http://{}", daemon.addr());
+    assert_eq!(env, [id.to_string().as_str(), "export", "1", url.as_str()]);
+
+    // The log: stdout at info, stderr at error, each stream in order; reports are not logged,
+    // a malformed one is, with a warning.
+    let lines = log_lines(&api, id);
+    assert_eq!(
+        messages(&lines, "INFO"),
+        ["out 1", "out 2", "out 3"],
+        "{lines:?}"
+    );
+    assert_eq!(messages(&lines, "ERROR"), ["err 1", "err 2"], "{lines:?}");
+    let warnings = messages(&lines, "WARN");
+    assert_eq!(warnings.len(), 1, "{lines:?}");
+    assert!(
+        warnings[0].contains("##jobstore explode now") && warnings[0].contains("ignored report"),
+        "{lines:?}"
+    );
+    assert_eq!(lines.len(), 6, "{lines:?}");
+}
+
+#[test]
+fn a_failed_attempt_is_retried_and_then_succeeds() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let dir = daemon.dir().to_path_buf();
+    let command = script(
+        &dir,
+        "flaky.sh",
+        r###"if [ "$JOBSTORE_ATTEMPT" = 1 ]; then
+    echo "connecting"
+    echo "the upstream said 503" >&2
+    exit 3
+fi
+echo "##jobstore result {\"attempt\": $JOBSTORE_ATTEMPT}"
+"###,
+    );
+    let worker = Worker::start(
+        daemon.addr(),
+        &dir,
+        &[
+            "--queue",
+            "q",
+            "--name",
+            "w1",
+            "--lease-ms",
+            "1200",
+            "--grace-ms",
+            "300",
+            "--exec",
+            &command,
+        ],
+    );
+    let id = id_of(&api.create(&json!({"kind": "sync", "queue": "q", "max_attempts": 3})));
+
+    // The daemon's retry backoff (about a second) passes; the worker's long poll picks it up.
+    let done = wait_state(&api, id, "succeeded", &worker);
+    assert_eq!(done["attempt"], 2, "{done}");
+    assert_eq!(done["result"], json!({"attempt": 2}), "{done}");
+
+    let history = events(&api, id);
+    let fails: Vec<&Value> = history.iter().filter(|e| e["event"] == "fail").collect();
+    assert_eq!(fails.len(), 1, "{history:?}");
+    let detail = fails[0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("status 3") && detail.contains("the upstream said 503"),
+        "the error names the exit status and the last stderr line: {detail:?}"
+    );
+    assert_eq!(actors(&history, "claim"), ["w1", "w1"]);
+    assert_eq!(actors(&history, "complete"), ["w1"]);
+}
+
+#[test]
+fn a_fatal_report_fails_the_job_without_retry() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let dir = daemon.dir().to_path_buf();
+    let command = script(
+        &dir,
+        "fatal.sh",
+        r###"echo "reading input"
+echo '##jobstore fatal the input file is corrupt'
+echo "some noise" >&2
+exit 1
+"###,
+    );
+    let worker = Worker::start(
+        daemon.addr(),
+        &dir,
+        &[
+            "--queue",
+            "q",
+            "--name",
+            "w1",
+            "--lease-ms",
+            "1200",
+            "--grace-ms",
+            "300",
+            "--exec",
+            &command,
+        ],
+    );
+    let id = id_of(&api.create(&json!({"kind": "import", "queue": "q", "max_attempts": 3})));
+    let failed = wait_state(&api, id, "failed", &worker);
+    assert_eq!(failed["attempt"], 1, "{failed}");
+    assert_eq!(failed["max_attempts"], 3, "{failed}");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(error.contains("the input file is corrupt"), "{failed}");
+    assert_eq!(actors(&events(&api, id), "claim"), ["w1"]);
+}
+
+#[test]
+fn a_kind_timeout_kills_the_command_and_fails_the_attempt() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let dir = daemon.dir().to_path_buf();
+    let leftovers = Leftovers::default();
+    let command = script(
+        &dir,
+        "slow.sh",
+        r###"echo $$ > slow.pid
+sleep 300 &
+echo $! > sleep.pid
+wait
+echo "##jobstore result {}"
+"###,
+    );
+    let config = dir.join("worker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "queues = [\"q\"]\nname = \"w1\"\nlease_ms = 1200\ngrace_ms = 300\n\n\
+             [kinds.slow]\ncommand = {}\ntimeout_ms = 500\n",
+            toml_string(&command)
+        ),
+    )
+    .unwrap();
+    let worker = Worker::start(daemon.addr(), &dir, &["--config", config.to_str().unwrap()]);
+    let id = id_of(&api.create(&json!({"kind": "slow", "queue": "q", "max_attempts": 1})));
+    let child = pid_in(&dir.join("slow.pid"), &worker);
+    leftovers.group(child);
+    let grandchild = pid_in(&dir.join("sleep.pid"), &worker);
+
+    let failed = wait_state(&api, id, "failed", &worker);
+    assert_eq!(failed["attempt"], 1, "{failed}");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(error.contains("timed out"), "{failed}");
+    assert_eq!(failed["result"], Value::Null, "{failed}");
+    wait_gone(child, "the timed-out command", &worker);
+    wait_gone(grandchild, "the timed-out command's child", &worker);
+}
+
+#[test]
+fn cancel_stops_the_command_and_everything_it_started() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let dir = daemon.dir().to_path_buf();
+    let leftovers = Leftovers::default();
+    let command = script(
+        &dir,
+        "long.sh",
+        r###"echo $$ > child.pid
+sleep 300 &
+echo $! > grandchild.pid
+echo "working"
+sleep 300
+"###,
+    );
+    let worker = Worker::start(
+        daemon.addr(),
+        &dir,
+        &[
+            "--queue",
+            "q",
+            "--name",
+            "w1",
+            "--lease-ms",
+            "1200",
+            "--grace-ms",
+            "300",
+            "--exec",
+            &command,
+        ],
+    );
+    let id = id_of(&api.create(&json!({"kind": "export", "queue": "q", "max_attempts": 3})));
+    let child = pid_in(&dir.join("child.pid"), &worker);
+    leftovers.group(child);
+    let grandchild = pid_in(&dir.join("grandchild.pid"), &worker);
+    assert!(!gone(child) && !gone(grandchild));
+
+    let asked = api
+        .post(&format!("/v1/jobs/{id}/cancel"), &json!({}))
+        .expect_json(200);
+    assert_eq!(asked["state"], "running", "{asked}");
+    let cancelled = wait_state(&api, id, "cancelled", &worker);
+    assert_eq!(cancelled["attempt"], 1, "{cancelled}");
+    wait_gone(child, "the cancelled command", &worker);
+    wait_gone(
+        grandchild,
+        "the cancelled command's background child",
+        &worker,
+    );
+
+    // The worker goes on: the next job runs.
+    std::fs::remove_file(dir.join("child.pid")).unwrap();
+    let next = id_of(&api.create(&json!({"kind": "export", "queue": "q"})));
+    let child = pid_in(&dir.join("child.pid"), &worker);
+    leftovers.group(child);
+    api.post(&format!("/v1/jobs/{next}/cancel"), &json!({}))
+        .expect(200);
+    wait_state(&api, next, "cancelled", &worker);
+}
+
+#[test]
+fn a_killed_workers_job_is_rescued_and_run_by_another_worker() {
+    let daemon = daemon_with_config("[maintenance]\nrescue_interval_ms = 200\n");
+    let api = daemon.client();
+    let dir = daemon.dir().to_path_buf();
+    let leftovers = Leftovers::default();
+    let blocked = script(
+        &dir,
+        "blocked.sh",
+        r###"echo $$ > a.pid
+while [ ! -e release ]; do sleep 0.1; done
+echo '##jobstore result {"by": "A"}'
+"###,
+    );
+    let finishes = script(
+        &dir,
+        "finishes.sh",
+        "echo '##jobstore result {\"by\": \"B\"}'\n",
+    );
+    let mut a = Worker::start(
+        daemon.addr(),
+        &dir,
+        &[
+            "--queue",
+            "q",
+            "--name",
+            "A",
+            "--lease-ms",
+            "1000",
+            "--grace-ms",
+            "300",
+            "--exec",
+            &blocked,
+        ],
+    );
+    let id = id_of(&api.create(&json!({"kind": "export", "queue": "q", "max_attempts": 3})));
+    let a_child = pid_in(&dir.join("a.pid"), &a);
+    leftovers.group(a_child);
+    let running = job(&api, id);
+    assert_eq!(running["state"], "running", "{running}");
+    assert_eq!(running["lease_owner"], "A", "{running}");
+
+    a.signal("KILL");
+    a.wait_exit(PROCESS_WAIT);
+    // A SIGKILLed worker cannot stop its command: the orphan would go on (the worker does
+    // not promise otherwise). Stop it here, the way systemd stops a unit's whole cgroup.
+    drop(leftovers);
+
+    let b = Worker::start(
+        daemon.addr(),
+        &dir,
+        &[
+            "--queue",
+            "q",
+            "--name",
+            "B",
+            "--lease-ms",
+            "1000",
+            "--grace-ms",
+            "300",
+            "--exec",
+            &finishes,
+        ],
+    );
+    let done = wait_state(&api, id, "succeeded", &b);
+    assert_eq!(done["attempt"], 2, "{done}");
+    assert_eq!(done["result"], json!({"by": "B"}), "{done}");
+    let history = events(&api, id);
+    assert!(
+        history.iter().any(|e| e["event"] == "lease_expired"),
+        "{history:?}"
+    );
+    assert_eq!(actors(&history, "claim"), ["A", "B"], "{history:?}");
+    assert_eq!(actors(&history, "complete"), ["B"], "{history:?}");
+}
+
+#[test]
+fn a_chatty_command_is_logged_completely_in_bounded_memory() {
+    const LINES: usize = 200_000;
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let dir = daemon.dir().to_path_buf();
+    let command = format!("seq 1 {LINES}");
+    let worker = Worker::start(
+        daemon.addr(),
+        &dir,
+        &[
+            "--queue",
+            "q",
+            "--name",
+            "w1",
+            "--lease-ms",
+            "1200",
+            "--grace-ms",
+            "300",
+            "--stdin",
+            "none",
+            "--exec",
+            &command,
+        ],
+    );
+    let id = id_of(&api.create(&json!({"kind": "chatty", "queue": "q"})));
+    wait_state(&api, id, "succeeded", &worker);
+    let peak = worker.peak_memory();
+
+    // Bounded memory whatever happens to the lines (checked first).
+    assert!(
+        peak < 100 * 1024 * 1024,
+        "the worker's peak memory is {} MiB",
+        peak / 1024 / 1024
+    );
+
+    let lines = log_lines(&api, id);
+    let info = messages(&lines, "INFO");
+    let others: Vec<&(String, String)> = lines.iter().filter(|(l, _)| l != "INFO").collect();
+    assert!(
+        others.is_empty(),
+        "lines besides the command's: {:?}",
+        &others[..others.len().min(5)]
+    );
+    assert_eq!(info.len(), LINES, "every line is logged");
+    assert_eq!(info.first().map(String::as_str), Some("1"));
+    assert_eq!(
+        info.last().map(String::as_str),
+        Some(LINES.to_string().as_str())
+    );
+    let in_order = info
+        .iter()
+        .enumerate()
+        .all(|(i, line)| *line == (i + 1).to_string());
+    assert!(in_order, "the lines are logged in order");
+}
+
+#[test]
+fn uploaded_data_reaches_the_command_on_stdin_byte_for_byte() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let dir = daemon.dir().to_path_buf();
+    let id = id_of(&api.create(&json!({"kind": "ingest", "queue": "q", "upload": true})));
+    let mut large = String::new();
+    let mut n = 0;
+    while large.len() <= 300 * 1024 {
+        n += 1;
+        large.push_str(&format!("{n},customer-{n},{}.{:02}\n", n * 7, n % 100));
+    }
+    let batches: Vec<Vec<u8>> = vec![
+        b"id,name,amount\n".to_vec(),
+        large.into_bytes(),
+        "0,\"Zoë, \"\"quoted\"\"\",1.00\r\n".as_bytes().to_vec(),
+        b"-1,last line without newline,0.00".to_vec(),
+    ];
+    for (i, batch) in batches.iter().enumerate() {
+        let stored = api
+            .request(
+                "PUT",
+                &format!("/v1/jobs/{id}/data"),
+                &[("Content-Type", "text/csv")],
+                batch.clone(),
+            )
+            .expect_json(201);
+        assert_eq!(stored["batch"], i + 1);
+    }
+    api.post(&format!("/v1/jobs/{id}/close"), &json!({}))
+        .expect(200);
+
+    let worker = Worker::start(
+        daemon.addr(),
+        &dir,
+        &[
+            "--queue",
+            "q",
+            "--name",
+            "w1",
+            "--lease-ms",
+            "1200",
+            "--grace-ms",
+            "300",
+            "--stdin",
+            "data",
+            "--exec",
+            "sh -c 'cat > out.csv'",
+        ],
+    );
+    wait_state(&api, id, "succeeded", &worker);
+    let got = std::fs::read(dir.join("out.csv")).unwrap();
+    let expected = batches.concat();
+    assert_eq!(got.len(), expected.len(), "bytes on stdin");
+    assert!(
+        got == expected,
+        "the command's stdin differs from the batches"
+    );
+}
+
+#[test]
+fn a_broken_data_stream_is_not_taken_for_the_end_of_the_data() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let dir = daemon.dir().to_path_buf();
+    let id = id_of(&api.create(&json!({"kind": "ingest", "queue": "q", "upload": true})));
+    // More than the pipe and the sockets hold, so the stream is still going when the daemon
+    // dies.
+    let mut data = Vec::with_capacity(20 * 1024 * 1024);
+    let mut n: u64 = 0;
+    while data.len() < 20 * 1024 * 1024 {
+        n += 1;
+        data.extend_from_slice(format!("{n},row-{n}\n").as_bytes());
+    }
+    api.request("PUT", &format!("/v1/jobs/{id}/data"), &[], data.clone())
+        .expect(201);
+    api.post(&format!("/v1/jobs/{id}/close"), &json!({}))
+        .expect(200);
+    // The command reads nothing until `go` exists, so the download stalls.
+    let command = script(
+        &dir,
+        "ingest.sh",
+        r###"echo $$ > "started-$JOBSTORE_ATTEMPT"
+while [ ! -e go ]; do sleep 0.05; done
+cat > out.bin
+"###,
+    );
+    let worker = Worker::start(
+        daemon.addr(),
+        &dir,
+        &[
+            "--queue",
+            "q",
+            "--name",
+            "w1",
+            "--lease-ms",
+            "5000",
+            "--grace-ms",
+            "300",
+            "--stdin",
+            "data",
+            "--exec",
+            &command,
+        ],
+    );
+    wait_file(&dir.join("started-1"), &worker);
+    thread::sleep(Duration::from_millis(500));
+    // SIGKILL: the download breaks in the middle.
+    let daemon = daemon.restart_on_same_address(Options::default());
+    let api = daemon.client();
+    std::fs::write(dir.join("go"), "").unwrap();
+
+    // Whatever the worker does about it (fail the attempt, resume the download), a job that
+    // succeeds had all of its data on stdin.
+    let done = wait_state(&api, id, "succeeded", &worker);
+    let got = std::fs::read(dir.join("out.bin")).unwrap();
+    assert!(
+        got.len() == data.len() && got == data,
+        "the job succeeded (attempt {}) with {} of {} bytes on stdin",
+        done["attempt"],
+        got.len(),
+        data.len()
+    );
+}
+
+#[test]
+fn sigterm_lets_a_running_command_finish_within_the_grace() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let dir = daemon.dir().to_path_buf();
+    let command = script(
+        &dir,
+        "short.sh",
+        r###"echo started > started
+sleep 1
+echo '##jobstore result {"finished": true}'
+"###,
+    );
+    let mut worker = Worker::start(
+        daemon.addr(),
+        &dir,
+        &[
+            "--queue",
+            "q",
+            "--name",
+            "w1",
+            "--lease-ms",
+            "1200",
+            "--grace-ms",
+            "10000",
+            "--exec",
+            &command,
+        ],
+    );
+    let id = id_of(&api.create(&json!({"kind": "export", "queue": "q"})));
+    wait_file(&dir.join("started"), &worker);
+    // Waits behind the running one (concurrency 1), and is never claimed: a stopping worker
+    // claims nothing more.
+    let waiting = id_of(&api.create(&json!({"kind": "export", "queue": "q"})));
+    worker.signal("TERM");
+
+    let status = worker.wait_exit(JOB_WAIT);
+    assert!(
+        status.success(),
+        "the worker exited with {status}; stderr:\n{}",
+        worker.stderr()
+    );
+    let done = job(&api, id);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["result"], json!({"finished": true}), "{done}");
+    let left = job(&api, waiting);
+    assert_eq!(left["state"], "queued", "{left}");
+    assert_eq!(left["attempt"], 0, "{left}");
+}
+
+#[test]
+fn sigterm_stops_a_command_that_outlasts_the_grace_and_fails_it_retryable() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let dir = daemon.dir().to_path_buf();
+    let leftovers = Leftovers::default();
+    let command = script(
+        &dir,
+        "endless.sh",
+        r###"echo $$ > child.pid
+echo "working"
+sleep 300
+"###,
+    );
+    let mut worker = Worker::start(
+        daemon.addr(),
+        &dir,
+        &[
+            "--queue",
+            "q",
+            "--name",
+            "w1",
+            "--lease-ms",
+            "1200",
+            "--grace-ms",
+            "300",
+            "--exec",
+            &command,
+        ],
+    );
+    let id = id_of(&api.create(&json!({"kind": "export", "queue": "q", "max_attempts": 3})));
+    let child = pid_in(&dir.join("child.pid"), &worker);
+    leftovers.group(child);
+    worker.signal("TERM");
+
+    let status = worker.wait_exit(JOB_WAIT);
+    assert!(
+        status.success(),
+        "the worker exited with {status}; stderr:\n{}",
+        worker.stderr()
+    );
+    wait_gone(child, "the stopped command", &worker);
+    let requeued = job(&api, id);
+    assert_eq!(requeued["state"], "queued", "{requeued}");
+    assert_eq!(requeued["attempt"], 1, "{requeued}");
+    let error = requeued["error"].as_str().unwrap_or_default();
+    assert!(error.contains("worker stopped"), "{requeued}");
+}
+
+#[test]
+fn the_worker_rides_out_a_daemon_restart() {
+    let mut daemon = Daemon::start();
+    let dir = daemon.dir().to_path_buf();
+    let command = script(
+        &dir,
+        "two-seconds.sh",
+        r###"echo "$JOBSTORE_JOB_ID" > "started-$JOBSTORE_JOB_ID"
+sleep 2
+echo "##jobstore result {\"job\": $JOBSTORE_JOB_ID}"
+"###,
+    );
+    // A lease longer than the daemon's downtime: the restarted daemon rescues expired leases
+    // at once, and this test is about the worker reconnecting, not about a rescue.
+    let mut worker = Worker::start(
+        daemon.addr(),
+        &dir,
+        &[
+            "--queue",
+            "q",
+            "--name",
+            "w1",
+            "--lease-ms",
+            "5000",
+            "--grace-ms",
+            "300",
+            "--exec",
+            &command,
+        ],
+    );
+    let id = id_of(
+        &daemon
+            .client()
+            .create(&json!({"kind": "export", "queue": "q"})),
+    );
+    wait_file(&dir.join(format!("started-{id}")), &worker);
+
+    daemon.stop();
+    let daemon = daemon.restart_on_same_address(Options::default());
+    let api = daemon.client();
+
+    let done = wait_state(&api, id, "succeeded", &worker);
+    assert_eq!(done["attempt"], 1, "the same attempt finished: {done}");
+    assert_eq!(done["result"], json!({"job": id}), "{done}");
+    assert_eq!(actors(&events(&api, id), "claim"), ["w1"]);
+
+    // The worker claims again from the restarted daemon.
+    let next = id_of(&api.create(&json!({"kind": "export", "queue": "q"})));
+    let done = wait_state(&api, next, "succeeded", &worker);
+    assert_eq!(done["result"], json!({"job": next}), "{done}");
+    assert!(worker.running(), "stderr:\n{}", worker.stderr());
+}
+
+#[test]
+fn a_kind_without_a_command_fails_fatally() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let dir = daemon.dir().to_path_buf();
+    let known = script(&dir, "known.sh", "echo '##jobstore result \"known\"'\n");
+    let config = dir.join("worker.toml");
+    std::fs::write(
+        &config,
+        format!("[kinds.known]\ncommand = {}\n", toml_string(&known)),
+    )
+    .unwrap();
+    let worker = Worker::start(
+        daemon.addr(),
+        &dir,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--queue",
+            "q",
+            "--name",
+            "w1",
+            "--lease-ms",
+            "1200",
+            "--grace-ms",
+            "300",
+        ],
+    );
+    let mystery = id_of(&api.create(&json!({"kind": "mystery", "queue": "q", "max_attempts": 3})));
+    let failed = wait_state(&api, mystery, "failed", &worker);
+    assert_eq!(failed["attempt"], 1, "{failed}");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(error.contains("mystery"), "{failed}");
+
+    let id = id_of(&api.create(&json!({"kind": "known", "queue": "q"})));
+    let done = wait_state(&api, id, "succeeded", &worker);
+    assert_eq!(done["result"], "known", "{done}");
+}
