@@ -25,3 +25,8 @@ mod observability;
 mod systemd;
 mod timeouts;
 mod worker;
+
+mod dialect_aep;
+mod dialect_c360;
+mod dialect_datacloud;
+mod dialect_ocapi;

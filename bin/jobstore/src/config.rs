@@ -27,6 +27,9 @@ pub struct FileConfig {
     /// Background maintenance.
     #[serde(default)]
     pub maintenance: FileMaintenance,
+    /// The vendor dialects.
+    #[serde(default)]
+    pub dialects: jobstore_http::DialectConfig,
 }
 
 /// `[limits]` of the config file.
@@ -84,6 +87,8 @@ pub struct ServeConfig {
     pub max_batches_per_job: u32,
     /// Background maintenance.
     pub maintenance: Maintenance,
+    /// The vendor dialects.
+    pub dialects: jobstore_http::DialectConfig,
 }
 
 /// Intervals and ages of the background maintenance.
@@ -179,6 +184,7 @@ impl ServeConfig {
             bail!("timeouts must be greater than zero");
         }
         let store_defaults = jobstore::StoreOptions::default();
+        let dialects = file.dialects;
         let m = file.maintenance;
         Ok(ServeConfig {
             db,
@@ -201,6 +207,7 @@ impl ServeConfig {
                 stale_upload_ms: m.stale_upload_ms.unwrap_or(WEEK_MS),
                 checkpoint_interval: ms(m.checkpoint_interval_ms.unwrap_or(30_000).max(10)),
             },
+            dialects,
         })
     }
 }

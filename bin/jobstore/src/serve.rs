@@ -88,6 +88,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         store.clone(),
         tokens,
         config.limits.clone(),
+        config.dialects.clone(),
         stopped.clone(),
     );
     let maintenance = tokio::spawn(maintain(store.clone(), config.clone(), stopped.clone()));

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod dialects;
 pub mod error;
 mod metrics;
 mod native;
@@ -33,6 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 
 pub use auth::{Principal, Tokens};
+pub use dialects::{Dialect, DialectConfig};
 pub use error::ApiError;
 
 use crate::body::ResponseBody;
@@ -76,6 +78,7 @@ pub struct App {
     store: Store,
     tokens: RwLock<Option<Arc<Tokens>>>,
     limits: Limits,
+    dialects: DialectConfig,
     jobs_ready: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
     metrics: metrics::Metrics,
@@ -88,6 +91,7 @@ impl App {
         store: Store,
         tokens: Option<Tokens>,
         limits: Limits,
+        dialects: DialectConfig,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<App> {
         let jobs_ready = Arc::new(Notify::new());
@@ -97,6 +101,7 @@ impl App {
             store: store.with_scope(jobstore::Scope::All),
             tokens: RwLock::new(tokens.map(Arc::new)),
             limits,
+            dialects,
             jobs_ready,
             shutdown,
             metrics: metrics::Metrics::default(),
@@ -116,7 +121,7 @@ impl App {
     }
 
     /// Runs a blocking store call in the principal's scope.
-    async fn call<T, F>(&self, principal: &Principal, f: F) -> Result<T, ApiError>
+    pub(crate) async fn call<T, F>(&self, principal: &Principal, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(Store) -> jobstore::Result<T> + Send + 'static,
@@ -135,7 +140,7 @@ impl App {
             .map_err(ApiError::from)
     }
 
-    async fn json_body<T: DeserializeOwned>(
+    pub(crate) async fn json_body<T: DeserializeOwned>(
         &self,
         request: Request<Incoming>,
     ) -> Result<T, ApiError> {
@@ -147,7 +152,7 @@ impl App {
         .await
     }
 
-    async fn raw_body(&self, request: Request<Incoming>) -> Result<Bytes, ApiError> {
+    pub(crate) async fn raw_body(&self, request: Request<Incoming>) -> Result<Bytes, ApiError> {
         body::read_limited(
             request.into_body(),
             self.limits.max_json_bytes,
@@ -156,7 +161,7 @@ impl App {
         .await
     }
 
-    async fn drain_body(&self, request: Request<Incoming>) -> Result<(), ApiError> {
+    pub(crate) async fn drain_body(&self, request: Request<Incoming>) -> Result<(), ApiError> {
         self.raw_body(request).await.map(|_| ())
     }
 
@@ -194,7 +199,7 @@ impl App {
         }
     }
 
-    fn authenticate(&self, request: &Request<Incoming>) -> Result<Principal, ApiError> {
+    pub(crate) fn authenticate(&self, request: &Request<Incoming>) -> Result<Principal, ApiError> {
         let tokens = self.tokens.read().ok().and_then(|t| t.clone());
         let Some(tokens) = tokens else {
             return Ok(Principal::anonymous_local());
@@ -217,8 +222,16 @@ impl App {
             .ok_or_else(|| unauthorized("unknown token"))
     }
 
+    /// The dialect settings.
+    pub fn dialects(&self) -> &DialectConfig {
+        &self.dialects
+    }
+
     async fn respond(&self, request: Request<Incoming>) -> Response<ResponseBody> {
         let path = request.uri().path().to_owned();
+        if let Some(dialect) = Dialect::recognise(&path) {
+            return dialects::handle(self, dialect, request).await;
+        }
         let method = request.method().clone();
         let Some(routes::Resolved {
             route,
@@ -284,7 +297,10 @@ pub async fn handle(
     let path = request.uri().path().to_owned();
     let response = app.respond(request).await;
     let status = response.status();
-    let template = routes::resolve(&path).map_or("(unknown)", |r| r.template);
+    let template = match Dialect::recognise(&path) {
+        Some(dialect) => dialect.as_str(),
+        None => routes::resolve(&path).map_or("(unknown)", |r| r.template),
+    };
     app.metrics.count_request(template, &method, status);
     log::debug!(
         "{peer} {method} {path} {} {}µs",

@@ -333,6 +333,14 @@ pub struct ListQuery {
     pub created_after: Option<i64>,
     /// Created before this time (ms).
     pub created_before: Option<i64>,
+    /// Started (latest attempt) at or after this time (ms).
+    pub started_after: Option<i64>,
+    /// Started (latest attempt) before this time (ms).
+    pub started_before: Option<i64>,
+    /// Finished at or after this time (ms).
+    pub finished_after: Option<i64>,
+    /// Finished before this time (ms).
+    pub finished_before: Option<i64>,
     /// Only these ids.
     pub ids: Vec<i64>,
     /// The sort field; default `created_at`.
@@ -438,9 +446,18 @@ impl ListQuery {
             clauses.push("created_at >= ?");
             params.push(SqlValue::Integer(after));
         }
-        if let Some(before) = self.created_before {
-            clauses.push("created_at < ?");
-            params.push(SqlValue::Integer(before));
+        let time_ranges: [(&'static str, Option<i64>); 5] = [
+            ("created_at < ?", self.created_before),
+            ("started_at >= ?", self.started_after),
+            ("started_at < ?", self.started_before),
+            ("finished_at >= ?", self.finished_after),
+            ("finished_at < ?", self.finished_before),
+        ];
+        for (clause, bound) in time_ranges {
+            if let Some(bound) = bound {
+                clauses.push(clause);
+                params.push(SqlValue::Integer(bound));
+            }
         }
         let count_clauses = clauses.clone();
         let count_params = params.clone();

@@ -1,0 +1,1 @@
+//! Conformance tests of the c360 dialect: being written.
