@@ -64,6 +64,47 @@ enum Stop {
     InputBroken,
 }
 
+/// What the command reported on stdout so far.
+#[derive(Default)]
+struct Reported {
+    /// Counters not yet sent with a heartbeat.
+    progress: Map<String, Value>,
+    /// A phase not yet sent with a heartbeat.
+    phase: Option<String>,
+    result: Option<Value>,
+    /// `Some` once the command said its failure is final (with its message, if any).
+    fatal: Option<Option<String>>,
+}
+
+impl Reported {
+    /// Takes in one report; step reports go to the daemon at once.
+    async fn apply(&mut self, shared: &Shared, job: &Claimed, lease: &Value, report: Report) {
+        match report {
+            Report::Progress(Value::Object(members)) => self.progress.extend(members),
+            Report::Progress(_) => {}
+            Report::Phase(text) => self.phase = Some(text),
+            Report::Result(value) => self.result = Some(value),
+            Report::Fatal(message) => self.fatal = Some(message),
+            Report::StepStart(step) => {
+                step_report(shared, job, lease, &step, json!({"status": "running"})).await;
+            }
+            Report::StepEnd {
+                step,
+                ok,
+                code,
+                message,
+            } => {
+                let body = json!({
+                    "status": if ok { "ok" } else { "error" },
+                    "exit_code": code,
+                    "message": message,
+                });
+                step_report(shared, job, lease, &step, body).await;
+            }
+        }
+    }
+}
+
 /// Log lines waiting to be sent.
 #[derive(Default)]
 struct LogBuffer {
@@ -219,10 +260,7 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
     let shipper = tokio::spawn(ship_logs(Arc::clone(&shared), job.id, Arc::clone(&logs)));
     let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut interrupt = shared.interrupt.clone();
-    let mut progress = Map::new();
-    let mut phase: Option<String> = None;
-    let mut result: Option<Value> = None;
-    let mut fatal: Option<Option<String>> = None;
+    let mut reported = Reported::default();
     let mut stop: Option<Stop> = None;
     let mut kill_at: Option<tokio::time::Instant> = None;
 
@@ -241,26 +279,9 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
         };
         tokio::select! {
             exited = child.wait() => break exited.ok(),
-            Some(report) = reports.recv() => match report {
-                Report::Progress(Value::Object(members)) => progress.extend(members),
-                Report::Progress(_) => {}
-                Report::Phase(text) => phase = Some(text),
-                Report::Result(value) => result = Some(value),
-                Report::Fatal(message) => fatal = Some(message),
-                Report::StepStart(step) => {
-                    step_report(&shared, &job, &lease, &step, json!({"status": "running"})).await;
-                }
-                Report::StepEnd { step, ok, code, message } => {
-                    let body = json!({
-                        "status": if ok { "ok" } else { "error" },
-                        "exit_code": code,
-                        "message": message,
-                    });
-                    step_report(&shared, &job, &lease, &step, body).await;
-                }
-            },
+            Some(report) = reports.recv() => reported.apply(&shared, &job, &lease, report).await,
             _ = heartbeat.tick() => {
-                let beat = heartbeat_body(&shared, &job, &mut progress, &mut phase);
+                let beat = heartbeat_body(&shared, &job, &mut reported.progress, &mut reported.phase);
                 match shared.client.json(Method::POST, &format!("/v1/jobs/{}/heartbeat", job.id), &beat, Some(heartbeat_every)).await {
                     Ok(answer) => {
                         if answer["cancel_requested"].as_bool() == Some(true) && stop.is_none() {
@@ -311,25 +332,7 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
         let _ = reader.await;
     }
     while let Ok(report) = reports.try_recv() {
-        match report {
-            Report::Progress(Value::Object(members)) => progress.extend(members),
-            Report::Phase(text) => phase = Some(text),
-            Report::Result(value) => result = Some(value),
-            Report::Fatal(message) => fatal = Some(message),
-            Report::StepStart(step) => {
-                step_report(&shared, &job, &lease, &step, json!({"status": "running"})).await;
-            }
-            Report::StepEnd {
-                step,
-                ok,
-                code,
-                message,
-            } => {
-                let body = json!({"status": if ok { "ok" } else { "error" }, "exit_code": code, "message": message});
-                step_report(&shared, &job, &lease, &step, body).await;
-            }
-            Report::Progress(_) => {}
-        }
+        reported.apply(&shared, &job, &lease, report).await;
     }
     if stop == Some(Stop::LeaseLost) {
         log::warn!("job {}: lease lost; nothing more is reported", job.id);
@@ -351,8 +354,8 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
             )
             .await;
     }
-    if !progress.is_empty() || phase.is_some() {
-        let beat = heartbeat_body(&shared, &job, &mut progress, &mut phase);
+    if !reported.progress.is_empty() || reported.phase.is_some() {
+        let beat = heartbeat_body(&shared, &job, &mut reported.progress, &mut reported.phase);
         if let Err(err) = shared
             .client
             .json(
@@ -396,9 +399,10 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
             "fail",
             json!({"error": "the worker stopped before the command finished", "retryable": true}),
         ),
-        (_, Some(status)) if status.success() => {
-            ("complete", json!({"result": result.unwrap_or(Value::Null)}))
-        }
+        (_, Some(status)) if status.success() => (
+            "complete",
+            json!({"result": reported.result.unwrap_or(Value::Null)}),
+        ),
         (_, status) => {
             let how = match (code, status) {
                 (Some(code), _) => format!("exited with status {code}"),
@@ -406,7 +410,7 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
                 (None, None) => "could not be waited for".to_owned(),
             };
             let last = lock(&last_stderr).clone();
-            let reason = match &fatal {
+            let reason = match &reported.fatal {
                 Some(Some(message)) => message.clone(),
                 _ if !last.is_empty() => last,
                 _ => String::new(),
@@ -418,7 +422,7 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
             };
             (
                 "fail",
-                json!({"error": error, "retryable": fatal.is_none()}),
+                json!({"error": error, "retryable": reported.fatal.is_none()}),
             )
         }
     };
