@@ -188,12 +188,19 @@ async fn maintain(store: Store, config: ServeConfig, mut stopped: watch::Receive
                 let ids = store.rescue_expired_leases()?;
                 Ok(format!("rescued {} jobs", ids.len()))
             }),
-            _ = purge.tick() => Box::new(move || {
-                let finished = store.purge_finished(m.retention_ms)?;
-                let uploads = store.purge_stale_uploads(m.stale_upload_ms)?;
-                let batches = store.purge_incomplete_batches(3_600_000)?;
-                Ok(format!("purged {finished} finished jobs, {uploads} stale uploads, {batches} broken batches"))
-            }),
+            _ = purge.tick() => {
+                let dialects = config.dialects.clone();
+                Box::new(move || {
+                    let finished = store.purge_finished(m.retention_ms)?;
+                    let uploads = store.purge_stale_uploads(m.stale_upload_ms)?;
+                    let batches = store.purge_incomplete_batches(3_600_000)?;
+                    let ingest = jobstore_http::dialects::datacloud::purge_expired(&store, &dialects)?;
+                    Ok(format!(
+                        "purged {finished} finished jobs, {uploads} stale uploads, \
+                         {batches} broken batches, {ingest} expired Data Cloud jobs"
+                    ))
+                })
+            }
             _ = checkpoint.tick() => Box::new(move || {
                 let complete = store.checkpoint()?;
                 Ok(format!("checkpoint {}", if complete { "complete" } else { "partial" }))

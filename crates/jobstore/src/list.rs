@@ -4,6 +4,7 @@
 //! constant fragments chosen by which filters are present and from [`SortField::expr`], a
 //! whitelisted enum; every value is a bound parameter.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::str::FromStr;
 
@@ -343,6 +344,24 @@ pub struct ListQuery {
     pub finished_before: Option<i64>,
     /// Only these ids.
     pub ids: Vec<i64>,
+    /// Running jobs only: keep those whose worker has sent no heartbeat yet in the current
+    /// lease (`heartbeat_at IS NULL`). With [`ListQuery::running_in_phases`] and
+    /// [`ListQuery::running_outside_phases`] this splits the `running` state by the worker's
+    /// progress (C360's START, UPDATE and RUNNING): when any of the three is set, a running job
+    /// is listed only if it matches one of those set; jobs in other states are not affected.
+    pub running_unreported: bool,
+    /// Running jobs only: keep those with a heartbeat in the current lease whose phase is one
+    /// of these (see [`ListQuery::running_unreported`]).
+    pub running_in_phases: Vec<String>,
+    /// Running jobs only: keep those with a heartbeat in the current lease whose phase is none
+    /// of these, a job without a phase included (see [`ListQuery::running_unreported`]).
+    /// `None`: not this filter.
+    pub running_outside_phases: Option<Vec<String>>,
+    /// An explicit order of the sort field's values, for a sort by something several values
+    /// share (C360's job `type`, which several kinds map to): when not empty, jobs sort by the
+    /// rank given to their value (values not listed rank after every listed one), then by id.
+    /// Text sort fields and [`Pagination::Offset`] only.
+    pub sort_rank: BTreeMap<String, i64>,
     /// The sort field; default `created_at`.
     pub sort: Option<SortField>,
     /// The direction; default descending.
@@ -353,7 +372,27 @@ pub struct ListQuery {
     pub page: Pagination,
     /// Also count every job that matches the filters (for "total results").
     pub count_total: bool,
+    /// Only jobs that execute a job definition (`definition_id IS NOT NULL`: OCAPI's job
+    /// executions).
+    pub with_definition: bool,
+    /// Nested conditions that must all match too (AND). Only a nested query's filters count
+    /// (its own nested conditions among them); its tenant, sort and paging are ignored.
+    pub all_of: Vec<ListQuery>,
+    /// Nested conditions of which at least one must match (OR), when not empty; filters only,
+    /// as in [`ListQuery::all_of`].
+    pub any_of: Vec<ListQuery>,
+    /// Nested conditions none of which may match (NOT (a OR b ...)); filters only, as in
+    /// [`ListQuery::all_of`]. A time bound on a time the job does not have (`started_at` before
+    /// its first claim, `finished_at` while it is live) does not match, so its negation does:
+    /// `none_of: [started_after: i64::MIN]` is "not started".
+    pub none_of: Vec<ListQuery>,
 }
+
+/// How deep [`ListQuery::all_of`], [`ListQuery::any_of`] and [`ListQuery::none_of`] may nest.
+const MAX_NESTING: usize = 32;
+
+/// How many nested queries one query may hold in all.
+const MAX_NESTED: usize = 1000;
 
 /// One page of a list.
 #[derive(Debug, Clone, PartialEq)]
@@ -377,7 +416,24 @@ pub(crate) struct ListSql {
     pub limit: u32,
     pub sort: SortField,
     pub direction: Direction,
+    /// The filters alone as one condition (`1` without filters), bound with `count_params`.
+    pub condition: String,
 }
+
+/// [`ListQuery::running_unreported`], [`ListQuery::running_in_phases`] and
+/// [`ListQuery::running_outside_phases`]: the two flags and two JSON lists are bound in that
+/// order (unreported flag, in-phases, outside flag, outside-phases).
+const RUNNING_STAGES: &str = "(state <> 'running' \
+     OR (? AND heartbeat_at IS NULL) \
+     OR (heartbeat_at IS NOT NULL AND phase IN (SELECT value FROM json_each(?))) \
+     OR (? AND heartbeat_at IS NOT NULL \
+         AND (phase IS NULL OR phase NOT IN (SELECT value FROM json_each(?)))))";
+
+/// [`ListQuery::sort_rank`]: the rank of the sort expression (`SORT`) in a JSON object of
+/// value → rank bound as a parameter; unlisted values rank last.
+/// (No text sort expression is named like a `json_each` column, so `SORT` is the job's.)
+const RANKED: &str =
+    "ifnull((SELECT r.value FROM json_each(?) AS r WHERE r.key = SORT), 9223372036854775807)";
 
 fn json_list<T: Serialize>(items: &[T]) -> SqlValue {
     SqlValue::Text(serde_json::to_string(items).unwrap_or_else(|_| "[]".into()))
@@ -395,7 +451,22 @@ impl ListQuery {
                 format!("page size must be 1 to {MAX_PAGE_SIZE}, got {limit}"),
             ));
         }
-        let mut clauses: Vec<&'static str> = Vec::new();
+        if !self.sort_rank.is_empty() {
+            if sort.sort_type() != SortType::Text {
+                return Err(Error::invalid(
+                    "sort_rank",
+                    format!("ranks order a text sort field, not {}", sort.as_str()),
+                ));
+            }
+            if !matches!(self.page, Pagination::Offset(_)) {
+                return Err(Error::invalid(
+                    "sort_rank",
+                    "a ranked sort pages by offset, not by cursor",
+                ));
+            }
+        }
+        let nested = self.nested_sql()?;
+        let mut clauses: Vec<&str> = Vec::new();
         let mut params: Vec<SqlValue> = Vec::new();
 
         let tenant = match (scope_tenant, &self.tenant) {
@@ -442,6 +513,20 @@ impl ListQuery {
             clauses.push("id IN (SELECT value FROM json_each(?))");
             params.push(json_list(&self.ids));
         }
+        if self.running_unreported
+            || !self.running_in_phases.is_empty()
+            || self.running_outside_phases.is_some()
+        {
+            clauses.push(RUNNING_STAGES);
+            params.push(SqlValue::Integer(i64::from(self.running_unreported)));
+            params.push(json_list(&self.running_in_phases));
+            params.push(SqlValue::Integer(i64::from(
+                self.running_outside_phases.is_some(),
+            )));
+            params.push(json_list(
+                self.running_outside_phases.as_deref().unwrap_or_default(),
+            ));
+        }
         if let Some(after) = self.created_after {
             clauses.push("created_at >= ?");
             params.push(SqlValue::Integer(after));
@@ -459,8 +544,20 @@ impl ListQuery {
                 params.push(SqlValue::Integer(bound));
             }
         }
+        if self.with_definition {
+            clauses.push("definition_id IS NOT NULL");
+        }
+        if let Some((clause, values)) = &nested {
+            clauses.push(clause);
+            params.extend(values.iter().cloned());
+        }
         let count_clauses = clauses.clone();
         let count_params = params.clone();
+        let condition = if count_clauses.is_empty() {
+            "1".to_owned()
+        } else {
+            format!("({})", count_clauses.join(" AND "))
+        };
 
         let mut offset = 0;
         match &self.page {
@@ -510,7 +607,9 @@ impl ListQuery {
             Direction::Asc => "ASC",
             Direction::Desc => "DESC",
         };
-        let order = if sort == SortField::Id {
+        let order = if !self.sort_rank.is_empty() {
+            format!("{} {dir}, id {dir}", RANKED.replace("SORT", sort.expr()))
+        } else if sort == SortField::Id {
             format!("id {dir}")
         } else {
             format!("{} {dir}, id {dir}", sort.expr())
@@ -520,6 +619,11 @@ impl ListQuery {
             "SELECT {columns} FROM jobs{} ORDER BY {order} LIMIT ? OFFSET ?",
             where_sql(&clauses)
         );
+        if !self.sort_rank.is_empty() {
+            params.push(SqlValue::Text(
+                serde_json::to_string(&self.sort_rank).unwrap_or_else(|_| "{}".into()),
+            ));
+        }
         params.push(SqlValue::Integer(i64::from(limit) + 1));
         params.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
         let count = self
@@ -533,7 +637,92 @@ impl ListQuery {
             limit,
             sort,
             direction,
+            condition,
         })
+    }
+
+    /// [`ListQuery::all_of`], [`ListQuery::any_of`] and [`ListQuery::none_of`] as one
+    /// condition with its parameters, or `None` when there are none.
+    fn nested_sql(&self) -> Result<Option<(String, Vec<SqlValue>)>> {
+        if self.all_of.is_empty() && self.any_of.is_empty() && self.none_of.is_empty() {
+            return Ok(None);
+        }
+        if self.nesting() > MAX_NESTING {
+            return Err(Error::invalid(
+                "filter",
+                format!("conditions nest deeper than {MAX_NESTING} levels"),
+            ));
+        }
+        if self.nested_count() > MAX_NESTED {
+            return Err(Error::invalid(
+                "filter",
+                format!("more than {MAX_NESTED} nested conditions"),
+            ));
+        }
+        let mut parts = Vec::new();
+        let mut params = Vec::new();
+        let mut render = |queries: &[ListQuery], parts: &mut Vec<String>| -> Result<()> {
+            for query in queries {
+                let (condition, values) = query.filter_condition()?;
+                parts.push(condition);
+                params.extend(values);
+            }
+            Ok(())
+        };
+        let mut all = Vec::new();
+        render(&self.all_of, &mut all)?;
+        let mut any = Vec::new();
+        render(&self.any_of, &mut any)?;
+        let mut none = Vec::new();
+        render(&self.none_of, &mut none)?;
+        parts.extend(all);
+        if !any.is_empty() {
+            parts.push(format!("({})", any.join(" OR ")));
+        }
+        if !none.is_empty() {
+            // A comparison with NULL is NULL, and NOT NULL is NULL: counted as "no match"
+            // first, so the negation holds.
+            parts.push(format!("NOT ifnull(({}), 0)", none.join(" OR ")));
+        }
+        Ok(Some((format!("({})", parts.join(" AND ")), params)))
+    }
+
+    /// This query's filters (nested ones included) as one condition, with its parameters.
+    fn filter_condition(&self) -> Result<(String, Vec<SqlValue>)> {
+        let filters_only = ListQuery {
+            tenant: None,
+            sort: None,
+            sort_rank: BTreeMap::new(),
+            direction: Direction::default(),
+            limit: None,
+            page: Pagination::default(),
+            count_total: false,
+            ..self.clone()
+        };
+        let sql = filters_only.to_sql(None, "id")?;
+        Ok((sql.condition, sql.count_params))
+    }
+
+    /// 1 + the depth of the deepest nested condition.
+    fn nesting(&self) -> usize {
+        1 + self
+            .all_of
+            .iter()
+            .chain(&self.any_of)
+            .chain(&self.none_of)
+            .map(ListQuery::nesting)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// How many nested conditions there are in all.
+    fn nested_count(&self) -> usize {
+        self.all_of
+            .iter()
+            .chain(&self.any_of)
+            .chain(&self.none_of)
+            .map(|q| 1 + q.nested_count())
+            .sum()
     }
 }
 
@@ -565,6 +754,162 @@ mod tests {
         for garbage in ["", "zz", "abc", "6964", &"00".repeat(3000)] {
             assert!(Cursor::decode(garbage).is_err(), "{garbage}");
         }
+    }
+
+    #[test]
+    fn ranked_sorts_bind_their_ranks_and_page_by_offset_only() {
+        let ranked = ListQuery {
+            sort: Some(SortField::Kind),
+            sort_rank: [("x' --".to_owned(), 1)].into_iter().collect(),
+            page: Pagination::Offset(0),
+            running_outside_phases: Some(vec!["update".into()]),
+            ..ListQuery::default()
+        };
+        let sql = ranked.to_sql(Some("default"), "id").ok();
+        let select = sql.as_ref().map(|s| s.select.clone()).unwrap_or_default();
+        assert!(!select.contains("x' --"), "{select}");
+        assert!(select.contains("WHERE r.key = kind), 9223372036854775807) DESC, id DESC"));
+        assert!(select.contains("phase NOT IN"), "{select}");
+        for refused in [
+            ListQuery {
+                page: Pagination::Cursor(None),
+                ..ranked.clone()
+            },
+            ListQuery {
+                sort: Some(SortField::CreatedAt),
+                ..ranked.clone()
+            },
+        ] {
+            assert!(matches!(
+                refused.to_sql(None, "id").err(),
+                Some(Error::InvalidInput { .. })
+            ));
+        }
+    }
+
+    /// Nested conditions select what they say, against a real table: AND, OR and NOT, with a
+    /// time the job does not have yet counted as "no match" (so its negation matches).
+    #[test]
+    fn nested_conditions_combine_with_and_or_and_not() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE jobs (id INTEGER PRIMARY KEY, tenant TEXT, state TEXT, \
+             definition_id TEXT, started_at INTEGER, finished_at INTEGER, created_at INTEGER);
+             INSERT INTO jobs VALUES (1, 't', 'succeeded', 'a', 10, 20, 1),
+                                     (2, 't', 'running', 'a', 30, NULL, 2),
+                                     (3, 't', 'queued', 'b', NULL, NULL, 3),
+                                     (4, 't', 'queued', NULL, NULL, NULL, 4),
+                                     (5, 'u', 'queued', 'b', NULL, NULL, 5);",
+        )
+        .unwrap();
+        let ids = |query: ListQuery| -> Vec<i64> {
+            let sql = ListQuery {
+                sort: Some(SortField::Id),
+                direction: Direction::Asc,
+                ..query
+            }
+            .to_sql(Some("t"), "id")
+            .unwrap();
+            let mut stmt = conn.prepare(&sql.select).unwrap();
+            stmt.query_map(rusqlite::params_from_iter(sql.params.iter()), |row| {
+                row.get(0)
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<i64>>>()
+            .unwrap()
+        };
+        let not_started = ListQuery {
+            started_after: Some(i64::MIN),
+            ..ListQuery::default()
+        };
+        let of = |definition: &str| ListQuery {
+            definitions: vec![definition.into()],
+            ..ListQuery::default()
+        };
+        assert_eq!(
+            ids(ListQuery {
+                with_definition: true,
+                ..ListQuery::default()
+            }),
+            [1, 2, 3]
+        );
+        assert_eq!(
+            ids(ListQuery {
+                with_definition: true,
+                none_of: vec![not_started.clone()],
+                ..ListQuery::default()
+            }),
+            [3]
+        );
+        assert_eq!(
+            ids(ListQuery {
+                any_of: vec![
+                    ListQuery {
+                        states: vec![State::Running],
+                        ..ListQuery::default()
+                    },
+                    of("b"),
+                ],
+                ..ListQuery::default()
+            }),
+            [2, 3]
+        );
+        assert_eq!(
+            ids(ListQuery {
+                all_of: vec![of("a")],
+                none_of: vec![ListQuery {
+                    finished_before: Some(100),
+                    ..ListQuery::default()
+                }],
+                ..ListQuery::default()
+            }),
+            [2]
+        );
+        // NOT (NOT started): started; nested conditions hold their own nested conditions.
+        assert_eq!(
+            ids(ListQuery {
+                none_of: vec![ListQuery {
+                    none_of: vec![not_started],
+                    ..ListQuery::default()
+                }],
+                ..ListQuery::default()
+            }),
+            [1, 2]
+        );
+        // A nested query's tenant does not widen the caller's scope.
+        assert_eq!(
+            ids(ListQuery {
+                any_of: vec![ListQuery {
+                    tenant: Some("u".into()),
+                    ..of("b")
+                }],
+                ..ListQuery::default()
+            }),
+            [3]
+        );
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let mut deep = ListQuery::default();
+        for _ in 0..MAX_NESTING {
+            deep = ListQuery {
+                all_of: vec![deep],
+                ..ListQuery::default()
+            };
+        }
+        assert!(matches!(
+            deep.to_sql(None, "id").err(),
+            Some(Error::InvalidInput { .. })
+        ));
+        let wide = ListQuery {
+            any_of: vec![ListQuery::default(); MAX_NESTED + 1],
+            ..ListQuery::default()
+        };
+        assert!(matches!(
+            wide.to_sql(None, "id").err(),
+            Some(Error::InvalidInput { .. })
+        ));
     }
 
     #[test]

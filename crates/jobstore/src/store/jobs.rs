@@ -270,6 +270,48 @@ impl Store {
         })
     }
 
+    /// Deletes a job that is in one of the `only_in` states, in one transaction: a job that is
+    /// not finished is cancelled first (both moves are asked of the state machine), so a
+    /// worker claiming it meanwhile cannot slip in between. A running job is never discarded.
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`]; [`Error::InvalidTransition`] (event `delete`) when the job is
+    /// in another state or running.
+    pub fn discard(&self, id: i64, only_in: &[State]) -> Result<()> {
+        let tenant = self.tenant_filter();
+        let only_in = only_in.to_vec();
+        self.write(move |conn| {
+            let job = load_job(conn, tenant.as_deref(), id)?;
+            let refuse = || Error::InvalidTransition {
+                job: id,
+                from: Some(job.state),
+                event: Event::Delete.name(),
+            };
+            if !only_in.contains(&job.state) {
+                return Err(refuse());
+            }
+            let finished = if job.state.is_terminal() {
+                job.state
+            } else {
+                match next_state(&job, Event::Cancel)? {
+                    State::Cancelled => State::Cancelled,
+                    // Running: a cancel would only be a request.
+                    _ => return Err(refuse()),
+                }
+            };
+            transition(Some(finished), Event::Delete)?;
+            let deleted = conn
+                .prepare_cached("DELETE FROM jobs WHERE id = ?1 AND state = ?2")?
+                .execute(params![id, job.state.as_str()])?;
+            if deleted == 1 {
+                log::info!("discarded job {id} ({})", job.state);
+                Ok(())
+            } else {
+                Err(Error::JobNotFound { id })
+            }
+        })
+    }
+
     /// The job's transition history, oldest first.
     ///
     /// # Errors

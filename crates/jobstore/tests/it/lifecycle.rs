@@ -508,3 +508,38 @@ fn stats_count_jobs_by_queue_and_state() {
         ]
     );
 }
+
+#[test]
+fn discard_takes_a_waiting_job_in_one_step_but_never_a_running_one() {
+    let f = Fixture::new();
+    let upload = f.store.enqueue(NewJob::new("ingest").upload(true)).unwrap();
+    f.store.append_data(upload.id, &b"a,b\n"[..]).unwrap();
+    f.store.close_upload(upload.id, "").unwrap();
+    f.store
+        .discard(upload.id, &[State::Queued, State::Succeeded])
+        .unwrap();
+    assert!(matches!(
+        f.store.get(upload.id),
+        Err(Error::JobNotFound { .. })
+    ));
+    let chunks: i64 = f
+        .sql()
+        .query_row("SELECT count(*) FROM job_data_chunks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(chunks, 0);
+
+    let running = f.store.enqueue(NewJob::new("a")).unwrap();
+    claim_one(&f, "w");
+    let before = f.snapshot();
+    for allowed in [&[State::Running][..], &[State::Queued][..]] {
+        assert!(matches!(
+            f.store.discard(running.id, allowed),
+            Err(Error::InvalidTransition {
+                from: Some(State::Running),
+                event: "delete",
+                ..
+            })
+        ));
+    }
+    assert_eq!(f.snapshot(), before);
+}
