@@ -20,7 +20,7 @@ fi
 # 2. The .deb, and exactly the expected files in it.
 cargo deb -p jobstore-bin --locked
 deb=$(ls -t target/debian/jobstore_*_amd64.deb | head -n1)
-dpkg-deb -c "$deb" | awk '{print $6}' | sort >target/debian/files.txt
+dpkg-deb -c "$deb" | awk '{print $6}' | LC_ALL=C sort >target/debian/files.txt
 diff -u packaging/tests/deb-files.txt target/debian/files.txt
 say "ok: $deb holds exactly the expected files"
 
