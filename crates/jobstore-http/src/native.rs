@@ -388,7 +388,9 @@ pub(crate) async fn handle(
             let definition = Definition {
                 id,
                 description: body.description,
-                queue: body.queue.unwrap_or_else(|| "ocapi".into()),
+                queue: body
+                    .queue
+                    .unwrap_or_else(|| app.dialects().ocapi_queue.clone()),
                 restartable: body.restartable,
                 enabled: body.enabled,
                 valid: body.valid,
