@@ -427,8 +427,13 @@ fn print_table(jobs: &[Job]) {
     );
     for job in jobs {
         println!(
-            "{:>8} {:<10} {:<16} {:<12} {:<10} {:>3}/{:<3}",
-            job.id, job.tenant, job.kind, job.queue, job.state, job.attempt, job.max_attempts
+            "{:>8} {:<10} {:<16} {:<12} {:<10} {:>7}",
+            job.id,
+            job.tenant,
+            job.kind,
+            job.queue,
+            job.state.as_str(),
+            format!("{}/{}", job.attempt, job.max_attempts)
         );
     }
 }
