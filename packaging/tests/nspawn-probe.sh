@@ -84,4 +84,17 @@ api "localhost:8080/v1/jobs/$wjob/logs" | grep -q 'got {"x":1}' || fail "worker 
 ok "jobstore-worker@probe ran job $wjob end to end"
 systemctl stop jobstore-worker@probe.service jobstore.socket jobstore.service
 
+# Tokens handed over as a systemd credential.
+token=$(/usr/bin/jobstore token add --tokens /etc/jobstore/tokens --name probe --tenant acme --scopes read,write 2>/dev/null)
+chmod 600 /etc/jobstore/tokens
+mkdir -p /etc/systemd/system/jobstore.service.d
+printf '[Service]\nLoadCredential=tokens:/etc/jobstore/tokens\n' >/etc/systemd/system/jobstore.service.d/tokens.conf
+systemctl daemon-reload
+systemctl reset-failed jobstore.service
+systemctl start jobstore.service || fail "start with the tokens credential"
+[ "$(curl -s -o /dev/null -w '%{http_code}' localhost:8080/v1/jobs)" = 401 ] || fail "no token was not refused"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" localhost:8080/v1/jobs)" = 200 ] || fail "the credential's token was not accepted"
+ok "tokens from LoadCredential= (\$CREDENTIALS_DIRECTORY): 401 without, 200 with"
+systemctl stop jobstore.service
+
 finish PASS
