@@ -47,7 +47,11 @@ impl Store {
         validate_new_job(&new)?;
         let payload_text = serde_json::to_string(&new.payload)?;
         check_document("payload", &payload_text, self.options().max_document_bytes)?;
-        let fingerprint = fingerprint(&serde_json::to_string(&new)?);
+        // Only a create that may be retried needs its request remembered.
+        let fingerprint = match new.idempotency_key {
+            Some(_) => fingerprint(&serde_json::to_string(&new)?),
+            None => String::new(),
+        };
         Ok(JobInsert {
             tenant,
             new,
