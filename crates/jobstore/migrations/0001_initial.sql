@@ -65,6 +65,7 @@ CREATE INDEX jobs_lease_expiry ON jobs (lease_expires_at) WHERE state = 'running
 CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 
 -- List sorts (every sort field a dialect offers), within a tenant, ties broken by id.
+CREATE INDEX jobs_by_tenant_id ON jobs (tenant, id);
 CREATE INDEX jobs_by_tenant_created ON jobs (tenant, created_at, id);
 CREATE INDEX jobs_by_tenant_updated ON jobs (tenant, updated_at, id);
 CREATE INDEX jobs_by_tenant_state ON jobs (tenant, state, id);

@@ -607,22 +607,29 @@ impl ListQuery {
             Direction::Asc => "ASC",
             Direction::Desc => "DESC",
         };
-        let order = if !self.sort_rank.is_empty() {
-            format!("{} {dir}, id {dir}", RANKED.replace("SORT", sort.expr()))
-        } else if sort == SortField::Id {
-            format!("id {dir}")
+        let key = if !self.sort_rank.is_empty() {
+            RANKED.replace("SORT", sort.expr())
         } else {
-            format!("{} {dir}, id {dir}", sort.expr())
+            sort.expr().to_owned()
         };
+        // The page is chosen on ids and sort keys alone (an index covers them, so skipping
+        // the rows before a deep offset reads no job rows), then its rows are fetched by id.
         // One row more than the page tells whether another page follows.
         let select = format!(
-            "SELECT {columns} FROM jobs{} ORDER BY {order} LIMIT ? OFFSET ?",
+            "SELECT {columns} FROM (SELECT id AS page_id, {key} AS page_key FROM jobs{} \
+             ORDER BY page_key {dir}, page_id {dir} LIMIT ? OFFSET ?) AS page \
+             CROSS JOIN jobs ON jobs.id = page.page_id \
+             ORDER BY page.page_key {dir}, page.page_id {dir}",
             where_sql(&clauses)
         );
         if !self.sort_rank.is_empty() {
-            params.push(SqlValue::Text(
-                serde_json::to_string(&self.sort_rank).unwrap_or_else(|_| "{}".into()),
-            ));
+            // The ranked key stands in the select list, before every placeholder of the WHERE.
+            params.insert(
+                0,
+                SqlValue::Text(
+                    serde_json::to_string(&self.sort_rank).unwrap_or_else(|_| "{}".into()),
+                ),
+            );
         }
         params.push(SqlValue::Integer(i64::from(limit) + 1));
         params.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
@@ -768,7 +775,11 @@ mod tests {
         let sql = ranked.to_sql(Some("default"), "id").ok();
         let select = sql.as_ref().map(|s| s.select.clone()).unwrap_or_default();
         assert!(!select.contains("x' --"), "{select}");
-        assert!(select.contains("WHERE r.key = kind), 9223372036854775807) DESC, id DESC"));
+        assert!(
+            select.contains("WHERE r.key = kind), 9223372036854775807) AS page_key"),
+            "{select}"
+        );
+        assert!(select.contains("ORDER BY page_key DESC, page_id DESC"), "{select}");
         assert!(select.contains("phase NOT IN"), "{select}");
         for refused in [
             ListQuery {
@@ -922,6 +933,7 @@ mod tests {
         let sql = query.to_sql(Some("default"), "id").map(|s| s.select);
         let sql = sql.unwrap_or_default();
         assert!(!sql.contains("OR 1=1"), "{sql}");
-        assert!(sql.contains("ORDER BY kind DESC, id DESC"), "{sql}");
+        assert!(sql.contains("kind AS page_key"), "{sql}");
+        assert!(sql.contains("ORDER BY page_key DESC, page_id DESC"), "{sql}");
     }
 }
