@@ -779,7 +779,10 @@ mod tests {
             select.contains("WHERE r.key = kind), 9223372036854775807) AS page_key"),
             "{select}"
         );
-        assert!(select.contains("ORDER BY page_key DESC, page_id DESC"), "{select}");
+        assert!(
+            select.contains("ORDER BY page_key DESC, page_id DESC"),
+            "{select}"
+        );
         assert!(select.contains("phase NOT IN"), "{select}");
         for refused in [
             ListQuery {
@@ -934,6 +937,9 @@ mod tests {
         let sql = sql.unwrap_or_default();
         assert!(!sql.contains("OR 1=1"), "{sql}");
         assert!(sql.contains("kind AS page_key"), "{sql}");
-        assert!(sql.contains("ORDER BY page_key DESC, page_id DESC"), "{sql}");
+        assert!(
+            sql.contains("ORDER BY page_key DESC, page_id DESC"),
+            "{sql}"
+        );
     }
 }
