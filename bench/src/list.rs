@@ -1,0 +1,319 @@
+//! Scenario 4: list pages on the prefilled database — for every sort field the dialects use
+//! and each filter (none, a state set, a kind, a dialect): the first page, and the page 10,000
+//! pages deep (100 jobs a page) by keyset cursor and by offset; p50 and p99 in µs. Raw SQLite
+//! runs the same statements (as the core builds them) and steps the rows without decoding
+//! them into jobs.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use jobstore::{Cursor, CursorValue, Direction, ListQuery, Pagination, SortField, State, Store};
+use rusqlite::types::Value as SqlValue;
+
+use crate::common::{Level, Record, Result, fail, micros_since, open_store};
+use crate::raw;
+
+/// How scenario 4 runs.
+#[derive(Debug, Clone)]
+pub struct ListConfig {
+    /// Samples of each keyset page.
+    pub keyset_samples: usize,
+    /// Samples of each deep offset page (slow by nature).
+    pub offset_samples: usize,
+    /// Page size.
+    pub limit: u32,
+    /// How many pages deep the deep page is (capped by the matching jobs).
+    pub deep_pages: u64,
+    /// One measurement stops taking samples after this long (keyset pages: with at least 2
+    /// taken; offset pages: 1).
+    pub budget: Duration,
+}
+
+/// A filter of the benchmark.
+#[derive(Debug, Clone, Copy)]
+enum Filter {
+    None,
+    States,
+    Kind,
+    Dialect,
+}
+
+impl Filter {
+    const ALL: [Filter; 4] = [Filter::None, Filter::States, Filter::Kind, Filter::Dialect];
+
+    fn name(self) -> &'static str {
+        match self {
+            Filter::None => "none",
+            Filter::States => "state in (failed, cancelled)",
+            Filter::Kind => "kind = ingest",
+            Filter::Dialect => "dialect = c360",
+        }
+    }
+
+    fn apply(self, query: &mut ListQuery) {
+        match self {
+            Filter::None => {}
+            Filter::States => query.states = vec![State::Failed, State::Cancelled],
+            Filter::Kind => query.kinds = vec!["ingest".into()],
+            Filter::Dialect => query.dialects = vec!["c360".into()],
+        }
+    }
+
+    /// The core's clause and bound value for this filter.
+    fn raw_clause(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Filter::None => None,
+            Filter::States => Some((
+                "state IN (SELECT value FROM json_each(?))",
+                "[\"failed\",\"cancelled\"]",
+            )),
+            Filter::Kind => Some(("kind IN (SELECT value FROM json_each(?))", "[\"ingest\"]")),
+            Filter::Dialect => Some(("dialect IN (SELECT value FROM json_each(?))", "[\"c360\"]")),
+        }
+    }
+}
+
+/// The SQL expression the core sorts on (`SortField::expr`, private there).
+fn sort_expr(sort: SortField) -> &'static str {
+    match sort {
+        SortField::DefinitionId => "ifnull(definition_id, '')",
+        SortField::StartedAt => "ifnull(started_at, -1)",
+        SortField::FinishedAt => "ifnull(finished_at, -1)",
+        other => other.as_str(),
+    }
+}
+
+/// Runs scenario 4 on `path` (a copy of the prefilled database).
+pub fn run(path: &Path, config: &ListConfig) -> Result<()> {
+    let store = open_store(path, Level::Full)?;
+    let conn = raw::open(path, Level::Full)?;
+    for sort in SortField::ALL {
+        for filter in Filter::ALL {
+            one(&store, &conn, sort, filter, config)?;
+        }
+    }
+    Ok(())
+}
+
+fn query(sort: SortField, filter: Filter, limit: u32, page: Pagination) -> ListQuery {
+    let mut query = ListQuery {
+        sort: Some(sort),
+        direction: Direction::Desc,
+        limit: Some(limit),
+        page,
+        ..ListQuery::default()
+    };
+    filter.apply(&mut query);
+    query
+}
+
+fn one(
+    store: &Store,
+    conn: &rusqlite::Connection,
+    sort: SortField,
+    filter: Filter,
+    config: &ListConfig,
+) -> Result<()> {
+    let limit = config.limit;
+    let counted = store.list(&ListQuery {
+        count_total: true,
+        ..query(sort, filter, 1, Pagination::Cursor(None))
+    })?;
+    let matches = counted.total.unwrap_or(0);
+    let depth =
+        (config.deep_pages * u64::from(limit)).min(matches.saturating_sub(u64::from(limit) + 1));
+    let full = usize::try_from(limit).unwrap_or(0);
+    let case = format!("sort {} desc, filter {}", sort.as_str(), filter.name());
+    let record = |store_name: &str, page: &str, latencies: &mut Vec<u64>, plan: &str| {
+        Record::new("list", store_name, &case)
+            .set("plan", plan)
+            .set("sort", sort.as_str())
+            .set("filter", filter.name())
+            .set("page", page)
+            .set("depth", if page == "first" { 0 } else { depth })
+            .set("matches", matches)
+            .set("samples", latencies.len())
+            .latencies(latencies)
+            .emit();
+    };
+    let keyset = Sampling {
+        samples: config.keyset_samples,
+        at_least: 2,
+        budget: config.budget,
+    };
+    let offsets = Sampling {
+        samples: config.offset_samples,
+        at_least: 1,
+        budget: config.budget,
+    };
+
+    // Warm the statement caches and the page cache once.
+    store.list(&query(sort, filter, limit, Pagination::Cursor(None)))?;
+
+    let first = query(sort, filter, limit, Pagination::Cursor(None));
+    record(
+        "jobstore",
+        "first",
+        &mut time_store(store, &first, &keyset, full)?,
+        "",
+    );
+
+    // The cursor of the job just before the deep page: its sort value and id only.
+    let (sql, params) = raw_sql(
+        sort,
+        filter,
+        &format!("{}, id", sort_expr(sort)),
+        None,
+        1,
+        depth.saturating_sub(1),
+    );
+    let (value, id) = conn.query_row(&sql, rusqlite::params_from_iter(params.iter()), |row| {
+        Ok((row.get::<_, SqlValue>(0)?, row.get::<_, i64>(1)?))
+    })?;
+    let cursor = Cursor {
+        sort,
+        direction: Direction::Desc,
+        value: match &value {
+            SqlValue::Integer(v) => CursorValue::Integer(*v),
+            SqlValue::Text(t) => CursorValue::Text(t.clone()),
+            other => return Err(fail(format!("unexpected sort value {other:?}"))),
+        },
+        id,
+    };
+    let deep = query(sort, filter, limit, Pagination::Cursor(Some(cursor)));
+    record(
+        "jobstore",
+        "deep keyset",
+        &mut time_store(store, &deep, &keyset, full)?,
+        "",
+    );
+
+    let offset = query(sort, filter, limit, Pagination::Offset(depth));
+    record(
+        "jobstore",
+        "deep offset",
+        &mut time_store(store, &offset, &offsets, full)?,
+        "",
+    );
+
+    // Raw: the same statements (the offset page's cost is SQLite's own, measured above).
+    for (page, after) in [("first", None), ("deep keyset", Some((value, id)))] {
+        let (sql, params) = raw_sql(sort, filter, raw::JOB_COLUMNS, after, limit + 1, 0);
+        let plan = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?
+            .query_map(rusqlite::params_from_iter(params.iter()), |row| {
+                row.get::<_, String>(3)
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .join("; ");
+        let mut latencies = time_raw(conn, &sql, &params, &keyset, full)?;
+        record("raw", page, &mut latencies, &plan);
+    }
+    Ok(())
+}
+
+/// How many samples one measurement takes: up to `samples`, but it stops once `budget` has
+/// passed and it has `at_least`.
+struct Sampling {
+    samples: usize,
+    at_least: usize,
+    budget: Duration,
+}
+
+impl Sampling {
+    fn more(&self, taken: usize, start: Instant) -> bool {
+        taken < self.samples && (taken < self.at_least || start.elapsed() < self.budget)
+    }
+}
+
+fn time_store(
+    store: &Store,
+    query: &ListQuery,
+    sampling: &Sampling,
+    expect: usize,
+) -> Result<Vec<u64>> {
+    let mut latencies = Vec::with_capacity(sampling.samples);
+    let start = Instant::now();
+    while sampling.more(latencies.len(), start) {
+        let t = Instant::now();
+        let page = store.list(query)?;
+        latencies.push(micros_since(t));
+        if page.jobs.len() != expect {
+            return Err(fail(format!(
+                "page of {} jobs, expected {expect}",
+                page.jobs.len()
+            )));
+        }
+    }
+    Ok(latencies)
+}
+
+/// The statement the core builds for this sort and filter (`ListQuery::to_sql`), selecting
+/// `columns`, after the position `after` (sort value, id) when given.
+fn raw_sql(
+    sort: SortField,
+    filter: Filter,
+    columns: &str,
+    after: Option<(SqlValue, i64)>,
+    limit: u32,
+    offset: u64,
+) -> (String, Vec<SqlValue>) {
+    let expr = sort_expr(sort);
+    let mut clauses = vec!["tenant = ?".to_owned()];
+    let mut params = vec![SqlValue::Text(raw::TENANT.into())];
+    if let Some((clause, value)) = filter.raw_clause() {
+        clauses.push(clause.into());
+        params.push(SqlValue::Text(value.into()));
+    }
+    if let Some((value, id)) = after {
+        if sort == SortField::Id {
+            clauses.push("id < ?".into());
+        } else {
+            clauses.push(format!("{expr} <= ? AND ({expr}, id) < (?, ?)"));
+            params.push(value.clone());
+            params.push(value);
+        }
+        params.push(SqlValue::Integer(id));
+    }
+    let order = if sort == SortField::Id {
+        "id DESC".to_owned()
+    } else {
+        format!("{expr} DESC, id DESC")
+    };
+    let sql = format!(
+        "SELECT {columns} FROM jobs WHERE {} ORDER BY {order} LIMIT ? OFFSET ?",
+        clauses.join(" AND ")
+    );
+    params.push(SqlValue::Integer(i64::from(limit)));
+    params.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
+    (sql, params)
+}
+
+/// Runs a raw page, stepping every column of every row without decoding it.
+fn time_raw(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: &[SqlValue],
+    sampling: &Sampling,
+    expect: usize,
+) -> Result<Vec<u64>> {
+    let mut latencies = Vec::with_capacity(sampling.samples);
+    let start = Instant::now();
+    while sampling.more(latencies.len(), start) {
+        let t = Instant::now();
+        let mut stmt = conn.prepare_cached(sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+        let mut n = 0;
+        while let Some(row) = rows.next()? {
+            for column in 0..32 {
+                std::hint::black_box(row.get_ref(column)?);
+            }
+            n += 1;
+        }
+        latencies.push(micros_since(t));
+        if n < expect {
+            return Err(fail(format!("raw page of {n} rows, expected {expect}")));
+        }
+    }
+    Ok(latencies)
+}

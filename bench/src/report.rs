@@ -1,0 +1,1058 @@
+//! The report: reads every JSON line of a run (the benchmark's records and the peers' one line
+//! each), writes `BENCHMARKS.md` with the machine, the command, the settings each store ran
+//! with, the figures and the ratios, and draws `bench/drain.svg` (drain throughput against
+//! workers for every store) by hand.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::common::{Result, fail};
+
+/// Where the report reads and writes.
+#[derive(Debug)]
+pub struct ReportConfig {
+    /// The JSON lines of the run.
+    pub results: PathBuf,
+    /// `BENCHMARKS.md`.
+    pub out: PathBuf,
+    /// The chart.
+    pub svg: PathBuf,
+    /// The exact command that ran the benchmark.
+    pub command: String,
+    /// Whether this was a `--quick` run (scaled-down counts).
+    pub quick: bool,
+    /// Seconds the release builds took.
+    pub build_secs: u64,
+    /// Seconds the scenarios took.
+    pub run_secs: u64,
+}
+
+/// The stores of the drain chart and tables, in order, with their colours.
+const DRAIN_STORES: [(&str, &str); 6] = [
+    ("jobstore", "#1f77b4"),
+    ("jobstore Worker", "#17becf"),
+    ("raw (grouped as jobstore)", "#2ca02c"),
+    ("raw (one transaction per call)", "#98df8a"),
+    ("effectum", "#d62728"),
+    ("apalis-sqlite", "#ff7f0e"),
+];
+
+/// One line of the chart: the store, its colour, and (workers, jobs/s) points.
+type Series<'a> = (&'a str, &'a str, Vec<(u64, f64)>);
+
+/// Every record of a run.
+struct Run {
+    records: Vec<Value>,
+}
+
+impl Run {
+    fn load(path: &std::path::Path) -> Result<Run> {
+        let text = std::fs::read_to_string(path)?;
+        let mut records = Vec::new();
+        for line in text.lines().filter(|l| l.trim_start().starts_with('{')) {
+            let value: Value = serde_json::from_str(line)
+                .map_err(|err| fail(format!("{}: {err}: {line}", path.display())))?;
+            if let Some(results) = value.get("results").and_then(Value::as_array) {
+                // A peer's line: its figures, and its settings.
+                records.extend(results.iter().cloned());
+                let mut settings = value.clone();
+                if let Some(map) = settings.as_object_mut() {
+                    map.remove("results");
+                    map.insert("scenario".into(), "settings".into());
+                }
+                records.push(settings);
+            } else {
+                records.push(value);
+            }
+        }
+        Ok(Run { records })
+    }
+
+    /// Records of `scenario` matching every `(key, value)` of `filter`.
+    fn find(&self, scenario: &str, filter: &[(&str, Value)]) -> Vec<&Value> {
+        self.records
+            .iter()
+            .filter(|r| str_of(r, "scenario") == scenario)
+            .filter(|r| filter.iter().all(|(k, v)| r.get(*k) == Some(v)))
+            .collect()
+    }
+
+    fn one(&self, scenario: &str, filter: &[(&str, Value)]) -> Option<&Value> {
+        self.find(scenario, filter).into_iter().next()
+    }
+
+    /// The drain rate of `store` at `workers` (peers run at their own settings).
+    fn drain_rate(&self, scenario: &str, store: &str, workers: u64, level: &str) -> Option<f64> {
+        let mut filter = vec![
+            ("store", Value::from(store)),
+            ("workers", Value::from(workers)),
+        ];
+        if !store_is_effectum(store) {
+            filter.push(("durability", Value::from(level)));
+        }
+        self.one(scenario, &filter).and_then(|r| num(r, "rate"))
+    }
+}
+
+fn store_is_effectum(store: &str) -> bool {
+    store == "effectum"
+}
+
+fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
+    value.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn num(value: &Value, key: &str) -> Option<f64> {
+    value.get(key).and_then(Value::as_f64)
+}
+
+/// `12,345`.
+fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x.round());
+    let (sign, digits) = digits
+        .strip_prefix('-')
+        .map_or(("", digits.as_str()), |d| ("-", d));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{sign}{out}")
+}
+
+fn rate_cell(record: Option<&Value>) -> String {
+    match record.and_then(|r| num(r, "rate")) {
+        Some(rate) => {
+            let capped = record
+                .and_then(|r| r.get("capped"))
+                .and_then(Value::as_bool)
+                == Some(true);
+            let n = record.and_then(|r| num(r, "n")).unwrap_or(0.0);
+            if capped {
+                format!("{}/s (n={}, capped)", thousands(rate), thousands(n))
+            } else {
+                format!("{}/s", thousands(rate))
+            }
+        }
+        None => "–".into(),
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn ratio_cell(r: Option<f64>) -> String {
+    match r {
+        Some(r) if r >= 10.0 => format!("{r:.0}×"),
+        Some(r) => format!("{r:.2}×"),
+        None => "–".into(),
+    }
+}
+
+fn us(record: Option<&Value>, key: &str) -> String {
+    record
+        .and_then(|r| num(r, key))
+        .map_or_else(|| "–".into(), thousands)
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "**met**",
+        Some(false) => "**missed**",
+        None => "not measured",
+    }
+}
+
+/// Writes `BENCHMARKS.md` and the chart, and prints the report.
+pub fn write(config: &ReportConfig) -> Result<()> {
+    let run = Run::load(&config.results)?;
+    let mut md = String::new();
+    header(&mut md, config)?;
+    settings(&mut md, &run);
+    targets(&mut md, &run);
+    enqueue(&mut md, &run);
+    drain(
+        &mut md,
+        &run,
+        "drain",
+        "2. Drain: claim + complete with events",
+    );
+    drain(
+        &mut md,
+        &run,
+        "drain_1m",
+        "3. Drain with finished jobs already in the table",
+    );
+    list(&mut md, &run);
+    http(&mut md, &run);
+    memory(&mut md, &run);
+    std::fs::write(&config.out, &md)?;
+    std::fs::write(&config.svg, chart(&run, config.quick))?;
+    println!("{md}");
+    Ok(())
+}
+
+fn machine_line(key: &str, value: &str) -> String {
+    format!("| {key} | {value} |\n")
+}
+
+fn header(md: &mut String, config: &ReportConfig) -> Result<()> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or_else(
+            || "unknown".into(),
+            |kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0),
+        );
+    let kernel = command_output("uname", &["-sr"]);
+    let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    md.push_str("# Benchmarks\n\n");
+    if config.quick {
+        md.push_str(
+            "> **This is a `--quick` run: counts scaled down (see `n` in each table) for a smoke \
+             test. Its figures are not the full run's.**\n\n",
+        );
+    }
+    md.push_str(
+        "jobstore against raw SQLite doing the same SQL (the limit) and against the peer job \
+         queues effectum 0.7 and apalis-sqlite 1.0, all in one run on one machine, on database \
+         files in one temporary directory on the same disk. Written by `bench/run`; \
+         `bench/README.md` says what each scenario measures. Rates are operations per second \
+         (jobs, requests or claim+complete pairs); latencies are µs. A case that hit its time \
+         cap says so and gives the count it reached.\n\n",
+    );
+    md.push_str("| machine | |\n|---|---|\n");
+    md.push_str(&machine_line("CPU", &cpu));
+    md.push_str(&machine_line("cores (`nproc`)", &cores.to_string()));
+    md.push_str(&machine_line("memory", &memory));
+    md.push_str(&machine_line("kernel", &kernel));
+    md.push_str(&machine_line("date", &date));
+    md.push_str(&machine_line("command", &format!("`{}`", config.command)));
+    md.push_str(&machine_line(
+        "time",
+        &format!(
+            "builds {} s, scenarios {} s",
+            config.build_secs, config.run_secs
+        ),
+    ));
+    md.push_str(
+        "\nThe machine has 2 cores shared with other work: clients, servers and stores share \
+         them, and figures move ±10–15 % from run to run.\n\n",
+    );
+    Ok(())
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn settings(md: &mut String, run: &Run) {
+    md.push_str("## Settings each store ran with\n\n");
+    md.push_str(
+        "`journal_mode` is read back from the file after the run (it is kept in the file). \
+         `synchronous` is a per-connection setting: a new plain connection on the file only \
+         shows SQLite's default, so the level each store's own connections ran with is given \
+         beside it, with how it was read.\n\n",
+    );
+    md.push_str("| store | durability | journal_mode (file) | synchronous as run | synchronous of a new connection | matches jobstore? |\n|---|---|---|---|---|---|\n");
+    let mut seen = BTreeSet::new();
+    for record in run.find("settings", &[]) {
+        let store = str_of(record, "store");
+        let as_run = match record.get("synchronous_as_run") {
+            Some(Value::Array(levels)) => levels
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("; "),
+            Some(Value::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let how = str_of(record, "how");
+        let key = format!("{store}|{as_run}");
+        if !seen.insert(key) {
+            continue;
+        }
+        let matches = match record.get("matches").and_then(Value::as_bool) {
+            Some(false) => "**no** (see below)",
+            _ => "yes",
+        };
+        let durability = if store == "effectum" {
+            "store default"
+        } else {
+            "as run"
+        };
+        let as_run = if how.is_empty() {
+            as_run
+        } else {
+            format!("{as_run} ({how})")
+        };
+        let _ = writeln!(
+            md,
+            "| {store} | {durability} | {} | {as_run} | {} | {matches} |",
+            str_of(record, "journal_mode"),
+            str_of(record, "synchronous_new_connection"),
+        );
+    }
+    for record in run.find("settings", &[]) {
+        let note = str_of(record, "note");
+        if !note.is_empty() {
+            let _ = writeln!(md, "\n**{}**: {note}", str_of(record, "store"));
+        }
+    }
+    md.push('\n');
+}
+
+/// The issue's targets, each with the figures it compares.
+fn targets(md: &mut String, run: &Run) {
+    md.push_str("## Targets and ratios (FULL durability unless said)\n\n");
+    md.push_str("| target | figures | ratio | verdict |\n|---|---|---|---|\n");
+    let rate = |scenario: &str, store: &str, w: u64| run.drain_rate(scenario, store, w, "full");
+    for w in [1_u64, 8] {
+        let js = rate("drain", "jobstore", w);
+        for (other, label, goal) in [
+            (
+                "raw (grouped as jobstore)",
+                "raw SQLite, same calls and batching",
+                0.5,
+            ),
+            ("effectum", "effectum", 10.0),
+            ("apalis-sqlite", "apalis-sqlite", 10.0),
+        ] {
+            let theirs = rate("drain", other, w);
+            let r = ratio(js, theirs);
+            let _ = writeln!(
+                md,
+                "| drain, {w} worker{}: jobstore ≥ {goal}× {label} | {} vs {} | {} | {} |",
+                if w == 1 { "" } else { "s" },
+                js.map_or("–".into(), thousands),
+                theirs.map_or("–".into(), thousands),
+                ratio_cell(r),
+                verdict(r.map(|r| r >= goal)),
+            );
+        }
+    }
+    let ceiling = run.drain_rate("drain", "raw (batched)", 1, "full");
+    let js8 = rate("drain", "jobstore", 8);
+    let _ = writeln!(
+        md,
+        "| (information) drain, 8 workers: jobstore ÷ raw completing a whole claim per transaction (an API jobstore lacks) | {} vs {} | {} | – |",
+        js8.map_or("–".into(), thousands),
+        ceiling.map_or("–".into(), thousands),
+        ratio_cell(ratio(js8, ceiling)),
+    );
+    let e8 = run
+        .one(
+            "enqueue",
+            &[
+                ("store", "jobstore".into()),
+                ("durability", "full".into()),
+                ("case", "8 threads, one job per call".into()),
+            ],
+        )
+        .and_then(|r| num(r, "rate"));
+    let r1 = run
+        .one(
+            "enqueue",
+            &[
+                ("store", "raw".into()),
+                ("durability", "full".into()),
+                ("case", "1 thread, one transaction per job".into()),
+            ],
+        )
+        .and_then(|r| num(r, "rate"));
+    let r = ratio(e8, r1);
+    let _ = writeln!(
+        md,
+        "| enqueue: jobstore from 8 threads ≥ 5× one commit per job (raw, 1 thread) | {} vs {} | {} | {} |",
+        e8.map_or("–".into(), thousands),
+        r1.map_or("–".into(), thousands),
+        ratio_cell(r),
+        verdict(r.map(|r| r >= 5.0)),
+    );
+    let j1 = run
+        .one(
+            "enqueue",
+            &[
+                ("store", "jobstore".into()),
+                ("durability", "full".into()),
+                ("case", "1 thread, one job per call".into()),
+            ],
+        )
+        .and_then(|r| num(r, "rate"));
+    let _ = writeln!(
+        md,
+        "| (information) enqueue: jobstore from 8 threads ÷ jobstore from 1 thread (one commit per job) | {} vs {} | {} | – |",
+        e8.map_or("–".into(), thousands),
+        j1.map_or("–".into(), thousands),
+        ratio_cell(ratio(e8, j1)),
+    );
+    for clients in clients_of(run) {
+        let create = run
+            .one(
+                "http",
+                &[
+                    ("store", "jobstore".into()),
+                    ("durability", "full".into()),
+                    ("clients", clients.into()),
+                    ("case", "POST /v1/jobs (create)".into()),
+                ],
+            )
+            .and_then(|r| num(r, "rate"));
+        let bare = run
+            .one(
+                "http",
+                &[("store", "bare hyper".into()), ("clients", clients.into())],
+            )
+            .and_then(|r| num(r, "rate"));
+        let r = ratio(create, bare);
+        let _ = writeln!(
+            md,
+            "| HTTP create, {clients} client{}: ≥ 0.5× the bare hyper server | {} vs {} req/s | {} | {} |",
+            if clients == 1 { "" } else { "s" },
+            create.map_or("–".into(), thousands),
+            bare.map_or("–".into(), thousands),
+            ratio_cell(r),
+            verdict(r.map(|r| r >= 0.5)),
+        );
+    }
+    let lists = run.find("list", &[("store", "jobstore".into())]);
+    if !lists.is_empty() {
+        let worst = |page: &str| {
+            lists
+                .iter()
+                .filter(|r| str_of(r, "page") == page)
+                .filter_map(|r| num(r, "p99_us").map(|p| (p, str_of(r, "case").to_owned())))
+                .fold((0.0, String::new()), |a, b| if b.0 > a.0 { b } else { a })
+        };
+        let over = |page: &str| {
+            lists
+                .iter()
+                .filter(|r| str_of(r, "page") == page && num(r, "p99_us").unwrap_or(0.0) > 5000.0)
+                .count()
+        };
+        let count = |page: &str| lists.iter().filter(|r| str_of(r, "page") == page).count();
+        let matches = lists.first().and_then(|r| num(r, "matches")).unwrap_or(0.0);
+        for page in ["first", "deep keyset", "deep offset"] {
+            let (p99, case) = worst(page);
+            let _ = writeln!(
+                md,
+                "| list at {} jobs, {page} page: p99 ≤ 5 ms | worst p99 {} µs ({case}); {} of {} cases over 5 ms | – | {} |",
+                thousands(matches),
+                thousands(p99),
+                over(page),
+                count(page),
+                verdict(Some(p99 <= 5000.0)),
+            );
+        }
+    }
+    if let Some(idle) = run.one("memory", &[("case", "idle (1 s after start)".into())]) {
+        let rss = num(idle, "rss_mb").unwrap_or(0.0);
+        let _ = writeln!(
+            md,
+            "| daemon RSS idle ≤ 30 MB | {rss:.1} MB | – | {} |",
+            verdict(Some(rss <= 30.0))
+        );
+    }
+    if let Some(upload) = run
+        .find("memory", &[])
+        .into_iter()
+        .find(|r| num(r, "growth_mb").is_some())
+    {
+        let growth = num(upload, "growth_mb").unwrap_or(0.0);
+        let _ = writeln!(
+            md,
+            "| the 150 MB upload grows RSS by < 20 MB | +{growth:.1} MB (peak {:.1} MB) | – | {} |",
+            num(upload, "rss_peak_mb").unwrap_or(0.0),
+            verdict(Some(growth < 20.0)),
+        );
+    }
+    md.push('\n');
+}
+
+fn clients_of(run: &Run) -> Vec<u64> {
+    let set: BTreeSet<u64> = run
+        .find("http", &[])
+        .iter()
+        .filter_map(|r| r.get("clients").and_then(Value::as_u64))
+        .collect();
+    set.into_iter().collect()
+}
+
+fn enqueue(md: &mut String, run: &Run) {
+    let records = run.find("enqueue", &[]);
+    if records.is_empty() {
+        return;
+    }
+    md.push_str("## 1. Enqueue\n\n");
+    md.push_str(
+        "One job per call from 1 and 8 threads (effectum and apalis: tokio tasks), and in \
+         batches. jobstore's writer commits the calls waiting together (group commit); raw \
+         SQLite commits each call itself, each thread on its own connection.\n\n",
+    );
+    md.push_str("| case | durability | jobstore | raw SQLite | effectum | apalis-sqlite | jobstore ÷ raw | jobstore ÷ effectum | jobstore ÷ apalis |\n|---|---|---|---|---|---|---|---|---|\n");
+    for level in ["full", "normal"] {
+        for (threads, batch) in [
+            (1_u64, None),
+            (8, None),
+            (1, Some(100_u64)),
+            (1, Some(1000)),
+        ] {
+            let pick = |store: &str| {
+                records.iter().copied().find(|r| {
+                    str_of(r, "store") == store
+                        && (store == "effectum" || str_of(r, "durability") == level)
+                        && r.get("threads").and_then(Value::as_u64) == Some(threads)
+                        && r.get("batch").and_then(Value::as_u64) == batch
+                })
+            };
+            let js = pick("jobstore");
+            if js.is_none() {
+                continue;
+            }
+            let raw = pick("raw");
+            let eff = pick("effectum");
+            let apa = pick("apalis-sqlite");
+            let case = match batch {
+                Some(b) => format!("batches of {b}"),
+                None if threads == 1 => "1 thread, one job per call".into(),
+                None => format!("{threads} threads, one job per call"),
+            };
+            let extra = js
+                .and_then(|r| num(r, "writes_per_commit"))
+                .map_or(String::new(), |w| format!(" ({w} per commit)"));
+            let rate = |r: Option<&Value>| r.and_then(|r| num(r, "rate"));
+            let _ = writeln!(
+                md,
+                "| {case} | {level} | {}{extra} | {} | {} | {} | {} | {} | {} |",
+                rate_cell(js),
+                rate_cell(raw),
+                rate_cell(eff),
+                rate_cell(apa),
+                ratio_cell(ratio(rate(js), rate(raw))),
+                ratio_cell(ratio(rate(js), rate(eff))),
+                ratio_cell(ratio(rate(js), rate(apa))),
+            );
+        }
+    }
+    md.push_str(
+        "\neffectum runs at its own settings at both levels (it cannot be configured).\n\n",
+    );
+}
+
+fn drain(md: &mut String, run: &Run, scenario: &str, title: &str) {
+    let records = run.find(scenario, &[]);
+    if records.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## {title}\n");
+    if scenario == "drain" {
+        md.push_str(
+            "Each case enqueues N jobs (not timed) into a fresh file, then N workers claim and \
+             complete them: jobstore through `Store::claim` (`max` = the claim batch) and \
+             `Store::complete` from N threads, and through its embedded `Worker` (concurrency N, \
+             claims one at a time); raw SQLite runs the same statements (`UPDATE … RETURNING` \
+             claim, `complete` with its read and `UPDATE … RETURNING`, an event row per \
+             transition) — once on one connection grouped into transactions of the size \
+             jobstore's writer reached in the same case (same statements, same number of \
+             commits, no framework), once with one transaction per call from N threads, and once \
+             completing a whole claim per transaction (the ceiling; jobstore has no batch \
+             complete). effectum and apalis-sqlite run one worker each with N concurrent job \
+             slots, their default settings otherwise. Neither peer writes a history row per \
+             transition.\n\n",
+        );
+    } else {
+        md.push_str(
+            "The same drain on a copy of the prefilled file: `finished before` finished jobs \
+             already in the table (each case adds its own). Peers get the same number of \
+             finished jobs written into their own tables.\n\n",
+        );
+    }
+    let levels: Vec<&str> = ["full", "normal"]
+        .into_iter()
+        .filter(|level| records.iter().any(|r| str_of(r, "durability") == *level))
+        .collect();
+    for level in &levels {
+        let _ = writeln!(
+            md,
+            "**durability {level}** (effectum always runs at its own settings, rollback journal; apalis-sqlite at full only)\n"
+        );
+        md.push_str("| workers | jobstore (claim API) | jobstore Worker | raw, grouped as jobstore | raw, one txn per call | effectum | apalis-sqlite | jobstore ÷ raw grouped | jobstore ÷ effectum | jobstore ÷ apalis |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        let workers: BTreeSet<u64> = records
+            .iter()
+            .filter_map(|r| r.get("workers").and_then(Value::as_u64))
+            .collect();
+        for w in workers {
+            let pick = |store: &str| {
+                records.iter().copied().find(|r| {
+                    str_of(r, "store") == store
+                        && r.get("workers").and_then(Value::as_u64) == Some(w)
+                        && (store == "effectum" || str_of(r, "durability") == *level)
+                })
+            };
+            let js = pick("jobstore");
+            if js.is_none() {
+                continue;
+            }
+            let rate = |r: Option<&Value>| r.and_then(|r| num(r, "rate"));
+            let per_commit = js
+                .and_then(|r| num(r, "writes_per_commit"))
+                .map_or(String::new(), |x| format!(" ({x} per commit)"));
+            let finished = js.and_then(|r| num(r, "finished_before")).unwrap_or(0.0);
+            let w_cell = if scenario == "drain" {
+                w.to_string()
+            } else {
+                format!("{w} ({} finished before)", thousands(finished))
+            };
+            let (raw, eff, apa) = (
+                pick("raw (grouped as jobstore)"),
+                pick("effectum"),
+                pick("apalis-sqlite"),
+            );
+            let _ = writeln!(
+                md,
+                "| {w_cell} | {}{per_commit} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                rate_cell(js),
+                rate_cell(pick("jobstore Worker")),
+                rate_cell(raw),
+                rate_cell(pick("raw (one transaction per call)")),
+                rate_cell(eff),
+                rate_cell(apa),
+                ratio_cell(ratio(rate(js), rate(raw))),
+                ratio_cell(ratio(rate(js), rate(eff))),
+                ratio_cell(ratio(rate(js), rate(apa))),
+            );
+        }
+        if let Some(batched) = records
+            .iter()
+            .copied()
+            .find(|r| str_of(r, "store") == "raw (batched)" && str_of(r, "durability") == *level)
+        {
+            let _ = writeln!(
+                md,
+                "\nraw SQLite, {}: {}",
+                str_of(batched, "case"),
+                rate_cell(Some(batched))
+            );
+        }
+        let latency: Vec<String> = records
+            .iter()
+            .filter(|r| str_of(r, "store") == "jobstore" && str_of(r, "durability") == *level)
+            .filter_map(|r| {
+                Some(format!(
+                    "{} workers p50 {} / p99 {} µs",
+                    r.get("workers")?.as_u64()?,
+                    thousands(num(r, "complete_p50_us")?),
+                    thousands(num(r, "complete_p99_us")?)
+                ))
+            })
+            .collect();
+        if !latency.is_empty() {
+            let _ = writeln!(md, "\njobstore `complete` latency: {}.", latency.join("; "));
+        }
+        md.push('\n');
+    }
+    if scenario == "drain" {
+        md.push_str("![drain throughput against workers](bench/drain.svg)\n\n");
+    }
+}
+
+fn list(md: &mut String, run: &Run) {
+    let records = run.find("list", &[]);
+    if records.is_empty() {
+        return;
+    }
+    md.push_str("## 4. List\n\n");
+    let matches = records
+        .first()
+        .and_then(|r| num(r, "matches"))
+        .unwrap_or(0.0);
+    let _ = writeln!(
+        md,
+        "Pages of 100 on the prefilled file ({} finished jobs), newest first, for every sort \
+         field the dialects use and each filter: the first page, and the page 10,000 pages deep \
+         (or the last full page when fewer jobs match) by keyset cursor and by offset. p50 / p99 \
+         µs through `Store::list` (which decodes each row into a job) and through raw SQLite \
+         running the same statement (stepping the rows only; its offset pages cost what the \
+         store's do, SQLite walks the skipped rows either way, so they are not repeated).\n",
+        thousands(matches)
+    );
+    md.push_str("| sort (desc) | filter | matches | depth | first | deep, keyset | deep, offset | raw first | raw deep keyset |\n|---|---|---|---|---|---|---|---|---|\n");
+    let mut cases: Vec<(String, String)> = Vec::new();
+    for r in &records {
+        let key = (str_of(r, "sort").to_owned(), str_of(r, "filter").to_owned());
+        if !cases.contains(&key) {
+            cases.push(key);
+        }
+    }
+    for (sort, filter) in cases {
+        let pick = |store: &str, page: &str| {
+            records.iter().copied().find(|r| {
+                str_of(r, "store") == store
+                    && str_of(r, "sort") == sort
+                    && str_of(r, "filter") == filter
+                    && str_of(r, "page") == page
+            })
+        };
+        let cell = |r: Option<&Value>| {
+            let p99 = r.and_then(|r| num(r, "p99_us")).unwrap_or(0.0);
+            let text = format!("{} / {}", us(r, "p50_us"), us(r, "p99_us"));
+            if p99 > 5000.0 {
+                format!("**{text}**")
+            } else {
+                text
+            }
+        };
+        let deep = pick("jobstore", "deep keyset");
+        let _ = writeln!(
+            md,
+            "| {sort} | {filter} | {} | {} | {} | {} | {} | {} | {} |",
+            us(deep, "matches"),
+            us(deep, "depth"),
+            cell(pick("jobstore", "first")),
+            cell(deep),
+            cell(pick("jobstore", "deep offset")),
+            cell(pick("raw", "first")),
+            cell(pick("raw", "deep keyset")),
+        );
+    }
+    md.push_str("\nBold: p99 over 5 ms.\n\n");
+    let plans: Vec<&Value> = records
+        .iter()
+        .copied()
+        .filter(|r| {
+            str_of(r, "store") == "raw"
+                && num(r, "p99_us").unwrap_or(0.0) > 5000.0
+                && str_of(r, "page") != "deep offset"
+        })
+        .collect();
+    if !plans.is_empty() {
+        md.push_str(
+            "Query plans (SQLite's `EXPLAIN QUERY PLAN`) of the keyset pages over 5 ms:\n\n",
+        );
+        for r in plans {
+            let _ = writeln!(
+                md,
+                "- {}, {} page: `{}`",
+                str_of(r, "case"),
+                str_of(r, "page"),
+                str_of(r, "plan")
+            );
+        }
+        md.push('\n');
+    }
+}
+
+fn http(md: &mut String, run: &Run) {
+    let records = run.find("http", &[]);
+    if records.is_empty() {
+        return;
+    }
+    md.push_str("## 5. HTTP on loopback\n\n");
+    md.push_str(
+        "The real `jobstore serve` (release build, a new file, `durability` from a config \
+         file) and a bare hyper 1 server answering every POST with a fixed JSON body of a \
+         job's size (the HTTP limit here), each its own process. Our client: tokio, one \
+         keep-alive connection per client, 127.0.0.1 only, a bounded count of requests. \
+         Client and servers share the 2 cores. Claim/complete: one `POST /v1/claim` (`max` 1) \
+         and one `POST /v1/jobs/{id}/complete` per pair; its p50/p99 are per request.\n\n",
+    );
+    md.push_str("| clients | bare hyper | create, full | create ÷ bare | claim+complete pairs, full | create, normal | claim+complete pairs, normal |\n|---|---|---|---|---|---|---|\n");
+    for clients in clients_of(run) {
+        let pick = |store: &str, case: &str, level: &str| {
+            records.iter().copied().find(|r| {
+                str_of(r, "store") == store
+                    && r.get("clients").and_then(Value::as_u64) == Some(clients)
+                    && (case.is_empty() || str_of(r, "case") == case)
+                    && (level.is_empty() || str_of(r, "durability") == level)
+            })
+        };
+        let cell = |r: Option<&Value>| match r {
+            Some(r) => format!(
+                "{}/s (p50 {} / p99 {} µs)",
+                thousands(num(r, "rate").unwrap_or(0.0)),
+                us(Some(r), "p50_us"),
+                us(Some(r), "p99_us")
+            ),
+            None => "–".into(),
+        };
+        let bare = pick("bare hyper", "", "");
+        let create = pick("jobstore", "POST /v1/jobs (create)", "full");
+        let claim = "POST /v1/claim + POST /v1/jobs/{id}/complete";
+        let _ = writeln!(
+            md,
+            "| {clients} | {} | {} | {} | {} | {} | {} |",
+            cell(bare),
+            cell(create),
+            ratio_cell(ratio(
+                create.and_then(|r| num(r, "rate")),
+                bare.and_then(|r| num(r, "rate"))
+            )),
+            cell(pick("jobstore", claim, "full")),
+            cell(pick("jobstore", "POST /v1/jobs (create)", "normal")),
+            cell(pick("jobstore", claim, "normal")),
+        );
+    }
+    md.push('\n');
+}
+
+fn memory(md: &mut String, run: &Run) {
+    let records = run.find("memory", &[]);
+    if records.is_empty() {
+        return;
+    }
+    md.push_str("## 6. Daemon memory\n\n");
+    md.push_str("VmRSS and VmHWM of the `jobstore serve` process (`/proc/PID/status`), sampled every 5 ms during the upload and the load.\n\n");
+    md.push_str("| when | RSS | peak |\n|---|---|---|\n");
+    for r in records {
+        let case = str_of(r, "case");
+        if let Some(growth) = num(r, "growth_mb") {
+            let _ = writeln!(
+                md,
+                "| {case} ({:.0} MB at {:.0} MB/s) | {:.1} MB before, {:.1} MB after | {:.1} MB (+{growth:.1} MB) |",
+                num(r, "upload_mb").unwrap_or(0.0),
+                num(r, "upload_mb_per_s").unwrap_or(0.0),
+                num(r, "rss_before_mb").unwrap_or(0.0),
+                num(r, "rss_after_mb").unwrap_or(0.0),
+                num(r, "rss_peak_mb")
+                    .unwrap_or(0.0)
+                    .max(num(r, "hwm_after_mb").unwrap_or(0.0)),
+            );
+        } else {
+            let _ = writeln!(
+                md,
+                "| {case} | {:.1} MB | {:.1} MB |",
+                num(r, "rss_mb").unwrap_or(0.0),
+                num(r, "hwm_mb").unwrap_or(0.0),
+            );
+        }
+    }
+    let peaks: Vec<String> = run
+        .find("http", &[("store", "jobstore".into())])
+        .iter()
+        .filter_map(|r| {
+            Some(format!(
+                "{} {} client(s) {:.1} MB",
+                str_of(r, "durability"),
+                r.get("clients")?.as_u64()?,
+                num(r, "rss_peak_mb")?
+            ))
+        })
+        .collect();
+    if !peaks.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nPeak RSS during the create loads: {}.",
+            peaks.join(", ")
+        );
+    }
+    md.push('\n');
+}
+
+/// Drain throughput (FULL) against workers for every store, as an SVG line chart.
+fn chart(run: &Run, quick: bool) -> String {
+    let (width, height) = (760.0, 440.0);
+    let (left, right, top, bottom) = (80.0, 250.0, 50.0, 60.0);
+    let plot_w = width - left - right;
+    let plot_h = height - top - bottom;
+    let workers = [1_u64, 2, 4, 8];
+    let series: Vec<Series> = DRAIN_STORES
+        .iter()
+        .map(|(store, colour)| {
+            let points = workers
+                .iter()
+                .filter_map(|&w| run.drain_rate("drain", store, w, "full").map(|r| (w, r)))
+                .collect();
+            (*store, *colour, points)
+        })
+        .filter(|(_, _, points): &Series| !points.is_empty())
+        .collect();
+    let ceiling = run.drain_rate("drain", "raw (batched)", 1, "full");
+    let max = series
+        .iter()
+        .flat_map(|(_, _, p)| p.iter().map(|(_, r)| *r))
+        .chain(ceiling)
+        .fold(1.0_f64, f64::max);
+    let step = nice_step(max / 5.0);
+    let y_max = (max / step).ceil() * step;
+    let x = |w: u64| left + plot_w * (f64::from(w.trailing_zeros()) / 3.0);
+    let y = |r: f64| top + plot_h * (1.0 - r / y_max);
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">"
+    );
+    let _ = writeln!(
+        svg,
+        "<rect width=\"{width}\" height=\"{height}\" fill=\"white\"/>"
+    );
+    let title = if quick {
+        "Drain (claim + complete), durability FULL — QUICK RUN"
+    } else {
+        "Drain (claim + complete), durability FULL"
+    };
+    let _ = writeln!(
+        svg,
+        "<text x=\"{}\" y=\"28\" font-size=\"16\" font-weight=\"bold\">{title}</text>",
+        left
+    );
+    let mut tick = 0.0;
+    while tick <= y_max + step / 2.0 {
+        let ty = y(tick);
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{left}\" y1=\"{ty:.1}\" x2=\"{:.1}\" y2=\"{ty:.1}\" stroke=\"#ddd\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            left + plot_w,
+            left - 8.0,
+            ty + 4.0,
+            thousands(tick)
+        );
+        tick += step;
+    }
+    for w in workers {
+        let tx = x(w);
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{tx:.1}\" y1=\"{top}\" x2=\"{tx:.1}\" y2=\"{:.1}\" stroke=\"#eee\"/><text x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{w}</text>",
+            top + plot_h,
+            top + plot_h + 18.0
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{0:.1}\" stroke=\"black\"/><line x1=\"{left}\" y1=\"{0:.1}\" x2=\"{1:.1}\" y2=\"{0:.1}\" stroke=\"black\"/>",
+        top + plot_h,
+        left + plot_w
+    );
+    let _ = writeln!(
+        svg,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">workers</text>",
+        left + plot_w / 2.0,
+        height - 18.0
+    );
+    let _ = writeln!(
+        svg,
+        "<text transform=\"translate(20 {:.1}) rotate(-90)\" text-anchor=\"middle\">jobs per second</text>",
+        top + plot_h / 2.0
+    );
+    if let Some(ceiling) = ceiling {
+        let cy = y(ceiling);
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{left}\" y1=\"{cy:.1}\" x2=\"{:.1}\" y2=\"{cy:.1}\" stroke=\"#2ca02c\" stroke-dasharray=\"6 4\"/>",
+            left + plot_w
+        );
+    }
+    let mut legend_y = top + 10.0;
+    for (store, colour, points) in &series {
+        let path: Vec<String> = points
+            .iter()
+            .map(|(w, r)| format!("{:.1},{:.1}", x(*w), y(*r)))
+            .collect();
+        let _ = writeln!(
+            svg,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2.5\"/>",
+            path.join(" ")
+        );
+        for (w, r) in points {
+            let _ = writeln!(
+                svg,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{colour}\"><title>{store}, {w} workers: {}/s</title></circle>",
+                x(*w),
+                y(*r),
+                thousands(*r)
+            );
+        }
+        let lx = left + plot_w + 20.0;
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{lx:.1}\" y1=\"{legend_y:.1}\" x2=\"{:.1}\" y2=\"{legend_y:.1}\" stroke=\"{colour}\" stroke-width=\"3\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+            lx + 24.0,
+            lx + 30.0,
+            legend_y + 4.0,
+            legend_name(store)
+        );
+        legend_y += 22.0;
+    }
+    if ceiling.is_some() {
+        let lx = left + plot_w + 20.0;
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{lx:.1}\" y1=\"{legend_y:.1}\" x2=\"{:.1}\" y2=\"{legend_y:.1}\" stroke=\"#2ca02c\" stroke-dasharray=\"6 4\"/><text x=\"{:.1}\" y=\"{:.1}\">raw, a whole claim per txn</text>",
+            lx + 24.0,
+            lx + 30.0,
+            legend_y + 4.0
+        );
+    }
+    let note_y = legend_y + 40.0;
+    let lx = left + plot_w + 20.0;
+    for (i, line) in [
+        "effectum: its own settings",
+        "(rollback journal, cannot match);",
+        "the others: WAL, synchronous FULL.",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let _ = writeln!(
+            svg,
+            "<text x=\"{lx:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#555\">{line}</text>",
+            note_y + 15.0 * i as f64
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn legend_name(store: &str) -> &str {
+    match store {
+        "jobstore" => "jobstore (claim API)",
+        "raw (grouped as jobstore)" => "raw, grouped as jobstore",
+        "raw (one transaction per call)" => "raw, one txn per call",
+        other => other,
+    }
+}
+
+/// A round step (1, 2 or 5 × 10^k) near `raw`.
+fn nice_step(raw: f64) -> f64 {
+    let magnitude = 10_f64.powf(raw.max(1.0).log10().floor());
+    let fraction = raw / magnitude;
+    let nice = if fraction <= 1.0 {
+        1.0
+    } else if fraction <= 2.0 {
+        2.0
+    } else if fraction <= 5.0 {
+        5.0
+    } else {
+        10.0
+    };
+    nice * magnitude
+}
