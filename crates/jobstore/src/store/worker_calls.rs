@@ -25,7 +25,7 @@ const CLAIM_ONE_QUEUE: &str = "UPDATE jobs SET state = ?1, attempt = attempt + 1
      leases = leases + 1, lease_token = leases + 1, lease_owner = ?2, lease_expires_at = ?3, \
      heartbeat_at = NULL, started_at = ?4, updated_at = ?4 \
      WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = ?5 AND run_at <= ?4 \
-         AND (?6 IS NULL OR tenant = ?6) ORDER BY priority, run_at, id LIMIT ?7) \
+         AND (?6 IS NULL OR tenant = ?6) ORDER BY priority, run_at, id LIMIT {max}) \
      RETURNING ";
 
 /// [`CLAIM_ONE_QUEUE`] for several queues, given as a JSON array in `?5`.
@@ -34,7 +34,7 @@ const CLAIM_MANY_QUEUES: &str = "UPDATE jobs SET state = ?1, attempt = attempt +
      heartbeat_at = NULL, started_at = ?4, updated_at = ?4 \
      WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' \
          AND queue IN (SELECT value FROM json_each(?5)) AND run_at <= ?4 \
-         AND (?6 IS NULL OR tenant = ?6) ORDER BY priority, run_at, id LIMIT ?7) \
+         AND (?6 IS NULL OR tenant = ?6) ORDER BY priority, run_at, id LIMIT {max}) \
      RETURNING ";
 
 impl Store {
@@ -73,9 +73,15 @@ impl Store {
         let max = request.max;
         self.write(move |conn| {
             let mut jobs = conn
-                .prepare_cached(&format!("{claim}{JOB_COLUMNS}"))?
+                // The limit is written into the text, not bound: a bound LIMIT inside the
+                // subquery made SQLite re-prepare the statement on every call. `max` is an
+                // integer checked above, one cached statement per value.
+                .prepare_cached(&format!(
+                    "{}{JOB_COLUMNS}",
+                    claim.replace("{max}", &max.to_string())
+                ))?
                 .query_map(
-                    params![to.as_str(), worker, expires, now, queues, tenant, max],
+                    params![to.as_str(), worker, expires, now, queues, tenant],
                     job_from_row,
                 )?
                 .collect::<rusqlite::Result<Vec<Job>>>()?;
