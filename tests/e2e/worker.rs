@@ -837,6 +837,78 @@ fn uploaded_data_reaches_the_command_on_stdin_byte_for_byte() {
 }
 
 #[test]
+fn a_data_cloud_ingest_jobs_csv_reaches_the_command_byte_for_byte() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let dir = daemon.dir().to_path_buf();
+    let created = api
+        .post(
+            "/api/v1/ingest/jobs",
+            &json!({"object": "Contact", "sourceName": "crm", "operation": "upsert"}),
+        )
+        .expect_json(201);
+    let id: i64 = created["id"].as_str().unwrap().parse().unwrap();
+    // Each upsert batch is a CSV file of its own, with its header row.
+    let mut large = String::from("Id,Name,Amount\r\n");
+    let mut n = 0;
+    while large.len() <= 400 * 1024 {
+        n += 1;
+        large.push_str(&format!("{n},\"Contact, {n}\",{}.{:02}\r\n", n * 3, n % 100));
+    }
+    let batches: Vec<Vec<u8>> = vec![
+        "Id,Name,Amount\n1,Zoë,1.00\n".as_bytes().to_vec(),
+        large.into_bytes(),
+        b"Id,Name,Amount\n2,\"He said \"\"hi\"\"\",2.50".to_vec(),
+    ];
+    for batch in &batches {
+        api.request(
+            "PUT",
+            &format!("/api/v1/ingest/jobs/{id}/batches"),
+            &[("Content-Type", "text/csv")],
+            batch.clone(),
+        )
+        .expect(202);
+    }
+    let closed = api
+        .request(
+            "PATCH",
+            &format!("/api/v1/ingest/jobs/{id}"),
+            &[("Content-Type", "application/json")],
+            br#"{"state": "UploadComplete"}"#.to_vec(),
+        )
+        .expect_json(200);
+    assert_eq!(closed["state"], "UploadComplete");
+
+    let worker = Worker::start(
+        daemon.addr(),
+        &dir,
+        &[
+            "--queue",
+            "datacloud",
+            "--name",
+            "w1",
+            "--lease-ms",
+            "1200",
+            "--grace-ms",
+            "300",
+            "--stdin",
+            "data",
+            "--exec",
+            "sh -c 'cat > out.csv'",
+        ],
+    );
+    wait_state(&api, id, "succeeded", &worker);
+    let got = std::fs::read(dir.join("out.csv")).unwrap();
+    let expected = batches.concat();
+    assert_eq!(got.len(), expected.len(), "bytes on stdin");
+    assert!(got == expected, "the command's stdin differs from the batches");
+    let job = api
+        .get(&format!("/api/v1/ingest/jobs/{id}"))
+        .expect_json(200);
+    assert_eq!(job["state"], "JobComplete");
+}
+
+#[test]
 fn a_broken_data_stream_is_not_taken_for_the_end_of_the_data() {
     let daemon = Daemon::start();
     let api = daemon.client();
