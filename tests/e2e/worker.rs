@@ -853,7 +853,11 @@ fn a_data_cloud_ingest_jobs_csv_reaches_the_command_byte_for_byte() {
     let mut n = 0;
     while large.len() <= 400 * 1024 {
         n += 1;
-        large.push_str(&format!("{n},\"Contact, {n}\",{}.{:02}\r\n", n * 3, n % 100));
+        large.push_str(&format!(
+            "{n},\"Contact, {n}\",{}.{:02}\r\n",
+            n * 3,
+            n % 100
+        ));
     }
     let batches: Vec<Vec<u8>> = vec![
         "Id,Name,Amount\n1,Zoë,1.00\n".as_bytes().to_vec(),
@@ -901,7 +905,10 @@ fn a_data_cloud_ingest_jobs_csv_reaches_the_command_byte_for_byte() {
     let got = std::fs::read(dir.join("out.csv")).unwrap();
     let expected = batches.concat();
     assert_eq!(got.len(), expected.len(), "bytes on stdin");
-    assert!(got == expected, "the command's stdin differs from the batches");
+    assert!(
+        got == expected,
+        "the command's stdin differs from the batches"
+    );
     let job = api
         .get(&format!("/api/v1/ingest/jobs/{id}"))
         .expect_json(200);
