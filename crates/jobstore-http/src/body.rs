@@ -157,6 +157,54 @@ pub fn body_timeout(timeout: Duration) -> ApiError {
     )
 }
 
+/// How forwarding a request body to a blocking reader ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarded {
+    /// The body ended, broke, or the reader stopped reading.
+    Done,
+    /// A frame did not arrive within the timeout.
+    TimedOut,
+}
+
+/// Forwards a request body frame by frame to the sender of a [`ChannelReader`] until the body
+/// ends, the reader stops reading (it refused the data), or a frame takes longer than
+/// `timeout`. A broken or stalled body reaches the reader as an error, so whatever it was
+/// storing is refused, never taken for a complete upload.
+pub async fn forward<B>(
+    mut incoming: B,
+    sender: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+    timeout: Duration,
+) -> Forwarded
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    loop {
+        let frame = match tokio::time::timeout(timeout, incoming.frame()).await {
+            Err(_) => {
+                let stalled =
+                    io::Error::new(io::ErrorKind::TimedOut, "the request body stopped arriving");
+                let _ = sender.send(Err(stalled)).await;
+                return Forwarded::TimedOut;
+            }
+            Ok(None) => return Forwarded::Done,
+            Ok(Some(Err(err))) => {
+                let _ = sender
+                    .send(Err(io::Error::other(format!("body: {err}"))))
+                    .await;
+                return Forwarded::Done;
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data()
+            && sender.send(Ok(data)).await.is_err()
+        {
+            // The reader stopped: the store refused the batch (not open, too large, invalid).
+            return Forwarded::Done;
+        }
+    }
+}
+
 /// A blocking `Read` over body frames sent from the async side: the store streams an upload
 /// from it on a blocking thread while the connection task forwards the frames.
 pub struct ChannelReader {

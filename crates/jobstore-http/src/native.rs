@@ -529,38 +529,9 @@ async fn upload(app: &App, principal: &Principal, id: i64, request: Request<Inco
     let (sender, reader) = ChannelReader::new();
     let store = app.store.with_scope(principal.scope());
     let writer = tokio::task::spawn_blocking(move || store.append_data(id, reader));
-    let mut incoming = request.into_body();
     let timeout = app.limits.body_timeout;
-    let mut timed_out = false;
-    loop {
-        let frame = match tokio::time::timeout(timeout, incoming.frame()).await {
-            Err(_) => {
-                timed_out = true;
-                let _ = sender
-                    .send(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "the request body stopped arriving",
-                    )))
-                    .await;
-                break;
-            }
-            Ok(None) => break,
-            Ok(Some(Err(err))) => {
-                let _ = sender
-                    .send(Err(std::io::Error::other(format!("body: {err}"))))
-                    .await;
-                break;
-            }
-            Ok(Some(Ok(frame))) => frame,
-        };
-        if let Ok(data) = frame.into_data()
-            && sender.send(Ok(data)).await.is_err()
-        {
-            // The store stopped reading (the job is not open, or the batch is too large).
-            break;
-        }
-    }
-    drop(sender);
+    let timed_out =
+        body::forward(request.into_body(), sender, timeout).await == body::Forwarded::TimedOut;
     let batch = writer.await.map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -17,7 +17,6 @@ mod csv;
 use std::io;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use jobstore::{
     DataBatch, Direction, Error, Event, Job, ListQuery, NewJob, Pagination, Scope, SortField,
@@ -830,38 +829,9 @@ async fn upload(app: &App, principal: &Principal, id: i64, request: Request<Inco
     let checked = Validator::new(reader, operation.layout(), limit);
     let store = app.store().with_scope(principal.scope());
     let writer = tokio::task::spawn_blocking(move || store.append_data(id, checked));
-    let mut incoming = request.into_body();
     let timeout = app.limits.body_timeout;
-    let mut timed_out = false;
-    loop {
-        let frame = match tokio::time::timeout(timeout, incoming.frame()).await {
-            Err(_) => {
-                timed_out = true;
-                let _ = sender
-                    .send(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the request body stopped arriving",
-                    )))
-                    .await;
-                break;
-            }
-            Ok(None) => break,
-            Ok(Some(Err(err))) => {
-                let _ = sender
-                    .send(Err(io::Error::other(format!("body: {err}"))))
-                    .await;
-                break;
-            }
-            Ok(Some(Ok(frame))) => frame,
-        };
-        if let Ok(data) = frame.into_data()
-            && sender.send(Ok(data)).await.is_err()
-        {
-            // The store stopped reading: the batch was refused.
-            break;
-        }
-    }
-    drop(sender);
+    let timed_out =
+        body::forward(request.into_body(), sender, timeout).await == body::Forwarded::TimedOut;
     let batch = writer.await.map_err(|_| {
         Fault::new(
             StatusCode::INTERNAL_SERVER_ERROR,
