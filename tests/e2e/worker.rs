@@ -776,11 +776,48 @@ fn a_chatty_command_is_logged_completely_in_bounded_memory() {
     assert!(in_order, "the lines are logged in order");
 }
 
+/// Runs a worker on `queue` whose command copies its stdin (the job's data) to a file, waits
+/// for job `id` to succeed, and checks the file holds the batches byte for byte.
+fn run_cat_and_expect_the_batches(
+    daemon: &Daemon,
+    api: &Client,
+    queue: &str,
+    id: i64,
+    batches: &[Vec<u8>],
+) {
+    let dir = daemon.dir().to_path_buf();
+    let worker = Worker::start(
+        daemon.addr(),
+        &dir,
+        &[
+            "--queue",
+            queue,
+            "--name",
+            "w1",
+            "--lease-ms",
+            "1200",
+            "--grace-ms",
+            "300",
+            "--stdin",
+            "data",
+            "--exec",
+            "sh -c 'cat > out.csv'",
+        ],
+    );
+    wait_state(api, id, "succeeded", &worker);
+    let got = std::fs::read(dir.join("out.csv")).unwrap();
+    let expected = batches.concat();
+    assert_eq!(got.len(), expected.len(), "bytes on stdin");
+    assert!(
+        got == expected,
+        "the command's stdin differs from the batches"
+    );
+}
+
 #[test]
 fn uploaded_data_reaches_the_command_on_stdin_byte_for_byte() {
     let daemon = Daemon::start();
     let api = daemon.client();
-    let dir = daemon.dir().to_path_buf();
     let id = id_of(&api.create(&json!({"kind": "ingest", "queue": "q", "upload": true})));
     let mut large = String::new();
     let mut n = 0;
@@ -808,39 +845,13 @@ fn uploaded_data_reaches_the_command_on_stdin_byte_for_byte() {
     api.post(&format!("/v1/jobs/{id}/close"), &json!({}))
         .expect(200);
 
-    let worker = Worker::start(
-        daemon.addr(),
-        &dir,
-        &[
-            "--queue",
-            "q",
-            "--name",
-            "w1",
-            "--lease-ms",
-            "1200",
-            "--grace-ms",
-            "300",
-            "--stdin",
-            "data",
-            "--exec",
-            "sh -c 'cat > out.csv'",
-        ],
-    );
-    wait_state(&api, id, "succeeded", &worker);
-    let got = std::fs::read(dir.join("out.csv")).unwrap();
-    let expected = batches.concat();
-    assert_eq!(got.len(), expected.len(), "bytes on stdin");
-    assert!(
-        got == expected,
-        "the command's stdin differs from the batches"
-    );
+    run_cat_and_expect_the_batches(&daemon, &api, "q", id, &batches);
 }
 
 #[test]
 fn a_data_cloud_ingest_jobs_csv_reaches_the_command_byte_for_byte() {
     let daemon = Daemon::start();
     let api = daemon.client();
-    let dir = daemon.dir().to_path_buf();
     let created = api
         .post(
             "/api/v1/ingest/jobs",
@@ -883,32 +894,7 @@ fn a_data_cloud_ingest_jobs_csv_reaches_the_command_byte_for_byte() {
         .expect_json(200);
     assert_eq!(closed["state"], "UploadComplete");
 
-    let worker = Worker::start(
-        daemon.addr(),
-        &dir,
-        &[
-            "--queue",
-            "datacloud",
-            "--name",
-            "w1",
-            "--lease-ms",
-            "1200",
-            "--grace-ms",
-            "300",
-            "--stdin",
-            "data",
-            "--exec",
-            "sh -c 'cat > out.csv'",
-        ],
-    );
-    wait_state(&api, id, "succeeded", &worker);
-    let got = std::fs::read(dir.join("out.csv")).unwrap();
-    let expected = batches.concat();
-    assert_eq!(got.len(), expected.len(), "bytes on stdin");
-    assert!(
-        got == expected,
-        "the command's stdin differs from the batches"
-    );
+    run_cat_and_expect_the_batches(&daemon, &api, "datacloud", id, &batches);
     let job = api
         .get(&format!("/api/v1/ingest/jobs/{id}"))
         .expect_json(200);
