@@ -17,26 +17,14 @@ fn listed_ids(api: &Client) -> BTreeSet<i64> {
 
 #[test]
 fn tokens_scopes_and_tenants() {
-    let dir = temp_dir();
-    let tokens = dir.path().join("tokens");
-    let alice = add_token(&tokens, "alice", "acme", "read,write,work");
-    let reader = add_token(&tokens, "reader", "acme", "read");
-    let bob = add_token(&tokens, "bob", "globex", "read,write,work");
-    let root = add_token(&tokens, "root", "ops", "admin");
-    let worker = add_token(&tokens, "runner", "acme", "work");
-    let daemon = Daemon::start_with(
-        dir,
-        Options {
-            tokens: Some(tokens),
-            ..Options::default()
-        },
-    );
+    let (daemon, [alice, reader, bob, root, worker]) = Daemon::with_tokens([
+        ("alice", "acme", "read,write,work"),
+        ("reader", "acme", "read"),
+        ("bob", "globex", "read,write,work"),
+        ("root", "ops", "admin"),
+        ("runner", "acme", "work"),
+    ]);
     let anonymous = daemon.client();
-    let alice = daemon.client_with(&alice);
-    let reader = daemon.client_with(&reader);
-    let bob = daemon.client_with(&bob);
-    let root = daemon.client_with(&root);
-    let worker = daemon.client_with(&worker);
 
     // Liveness needs no token.
     let health = anonymous.get("/healthz");

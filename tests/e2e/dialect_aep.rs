@@ -10,7 +10,7 @@ use std::thread;
 
 use serde_json::{Map, Value, json};
 
-use crate::support::{Body, Client, Daemon, Options, Response, add_token, id_of, temp_dir};
+use crate::support::{Body, Client, Daemon, Options, Response, id_of, temp_dir};
 
 /// The collection path.
 const JOBS: &str = "/data/core/ups/export/jobs";
@@ -936,26 +936,14 @@ fn bad_parameters_and_routes_are_refused_in_the_fault_shape() {
 
 #[test]
 fn tokens_and_tenants_apply() {
-    let dir = temp_dir();
-    let tokens = dir.path().join("tokens");
-    let alice = add_token(&tokens, "alice", "acme", "read,write");
-    let reader = add_token(&tokens, "reader", "acme", "read");
-    let runner = add_token(&tokens, "runner", "acme", "work");
-    let bob = add_token(&tokens, "bob", "globex", "read,write");
-    let root = add_token(&tokens, "root", "ops", "admin");
-    let daemon = Daemon::start_with(
-        dir,
-        Options {
-            tokens: Some(tokens),
-            ..Options::default()
-        },
-    );
+    let (daemon, [alice, reader, runner, bob, root]) = Daemon::with_tokens([
+        ("alice", "acme", "read,write"),
+        ("reader", "acme", "read"),
+        ("runner", "acme", "work"),
+        ("bob", "globex", "read,write"),
+        ("root", "ops", "admin"),
+    ]);
     let anonymous = daemon.client();
-    let alice = daemon.client_with(&alice);
-    let reader = daemon.client_with(&reader);
-    let runner = daemon.client_with(&runner);
-    let bob = daemon.client_with(&bob);
-    let root = daemon.client_with(&root);
 
     // No token, a wrong token: 401 in the dialect's fault shape; the vendor's identity
     // headers are no credential.

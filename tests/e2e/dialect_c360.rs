@@ -1094,23 +1094,12 @@ fn failures_and_cancels_are_fail_and_retries_queue_again() {
 
 #[test]
 fn tokens_and_tenants() {
-    let dir = temp_dir();
-    let tokens = dir.path().join("tokens");
-    let alice = add_token(&tokens, "alice", "acme", "read,write");
-    let reader = add_token(&tokens, "reader", "acme", "read");
-    let bob = add_token(&tokens, "bob", "globex", "read,write");
-    let root = add_token(&tokens, "root", "ops", "admin");
-    let daemon = Daemon::start_with(
-        dir,
-        Options {
-            tokens: Some(tokens),
-            ..Options::default()
-        },
-    );
-    let alice = daemon.client_with(&alice);
-    let reader = daemon.client_with(&reader);
-    let bob = daemon.client_with(&bob);
-    let root = daemon.client_with(&root);
+    let (daemon, [alice, reader, bob, root]) = Daemon::with_tokens([
+        ("alice", "acme", "read,write"),
+        ("reader", "acme", "read"),
+        ("bob", "globex", "read,write"),
+        ("root", "ops", "admin"),
+    ]);
     let anonymous = daemon.client();
     let wrong = daemon.client_with("0123456789abcdef0123456789abcdef");
 

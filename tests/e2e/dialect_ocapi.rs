@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Body, Client, Daemon, Options, Response, add_token, temp_dir};
+use crate::support::{Body, Client, Daemon, Response};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers (this dialect's only)
@@ -29,24 +29,17 @@ struct World {
 }
 
 fn world() -> World {
-    let dir = temp_dir();
-    let tokens = dir.path().join("tokens");
-    let importer = add_token(&tokens, "importer", "acme", "read,write");
-    let runner = add_token(&tokens, "runner", "acme", "work");
-    let viewer = add_token(&tokens, "viewer", "acme", "read");
-    let other = add_token(&tokens, "other", "globex", "read,write");
-    let daemon = Daemon::start_with(
-        dir,
-        Options {
-            tokens: Some(tokens),
-            ..Options::default()
-        },
-    );
+    let (daemon, [importer, runner, viewer, other]) = Daemon::with_tokens([
+        ("importer", "acme", "read,write"),
+        ("runner", "acme", "work"),
+        ("viewer", "acme", "read"),
+        ("other", "globex", "read,write"),
+    ]);
     World {
-        importer: daemon.client_with(&importer),
-        runner: daemon.client_with(&runner),
-        viewer: daemon.client_with(&viewer),
-        other: daemon.client_with(&other),
+        importer,
+        runner,
+        viewer,
+        other,
         daemon,
     }
 }

@@ -205,19 +205,8 @@ fn bad_list_queries_are_400() {
 
 #[test]
 fn filters_on_source_target_creator_and_time() {
-    let dir = crate::support::temp_dir();
-    let tokens = dir.path().join("tokens");
-    let alice = crate::support::add_token(&tokens, "alice", "t", "read,write");
-    let bob = crate::support::add_token(&tokens, "bob", "t", "read,write");
-    let daemon = Daemon::start_with(
-        dir,
-        crate::support::Options {
-            tokens: Some(tokens),
-            ..crate::support::Options::default()
-        },
-    );
-    let alice = daemon.client_with(&alice);
-    let bob = daemon.client_with(&bob);
+    let (_daemon, [alice, bob]) =
+        Daemon::with_tokens([("alice", "t", "read,write"), ("bob", "t", "read,write")]);
     let one = alice.create(&json!({"kind": "k", "source": "crm", "target": "s3"}));
     let two = bob.create(&json!({"kind": "k", "source": "crm", "target": "gcs"}));
     let three = bob.create(&json!({"kind": "k", "source": "erp", "target": "s3"}));

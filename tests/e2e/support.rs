@@ -59,6 +59,23 @@ impl Daemon {
     }
 
     /// A daemon in `dir` (which the test may have prepared: a tokens file, a config file).
+    /// A daemon with a tokens file holding one token per `(name, tenant, scopes)`, and a
+    /// client for each token, in the same order.
+    pub fn with_tokens<const N: usize>(tokens: [(&str, &str, &str); N]) -> (Daemon, [Client; N]) {
+        let dir = temp_dir();
+        let file = dir.path().join("tokens");
+        let secrets = tokens.map(|(name, tenant, scopes)| add_token(&file, name, tenant, scopes));
+        let daemon = Daemon::start_with(
+            dir,
+            Options {
+                tokens: Some(file),
+                ..Options::default()
+            },
+        );
+        let clients = secrets.map(|secret| daemon.client_with(&secret));
+        (daemon, clients)
+    }
+
     pub fn start_with(dir: TempDir, options: Options) -> Daemon {
         Daemon::start_listening(dir, options, "127.0.0.1:0")
     }
