@@ -71,6 +71,27 @@ impl Principal {
         self.permissions.contains(&Permission::Admin) || self.permissions.contains(&permission)
     }
 
+    /// Refuses with 403 `forbidden` unless the principal holds `permission`. Each dialect
+    /// renders the refusal in its own fault shape.
+    ///
+    /// # Errors
+    /// The 403 answer.
+    pub fn require(&self, permission: Permission) -> Result<(), crate::ApiError> {
+        if self.may(permission) {
+            Ok(())
+        } else {
+            Err(crate::ApiError::new(
+                http::StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "token `{}` lacks the `{}` scope",
+                    self.name,
+                    permission.as_str()
+                ),
+            ))
+        }
+    }
+
     /// Whether the principal crosses tenants.
     pub fn is_admin(&self) -> bool {
         self.permissions.contains(&Permission::Admin)

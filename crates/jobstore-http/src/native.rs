@@ -179,22 +179,6 @@ struct ExecuteBody {
     payload: Value,
 }
 
-fn require(principal: &Principal, permission: Permission) -> Result<(), ApiError> {
-    if principal.may(permission) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "token `{}` lacks the `{}` scope",
-                principal.name,
-                permission.as_str()
-            ),
-        ))
-    }
-}
-
 /// Answers one native route.
 pub(crate) async fn handle(
     app: &App,
@@ -206,7 +190,7 @@ pub(crate) async fn handle(
     let query = request.uri().query().map(str::to_owned);
     match (route, method) {
         (Route::Stats, Method::GET) => {
-            require(principal, Permission::Read)?;
+            principal.require(Permission::Read)?;
             let stats = app.call(principal, |store| store.stats()).await?;
             Ok(body::json(
                 StatusCode::OK,
@@ -214,7 +198,7 @@ pub(crate) async fn handle(
             ))
         }
         (Route::Jobs, Method::POST) => {
-            require(principal, Permission::Write)?;
+            principal.require(Permission::Write)?;
             let idempotency = request
                 .headers()
                 .get("idempotency-key")
@@ -227,7 +211,7 @@ pub(crate) async fn handle(
             Ok(body::json(StatusCode::CREATED, &JobDocument::from(job)))
         }
         (Route::Jobs, Method::GET) => {
-            require(principal, Permission::Read)?;
+            principal.require(Permission::Read)?;
             let query = list_query(query.as_deref(), app.limits.max_page)?;
             let page = app.call(principal, move |store| store.list(&query)).await?;
             let jobs: Vec<JobDocument> = page.jobs.into_iter().map(JobDocument::from).collect();
@@ -240,7 +224,7 @@ pub(crate) async fn handle(
             ))
         }
         (Route::Job(id), Method::GET) => {
-            require(principal, Permission::Read)?;
+            principal.require(Permission::Read)?;
             let document = app
                 .call(principal, move |store| {
                     let job = store.get(id)?;
@@ -257,7 +241,7 @@ pub(crate) async fn handle(
             Ok(body::json(StatusCode::OK, &document))
         }
         (Route::Job(id), Method::DELETE) => {
-            require(principal, Permission::Write)?;
+            principal.require(Permission::Write)?;
             app.call(principal, move |store| store.delete(id)).await?;
             Ok(body::empty(StatusCode::NO_CONTENT))
         }
@@ -265,15 +249,15 @@ pub(crate) async fn handle(
             job_action(app, principal, id, action, request).await
         }
         (Route::JobData(id), Method::PUT) => {
-            require(principal, Permission::Write)?;
+            principal.require(Permission::Write)?;
             upload(app, principal, id, request).await
         }
         (Route::JobData(id), Method::GET) => {
-            require(principal, Permission::Read)?;
+            principal.require(Permission::Read)?;
             download(app, principal, id).await
         }
         (Route::JobLogs(id), Method::GET) => {
-            require(principal, Permission::Read)?;
+            principal.require(Permission::Read)?;
             let lines = app
                 .call(principal, move |store| {
                     let mut all = Vec::new();
@@ -305,7 +289,7 @@ pub(crate) async fn handle(
         (Route::JobLogs(id), Method::POST) => {
             // Workers append logs with their `work` scope; clients with `write`.
             if !principal.may(Permission::Work) {
-                require(principal, Permission::Write)?;
+                principal.require(Permission::Write)?;
             }
             let plain = request
                 .headers()
@@ -334,7 +318,7 @@ pub(crate) async fn handle(
             ))
         }
         (Route::JobEvents(id), Method::GET) => {
-            require(principal, Permission::Read)?;
+            principal.require(Permission::Read)?;
             let events = app.call(principal, move |store| store.events(id)).await?;
             Ok(body::json(
                 StatusCode::OK,
@@ -342,7 +326,7 @@ pub(crate) async fn handle(
             ))
         }
         (Route::JobStep(id, step), Method::POST) => {
-            require(principal, Permission::Work)?;
+            principal.require(Permission::Work)?;
             let report: StepBody = app.json_body(request).await?;
             let lease = Lease {
                 worker: report.worker,
@@ -368,7 +352,7 @@ pub(crate) async fn handle(
             ))
         }
         (Route::Definitions, Method::GET) => {
-            require(principal, Permission::Read)?;
+            principal.require(Permission::Read)?;
             let definitions = app.call(principal, |store| store.definitions()).await?;
             Ok(body::json(
                 StatusCode::OK,
@@ -376,14 +360,14 @@ pub(crate) async fn handle(
             ))
         }
         (Route::Definition(id), Method::GET) => {
-            require(principal, Permission::Read)?;
+            principal.require(Permission::Read)?;
             let definition = app
                 .call(principal, move |store| store.definition(&id))
                 .await?;
             Ok(body::json(StatusCode::OK, &definition))
         }
         (Route::Definition(id), Method::PUT) => {
-            require(principal, Permission::Write)?;
+            principal.require(Permission::Write)?;
             let body: DefinitionBody = app.json_body(request).await?;
             let definition = Definition {
                 id,
@@ -413,7 +397,7 @@ pub(crate) async fn handle(
             Ok(body::json(StatusCode::OK, &stored))
         }
         (Route::Executions(id), Method::POST) => {
-            require(principal, Permission::Write)?;
+            principal.require(Permission::Write)?;
             let body: ExecuteBody = app.json_body(request).await?;
             let execution = Execution {
                 restart: body.restart,
@@ -427,7 +411,7 @@ pub(crate) async fn handle(
             Ok(body::json(StatusCode::CREATED, &JobDocument::from(job)))
         }
         (Route::Claim, Method::POST) => {
-            require(principal, Permission::Work)?;
+            principal.require(Permission::Work)?;
             let claim: ClaimBody = app.json_body(request).await?;
             let wait = Duration::from_millis(claim.wait_ms.unwrap_or(0)).min(app.limits.max_wait);
             let request = ClaimRequest {
@@ -457,25 +441,25 @@ async fn job_action(
     let actor = principal.name.clone();
     let job = match action {
         JobAction::Cancel => {
-            require(principal, Permission::Write)?;
+            principal.require(Permission::Write)?;
             app.drain_body(request).await?;
             app.call(principal, move |store| store.cancel(id, &actor))
                 .await?
         }
         JobAction::Restart => {
-            require(principal, Permission::Write)?;
+            principal.require(Permission::Write)?;
             app.drain_body(request).await?;
             app.call(principal, move |store| store.restart(id, &actor))
                 .await?
         }
         JobAction::Close => {
-            require(principal, Permission::Write)?;
+            principal.require(Permission::Write)?;
             app.drain_body(request).await?;
             app.call(principal, move |store| store.close_upload(id, &actor))
                 .await?
         }
         JobAction::Heartbeat => {
-            require(principal, Permission::Work)?;
+            principal.require(Permission::Work)?;
             let beat: HeartbeatBody = app.json_body(request).await?;
             let lease = Lease {
                 worker: beat.worker,
@@ -494,7 +478,7 @@ async fn job_action(
             return Ok(body::json(StatusCode::OK, &answer));
         }
         JobAction::Complete => {
-            require(principal, Permission::Work)?;
+            principal.require(Permission::Work)?;
             let done: CompleteBody = app.json_body(request).await?;
             let lease = Lease {
                 worker: done.worker,
@@ -506,7 +490,7 @@ async fn job_action(
             .await?
         }
         JobAction::Fail => {
-            require(principal, Permission::Work)?;
+            principal.require(Permission::Work)?;
             let failed: FailBody = app.json_body(request).await?;
             let lease = Lease {
                 worker: failed.worker,

@@ -146,39 +146,23 @@ async fn answer(app: &App, request: Request<Incoming>) -> Result<Response<Respon
     match (resource, method) {
         (Resource::Collection, Method::POST) => create(app, &principal, request).await,
         (Resource::Collection, _) => {
-            require(&principal, Permission::Read)?;
+            principal.require(Permission::Read)?;
             list(app, &principal, request.uri().query()).await
         }
         (Resource::Job(id), Method::DELETE) => {
-            require(&principal, Permission::Write)?;
+            principal.require(Permission::Write)?;
             let id = job_id(&id)?;
             app.drain_body(request).await?;
             delete(app, &principal, id).await
         }
         (Resource::Job(id), _) => {
-            require(&principal, Permission::Read)?;
+            principal.require(Permission::Read)?;
             let id = job_id(&id)?;
             let job = app
                 .call(&principal, move |store| export_job(store.get(id)?))
                 .await?;
             Ok(body::json(StatusCode::OK, &ExportJob::from(&job)))
         }
-    }
-}
-
-fn require(principal: &Principal, permission: Permission) -> Result<(), ApiError> {
-    if principal.may(permission) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "token `{}` lacks the `{}` scope",
-                principal.name,
-                permission.as_str()
-            ),
-        ))
     }
 }
 
@@ -198,7 +182,7 @@ async fn create(
     principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Fault> {
-    require(principal, Permission::Write)?;
+    principal.require(Permission::Write)?;
     let identity = Identity::from_headers(request.headers())?;
     let idempotency = header_text(request.headers(), "idempotency-key")?;
     let body: Value = app.json_body(request).await?;

@@ -129,7 +129,7 @@ async fn create(
     principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Fault> {
-    require(principal, Permission::Write)?;
+    principal.require(Permission::Write)?;
     let idempotency = request
         .headers()
         .get("idempotency-key")
@@ -160,7 +160,7 @@ async fn get(
     principal: &Principal,
     id: Option<i64>,
 ) -> Result<Response<ResponseBody>, Fault> {
-    require(principal, Permission::Read)?;
+    principal.require(Permission::Read)?;
     let not_found = || {
         Fault::new(
             StatusCode::NOT_FOUND,
@@ -184,7 +184,7 @@ async fn list(
     principal: &Principal,
     query: Option<&str>,
 ) -> Result<Response<ResponseBody>, Fault> {
-    require(principal, Permission::Read)?;
+    principal.require(Permission::Read)?;
     let params = ListParams::from_str(query.unwrap_or_default())?;
     let query = ListQuery::from(&params);
     let page = app.call(principal, move |store| store.list(&query)).await?;
@@ -200,22 +200,6 @@ async fn list(
         total_results: page.total.unwrap_or(0),
     };
     Ok(body::json(StatusCode::OK, &envelope))
-}
-
-fn require(principal: &Principal, permission: Permission) -> Result<(), Fault> {
-    if principal.may(permission) {
-        Ok(())
-    } else {
-        Err(Fault::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::InsufficientAccess,
-            format!(
-                "token `{}` lacks the `{}` scope",
-                principal.name,
-                permission.as_str()
-            ),
-        ))
-    }
 }
 
 // ---------------------------------------------------------------------------------------

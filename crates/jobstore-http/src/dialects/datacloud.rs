@@ -127,22 +127,6 @@ async fn serve(app: &App, request: Request<Incoming>) -> Result<Response<Respons
     }
 }
 
-fn require(principal: &Principal, permission: Permission) -> Result<(), Fault> {
-    if principal.may(permission) {
-        Ok(())
-    } else {
-        Err(Fault::new(
-            StatusCode::FORBIDDEN,
-            "INSUFFICIENT_ACCESS",
-            format!(
-                "token `{}` lacks the `{}` scope",
-                principal.name,
-                permission.as_str()
-            ),
-        ))
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // States
 
@@ -668,7 +652,7 @@ fn own_job(store: &Store, id: i64) -> jobstore::Result<Job> {
 type Answer = Result<Response<ResponseBody>, Fault>;
 
 async fn create(app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
-    require(principal, Permission::Write)?;
+    principal.require(Permission::Write)?;
     let idempotency = request
         .headers()
         .get("idempotency-key")
@@ -689,7 +673,7 @@ async fn create(app: &App, principal: &Principal, request: Request<Incoming>) ->
 }
 
 async fn get(app: &App, principal: &Principal, id: i64) -> Answer {
-    require(principal, Permission::Read)?;
+    principal.require(Permission::Read)?;
     let detail = call(app, principal, Action::Read, move |store| {
         let job = own_job(&store, id)?;
         Ok(JobDetail::new(&job, store.now()))
@@ -744,7 +728,7 @@ impl TryFrom<Value> for Patch {
 }
 
 async fn patch(app: &App, principal: &Principal, id: i64, request: Request<Incoming>) -> Answer {
-    require(principal, Permission::Write)?;
+    principal.require(Permission::Write)?;
     let body: Value = app.json_body(request).await.map_err(Fault::from)?;
     let patch = Patch::try_from(body)?;
     let actor = principal.name.clone();
@@ -767,7 +751,7 @@ async fn patch(app: &App, principal: &Principal, id: i64, request: Request<Incom
 }
 
 async fn delete(app: &App, principal: &Principal, id: i64) -> Answer {
-    require(principal, Permission::Write)?;
+    principal.require(Permission::Write)?;
     call(app, principal, Action::Delete, move |store| {
         own_job(&store, id)?;
         // UploadComplete is a live (queued) job in the core: the store aborts and deletes it in
@@ -789,7 +773,7 @@ async fn delete(app: &App, principal: &Principal, id: i64) -> Answer {
 /// Streams a batch into the store through the CSV check: the body is forwarded frame by
 /// frame to a blocking thread that writes it a chunk at a time. Memory stays at a few frames.
 async fn upload(app: &App, principal: &Principal, id: i64, request: Request<Incoming>) -> Answer {
-    require(principal, Permission::Write)?;
+    principal.require(Permission::Write)?;
     check_csv_content_type(&request)?;
     let config = app.dialects();
     let limit = config.datacloud_max_batch_bytes;
@@ -987,7 +971,7 @@ struct JobList {
 }
 
 async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
-    require(principal, Permission::Read)?;
+    principal.require(Permission::Read)?;
     let query = list_query(query)?;
     let page = call(app, principal, Action::Read, move |store| {
         store.list(&query)
