@@ -343,16 +343,14 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
     let _ = shipper.await;
     let dropped = lock(&logs.buffer).dropped;
     if dropped > 0 {
-        let note = json!({"lines": [{"level": "warn", "message": format!("{dropped} log lines were dropped: the command wrote faster than they could be sent")}]});
-        let _ = shared
-            .client
-            .json(
-                Method::POST,
-                &format!("/v1/jobs/{}/logs", job.id),
-                &note,
-                None,
-            )
-            .await;
+        note(
+            &shared,
+            job.id,
+            format!(
+                "{dropped} log lines were dropped: the command wrote faster than they could be sent"
+            ),
+        )
+        .await;
     }
     if !reported.progress.is_empty() || reported.phase.is_some() {
         let beat = heartbeat_body(&shared, &job, &mut reported.progress, &mut reported.phase);
@@ -503,17 +501,22 @@ async fn step_report(shared: &Shared, job: &Claimed, lease: &Value, step: &str, 
     let path = format!("/v1/jobs/{}/steps/{}", job.id, encode_segment(step));
     if let Err(err) = shared.client.json(Method::POST, &path, &body, None).await {
         log::warn!("job {}: step report for `{step}` refused: {err}", job.id);
-        let note = json!({"lines": [{"level": "warn", "message": format!("step report for `{step}` refused: {err}")}]});
-        let _ = shared
-            .client
-            .json(
-                Method::POST,
-                &format!("/v1/jobs/{}/logs", job.id),
-                &note,
-                None,
-            )
-            .await;
+        note(
+            shared,
+            job.id,
+            format!("step report for `{step}` refused: {err}"),
+        )
+        .await;
     }
+}
+
+/// Adds a warning of the worker's own to the job's log (best effort).
+async fn note(shared: &Shared, id: i64, message: String) {
+    let line = json!({"lines": [{"level": "warn", "message": message}]});
+    let _ = shared
+        .client
+        .json(Method::POST, &format!("/v1/jobs/{id}/logs"), &line, None)
+        .await;
 }
 
 fn encode_segment(text: &str) -> String {
