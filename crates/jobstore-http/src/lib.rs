@@ -165,6 +165,41 @@ impl App {
         self.raw_body(request).await.map(|_| ())
     }
 
+    /// Streams a request body into a new data batch of job `id`: the body is forwarded frame
+    /// by frame to a blocking thread that reads it through `wrap` (a validating reader, or the
+    /// body as it is) and writes it a chunk at a time. Memory stays at a few frames.
+    ///
+    /// # Errors
+    /// The outer error: 408 when the body stalled (the batch was refused), 500 when the
+    /// blocking task failed. The inner one: the store's answer.
+    pub(crate) async fn append_body<R>(
+        &self,
+        principal: &Principal,
+        id: i64,
+        request: Request<Incoming>,
+        wrap: impl FnOnce(body::ChannelReader) -> R + Send + 'static,
+    ) -> Result<jobstore::Result<jobstore::DataBatch>, ApiError>
+    where
+        R: std::io::Read + Send + 'static,
+    {
+        let (sender, reader) = body::ChannelReader::new();
+        let store = self.store.with_scope(principal.scope());
+        let writer = tokio::task::spawn_blocking(move || store.append_data(id, wrap(reader)));
+        let timeout = self.limits.body_timeout;
+        let forwarded = body::forward(request.into_body(), sender, timeout).await;
+        let batch = writer.await.map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "upload task failed",
+            )
+        })?;
+        match batch {
+            Err(_) if forwarded == body::Forwarded::TimedOut => Err(body::body_timeout(timeout)),
+            batch => Ok(batch),
+        }
+    }
+
     /// Claims jobs, waiting up to `wait` for some to arrive. An enqueue in this daemon wakes
     /// the wait at once; jobs of other processes and scheduled jobs are found by polling
     /// every second. A shutdown answers at once with what there is.

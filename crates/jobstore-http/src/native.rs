@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::App;
 use crate::auth::{Permission, Principal};
-use crate::body::{self, ChannelBody, ChannelReader, ResponseBody};
+use crate::body::{self, ChannelBody, ResponseBody};
 use crate::error::ApiError;
 use crate::routes::{JobAction, Route};
 
@@ -507,27 +507,12 @@ async fn job_action(
     Ok(body::json(StatusCode::OK, &JobDocument::from(job)))
 }
 
-/// Streams a request body into a new data batch: the body is forwarded frame by frame to a
-/// blocking thread that writes it a chunk at a time. Memory stays at a few frames.
+/// Appends the request body, streamed, as a new data batch (see [`App::append_body`]).
 async fn upload(app: &App, principal: &Principal, id: i64, request: Request<Incoming>) -> Answer {
-    let (sender, reader) = ChannelReader::new();
-    let store = app.store.with_scope(principal.scope());
-    let writer = tokio::task::spawn_blocking(move || store.append_data(id, reader));
-    let timeout = app.limits.body_timeout;
-    let timed_out =
-        body::forward(request.into_body(), sender, timeout).await == body::Forwarded::TimedOut;
-    let batch = writer.await.map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "upload task failed",
-        )
-    })?;
-    match batch {
-        Ok(batch) => Ok(body::json(StatusCode::CREATED, &batch)),
-        Err(_) if timed_out => Err(body::body_timeout(timeout)),
-        Err(err) => Err(err.into()),
-    }
+    let batch = app
+        .append_body(principal, id, request, |reader| reader)
+        .await??;
+    Ok(body::json(StatusCode::CREATED, &batch))
 }
 
 /// Streams every data batch of a job, in order, a chunk at a time.

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use self::csv::{BatchFault, Layout, Validator};
 use crate::App;
 use crate::auth::{Permission, Principal};
-use crate::body::{self, ChannelReader, ResponseBody};
+use crate::body::{self, ResponseBody};
 use crate::dialects::{Dialect, DialectConfig};
 use crate::error::ApiError;
 use crate::time::rfc3339_millis;
@@ -809,23 +809,14 @@ async fn upload(app: &App, principal: &Principal, id: i64, request: Request<Inco
         return Err(Fault::too_large(limit));
     }
 
-    let (sender, reader) = ChannelReader::new();
-    let checked = Validator::new(reader, operation.layout(), limit);
-    let store = app.store().with_scope(principal.scope());
-    let writer = tokio::task::spawn_blocking(move || store.append_data(id, checked));
-    let timeout = app.limits.body_timeout;
-    let timed_out =
-        body::forward(request.into_body(), sender, timeout).await == body::Forwarded::TimedOut;
-    let batch = writer.await.map_err(|_| {
-        Fault::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "UNKNOWN_EXCEPTION",
-            "the upload task failed",
-        )
-    })?;
-    match batch {
+    let layout = operation.layout();
+    match app
+        .append_body(principal, id, request, move |reader| {
+            Validator::new(reader, layout, limit)
+        })
+        .await?
+    {
         Ok(_) => Ok(body::empty(StatusCode::ACCEPTED)),
-        Err(_) if timed_out => Err(Fault::from(body::body_timeout(timeout))),
         Err(err) => Err(Fault::from_core(err, Action::Upload)),
     }
 }
