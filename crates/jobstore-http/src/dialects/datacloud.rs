@@ -6,7 +6,7 @@
 //! `numberRecordsProcessed` and `numberRecordsFailed` as progress.
 //!
 //! This module owns the wire types, the state mapping, the fault documents
-//! (`[{"errorCode", "message"}]`) and the streaming CSV check of uploads ([`csv`]). It owns no
+//! (`[{"errorCode", "message"}]`) and the streaming CSV check of uploads (`csv`). It owns no
 //! SQL and no state logic: which move is allowed is the core's answer, rendered here.
 //!
 //! **Boundary:** this API sees only jobs it created (dialect `datacloud`); another job's id is

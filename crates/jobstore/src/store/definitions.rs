@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Store;
 use super::jobs::{JobInsert, insert_job};
-use super::rows::{check_document, load_job};
+use super::rows::check_document;
 use crate::model::{DEFAULT_TENANT, Definition, DefinitionStep, Execution, Job, NewJob, Scope};
 use crate::state::State;
 use crate::{Error, Result};
@@ -208,7 +208,7 @@ impl Store {
             };
             let job = insert_job(conn, now, &insert)?;
             insert_steps(conn, job.id, &definition.steps, restart_of, now)?;
-            load_job(conn, None, job.id)
+            Ok(job)
         })?;
         self.signal().notify();
         Ok(job)

@@ -19,11 +19,12 @@ pub const MAX_LOG_LINE_BYTES: usize = 64 * 1024;
 /// The most log lines appended in one call.
 pub const MAX_LOG_LINES_PER_CALL: usize = 10_000;
 
+/// Followed by [`JOB_COLUMNS`]: the new row comes back whole.
 const INSERT_JOB: &str = "INSERT INTO jobs (tenant, kind, queue, name, source, target, \
      created_by, dialect, state, priority, run_at, max_attempts, unique_key, definition_id, \
      restart_of, restartable, payload, created_at, updated_at) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18) \
-     RETURNING id";
+     RETURNING ";
 
 /// A validated job ready to insert.
 pub(crate) struct JobInsert {
@@ -453,8 +454,9 @@ pub(crate) fn insert_job(conn: &Connection, now: i64, insert: &JobInsert) -> Res
         }
     }
     let state = transition(None, Event::Create { upload: new.upload })?;
-    let id: i64 = conn
-        .prepare_cached(INSERT_JOB)?
+    // The inserted row comes back whole: no second read.
+    let job = conn
+        .prepare_cached(&format!("{INSERT_JOB}{JOB_COLUMNS}"))?
         .query_row(
             params![
                 insert.tenant,
@@ -476,13 +478,13 @@ pub(crate) fn insert_job(conn: &Connection, now: i64, insert: &JobInsert) -> Res
                 insert.payload_text,
                 now,
             ],
-            |row| row.get(0),
+            job_from_row,
         )
         .map_err(|err| unique_conflict(conn, err, &insert.tenant, new.unique_key.as_deref()))?;
     insert_event(
         conn,
         &EventRow {
-            job: id,
+            job: job.id,
             at: now,
             event: Event::Create { upload: new.upload }.name(),
             from: None,
@@ -496,9 +498,9 @@ pub(crate) fn insert_job(conn: &Connection, now: i64, insert: &JobInsert) -> Res
             "INSERT INTO idempotency_keys (tenant, key, job_id, fingerprint, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
-        .execute(params![insert.tenant, key, id, insert.fingerprint, now])?;
+        .execute(params![insert.tenant, key, job.id, insert.fingerprint, now])?;
     }
-    load_job(conn, None, id)
+    Ok(job)
 }
 
 pub(crate) fn read_steps(conn: &Connection, id: i64) -> Result<Vec<Step>> {
