@@ -75,11 +75,11 @@ pub use list::{
     Cursor, CursorValue, Direction, JobPage, ListQuery, MAX_PAGE_SIZE, Pagination, SortField,
 };
 pub use model::{
-    CheckReport, ClaimRequest, DEFAULT_TENANT, DataBatch, Definition, DefinitionStep, Execution,
-    Failure, Heartbeat, HeartbeatAnswer, Job, JobEvent, Lease, LogLevel, LogLine, NewJob,
-    QueueCount, Scope, Step, StepReport, StepStatus,
+    CheckReport, ClaimRequest, Completion, DEFAULT_TENANT, DataBatch, Definition, DefinitionStep,
+    Execution, Failure, Heartbeat, HeartbeatAnswer, Job, JobEvent, Lease, LogLevel, LogLine,
+    NewJob, QueueCount, Scope, Step, StepReport, StepStatus,
 };
 pub use state::{Event, State, transition};
-pub use store::{DataReader, Store, StoreOptions};
+pub use store::{DataReader, MAX_CLAIM, Store, StoreOptions, WriteCall};
 pub use worker::{HandlerResult, JobContext, JobError, Worker, WorkerHandle};
 pub use writer::WriterStats;

@@ -319,6 +319,17 @@ pub struct HeartbeatAnswer {
     pub lease_expires_at: i64,
 }
 
+/// One job's successful end, as given to [`crate::Store::complete_many`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    /// The job.
+    pub id: i64,
+    /// The lease it was claimed under.
+    pub lease: Lease,
+    /// Its result document.
+    pub result: serde_json::Value,
+}
+
 /// How a worker reports a failure.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -297,6 +297,7 @@ impl Worker {
             fallback,
             stopping: AtomicBool::new(false),
             running: Mutex::new(HashMap::new()),
+            reports: Arc::default(),
         });
         let mut runners = Vec::with_capacity(self.concurrency);
         for index in 0..self.concurrency {
@@ -332,6 +333,36 @@ struct Shared {
     fallback: Option<Handler>,
     stopping: AtomicBool,
     running: Mutex<HashMap<i64, Arc<RunningJob>>>,
+    reports: Arc<PendingReports>,
+}
+
+/// Outcome reports handed to the writer and not yet answered.
+#[derive(Default)]
+struct PendingReports {
+    count: Mutex<usize>,
+    answered: Condvar,
+}
+
+impl PendingReports {
+    fn started(&self) {
+        if let Ok(mut count) = self.count.lock() {
+            *count += 1;
+        }
+    }
+
+    fn finished(&self) {
+        if let Ok(mut count) = self.count.lock() {
+            *count = count.saturating_sub(1);
+        }
+        self.answered.notify_all();
+    }
+
+    /// Blocks until every report was answered.
+    fn wait_all(&self) {
+        if let Ok(count) = self.count.lock() {
+            drop(self.answered.wait_while(count, |count| *count > 0));
+        }
+    }
 }
 
 impl Shared {
@@ -410,27 +441,32 @@ impl Shared {
             log::warn!("job {id}: lease lost while running; its outcome is dropped");
             return;
         }
-        let reported = match outcome {
-            Ok(result) => self.store.complete(id, &lease, result).map(|_| ()),
-            Err(err) => self
-                .store
-                .fail(
-                    id,
-                    &lease,
-                    Failure {
-                        error: err.message,
-                        retryable: !err.fatal,
-                    },
-                )
-                .map(|_| ()),
+        // The outcome is reported without waiting for its commit: the next claim queues
+        // behind it and both share one commit. The lease stays valid meanwhile; shutdown
+        // waits for every report to be answered.
+        let call = match outcome {
+            Ok(result) => self.store.complete_call(id, &lease, result),
+            Err(err) => self.store.fail_call(
+                id,
+                &lease,
+                Failure {
+                    error: err.message,
+                    retryable: !err.fatal,
+                },
+            ),
         };
-        match reported {
-            Ok(()) => {}
-            Err(Error::StaleLease { .. }) => {
-                log::warn!("job {id}: lease expired before the outcome was reported; dropped");
+        self.reports.started();
+        let reports = Arc::clone(&self.reports);
+        call.then(move |reported| {
+            match reported {
+                Ok(_) => {}
+                Err(Error::StaleLease { .. }) => {
+                    log::warn!("job {id}: lease expired before the outcome was reported; dropped");
+                }
+                Err(err) => log::error!("job {id}: reporting the outcome failed: {err}"),
             }
-            Err(err) => log::error!("job {id}: reporting the outcome failed: {err}"),
-        }
+            reports.finished();
+        });
     }
 
     fn heartbeat_loop(&self, rescue_interval: Option<Duration>) {
@@ -508,6 +544,7 @@ impl WorkerHandle {
         for runner in self.runners.drain(..) {
             let _ = runner.join();
         }
+        self.shared.reports.wait_all();
         if let Some(keeper) = self.keeper.take() {
             let _ = keeper.join();
         }

@@ -1,7 +1,9 @@
 //! The single writer: one thread owns the only write connection and commits the writes of
 //! concurrent callers together (group commit).
 //!
-//! A caller hands over a closure and waits for its answer. The writer takes every write
+//! A caller hands over a closure and either waits for its answer ([`Writer::write`]) or is
+//! called back with it once the transaction committed ([`Writer::submit`], for callers that
+//! must not block, such as an async server). The writer takes every write
 //! waiting in its queue (up to [`MAX_GROUP`]), opens one `BEGIN IMMEDIATE`, runs each write in
 //! its own `SAVEPOINT` (a failing write rolls back to its savepoint alone), commits once and
 //! then answers each caller. One fsync serves the whole group; a lone caller waits for one
@@ -14,7 +16,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -38,20 +40,21 @@ trait PendingReply {
     fn finish(self: Box<Self>, commit: Result<()>);
 }
 
-struct Op<F, T> {
+struct Op<F, R> {
     write: F,
-    reply: SyncSender<Result<T>>,
+    reply: R,
 }
 
-struct Reply<T> {
+struct Reply<T, R> {
     result: Result<T>,
-    reply: SyncSender<Result<T>>,
+    reply: R,
 }
 
-impl<F, T> WriteOp for Op<F, T>
+impl<F, T, R> WriteOp for Op<F, R>
 where
     F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     T: Send + 'static,
+    R: FnOnce(Result<T>) + Send + 'static,
 {
     fn run(self: Box<Self>, conn: &Connection) -> Box<dyn PendingReply> {
         let Op { write, reply } = *self;
@@ -60,12 +63,11 @@ where
     }
 
     fn refuse(self: Box<Self>, err: Error) {
-        // The caller may have given up waiting; nothing to do then.
-        let _ = self.reply.send(Err(err));
+        (self.reply)(Err(err));
     }
 }
 
-impl<T: Send + 'static> PendingReply for Reply<T> {
+impl<T: Send + 'static, R: FnOnce(Result<T>) + Send + 'static> PendingReply for Reply<T, R> {
     fn succeeded(&self) -> bool {
         self.result.is_ok()
     }
@@ -75,7 +77,7 @@ impl<T: Send + 'static> PendingReply for Reply<T> {
             (Ok(value), Ok(())) => Ok(value),
             (Ok(_), Err(err)) | (Err(err), _) => Err(err),
         };
-        let _ = self.reply.send(answer);
+        (self.reply)(answer);
     }
 }
 
@@ -138,11 +140,30 @@ impl Writer {
         T: Send + 'static,
     {
         let (reply, answer) = mpsc::sync_channel(1);
-        let queue = self.queue.as_ref().ok_or(Error::Closed)?;
-        queue
-            .send(Box::new(Op { write, reply }))
-            .map_err(|_| Error::Closed)?;
+        self.submit(write, move |result| {
+            // The caller may have given up waiting; nothing to do then.
+            let _ = reply.send(result);
+        });
         answer.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Queues `write` for the writer's next transaction and returns at once; `done` gets the
+    /// answer [`Writer::write`] would have returned, on the writer thread, after the commit
+    /// (or at once with [`Error::Closed`] when the writer is gone). `done` must be quick: the
+    /// writer answers the rest of the group after it.
+    pub(crate) fn submit<T, F, R>(&self, write: F, done: R)
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+        R: FnOnce(Result<T>) + Send + 'static,
+    {
+        let Some(queue) = self.queue.as_ref() else {
+            done(Err(Error::Closed));
+            return;
+        };
+        if let Err(mpsc::SendError(op)) = queue.send(Box::new(Op { write, reply: done })) {
+            op.refuse(Error::Closed);
+        }
     }
 }
 
@@ -197,18 +218,21 @@ fn writer_loop(
             .writes
             .fetch_add(group.len() as u64, Ordering::Relaxed);
         let started = Instant::now();
-        if commit_group(conn, group, lock_wait) {
-            counters.commits.fetch_add(1, Ordering::Relaxed);
-        }
+        commit_group(conn, group, lock_wait, &counters.commits);
         commit_cost = started.elapsed();
     }
     // Leave the WAL small for the next opener; failures here lose nothing.
     let _ = conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(PASSIVE);");
 }
 
-/// Runs one group of writes in one transaction and answers every caller. Answers whether
-/// the group ended in a successful COMMIT.
-fn commit_group(conn: &Connection, group: Vec<Box<dyn WriteOp>>, lock_wait: Duration) -> bool {
+/// Runs one group of writes in one transaction and answers every caller; counts the commit
+/// in `commits` when there was one.
+fn commit_group(
+    conn: &Connection,
+    group: Vec<Box<dyn WriteOp>>,
+    lock_wait: Duration,
+    commits: &AtomicU64,
+) {
     let mut ops = group.into_iter();
     // Writes that ran in the current transaction, waiting for its commit.
     let mut pending: Vec<Box<dyn PendingReply>> = Vec::new();
@@ -220,7 +244,7 @@ fn commit_group(conn: &Connection, group: Vec<Box<dyn WriteOp>>, lock_wait: Dura
                 for rest in ops {
                     rest.refuse(Error::Busy);
                 }
-                return false;
+                return;
             }
             in_transaction = true;
         }
@@ -263,14 +287,16 @@ fn commit_group(conn: &Connection, group: Vec<Box<dyn WriteOp>>, lock_wait: Dura
         }
     }
     if !in_transaction {
-        return false;
+        return;
     }
     match conn.execute_batch("COMMIT") {
         Ok(()) => {
+            // Counted before anyone is answered, so that a caller reading the stats after
+            // its answer sees its own commit.
+            commits.fetch_add(1, Ordering::Relaxed);
             for reply in pending {
                 reply.finish(Ok(()));
             }
-            true
         }
         Err(err) => {
             log::error!(
@@ -283,7 +309,6 @@ fn commit_group(conn: &Connection, group: Vec<Box<dyn WriteOp>>, lock_wait: Dura
             for reply in pending {
                 reply.finish(Err(Error::OutcomeUnknown(copy_sqlite_error(&err))));
             }
-            false
         }
     }
 }

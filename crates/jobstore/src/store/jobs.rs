@@ -3,11 +3,11 @@
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
-use super::Store;
 use super::rows::{
     EventRow, JOB_COLUMNS, check_document, insert_event, job_from_row, load_job, next_state,
     unique_conflict,
 };
+use super::{Store, WriteCall};
 use crate::list::{Cursor, JobPage, ListQuery};
 use crate::model::{DEFAULT_TENANT, Job, JobEvent, LogLevel, LogLine, NewJob, Scope, Step};
 use crate::state::{Event, State, transition};
@@ -72,13 +72,21 @@ impl Store {
     /// [`Error::InvalidInput`] for a bad field, [`Error::JobAlreadyRunning`] when a live job
     /// holds the unique key, [`Error::IdempotencyKeyReused`], and the writer's errors.
     pub fn enqueue(&self, new: NewJob) -> Result<Job> {
-        let insert = self.prepare_insert(new)?;
+        self.enqueue_call(new).wait()
+    }
+
+    /// [`Store::enqueue`] as a [`WriteCall`], for callers that must not block.
+    pub fn enqueue_call(&self, new: NewJob) -> WriteCall<Job> {
+        let insert = match self.prepare_insert(new) {
+            Ok(insert) => insert,
+            Err(err) => return WriteCall::refused(self, err),
+        };
         let now = self.now();
-        let job = self.write(move |conn| insert_job(conn, now, &insert))?;
-        if job.state == State::Queued {
-            self.signal().notify();
-        }
-        Ok(job)
+        WriteCall::new(
+            self,
+            move |conn| insert_job(conn, now, &insert),
+            |job| job.state == State::Queued,
+        )
     }
 
     /// Creates several jobs at once, all or none, in one transaction.

@@ -8,6 +8,7 @@
 //! is a compare-and-set `UPDATE … WHERE id = ? AND state = ? [AND lease_token = ?]`, with its
 //! `job_events` row in the same transaction.
 
+mod call;
 mod data;
 mod definitions;
 mod jobs;
@@ -21,7 +22,9 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+pub use call::WriteCall;
 pub use data::DataReader;
+pub use worker_calls::MAX_CLAIM;
 
 use crate::Result;
 use crate::clock::{Clock, SystemClock};

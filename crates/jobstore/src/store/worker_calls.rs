@@ -2,14 +2,16 @@
 //! the claim carries the lease (worker and fencing token) and is refused with
 //! [`Error::StaleLease`] once that lease is no longer the job's current one.
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
-use super::Store;
 use super::rows::{
     EventRow, JOB_COLUMNS, backoff_ms, check_document, check_lease, insert_event, job_from_row,
     load_job, next_state,
 };
-use crate::model::{ClaimRequest, Failure, Heartbeat, HeartbeatAnswer, Job, Lease, StepReport};
+use super::{Store, WriteCall};
+use crate::model::{
+    ClaimRequest, Completion, Failure, Heartbeat, HeartbeatAnswer, Job, Lease, StepReport,
+};
 use crate::state::{Event, State, transition};
 use crate::{Error, Result};
 
@@ -46,6 +48,18 @@ impl Store {
     /// [`Error::InvalidInput`] for an empty worker name or queue list, a `max` of 0 or above
     /// [`MAX_CLAIM`], or a lease shorter than 1 ms.
     pub fn claim(&self, request: &ClaimRequest) -> Result<Vec<Job>> {
+        self.claim_call(request).wait()
+    }
+
+    /// [`Store::claim`] as a [`WriteCall`], for callers that must not block.
+    pub fn claim_call(&self, request: &ClaimRequest) -> WriteCall<Vec<Job>> {
+        match self.claim_write(request) {
+            Ok(call) => call,
+            Err(err) => WriteCall::refused(self, err),
+        }
+    }
+
+    fn claim_write(&self, request: &ClaimRequest) -> Result<WriteCall<Vec<Job>>> {
         if request.worker.is_empty() {
             return Err(Error::invalid("worker", "must not be empty"));
         }
@@ -71,7 +85,7 @@ impl Store {
         let worker = request.worker.clone();
         let expires = now.saturating_add(request.lease_ms);
         let max = request.max;
-        self.write(move |conn| {
+        let write = move |conn: &rusqlite::Connection| {
             let mut jobs = conn
                 // The limit is written into the text, not bound: a bound LIMIT inside the
                 // subquery made SQLite re-prepare the statement on every call. `max` is an
@@ -106,7 +120,8 @@ impl Store {
                 )?;
             }
             Ok(jobs)
-        })
+        };
+        Ok(WriteCall::new(self, write, |_| false))
     }
 
     /// Extends the lease, merges progress counters into the job's progress document and sets
@@ -254,39 +269,77 @@ impl Store {
     /// # Errors
     /// [`Error::StaleLease`]; [`Error::InvalidInput`] for a result over the size limit.
     pub fn complete(&self, id: i64, lease: &Lease, result: serde_json::Value) -> Result<Job> {
-        let result_text = serde_json::to_string(&result)?;
-        check_document("result", &result_text, self.options().max_document_bytes)?;
-        let tenant = self.tenant_filter();
-        let now = self.now();
-        let lease = lease.clone();
-        self.write(move |conn| {
-            let job = load_job(conn, tenant.as_deref(), id)?;
-            check_lease(&job, &lease)?;
-            let to = next_state(&job, Event::Complete)?;
-            let updated = conn
-                .prepare_cached(&format!(
-                    "UPDATE jobs SET state = ?1, result = ?2, finished_at = ?3, updated_at = ?3, \
-                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
-                     WHERE id = ?4 AND state = 'running' AND lease_token = ?5 \
-                     RETURNING {JOB_COLUMNS}"
-                ))?
-                .query_row(
-                    params![to.as_str(), result_text, now, id, lease.token],
-                    job_from_row,
-                )?;
-            insert_event(
-                conn,
-                &EventRow {
-                    job: id,
-                    at: now,
-                    event: Event::Complete.name(),
-                    from: Some(job.state),
-                    to,
-                    actor: &lease.worker,
-                    detail: None,
-                },
-            )?;
-            Ok(updated)
+        self.complete_call(id, lease, result).wait()
+    }
+
+    /// [`Store::complete`] as a [`WriteCall`], for callers that must not block.
+    pub fn complete_call(
+        &self,
+        id: i64,
+        lease: &Lease,
+        result: serde_json::Value,
+    ) -> WriteCall<Job> {
+        let prepared = self.prepare_completion(Completion {
+            id,
+            lease: lease.clone(),
+            result,
+        });
+        let finish = match prepared {
+            Ok(finish) => finish,
+            Err(err) => return WriteCall::refused(self, err),
+        };
+        WriteCall::new(self, move |conn| finish.run(conn)?, |_| false)
+    }
+
+    /// Completes several jobs in one transaction: one commit (one fsync under FULL) for the
+    /// lot, as a worker acknowledging a whole claim needs. Each job is judged alone: the
+    /// answer holds one result per completion, in order, and a stale lease or a bad result
+    /// refuses that job only.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for more than [`MAX_CLAIM`] completions; the writer's errors
+    /// (then none of them is kept).
+    pub fn complete_many(&self, completions: Vec<Completion>) -> Result<Vec<Result<Job>>> {
+        self.complete_many_call(completions).wait()
+    }
+
+    /// [`Store::complete_many`] as a [`WriteCall`], for callers that must not block.
+    pub fn complete_many_call(&self, completions: Vec<Completion>) -> WriteCall<Vec<Result<Job>>> {
+        if completions.len() > MAX_CLAIM as usize {
+            let err = Error::invalid(
+                "completions",
+                format!("at most {MAX_CLAIM} at once, got {}", completions.len()),
+            );
+            return WriteCall::refused(self, err);
+        }
+        let prepared: Vec<Result<PreparedCompletion>> = completions
+            .into_iter()
+            .map(|completion| self.prepare_completion(completion))
+            .collect();
+        WriteCall::new(
+            self,
+            move |conn| {
+                prepared
+                    .into_iter()
+                    .map(|finish| match finish {
+                        Ok(finish) => finish.run(conn),
+                        Err(err) => Ok(Err(err)),
+                    })
+                    .collect()
+            },
+            |_| false,
+        )
+    }
+
+    fn prepare_completion(&self, completion: Completion) -> Result<PreparedCompletion> {
+        let result = serde_json::to_string(&completion.result)?;
+        check_document("result", &result, self.options().max_document_bytes)?;
+        Ok(PreparedCompletion {
+            id: completion.id,
+            lease: completion.lease,
+            result,
+            tenant: self.tenant_filter(),
+            now: self.now(),
         })
     }
 
@@ -297,11 +350,16 @@ impl Store {
     /// # Errors
     /// [`Error::StaleLease`].
     pub fn fail(&self, id: i64, lease: &Lease, failure: Failure) -> Result<Job> {
+        self.fail_call(id, lease, failure).wait()
+    }
+
+    /// [`Store::fail`] as a [`WriteCall`], for callers that must not block.
+    pub fn fail_call(&self, id: i64, lease: &Lease, failure: Failure) -> WriteCall<Job> {
         let tenant = self.tenant_filter();
         let now = self.now();
         let lease = lease.clone();
         let (base, max) = self.retry_bounds();
-        let job = self.write(move |conn| {
+        let write = move |conn: &rusqlite::Connection| {
             let job = load_job(conn, tenant.as_deref(), id)?;
             check_lease(&job, &lease)?;
             let event = Event::Fail {
@@ -331,11 +389,8 @@ impl Store {
                 },
             )?;
             Ok(updated)
-        })?;
-        if job.state == State::Queued {
-            self.signal().notify();
-        }
-        Ok(job)
+        };
+        WriteCall::new(self, write, |job| job.state == State::Queued)
     }
 
     pub(crate) fn retry_bounds(&self) -> (i64, i64) {
@@ -392,5 +447,65 @@ fn stale(job: &Job, lease: &Lease) -> Error {
         job: job.id,
         worker: lease.worker.clone(),
         lease_token: lease.token,
+    }
+}
+
+/// A completion checked outside the writer, ready to run on it.
+struct PreparedCompletion {
+    id: i64,
+    lease: Lease,
+    result: String,
+    tenant: Option<String>,
+    now: i64,
+}
+
+impl PreparedCompletion {
+    /// Finishes the job under its lease with one compare-and-set `UPDATE`; the job is read
+    /// only when that matched nothing, to say why. The outer error is the database's (the
+    /// whole write fails), the inner one this job's refusal (nothing of it was written).
+    fn run(self, conn: &rusqlite::Connection) -> Result<Result<Job>> {
+        let to = transition(Some(State::Running), Event::Complete)?;
+        let updated = conn
+            .prepare_cached(&format!(
+                "UPDATE jobs SET state = ?1, result = ?2, finished_at = ?3, updated_at = ?3, \
+                 lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
+                 WHERE id = ?4 AND state = 'running' AND lease_token = ?5 AND lease_owner = ?6 \
+                     AND (?7 IS NULL OR tenant = ?7) \
+                 RETURNING {JOB_COLUMNS}"
+            ))?
+            .query_row(
+                params![
+                    to.as_str(),
+                    self.result,
+                    self.now,
+                    self.id,
+                    self.lease.token,
+                    self.lease.worker,
+                    self.tenant
+                ],
+                job_from_row,
+            )
+            .optional()?;
+        let Some(updated) = updated else {
+            // Not found (or another tenant's), or not under this lease.
+            return Ok(match load_job(conn, self.tenant.as_deref(), self.id) {
+                Ok(job) => Err(stale(&job, &self.lease)),
+                Err(err @ Error::JobNotFound { .. }) => Err(err),
+                Err(err) => return Err(err),
+            });
+        };
+        insert_event(
+            conn,
+            &EventRow {
+                job: self.id,
+                at: self.now,
+                event: Event::Complete.name(),
+                from: Some(State::Running),
+                to,
+                actor: &self.lease.worker,
+                detail: None,
+            },
+        )?;
+        Ok(Ok(updated))
     }
 }

@@ -13,3 +13,4 @@ mod model;
 mod schema;
 mod support;
 mod worker;
+mod write_calls;

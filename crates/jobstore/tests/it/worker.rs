@@ -189,3 +189,53 @@ fn a_definition_execution_reports_its_steps_through_the_context() {
     let steps = store.steps(job.id).unwrap();
     assert!(steps.iter().all(|s| s.status == jobstore::StepStatus::Ok));
 }
+
+#[test]
+fn shutdown_returns_only_after_every_outcome_is_committed() {
+    // Outcomes are reported without waiting for their commit; shutdown must still wait for
+    // them. Shutdown is asked while the handlers run, so each runner reports and exits.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for n in 0..3 {
+        store
+            .enqueue(NewJob::new("count").payload(json!({ "n": n })))
+            .unwrap();
+    }
+    let started = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&started);
+    let worker = Worker::new(store.clone(), ["default"])
+        .concurrency(3)
+        .start(move |job| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(100));
+            Ok(json!({ "n": job.payload()["n"] }))
+        })
+        .unwrap();
+    for _ in 0..2000 {
+        if started.load(Ordering::SeqCst) == 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(started.load(Ordering::SeqCst), 3);
+    // Another process holds the write lock for a while: the reports cannot commit until it
+    // lets go, and shutdown must not return before they did.
+    let blocker = rusqlite::Connection::open(dir.path().join("jobs.db")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        blocker.execute_batch("COMMIT").unwrap();
+    });
+    worker.shutdown();
+    release.join().unwrap();
+    // Read on a fresh connection right after shutdown: no waiting, every job finished.
+    let conn = rusqlite::Connection::open(dir.path().join("jobs.db")).unwrap();
+    let succeeded: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM jobs WHERE state = 'succeeded'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(succeeded, 3);
+}
