@@ -28,7 +28,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use jobstore::{ClaimRequest, Job, Store};
+use jobstore::{ClaimRequest, Job, Store, WriteCall};
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
@@ -140,6 +140,32 @@ impl App {
             .map_err(ApiError::from)
     }
 
+    /// Runs a store write in the principal's scope without holding a thread while it waits:
+    /// the writer answers through a channel after the commit. Creates, claims and outcome
+    /// reports take this path; a blocking thread per request was most of their cost.
+    pub(crate) async fn write<T, F>(&self, principal: &Principal, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Store) -> WriteCall<T>,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        f(self.store.with_scope(principal.scope())).then(move |result| {
+            // The request may have gone away; the write is kept either way.
+            let _ = reply.send(result);
+        });
+        answer
+            .await
+            .map_err(|_| {
+                log::error!("the store's writer dropped an answer");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
+            })?
+            .map_err(ApiError::from)
+    }
+
     pub(crate) async fn json_body<T: DeserializeOwned>(
         &self,
         request: Request<Incoming>,
@@ -218,7 +244,7 @@ impl App {
             let claim = request.clone();
             let started = Instant::now();
             let jobs = self
-                .call(principal, move |store| store.claim(&claim))
+                .write(principal, move |store| store.claim_call(&claim))
                 .await?;
             self.metrics.observe_claim(started.elapsed());
             let now = Instant::now();

@@ -207,7 +207,9 @@ pub(crate) async fn handle(
                 .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
             let create: CreateJob = app.json_body(request).await?;
             let new = new_job(create, principal, idempotency)?;
-            let job = app.call(principal, move |store| store.enqueue(new)).await?;
+            let job = app
+                .write(principal, move |store| store.enqueue_call(new))
+                .await?;
             Ok(body::json(StatusCode::CREATED, &JobDocument::from(job)))
         }
         (Route::Jobs, Method::GET) => {
@@ -484,8 +486,8 @@ async fn job_action(
                 worker: done.worker,
                 token: done.lease_token,
             };
-            app.call(principal, move |store| {
-                store.complete(id, &lease, done.result)
+            app.write(principal, move |store| {
+                store.complete_call(id, &lease, done.result)
             })
             .await?
         }
@@ -500,7 +502,7 @@ async fn job_action(
                 error: failed.error,
                 retryable: failed.retryable,
             };
-            app.call(principal, move |store| store.fail(id, &lease, failure))
+            app.write(principal, move |store| store.fail_call(id, &lease, failure))
                 .await?
         }
     };

@@ -197,7 +197,9 @@ async fn create(
     if let Some(key) = idempotency {
         new = new.idempotency_key(key);
     }
-    let job = app.call(principal, move |store| store.enqueue(new)).await?;
+    let job = app
+        .write(principal, move |store| store.enqueue_call(new))
+        .await?;
     Ok(body::json(StatusCode::OK, &ExportJob::from(&job)))
 }
 

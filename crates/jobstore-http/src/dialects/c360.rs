@@ -145,7 +145,9 @@ async fn create(
     if let Some(key) = idempotency {
         new = new.idempotency_key(key);
     }
-    let job = app.call(principal, move |store| store.enqueue(new)).await?;
+    let job = app
+        .write(principal, move |store| store.enqueue_call(new))
+        .await?;
     let document = JobDocument::try_from(&job)?;
     let mut response = body::json(StatusCode::CREATED, &document);
     if let Ok(location) = HeaderValue::from_str(&format!("{JOBS}/{}", job.id)) {
