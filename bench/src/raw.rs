@@ -72,6 +72,8 @@ pub fn open(path: &Path, level: Level) -> Result<Connection> {
     if got != level.pragma() {
         return Err(fail(format!("synchronous stayed {got}")));
     }
+    // The core keeps temporary files (its savepoints' statement journals) in memory.
+    conn.execute_batch("PRAGMA temp_store = MEMORY")?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }
