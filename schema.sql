@@ -1,4 +1,4 @@
--- jobstore: the canonical current schema (version 1), for people reading the database.
+-- jobstore: the canonical current schema (version 2), for people reading the database.
 --
 -- The migrations in crates/jobstore/migrations/ build exactly this schema (a test compares
 -- sqlite_master of both); change them together. Times are INTEGER milliseconds since the Unix
@@ -83,6 +83,40 @@ CREATE INDEX jobs_by_tenant_created_by ON jobs (tenant, created_by, id);
 CREATE INDEX jobs_by_tenant_definition ON jobs (tenant, ifnull(definition_id, ''), id);
 CREATE INDEX jobs_by_tenant_started ON jobs (tenant, ifnull(started_at, -1), id);
 CREATE INDEX jobs_by_tenant_finished ON jobs (tenant, ifnull(finished_at, -1), id);
+
+-- List sorts of the vendor routes (migration 2): each route lists only its own jobs, so each
+-- of these partial indexes holds one dialect's jobs, for the sort fields that route offers; a
+-- native job is in none of them. The list query writes the dialect as a literal
+-- (`dialect = 'c360'`, from a fixed list), which SQLite needs to use a partial index.
+-- C360 (sortBy id, createdTime, name, source, target, createdBy; `kind` trails: the route
+-- filters on its job types and counts the matches).
+CREATE INDEX jobs_c360_by_id ON jobs (tenant, id, kind) WHERE dialect = 'c360';
+CREATE INDEX jobs_c360_by_created ON jobs (tenant, created_at, id, kind) WHERE dialect = 'c360';
+CREATE INDEX jobs_c360_by_name ON jobs (tenant, name, id, kind) WHERE dialect = 'c360';
+CREATE INDEX jobs_c360_by_source ON jobs (tenant, source, id, kind) WHERE dialect = 'c360';
+CREATE INDEX jobs_c360_by_target ON jobs (tenant, target, id, kind) WHERE dialect = 'c360';
+CREATE INDEX jobs_c360_by_created_by ON jobs (tenant, created_by, id, kind)
+    WHERE dialect = 'c360';
+-- AEP (newest first, keyset on creation time and id).
+CREATE INDEX jobs_aep_by_created ON jobs (tenant, created_at, id) WHERE dialect = 'aep';
+-- Data Cloud (orderBy systemModstamp, createdDate, id, object, state).
+CREATE INDEX jobs_datacloud_by_id ON jobs (tenant, id) WHERE dialect = 'datacloud';
+CREATE INDEX jobs_datacloud_by_created ON jobs (tenant, created_at, id)
+    WHERE dialect = 'datacloud';
+CREATE INDEX jobs_datacloud_by_updated ON jobs (tenant, updated_at, id)
+    WHERE dialect = 'datacloud';
+CREATE INDEX jobs_datacloud_by_target ON jobs (tenant, target, id) WHERE dialect = 'datacloud';
+CREATE INDEX jobs_datacloud_by_state ON jobs (tenant, state, id) WHERE dialect = 'datacloud';
+-- OCAPI execution search: executions of a definition (id, job_id, start_time, end_time;
+-- `definition_id` trails so that its IS NOT NULL test needs no job row).
+CREATE INDEX jobs_executions_by_id ON jobs (tenant, id, definition_id)
+    WHERE definition_id IS NOT NULL;
+CREATE INDEX jobs_executions_by_definition
+    ON jobs (tenant, ifnull(definition_id, ''), id, definition_id) WHERE definition_id IS NOT NULL;
+CREATE INDEX jobs_executions_by_started
+    ON jobs (tenant, ifnull(started_at, -1), id, definition_id) WHERE definition_id IS NOT NULL;
+CREATE INDEX jobs_executions_by_finished
+    ON jobs (tenant, ifnull(finished_at, -1), id, definition_id) WHERE definition_id IS NOT NULL;
 
 -- The history of every job: one row per transition, written in the transaction that made it.
 CREATE TABLE job_events (

@@ -27,50 +27,117 @@ pub struct ListConfig {
     /// One measurement stops taking samples after this long (keyset pages: with at least 2
     /// taken; offset pages: 1).
     pub budget: Duration,
+    /// The sort fields measured (default: every one).
+    pub sorts: Vec<SortField>,
+    /// The filters measured (default: every one).
+    pub filters: Vec<Filter>,
 }
 
 /// A filter of the benchmark.
-#[derive(Debug, Clone, Copy)]
-enum Filter {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// No filter.
     None,
+    /// `state in (failed, cancelled)`.
     States,
+    /// `kind = ingest`.
     Kind,
+    /// `dialect = c360`, whatever the sort (C360 itself offers id, created_at, name, source,
+    /// target and created_by as plain sorts).
     Dialect,
+    /// The filter of the vendor route that offers this sort when C360 does not: Data Cloud
+    /// (`dialect = datacloud`) for updated_at and state, OCAPI's execution search
+    /// (`definition_id IS NOT NULL`) for definition_id, started_at and finished_at. Not
+    /// measured for the other sorts (C360's are the `Dialect` cases; no route sorts by kind
+    /// plainly).
+    Route,
 }
 
 impl Filter {
-    const ALL: [Filter; 4] = [Filter::None, Filter::States, Filter::Kind, Filter::Dialect];
+    /// Every filter, in the order of the report.
+    pub const ALL: [Filter; 5] = [
+        Filter::None,
+        Filter::States,
+        Filter::Kind,
+        Filter::Dialect,
+        Filter::Route,
+    ];
 
-    fn name(self) -> &'static str {
+    /// The short name `--filters` takes.
+    pub fn key(self) -> &'static str {
         match self {
             Filter::None => "none",
-            Filter::States => "state in (failed, cancelled)",
-            Filter::Kind => "kind = ingest",
-            Filter::Dialect => "dialect = c360",
+            Filter::States => "states",
+            Filter::Kind => "kind",
+            Filter::Dialect => "dialect",
+            Filter::Route => "route",
         }
     }
 
-    fn apply(self, query: &mut ListQuery) {
-        match self {
-            Filter::None => {}
-            Filter::States => query.states = vec![State::Failed, State::Cancelled],
-            Filter::Kind => query.kinds = vec!["ingest".into()],
-            Filter::Dialect => query.dialects = vec!["c360".into()],
+    /// The route's dialect for `sort` (see [`Filter::Route`]), or `None` when not measured.
+    fn route(self, sort: SortField) -> Option<Route> {
+        match (self, sort) {
+            (Filter::Route, SortField::UpdatedAt | SortField::State) => Some(Route::DataCloud),
+            (
+                Filter::Route,
+                SortField::DefinitionId | SortField::StartedAt | SortField::FinishedAt,
+            ) => Some(Route::Executions),
+            _ => None,
         }
     }
 
-    /// The core's clause and bound value for this filter.
-    fn raw_clause(self) -> Option<(&'static str, &'static str)> {
-        match self {
-            Filter::None => None,
-            Filter::States => Some((
+    /// Whether this filter is measured with `sort`.
+    fn applies_to(self, sort: SortField) -> bool {
+        self != Filter::Route || self.route(sort).is_some()
+    }
+
+    fn name(self, sort: SortField) -> &'static str {
+        match (self, self.route(sort)) {
+            (Filter::None, _) => "none",
+            (Filter::States, _) => "state in (failed, cancelled)",
+            (Filter::Kind, _) => "kind = ingest",
+            (Filter::Dialect, _) => "dialect = c360",
+            (Filter::Route, Some(Route::DataCloud)) => "route: dialect = datacloud",
+            (Filter::Route, _) => "route: definition_id is not null (ocapi)",
+        }
+    }
+
+    fn apply(self, sort: SortField, query: &mut ListQuery) {
+        match (self, self.route(sort)) {
+            (Filter::None, _) => {}
+            (Filter::States, _) => query.states = vec![State::Failed, State::Cancelled],
+            (Filter::Kind, _) => query.kinds = vec!["ingest".into()],
+            (Filter::Dialect, _) => query.dialects = vec!["c360".into()],
+            (Filter::Route, Some(Route::DataCloud)) => query.dialects = vec!["datacloud".into()],
+            (Filter::Route, _) => query.with_definition = true,
+        }
+    }
+
+    /// The core's clause and bound value (if any) for this filter: a single whitelisted
+    /// dialect is written as a literal, so that SQLite can use that dialect's partial indexes.
+    fn raw_clause(self, sort: SortField) -> Option<(&'static str, Option<&'static str>)> {
+        match (self, self.route(sort)) {
+            (Filter::None, _) => None,
+            (Filter::States, _) => Some((
                 "state IN (SELECT value FROM json_each(?))",
-                "[\"failed\",\"cancelled\"]",
+                Some("[\"failed\",\"cancelled\"]"),
             )),
-            Filter::Kind => Some(("kind IN (SELECT value FROM json_each(?))", "[\"ingest\"]")),
-            Filter::Dialect => Some(("dialect IN (SELECT value FROM json_each(?))", "[\"c360\"]")),
+            (Filter::Kind, _) => Some((
+                "kind IN (SELECT value FROM json_each(?))",
+                Some("[\"ingest\"]"),
+            )),
+            (Filter::Dialect, _) => Some(("dialect = 'c360'", None)),
+            (Filter::Route, Some(Route::DataCloud)) => Some(("dialect = 'datacloud'", None)),
+            (Filter::Route, _) => Some(("definition_id IS NOT NULL", None)),
         }
     }
+}
+
+/// The vendor route a [`Filter::Route`] case stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    DataCloud,
+    Executions,
 }
 
 /// The SQL expression the core sorts on (`SortField::expr`, private there).
@@ -87,9 +154,11 @@ fn sort_expr(sort: SortField) -> &'static str {
 pub fn run(path: &Path, config: &ListConfig) -> Result<()> {
     let store = open_store(path, Level::Full)?;
     let conn = raw::open(path, Level::Full)?;
-    for sort in SortField::ALL {
-        for filter in Filter::ALL {
-            one(&store, &conn, sort, filter, config)?;
+    for &sort in &config.sorts {
+        for &filter in &config.filters {
+            if filter.applies_to(sort) {
+                one(&store, &conn, sort, filter, config)?;
+            }
         }
     }
     Ok(())
@@ -103,7 +172,7 @@ fn query(sort: SortField, filter: Filter, limit: u32, page: Pagination) -> ListQ
         page,
         ..ListQuery::default()
     };
-    filter.apply(&mut query);
+    filter.apply(sort, &mut query);
     query
 }
 
@@ -123,12 +192,12 @@ fn one(
     let depth =
         (config.deep_pages * u64::from(limit)).min(matches.saturating_sub(u64::from(limit) + 1));
     let full = usize::try_from(limit).unwrap_or(0);
-    let case = format!("sort {} desc, filter {}", sort.as_str(), filter.name());
+    let case = format!("sort {} desc, filter {}", sort.as_str(), filter.name(sort));
     let record = |store_name: &str, page: &str, latencies: &mut Vec<u64>, plan: &str| {
         Record::new("list", store_name, &case)
             .set("plan", plan)
             .set("sort", sort.as_str())
-            .set("filter", filter.name())
+            .set("filter", filter.name(sort))
             .set("page", page)
             .set("depth", if page == "first" { 0 } else { depth })
             .set("matches", matches)
@@ -249,7 +318,10 @@ fn time_store(
 }
 
 /// The statement the core builds for this sort and filter (`ListQuery::to_sql`), selecting
-/// `columns`, after the position `after` (sort value, id) when given.
+/// `columns`, after the position `after` (sort value, id) when given: the page's ids and sort
+/// keys are chosen first (on an index), then its rows are fetched by id; a keyset page after
+/// (v, id) seeks the rest of v's tie group first, then the values past v for what the page
+/// still needs.
 fn raw_sql(
     sort: SortField,
     filter: Filter,
@@ -261,31 +333,55 @@ fn raw_sql(
     let expr = sort_expr(sort);
     let mut clauses = vec!["tenant = ?".to_owned()];
     let mut params = vec![SqlValue::Text(raw::TENANT.into())];
-    if let Some((clause, value)) = filter.raw_clause() {
+    if let Some((clause, value)) = filter.raw_clause(sort) {
         clauses.push(clause.into());
-        params.push(SqlValue::Text(value.into()));
-    }
-    if let Some((value, id)) = after {
-        if sort == SortField::Id {
-            clauses.push("id < ?".into());
-        } else {
-            clauses.push(format!("{expr} <= ? AND ({expr}, id) < (?, ?)"));
-            params.push(value.clone());
-            params.push(value);
+        if let Some(value) = value {
+            params.push(SqlValue::Text(value.into()));
         }
-        params.push(SqlValue::Integer(id));
     }
-    let order = if sort == SortField::Id {
-        "id DESC".to_owned()
-    } else {
-        format!("{expr} DESC, id DESC")
+    let filter_params = params.clone();
+    let page_size = SqlValue::Integer(i64::from(limit));
+    let (with, page) = match after {
+        Some((value, id)) if sort != SortField::Id => {
+            let tie = format!("{} AND {expr} = ? AND id < ?", clauses.join(" AND "));
+            let rest = format!("{} AND {expr} < ?", clauses.join(" AND "));
+            params.extend([value.clone(), SqlValue::Integer(id), page_size.clone()]);
+            params.extend(filter_params);
+            params.extend([value, page_size]);
+            (
+                format!(
+                    "WITH tie AS (SELECT id AS page_id, {expr} AS page_key FROM jobs \
+                     WHERE {tie} ORDER BY page_id DESC LIMIT ?) "
+                ),
+                format!(
+                    "SELECT page_id, page_key FROM tie UNION ALL \
+                     SELECT page_id, page_key FROM (SELECT id AS page_id, {expr} AS page_key \
+                     FROM jobs WHERE {rest} ORDER BY page_key DESC, page_id DESC \
+                     LIMIT (SELECT max(0, ? - count(*)) FROM tie))"
+                ),
+            )
+        }
+        after => {
+            if let Some((_, id)) = after {
+                clauses.push("id < ?".into());
+                params.push(SqlValue::Integer(id));
+            }
+            params.push(page_size);
+            params.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
+            (
+                String::new(),
+                format!(
+                    "SELECT id AS page_id, {expr} AS page_key FROM jobs WHERE {} \
+                     ORDER BY page_key DESC, page_id DESC LIMIT ? OFFSET ?",
+                    clauses.join(" AND ")
+                ),
+            )
+        }
     };
     let sql = format!(
-        "SELECT {columns} FROM jobs WHERE {} ORDER BY {order} LIMIT ? OFFSET ?",
-        clauses.join(" AND ")
+        "{with}SELECT {columns} FROM ({page}) AS page CROSS JOIN jobs ON jobs.id = page.page_id \
+         ORDER BY page.page_key DESC, page.page_id DESC"
     );
-    params.push(SqlValue::Integer(i64::from(limit)));
-    params.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
     (sql, params)
 }
 

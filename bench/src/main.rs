@@ -7,7 +7,7 @@
 //! jobstore-bench enqueue  --dir D --jobs N --durability full,normal --batches 100,1000 --cap S
 //! jobstore-bench drain    --dir D --jobs N --workers 1,2,4,8 --claim-batch B --durability full --cap S
 //! jobstore-bench drain-1m --dir D --prefill M --jobs N --workers 1,2,4,8 --durability full --cap S
-//! jobstore-bench list     --dir D --prefill M --keyset-samples K --offset-samples O
+//! jobstore-bench list     --dir D --prefill M --keyset-samples K --offset-samples O [--sorts id,kind] [--filters none,states,kind,dialect,route]
 //! jobstore-bench http     --dir D --daemon PATH --clients 1,16,64 --requests N --cap S --upload-mb 150
 //! jobstore-bench bare-server
 //! jobstore-bench report   --results FILE --out BENCHMARKS.md --svg drain.svg --command CMD
@@ -82,6 +82,34 @@ impl Args {
                     .replace('_', "")
                     .parse()
                     .map_err(|_| fail(format!("--{name}: `{s}` is not a number")))
+            })
+            .collect()
+    }
+
+    /// A comma list of names out of `all` (each named by `name`); every one when not given.
+    fn names<T: Copy>(
+        &self,
+        option: &str,
+        all: &[T],
+        name: fn(T) -> &'static str,
+    ) -> Result<Vec<T>> {
+        let Some(given) = self.values.get(option) else {
+            return Ok(all.to_vec());
+        };
+        given
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                all.iter()
+                    .copied()
+                    .find(|item| name(*item) == s.trim())
+                    .ok_or_else(|| {
+                        let valid: Vec<&str> = all.iter().map(|item| name(*item)).collect();
+                        fail(format!(
+                            "--{option}: unknown `{s}`; valid: {}",
+                            valid.join(",")
+                        ))
+                    })
             })
             .collect()
     }
@@ -166,6 +194,8 @@ fn run(argv: &[String]) -> Result<()> {
                 limit: 100,
                 deep_pages: 10_000,
                 budget: Duration::from_millis(args.number("budget-ms", 1000)?),
+                sorts: args.names("sorts", &jobstore::SortField::ALL, |s| s.as_str())?,
+                filters: args.names("filters", &list::Filter::ALL, |f| f.key())?,
             };
             list::run(&path, &config)?;
             common::remove_db(&path);

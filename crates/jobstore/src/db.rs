@@ -163,13 +163,19 @@ struct Migration {
 }
 
 /// Every migration, in order. Migration `n` turns version `n - 1` into version `n`.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../migrations/0002_dialect_list_indexes.sql"),
+    },
+];
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Each step runs with its `user_version` bump in
 /// one `BEGIN IMMEDIATE` transaction, so two processes opening one file never both migrate it.

@@ -2,7 +2,14 @@
 //!
 //! **Invariant:** no SQL text is built from a caller's string. The statement is assembled from
 //! constant fragments chosen by which filters are present and from [`SortField::expr`], a
-//! whitelisted enum; every value is a bound parameter.
+//! whitelisted enum; every value is a bound parameter, except a single dialect named in
+//! [`DIALECT_LITERALS`], whose clause is one of that list's constants (SQLite needs the literal
+//! to use the dialect's partial indexes).
+//!
+//! **Speed:** a page is chosen on ids and sort keys from one index, then its rows are fetched
+//! by id. A keyset page seeks its position (two range seeks when the sort value has ties); an
+//! offset page still steps over every skipped index entry (SQLite's B-trees do not count), so
+//! it costs what its offset is deep, reading no job row when the index answers the filters.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -435,6 +442,33 @@ const RUNNING_STAGES: &str = "(state <> 'running' \
 const RANKED: &str =
     "ifnull((SELECT r.value FROM json_each(?) AS r WHERE r.key = SORT), 9223372036854775807)";
 
+/// The dialect names a single-dialect filter is written for as a literal, with the clause
+/// for each. A vendor route lists only its own jobs, and the partial indexes of migration 2
+/// (`... WHERE dialect = 'c360'`) hold one dialect's jobs each; SQLite uses a partial index
+/// only when the query's WHERE implies the index's WHERE, which `dialect = ?` bound to
+/// `'c360'` does not (the planner cannot see a parameter's value). So these clauses carry the
+/// name in the SQL text. It comes from this list, never from the caller: the caller's value is
+/// only compared with the names here, and any other value is bound as a parameter.
+const DIALECT_LITERALS: [(&str, &str); 5] = [
+    ("native", "dialect = 'native'"),
+    ("c360", "dialect = 'c360'"),
+    ("ocapi", "dialect = 'ocapi'"),
+    ("aep", "dialect = 'aep'"),
+    ("datacloud", "dialect = 'datacloud'"),
+];
+
+/// The literal clause for a filter on exactly one whitelisted dialect (see
+/// [`DIALECT_LITERALS`]), or `None`.
+fn dialect_literal(dialects: &[String]) -> Option<&'static str> {
+    match dialects {
+        [one] => DIALECT_LITERALS
+            .iter()
+            .find(|(name, _)| name == one)
+            .map(|(_, clause)| *clause),
+        _ => None,
+    }
+}
+
 fn json_list<T: Serialize>(items: &[T]) -> SqlValue {
     SqlValue::Text(serde_json::to_string(items).unwrap_or_else(|_| "[]".into()))
 }
@@ -481,7 +515,7 @@ impl ListQuery {
             clauses.push("tenant = ?");
             params.push(SqlValue::Text(tenant));
         }
-        let text_filters: [(&'static str, &Vec<String>); 7] = [
+        let text_filters: [(&'static str, &Vec<String>); 6] = [
             ("kind IN (SELECT value FROM json_each(?))", &self.kinds),
             ("queue IN (SELECT value FROM json_each(?))", &self.queues),
             ("source IN (SELECT value FROM json_each(?))", &self.sources),
@@ -494,10 +528,6 @@ impl ListQuery {
                 "definition_id IN (SELECT value FROM json_each(?))",
                 &self.definitions,
             ),
-            (
-                "dialect IN (SELECT value FROM json_each(?))",
-                &self.dialects,
-            ),
         ];
         if !self.states.is_empty() {
             clauses.push("state IN (SELECT value FROM json_each(?))");
@@ -508,6 +538,14 @@ impl ListQuery {
                 clauses.push(clause);
                 params.push(json_list(values));
             }
+        }
+        match dialect_literal(&self.dialects) {
+            Some(clause) => clauses.push(clause),
+            None if !self.dialects.is_empty() => {
+                clauses.push("dialect IN (SELECT value FROM json_each(?))");
+                params.push(json_list(&self.dialects));
+            }
+            None => {}
         }
         if !self.ids.is_empty() {
             clauses.push("id IN (SELECT value FROM json_each(?))");
@@ -559,9 +597,24 @@ impl ListQuery {
             format!("({})", count_clauses.join(" AND "))
         };
 
-        let mut offset = 0;
-        match &self.page {
-            Pagination::Cursor(None) => {}
+        let where_sql = |clauses: &[&str]| {
+            if clauses.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", clauses.join(" AND ")).replace("SORT", sort.expr())
+            }
+        };
+        let (dir, beyond) = match direction {
+            Direction::Asc => ("ASC", ">"),
+            Direction::Desc => ("DESC", "<"),
+        };
+        let key = if !self.sort_rank.is_empty() {
+            RANKED.replace("SORT", sort.expr())
+        } else {
+            sort.expr().to_owned()
+        };
+        let page_size = SqlValue::Integer(i64::from(limit) + 1);
+        let cursor = match &self.page {
             Pagination::Cursor(Some(cursor)) => {
                 if cursor.sort != sort || cursor.direction != direction {
                     return Err(Error::InvalidCursor {
@@ -574,65 +627,98 @@ impl ListQuery {
                         ),
                     });
                 }
-                let after_clause = match (sort, direction) {
-                    (SortField::Id, Direction::Asc) => "id > ?",
-                    (SortField::Id, Direction::Desc) => "id < ?",
-                    // The first, redundant bound lets SQLite range-scan an index on an
-                    // expression (`ifnull(started_at, -1)`), which a row value alone does not.
-                    (_, Direction::Asc) => "SORT >= ? AND (SORT, id) > (?, ?)",
-                    (_, Direction::Desc) => "SORT <= ? AND (SORT, id) < (?, ?)",
-                };
-                clauses.push(after_clause);
-                if sort != SortField::Id {
-                    let value = match &cursor.value {
-                        CursorValue::Integer(v) => SqlValue::Integer(*v),
-                        CursorValue::Text(t) => SqlValue::Text(t.clone()),
-                    };
-                    params.push(value.clone());
-                    params.push(value);
-                }
-                params.push(SqlValue::Integer(cursor.id));
+                Some(cursor)
             }
-            Pagination::Offset(n) => offset = *n,
-        }
-
-        let where_sql = |clauses: &[&str]| {
-            if clauses.is_empty() {
-                String::new()
-            } else {
-                format!(" WHERE {}", clauses.join(" AND ")).replace("SORT", sort.expr())
-            }
-        };
-        let dir = match direction {
-            Direction::Asc => "ASC",
-            Direction::Desc => "DESC",
-        };
-        let key = if !self.sort_rank.is_empty() {
-            RANKED.replace("SORT", sort.expr())
-        } else {
-            sort.expr().to_owned()
+            Pagination::Cursor(None) | Pagination::Offset(_) => None,
         };
         // The page is chosen on ids and sort keys alone (an index covers them, so skipping
-        // the rows before a deep offset reads no job rows), then its rows are fetched by id.
-        // One row more than the page tells whether another page follows.
+        // the rows before a deep offset reads no job rows when the filters are in the index
+        // too), then its rows are fetched by id. One row more than the page tells whether
+        // another page follows.
+        let (with, page) = match cursor {
+            Some(cursor) if sort != SortField::Id => {
+                // After (v, i), descending: the rest of v's tie group (`SORT = v AND id < i`),
+                // then the values past v (`SORT < v`). Each half is one range seek on the index
+                // `(tenant, SORT, id)`; a single `(SORT, id) < (v, i)` would start at the top
+                // of v's tie group and step over every job of it already listed.
+                // The tie half (`tie`, ordered by id alone: SQLite does not see that an
+                // expression such as `ifnull(started_at, -1)` held equal leaves the index in id
+                // order, and would sort the whole group) runs first; the other half is limited
+                // to what the page still needs, so when the tie group fills the page it reads
+                // nothing (a merge of the two would fetch its first match, which can lie far
+                // away when a filter is sparse there). The outer query orders the page.
+                let value = match &cursor.value {
+                    CursorValue::Integer(v) => SqlValue::Integer(*v),
+                    CursorValue::Text(t) => SqlValue::Text(t.clone()),
+                };
+                let filter_params = params.clone();
+                let tie_clause = format!("SORT = ? AND id {beyond} ?");
+                let rest_clause = format!("SORT {beyond} ?");
+                let mut tie = clauses.clone();
+                tie.push(&tie_clause);
+                let mut rest = clauses.clone();
+                rest.push(&rest_clause);
+                params.extend([
+                    value.clone(),
+                    SqlValue::Integer(cursor.id),
+                    page_size.clone(),
+                ]);
+                params.extend(filter_params);
+                params.extend([value, page_size]);
+                (
+                    format!(
+                        "WITH tie AS (SELECT id AS page_id, {key} AS page_key FROM jobs{} \
+                         ORDER BY page_id {dir} LIMIT ?) ",
+                        where_sql(&tie)
+                    ),
+                    format!(
+                        "SELECT page_id, page_key FROM tie UNION ALL \
+                         SELECT page_id, page_key FROM (SELECT id AS page_id, {key} AS page_key \
+                         FROM jobs{} ORDER BY page_key {dir}, page_id {dir} \
+                         LIMIT (SELECT max(0, ? - count(*)) FROM tie))",
+                        where_sql(&rest)
+                    ),
+                )
+            }
+            _ => {
+                let mut offset = 0;
+                let mut page_clauses = clauses.clone();
+                let id_clause = format!("id {beyond} ?");
+                match (cursor, &self.page) {
+                    (Some(cursor), _) => {
+                        page_clauses.push(&id_clause);
+                        params.push(SqlValue::Integer(cursor.id));
+                    }
+                    (None, Pagination::Offset(n)) => offset = *n,
+                    (None, Pagination::Cursor(_)) => {}
+                }
+                if !self.sort_rank.is_empty() {
+                    // The ranked key stands in the select list, before every placeholder of
+                    // the WHERE.
+                    params.insert(
+                        0,
+                        SqlValue::Text(
+                            serde_json::to_string(&self.sort_rank).unwrap_or_else(|_| "{}".into()),
+                        ),
+                    );
+                }
+                params.push(page_size);
+                params.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
+                (
+                    String::new(),
+                    format!(
+                        "SELECT id AS page_id, {key} AS page_key FROM jobs{} \
+                         ORDER BY page_key {dir}, page_id {dir} LIMIT ? OFFSET ?",
+                        where_sql(&page_clauses)
+                    ),
+                )
+            }
+        };
         let select = format!(
-            "SELECT {columns} FROM (SELECT id AS page_id, {key} AS page_key FROM jobs{} \
-             ORDER BY page_key {dir}, page_id {dir} LIMIT ? OFFSET ?) AS page \
+            "{with}SELECT {columns} FROM ({page}) AS page \
              CROSS JOIN jobs ON jobs.id = page.page_id \
-             ORDER BY page.page_key {dir}, page.page_id {dir}",
-            where_sql(&clauses)
+             ORDER BY page.page_key {dir}, page.page_id {dir}"
         );
-        if !self.sort_rank.is_empty() {
-            // The ranked key stands in the select list, before every placeholder of the WHERE.
-            params.insert(
-                0,
-                SqlValue::Text(
-                    serde_json::to_string(&self.sort_rank).unwrap_or_else(|_| "{}".into()),
-                ),
-            );
-        }
-        params.push(SqlValue::Integer(i64::from(limit) + 1));
-        params.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
         let count = self
             .count_total
             .then(|| format!("SELECT count(*) FROM jobs{}", where_sql(&count_clauses)));
@@ -924,6 +1010,213 @@ mod tests {
             wide.to_sql(None, "id").err(),
             Some(Error::InvalidInput { .. })
         ));
+    }
+
+    /// `EXPLAIN QUERY PLAN` of a query's page statement (the count's with `count`), as one
+    /// line per step, on a database migrated to the current schema.
+    fn plan_of(conn: &rusqlite::Connection, query: &ListQuery, count: bool) -> Vec<String> {
+        let sql = query.to_sql(Some("default"), "id").unwrap();
+        let (text, params) = if count {
+            (sql.count.unwrap(), sql.count_params)
+        } else {
+            (sql.select, sql.params)
+        };
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {text}")).unwrap();
+        stmt.query_map(rusqlite::params_from_iter(params.iter()), |row| {
+            row.get::<_, String>(3)
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .unwrap()
+    }
+
+    fn migrated() -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        crate::db::migrate_to(&conn, crate::db::SCHEMA_VERSION).unwrap();
+        conn
+    }
+
+    fn after(sort: SortField, direction: Direction) -> Pagination {
+        let value = match sort.sort_type() {
+            SortType::Integer => CursorValue::Integer(5),
+            SortType::Text => CursorValue::Text("m".into()),
+        };
+        Pagination::Cursor(Some(Cursor {
+            sort,
+            direction,
+            value,
+            id: 7,
+        }))
+    }
+
+    /// A keyset page after (v, id) is two index range seeks: the rest of v's tie group
+    /// (`SORT = v AND id < id`) and the values past v, never a walk through the tie group.
+    #[test]
+    fn keyset_pages_seek_the_tie_group_and_the_rest_separately() {
+        let conn = migrated();
+        for sort in SortField::ALL {
+            for direction in [Direction::Asc, Direction::Desc] {
+                let query = ListQuery {
+                    sort: Some(sort),
+                    direction,
+                    page: after(sort, direction),
+                    ..ListQuery::default()
+                };
+                let plan = plan_of(&conn, &query, false);
+                let seeks: Vec<&String> = plan
+                    .iter()
+                    .filter(|l| l.starts_with("SEARCH jobs"))
+                    .collect();
+                let beyond = if direction == Direction::Asc {
+                    '>'
+                } else {
+                    '<'
+                };
+                if sort == SortField::Id {
+                    assert!(
+                        seeks.iter().any(|l| l.contains(&format!("id{beyond}?"))),
+                        "{sort:?} {direction:?}: {plan:?}"
+                    );
+                    continue;
+                }
+                let tie = format!("=? AND id{beyond}?)");
+                let rest = format!("{beyond}?)");
+                assert!(
+                    seeks.iter().any(|l| l.ends_with(&tie)),
+                    "{sort:?} {direction:?}: {plan:?}"
+                );
+                assert!(
+                    seeks
+                        .iter()
+                        .any(|l| l.ends_with(&rest) && !l.ends_with(&tie)),
+                    "{sort:?} {direction:?}: {plan:?}"
+                );
+                assert!(
+                    !plan.iter().any(|l| l.starts_with("SCAN jobs")),
+                    "{sort:?} {direction:?}: {plan:?}"
+                );
+            }
+        }
+    }
+
+    /// Each vendor route's pages (first, after a cursor, at an offset) and its count are
+    /// answered from that route's partial index (`dialect = '...'` written as a literal, or
+    /// OCAPI's `definition_id IS NOT NULL`), never by the general sort indexes that hold every
+    /// job; C360's filter on its job types is answered in the index too.
+    #[test]
+    fn vendor_routes_use_their_partial_indexes() {
+        let conn = migrated();
+        let c360 = |sort| ListQuery {
+            dialects: vec!["c360".into()],
+            kinds: vec!["B2CtoFS".into(), "Flush".into()],
+            sort: Some(sort),
+            count_total: true,
+            ..ListQuery::default()
+        };
+        let dialect = |name: &str, sort| ListQuery {
+            dialects: vec![name.into()],
+            sort: Some(sort),
+            ..ListQuery::default()
+        };
+        // As OCAPI's execution search sends it (a `match_all_query` is an empty condition).
+        let executions = |sort| ListQuery {
+            with_definition: true,
+            all_of: vec![ListQuery::default()],
+            sort: Some(sort),
+            count_total: true,
+            ..ListQuery::default()
+        };
+        let mut cases = Vec::new();
+        for sort in [
+            SortField::Id,
+            SortField::CreatedAt,
+            SortField::Name,
+            SortField::Source,
+            SortField::Target,
+            SortField::CreatedBy,
+        ] {
+            cases.push(("jobs_c360_by_", c360(sort)));
+        }
+        cases.push(("jobs_aep_by_", dialect("aep", SortField::CreatedAt)));
+        for sort in [
+            SortField::Id,
+            SortField::CreatedAt,
+            SortField::UpdatedAt,
+            SortField::Target,
+            SortField::State,
+        ] {
+            cases.push(("jobs_datacloud_by_", dialect("datacloud", sort)));
+        }
+        for sort in [
+            SortField::Id,
+            SortField::DefinitionId,
+            SortField::StartedAt,
+            SortField::FinishedAt,
+        ] {
+            cases.push(("jobs_executions_by_", executions(sort)));
+        }
+        for (index, query) in cases {
+            let sort = query.sort.unwrap_or(SortField::CreatedAt);
+            for direction in [Direction::Asc, Direction::Desc] {
+                for page in [
+                    Pagination::Cursor(None),
+                    after(sort, direction),
+                    Pagination::Offset(1000),
+                ] {
+                    let query = ListQuery {
+                        direction,
+                        page,
+                        ..query.clone()
+                    };
+                    let plan = plan_of(&conn, &query, false);
+                    let page_steps: Vec<&String> = plan
+                        .iter()
+                        .filter(|l| l.starts_with("SEARCH jobs") || l.starts_with("SCAN jobs"))
+                        .filter(|l| !l.contains("INTEGER PRIMARY KEY"))
+                        .collect();
+                    assert!(!page_steps.is_empty(), "{query:?}: {plan:?}");
+                    for step in page_steps {
+                        assert!(
+                            step.starts_with(&format!("SEARCH jobs USING COVERING INDEX {index}")),
+                            "{query:?}: {plan:?}"
+                        );
+                    }
+                }
+            }
+            if query.count_total {
+                let plan = plan_of(&conn, &query, true);
+                assert!(
+                    plan.iter().any(
+                        |l| l.starts_with(&format!("SEARCH jobs USING COVERING INDEX {index}"))
+                    ),
+                    "count {query:?}: {plan:?}"
+                );
+            }
+        }
+    }
+
+    /// A dialect filter is a literal only for one whitelisted name; anything else is bound.
+    #[test]
+    fn only_whitelisted_dialects_become_literals() {
+        let sql = |dialects: &[&str]| {
+            ListQuery {
+                dialects: dialects.iter().map(|d| (*d).to_owned()).collect(),
+                ..ListQuery::default()
+            }
+            .to_sql(None, "id")
+            .unwrap()
+            .select
+        };
+        assert!(sql(&["c360"]).contains("dialect = 'c360'"));
+        assert!(sql(&["datacloud"]).contains("dialect = 'datacloud'"));
+        for bound in [&["c360'; --"][..], &["c360", "aep"], &["C360"]] {
+            let text = sql(bound);
+            assert!(
+                text.contains("dialect IN (SELECT value FROM json_each(?))"),
+                "{text}"
+            );
+            assert!(!text.contains("'c360"), "{text}");
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use jobstore::{
-    ClaimRequest, Direction, Failure, Job, ListQuery, NewJob, Pagination, Scope, SortField, State,
+    ClaimRequest, Definition, DefinitionStep, Direction, Execution, Failure, Job, ListQuery,
+    NewJob, Pagination, Scope, SortField, State,
 };
 
 use crate::support::Fixture;
@@ -274,4 +275,197 @@ fn admins_list_across_tenants_and_may_narrow_to_one() {
         })
         .unwrap();
     assert!(peek.jobs.is_empty());
+}
+
+/// Jobs of several dialects and definition executions, with few distinct values per sort
+/// field (long tie groups), several jobs per millisecond, and some moved through their states.
+fn seed_ties(f: &Fixture) -> Vec<Job> {
+    let dialects = ["native", "c360", "datacloud", "aep"];
+    for i in 0..48_usize {
+        if i % 5 == 0 {
+            f.clock.advance(1);
+        }
+        let new = NewJob::new(if i % 3 == 0 { "B2CtoFS" } else { "Flush" })
+            .name(format!("job-{}", i % 2))
+            .source(format!("src-{}", i % 3 % 2))
+            .target(format!("tgt-{}", i / 20))
+            .created_by("user")
+            .dialect(dialects[i % 4])
+            .queue(if i % 3 == 1 { "b" } else { "a" });
+        f.store.enqueue(new).unwrap();
+    }
+    // Definition executions (OCAPI's jobs): one live execution per definition at a time.
+    for name in ["nightly", "hourly"] {
+        f.store
+            .put_definition(Definition::new(name, vec![DefinitionStep::new("s", "T")]))
+            .unwrap();
+    }
+    for round in 0..4 {
+        for name in ["nightly", "hourly"] {
+            let execution = Execution {
+                dialect: Some("ocapi".into()),
+                ..Execution::default()
+            };
+            f.store.execute(name, execution).unwrap();
+        }
+        let definition_queue = Definition::new("x", Vec::new()).queue;
+        let claimed = f
+            .store
+            .claim(&ClaimRequest {
+                max: 2,
+                ..ClaimRequest::new("w", &definition_queue)
+            })
+            .unwrap();
+        for job in claimed {
+            let lease = job.lease().unwrap();
+            if round % 2 == 0 {
+                f.store
+                    .complete(job.id, &lease, serde_json::json!(1))
+                    .unwrap();
+            } else {
+                f.store.fail(job.id, &lease, Failure::fatal("x")).unwrap();
+            }
+        }
+        f.clock.advance(1);
+    }
+    // Some native and dialect jobs run, in groups that share their start time.
+    for round in 0..3 {
+        let claimed = f
+            .store
+            .claim(&ClaimRequest {
+                max: 5,
+                ..ClaimRequest::new("w", "a")
+            })
+            .unwrap();
+        for (i, job) in claimed.iter().enumerate() {
+            if (i + round) % 3 == 0 {
+                continue; // stays running
+            }
+            let lease = job.lease().unwrap();
+            f.store
+                .complete(job.id, &lease, serde_json::json!(1))
+                .unwrap();
+        }
+        f.clock.advance(1);
+    }
+    f.store
+        .list(&ListQuery {
+            limit: Some(1000),
+            ..ListQuery::default()
+        })
+        .unwrap()
+        .jobs
+}
+
+/// Keyset pages smaller than the tie groups (a page ends inside a group of equal sort values
+/// and the next one seeks the rest of that group, then the values past it) list every job
+/// exactly once, in order, for every sort field, both directions, with and without the filters
+/// the vendor routes send (one dialect, written as a literal for the partial indexes; several
+/// dialects, bound; executions of a definition; a state set); offset pages agree.
+#[test]
+fn keyset_pages_through_tie_groups_list_every_job_once_in_order() {
+    let f = Fixture::new();
+    let all = seed_ties(&f);
+    assert_eq!(all.len(), 56);
+    type Filter = (ListQuery, Box<dyn Fn(&Job) -> bool>);
+    let filters: Vec<Filter> = vec![
+        (ListQuery::default(), Box::new(|_: &Job| true)),
+        (
+            ListQuery {
+                dialects: vec!["c360".into()],
+                kinds: vec!["B2CtoFS".into(), "Flush".into()],
+                ..ListQuery::default()
+            },
+            Box::new(|j: &Job| j.dialect == "c360"),
+        ),
+        (
+            ListQuery {
+                dialects: vec!["datacloud".into()],
+                ..ListQuery::default()
+            },
+            Box::new(|j: &Job| j.dialect == "datacloud"),
+        ),
+        (
+            ListQuery {
+                dialects: vec!["aep".into(), "native".into()],
+                ..ListQuery::default()
+            },
+            Box::new(|j: &Job| j.dialect == "aep" || j.dialect == "native"),
+        ),
+        (
+            ListQuery {
+                with_definition: true,
+                all_of: vec![ListQuery::default()],
+                ..ListQuery::default()
+            },
+            Box::new(|j: &Job| j.definition_id.is_some()),
+        ),
+        (
+            ListQuery {
+                states: vec![State::Queued, State::Running],
+                ..ListQuery::default()
+            },
+            Box::new(|j: &Job| matches!(j.state, State::Queued | State::Running)),
+        ),
+    ];
+    for (filter, keep) in &filters {
+        let matching: Vec<&Job> = all.iter().filter(|j| keep(j)).collect();
+        assert!(matching.len() >= 8, "{filter:?}");
+        for sort in SortField::ALL {
+            for direction in [Direction::Asc, Direction::Desc] {
+                let mut expected = matching.clone();
+                expected.sort_by_key(|job| key(job, sort));
+                if direction == Direction::Desc {
+                    expected.reverse();
+                }
+                let expected: Vec<i64> = expected.iter().map(|j| j.id).collect();
+                let query = ListQuery {
+                    sort: Some(sort),
+                    direction,
+                    limit: Some(3),
+                    ..filter.clone()
+                };
+                let mut got = Vec::new();
+                let mut cursor = None;
+                loop {
+                    let page = f
+                        .store
+                        .list(&ListQuery {
+                            page: Pagination::Cursor(cursor),
+                            ..query.clone()
+                        })
+                        .unwrap();
+                    assert!(page.jobs.len() <= 3);
+                    got.extend(page.jobs.iter().map(|j| j.id));
+                    assert!(
+                        got.len() <= expected.len(),
+                        "{sort:?} {direction:?} {filter:?}"
+                    );
+                    cursor = page.next_cursor;
+                    if cursor.is_none() {
+                        break;
+                    }
+                }
+                assert_eq!(got, expected, "keyset {sort:?} {direction:?} {filter:?}");
+                let mut by_offset = Vec::new();
+                for start in (0..expected.len() as u64).step_by(5) {
+                    let page = f
+                        .store
+                        .list(&ListQuery {
+                            limit: Some(5),
+                            page: Pagination::Offset(start),
+                            count_total: true,
+                            ..query.clone()
+                        })
+                        .unwrap();
+                    assert_eq!(page.total, Some(expected.len() as u64));
+                    by_offset.extend(page.jobs.iter().map(|j| j.id));
+                }
+                assert_eq!(
+                    by_offset, expected,
+                    "offset {sort:?} {direction:?} {filter:?}"
+                );
+            }
+        }
+    }
 }
