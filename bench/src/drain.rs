@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use jobstore::{ClaimRequest, Store, Worker};
+use jobstore::{ClaimRequest, Completion, Store, Worker};
 use serde_json::json;
 
 use crate::common::{
@@ -49,6 +49,38 @@ struct Outcome {
     latencies: Vec<u64>,
 }
 
+/// How the claim-API cases acknowledge the jobs they claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ack {
+    /// `Store::complete` per job (raw: one `complete` call per job).
+    PerJob,
+    /// `Store::complete_many` for the whole claim (raw: every job of the claim in one call).
+    PerClaim,
+}
+
+impl Ack {
+    fn jobstore_store(self) -> &'static str {
+        match self {
+            Ack::PerJob => "jobstore",
+            Ack::PerClaim => "jobstore (complete_many)",
+        }
+    }
+
+    fn jobstore_case(self) -> &'static str {
+        match self {
+            Ack::PerJob => "Store::claim + Store::complete per job",
+            Ack::PerClaim => "Store::claim + Store::complete_many per claim",
+        }
+    }
+
+    fn raw_store(self) -> &'static str {
+        match self {
+            Ack::PerJob => "raw (grouped as jobstore)",
+            Ack::PerClaim => "raw (grouped as jobstore, complete_many)",
+        }
+    }
+}
+
 /// Runs every case at `level` on databases made by `make_db` (a fresh file, or a copy of a
 /// prefilled one): it answers the path of a database holding the core's schema and no queued
 /// job.
@@ -58,46 +90,48 @@ pub fn run(
     make_db: &dyn Fn(&str) -> Result<std::path::PathBuf>,
 ) -> Result<()> {
     for &workers in &config.workers {
-        // jobstore, claim API from N threads.
-        let path = make_db("drain-jobstore")?;
-        let (finished_before, _) = seed(&path, config.jobs)?;
-        let store = open_store(&path, level)?;
-        let outcome = drain_claim_api(&store, workers, config)?;
-        let group = outcome.writes as f64 / outcome.commits.max(1) as f64;
-        emit(
-            config,
-            level,
-            "jobstore",
-            "Store::claim + Store::complete",
-            workers,
-            finished_before,
-            outcome,
-        );
-        drop(store);
-        emit_settings(
-            "jobstore",
-            &path,
-            level.as_str(),
-            "set and read back by the store at open",
-        )?;
-        crate::common::remove_db(&path);
+        for ack in [Ack::PerJob, Ack::PerClaim] {
+            // jobstore, claim API from N threads.
+            let path = make_db("drain-jobstore")?;
+            let (finished_before, _) = seed(&path, config.jobs)?;
+            let store = open_store(&path, level)?;
+            let outcome = drain_claim_api(&store, workers, config, ack)?;
+            let group = outcome.writes as f64 / outcome.commits.max(1) as f64;
+            emit(
+                config,
+                level,
+                ack.jobstore_store(),
+                ack.jobstore_case(),
+                workers,
+                finished_before,
+                outcome,
+            );
+            drop(store);
+            emit_settings(
+                "jobstore",
+                &path,
+                level.as_str(),
+                "set and read back by the store at open",
+            )?;
+            crate::common::remove_db(&path);
 
-        // raw, the same statements in transactions of the size jobstore's writer made.
-        let path = make_db("drain-raw")?;
-        let (finished_before, _) = seed(&path, config.jobs)?;
-        let outcome = drain_raw_grouped(&path, level, workers, group, config)?;
-        emit(
-            config,
-            level,
-            "raw (grouped as jobstore)",
-            &format!(
-                "same calls, {group:.1} per transaction (jobstore's writes per commit), 1 connection"
-            ),
-            workers,
-            finished_before,
-            outcome,
-        );
-        crate::common::remove_db(&path);
+            // raw, the same statements in transactions of the size jobstore's writer made.
+            let path = make_db("drain-raw")?;
+            let (finished_before, _) = seed(&path, config.jobs)?;
+            let outcome = drain_raw_grouped(&path, level, workers, group, config, ack)?;
+            emit(
+                config,
+                level,
+                ack.raw_store(),
+                &format!(
+                    "same calls, {group:.1} per transaction (jobstore's writes per commit), 1 connection"
+                ),
+                workers,
+                finished_before,
+                outcome,
+            );
+            crate::common::remove_db(&path);
+        }
 
         // raw, one transaction per call from N threads.
         if config.raw_per_call {
@@ -141,24 +175,6 @@ pub fn run(
             crate::common::remove_db(&path);
         }
     }
-    // The ceiling: what the same statements reach when a whole claim's jobs are completed in
-    // one transaction (jobstore's API has no batch complete).
-    let path = make_db("drain-raw")?;
-    let (finished_before, _) = seed(&path, config.jobs)?;
-    let outcome = drain_raw_batched(&path, level, config)?;
-    emit(
-        config,
-        level,
-        "raw (batched)",
-        &format!(
-            "claim {0} + complete {0} per transaction, 1 thread",
-            config.claim_batch
-        ),
-        1,
-        finished_before,
-        outcome,
-    );
-    crate::common::remove_db(&path);
     Ok(())
 }
 
@@ -244,7 +260,7 @@ fn cap_timer(
     })
 }
 
-fn drain_claim_api(store: &Store, workers: u64, config: &DrainConfig) -> Result<Outcome> {
+fn drain_claim_api(store: &Store, workers: u64, config: &DrainConfig, ack: Ack) -> Result<Outcome> {
     let before = store.writer_stats();
     let stop = Arc::new(AtomicBool::new(false));
     let finished = Arc::new(AtomicBool::new(false));
@@ -268,6 +284,27 @@ fn drain_claim_api(store: &Store, workers: u64, config: &DrainConfig) -> Result<
                     let jobs = store.claim(&request)?;
                     if jobs.is_empty() {
                         break;
+                    }
+                    if ack == Ack::PerClaim {
+                        let completions = jobs
+                            .iter()
+                            .map(|job| {
+                                Ok(Completion {
+                                    id: job.id,
+                                    lease: job
+                                        .lease()
+                                        .ok_or_else(|| fail("claimed job without lease"))?,
+                                    result: json!({ "ok": true }),
+                                })
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        let t = Instant::now();
+                        for answer in store.complete_many(completions)? {
+                            answer?;
+                            done += 1;
+                        }
+                        latencies.push(micros_since(t));
+                        continue;
                     }
                     for job in jobs {
                         let lease = job
@@ -423,13 +460,15 @@ fn drain_raw_per_call(
 }
 
 /// One connection plays `workers` workers in turn (each claims `claim_batch`, then completes
-/// its jobs one call at a time) and commits every `group` calls.
+/// its jobs one call at a time, or all in one call with [`Ack::PerClaim`]) and commits every
+/// `group` calls.
 fn drain_raw_grouped(
     path: &Path,
     level: Level,
     workers: u64,
     group: f64,
     config: &DrainConfig,
+    ack: Ack,
 ) -> Result<Outcome> {
     let conn = raw::open(path, level)?;
     let names: Vec<String> = (0..workers).map(|w| format!("bench-{w}")).collect();
@@ -460,7 +499,12 @@ fn drain_raw_grouped(
             budget += group;
         }
         let now = raw::now_ms();
-        if let Some((id, token)) = held[w].pop_front() {
+        if ack == Ack::PerClaim && !held[w].is_empty() {
+            for (id, token) in held[w].drain(..) {
+                raw::complete(&conn, &names[w], now, id, token)?;
+                done += 1;
+            }
+        } else if let Some((id, token)) = held[w].pop_front() {
             raw::complete(&conn, &names[w], now, id, token)?;
             done += 1;
         } else {
@@ -486,39 +530,6 @@ fn drain_raw_grouped(
         done,
         elapsed: start.elapsed(),
         writes: calls,
-        commits,
-        latencies: Vec::new(),
-    })
-}
-
-/// A whole claim's jobs completed in one transaction.
-fn drain_raw_batched(path: &Path, level: Level, config: &DrainConfig) -> Result<Outcome> {
-    let conn = raw::open(path, level)?;
-    let start = Instant::now();
-    let deadline = start + config.cap;
-    let (mut done, mut commits) = (0_u64, 0_u64);
-    while Instant::now() < deadline {
-        let jobs = raw::in_transaction(&conn, |c| {
-            raw::claim(c, "bench-0", raw::now_ms(), config.claim_batch)
-        })?;
-        commits += 1;
-        if jobs.is_empty() {
-            break;
-        }
-        raw::in_transaction(&conn, |c| {
-            let now = raw::now_ms();
-            for &(id, token) in &jobs {
-                raw::complete(c, "bench-0", now, id, token)?;
-            }
-            Ok(())
-        })?;
-        commits += 1;
-        done += jobs.len() as u64;
-    }
-    Ok(Outcome {
-        done,
-        elapsed: start.elapsed(),
-        writes: commits,
         commits,
         latencies: Vec::new(),
     })

@@ -13,7 +13,10 @@ use rusqlite::{Connection, params};
 use crate::common::{Level, Result, fail};
 
 /// The core's schema, applied as the core's migration does.
-const SCHEMA: &str = include_str!("../../crates/jobstore/migrations/0001_initial.sql");
+const SCHEMA: [&str; 2] = [
+    include_str!("../../crates/jobstore/migrations/0001_initial.sql"),
+    include_str!("../../crates/jobstore/migrations/0002_dialect_list_indexes.sql"),
+];
 
 /// `rows.rs`: the columns every job statement returns.
 pub const JOB_COLUMNS: &str = "id, tenant, kind, queue, name, source, target, created_by, \
@@ -48,10 +51,12 @@ pub const CLAIM_ONE_QUEUE: &str = "UPDATE jobs SET state = ?1, attempt = attempt
          AND (?6 IS NULL OR tenant = ?6) ORDER BY priority, run_at, id LIMIT ?7) \
      RETURNING ";
 
-/// `worker_calls.rs`: `complete`, followed by [`JOB_COLUMNS`].
+/// `worker_calls.rs`: `PreparedCompletion::run`, followed by [`JOB_COLUMNS`].
 pub const COMPLETE: &str = "UPDATE jobs SET state = ?1, result = ?2, finished_at = ?3, \
      updated_at = ?3, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
-     WHERE id = ?4 AND state = 'running' AND lease_token = ?5 RETURNING ";
+     WHERE id = ?4 AND state = 'running' AND lease_token = ?5 AND lease_owner = ?6 \
+         AND (?7 IS NULL OR tenant = ?7) \
+     RETURNING ";
 
 /// The tenant of an embedded store's default scope.
 pub const TENANT: &str = "default";
@@ -78,12 +83,19 @@ pub fn open(path: &Path, level: Level) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Creates the core's schema in a new file (as `user_version` 1, like the core).
+/// Creates the core's schema in a new file (every migration, and the core's `user_version`).
 pub fn create(path: &Path, level: Level) -> Result<Connection> {
     let conn = open(path, level)?;
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    conn.execute_batch(SCHEMA)?;
-    conn.pragma_update(None, "user_version", 1)?;
+    if i64::try_from(SCHEMA.len())? != jobstore::SCHEMA_VERSION {
+        return Err(fail(
+            "raw.rs applies fewer migrations than the core has: add the new one",
+        ));
+    }
+    for migration in SCHEMA {
+        conn.execute_batch(migration)?;
+    }
+    conn.pragma_update(None, "user_version", jobstore::SCHEMA_VERSION)?;
     conn.execute_batch("COMMIT")?;
     Ok(conn)
 }
@@ -204,16 +216,12 @@ pub fn claim(conn: &Connection, worker: &str, now: i64, max: u32) -> Result<Vec<
     Ok(leased)
 }
 
-/// The statements of `Store::complete`: read the job, finish it under its lease, and write the
-/// `complete` event.
+/// The statements of `Store::complete` (and of each job of `Store::complete_many`): finish
+/// the job under its lease with one `UPDATE … RETURNING`, and write the `complete` event.
 pub fn complete(conn: &Connection, worker: &str, now: i64, id: i64, token: i64) -> Result<()> {
-    let state = read_job(conn, id)?;
-    if state != "running" {
-        return Err(fail(format!("job {id} is {state}, not running")));
-    }
     let sql = format!("{COMPLETE}{JOB_COLUMNS}");
     conn.prepare_cached(&sql)?.query_row(
-        params!["succeeded", "{\"ok\":true}", now, id, token],
+        params!["succeeded", "{\"ok\":true}", now, id, token, worker, TENANT],
         |row| row.get::<_, i64>(0),
     )?;
     insert_event(
