@@ -166,7 +166,7 @@ pub fn run(
                 config,
                 level,
                 "jobstore Worker",
-                "embedded Worker, concurrency N",
+                "embedded Worker, concurrency N, prefetch = the claim batch",
                 workers,
                 finished_before,
                 outcome,
@@ -354,6 +354,7 @@ fn drain_worker(
     let start = Instant::now();
     let worker = Worker::new(store.clone(), ["default"])
         .concurrency(usize::try_from(workers).unwrap_or(1))
+        .prefetch(config.claim_batch)
         .lease(Duration::from_secs(600))
         .rescue_interval(None)
         .start(move |_job| {

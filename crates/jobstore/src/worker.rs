@@ -201,6 +201,7 @@ pub struct Worker {
     queues: Vec<String>,
     name: String,
     concurrency: usize,
+    prefetch: u32,
     lease: Duration,
     poll_interval: Duration,
     rescue_interval: Option<Duration>,
@@ -216,6 +217,7 @@ impl Worker {
             queues: queues.into_iter().map(Into::into).collect(),
             name: format!("worker-{}-{}", std::process::id(), fastrand::u32(..)),
             concurrency: 1,
+            prefetch: 1,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
             rescue_interval: Some(Duration::from_secs(15)),
@@ -226,6 +228,16 @@ impl Worker {
     /// Runs up to `n` jobs at once (at least 1).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
+        self
+    }
+
+    /// How many jobs each thread claims at once (1 to [`crate::MAX_CLAIM`]; default 1). The
+    /// thread runs them one after another; the jobs waiting their turn keep their leases
+    /// alive through the heartbeat, and one that was cancelled meanwhile is acknowledged as
+    /// cancelled without running. Fewer claims for short jobs; a shutdown still runs every
+    /// job already claimed.
+    pub fn prefetch(mut self, n: u32) -> Self {
+        self.prefetch = n.clamp(1, crate::MAX_CLAIM);
         self
     }
 
@@ -291,6 +303,7 @@ impl Worker {
             store: self.store,
             queues: self.queues,
             name: self.name,
+            prefetch: self.prefetch,
             lease: self.lease,
             poll_interval: self.poll_interval,
             handlers: self.handlers,
@@ -327,6 +340,7 @@ struct Shared {
     store: Store,
     queues: Vec<String>,
     name: String,
+    prefetch: u32,
     lease: Duration,
     poll_interval: Duration,
     handlers: HashMap<String, Handler>,
@@ -374,7 +388,7 @@ impl Shared {
         let request = ClaimRequest {
             worker: self.name.clone(),
             queues: self.queues.clone(),
-            max: 1,
+            max: self.prefetch,
             lease_ms: self.lease_ms(),
         };
         let mut error_backoff = Duration::from_millis(50);
@@ -383,8 +397,11 @@ impl Shared {
             match self.store.claim(&request) {
                 Ok(jobs) if !jobs.is_empty() => {
                     error_backoff = Duration::from_millis(50);
-                    for job in jobs {
-                        self.run_job(job);
+                    // Every claimed job is heartbeaten from now on, also while it waits.
+                    let claimed: Vec<(Job, Arc<RunningJob>)> =
+                        jobs.into_iter().filter_map(|job| self.track(job)).collect();
+                    for (job, running) in claimed {
+                        self.run_job(job, &running);
                     }
                 }
                 Ok(_) => self.store.signal().wait_past(seen, self.poll_interval),
@@ -397,19 +414,45 @@ impl Shared {
         }
     }
 
-    fn run_job(&self, job: Job) {
+    /// Registers a claimed job with the heartbeat thread.
+    fn track(&self, job: Job) -> Option<(Job, Arc<RunningJob>)> {
         let Some(lease) = job.lease() else {
             log::error!("job {} was claimed without a lease", job.id);
-            return;
+            return None;
         };
-        let id = job.id;
         let running = Arc::new(RunningJob {
-            lease: lease.clone(),
-            cancel_requested: AtomicBool::new(false),
+            lease,
+            cancel_requested: AtomicBool::new(job.cancel_requested_at.is_some()),
             lease_lost: AtomicBool::new(false),
         });
         if let Ok(mut map) = self.running.lock() {
-            map.insert(id, Arc::clone(&running));
+            map.insert(job.id, Arc::clone(&running));
+        }
+        Some((job, running))
+    }
+
+    fn run_job(&self, job: Job, running: &Arc<RunningJob>) {
+        let id = job.id;
+        let lease = running.lease.clone();
+        if running.lease_lost.load(Ordering::SeqCst) {
+            // Lost while it waited its turn (another worker may run it now): leave it.
+            if let Ok(mut map) = self.running.lock() {
+                map.remove(&id);
+            }
+            log::warn!("job {id}: lease lost before it started; not run");
+            return;
+        }
+        if running.cancel_requested.load(Ordering::SeqCst) {
+            // Cancelled while it waited its turn: acknowledge without running it.
+            if let Ok(mut map) = self.running.lock() {
+                map.remove(&id);
+            }
+            self.report(
+                id,
+                lease,
+                Err(JobError::fatal("cancelled before it started")),
+            );
+            return;
         }
         let handler = self
             .handlers
@@ -420,7 +463,7 @@ impl Shared {
         let mut context = JobContext {
             store: self.store.clone(),
             job,
-            running: Arc::clone(&running),
+            running: Arc::clone(running),
         };
         let outcome = match handler {
             Some(handler) => catch_unwind(AssertUnwindSafe(|| handler(&mut context)))
@@ -441,9 +484,13 @@ impl Shared {
             log::warn!("job {id}: lease lost while running; its outcome is dropped");
             return;
         }
-        // The outcome is reported without waiting for its commit: the next claim queues
-        // behind it and both share one commit. The lease stays valid meanwhile; shutdown
-        // waits for every report to be answered.
+        self.report(id, lease, outcome);
+    }
+
+    /// Reports an outcome without waiting for its commit: the next job (or claim) goes on
+    /// meanwhile, and reports queued together share one commit. The lease stays valid in
+    /// between; shutdown waits for every report to be answered.
+    fn report(&self, id: i64, lease: Lease, outcome: HandlerResult) {
         let call = match outcome {
             Ok(result) => self.store.complete_call(id, &lease, result),
             Err(err) => self.store.fail_call(

@@ -239,3 +239,63 @@ fn shutdown_returns_only_after_every_outcome_is_committed() {
         .unwrap();
     assert_eq!(succeeded, 3);
 }
+
+#[test]
+fn prefetched_jobs_keep_their_leases_and_a_cancelled_one_never_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let ids: Vec<i64> = (0..5)
+        .map(|n| {
+            store
+                .enqueue(NewJob::new("step").payload(json!({ "n": n })))
+                .unwrap()
+                .id
+        })
+        .collect();
+    let (started, first_started) = mpsc::channel::<()>();
+    let (release, released) = mpsc::channel::<()>();
+    let released = std::sync::Mutex::new(released);
+    let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&ran);
+    let first = ids[0];
+    // One thread claims all five at once; leases are short, and expired ones are rescued
+    // often, so a waiting job whose lease were not kept alive would be taken away.
+    let worker = Worker::new(store.clone(), ["default"])
+        .concurrency(1)
+        .prefetch(5)
+        .lease(Duration::from_millis(300))
+        .rescue_interval(Some(Duration::from_millis(50)))
+        .start(move |job| {
+            log.lock().unwrap().push(job.job().id);
+            if job.job().id == first {
+                started.send(()).unwrap();
+                released
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(20))
+                    .unwrap();
+            }
+            Ok(json!({ "n": job.payload()["n"] }))
+        })
+        .unwrap();
+    first_started.recv_timeout(Duration::from_secs(20)).unwrap();
+    for &id in &ids {
+        assert_eq!(store.get(id).unwrap().state, State::Running, "job {id}");
+    }
+    store.cancel(ids[2], "test").unwrap();
+    // Several lease lengths pass while the jobs wait their turn.
+    std::thread::sleep(Duration::from_millis(1000));
+    release.send(()).unwrap();
+    for (i, &id) in ids.iter().enumerate() {
+        let job = wait_finished(&store, id);
+        if i == 2 {
+            assert_eq!(job.state, State::Cancelled);
+        } else {
+            assert_eq!(job.state, State::Succeeded, "job {id}");
+            assert_eq!(job.attempt, 1, "job {id} ran once, never rescued");
+        }
+    }
+    worker.shutdown();
+    let ran = ran.lock().unwrap().clone();
+    assert_eq!(ran, vec![ids[0], ids[1], ids[3], ids[4]]);
+}
