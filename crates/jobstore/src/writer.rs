@@ -248,7 +248,7 @@ fn commit_group(
             }
             in_transaction = true;
         }
-        if let Err(err) = conn.execute_batch("SAVEPOINT write") {
+        if let Err(err) = control(conn, "SAVEPOINT write") {
             op.refuse(Error::Sqlite(err));
             continue;
         }
@@ -275,9 +275,9 @@ fn commit_group(
             continue;
         }
         let end = if keep {
-            conn.execute_batch("RELEASE write")
+            control(conn, "RELEASE write")
         } else {
-            conn.execute_batch("ROLLBACK TO write; RELEASE write")
+            control(conn, "ROLLBACK TO write").and_then(|()| control(conn, "RELEASE write"))
         };
         match (reply, end) {
             (Some(reply), Ok(())) if keep => pending.push(reply),
@@ -289,7 +289,7 @@ fn commit_group(
     if !in_transaction {
         return;
     }
-    match conn.execute_batch("COMMIT") {
+    match control(conn, "COMMIT") {
         Ok(()) => {
             // Counted before anyone is answered, so that a caller reading the stats after
             // its answer sees its own commit.
@@ -313,12 +313,18 @@ fn commit_group(
     }
 }
 
+/// Runs a transaction-control statement from the connection's statement cache: they run
+/// several times per group, and parsing each anew was a visible share of the writer's time.
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// `BEGIN IMMEDIATE`, retried while another process holds the write lock, up to `lock_wait`.
 /// Each attempt already waits the connection's busy timeout.
 fn begin_immediate(conn: &Connection, lock_wait: Duration) -> Result<()> {
     let deadline = Instant::now() + lock_wait;
     loop {
-        match conn.execute_batch("BEGIN IMMEDIATE") {
+        match control(conn, "BEGIN IMMEDIATE") {
             Ok(()) => return Ok(()),
             Err(err) if is_busy(&err) => {
                 if Instant::now() >= deadline {
