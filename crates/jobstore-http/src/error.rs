@@ -34,6 +34,15 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
+    /// 500 `internal`: something on our side failed; the details go to the log, not the client.
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+
     /// 404 for a route that does not exist.
     pub fn no_route(path: &str) -> ApiError {
         ApiError::new(
