@@ -63,7 +63,7 @@ where
     }
 
     fn refuse(self: Box<Self>, err: Error) {
-        (self.reply)(Err(err));
+        answer(self.reply, Err(err));
     }
 }
 
@@ -73,11 +73,19 @@ impl<T: Send + 'static, R: FnOnce(Result<T>) + Send + 'static> PendingReply for 
     }
 
     fn finish(self: Box<Self>, commit: Result<()>) {
-        let answer = match (self.result, commit) {
+        let result = match (self.result, commit) {
             (Ok(value), Ok(())) => Ok(value),
             (Ok(_), Err(err)) | (Err(err), _) => Err(err),
         };
-        (self.reply)(answer);
+        answer(self.reply, result);
+    }
+}
+
+/// Hands `result` to the caller's reply. A reply that panics (a caller's callback) is logged
+/// and contained: the writer thread must outlive any one caller.
+fn answer<T>(reply: impl FnOnce(Result<T>), result: Result<T>) {
+    if catch_unwind(AssertUnwindSafe(|| reply(result))).is_err() {
+        log::error!("a write's answer callback panicked");
     }
 }
 

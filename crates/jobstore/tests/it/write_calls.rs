@@ -174,3 +174,15 @@ fn a_write_call_answers_through_its_callback_after_the_commit() {
         .unwrap();
     assert_eq!(done.state, State::Succeeded);
 }
+
+#[test]
+fn a_panicking_callback_does_not_take_the_writer_down() {
+    let f = Fixture::new();
+    f.store
+        .enqueue_call(NewJob::new("export"))
+        .then(|_| panic!("a careless callback"));
+    // The write itself committed, and the writer still serves every later call.
+    let later = f.store.enqueue(NewJob::new("export")).unwrap();
+    assert_eq!(later.id, 2);
+    assert_eq!(f.store.get(1).unwrap().state, State::Queued);
+}
