@@ -36,13 +36,6 @@ pub const INSERT_JOB: &str = "INSERT INTO jobs (tenant, kind, queue, name, sourc
 pub const INSERT_EVENT: &str = "INSERT INTO job_events (job_id, at, event, from_state, \
      to_state, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
-/// `rows.rs`: `load_job`, with [`JOB_COLUMNS`].
-pub const SELECT_JOB: &str = "SELECT id, tenant, kind, queue, name, source, target, created_by, \
-     dialect, state, priority, run_at, attempt, max_attempts, lease_owner, lease_token, \
-     lease_expires_at, heartbeat_at, cancel_requested_at, unique_key, definition_id, restart_of, \
-     restartable, payload, result, error, progress, phase, created_at, updated_at, started_at, \
-     finished_at FROM jobs WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)";
-
 /// `worker_calls.rs`: `CLAIM_ONE_QUEUE`, followed by [`JOB_COLUMNS`].
 pub const CLAIM_ONE_QUEUE: &str = "UPDATE jobs SET state = ?1, attempt = attempt + 1, \
      leases = leases + 1, lease_token = leases + 1, lease_owner = ?2, lease_expires_at = ?3, \
@@ -118,8 +111,8 @@ pub fn in_transaction<T>(
     }
 }
 
-/// The statements of `Store::enqueue` for one plain job (no idempotency key): insert the job,
-/// its `create` event, and read it back.
+/// The statements of `Store::enqueue` for one plain job (no idempotency key): insert the job
+/// (answering its id) and its `create` event.
 pub fn insert_job(conn: &Connection, now: i64, payload: &str) -> Result<i64> {
     let id: i64 = conn.prepare_cached(INSERT_JOB)?.query_row(
         params![
@@ -145,7 +138,6 @@ pub fn insert_job(conn: &Connection, now: i64, payload: &str) -> Result<i64> {
         |row| row.get(0),
     )?;
     insert_event(conn, id, now, "create", None, "queued", "", None)?;
-    read_job(conn, id)?;
     Ok(id)
 }
 
@@ -164,14 +156,6 @@ pub fn insert_event(
     conn.prepare_cached(INSERT_EVENT)?
         .execute(params![job, at, event, from, to, actor, detail])?;
     Ok(())
-}
-
-/// `load_job` of the core, stepping the row without decoding it into a job.
-pub fn read_job(conn: &Connection, id: i64) -> Result<String> {
-    let state = conn
-        .prepare_cached(SELECT_JOB)?
-        .query_row(params![id, TENANT], |row| row.get::<_, String>(9))?;
-    Ok(state)
 }
 
 /// The claim of `Store::claim` for one queue: leases up to `max` jobs and writes a `claim`

@@ -543,3 +543,41 @@ fn discard_takes_a_waiting_job_in_one_step_but_never_a_running_one() {
     }
     assert_eq!(f.snapshot(), before);
 }
+
+#[test]
+fn enqueue_answers_the_row_as_stored() {
+    // enqueue builds its answer instead of reading the row back: it must be that row.
+    let f = Fixture::new();
+    let admin = f.store.with_scope(jobstore::Scope::All);
+    let cases = vec![
+        (f.store.clone(), NewJob::new("export")),
+        (
+            f.store.clone(),
+            NewJob::new("import")
+                .queue("bulk")
+                .name("nightly")
+                .source("s3://in")
+                .target("Account")
+                .created_by("alice")
+                .dialect("datacloud")
+                .priority(-3)
+                .run_at(T0 + 5_000)
+                .max_attempts(7)
+                .unique_key("nightly-import")
+                .idempotency_key("k-1")
+                .payload(json!({"a": [1, 2.5, "x"], "b": {"c": null}, "z": true}))
+                .upload(true)
+                .restartable(false),
+        ),
+        (admin, NewJob::new("export").tenant("acme")),
+    ];
+    for (store, new) in cases {
+        let answered = store.enqueue(new).unwrap();
+        let stored = f
+            .store
+            .with_scope(jobstore::Scope::All)
+            .get(answered.id)
+            .unwrap();
+        assert_eq!(answered, stored);
+    }
+}
