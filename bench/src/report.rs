@@ -654,7 +654,7 @@ fn drain(md: &mut String, run: &Run, scenario: &str, title: &str) {
             let rate = |r: Option<&Value>| r.and_then(|r| num(r, "rate"));
             let per_commit = |r: Option<&Value>| {
                 r.and_then(|r| num(r, "writes_per_commit"))
-                    .map_or(String::new(), |x| format!(" ({x} calls per commit)"))
+                    .map_or(String::new(), |x| format!(" ({x} per commit)"))
             };
             let finished = js
                 .or(many)
