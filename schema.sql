@@ -1,4 +1,4 @@
--- jobstore: the canonical current schema (version 2), for people reading the database.
+-- jobstore: the canonical current schema (version 3), for people reading the database.
 --
 -- The migrations in crates/jobstore/migrations/ build exactly this schema (a test compares
 -- sqlite_master of both); change them together. Times are INTEGER milliseconds since the Unix
@@ -64,13 +64,10 @@ CREATE UNIQUE INDEX jobs_unique_live ON jobs (tenant, unique_key)
 -- The claim query: queued jobs of a queue in priority, run_at, id order.
 CREATE INDEX jobs_claim ON jobs (queue, priority, run_at, id) WHERE state = 'queued';
 
--- Lease rescue: running jobs by lease expiry.
-CREATE INDEX jobs_lease_expiry ON jobs (lease_expires_at) WHERE state = 'running';
-
--- Retention purge: finished jobs by finish time.
-CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
-
 -- List sorts (every sort field a dialect offers), within a tenant, ties broken by id.
+-- Maintenance reads them too: lease rescue seeks each tenant's running jobs in
+-- jobs_by_tenant_state, the retention purge each tenant's old finished jobs in
+-- jobs_by_tenant_finished (no index of their own: every claim and finish would pay for it).
 CREATE INDEX jobs_by_tenant_id ON jobs (tenant, id);
 CREATE INDEX jobs_by_tenant_created ON jobs (tenant, created_at, id);
 CREATE INDEX jobs_by_tenant_updated ON jobs (tenant, updated_at, id);

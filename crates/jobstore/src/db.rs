@@ -172,10 +172,14 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         sql: include_str!("../migrations/0002_dialect_list_indexes.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("../migrations/0003_fewer_write_indexes.sql"),
+    },
 ];
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Each step runs with its `user_version` bump in
 /// one `BEGIN IMMEDIATE` transaction, so two processes opening one file never both migrate it.

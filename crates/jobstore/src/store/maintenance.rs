@@ -13,6 +13,41 @@ use crate::model::{CheckReport, QueueCount};
 use crate::state::{Event, State};
 use crate::{Error, Result};
 
+/// `scope_tenants!()`: the tenants a maintenance statement covers, as the common table
+/// `tenants(name)`: the
+/// scope's tenant (`?2`), or with `?2` NULL every tenant, found by hopping along
+/// `jobs_by_tenant_id` (one index seek per tenant, never a scan). Each tenant's rows are then
+/// sought in a `(tenant, …)` index the transitions keep anyway. `CROSS JOIN` keeps the tenants
+/// the outer loop and `INDEXED BY` names the index: left to itself SQLite built a temporary
+/// index over the whole table, or walked the whole index. So rescue and purge need no index of
+/// their own for every claim and finish to pay for.
+macro_rules! scope_tenants {
+    () => {
+        "WITH RECURSIVE tenants(name) AS ( \
+         SELECT CASE WHEN ?2 IS NULL THEN (SELECT min(tenant) FROM jobs) ELSE ?2 END \
+         UNION ALL \
+         SELECT (SELECT min(tenant) FROM jobs WHERE tenant > tenants.name) FROM tenants \
+         WHERE ?2 IS NULL AND tenants.name IS NOT NULL) "
+    };
+}
+
+/// Running jobs whose lease expired before `?1`, in `?2`'s scope, oldest expiry first, `?3` at
+/// most.
+const EXPIRED_LEASES: &str = concat!(
+    scope_tenants!(),
+    "SELECT jobs.id FROM tenants CROSS JOIN jobs INDEXED BY jobs_by_tenant_state \
+     WHERE jobs.tenant = tenants.name AND jobs.state = 'running' AND jobs.lease_expires_at < ?1 \
+     ORDER BY jobs.lease_expires_at LIMIT ?3"
+);
+
+/// Deletes up to `?3` jobs of `?2`'s scope that finished before `?1`.
+const PURGE_FINISHED: &str = concat!(
+    "DELETE FROM jobs WHERE id IN (",
+    scope_tenants!(),
+    "SELECT jobs.id FROM tenants CROSS JOIN jobs INDEXED BY jobs_by_tenant_finished \
+     WHERE jobs.tenant = tenants.name AND ifnull(jobs.finished_at, -1) >= 0 AND ifnull(jobs.finished_at, -1) < ?1 LIMIT ?3)"
+);
+
 /// How many rows one maintenance transaction touches at most, so it never holds the write
 /// lock for long.
 const MAINTENANCE_BATCH: i64 = 500;
@@ -33,10 +68,7 @@ impl Store {
             let tenant = tenant.clone();
             let batch = self.write(move |conn| {
                 let ids = conn
-                    .prepare_cached(
-                        "SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < ?1 \
-                         AND (?2 IS NULL OR tenant = ?2) ORDER BY lease_expires_at LIMIT ?3",
-                    )?
+                    .prepare_cached(EXPIRED_LEASES)?
                     .query_map(params![now, tenant, MAINTENANCE_BATCH], |row| row.get(0))?
                     .collect::<rusqlite::Result<Vec<i64>>>()?;
                 for id in &ids {
@@ -93,12 +125,11 @@ impl Store {
         let cutoff = self.now().saturating_sub(retention_ms);
         let tenant = self.tenant_filter();
         self.purge_in_batches(move |conn| {
-            Ok(conn
-                .prepare_cached(
-                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished_at < ?1 \
-                     AND (?2 IS NULL OR tenant = ?2) LIMIT ?3)",
-                )?
-                .execute(params![cutoff, tenant, MAINTENANCE_BATCH])?)
+            Ok(conn.prepare_cached(PURGE_FINISHED)?.execute(params![
+                cutoff,
+                tenant,
+                MAINTENANCE_BATCH
+            ])?)
         })
     }
 
@@ -308,3 +339,58 @@ const CONSISTENCY_CHECKS: &[(&str, &str)] = &[
          WHERE s.status IN ('running', 'ok', 'error') AND j.leases = 0 AND j.restart_of IS NULL",
     ),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::{EXPIRED_LEASES, PURGE_FINISHED};
+    use crate::Store;
+
+    /// The query plan of `sql` (every detail line), on the store's current schema.
+    fn plan(conn: &rusqlite::Connection, sql: &str, tenant: Option<&str>) -> Vec<String> {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("prepare");
+        stmt.query_map(rusqlite::params![0, tenant, 10], |row| {
+            row.get::<_, String>(3)
+        })
+        .expect("plan")
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .expect("plan rows")
+    }
+
+    #[test]
+    fn rescue_and_purge_seek_each_tenant_and_never_scan_the_jobs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jobs.db");
+        drop(Store::open(&path).expect("open"));
+        let conn = rusqlite::Connection::open(&path).expect("connection");
+        // Enough rows in several tenants, with statistics, for the planner to choose freely.
+        conn.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
+             INSERT INTO jobs (tenant, kind, state, run_at, created_at, updated_at, finished_at) \
+             SELECT 't' || (i % 5), 'k', 'succeeded', i, i, i, i FROM n; ANALYZE;",
+        )
+        .expect("rows");
+        for (sql, index) in [
+            (
+                EXPIRED_LEASES,
+                "jobs_by_tenant_state (tenant=? AND state=?)",
+            ),
+            (PURGE_FINISHED, "jobs_by_tenant_finished (tenant=?"),
+        ] {
+            for tenant in [None, Some("t1")] {
+                let plan = plan(&conn, sql, tenant);
+                assert!(
+                    plan.iter().any(|line| line.contains(index)),
+                    "{index} unused: {plan:?}"
+                );
+                assert!(
+                    !plan
+                        .iter()
+                        .any(|line| line.starts_with("SCAN jobs") || line.contains("AUTOMATIC")),
+                    "a scan of the jobs: {plan:?}"
+                );
+            }
+        }
+    }
+}

@@ -581,3 +581,45 @@ fn enqueue_answers_the_row_as_stored() {
         assert_eq!(answered, stored);
     }
 }
+
+#[test]
+fn rescue_and_purge_cover_every_tenant_of_their_scope() {
+    let f = Fixture::new();
+    let tenants = ["acme", "default", "globex", "zeta"];
+    let scoped = |t: &str| f.store.with_scope(jobstore::Scope::Tenant(t.into()));
+    let admin = f.store.with_scope(jobstore::Scope::All);
+    let mut running = Vec::new();
+    let mut finished = Vec::new();
+    for t in tenants {
+        let store = scoped(t);
+        running.push(store.enqueue(NewJob::new("run")).unwrap().id);
+        let done = store.enqueue(NewJob::new("done")).unwrap();
+        store.cancel(done.id, "").unwrap();
+        finished.push(done.id);
+        // Leased in that tenant's scope, then abandoned.
+        let claimed = store.claim(&ClaimRequest::new("w", "default")).unwrap();
+        assert_eq!(claimed.len(), 1);
+    }
+    f.clock.advance(30_001);
+    // A tenant's rescue touches that tenant only; the admin scope the rest, every tenant.
+    assert_eq!(
+        scoped("globex").rescue_expired_leases().unwrap(),
+        vec![running[2]]
+    );
+    let mut rescued = admin.rescue_expired_leases().unwrap();
+    rescued.sort_unstable();
+    assert_eq!(rescued, vec![running[0], running[1], running[3]]);
+    for id in &running {
+        assert_eq!(admin.get(*id).unwrap().state, State::Queued);
+    }
+    // The same for the retention purge.
+    assert_eq!(scoped("zeta").purge_finished(10_000).unwrap(), 1);
+    assert_eq!(admin.purge_finished(10_000).unwrap(), 3);
+    for id in &finished {
+        assert!(matches!(admin.get(*id), Err(Error::JobNotFound { .. })));
+    }
+    for id in &running {
+        assert!(admin.get(*id).is_ok(), "a live job was purged");
+    }
+    assert!(f.store.check().unwrap().is_ok());
+}
