@@ -284,20 +284,6 @@ impl Worker<'_> {
     }
 }
 
-/// A daemon with a config file.
-fn daemon_with_config(config: &str) -> Daemon {
-    let dir = temp_dir();
-    let path = dir.path().join("jobstore.toml");
-    std::fs::write(&path, config).unwrap();
-    Daemon::start_with(
-        dir,
-        Options {
-            args: vec!["--config".into(), path.into_os_string()],
-            ..Options::default()
-        },
-    )
-}
-
 // ---------------------------------------------------------------------------------------
 // Tests.
 
@@ -387,7 +373,7 @@ fn each_job_type_is_created_with_its_type_and_seen_everywhere() {
 
 #[test]
 fn the_external_prefix_rule_and_the_configured_queue() {
-    let daemon = daemon_with_config(
+    let daemon = Daemon::with_config(
         "[dialects]\nc360_queue = \"dm-jobs\"\nc360_connected_sources = [\"crm-na\", \"bjxb-stg\"]\n",
     );
     let api = daemon.client();

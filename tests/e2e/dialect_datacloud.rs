@@ -52,19 +52,6 @@ const DETAIL_FIELDS: [&str; 4] = [
 // ---------------------------------------------------------------------------------------------
 // Helpers of this suite
 
-fn daemon_with_config(config: &str) -> Daemon {
-    let dir = temp_dir();
-    let path = dir.path().join("jobstore.toml");
-    std::fs::write(&path, config).unwrap();
-    Daemon::start_with(
-        dir,
-        Options {
-            args: vec!["--config".into(), path.into_os_string()],
-            ..Options::default()
-        },
-    )
-}
-
 /// `POST /api/v1/ingest/jobs`, asserting 201 and the job's shape; answers the job.
 #[track_caller]
 fn create(api: &Client, object: &str, operation: &str) -> Value {
@@ -1151,7 +1138,7 @@ fn tokens_and_tenants_apply() {
 
 #[test]
 fn batch_count_and_size_are_bounded_by_the_dialect_settings() {
-    let daemon = daemon_with_config(
+    let daemon = Daemon::with_config(
         "[dialects]\ndatacloud_max_batches = 2\ndatacloud_max_batch_bytes = 1000\n",
     );
     let api = daemon.client();

@@ -5,24 +5,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Daemon, Options, assert_error, eventually, id_of, temp_dir};
-
-fn daemon_with(config: &str) -> Daemon {
-    let dir = temp_dir();
-    let path = dir.path().join("jobstore.toml");
-    std::fs::write(&path, config).unwrap();
-    Daemon::start_with(
-        dir,
-        Options {
-            args: vec!["--config".into(), path.into_os_string()],
-            ..Options::default()
-        },
-    )
-}
+use crate::support::{Daemon, assert_error, eventually, id_of};
 
 #[test]
 fn an_expired_lease_is_rescued() {
-    let daemon = daemon_with("[maintenance]\nrescue_interval_ms = 100\n");
+    let daemon = Daemon::with_config("[maintenance]\nrescue_interval_ms = 100\n");
     let api = daemon.client();
     let id = id_of(&api.create(&json!({"kind": "k", "queue": "r", "max_attempts": 3})));
     let claimed = api
@@ -64,7 +51,7 @@ fn an_expired_lease_is_rescued() {
 
 #[test]
 fn finished_jobs_are_purged_after_their_retention() {
-    let daemon = daemon_with("[maintenance]\npurge_interval_ms = 100\nretention_ms = 1\n");
+    let daemon = Daemon::with_config("[maintenance]\npurge_interval_ms = 100\nretention_ms = 1\n");
     let api = daemon.client();
     let done = id_of(&api.create(&json!({"kind": "k"})));
     let live = id_of(&api.create(&json!({"kind": "k"})));

@@ -58,7 +58,6 @@ impl Daemon {
         Daemon::start_with(temp_dir(), Options::default())
     }
 
-    /// A daemon in `dir` (which the test may have prepared: a tokens file, a config file).
     /// A daemon with a tokens file holding one token per `(name, tenant, scopes)`, and a
     /// client for each token, in the same order.
     pub fn with_tokens<const N: usize>(tokens: [(&str, &str, &str); N]) -> (Daemon, [Client; N]) {
@@ -76,6 +75,21 @@ impl Daemon {
         (daemon, clients)
     }
 
+    /// A daemon whose config file (`--config`) holds `config`.
+    pub fn with_config(config: &str) -> Daemon {
+        let dir = temp_dir();
+        let path = dir.path().join("jobstore.toml");
+        std::fs::write(&path, config).unwrap();
+        Daemon::start_with(
+            dir,
+            Options {
+                args: vec!["--config".into(), path.into_os_string()],
+                ..Options::default()
+            },
+        )
+    }
+
+    /// A daemon in `dir` (which the test may have prepared: a tokens file, a config file).
     pub fn start_with(dir: TempDir, options: Options) -> Daemon {
         Daemon::start_listening(dir, options, "127.0.0.1:0")
     }

@@ -6,26 +6,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{
-    Body, Daemon, Options, assert_error, connect, id_of, read_response, temp_dir,
-};
+use crate::support::{Body, Daemon, assert_error, connect, id_of, read_response};
 
 /// A daemon with 500 ms header and body timeouts, set in a config file.
 fn impatient_daemon() -> Daemon {
-    let dir = temp_dir();
-    let config = dir.path().join("jobstore.toml");
-    std::fs::write(
-        &config,
-        "[limits]\nheader_timeout_ms = 500\nbody_timeout_ms = 500\n",
-    )
-    .unwrap();
-    Daemon::start_with(
-        dir,
-        Options {
-            args: vec!["--config".into(), config.into_os_string()],
-            ..Options::default()
-        },
-    )
+    Daemon::with_config("[limits]\nheader_timeout_ms = 500\nbody_timeout_ms = 500\n")
 }
 
 #[test]

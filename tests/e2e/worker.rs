@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{BIN, Client, Daemon, Options, id_of, temp_dir};
+use crate::support::{BIN, Client, Daemon, Options, id_of};
 
 /// How long a job may take to reach the state a test waits for (a hung worker fails the test).
 const JOB_WAIT: Duration = Duration::from_secs(30);
@@ -32,6 +32,29 @@ struct Worker {
 }
 
 impl Worker {
+    /// `jobstore worker` running `command` from queue `q` as `w1` with a 1200 ms lease and a
+    /// 300 ms grace; each `(flag, value)` of `settings` replaces that default or adds a flag.
+    fn exec(addr: SocketAddr, dir: &Path, command: &str, settings: &[(&str, &str)]) -> Worker {
+        let mut flags = vec![
+            ("--queue", "q"),
+            ("--name", "w1"),
+            ("--lease-ms", "1200"),
+            ("--grace-ms", "300"),
+        ];
+        for &(flag, value) in settings {
+            match flags.iter_mut().find(|(known, _)| *known == flag) {
+                Some(known) => known.1 = value,
+                None => flags.push((flag, value)),
+            }
+        }
+        let mut args: Vec<&str> = flags
+            .iter()
+            .flat_map(|&(flag, value)| [flag, value])
+            .collect();
+        args.extend(["--exec", command]);
+        Worker::start(addr, dir, &args)
+    }
+
     /// `jobstore worker --url http://ADDR ARGS...`, run in `dir`.
     fn start(addr: SocketAddr, dir: &Path, args: &[&str]) -> Worker {
         let mut command = Command::new(BIN);
@@ -182,20 +205,6 @@ impl Drop for Leftovers {
                 .status();
         }
     }
-}
-
-/// A daemon whose config file is `config`.
-fn daemon_with_config(config: &str) -> Daemon {
-    let dir = temp_dir();
-    let path = dir.path().join("jobstore.toml");
-    std::fs::write(&path, config).unwrap();
-    Daemon::start_with(
-        dir,
-        Options {
-            args: vec!["--config".into(), path.into_os_string()],
-            ..Options::default()
-        },
-    )
 }
 
 /// Writes a shell script into `dir` and answers the command that runs it (`sh /abs/path`).
@@ -386,22 +395,7 @@ echo "out 3"
 echo '##jobstore result {"rows": 3, "file": "out.csv"}'
 "###,
     );
-    let worker = Worker::start(
-        daemon.addr(),
-        &dir,
-        &[
-            "--queue",
-            "q",
-            "--name",
-            "w1",
-            "--lease-ms",
-            "1200",
-            "--grace-ms",
-            "300",
-            "--exec",
-            &command,
-        ],
-    );
+    let worker = Worker::exec(daemon.addr(), &dir, &command, &[]);
     let payload = json!({"month": "2024-05", "tables": ["a", "b"], "note": "ünïcode"});
     let id = id_of(&api.create(&json!({"kind": "export", "queue": "q", "payload": payload})));
 
@@ -467,22 +461,7 @@ fi
 echo "##jobstore result {\"attempt\": $JOBSTORE_ATTEMPT}"
 "###,
     );
-    let worker = Worker::start(
-        daemon.addr(),
-        &dir,
-        &[
-            "--queue",
-            "q",
-            "--name",
-            "w1",
-            "--lease-ms",
-            "1200",
-            "--grace-ms",
-            "300",
-            "--exec",
-            &command,
-        ],
-    );
+    let worker = Worker::exec(daemon.addr(), &dir, &command, &[]);
     let id = id_of(&api.create(&json!({"kind": "sync", "queue": "q", "max_attempts": 3})));
 
     // The daemon's retry backoff (about a second) passes; the worker's long poll picks it up.
@@ -516,22 +495,7 @@ echo "some noise" >&2
 exit 1
 "###,
     );
-    let worker = Worker::start(
-        daemon.addr(),
-        &dir,
-        &[
-            "--queue",
-            "q",
-            "--name",
-            "w1",
-            "--lease-ms",
-            "1200",
-            "--grace-ms",
-            "300",
-            "--exec",
-            &command,
-        ],
-    );
+    let worker = Worker::exec(daemon.addr(), &dir, &command, &[]);
     let id = id_of(&api.create(&json!({"kind": "import", "queue": "q", "max_attempts": 3})));
     let failed = wait_state(&api, id, "failed", &worker);
     assert_eq!(failed["attempt"], 1, "{failed}");
@@ -598,22 +562,7 @@ echo "working"
 sleep 300
 "###,
     );
-    let worker = Worker::start(
-        daemon.addr(),
-        &dir,
-        &[
-            "--queue",
-            "q",
-            "--name",
-            "w1",
-            "--lease-ms",
-            "1200",
-            "--grace-ms",
-            "300",
-            "--exec",
-            &command,
-        ],
-    );
+    let worker = Worker::exec(daemon.addr(), &dir, &command, &[]);
     let id = id_of(&api.create(&json!({"kind": "export", "queue": "q", "max_attempts": 3})));
     let child = pid_in(&dir.join("child.pid"), &worker);
     leftovers.group(child);
@@ -645,7 +594,7 @@ sleep 300
 
 #[test]
 fn a_killed_workers_job_is_rescued_and_run_by_another_worker() {
-    let daemon = daemon_with_config("[maintenance]\nrescue_interval_ms = 200\n");
+    let daemon = Daemon::with_config("[maintenance]\nrescue_interval_ms = 200\n");
     let api = daemon.client();
     let dir = daemon.dir().to_path_buf();
     let leftovers = Leftovers::default();
@@ -662,21 +611,11 @@ echo '##jobstore result {"by": "A"}'
         "finishes.sh",
         "echo '##jobstore result {\"by\": \"B\"}'\n",
     );
-    let mut a = Worker::start(
+    let mut a = Worker::exec(
         daemon.addr(),
         &dir,
-        &[
-            "--queue",
-            "q",
-            "--name",
-            "A",
-            "--lease-ms",
-            "1000",
-            "--grace-ms",
-            "300",
-            "--exec",
-            &blocked,
-        ],
+        &blocked,
+        &[("--name", "A"), ("--lease-ms", "1000")],
     );
     let id = id_of(&api.create(&json!({"kind": "export", "queue": "q", "max_attempts": 3})));
     let a_child = pid_in(&dir.join("a.pid"), &a);
@@ -691,21 +630,11 @@ echo '##jobstore result {"by": "A"}'
     // not promise otherwise). Stop it here, the way systemd stops a unit's whole cgroup.
     drop(leftovers);
 
-    let b = Worker::start(
+    let b = Worker::exec(
         daemon.addr(),
         &dir,
-        &[
-            "--queue",
-            "q",
-            "--name",
-            "B",
-            "--lease-ms",
-            "1000",
-            "--grace-ms",
-            "300",
-            "--exec",
-            &finishes,
-        ],
+        &finishes,
+        &[("--name", "B"), ("--lease-ms", "1000")],
     );
     let done = wait_state(&api, id, "succeeded", &b);
     assert_eq!(done["attempt"], 2, "{done}");
@@ -726,24 +655,7 @@ fn a_chatty_command_is_logged_completely_in_bounded_memory() {
     let api = daemon.client();
     let dir = daemon.dir().to_path_buf();
     let command = format!("seq 1 {LINES}");
-    let worker = Worker::start(
-        daemon.addr(),
-        &dir,
-        &[
-            "--queue",
-            "q",
-            "--name",
-            "w1",
-            "--lease-ms",
-            "1200",
-            "--grace-ms",
-            "300",
-            "--stdin",
-            "none",
-            "--exec",
-            &command,
-        ],
-    );
+    let worker = Worker::exec(daemon.addr(), &dir, &command, &[("--stdin", "none")]);
     let id = id_of(&api.create(&json!({"kind": "chatty", "queue": "q"})));
     wait_state(&api, id, "succeeded", &worker);
     let peak = worker.peak_memory();
@@ -786,23 +698,11 @@ fn run_cat_and_expect_the_batches(
     batches: &[Vec<u8>],
 ) {
     let dir = daemon.dir().to_path_buf();
-    let worker = Worker::start(
+    let worker = Worker::exec(
         daemon.addr(),
         &dir,
-        &[
-            "--queue",
-            queue,
-            "--name",
-            "w1",
-            "--lease-ms",
-            "1200",
-            "--grace-ms",
-            "300",
-            "--stdin",
-            "data",
-            "--exec",
-            "sh -c 'cat > out.csv'",
-        ],
+        "sh -c 'cat > out.csv'",
+        &[("--queue", queue), ("--stdin", "data")],
     );
     wait_state(api, id, "succeeded", &worker);
     let got = std::fs::read(dir.join("out.csv")).unwrap();
@@ -928,23 +828,11 @@ while [ ! -e go ]; do sleep 0.05; done
 cat > out.bin
 "###,
     );
-    let worker = Worker::start(
+    let worker = Worker::exec(
         daemon.addr(),
         &dir,
-        &[
-            "--queue",
-            "q",
-            "--name",
-            "w1",
-            "--lease-ms",
-            "5000",
-            "--grace-ms",
-            "300",
-            "--stdin",
-            "data",
-            "--exec",
-            &command,
-        ],
+        &command,
+        &[("--lease-ms", "5000"), ("--stdin", "data")],
     );
     wait_file(&dir.join("started-1"), &worker);
     thread::sleep(Duration::from_millis(500));
@@ -979,22 +867,7 @@ sleep 1
 echo '##jobstore result {"finished": true}'
 "###,
     );
-    let mut worker = Worker::start(
-        daemon.addr(),
-        &dir,
-        &[
-            "--queue",
-            "q",
-            "--name",
-            "w1",
-            "--lease-ms",
-            "1200",
-            "--grace-ms",
-            "10000",
-            "--exec",
-            &command,
-        ],
-    );
+    let mut worker = Worker::exec(daemon.addr(), &dir, &command, &[("--grace-ms", "10000")]);
     let id = id_of(&api.create(&json!({"kind": "export", "queue": "q"})));
     wait_file(&dir.join("started"), &worker);
     // Waits behind the running one (concurrency 1), and is never claimed: a stopping worker
@@ -1030,22 +903,7 @@ echo "working"
 sleep 300
 "###,
     );
-    let mut worker = Worker::start(
-        daemon.addr(),
-        &dir,
-        &[
-            "--queue",
-            "q",
-            "--name",
-            "w1",
-            "--lease-ms",
-            "1200",
-            "--grace-ms",
-            "300",
-            "--exec",
-            &command,
-        ],
-    );
+    let mut worker = Worker::exec(daemon.addr(), &dir, &command, &[]);
     let id = id_of(&api.create(&json!({"kind": "export", "queue": "q", "max_attempts": 3})));
     let child = pid_in(&dir.join("child.pid"), &worker);
     leftovers.group(child);
@@ -1079,22 +937,7 @@ echo "##jobstore result {\"job\": $JOBSTORE_JOB_ID}"
     );
     // A lease longer than the daemon's downtime: the restarted daemon rescues expired leases
     // at once, and this test is about the worker reconnecting, not about a rescue.
-    let mut worker = Worker::start(
-        daemon.addr(),
-        &dir,
-        &[
-            "--queue",
-            "q",
-            "--name",
-            "w1",
-            "--lease-ms",
-            "5000",
-            "--grace-ms",
-            "300",
-            "--exec",
-            &command,
-        ],
-    );
+    let mut worker = Worker::exec(daemon.addr(), &dir, &command, &[("--lease-ms", "5000")]);
     let id = id_of(
         &daemon
             .client()
