@@ -41,15 +41,143 @@ pub struct Options {
     pub env: Vec<(String, String)>,
 }
 
+/// The binary under test with the environment a test controls: no `JOBSTORE_*` settings or
+/// `NOTIFY_SOCKET` inherited from the machine, `RUST_LOG=info`.
+pub fn binary() -> Command {
+    let mut command = Command::new(BIN);
+    for name in [
+        "JOBSTORE_DB",
+        "JOBSTORE_LISTEN",
+        "JOBSTORE_TOKENS",
+        "NOTIFY_SOCKET",
+    ] {
+        command.env_remove(name);
+    }
+    command.env("RUST_LOG", "info");
+    command
+}
+
+/// A running child process of the binary under test. Its stderr is drained for the
+/// process's whole life (the pipe never fills) and kept for failure messages; each line also
+/// goes to `lines` when given. Killed (SIGKILL) on drop unless it already exited.
+pub struct Process {
+    child: Child,
+    exited: Option<ExitStatus>,
+    log: Arc<Mutex<Vec<String>>>,
+    /// What it is, for failure messages ("the daemon", "the worker").
+    what: &'static str,
+}
+
+impl Process {
+    /// Spawns `command` in `dir` with stdin and stdout null and stderr captured.
+    pub fn spawn(
+        mut command: Command,
+        dir: &Path,
+        what: &'static str,
+        lines: Option<mpsc::Sender<String>>,
+    ) -> Process {
+        let mut child = command
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("spawn {what}: {err}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&log);
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut raw = Vec::new();
+            loop {
+                raw.clear();
+                match reader.read_until(b'\n', &mut raw) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&raw).trim_end().to_owned();
+                        kept.lock().expect("log lock").push(line.clone());
+                        if let Some(lines) = &lines {
+                            let _ = lines.send(line);
+                        }
+                    }
+                }
+            }
+        });
+        Process {
+            child,
+            exited: None,
+            log,
+            what,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`, `KILL`, ...) with the `kill` command.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed: {status}");
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().expect("try_wait");
+        }
+        self.exited.is_none()
+    }
+
+    /// Waits up to `timeout` for the process to exit and answers its exit status. One still
+    /// running then is killed and the test fails.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        while self.running() {
+            if Instant::now() >= deadline {
+                self.kill();
+                panic!(
+                    "{} did not exit within {timeout:?}; stderr:\n{}",
+                    self.what,
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.exited.expect("exit status")
+    }
+
+    /// SIGKILL and reap, unless it already exited.
+    pub fn kill(&mut self) {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            self.exited = self.child.wait().ok();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// The real daemon, in its own temporary directory, listening on a free port of 127.0.0.1.
 /// Killed (SIGKILL) on drop unless the test stopped it and waited for its exit.
 pub struct Daemon {
     /// Always `Some` until [`Daemon::restart`] hands it to the next daemon.
     dir: Option<TempDir>,
-    child: Child,
-    exited: Option<ExitStatus>,
+    process: Process,
     addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Daemon {
@@ -97,7 +225,7 @@ impl Daemon {
     /// A daemon in `dir` listening on `listen` (`127.0.0.1:0`: a free port).
     fn start_listening(dir: TempDir, options: Options, listen: &str) -> Daemon {
         let db = dir.path().join("jobstore.db");
-        let mut command = Command::new(BIN);
+        let mut command = binary();
         command
             .arg("serve")
             .arg("--db")
@@ -108,46 +236,12 @@ impl Daemon {
             command.arg("--tokens").arg(tokens);
         }
         command.args(&options.args);
-        for name in [
-            "JOBSTORE_DB",
-            "JOBSTORE_LISTEN",
-            "JOBSTORE_TOKENS",
-            "NOTIFY_SOCKET",
-        ] {
-            command.env_remove(name);
-        }
-        command.env("RUST_LOG", "info");
         for (name, value) in &options.env {
             command.env(name, value);
         }
-        command
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("spawn jobstore serve");
-        let stderr = child.stderr.take().expect("piped stderr");
-
-        // Drain stderr for the daemon's whole life, so the pipe never fills; the lines are
-        // kept for failure messages and handed to the startup wait below.
-        let log = Arc::new(Mutex::new(Vec::new()));
+        // Every stderr line also goes to the startup wait below.
         let (lines, startup) = mpsc::channel::<String>();
-        let kept = Arc::clone(&log);
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut raw = Vec::new();
-            loop {
-                raw.clear();
-                match reader.read_until(b'\n', &mut raw) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&raw).trim_end().to_owned();
-                        kept.lock().expect("log lock").push(line.clone());
-                        let _ = lines.send(line);
-                    }
-                }
-            }
-        });
+        let mut process = Process::spawn(command, dir.path(), "the daemon", Some(lines));
 
         let deadline = Instant::now() + STARTUP_WAIT;
         let addr = loop {
@@ -162,18 +256,17 @@ impl Daemon {
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = child.wait().ok();
+                    let status = process.wait_exit(STARTUP_WAIT);
                     panic!(
-                        "the daemon exited before listening ({status:?}); stderr:\n{}",
-                        log.lock().expect("log lock").join("\n")
+                        "the daemon exited before listening ({status}); stderr:\n{}",
+                        process.stderr()
                     );
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    process.kill();
                     panic!(
                         "the daemon did not print `listening on` within {STARTUP_WAIT:?}; stderr:\n{}",
-                        log.lock().expect("log lock").join("\n")
+                        process.stderr()
                     );
                 }
             }
@@ -181,10 +274,8 @@ impl Daemon {
         assert!(addr.ip().is_loopback(), "listening beyond loopback: {addr}");
         Daemon {
             dir: Some(dir),
-            child,
-            exited: None,
+            process,
             addr,
-            log,
         }
     }
 
@@ -206,10 +297,7 @@ impl Daemon {
     /// Starts a new daemon on the same directory and database (killing this one first if it
     /// still runs).
     pub fn restart(mut self, options: Options) -> Daemon {
-        if self.exited.is_none() {
-            let _ = self.child.kill();
-            self.exited = self.child.wait().ok();
-        }
+        self.process.kill();
         let dir = self.dir.take().expect("the directory");
         Daemon::start_with(dir, options)
     }
@@ -217,10 +305,7 @@ impl Daemon {
     /// As [`Daemon::restart`], but on the same address as this daemon, so that clients
     /// holding the URL (a running `jobstore worker`) reach the new daemon.
     pub fn restart_on_same_address(mut self, options: Options) -> Daemon {
-        if self.exited.is_none() {
-            let _ = self.child.kill();
-            self.exited = self.child.wait().ok();
-        }
+        self.process.kill();
         let addr = self.addr;
         let dir = self.dir.take().expect("the directory");
         let daemon = Daemon::start_listening(dir, options, &addr.to_string());
@@ -246,40 +331,18 @@ impl Daemon {
 
     /// Everything the daemon wrote to stderr so far.
     pub fn stderr(&self) -> String {
-        self.log.lock().expect("log lock").join("\n")
+        self.process.stderr()
     }
 
     /// Sends a signal by name (`TERM`, `HUP`, `KILL`, ...) with the `kill` command.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed: {status}");
+        self.process.signal(name);
     }
 
     /// Waits up to `timeout` for the daemon to exit and answers its exit status. A daemon
     /// still running then is killed and the test fails.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        if let Some(status) = self.exited {
-            return status;
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                self.exited = Some(status);
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "the daemon did not exit within {timeout:?}; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        self.process.wait_exit(timeout)
     }
 
     /// SIGTERM, then waits (bounded) for a clean exit with status 0.
@@ -291,15 +354,6 @@ impl Daemon {
             "the daemon exited with {status}; stderr:\n{}",
             self.stderr()
         );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.exited.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
@@ -784,16 +838,8 @@ where
     S: Into<OsString>,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let mut command = Command::new(BIN);
+    let mut command = binary();
     command.args(&args);
-    for name in [
-        "JOBSTORE_DB",
-        "JOBSTORE_LISTEN",
-        "JOBSTORE_TOKENS",
-        "NOTIFY_SOCKET",
-    ] {
-        command.env_remove(name);
-    }
     let mut child = command
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

@@ -5,17 +5,16 @@
 //! on stdin; SIGTERM to the worker; a daemon restart under a running job; a kind without a
 //! command.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{BIN, Client, Daemon, Options, id_of};
+use crate::support::{Client, Daemon, Options, Process, binary, id_of};
 
 /// How long a job may take to reach the state a test waits for (a hung worker fails the test).
 const JOB_WAIT: Duration = Duration::from_secs(30);
@@ -26,9 +25,7 @@ const PROCESS_WAIT: Duration = Duration::from_secs(10);
 /// The real `jobstore worker`, its stderr kept for failure messages. Dropped while it runs:
 /// SIGTERM (so it stops its commands), then SIGKILL if it is still there after a while.
 struct Worker {
-    child: Child,
-    exited: Option<ExitStatus>,
-    log: Arc<Mutex<Vec<String>>>,
+    process: Process,
 }
 
 impl Worker {
@@ -57,94 +54,40 @@ impl Worker {
 
     /// `jobstore worker --url http://ADDR ARGS...`, run in `dir`.
     fn start(addr: SocketAddr, dir: &Path, args: &[&str]) -> Worker {
-        let mut command = Command::new(BIN);
+        let mut command = binary();
         command
             .arg("worker")
             .arg("--url")
             .arg(format!("http://{addr}"))
             .args(args);
-        for name in [
-            "JOBSTORE_DB",
-            "JOBSTORE_LISTEN",
-            "JOBSTORE_TOKENS",
-            "NOTIFY_SOCKET",
-        ] {
-            command.env_remove(name);
-        }
-        let mut child = command
-            .env("RUST_LOG", "info")
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn jobstore worker");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let kept = Arc::clone(&log);
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut raw = Vec::new();
-            loop {
-                raw.clear();
-                match reader.read_until(b'\n', &mut raw) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => kept
-                        .lock()
-                        .expect("log lock")
-                        .push(String::from_utf8_lossy(&raw).trim_end().to_owned()),
-                }
-            }
-        });
         Worker {
-            child,
-            exited: None,
-            log,
+            process: Process::spawn(command, dir, "the worker", None),
         }
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Everything the worker wrote to stderr so far.
     fn stderr(&self) -> String {
-        self.log.lock().expect("log lock").join("\n")
+        self.process.stderr()
     }
 
     /// Sends a signal by name (`TERM`, `KILL`) to the worker (not to its commands).
     fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed: {status}");
+        self.process.signal(name);
     }
 
     /// Whether the worker still runs.
     fn running(&mut self) -> bool {
-        if self.exited.is_none() {
-            self.exited = self.child.try_wait().expect("try_wait");
-        }
-        self.exited.is_none()
+        self.process.running()
     }
 
     /// Waits (bounded) for the worker to exit; one still running then is killed and the test
     /// fails.
     fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        while self.running() {
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "the worker did not exit within {timeout:?}; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        self.exited.expect("exit status")
+        self.process.wait_exit(timeout)
     }
 
     /// The worker's peak resident memory in bytes (`VmHWM`), while it runs.
@@ -166,20 +109,18 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        if !self.running() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM".to_owned(), self.pid().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.child.try_wait().ok().flatten().is_none() {
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return;
+        // SIGTERM first, so that it stops its commands; the process is killed after a while
+        // (and on its own drop) if it is still there.
+        if self.running()
+            && Command::new("kill")
+                .args(["-TERM".to_owned(), self.pid().to_string()])
+                .status()
+                .is_ok()
+        {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.running() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
             }
-            thread::sleep(Duration::from_millis(20));
         }
     }
 }
