@@ -260,64 +260,22 @@ fn cap_timer(
     })
 }
 
-fn drain_claim_api(store: &Store, workers: u64, config: &DrainConfig, ack: Ack) -> Result<Outcome> {
-    let before = store.writer_stats();
+/// Runs `work(w, stop)` on `workers` threads until each returns or `cap` sets `stop`;
+/// answers the jobs they finished, their latencies (µs) and the time it took.
+fn on_workers<F>(workers: u64, cap: Duration, work: F) -> Result<(u64, Vec<u64>, Duration)>
+where
+    F: Fn(u64, &AtomicBool) -> Result<(u64, Vec<u64>)> + Send + Sync + 'static,
+{
+    let work = Arc::new(work);
     let stop = Arc::new(AtomicBool::new(false));
     let finished = Arc::new(AtomicBool::new(false));
-    let timer = cap_timer(config.cap, Arc::clone(&stop), Arc::clone(&finished));
+    let timer = cap_timer(cap, Arc::clone(&stop), Arc::clone(&finished));
     let start = Instant::now();
     let handles: Vec<_> = (0..workers)
         .map(|w| {
-            let store = store.clone();
+            let work = Arc::clone(&work);
             let stop = Arc::clone(&stop);
-            let max = config.claim_batch;
-            std::thread::spawn(move || -> Result<(u64, Vec<u64>)> {
-                let request = ClaimRequest {
-                    worker: format!("bench-{w}"),
-                    queues: vec!["default".into()],
-                    max,
-                    lease_ms: 600_000,
-                };
-                let mut done = 0;
-                let mut latencies = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let jobs = store.claim(&request)?;
-                    if jobs.is_empty() {
-                        break;
-                    }
-                    if ack == Ack::PerClaim {
-                        let completions = jobs
-                            .iter()
-                            .map(|job| {
-                                Ok(Completion {
-                                    id: job.id,
-                                    lease: job
-                                        .lease()
-                                        .ok_or_else(|| fail("claimed job without lease"))?,
-                                    result: json!({ "ok": true }),
-                                })
-                            })
-                            .collect::<Result<Vec<_>>>()?;
-                        let t = Instant::now();
-                        for answer in store.complete_many(completions)? {
-                            answer?;
-                            done += 1;
-                        }
-                        latencies.push(micros_since(t));
-                        continue;
-                    }
-                    for job in jobs {
-                        let lease = job
-                            .lease()
-                            .ok_or_else(|| fail("claimed job without lease"))?;
-                        let t = Instant::now();
-                        store.complete(job.id, &lease, json!({ "ok": true }))?;
-                        latencies.push(micros_since(t));
-                        done += 1;
-                    }
-                }
-                Ok((done, latencies))
-            })
+            std::thread::spawn(move || work(w, &stop))
         })
         .collect();
     let mut done = 0;
@@ -332,6 +290,61 @@ fn drain_claim_api(store: &Store, workers: u64, config: &DrainConfig, ack: Ack) 
     let elapsed = start.elapsed();
     finished.store(true, Ordering::Relaxed);
     let _ = timer.join();
+    Ok((done, latencies, elapsed))
+}
+
+fn drain_claim_api(store: &Store, workers: u64, config: &DrainConfig, ack: Ack) -> Result<Outcome> {
+    let before = store.writer_stats();
+    let shared = store.clone();
+    let max = config.claim_batch;
+    let (done, latencies, elapsed) = on_workers(workers, config.cap, move |w, stop| {
+        let store = &shared;
+        let request = ClaimRequest {
+            worker: format!("bench-{w}"),
+            queues: vec!["default".into()],
+            max,
+            lease_ms: 600_000,
+        };
+        let mut done = 0;
+        let mut latencies = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let jobs = store.claim(&request)?;
+            if jobs.is_empty() {
+                break;
+            }
+            if ack == Ack::PerClaim {
+                let completions = jobs
+                    .iter()
+                    .map(|job| {
+                        Ok(Completion {
+                            id: job.id,
+                            lease: job
+                                .lease()
+                                .ok_or_else(|| fail("claimed job without lease"))?,
+                            result: json!({ "ok": true }),
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let t = Instant::now();
+                for answer in store.complete_many(completions)? {
+                    answer?;
+                    done += 1;
+                }
+                latencies.push(micros_since(t));
+                continue;
+            }
+            for job in jobs {
+                let lease = job
+                    .lease()
+                    .ok_or_else(|| fail("claimed job without lease"))?;
+                let t = Instant::now();
+                store.complete(job.id, &lease, json!({ "ok": true }))?;
+                latencies.push(micros_since(t));
+                done += 1;
+            }
+        }
+        Ok((done, latencies))
+    })?;
     let after = store.writer_stats();
     Ok(Outcome {
         done,
@@ -407,49 +420,29 @@ fn drain_raw_per_call(
     workers: u64,
     config: &DrainConfig,
 ) -> Result<Outcome> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let finished = Arc::new(AtomicBool::new(false));
-    let timer = cap_timer(config.cap, Arc::clone(&stop), Arc::clone(&finished));
-    let start = Instant::now();
-    let handles: Vec<_> = (0..workers)
-        .map(|w| {
-            let path = path.to_path_buf();
-            let stop = Arc::clone(&stop);
-            let max = config.claim_batch;
-            std::thread::spawn(move || -> Result<(u64, Vec<u64>)> {
-                let conn = raw::open(&path, level)?;
-                let worker = format!("bench-{w}");
-                let mut done = 0;
-                let mut latencies = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let jobs =
-                        raw::in_transaction(&conn, |c| raw::claim(c, &worker, raw::now_ms(), max))?;
-                    if jobs.is_empty() {
-                        break;
-                    }
-                    for (id, token) in jobs {
-                        let t = Instant::now();
-                        raw::in_transaction(&conn, |c| {
-                            raw::complete(c, &worker, raw::now_ms(), id, token)
-                        })?;
-                        latencies.push(micros_since(t));
-                        done += 1;
-                    }
-                }
-                Ok((done, latencies))
-            })
-        })
-        .collect();
-    let mut done = 0;
-    let mut latencies = Vec::new();
-    for handle in handles {
-        let (n, mut l) = handle.join().map_err(|_| fail("raw thread panicked"))??;
-        done += n;
-        latencies.append(&mut l);
-    }
-    let elapsed = start.elapsed();
-    finished.store(true, Ordering::Relaxed);
-    let _ = timer.join();
+    let path = path.to_path_buf();
+    let max = config.claim_batch;
+    let (done, latencies, elapsed) = on_workers(workers, config.cap, move |w, stop| {
+        let conn = raw::open(&path, level)?;
+        let worker = format!("bench-{w}");
+        let mut done = 0;
+        let mut latencies = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let jobs = raw::in_transaction(&conn, |c| raw::claim(c, &worker, raw::now_ms(), max))?;
+            if jobs.is_empty() {
+                break;
+            }
+            for (id, token) in jobs {
+                let t = Instant::now();
+                raw::in_transaction(&conn, |c| {
+                    raw::complete(c, &worker, raw::now_ms(), id, token)
+                })?;
+                latencies.push(micros_since(t));
+                done += 1;
+            }
+        }
+        Ok((done, latencies))
+    })?;
     let calls = done + done.div_ceil(u64::from(config.claim_batch));
     Ok(Outcome {
         done,
