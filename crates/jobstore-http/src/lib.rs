@@ -423,3 +423,13 @@ pub async fn serve(
     }
     Ok(())
 }
+
+/// The request's `Idempotency-Key` header, if it sent one; `Err` with the message every API
+/// answers (each in its own fault shape) when the value is not visible ASCII.
+pub(crate) fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<String>, &'static str> {
+    headers
+        .get("idempotency-key")
+        .map(|value| value.to_str().map(str::to_owned))
+        .transpose()
+        .map_err(|_| "Idempotency-Key must be visible ASCII")
+}

@@ -199,12 +199,8 @@ pub(crate) async fn handle(
         }
         (Route::Jobs, Method::POST) => {
             principal.require(Permission::Write)?;
-            let idempotency = request
-                .headers()
-                .get("idempotency-key")
-                .map(|v| v.to_str().map(str::to_owned))
-                .transpose()
-                .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
+            let idempotency =
+                crate::idempotency_key(request.headers()).map_err(ApiError::bad_request)?;
             let create: CreateJob = app.json_body(request).await?;
             let new = new_job(create, principal, idempotency)?;
             let job = app

@@ -130,12 +130,7 @@ async fn create(
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Fault> {
     principal.require(Permission::Write)?;
-    let idempotency = request
-        .headers()
-        .get("idempotency-key")
-        .map(|v| v.to_str().map(str::to_owned))
-        .transpose()
-        .map_err(|_| Fault::invalid_field("Idempotency-Key must be visible ASCII"))?;
+    let idempotency = crate::idempotency_key(request.headers()).map_err(Fault::invalid_field)?;
     let body: Value = app.json_body(request).await?;
     let create = CreateJobRequest::try_from(body)?;
     create.check_data_source(&app.dialects().c360_connected_sources)?;

@@ -653,12 +653,7 @@ type Answer = Result<Response<ResponseBody>, Fault>;
 
 async fn create(app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
     principal.require(Permission::Write)?;
-    let idempotency = request
-        .headers()
-        .get("idempotency-key")
-        .map(|v| v.to_str().map(str::to_owned))
-        .transpose()
-        .map_err(|_| Fault::invalid_job("Idempotency-Key must be visible ASCII"))?;
+    let idempotency = crate::idempotency_key(request.headers()).map_err(Fault::invalid_job)?;
     let body: Value = app.json_body(request).await.map_err(Fault::from)?;
     let create = CreateJob::try_from(body)?;
     let mut new = create.into_new_job(principal, &app.dialects().datacloud_queue);
