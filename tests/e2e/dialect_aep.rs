@@ -82,7 +82,7 @@ const VENDOR_HEADERS: [(&str, &str); 4] = [
 #[track_caller]
 fn create(api: &Client, body: &Value) -> Value {
     let answer = api.request("POST", JOBS, &VENDOR_HEADERS, body);
-    assert_json(&answer);
+    answer.expect_json_type();
     answer.expect_json(200)
 }
 
@@ -90,33 +90,15 @@ fn create(api: &Client, body: &Value) -> Value {
 #[track_caller]
 fn get(api: &Client, id: i64) -> Value {
     let answer = api.get(&format!("{JOBS}/{id}"));
-    assert_json(&answer);
+    answer.expect_json_type();
     answer.expect_json(200)
-}
-
-#[track_caller]
-fn assert_json(answer: &Response) {
-    let content_type = answer.header("content-type").unwrap_or_default();
-    assert!(
-        content_type.starts_with("application/json"),
-        "content type {content_type}: {}",
-        answer.text()
-    );
 }
 
 /// Asserts the dialect's fault document `{"type", "status", "title", "detail"}` and nothing
 /// else; answers the detail.
 #[track_caller]
 fn assert_problem(answer: &Response, status: u16, kind: &str) -> String {
-    assert_eq!(
-        answer.status,
-        status,
-        "expected {status} {kind}, got {}: {}",
-        answer.status,
-        answer.text()
-    );
-    assert_json(answer);
-    let doc = answer.json();
+    let doc = answer.expect_error_document(status, kind);
     let keys: BTreeSet<&str> = doc
         .as_object()
         .expect("fault is an object")
@@ -198,7 +180,7 @@ fn fail(api: &Client, lease: &Lease, error: &str, retryable: bool) {
 #[track_caller]
 fn page(api: &Client, path: &str) -> Value {
     let answer = api.get(path);
-    assert_json(&answer);
+    answer.expect_json_type();
     answer.expect_json(200)
 }
 
@@ -701,7 +683,7 @@ fn delete_cancels_a_queued_or_running_job_and_deletes_a_finished_one() {
         &VENDOR_HEADERS[1..],
         Body::None,
     );
-    assert_json(&answer);
+    answer.expect_json_type();
     assert_eq!(answer.expect_json(200), cancelling);
     let cancelled = get(&api, queued);
     assert_eq!(cancelled["status"], "CANCELLED");

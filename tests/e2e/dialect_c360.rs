@@ -96,19 +96,7 @@ fn id_set(page: &Value) -> BTreeSet<String> {
 /// Asserts `[{"errorCode": code, "message": "..."}]` with this status; answers the message.
 #[track_caller]
 fn assert_fault(response: &Response, status: u16, code: &str) -> String {
-    assert_eq!(
-        response.status,
-        status,
-        "expected {status} {code}, got {}: {}",
-        response.status,
-        response.text()
-    );
-    let content_type = response.header("content-type").unwrap_or_default();
-    assert!(
-        content_type.starts_with("application/json"),
-        "{content_type}"
-    );
-    let doc = response.json();
+    let doc = response.expect_error_document(status, code);
     let items = doc.as_array().expect("a fault is an array");
     assert_eq!(items.len(), 1, "one fault: {doc}");
     let item = items[0].as_object().expect("an object");

@@ -134,19 +134,7 @@ fn fail(worker: &Client, lease: &Lease, error: &str) {
 /// "message"}}`, string arguments, a non-empty message. Answers the fault.
 #[track_caller]
 fn assert_fault(response: &Response, status: u16, kind: &str, v: &str) -> Value {
-    assert_eq!(
-        response.status,
-        status,
-        "expected {status} {kind}, got {}: {}",
-        response.status,
-        response.text()
-    );
-    let content_type = response.header("content-type").unwrap_or_default();
-    assert!(
-        content_type.starts_with("application/json"),
-        "{content_type}"
-    );
-    let doc = response.json();
+    let doc = response.expect_error_document(status, kind);
     let keys: BTreeSet<&str> = doc
         .as_object()
         .unwrap()

@@ -463,6 +463,32 @@ impl Response {
         self.expect(status);
         self.json()
     }
+
+    /// Asserts a JSON content type, with the body in the message.
+    #[track_caller]
+    pub fn expect_json_type(&self) -> &Response {
+        let content_type = self.header("content-type").unwrap_or_default();
+        assert!(
+            content_type.starts_with("application/json"),
+            "content type {content_type}: {}",
+            self.text()
+        );
+        self
+    }
+
+    /// Asserts an error answer: this status (`what` names the error expected, for the
+    /// message) and a JSON body, which it answers.
+    #[track_caller]
+    pub fn expect_error_document(&self, status: u16, what: &str) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "expected {status} {what}, got {}: {}",
+            self.status,
+            self.text()
+        );
+        self.expect_json_type().json()
+    }
 }
 
 /// Parses JSON bytes; panics with the text when they are not JSON.
@@ -481,19 +507,7 @@ pub fn json(bytes: &[u8]) -> Value {
 /// Answers the message.
 #[track_caller]
 pub fn assert_error(response: &Response, status: u16, kind: &str) -> String {
-    assert_eq!(
-        response.status,
-        status,
-        "expected {status} {kind}, got {}: {}",
-        response.status,
-        response.text()
-    );
-    let content_type = response.header("content-type").unwrap_or_default();
-    assert!(
-        content_type.starts_with("application/json"),
-        "error content type: {content_type}"
-    );
-    let doc = response.json();
+    let doc = response.expect_error_document(status, kind);
     let outer = doc.as_object().expect("error document is an object");
     assert_eq!(outer.len(), 1, "only `error` at the top: {doc}");
     let error = doc["error"].as_object().expect("`error` is an object");
