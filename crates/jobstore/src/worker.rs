@@ -431,22 +431,25 @@ impl Shared {
         Some((job, running))
     }
 
+    /// Takes a job off the heartbeat thread's list.
+    fn untrack(&self, id: i64) {
+        if let Ok(mut map) = self.running.lock() {
+            map.remove(&id);
+        }
+    }
+
     fn run_job(&self, job: Job, running: &Arc<RunningJob>) {
         let id = job.id;
         let lease = running.lease.clone();
         if running.lease_lost.load(Ordering::SeqCst) {
             // Lost while it waited its turn (another worker may run it now): leave it.
-            if let Ok(mut map) = self.running.lock() {
-                map.remove(&id);
-            }
+            self.untrack(id);
             log::warn!("job {id}: lease lost before it started; not run");
             return;
         }
         if running.cancel_requested.load(Ordering::SeqCst) {
             // Cancelled while it waited its turn: acknowledge without running it.
-            if let Ok(mut map) = self.running.lock() {
-                map.remove(&id);
-            }
+            self.untrack(id);
             self.report(
                 id,
                 lease,
@@ -477,9 +480,7 @@ impl Shared {
                 }),
             None => Err(JobError::fatal(format!("no handler for job kind `{kind}`"))),
         };
-        if let Ok(mut map) = self.running.lock() {
-            map.remove(&id);
-        }
+        self.untrack(id);
         if running.lease_lost.load(Ordering::SeqCst) {
             log::warn!("job {id}: lease lost while running; its outcome is dropped");
             return;

@@ -288,7 +288,12 @@ impl Store {
             Ok(finish) => finish,
             Err(err) => return WriteCall::refused(self, err),
         };
-        WriteCall::new(self, move |conn| finish.run(conn)?, |_| false)
+        let (tenant, now) = (self.tenant_filter(), self.now());
+        WriteCall::new(
+            self,
+            move |conn| finish.run(conn, tenant.as_deref(), now)?,
+            |_| false,
+        )
     }
 
     /// Completes several jobs in one transaction: one commit (one fsync under FULL) for the
@@ -316,13 +321,14 @@ impl Store {
             .into_iter()
             .map(|completion| self.prepare_completion(completion))
             .collect();
+        let (tenant, now) = (self.tenant_filter(), self.now());
         WriteCall::new(
             self,
             move |conn| {
                 prepared
                     .into_iter()
                     .map(|finish| match finish {
-                        Ok(finish) => finish.run(conn),
+                        Ok(finish) => finish.run(conn, tenant.as_deref(), now),
                         Err(err) => Ok(Err(err)),
                     })
                     .collect()
@@ -338,8 +344,6 @@ impl Store {
             id: completion.id,
             lease: completion.lease,
             result,
-            tenant: self.tenant_filter(),
-            now: self.now(),
         })
     }
 
@@ -455,15 +459,18 @@ struct PreparedCompletion {
     id: i64,
     lease: Lease,
     result: String,
-    tenant: Option<String>,
-    now: i64,
 }
 
 impl PreparedCompletion {
     /// Finishes the job under its lease with one compare-and-set `UPDATE`; the job is read
     /// only when that matched nothing, to say why. The outer error is the database's (the
     /// whole write fails), the inner one this job's refusal (nothing of it was written).
-    fn run(self, conn: &rusqlite::Connection) -> Result<Result<Job>> {
+    fn run(
+        self,
+        conn: &rusqlite::Connection,
+        tenant: Option<&str>,
+        now: i64,
+    ) -> Result<Result<Job>> {
         let to = transition(Some(State::Running), Event::Complete)?;
         let updated = conn
             .prepare_cached(&format!(
@@ -477,18 +484,18 @@ impl PreparedCompletion {
                 params![
                     to.as_str(),
                     self.result,
-                    self.now,
+                    now,
                     self.id,
                     self.lease.token,
                     self.lease.worker,
-                    self.tenant
+                    tenant
                 ],
                 job_from_row,
             )
             .optional()?;
         let Some(updated) = updated else {
             // Not found (or another tenant's), or not under this lease.
-            return Ok(match load_job(conn, self.tenant.as_deref(), self.id) {
+            return Ok(match load_job(conn, tenant, self.id) {
                 Ok(job) => Err(stale(&job, &self.lease)),
                 Err(err @ Error::JobNotFound { .. }) => Err(err),
                 Err(err) => return Err(err),
@@ -498,7 +505,7 @@ impl PreparedCompletion {
             conn,
             &EventRow {
                 job: self.id,
-                at: self.now,
+                at: now,
                 event: Event::Complete.name(),
                 from: Some(State::Running),
                 to,
