@@ -145,18 +145,30 @@ impl App {
         T: Send + 'static,
         F: FnOnce(Store) -> WriteCall<T>,
     {
+        self.write_typed(principal, f)
+            .await?
+            .map_err(ApiError::from)
+    }
+
+    /// [`App::write`], keeping the core's typed error for a dialect that renders it itself.
+    pub(crate) async fn write_typed<T, F>(
+        &self,
+        principal: &Principal,
+        f: F,
+    ) -> Result<jobstore::Result<T>, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Store) -> WriteCall<T>,
+    {
         let (reply, answer) = tokio::sync::oneshot::channel();
         f(self.store.with_scope(principal.scope())).then(move |result| {
             // The request may have gone away; the write is kept either way.
             let _ = reply.send(result);
         });
-        answer
-            .await
-            .map_err(|_| {
-                log::error!("the store's writer dropped an answer");
-                ApiError::internal()
-            })?
-            .map_err(ApiError::from)
+        answer.await.map_err(|_| {
+            log::error!("the store's writer dropped an answer");
+            ApiError::internal()
+        })
     }
 
     pub(crate) async fn json_body<T: DeserializeOwned>(

@@ -660,10 +660,10 @@ async fn create(app: &App, principal: &Principal, request: Request<Incoming>) ->
     if let Some(key) = idempotency {
         new = new.idempotency_key(key);
     }
-    let job = call(app, principal, Action::Read, move |store| {
-        store.enqueue(new)
-    })
-    .await?;
+    let job = app
+        .write_typed(principal, move |store| store.enqueue_call(new))
+        .await?
+        .map_err(|err| Fault::from_core(err, Action::Read))?;
     Ok(body::json(StatusCode::CREATED, &JobInfo::from(&job)))
 }
 
