@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
+# Where cargo builds: $CARGO_TARGET_DIR when set, else ./target.
+target=${CARGO_TARGET_DIR:-$root/target}
+case $target in /*) ;; *) target=$root/$target ;; esac
 say() { printf '%s\n' "$*"; }
 
 # 1. Tools.
@@ -18,17 +21,19 @@ if ! command -v systemd-nspawn >/dev/null 2>&1; then
 fi
 
 # 2. The .deb, and exactly the expected files in it.
-cargo deb -p jobstore-bin --locked
-deb=$(ls -t target/debian/jobstore_*_amd64.deb | head -n1)
-dpkg-deb -c "$deb" | awk '{print $6}' | LC_ALL=C sort >target/debian/files.txt
-diff -u packaging/tests/deb-files.txt target/debian/files.txt
+# `cargo deb` prints the path of the package it built as its last line.
+deb=$(cargo deb -p jobstore-bin --locked | tail -n1)
+if [ ! -f "$deb" ]; then say "cargo deb did not name a package it built: '$deb'"; exit 1; fi
+listing=$(dirname "$deb")/files.txt
+dpkg-deb -c "$deb" | awk '{print $6}' | LC_ALL=C sort >"$listing"
+diff -u packaging/tests/deb-files.txt "$listing"
 say "ok: $deb holds exactly the expected files"
 
 # 3. Unit files: systemd-analyze verify prints nothing (ExecStart pointed at the built binary,
 #    which is not installed on this machine), and the exposure score is at most 1.5.
 units=$(mktemp -d)
 for unit in jobstore.service jobstore.socket jobstore-worker@.service; do
-    sed "s#/usr/bin/jobstore#$root/target/release/jobstore#g" "packaging/$unit" >"$units/$unit"
+    sed "s#/usr/bin/jobstore#$target/release/jobstore#g" "packaging/$unit" >"$units/$unit"
 done
 for unit in jobstore.service jobstore.socket jobstore-worker@.service; do
     out=$(cd "$units" && systemd-analyze verify --man=no "./$unit" 2>&1 || true)
@@ -72,7 +77,7 @@ ln -sf /etc/systemd/system/jobstore-probe.service "$merged/etc/systemd/system/mu
 rm -f "$merged/etc/machine-id" "$merged/usr/sbin/policy-rc.d"
 timeout 300 systemd-nspawn -q --register=no --keep-unit --private-network \
     -D "$merged" --bind="$work/probe:/probe" -b >"$work/console.log" 2>&1 || true
-cp "$work/console.log" target/debian/nspawn-console.log 2>/dev/null || true
+cp "$work/console.log" "$(dirname "$deb")/nspawn-console.log" 2>/dev/null || true
 cat "$work/probe/log" 2>/dev/null || { say "the probe left no log; console:"; tail -n 40 "$work/console.log"; }
 if [ "$(cat "$work/probe/result" 2>/dev/null)" != PASS ]; then
     say "FAIL: the packaged service did not pass under systemd"
