@@ -32,6 +32,17 @@ impl Worker {
     /// `jobstore worker` running `command` from queue `q` as `w1` with a 1200 ms lease and a
     /// 300 ms grace; each `(flag, value)` of `settings` replaces that default or adds a flag.
     fn exec(addr: SocketAddr, dir: &Path, command: &str, settings: &[(&str, &str)]) -> Worker {
+        Worker::exec_with_env(addr, dir, command, settings, &[])
+    }
+
+    /// As [`Worker::exec`], with these environment variables set for the worker.
+    fn exec_with_env(
+        addr: SocketAddr,
+        dir: &Path,
+        command: &str,
+        settings: &[(&str, &str)],
+        env: &[(&str, &str)],
+    ) -> Worker {
         let mut flags = vec![
             ("--queue", "q"),
             ("--name", "w1"),
@@ -49,17 +60,23 @@ impl Worker {
             .flat_map(|&(flag, value)| [flag, value])
             .collect();
         args.extend(["--exec", command]);
-        Worker::start(addr, dir, &args)
+        Worker::start_with_env(addr, dir, &args, env)
     }
 
     /// `jobstore worker --url http://ADDR ARGS...`, run in `dir`.
     fn start(addr: SocketAddr, dir: &Path, args: &[&str]) -> Worker {
+        Worker::start_with_env(addr, dir, args, &[])
+    }
+
+    /// As [`Worker::start`], with these environment variables set for the worker.
+    fn start_with_env(addr: SocketAddr, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Worker {
         let mut command = binary();
         command
             .arg("worker")
             .arg("--url")
             .arg(format!("http://{addr}"))
-            .args(args);
+            .args(args)
+            .envs(env.iter().copied());
         Worker {
             process: Process::spawn(command, dir, "the worker", None),
         }
@@ -744,10 +761,28 @@ fn a_data_cloud_ingest_jobs_csv_reaches_the_command_byte_for_byte() {
 
 #[test]
 fn a_broken_data_stream_is_not_taken_for_the_end_of_the_data() {
+    a_broken_data_stream_fails_the_attempt(&[]);
+}
+
+#[test]
+fn a_broken_data_stream_fails_the_attempt_even_when_the_commands_exit_is_heard_first() {
+    // The worker's test hook (debug builds): the job hears how feeding stdin ended only after
+    // the command exited, the order a busy machine may pick, where a command that read to
+    // the end of its stdin and exited 0 was once taken for a success on half of its data.
+    a_broken_data_stream_fails_the_attempt(&[("JOBSTORE_WORKER_TEST_LATE_FEEDER", "1")]);
+}
+
+/// A command that reads its stdin to the end and exits 0; the daemon dies (SIGKILL) in the
+/// middle of the download of attempt 1, so that command sees the end of its stdin early and
+/// exits 0. That attempt fails as retryable, naming the broken input; attempt 2 gets all of
+/// the data from the restarted daemon and succeeds.
+fn a_broken_data_stream_fails_the_attempt(env: &[(&str, &str)]) {
     let daemon = Daemon::start();
     let api = daemon.client();
     let dir = daemon.dir().to_path_buf();
-    let id = id_of(&api.create(&json!({"kind": "ingest", "queue": "q", "upload": true})));
+    let id = id_of(
+        &api.create(&json!({"kind": "ingest", "queue": "q", "upload": true, "max_attempts": 3})),
+    );
     // More than the pipe and the sockets hold, so the stream is still going when the daemon
     // dies.
     let mut data = Vec::with_capacity(20 * 1024 * 1024);
@@ -760,37 +795,56 @@ fn a_broken_data_stream_is_not_taken_for_the_end_of_the_data() {
         .expect(201);
     api.post(&format!("/v1/jobs/{id}/close"), &json!({}))
         .expect(200);
-    // The command reads nothing until `go` exists, so the download stalls.
+    // The command takes one byte (so the download is under way), says so, and reads nothing
+    // more until `go` exists, so the download stalls; then it copies the rest to the end of
+    // its stdin and exits 0.
     let command = script(
         &dir,
         "ingest.sh",
-        r###"echo $$ > "started-$JOBSTORE_ATTEMPT"
+        r###"out="out-$JOBSTORE_ATTEMPT.bin"
+dd bs=1 count=1 of="$out" 2>/dev/null
+echo $$ > "reading-$JOBSTORE_ATTEMPT"
 while [ ! -e go ]; do sleep 0.05; done
-cat > out.bin
+cat >> "$out"
 "###,
     );
-    let worker = Worker::exec(
+    let worker = Worker::exec_with_env(
         daemon.addr(),
         &dir,
         &command,
-        &[("--lease-ms", "5000"), ("--stdin", "data")],
+        // A lease that outlasts a slow daemon restart.
+        &[("--lease-ms", "10000"), ("--stdin", "data")],
+        env,
     );
-    wait_file(&dir.join("started-1"), &worker);
-    thread::sleep(Duration::from_millis(500));
+    wait_file(&dir.join("reading-1"), &worker);
     // SIGKILL: the download breaks in the middle.
     let daemon = daemon.restart_on_same_address(Options::default());
     let api = daemon.client();
     std::fs::write(dir.join("go"), "").unwrap();
 
-    // Whatever the worker does about it (fail the attempt, resume the download), a job that
-    // succeeds had all of its data on stdin.
     let done = wait_state(&api, id, "succeeded", &worker);
-    let got = std::fs::read(dir.join("out.bin")).unwrap();
+    let first = std::fs::read(dir.join("out-1.bin")).unwrap();
     assert!(
-        got.len() == data.len() && got == data,
-        "the job succeeded (attempt {}) with {} of {} bytes on stdin",
+        done["attempt"] == 2 && first.len() < data.len(),
+        "the job succeeded (attempt {}) with {} of {} bytes on stdin in attempt 1\nworker stderr:\n{}",
         done["attempt"],
-        got.len(),
+        first.len(),
+        data.len(),
+        worker.stderr()
+    );
+    let history = events(&api, id);
+    let fails: Vec<&Value> = history.iter().filter(|e| e["event"] == "fail").collect();
+    assert_eq!(fails.len(), 1, "{history:?}");
+    let detail = fails[0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("reading the job's data failed"),
+        "the error names the broken input: {detail:?}"
+    );
+    let second = std::fs::read(dir.join("out-2.bin")).unwrap();
+    assert!(
+        second == data,
+        "attempt 2 had {} of {} bytes on stdin",
+        second.len(),
         data.len()
     );
 }

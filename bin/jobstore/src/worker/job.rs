@@ -13,8 +13,9 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinError;
 
 use super::client::{CallError, Client};
 use super::config::{CommandSpec, StdinSource, WorkerConfig};
@@ -195,34 +196,21 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
     let pid = child.id().and_then(|p| i32::try_from(p).ok());
     log::info!("job {} ({}): started pid {pid:?}", job.id, job.kind);
 
-    // stdin. A download that breaks stops the command; the command closing its stdin early
-    // is its own business.
-    let (broken_tx, mut broken) = tokio::sync::oneshot::channel::<String>();
-    if let Some(mut stdin) = child.stdin.take() {
-        let client = shared.client.clone();
-        let (source, payload, id) = (spec.stdin, job.payload.clone(), job.id);
-        tokio::spawn(async move {
-            let fed = match source {
-                StdinSource::Payload => {
-                    let bytes = serde_json::to_vec(&payload).unwrap_or_default();
-                    stdin.write_all(&bytes).await.map_err(Feed::Write)
-                }
-                StdinSource::Data => feed_data(&client, id, &mut stdin).await,
-                StdinSource::None => Ok(()),
-            };
-            match fed {
-                Ok(()) => {}
-                Err(Feed::Write(err)) => log::debug!("job {id}: the command closed stdin: {err}"),
-                Err(Feed::Download(reason)) => {
-                    log::warn!("job {id}: reading its data failed: {reason}");
-                    let _ = broken_tx.send(reason);
-                }
-            }
-            drop(stdin);
-        });
-    }
-    let mut input_error: Option<String> = None;
-    let mut input_done = false;
+    // stdin, fed by a task of its own that always says how feeding ended. Input that breaks
+    // off stops the command; the command closing its stdin early is its own business. The
+    // command's exit counts only together with the feeder's answer (see after the loop).
+    let (gone_tx, gone) = watch::channel(false);
+    let mut feeder = tokio::spawn(feed(
+        shared.client.clone(),
+        job.id,
+        spec.stdin,
+        job.payload.clone(),
+        child.stdin.take(),
+        gone,
+    ));
+    // How feeding ended, once the loop below heard it.
+    let mut fed: Option<Result<(), Feed>> = None;
+    let feeder_heard_late = feeder_heard_late();
 
     // stdout (reports and log lines) and stderr (log lines)
     let (reports_tx, mut reports) = mpsc::unbounded_channel::<Report>();
@@ -307,16 +295,14 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
                 signal_group(pid, Signal::SIGKILL);
                 kill_at = None;
             }
-            fed = &mut broken, if !input_done => {
-                // A oneshot may be polled only until it answers once.
-                input_done = true;
-                if let Ok(reason) = fed
-                    && stop.is_none()
-                {
+            // A join handle may be polled only until it answers once.
+            outcome = &mut feeder, if fed.is_none() && !feeder_heard_late => {
+                let outcome = joined(outcome);
+                if matches!(outcome, Err(Feed::Broken(_))) && stop.is_none() {
                     stop = Some(Stop::InputBroken);
-                    input_error = Some(reason);
                     kill_at = Some(terminate(pid, shared.config.grace));
                 }
+                fed = Some(outcome);
             }
             _ = interrupt.changed(), if stop.is_none() => {
                 if *interrupt.borrow() {
@@ -328,6 +314,22 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
     };
     // Whatever the command left in its process group goes with it.
     signal_group(pid, Signal::SIGKILL);
+    // The outcome waits for the feeder's answer, whichever came first: the command's exit or
+    // its input breaking off. A command that saw the end of its stdin because the download
+    // broke must not succeed on the part it got. A feeder still at work stops now (nobody
+    // reads any more): the command left before the end of its input, its own business.
+    let _ = gone_tx.send(true);
+    let fed = match fed {
+        Some(fed) => fed,
+        None => joined(feeder.await),
+    };
+    let input_error = match fed {
+        Err(Feed::Broken(reason)) => Some(reason),
+        Ok(()) | Err(Feed::Left(_)) => None,
+    };
+    if input_error.is_some() && stop.is_none() {
+        stop = Some(Stop::InputBroken);
+    }
     for reader in readers {
         let _ = reader.await;
     }
@@ -389,7 +391,7 @@ pub async fn run(shared: Arc<Shared>, job: Claimed) {
         (Some(Stop::InputBroken), _) => (
             "fail",
             json!({
-                "error": format!("reading the job's data failed: {}", input_error.unwrap_or_default()),
+                "error": input_error.unwrap_or_else(|| "the command's input broke off".to_owned()),
                 "retryable": true,
             }),
         ),
@@ -595,28 +597,97 @@ async fn report_final(shared: &Shared, id: i64, action: &str, body: &Value) {
     );
 }
 
-/// Why feeding stdin stopped.
+/// Why feeding stdin stopped before all of the input was delivered.
 enum Feed {
-    /// The command closed its stdin (or exited): not an error of the job.
-    Write(std::io::Error),
-    /// The data could not be downloaded to its end.
-    Download(String),
+    /// The command closed its stdin or exited before reading all of it: its own business,
+    /// not an error of the job.
+    Left(String),
+    /// The input could not be delivered whole (the data download broke, ...): the command
+    /// must not succeed on a part of it. The text is the attempt's error.
+    Broken(String),
+}
+
+/// Test hook, debug builds only: with `JOBSTORE_WORKER_TEST_LATE_FEEDER` set, a job hears how
+/// feeding its stdin ended only after the command exited, as when the exit wins the race
+/// against a broken download on a busy machine. The outcome must not depend on that order.
+fn feeder_heard_late() -> bool {
+    cfg!(debug_assertions) && std::env::var_os("JOBSTORE_WORKER_TEST_LATE_FEEDER").is_some()
+}
+
+/// The feeder's answer; a feeder that panicked may have delivered only a part.
+fn joined(outcome: Result<Result<(), Feed>, JoinError>) -> Result<(), Feed> {
+    outcome.unwrap_or_else(|err| {
+        Err(Feed::Broken(format!(
+            "feeding the command's stdin failed: {err}"
+        )))
+    })
+}
+
+/// Feeds the command's stdin from `source`, closes it, and answers how that ended: `Ok` only
+/// when all of the input was delivered. Gives up once `gone` turns true (the command exited),
+/// rather than wait on a download nobody reads any more.
+async fn feed(
+    client: Client,
+    id: i64,
+    source: StdinSource,
+    payload: Value,
+    stdin: Option<ChildStdin>,
+    mut gone: watch::Receiver<bool>,
+) -> Result<(), Feed> {
+    let Some(mut stdin) = stdin else {
+        return Ok(());
+    };
+    let delivery = async {
+        match source {
+            StdinSource::Payload => {
+                let bytes = serde_json::to_vec(&payload).map_err(|err| {
+                    Feed::Broken(format!("encoding the job's payload failed: {err}"))
+                })?;
+                stdin.write_all(&bytes).await.map_err(write_failed)
+            }
+            StdinSource::Data => feed_data(&client, id, &mut stdin).await,
+            StdinSource::None => Ok(()),
+        }
+    };
+    let fed = tokio::select! {
+        // How the delivery ended, when it has, goes before the command's exit.
+        biased;
+        fed = delivery => fed,
+        _ = gone.wait_for(|gone| *gone) => Err(Feed::Left(
+            "the command exited before reading all of its input".to_owned(),
+        )),
+    };
+    match &fed {
+        Ok(()) => {}
+        Err(Feed::Left(why)) => log::debug!("job {id}: {why}"),
+        Err(Feed::Broken(why)) => log::warn!("job {id}: {why}"),
+    }
+    // The command sees the end of its stdin only now, with the answer settled.
+    drop(stdin);
+    fed
+}
+
+/// A failed write to the command's stdin: a closed pipe is the command's own doing.
+fn write_failed(err: std::io::Error) -> Feed {
+    if err.kind() == std::io::ErrorKind::BrokenPipe {
+        Feed::Left(format!("the command closed its stdin: {err}"))
+    } else {
+        Feed::Broken(format!("writing the command's stdin failed: {err}"))
+    }
 }
 
 /// Streams the job's uploaded data into the child's stdin.
-async fn feed_data(
-    client: &Client,
-    id: i64,
-    stdin: &mut tokio::process::ChildStdin,
-) -> Result<(), Feed> {
+async fn feed_data(client: &Client, id: i64, stdin: &mut ChildStdin) -> Result<(), Feed> {
+    let broken =
+        |err: &dyn std::fmt::Display| Feed::Broken(format!("reading the job's data failed: {err}"));
     let mut body = client
         .stream(&format!("/v1/jobs/{id}/data"))
         .await
-        .map_err(|err| Feed::Download(err.to_string()))?;
+        .map_err(|err| broken(&err))?;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|err| Feed::Download(err.to_string()))?;
+        let frame = frame.map_err(|err| broken(&err))?;
         if let Ok(data) = frame.into_data() {
-            stdin.write_all(&data).await.map_err(Feed::Write)?;
+            stdin.write_all(&data).await.map_err(write_failed)?;
         }
     }
     Ok(())
