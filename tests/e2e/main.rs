@@ -16,6 +16,7 @@ mod cli;
 mod crash;
 mod data;
 mod definitions;
+mod exact_json;
 mod idempotency;
 mod lifecycle;
 mod list;

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod body;
 pub mod dialects;
 pub mod error;
+pub mod exact_json;
 mod metrics;
 mod native;
 mod openapi;

@@ -12,7 +12,10 @@
 //! ##jobstore fatal [message]                            do not retry when the command fails
 //! ```
 //!
-//! Every other line (and a malformed report, with a warning) goes to the job's log.
+//! Every other line (and a malformed report, with a warning) goes to the job's log. A progress
+//! or result report holding a number that would not be stored exactly (an integer beyond 64
+//! bits, a fraction finer than a 64-bit float) is malformed: the command must send it as a
+//! string.
 
 use serde_json::Value;
 
@@ -72,6 +75,12 @@ pub fn parse(line: &str) -> Line {
     };
     let (command, args) = rest.trim().split_once(' ').unwrap_or((rest.trim(), ""));
     let args = args.trim();
+    // A number that would not come back as written is refused, not sent altered.
+    if matches!(command, "progress" | "result")
+        && let Err(reason) = jobstore_http::exact_json::check_numbers(args.as_bytes())
+    {
+        return malformed(&reason);
+    }
     match command {
         "progress" => match serde_json::from_str::<Value>(args) {
             Ok(value) if value.is_object() => Line::Report(Report::Progress(value)),
@@ -169,5 +178,42 @@ mod tests {
         ] {
             assert!(matches!(parse(line), Line::Malformed { .. }), "{line}");
         }
+    }
+
+    #[test]
+    fn numbers_that_would_change_are_refused_not_altered() {
+        for line in [
+            r#"##jobstore result {"n": 123456789012345678901234567890}"#,
+            r#"##jobstore result [1.00000000000000000001]"#,
+            r#"##jobstore progress {"rows": 1e400}"#,
+            r#"##jobstore progress {"rows": 18446744073709551616}"#,
+        ] {
+            match parse(line) {
+                Line::Malformed { reason, .. } => {
+                    assert!(reason.contains("cannot be stored exactly"), "{reason}");
+                    assert!(reason.contains("as a string"), "{reason}");
+                }
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            parse(
+                r#"##jobstore result {"n": 18446744073709551615, "i": -9223372036854775808, "f": 0.1}"#
+            ),
+            Line::Report(Report::Result(
+                json!({"n": u64::MAX, "i": i64::MIN, "f": 0.1})
+            ))
+        );
+        assert_eq!(
+            parse(r#"##jobstore progress {"n": "123456789012345678901234567890"}"#),
+            Line::Report(Report::Progress(
+                json!({"n": "123456789012345678901234567890"})
+            ))
+        );
+        // Other reports' text is not JSON.
+        assert_eq!(
+            parse("##jobstore phase 123456789012345678901234567890"),
+            Line::Report(Report::Phase("123456789012345678901234567890".into()))
+        );
     }
 }

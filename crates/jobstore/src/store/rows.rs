@@ -209,6 +209,89 @@ pub(crate) fn backoff_ms(attempt: i64, base_ms: i64, max_ms: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::backoff_ms;
+    use crate::{ClaimRequest, Definition, DefinitionStep, Execution, Heartbeat, NewJob, Store};
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    /// Numbers at the edges of what a JSON document holds exactly, and floats the default
+    /// parsing would read back one unit in the last place off.
+    fn edge_numbers() -> Value {
+        json!({
+            "i64_max": i64::MAX, "i64_min": i64::MIN, "u64_max": u64::MAX,
+            "tenth": 0.1, "small": 1e-7, "negative_zero": -0.0, "huge": 1e300,
+            "tiny": 5e-324, "drifting": [-3_299.581_019_663_067_8, 1_010_851.413_233_845_3],
+            "nested": [{"n": 12_345_678_901_234_567_u64}]
+        })
+    }
+
+    #[test]
+    fn payload_result_progress_and_execution_payload_read_back_as_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().join("jobs.db")).expect("open");
+        let numbers = edge_numbers();
+        let job = store
+            .enqueue(NewJob::new("x").queue("q").payload(numbers.clone()))
+            .expect("enqueue");
+        assert_eq!(store.get(job.id).expect("get").payload, numbers);
+        let claimed = store.claim(&ClaimRequest::new("w", "q")).expect("claim");
+        let lease = claimed[0].lease().expect("lease");
+        // Progress is merged in SQL (json_patch): its numbers keep their text.
+        for progress in [
+            numbers.clone(),
+            json!({"more": 2.5e-3, "u64_max": u64::MAX}),
+        ] {
+            let beat = Heartbeat {
+                progress: Some(progress),
+                ..Heartbeat::default()
+            };
+            store.heartbeat(job.id, &lease, beat).expect("heartbeat");
+        }
+        let mut merged = numbers.clone();
+        merged["more"] = json!(2.5e-3);
+        assert_eq!(store.get(job.id).expect("get").progress, merged);
+        let done = store
+            .complete(job.id, &lease, numbers.clone())
+            .expect("complete");
+        assert_eq!(done.result, Some(numbers.clone()));
+        assert_eq!(
+            store.get(job.id).expect("get").result,
+            Some(numbers.clone())
+        );
+
+        let steps = vec![DefinitionStep::new("s1", "t")];
+        store
+            .put_definition(Definition::new("def", steps))
+            .expect("definition");
+        let execution = Execution {
+            payload: json!({"parameters": numbers.clone()}),
+            ..Execution::default()
+        };
+        let run = store.execute("def", execution).expect("execute");
+        let read = store.get(run.id).expect("get");
+        assert_eq!(read.payload, json!({"parameters": numbers}));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_number_in_a_payload_reads_back_as_stored(
+            bits in prop::collection::vec(any::<u64>(), 1..16),
+            signed in any::<i64>(),
+            unsigned in any::<u64>(),
+        ) {
+            let floats: Vec<Value> = bits
+                .into_iter()
+                .map(f64::from_bits)
+                .filter(|f| f.is_finite())
+                .map(Value::from)
+                .collect();
+            let payload = json!({"floats": floats, "i": signed, "u": unsigned});
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Store::open(dir.path().join("jobs.db")).expect("open");
+            let job = store.enqueue(NewJob::new("x").payload(payload.clone())).expect("enqueue");
+            prop_assert_eq!(store.get(job.id).expect("get").payload, payload);
+        }
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_is_capped() {
