@@ -130,6 +130,8 @@ where
     } else {
         &bytes
     };
+    crate::exact_json::check_numbers(bytes)
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message))?;
     serde_json::from_slice(bytes).map_err(|err| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
