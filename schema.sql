@@ -1,4 +1,4 @@
--- jobstore: the canonical current schema (version 3), for people reading the database.
+-- jobstore: the canonical current schema (version 4), for people reading the database.
 --
 -- The migrations in crates/jobstore/migrations/ build exactly this schema (a test compares
 -- sqlite_master of both); change them together. Times are INTEGER milliseconds since the Unix
@@ -176,14 +176,17 @@ CREATE TABLE job_steps (
 ) WITHOUT ROWID;
 
 -- Uploaded data: ordered batches per job, each stored as ordered bounded BLOB chunks.
--- A batch is visible once `complete` is 1; an upload cut off half way stays 0 until purged.
+-- A batch is visible once `complete` is 1; an upload cut off half way stays 0 until its
+-- `uploader` (the process writing it, "pid:start-time") is found gone and it is deleted, or
+-- (uploader unknown) until the idle purge.
+-- (`uploader` came by ALTER TABLE, which puts it on the line before the key.)
 CREATE TABLE job_data_batches (
     job_id     INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     batch      INTEGER NOT NULL CHECK (batch >= 1),
     bytes      INTEGER NOT NULL DEFAULT 0 CHECK (bytes >= 0),
     complete   INTEGER NOT NULL DEFAULT 0 CHECK (complete IN (0, 1)),
     created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL, uploader TEXT,
     PRIMARY KEY (job_id, batch)
 );
 

@@ -42,12 +42,16 @@ pub struct FileLimits {
     pub max_batch_bytes: Option<u64>,
     /// Most data batches per job.
     pub max_batches_per_job: Option<u32>,
-    /// Pause allowed between request body frames.
+    /// The window over which the minimum transfer rate is measured.
     pub body_timeout_ms: Option<u64>,
+    /// The slowest request body or response kept, in bytes per second.
+    pub min_transfer_rate: Option<u64>,
     /// Time allowed for a request head.
     pub header_timeout_ms: Option<u64>,
     /// Connections served at once.
     pub max_connections: Option<usize>,
+    /// Requests one token may have in flight.
+    pub max_requests_per_token: Option<usize>,
     /// Longest claim wait.
     pub max_wait_ms: Option<u64>,
 }
@@ -170,14 +174,26 @@ impl ServeConfig {
                 .limits
                 .header_timeout_ms
                 .map_or(defaults.header_timeout, ms),
+            min_transfer_rate: file
+                .limits
+                .min_transfer_rate
+                .unwrap_or(defaults.min_transfer_rate),
             max_connections: file
                 .limits
                 .max_connections
                 .unwrap_or(defaults.max_connections),
+            max_requests_per_token: file
+                .limits
+                .max_requests_per_token
+                .unwrap_or(defaults.max_requests_per_token),
             max_wait: file.limits.max_wait_ms.map_or(defaults.max_wait, ms),
             ..defaults
         };
-        if limits.max_json_bytes == 0 || limits.max_connections == 0 {
+        if limits.max_json_bytes == 0
+            || limits.max_connections == 0
+            || limits.min_transfer_rate == 0
+            || limits.max_requests_per_token == 0
+        {
             bail!("limits must be greater than zero");
         }
         if limits.header_timeout.is_zero() || limits.body_timeout.is_zero() {

@@ -74,6 +74,14 @@ async fn serve(config: ServeConfig) -> Result<()> {
         .await
         .context("opening the store panicked")?
         .with_context(|| format!("cannot open {}", config.db.display()))?;
+    // Batches of uploads that a killed process left behind go before the first request.
+    let reclaiming = store.clone();
+    match tokio::task::spawn_blocking(move || reclaiming.reclaim_abandoned_batches()).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => log::info!("deleted {n} incomplete data batches of uploads cut off"),
+        Ok(Err(err)) => log::warn!("could not delete incomplete data batches (retried): {err}"),
+        Err(err) => log::error!("reclaiming incomplete data batches panicked: {err}"),
+    }
     let listener = listener(&config).await?;
     let address = listener.local_addr()?;
     if tokens.is_none() && !address.ip().is_loopback() {
@@ -186,7 +194,9 @@ async fn maintain(store: Store, config: ServeConfig, mut stopped: watch::Receive
         let task: Box<dyn FnOnce() -> jobstore::Result<String> + Send> = tokio::select! {
             _ = rescue.tick() => Box::new(move || {
                 let ids = store.rescue_expired_leases()?;
-                Ok(format!("rescued {} jobs", ids.len()))
+                // Deletes that failed on a full disk are retried here once it has room.
+                let batches = store.reclaim_abandoned_batches()?;
+                Ok(format!("rescued {} jobs, reclaimed {batches} batches", ids.len()))
             }),
             _ = purge.tick() => {
                 let dialects = config.dialects.clone();

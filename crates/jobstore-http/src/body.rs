@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::conn::Conn;
 use crate::error::ApiError;
 
 /// Every response body: full or streamed.
@@ -79,37 +81,147 @@ pub fn error(err: &ApiError) -> Response<ResponseBody> {
     response
 }
 
-/// Reads a whole request body of at most `limit` bytes, each frame within `timeout`.
+/// A minimum transfer rate, measured over windows rather than between frames: while a
+/// transfer waits on its peer, at least `bytes_per_sec × window` bytes must move within each
+/// `window`, or the transfer is given up. A client that sends (or reads) one byte now and then
+/// is cut off after one window, however often it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinRate {
+    /// The span over which the rate is measured; also the longest a small body may take.
+    pub window: Duration,
+    /// The slowest rate kept, in bytes per second.
+    pub bytes_per_sec: u64,
+}
+
+impl MinRate {
+    /// The bytes that must move within one window.
+    pub fn bytes_per_window(&self) -> u64 {
+        let per_window = u128::from(self.bytes_per_sec) * self.window.as_millis() / 1000;
+        u64::try_from(per_window).unwrap_or(u64::MAX).max(1)
+    }
+}
+
+/// A request body's progress against a [`MinRate`]: the deadline by which the current
+/// window's bytes must have moved. A metered pace also tells its connection how the body
+/// goes, so that a full server can shed the slowest body first.
+#[derive(Debug)]
+pub struct Pace {
+    rate: MinRate,
+    deadline: tokio::time::Instant,
+    moved: u64,
+    meter: Option<Arc<Conn>>,
+}
+
+impl Pace {
+    /// A transfer starting now.
+    pub fn start(rate: MinRate) -> Pace {
+        Pace {
+            rate,
+            deadline: tokio::time::Instant::now() + rate.window,
+            moved: 0,
+            meter: None,
+        }
+    }
+
+    /// A request body starting now on `conn`.
+    pub(crate) fn metered(rate: MinRate, conn: Arc<Conn>) -> Pace {
+        conn.body_started();
+        Pace {
+            meter: Some(conn),
+            ..Pace::start(rate)
+        }
+    }
+
+    /// When the transfer is given up unless the window's bytes move first.
+    pub fn deadline(&self) -> tokio::time::Instant {
+        self.deadline
+    }
+
+    /// Counts `n` bytes moved; a window whose bytes all moved opens the next one.
+    pub fn moved(&mut self, n: usize) {
+        if let Some(conn) = &self.meter {
+            conn.body_progress(n);
+        }
+        self.moved += n as u64;
+        if self.moved >= self.rate.bytes_per_window() {
+            self.moved = 0;
+            self.deadline = tokio::time::Instant::now() + self.rate.window;
+        }
+    }
+
+    /// The rate this transfer is held to.
+    pub fn rate(&self) -> MinRate {
+        self.rate
+    }
+}
+
+impl Drop for Pace {
+    fn drop(&mut self) {
+        if let Some(conn) = &self.meter {
+            conn.body_done();
+        }
+    }
+}
+
+/// How reading the next piece of a request body ended short of data.
+#[derive(Debug)]
+pub enum BodyStop {
+    /// The body fell below the minimum rate.
+    Stalled(MinRate),
+    /// The connection broke or the body was malformed.
+    Broken(String),
+}
+
+impl From<BodyStop> for ApiError {
+    fn from(stop: BodyStop) -> ApiError {
+        match stop {
+            BodyStop::Stalled(rate) => body_timeout(rate),
+            BodyStop::Broken(reason) => {
+                ApiError::bad_request(format!("reading the body failed: {reason}"))
+            }
+        }
+    }
+}
+
+/// The next data of a request body, `None` at its end, held to `pace`.
+///
+/// # Errors
+/// [`BodyStop`] when the body stalls or breaks.
+pub async fn next_data<B>(body: &mut B, pace: &mut Pace) -> Result<Option<Bytes>, BodyStop>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    loop {
+        match tokio::time::timeout_at(pace.deadline(), body.frame()).await {
+            Err(_) => return Err(BodyStop::Stalled(pace.rate())),
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(err))) => return Err(BodyStop::Broken(err.to_string())),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    pace.moved(data.len());
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
+}
+
+/// Reads a whole request body of at most `limit` bytes, held to `pace`.
 ///
 /// # Errors
 /// 413 `body_too_large`, 408 `body_timeout`, 400 `invalid_request` when the connection broke.
-pub async fn read_limited<B>(
-    mut body: B,
-    limit: usize,
-    timeout: Duration,
-) -> Result<Bytes, ApiError>
+pub async fn read_limited<B>(mut body: B, limit: usize, mut pace: Pace) -> Result<Bytes, ApiError>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
     let mut collected = Vec::new();
-    loop {
-        let frame = match tokio::time::timeout(timeout, body.frame()).await {
-            Err(_) => return Err(body_timeout(timeout)),
-            Ok(None) => break,
-            Ok(Some(Err(err))) => {
-                return Err(ApiError::bad_request(format!(
-                    "reading the body failed: {err}"
-                )));
-            }
-            Ok(Some(Ok(frame))) => frame,
-        };
-        if let Ok(data) = frame.into_data() {
-            if collected.len() + data.len() > limit {
-                return Err(too_large(limit));
-            }
-            collected.extend_from_slice(data.chunk());
+    while let Some(data) = next_data(&mut body, &mut pace).await? {
+        if collected.len() + data.len() > limit {
+            return Err(too_large(limit));
         }
+        collected.extend_from_slice(data.chunk());
     }
     Ok(Bytes::from(collected))
 }
@@ -118,13 +230,13 @@ where
 ///
 /// # Errors
 /// As [`read_limited`], and 400 `invalid_json` naming what is wrong (unknown fields among it).
-pub async fn read_json<T, B>(body: B, limit: usize, timeout: Duration) -> Result<T, ApiError>
+pub async fn read_json<T, B>(body: B, limit: usize, pace: Pace) -> Result<T, ApiError>
 where
     T: DeserializeOwned,
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let bytes = read_limited(body, limit, timeout).await?;
+    let bytes = read_limited(body, limit, pace).await?;
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
@@ -150,101 +262,20 @@ pub fn too_large(limit: usize) -> ApiError {
     )
 }
 
-/// 408 for a body that stopped arriving.
-pub fn body_timeout(timeout: Duration) -> ApiError {
+/// 408 for a body that fell below the minimum rate.
+pub fn body_timeout(rate: MinRate) -> ApiError {
     ApiError::new(
         StatusCode::REQUEST_TIMEOUT,
         "body_timeout",
-        format!("no request body data within {} ms", timeout.as_millis()),
+        format!(
+            "the request body arrived slower than {} bytes in {} ms",
+            rate.bytes_per_window(),
+            rate.window.as_millis()
+        ),
     )
 }
 
-/// How forwarding a request body to a blocking reader ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Forwarded {
-    /// The body ended, broke, or the reader stopped reading.
-    Done,
-    /// A frame did not arrive within the timeout.
-    TimedOut,
-}
-
-/// Forwards a request body frame by frame to the sender of a [`ChannelReader`] until the body
-/// ends, the reader stops reading (it refused the data), or a frame takes longer than
-/// `timeout`. A broken or stalled body reaches the reader as an error, so whatever it was
-/// storing is refused, never taken for a complete upload.
-pub async fn forward<B>(
-    mut incoming: B,
-    sender: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
-    timeout: Duration,
-) -> Forwarded
-where
-    B: http_body::Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
-{
-    loop {
-        let frame = match tokio::time::timeout(timeout, incoming.frame()).await {
-            Err(_) => {
-                let stalled =
-                    io::Error::new(io::ErrorKind::TimedOut, "the request body stopped arriving");
-                let _ = sender.send(Err(stalled)).await;
-                return Forwarded::TimedOut;
-            }
-            Ok(None) => return Forwarded::Done,
-            Ok(Some(Err(err))) => {
-                let _ = sender
-                    .send(Err(io::Error::other(format!("body: {err}"))))
-                    .await;
-                return Forwarded::Done;
-            }
-            Ok(Some(Ok(frame))) => frame,
-        };
-        if let Ok(data) = frame.into_data()
-            && sender.send(Ok(data)).await.is_err()
-        {
-            // The reader stopped: the store refused the batch (not open, too large, invalid).
-            return Forwarded::Done;
-        }
-    }
-}
-
-/// A blocking `Read` over body frames sent from the async side: the store streams an upload
-/// from it on a blocking thread while the connection task forwards the frames.
-pub struct ChannelReader {
-    receiver: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl ChannelReader {
-    /// A reader and the sender that feeds it (a few frames of buffer).
-    pub fn new() -> (tokio::sync::mpsc::Sender<io::Result<Bytes>>, ChannelReader) {
-        let (sender, receiver) = tokio::sync::mpsc::channel(8);
-        (
-            sender,
-            ChannelReader {
-                receiver,
-                current: Bytes::new(),
-            },
-        )
-    }
-}
-
-impl io::Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.receiver.blocking_recv() {
-                None => return Ok(0),
-                Some(Err(err)) => return Err(err),
-                Some(Ok(bytes)) => self.current = bytes,
-            }
-        }
-        let n = out.len().min(self.current.len());
-        out[..n].copy_from_slice(&self.current[..n]);
-        self.current.advance(n);
-        Ok(n)
-    }
-}
-
-/// A streamed response body fed from a blocking thread.
+/// A streamed response body fed from a task.
 pub struct ChannelBody {
     receiver: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
 }
@@ -252,7 +283,8 @@ pub struct ChannelBody {
 impl ChannelBody {
     /// A body and the sender that feeds it.
     pub fn new() -> (tokio::sync::mpsc::Sender<io::Result<Bytes>>, ChannelBody) {
-        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        // One chunk waits for the client at most: a stalled reader costs little memory.
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
         (sender, ChannelBody { receiver })
     }
 }

@@ -9,6 +9,8 @@
 
 pub mod auth;
 pub mod body;
+mod conn;
+pub mod data;
 pub mod dialects;
 pub mod error;
 pub mod exact_json;
@@ -28,11 +30,10 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use jobstore::{ClaimRequest, Job, Store, WriteCall};
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, watch};
 
 pub use auth::{Principal, Tokens};
 pub use dialects::{Dialect, DialectConfig};
@@ -46,12 +47,20 @@ use crate::routes::Route;
 pub struct Limits {
     /// The largest JSON request body.
     pub max_json_bytes: usize,
-    /// How long a request body may pause between frames before the answer is 408.
+    /// The window over which the minimum transfer rate is measured: a request body or a
+    /// response that moves fewer than `min_transfer_rate × body_timeout` bytes within one
+    /// window is given up (408 for a body; the connection closed for a response).
     pub body_timeout: Duration,
+    /// The slowest transfer kept, in bytes per second (request bodies and responses alike).
+    pub min_transfer_rate: u64,
     /// How long a client may take to send its request head before the connection is closed.
     pub header_timeout: Duration,
-    /// Connections served at once; more wait in the listen backlog.
+    /// Connections served at once. A new connection past it sheds the one idle longest (or
+    /// the slowest request body below the minimum rate); when none can go it is answered 503.
     pub max_connections: usize,
+    /// Requests one token may have in flight at once (responses still streaming count); more
+    /// are answered 429 with `Retry-After`. Applies only with a tokens file.
+    pub max_requests_per_token: usize,
     /// The largest page a list may ask for.
     pub max_page: u32,
     /// The longest a claim may wait for jobs.
@@ -65,11 +74,23 @@ impl Default for Limits {
         Limits {
             max_json_bytes: 1024 * 1024,
             body_timeout: Duration::from_secs(30),
+            min_transfer_rate: 1024,
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            max_requests_per_token: 256,
             max_page: jobstore::MAX_PAGE_SIZE,
             max_wait: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(8),
+        }
+    }
+}
+
+impl Limits {
+    /// The minimum rate request bodies and responses are held to.
+    pub fn body_rate(&self) -> body::MinRate {
+        body::MinRate {
+            window: self.body_timeout,
+            bytes_per_sec: self.min_transfer_rate,
         }
     }
 }
@@ -83,6 +104,7 @@ pub struct App {
     jobs_ready: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
     metrics: metrics::Metrics,
+    token_slots: Arc<conn::TokenSlots>,
 }
 
 impl App {
@@ -106,6 +128,7 @@ impl App {
             jobs_ready,
             shutdown,
             metrics: metrics::Metrics::default(),
+            token_slots: Arc::default(),
         })
     }
 
@@ -176,57 +199,17 @@ impl App {
         &self,
         request: Request<Incoming>,
     ) -> Result<T, ApiError> {
-        body::read_json(
-            request.into_body(),
-            self.limits.max_json_bytes,
-            self.limits.body_timeout,
-        )
-        .await
+        let pace = self.pace(&request);
+        body::read_json(request.into_body(), self.limits.max_json_bytes, pace).await
     }
 
     pub(crate) async fn raw_body(&self, request: Request<Incoming>) -> Result<Bytes, ApiError> {
-        body::read_limited(
-            request.into_body(),
-            self.limits.max_json_bytes,
-            self.limits.body_timeout,
-        )
-        .await
+        let pace = self.pace(&request);
+        body::read_limited(request.into_body(), self.limits.max_json_bytes, pace).await
     }
 
     pub(crate) async fn drain_body(&self, request: Request<Incoming>) -> Result<(), ApiError> {
         self.raw_body(request).await.map(|_| ())
-    }
-
-    /// Streams a request body into a new data batch of job `id`: the body is forwarded frame
-    /// by frame to a blocking thread that reads it through `wrap` (a validating reader, or the
-    /// body as it is) and writes it a chunk at a time. Memory stays at a few frames.
-    ///
-    /// # Errors
-    /// The outer error: 408 when the body stalled (the batch was refused), 500 when the
-    /// blocking task failed. The inner one: the store's answer.
-    pub(crate) async fn append_body<R>(
-        &self,
-        principal: &Principal,
-        id: i64,
-        request: Request<Incoming>,
-        wrap: impl FnOnce(body::ChannelReader) -> R + Send + 'static,
-    ) -> Result<jobstore::Result<jobstore::DataBatch>, ApiError>
-    where
-        R: std::io::Read + Send + 'static,
-    {
-        let (sender, reader) = body::ChannelReader::new();
-        let store = self.store.with_scope(principal.scope());
-        let writer = tokio::task::spawn_blocking(move || store.append_data(id, wrap(reader)));
-        let timeout = self.limits.body_timeout;
-        let forwarded = body::forward(request.into_body(), sender, timeout).await;
-        let batch = writer.await.map_err(|err| {
-            log::error!("an upload task failed: {err}");
-            ApiError::internal()
-        })?;
-        match batch {
-            Err(_) if forwarded == body::Forwarded::TimedOut => Err(body::body_timeout(timeout)),
-            batch => Ok(batch),
-        }
     }
 
     /// Claims jobs, waiting up to `wait` for some to arrive. An enqueue in this daemon wakes
@@ -263,11 +246,39 @@ impl App {
         }
     }
 
+    /// The caller of `request`, by its bearer token, holding one of the token's request slots
+    /// until the response has been sent.
+    ///
+    /// # Errors
+    /// 401 `unauthorized`, 429 `too_many_requests` when the token
+    /// already has `max_requests_per_token` requests in flight.
     pub(crate) fn authenticate(&self, request: &Request<Incoming>) -> Result<Principal, ApiError> {
         let tokens = self.tokens.read().ok().and_then(|t| t.clone());
         let Some(tokens) = tokens else {
             return Ok(Principal::anonymous_local());
         };
+        let principal = Self::bearer(&tokens, request)?;
+        if let Some(held) = request.extensions().get::<conn::RequestSlot>() {
+            let key = format!("{}/{}", principal.tenant, principal.name);
+            let cap = self.limits.max_requests_per_token;
+            if !held.fill(|| self.token_slots.take(&key, cap)) {
+                let mut err = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    format!(
+                        "token `{}` already has {cap} requests in flight; retry when one has \
+                         finished",
+                        principal.name
+                    ),
+                );
+                err.retry_after = Some(1);
+                return Err(err);
+            }
+        }
+        Ok(principal)
+    }
+
+    fn bearer(tokens: &Tokens, request: &Request<Incoming>) -> Result<Principal, ApiError> {
         let unauthorized = |message: &str| {
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message.to_owned())
         };
@@ -377,6 +388,11 @@ pub async fn handle(
 /// Serves `listener` until `shutdown` turns true, then stops accepting, lets in-flight
 /// requests finish (up to the drain timeout) and returns.
 ///
+/// Every connection is accepted at once and admitted by [`conn::Connections`]: past
+/// `max_connections` it sheds an idle or too slow connection to make room, or answers the
+/// newcomer 503. Responses are written through [`conn::PacedIo`], so a client that stops
+/// reading is cut off after one window below the minimum rate.
+///
 /// # Errors
 /// Only a failure of the listener itself.
 pub async fn serve(
@@ -384,19 +400,12 @@ pub async fn serve(
     app: Arc<App>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(app.limits.max_connections.max(1)));
+    let rate = app.limits.body_rate();
+    let connections = Arc::new(conn::Connections::new(app.limits.max_connections, rate));
     loop {
         if *shutdown.borrow() {
             break;
         }
-        let permit = tokio::select! {
-            permit = Arc::clone(&permits).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            _ = shutdown.changed() => break,
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -409,32 +418,88 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
-        let header_timeout = app.limits.header_timeout;
+        let Some(conn) = connections.admit() else {
+            connections.refuse(&stream, peer);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
         let app = Arc::clone(&app);
-        let service = service_fn(move |request| {
-            let app = Arc::clone(&app);
-            async move { Ok::<_, std::convert::Infallible>(handle(app, peer, request).await) }
-        });
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .serve_connection(TokioIo::new(stream), service);
-        let watched = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = watched.await {
-                log::debug!("connection from {peer} ended: {err}");
-            }
-            drop(permit);
-        });
+        let connections = Arc::clone(&connections);
+        let shutdown = shutdown.clone();
+        tokio::spawn(serve_connection(
+            app,
+            connections,
+            conn,
+            stream,
+            peer,
+            shutdown,
+        ));
+        // Let the new connection read its request before the next one may shed it.
+        tokio::task::yield_now().await;
     }
     drop(listener);
+    let drain = app.limits.drain_timeout;
     tokio::select! {
-        () = graceful.shutdown() => log::info!("all connections drained"),
-        () = tokio::time::sleep(app.limits.drain_timeout) => {
-            log::warn!("connections still open after {:?}; closing them", app.limits.drain_timeout);
+        () = connections.all_closed() => log::info!("all connections drained"),
+        () = tokio::time::sleep(drain) => {
+            log::warn!("connections still open after {drain:?}; closing them");
         }
     }
     Ok(())
+}
+
+/// Serves one admitted connection until it ends, is shed, or the shutdown has drained it.
+async fn serve_connection(
+    app: Arc<App>,
+    connections: Arc<conn::Connections>,
+    conn: Arc<conn::Conn>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let header_timeout = app.limits.header_timeout;
+    let io = conn::PacedIo::new(stream, Arc::clone(&conn), app.limits.body_rate());
+    let service = {
+        let connections = Arc::clone(&connections);
+        let conn = Arc::clone(&conn);
+        service_fn(move |mut request: Request<Incoming>| {
+            let app = Arc::clone(&app);
+            let in_flight = connections.request_started(&conn);
+            let slot = conn::RequestSlot::default();
+            request.extensions_mut().insert(Arc::clone(&conn));
+            request.extensions_mut().insert(slot.clone());
+            async move {
+                let response = handle(app, peer, request).await;
+                // The request counts as in flight (for its connection and its token) until its
+                // response body has been sent or dropped.
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| conn::Held::wrap(body, (in_flight, slot))),
+                )
+            }
+        })
+    };
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => Some(ended),
+        () = conn.shed() => None,
+        () = async { drop(shutdown.wait_for(|stop| *stop).await) } => {
+            connection.as_mut().graceful_shutdown();
+            tokio::select! {
+                ended = connection.as_mut() => Some(ended),
+                () = conn.shed() => None,
+            }
+        }
+    };
+    match ended {
+        Some(Err(err)) => log::debug!("connection from {peer} ended: {err}"),
+        None => log::debug!("shed the connection from {peer} to make room"),
+        Some(Ok(())) => {}
+    }
+    connections.release(&conn);
 }
 
 /// The request's `Idempotency-Key` header, if it sent one; `Err` with the message every API

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -18,7 +17,7 @@ use serde_json::Value;
 
 use crate::App;
 use crate::auth::{Permission, Principal};
-use crate::body::{self, ChannelBody, ResponseBody};
+use crate::body::{self, ResponseBody};
 use crate::error::ApiError;
 use crate::routes::{JobAction, Route};
 
@@ -251,7 +250,10 @@ pub(crate) async fn handle(
             upload(app, principal, id, request).await
         }
         (Route::JobData(id), Method::GET) => {
-            principal.require(Permission::Read)?;
+            // A worker reads the data of the job it runs with its `work` scope.
+            if !principal.may(Permission::Work) {
+                principal.require(Permission::Read)?;
+            }
             download(app, principal, id).await
         }
         (Route::JobLogs(id), Method::GET) => {
@@ -508,7 +510,7 @@ async fn job_action(
 /// Appends the request body, streamed, as a new data batch (see [`App::append_body`]).
 async fn upload(app: &App, principal: &Principal, id: i64, request: Request<Incoming>) -> Answer {
     let batch = app
-        .append_body(principal, id, request, |reader| reader)
+        .append_body(principal, id, request, crate::data::AsIs)
         .await??;
     Ok(body::json(StatusCode::CREATED, &batch))
 }
@@ -518,30 +520,7 @@ async fn download(app: &App, principal: &Principal, id: i64) -> Answer {
     let reader = app
         .call(principal, move |store| store.read_data(id, None))
         .await?;
-    let (sender, stream) = ChannelBody::new();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut reader = reader;
-        let mut buffer = vec![0_u8; 64 * 1024];
-        loop {
-            match reader.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if sender
-                        .blocking_send(Ok(Bytes::copy_from_slice(&buffer[..n])))
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-                Err(err) => {
-                    log::error!("job {id}: streaming data failed: {err}");
-                    let _ = sender.blocking_send(Err(err));
-                    break;
-                }
-            }
-        }
-    });
+    let stream = crate::data::stream(id, reader);
     Ok(body::with_type(
         StatusCode::OK,
         "application/octet-stream",

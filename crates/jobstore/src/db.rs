@@ -176,10 +176,14 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         sql: include_str!("../migrations/0003_fewer_write_indexes.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("../migrations/0004_batch_uploader.sql"),
+    },
 ];
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Each step runs with its `user_version` bump in
 /// one `BEGIN IMMEDIATE` transaction, so two processes opening one file never both migrate it.

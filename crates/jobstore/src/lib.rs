@@ -80,6 +80,6 @@ pub use model::{
     NewJob, QueueCount, Scope, Step, StepReport, StepStatus,
 };
 pub use state::{Event, State, transition};
-pub use store::{DataReader, MAX_CLAIM, Store, StoreOptions, WriteCall};
+pub use store::{BatchUpload, DataReader, MAX_CLAIM, Store, StoreOptions, WriteCall};
 pub use worker::{HandlerResult, JobContext, JobError, Worker, WorkerHandle};
 pub use writer::WriterStats;

@@ -25,7 +25,7 @@ use jobstore::{
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use self::csv::{BatchFault, Layout, Validator};
+use self::csv::{BatchCheck, BatchFault, Layout};
 use crate::App;
 use crate::auth::{Permission, Principal};
 use crate::body::{self, ResponseBody};
@@ -806,9 +806,7 @@ async fn upload(app: &App, principal: &Principal, id: i64, request: Request<Inco
 
     let layout = operation.layout();
     match app
-        .append_body(principal, id, request, move |reader| {
-            Validator::new(reader, layout, limit)
-        })
+        .append_body(principal, id, request, BatchCheck::new(layout, limit))
         .await?
     {
         Ok(_) => Ok(body::empty(StatusCode::ACCEPTED)),

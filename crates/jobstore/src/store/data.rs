@@ -13,7 +13,7 @@ use std::io::{self, Read};
 use rusqlite::{OptionalExtension, params};
 
 use super::rows::{EventRow, insert_event, load_job, next_state};
-use super::{CHUNK_BYTES, Store};
+use super::{CHUNK_BYTES, Store, WriteCall};
 use crate::model::DataBatch;
 use crate::state::{Event, State};
 use crate::{Error, Result};
@@ -27,139 +27,129 @@ impl Store {
     /// `source` fails (a validating reader refuses content this way). In every case nothing
     /// of the batch is kept.
     pub fn append_data(&self, id: i64, mut source: impl Read) -> Result<DataBatch> {
-        let tenant = self.tenant_filter();
-        let now = self.now();
-        let limit_batches = self.options().max_batches_per_job;
-        let limit_bytes = self.options().max_batch_bytes;
-        let batch = self.write(move |conn| {
-            let job = load_job(conn, tenant.as_deref(), id)?;
-            next_state(&job, Event::Upload)?;
-            let (count, last): (u32, i64) = conn
-                .prepare_cached(
-                    "SELECT count(*), ifnull(max(batch), 0) FROM job_data_batches \
-                     WHERE job_id = ?1",
-                )?
-                .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?)))?;
-            if count >= limit_batches {
-                return Err(Error::TooManyDataBatches {
-                    job: id,
-                    limit: limit_batches,
-                });
+        let mut upload = self.begin_upload_call(id).wait()?;
+        let streamed = loop {
+            let buffer = match read_chunk(&mut source) {
+                Ok(buffer) => buffer,
+                Err(err) => break Err(Error::DataRead(err)),
+            };
+            if buffer.is_empty() {
+                break Ok(());
             }
-            conn.prepare_cached(
-                "INSERT INTO job_data_batches (job_id, batch, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?3)",
-            )?
-            .execute(params![id, last + 1, now])?;
-            Ok(last + 1)
-        })?;
-        match self.stream_chunks(id, batch, &mut source, limit_bytes) {
-            Ok(bytes) => self.seal_batch(id, batch, bytes).inspect_err(|_| {
-                self.discard_batch(id, batch);
-            }),
+            if let Err(err) = upload.push(&buffer) {
+                break Err(err);
+            }
+            if let Some(Err(err)) = upload.chunk_call().map(WriteCall::wait) {
+                break Err(err);
+            }
+        };
+        match streamed {
+            Ok(()) => upload.finish_call().wait(),
             Err(err) => {
-                self.discard_batch(id, batch);
+                upload.abandon();
                 Err(err)
             }
         }
     }
 
-    fn stream_chunks(
-        &self,
-        id: i64,
-        batch: i64,
-        source: &mut impl Read,
-        limit: u64,
-    ) -> Result<u64> {
-        let mut total: u64 = 0;
-        let mut chunk: i64 = 0;
-        loop {
-            let buffer = read_chunk(source).map_err(Error::DataRead)?;
-            if buffer.is_empty() {
-                return Ok(total);
-            }
-            total += buffer.len() as u64;
-            if total > limit {
-                return Err(Error::DataBatchTooLarge { limit });
-            }
-            let now = self.now();
-            let index = chunk;
-            self.write(move |conn| {
-                conn.prepare_cached(
-                    "INSERT INTO job_data_chunks (job_id, batch, chunk, data) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![id, batch, index, buffer])
-                .map_err(|err| {
-                    // The batch row is gone: the job was aborted or deleted meanwhile.
-                    match load_job(conn, None, id) {
-                        Ok(job) => next_state(&job, Event::Upload).err().unwrap_or(err.into()),
-                        Err(gone) => gone,
-                    }
-                })?;
-                conn.prepare_cached(
-                    "UPDATE job_data_batches SET bytes = bytes + ?1, updated_at = ?2 \
-                     WHERE job_id = ?3 AND batch = ?4",
-                )?
-                .execute(params![
-                    i64::try_from(buffer.len()).unwrap_or(i64::MAX),
-                    now,
-                    id,
-                    batch
-                ])?;
-                Ok(())
-            })?;
-            chunk += 1;
-        }
-    }
-
-    fn seal_batch(&self, id: i64, batch: i64, bytes: u64) -> Result<DataBatch> {
+    /// Starts a new data batch of an `open` job, to be filled through the [`BatchUpload`] it
+    /// answers. An async server drives an upload this way without holding a thread for it:
+    /// every step is a [`WriteCall`].
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`]; [`Error::InvalidTransition`] when the job is not `open`;
+    /// [`Error::TooManyDataBatches`].
+    pub fn begin_upload_call(&self, id: i64) -> WriteCall<BatchUpload> {
+        let tenant = self.tenant_filter();
         let now = self.now();
-        self.write(move |conn| {
-            let job = load_job(conn, None, id)?;
-            let to = next_state(&job, Event::Upload)?;
-            let (stored, created_at): (i64, i64) = conn
-                .prepare_cached(
-                    "UPDATE job_data_batches SET complete = 1, updated_at = ?1 \
-                     WHERE job_id = ?2 AND batch = ?3 RETURNING bytes, created_at",
+        let limit_batches = self.options().max_batches_per_job;
+        let limit_bytes = self.options().max_batch_bytes;
+        let store = self.clone();
+        WriteCall::new(
+            self,
+            move |conn| {
+                let job = load_job(conn, tenant.as_deref(), id)?;
+                next_state(&job, Event::Upload)?;
+                let (count, last): (u32, i64) = conn
+                    .prepare_cached(
+                        "SELECT count(*), ifnull(max(batch), 0) FROM job_data_batches \
+                         WHERE job_id = ?1",
+                    )?
+                    .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                if count >= limit_batches {
+                    return Err(Error::TooManyDataBatches {
+                        job: id,
+                        limit: limit_batches,
+                    });
+                }
+                conn.prepare_cached(
+                    "INSERT INTO job_data_batches (job_id, batch, created_at, updated_at, \
+                     uploader) VALUES (?1, ?2, ?3, ?3, ?4)",
                 )?
-                .query_row(params![now, id, batch], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })?;
-            debug_assert_eq!(u64::try_from(stored).ok(), Some(bytes));
-            conn.prepare_cached("UPDATE jobs SET updated_at = ?1 WHERE id = ?2 AND state = ?3")?
-                .execute(params![now, id, to.as_str()])?;
-            let detail = format!("batch {batch}, {stored} bytes");
-            insert_event(
-                conn,
-                &EventRow {
-                    job: id,
-                    at: now,
-                    event: Event::Upload.name(),
-                    from: Some(job.state),
-                    to,
-                    actor: "",
-                    detail: Some(&detail),
-                },
-            )?;
-            Ok(DataBatch {
-                batch,
-                bytes: stored,
-                created_at,
-            })
-        })
+                .execute(params![id, last + 1, now, uploader::this_process()])?;
+                Ok(BatchUpload {
+                    claim: BatchClaim {
+                        store,
+                        job: id,
+                        batch: last + 1,
+                        live: true,
+                    },
+                    limit: limit_bytes,
+                    total: 0,
+                    next_chunk: 0,
+                    pending: Vec::new(),
+                })
+            },
+            |_| false,
+        )
     }
 
-    /// Deletes a batch that did not make it; if even that fails, maintenance purges it later.
-    fn discard_batch(&self, id: i64, batch: i64) {
-        let outcome = self.write(move |conn| {
-            conn.prepare_cached("DELETE FROM job_data_batches WHERE job_id = ?1 AND batch = ?2")?
-                .execute(params![id, batch])?;
-            Ok(())
-        });
-        if let Err(err) = outcome {
-            log::warn!("job {id}: could not discard incomplete batch {batch}: {err}");
+    /// Deletes the incomplete batches that can never be completed: those of uploads that
+    /// gave up in this process but whose delete failed (a full disk), and those whose
+    /// uploading process is no longer running (killed mid-upload). Another live process's
+    /// upload is never touched. The daemon calls it at start-up, before it takes requests, and
+    /// then on every maintenance tick. Answers how many batches went.
+    ///
+    /// # Errors
+    /// Storage errors; what could not be deleted is tried again on the next call.
+    pub fn reclaim_abandoned_batches(&self) -> Result<u64> {
+        let uploaders: Vec<String> = self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT DISTINCT uploader FROM job_data_batches \
+                 WHERE complete = 0 AND uploader IS NOT NULL",
+            )?;
+            let rows = stmt.query_map([], |row| row.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })?;
+        let gone: Vec<String> = uploaders
+            .into_iter()
+            .filter(|tag| !uploader::is_running(tag))
+            .collect();
+        let abandoned = std::mem::take(&mut *self.abandoned_batches());
+        if abandoned.is_empty() && gone.is_empty() {
+            return Ok(0);
         }
+        let retry = abandoned.clone();
+        let outcome = self.write(move |conn| {
+            let mut deleted = 0;
+            let mut delete = conn.prepare_cached(
+                "DELETE FROM job_data_batches WHERE job_id = ?1 AND batch = ?2 AND complete = 0",
+            )?;
+            for (job, batch) in &retry {
+                deleted += delete.execute(params![job, batch])?;
+            }
+            let mut delete = conn.prepare_cached(
+                "DELETE FROM job_data_batches WHERE complete = 0 AND uploader = ?1",
+            )?;
+            for tag in &gone {
+                deleted += delete.execute(params![tag])?;
+            }
+            Ok(deleted as u64)
+        });
+        if outcome.is_err() {
+            self.abandoned_batches().extend(abandoned);
+        }
+        outcome
     }
 
     /// Closes the upload phase: `open` → `queued`.
@@ -245,6 +235,234 @@ impl Store {
     }
 }
 
+/// A data batch being uploaded: the bytes are pushed in as they arrive and written a chunk at
+/// a time, each chunk its own short write, so that an upload holds neither the write lock nor
+/// a thread while it waits for its client. Made by [`Store::begin_upload_call`].
+///
+/// The batch stays invisible until [`BatchUpload::finish_call`] committed. An upload dropped
+/// before that (refused content, a client gone, an error) deletes its batch in the background;
+/// if even that fails (a full disk), [`Store::reclaim_abandoned_batches`] tries again.
+#[derive(Debug)]
+pub struct BatchUpload {
+    claim: BatchClaim,
+    limit: u64,
+    total: u64,
+    next_chunk: i64,
+    pending: Vec<u8>,
+}
+
+impl BatchUpload {
+    /// The batch's number within its job.
+    pub fn batch(&self) -> i64 {
+        self.claim.batch
+    }
+
+    /// The bytes pushed so far.
+    pub fn bytes(&self) -> u64 {
+        self.total
+    }
+
+    /// Adds the next bytes of the batch. Then write every whole chunk buffered with
+    /// [`BatchUpload::chunk_call`] (until it answers `None`) before pushing more.
+    ///
+    /// # Errors
+    /// [`Error::DataBatchTooLarge`] past the store's batch limit (drop the upload then).
+    pub fn push(&mut self, bytes: &[u8]) -> Result<()> {
+        self.total += bytes.len() as u64;
+        if self.total > self.limit {
+            return Err(Error::DataBatchTooLarge { limit: self.limit });
+        }
+        self.pending.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// The write of the next whole chunk, once one is buffered; `None` until then.
+    pub fn chunk_call(&mut self) -> Option<WriteCall<()>> {
+        if self.pending.len() < CHUNK_BYTES {
+            return None;
+        }
+        let rest = self.pending.split_off(CHUNK_BYTES);
+        let chunk = std::mem::replace(&mut self.pending, rest);
+        let index = self.next_chunk;
+        self.next_chunk += 1;
+        let (id, batch) = (self.claim.job, self.claim.batch);
+        let now = self.claim.store.now();
+        Some(WriteCall::new(
+            &self.claim.store,
+            move |conn| write_chunk(conn, id, batch, index, &chunk, now),
+            |_| false,
+        ))
+    }
+
+    /// Writes what is still buffered and makes the batch visible, in one write that first
+    /// checks the job is still `open`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTransition`] when the job left `open` meanwhile, [`Error::JobNotFound`]
+    /// when it was deleted; storage errors. Nothing of the batch is kept then.
+    pub fn finish_call(self) -> WriteCall<DataBatch> {
+        let BatchUpload {
+            mut claim,
+            total,
+            next_chunk,
+            pending,
+            ..
+        } = self;
+        let store = claim.store.clone();
+        let now = store.now();
+        WriteCall::new(
+            &store,
+            move |conn| {
+                let (id, batch) = (claim.job, claim.batch);
+                for (index, chunk) in (next_chunk..).zip(pending.chunks(CHUNK_BYTES)) {
+                    write_chunk(conn, id, batch, index, chunk, now)?;
+                }
+                let sealed = seal(conn, id, batch, total, now)?;
+                claim.settle();
+                Ok(sealed)
+            },
+            |_| false,
+        )
+    }
+
+    /// Gives the upload up and deletes its batch before returning.
+    pub fn abandon(mut self) {
+        self.claim.discard(true);
+    }
+}
+
+/// An incomplete batch that someone must delete unless it is sealed: dropping a live claim
+/// deletes the batch without waiting.
+#[derive(Debug)]
+struct BatchClaim {
+    store: Store,
+    job: i64,
+    batch: i64,
+    live: bool,
+}
+
+impl BatchClaim {
+    /// The batch was sealed: nothing to delete.
+    fn settle(&mut self) {
+        self.live = false;
+    }
+
+    fn discard(&mut self, wait: bool) {
+        if !std::mem::take(&mut self.live) {
+            return;
+        }
+        let (store, id, batch) = (self.store.clone(), self.job, self.batch);
+        let call = WriteCall::new(
+            &self.store,
+            move |conn| {
+                conn.prepare_cached(
+                    "DELETE FROM job_data_batches WHERE job_id = ?1 AND batch = ?2",
+                )?
+                .execute(params![id, batch])?;
+                Ok(())
+            },
+            |_| false,
+        );
+        let failed = move |err: Error| {
+            log::warn!(
+                "job {id}: could not discard incomplete batch {batch} (retried later): {err}"
+            );
+            store.abandoned_batches().push((id, batch));
+        };
+        if wait {
+            if let Err(err) = call.wait() {
+                failed(err);
+            }
+        } else {
+            call.then(move |outcome| {
+                if let Err(err) = outcome {
+                    failed(err);
+                }
+            });
+        }
+    }
+}
+
+impl Drop for BatchClaim {
+    fn drop(&mut self) {
+        self.discard(false);
+    }
+}
+
+/// Writes chunk `index` of a batch and adds its size to the batch.
+fn write_chunk(
+    conn: &rusqlite::Connection,
+    id: i64,
+    batch: i64,
+    index: i64,
+    data: &[u8],
+    now: i64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO job_data_chunks (job_id, batch, chunk, data) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![id, batch, index, data])
+    .map_err(|err| {
+        // The batch row is gone: the job was aborted or deleted meanwhile.
+        match load_job(conn, None, id) {
+            Ok(job) => next_state(&job, Event::Upload).err().unwrap_or(err.into()),
+            Err(gone) => gone,
+        }
+    })?;
+    conn.prepare_cached(
+        "UPDATE job_data_batches SET bytes = bytes + ?1, updated_at = ?2 \
+         WHERE job_id = ?3 AND batch = ?4",
+    )?
+    .execute(params![
+        i64::try_from(data.len()).unwrap_or(i64::MAX),
+        now,
+        id,
+        batch
+    ])?;
+    Ok(())
+}
+
+/// Marks a batch complete once the job is still `open`, with the upload's event row.
+fn seal(
+    conn: &rusqlite::Connection,
+    id: i64,
+    batch: i64,
+    bytes: u64,
+    now: i64,
+) -> Result<DataBatch> {
+    let job = load_job(conn, None, id)?;
+    let to = next_state(&job, Event::Upload)?;
+    let (stored, created_at): (i64, i64) = conn
+        .prepare_cached(
+            "UPDATE job_data_batches SET complete = 1, updated_at = ?1 \
+             WHERE job_id = ?2 AND batch = ?3 RETURNING bytes, created_at",
+        )?
+        .query_row(params![now, id, batch], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    debug_assert_eq!(u64::try_from(stored).ok(), Some(bytes));
+    conn.prepare_cached("UPDATE jobs SET updated_at = ?1 WHERE id = ?2 AND state = ?3")?
+        .execute(params![now, id, to.as_str()])?;
+    let detail = format!("batch {batch}, {stored} bytes");
+    insert_event(
+        conn,
+        &EventRow {
+            job: id,
+            at: now,
+            event: Event::Upload.name(),
+            from: Some(job.state),
+            to,
+            actor: "",
+            detail: Some(&detail),
+        },
+    )?;
+    Ok(DataBatch {
+        batch,
+        bytes: stored,
+        created_at,
+    })
+}
+
 /// Reads up to one chunk, filling it unless the source ends first.
 fn read_chunk(source: &mut impl Read) -> io::Result<Vec<u8>> {
     let mut buffer = vec![0_u8; CHUNK_BYTES];
@@ -281,6 +499,24 @@ const NEXT_CHUNK: &str = "SELECT c.batch, c.chunk, c.data FROM job_data_chunks c
      ORDER BY c.batch, c.chunk LIMIT 1";
 
 impl DataReader {
+    /// The next stored chunk whole (at most 256 KiB), or `None` at the end: one short read,
+    /// for a server that streams the data without holding a thread between chunks.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        if self.offset >= self.buffer.len() && !self.done {
+            self.fetch()?;
+        }
+        if self.offset >= self.buffer.len() {
+            return Ok(None);
+        }
+        let rest = self.buffer.split_off(self.offset);
+        self.buffer.clear();
+        self.offset = 0;
+        Ok(Some(rest))
+    }
+
     fn fetch(&mut self) -> Result<()> {
         let (batch, chunk) = self.position;
         let next: Option<(i64, i64, Vec<u8>)> = self.store.read(|conn| {
@@ -315,5 +551,73 @@ impl Read for DataReader {
         out[..n].copy_from_slice(&self.buffer[self.offset..self.offset + n]);
         self.offset += n;
         Ok(n)
+    }
+}
+
+/// Names the process that uploads a batch, so that another process can tell whether that
+/// upload can still finish. SQLite's WAL mode keeps every process of one file on one machine,
+/// so a process id (with its start time, against reuse) names it.
+mod uploader {
+    use std::sync::OnceLock;
+
+    /// This process as `"pid:start-time"`, or `None` where `/proc` cannot tell its start time.
+    pub(super) fn this_process() -> Option<&'static str> {
+        static TAG: OnceLock<Option<String>> = OnceLock::new();
+        TAG.get_or_init(|| tag_of(std::process::id())).as_deref()
+    }
+
+    /// Whether the process named by `tag` is still running. A tag that does not parse is
+    /// taken as running: only a certainly dead uploader's batches are deleted.
+    pub(super) fn is_running(tag: &str) -> bool {
+        let Some(pid) = tag
+            .split(':')
+            .next()
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            return true;
+        };
+        if this_process() == Some(tag) {
+            return true;
+        }
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => start_time(&stat).is_some_and(|start| tag == format!("{pid}:{start}")),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => false,
+            // Unreadable for another reason: assume it runs.
+            Err(_) => true,
+        }
+    }
+
+    fn tag_of(pid: u32) -> Option<String> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Some(format!("{pid}:{}", start_time(&stat)?))
+    }
+
+    /// Field 22 of `/proc/PID/stat`, the start time in clock ticks since boot. The command
+    /// name (field 2) is in parentheses and may hold spaces, so count after its last `)`.
+    fn start_time(stat: &str) -> Option<u64> {
+        let after_name = &stat[stat.rfind(')')? + 1..];
+        after_name.split_whitespace().nth(19)?.parse().ok()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn this_process_runs_and_a_dead_or_reused_pid_does_not() {
+            let me = this_process().unwrap_or_else(|| panic!("no /proc here"));
+            assert!(is_running(me));
+            let pid = me.split(':').next().unwrap_or_default();
+            assert!(!is_running(&format!("{pid}:1")), "same pid, other start");
+            // pid_max is at most 2^22 on Linux.
+            assert!(!is_running("4194305:1"));
+            assert!(is_running("not a tag"));
+        }
+
+        #[test]
+        fn the_start_time_is_read_past_a_command_name_with_spaces() {
+            let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 0";
+            assert_eq!(start_time(stat), Some(987_654));
+        }
     }
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub use call::WriteCall;
-pub use data::DataReader;
+pub use data::{BatchUpload, DataReader};
 pub use worker_calls::MAX_CLAIM;
 
 use crate::Result;
@@ -127,6 +127,8 @@ struct Inner {
     pool: ReadPool,
     options: StoreOptions,
     signal: JobSignal,
+    /// Incomplete batches (job, batch) whose delete failed; see `reclaim_abandoned_batches`.
+    abandoned_batches: std::sync::Mutex<Vec<(i64, i64)>>,
 }
 
 /// A handle on one job store file. Cheap to clone; clones share the writer and the pool.
@@ -178,6 +180,7 @@ impl Store {
                 pool,
                 options,
                 signal: JobSignal::default(),
+                abandoned_batches: std::sync::Mutex::default(),
             }),
             scope: Scope::default(),
         })
@@ -226,6 +229,14 @@ impl Store {
 
     pub(crate) fn signal(&self) -> &JobSignal {
         &self.inner.signal
+    }
+
+    fn abandoned_batches(&self) -> std::sync::MutexGuard<'_, Vec<(i64, i64)>> {
+        // A list of ids stays consistent even if a holder panicked.
+        self.inner
+            .abandoned_batches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn tenant_filter(&self) -> Option<String> {

@@ -263,3 +263,121 @@ fn open_uploads_past_their_age_are_purged() {
     assert!(f.store.get(fresh.id).is_ok());
     assert!(f.store.check().unwrap().is_ok());
 }
+
+#[test]
+fn batches_of_a_dead_uploader_are_reclaimed_and_a_live_ones_are_kept() {
+    let f = Fixture::new();
+    let job = f.store.enqueue(NewJob::new("ingest").upload(true)).unwrap();
+    // An upload of this process, half way: its batch row names this process.
+    let mut live = f.store.begin_upload_call(job.id).wait().unwrap();
+    live.push(&pattern(300_000, 4)).unwrap();
+    if let Some(chunk) = live.chunk_call() {
+        chunk.wait().unwrap();
+    }
+    let me: String = f
+        .sql()
+        .query_row(
+            "SELECT uploader FROM job_data_batches WHERE job_id = ?1",
+            [job.id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(me.starts_with(&format!("{}:", std::process::id())), "{me}");
+    // What a killed process leaves: a batch and a chunk under a process that is gone, and
+    // one whose uploader is unknown (made before uploaders were recorded).
+    let sql = f.sql();
+    for (batch, uploader) in [(7, Some("4194305:1")), (8, None)] {
+        sql.execute(
+            "INSERT INTO job_data_batches (job_id, batch, created_at, updated_at, uploader) \
+             VALUES (?1, ?2, 0, 0, ?3)",
+            rusqlite::params![job.id, batch, uploader],
+        )
+        .unwrap();
+        sql.execute(
+            "INSERT INTO job_data_chunks (job_id, batch, chunk, data) VALUES (?1, ?2, 0, x'00')",
+            rusqlite::params![job.id, batch],
+        )
+        .unwrap();
+    }
+
+    assert_eq!(f.store.reclaim_abandoned_batches().unwrap(), 1);
+    let left: Vec<i64> = {
+        let mut stmt = sql
+            .prepare("SELECT batch FROM job_data_batches WHERE job_id = ?1 ORDER BY batch")
+            .unwrap();
+        stmt.query_map([job.id], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    };
+    assert_eq!(left, vec![1, 8], "the live upload and the unknown one stay");
+    assert_eq!(
+        count(
+            &f,
+            "SELECT count(*) FROM job_data_chunks WHERE job_id = ?1 AND batch = 7",
+            job.id
+        ),
+        0
+    );
+    // The live upload still finishes, whole.
+    let done = live.finish_call().wait().unwrap();
+    assert_eq!(done.bytes, 300_000);
+    assert_eq!(f.store.reclaim_abandoned_batches().unwrap(), 0);
+}
+
+#[test]
+fn a_dropped_upload_deletes_its_batch() {
+    let f = Fixture::new();
+    let job = f.store.enqueue(NewJob::new("ingest").upload(true)).unwrap();
+    let mut upload = f.store.begin_upload_call(job.id).wait().unwrap();
+    upload.push(&pattern(600_000, 5)).unwrap();
+    if let Some(chunk) = upload.chunk_call() {
+        chunk.wait().unwrap();
+    }
+    drop(upload);
+    // The delete was queued without waiting; the next write commits after it.
+    f.store.enqueue(NewJob::new("after")).unwrap();
+    assert_eq!(
+        count(
+            &f,
+            "SELECT count(*) FROM job_data_batches WHERE job_id = ?1",
+            job.id
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &f,
+            "SELECT count(*) FROM job_data_chunks WHERE job_id = ?1",
+            job.id
+        ),
+        0
+    );
+}
+
+#[test]
+fn a_pushed_upload_round_trips_whatever_the_size_of_its_pieces() {
+    let f = Fixture::new();
+    let job = f.store.enqueue(NewJob::new("ingest").upload(true)).unwrap();
+    let bytes = pattern(5 * 262_144 + 17, 6);
+    let mut upload = f.store.begin_upload_call(job.id).wait().unwrap();
+    // One piece of two and a half chunks, then small ones; the rest is written on finish,
+    // which must split it into chunks the schema accepts.
+    for piece in [&bytes[..655_360], &bytes[655_360..655_400]] {
+        upload.push(piece).unwrap();
+        while let Some(chunk) = upload.chunk_call() {
+            chunk.wait().unwrap();
+        }
+    }
+    upload.push(&bytes[655_400..]).unwrap();
+    let batch = upload.finish_call().wait().unwrap();
+    assert_eq!(batch.bytes, bytes.len() as i64);
+    let mut back = Vec::new();
+    f.store
+        .read_data(job.id, None)
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
+    assert_eq!(back, bytes);
+    assert!(f.store.check().unwrap().is_ok());
+}

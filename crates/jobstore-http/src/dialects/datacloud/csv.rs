@@ -1,7 +1,6 @@
 //! A streaming validator for Data Cloud batches: UTF-8, RFC 4180 CSV, a bounded size.
 //!
-//! [`Validator`] wraps the `Read` a request body arrives through and checks every byte as it
-//! passes on its way to the store, holding nothing but a few counters, the bytes of one
+//! [`BatchCheck`] checks every byte of an upload as it passes on its way to the store, holding nothing but a few counters, the bytes of one
 //! unfinished UTF-8 character and (for upsert batches) the header row. A fault is an
 //! [`io::Error`] carrying a [`BatchFault`]; the store refuses the batch on it and keeps nothing.
 //!
@@ -18,7 +17,9 @@
 //! line, so an editor shows the line a fault names.
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io;
+
+use crate::data::UploadCheck;
 
 /// The longest header row kept for checking its names.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -472,46 +473,37 @@ fn utf8_width(lead: u8) -> usize {
     }
 }
 
-/// A `Read` that checks what passes through it: CSV via [`CsvCheck`] and the size limit. The
-/// end of the source is passed on only once the whole batch checked out.
-pub struct Validator<R> {
-    inner: R,
+/// The check of an uploaded batch: CSV via [`CsvCheck`] and the size limit, fed as the
+/// bytes arrive. A fault is an [`io::Error`] carrying its [`BatchFault`].
+#[derive(Debug)]
+pub struct BatchCheck {
     check: CsvCheck,
     limit: u64,
     total: u64,
-    finished: bool,
 }
 
-impl<R: Read> Validator<R> {
-    /// Checks `inner` as a batch of `layout` of at most `limit` bytes.
-    pub fn new(inner: R, layout: Layout, limit: u64) -> Validator<R> {
-        Validator {
-            inner,
+impl BatchCheck {
+    /// Checks a batch of `layout` of at most `limit` bytes.
+    pub fn new(layout: Layout, limit: u64) -> BatchCheck {
+        BatchCheck {
             check: CsvCheck::new(layout),
             limit,
             total: 0,
-            finished: false,
         }
     }
 }
 
-impl<R: Read> Read for Validator<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.finished {
-            return Ok(0);
-        }
-        let n = self.inner.read(out)?;
-        if n == 0 {
-            self.check.finish().map_err(BatchFault::into_io)?;
-            self.finished = true;
-            return Ok(0);
-        }
-        self.total += n as u64;
+impl UploadCheck for BatchCheck {
+    fn feed(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.total += bytes.len() as u64;
         if self.total > self.limit {
             return Err(BatchFault::TooLarge { limit: self.limit }.into_io());
         }
-        self.check.feed(&out[..n]).map_err(BatchFault::into_io)?;
-        Ok(n)
+        self.check.feed(bytes).map_err(BatchFault::into_io)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.check.finish().map_err(BatchFault::into_io)
     }
 }
 
@@ -636,29 +628,25 @@ mod tests {
     }
 
     #[test]
-    fn the_validator_passes_bytes_through_and_stops_at_the_limit() {
-        let text = b"id,name\n1,a\n".to_vec();
-        let mut out = Vec::new();
-        Validator::new(&text[..], Layout::Header, 100)
-            .read_to_end(&mut out)
-            .map_err(|e| e.to_string())
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(out, text);
+    fn the_batch_check_takes_a_good_batch_and_stops_at_the_limit_or_a_fault() {
+        let text = b"id,name\n1,a\n";
+        let mut check = BatchCheck::new(Layout::Header, 100);
+        for piece in text.chunks(3) {
+            check.feed(piece).unwrap_or_else(|e| panic!("{e}"));
+        }
+        check.finish().unwrap_or_else(|e| panic!("{e}"));
 
-        let err = Validator::new(&text[..], Layout::Header, 5)
-            .read_to_end(&mut Vec::new())
-            .err()
-            .unwrap_or_else(|| panic!("no error"));
+        let mut check = BatchCheck::new(Layout::Header, 5);
+        let err = check.feed(text).err().unwrap_or_else(|| panic!("no error"));
         assert_eq!(
             BatchFault::of(&err),
             Some(&BatchFault::TooLarge { limit: 5 })
         );
 
+        let mut check = BatchCheck::new(Layout::Header, 100);
         let bad = b"id,name\n1,\"a\n";
-        let err = Validator::new(&bad[..], Layout::Header, 100)
-            .read_to_end(&mut Vec::new())
-            .err()
-            .unwrap_or_else(|| panic!("no error"));
+        check.feed(bad).unwrap_or_else(|e| panic!("{e}"));
+        let err = check.finish().err().unwrap_or_else(|| panic!("no error"));
         assert!(matches!(
             BatchFault::of(&err),
             Some(BatchFault::Csv { line: 2, .. })

@@ -1,0 +1,464 @@
+//! Connections and what each may hold: admission when the server is full, requests in flight
+//! per connection and per token, and the minimum rate of response writes.
+//!
+//! A full server makes room before it refuses anyone: it sheds the connection that has been
+//! idle longest (a keep-alive connection between requests, or one that has not finished its
+//! request head), else the one sending a request body slowest, if that one is below the
+//! minimum rate. Only when every connection is busy at a fair rate is a new one answered 503
+//! and closed. A response that the client stops reading is cut off once it falls below the
+//! minimum rate for a window ([`PacedIo`]).
+
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::body::{MinRate, ResponseBody};
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The maps below stay consistent whatever a panicking holder did half way.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The connections being served, up to a limit.
+#[derive(Debug)]
+pub(crate) struct Connections {
+    max: usize,
+    rate: MinRate,
+    epoch: Instant,
+    next_id: AtomicU64,
+    live: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// Signalled whenever the last connection closed.
+    emptied: Notify,
+    /// When a refusal was last logged (ms since `epoch`), so a flood logs once a few seconds.
+    last_refusal_log: AtomicU64,
+}
+
+/// One served connection, as the admission sees it.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    id: u64,
+    /// The admission's clock (times below are milliseconds since it).
+    epoch: Instant,
+    /// Whether the client has sent a byte yet.
+    heard: AtomicBool,
+    /// Requests in flight: a request ends when its response body has been sent or dropped.
+    busy: AtomicUsize,
+    /// Since when the connection has had no request in flight.
+    idle_since: AtomicU64,
+    /// When the request body being read started, plus one (0: none is being read).
+    body_started: AtomicU64,
+    /// Bytes of that body so far.
+    body_bytes: AtomicU64,
+    shed: Notify,
+}
+
+impl Connections {
+    /// Room for `max` connections; bodies below `rate` are the first busy ones shed.
+    pub(crate) fn new(max: usize, rate: MinRate) -> Connections {
+        Connections {
+            max: max.max(1),
+            rate,
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(1),
+            live: Mutex::new(HashMap::new()),
+            emptied: Notify::new(),
+            last_refusal_log: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        millis_since(self.epoch)
+    }
+
+    /// Admits a new connection, shedding another one if the server is full; `None` when
+    /// nothing could be shed (the caller refuses the connection).
+    pub(crate) fn admit(&self) -> Option<Arc<Conn>> {
+        let now = self.now_ms();
+        let mut live = lock(&self.live);
+        if live.len() >= self.max {
+            let victim = self.pick_victim(&live, now)?;
+            if let Some(shed) = live.remove(&victim) {
+                log::debug!("shedding connection {victim} to admit a new one");
+                shed.shed.notify_one();
+            }
+        }
+        let conn = Arc::new(Conn {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            epoch: self.epoch,
+            heard: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(now),
+            body_started: AtomicU64::new(0),
+            body_bytes: AtomicU64::new(0),
+            shed: Notify::new(),
+        });
+        live.insert(conn.id, Arc::clone(&conn));
+        Some(conn)
+    }
+
+    /// The connection idle longest (one that never sent a byte before one between requests),
+    /// else the one whose request body is slowest and below the minimum rate.
+    fn pick_victim(&self, live: &HashMap<u64, Arc<Conn>>, now: u64) -> Option<u64> {
+        let idle = live
+            .values()
+            .filter(|c| c.busy.load(Ordering::Acquire) == 0)
+            .min_by_key(|c| {
+                (
+                    c.heard.load(Ordering::Relaxed),
+                    c.idle_since.load(Ordering::Relaxed),
+                )
+            });
+        if let Some(conn) = idle {
+            return Some(conn.id);
+        }
+        let floor = self.rate.bytes_per_sec as f64;
+        live.values()
+            .filter_map(|c| {
+                let started = c.body_started.load(Ordering::Relaxed).checked_sub(1)?;
+                // A body gets a second before its rate is judged.
+                let seconds = now.saturating_sub(started) as f64 / 1000.0;
+                if seconds < 1.0 {
+                    return None;
+                }
+                let rate = c.body_bytes.load(Ordering::Relaxed) as f64 / seconds;
+                (rate < floor).then_some((c.id, rate))
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(id, _)| id)
+    }
+
+    /// Forgets a connection that closed.
+    pub(crate) fn release(&self, conn: &Conn) {
+        let mut live = lock(&self.live);
+        live.remove(&conn.id);
+        if live.is_empty() {
+            self.emptied.notify_waiters();
+        }
+    }
+
+    /// Waits until no connection is left.
+    pub(crate) async fn all_closed(&self) {
+        loop {
+            let emptied = self.emptied.notified();
+            tokio::pin!(emptied);
+            emptied.as_mut().enable();
+            if lock(&self.live).is_empty() {
+                return;
+            }
+            emptied.await;
+        }
+    }
+
+    /// Answers a connection that could not be admitted with a 503 and closes it.
+    pub(crate) fn refuse(&self, stream: &TcpStream, peer: std::net::SocketAddr) {
+        const BODY: &str = "{\"error\":{\"type\":\"overloaded\",\"message\":\"every connection \
+                            is busy; try again shortly\"}}";
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+             retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
+            BODY.len()
+        );
+        // A fresh socket's send buffer takes this whole; if not, the client gets a close.
+        let _ = stream.try_write(answer.as_bytes());
+        let now = self.now_ms();
+        let last = self.last_refusal_log.load(Ordering::Relaxed);
+        if (last == 0 || now.saturating_sub(last) >= 5_000)
+            && self
+                .last_refusal_log
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log::warn!(
+                "refused a connection from {peer}: all {} connections are busy at a fair rate",
+                self.max
+            );
+        }
+    }
+
+    /// Marks a request in flight on `conn` until the returned guard drops.
+    pub(crate) fn request_started(self: &Arc<Self>, conn: &Arc<Conn>) -> RequestGuard {
+        conn.busy.fetch_add(1, Ordering::AcqRel);
+        RequestGuard {
+            connections: Arc::clone(self),
+            conn: Arc::clone(conn),
+        }
+    }
+}
+
+impl Conn {
+    /// Notes that a request body started arriving.
+    pub(crate) fn body_started(&self) {
+        self.body_bytes.store(0, Ordering::Relaxed);
+        self.body_started.store(
+            millis_since(self.epoch).saturating_add(1),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Resolves when the server shed this connection to make room.
+    pub(crate) async fn shed(&self) {
+        self.shed.notified().await;
+    }
+
+    /// Counts bytes of the request body being read.
+    pub(crate) fn body_progress(&self, n: usize) {
+        self.body_bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The request body was read to its end (or given up).
+    pub(crate) fn body_done(&self) {
+        self.body_started.store(0, Ordering::Relaxed);
+    }
+}
+
+fn millis_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A request in flight on a connection; dropping it (when the response body ended) makes the
+/// connection idle again once nothing else is in flight.
+#[derive(Debug)]
+pub(crate) struct RequestGuard {
+    connections: Arc<Connections>,
+    conn: Arc<Conn>,
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.conn.body_done();
+        if self.conn.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.conn
+                .idle_since
+                .store(self.connections.now_ms(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Requests in flight per token, up to a cap.
+#[derive(Debug, Default)]
+pub(crate) struct TokenSlots {
+    in_flight: Mutex<HashMap<String, usize>>,
+}
+
+impl TokenSlots {
+    /// A slot for a request of `token`, or `None` when it already has `cap` in flight.
+    pub(crate) fn take(self: &Arc<Self>, token: &str, cap: usize) -> Option<TokenSlot> {
+        let mut in_flight = lock(&self.in_flight);
+        let count = in_flight.entry(token.to_owned()).or_insert(0);
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(TokenSlot {
+            slots: Arc::clone(self),
+            token: token.to_owned(),
+        })
+    }
+}
+
+/// One request's place among its token's requests in flight.
+#[derive(Debug)]
+pub(crate) struct TokenSlot {
+    slots: Arc<TokenSlots>,
+    token: String,
+}
+
+impl Drop for TokenSlot {
+    fn drop(&mut self) {
+        let mut in_flight = lock(&self.slots.in_flight);
+        if let Some(count) = in_flight.get_mut(&self.token) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                in_flight.remove(&self.token);
+            }
+        }
+    }
+}
+
+/// The token slot a request holds once its caller is known (shared between the request's
+/// extensions, where authentication fills it, and its response body, which holds it).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RequestSlot(Arc<Mutex<Option<TokenSlot>>>);
+
+impl RequestSlot {
+    /// Fills the slot with `take` unless it is held already; false when `take` found none.
+    pub(crate) fn fill(&self, take: impl FnOnce() -> Option<TokenSlot>) -> bool {
+        let mut held = lock(&self.0);
+        if held.is_some() {
+            return true;
+        }
+        match take() {
+            Some(slot) => {
+                *held = Some(slot);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A response body that holds its request's guards until it has been sent (or dropped).
+pub(crate) struct Held<G> {
+    inner: ResponseBody,
+    _guards: G,
+}
+
+impl<G: Send + Sync + Unpin + 'static> Held<G> {
+    /// `inner`, holding `guards` until it ends.
+    pub(crate) fn wrap(inner: ResponseBody, guards: G) -> ResponseBody {
+        http_body_util::BodyExt::boxed(Held {
+            inner,
+            _guards: guards,
+        })
+    }
+}
+
+impl<G: Unpin> Body for Held<G> {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A socket whose writes must keep a minimum rate: once a write has to wait for the client,
+/// the client must take `rate.bytes_per_window()` within `rate.window` (or take everything
+/// the server had to send), or the write fails with `TimedOut` and the connection ends.
+#[derive(Debug)]
+pub(crate) struct PacedIo {
+    inner: TcpStream,
+    conn: Arc<Conn>,
+    rate: MinRate,
+    waiting: Option<WriteWindow>,
+}
+
+#[derive(Debug)]
+struct WriteWindow {
+    timer: Pin<Box<tokio::time::Sleep>>,
+    moved: u64,
+}
+
+impl PacedIo {
+    /// `inner`, the socket of `conn`, with writes held to `rate`.
+    pub(crate) fn new(inner: TcpStream, conn: Arc<Conn>, rate: MinRate) -> PacedIo {
+        PacedIo {
+            inner,
+            conn,
+            rate,
+            waiting: None,
+        }
+    }
+
+    /// A write had to wait: starts the window if none runs, and fails once it ran out.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let rate = self.rate;
+        let window = self.waiting.get_or_insert_with(|| WriteWindow {
+            timer: Box::pin(tokio::time::sleep(rate.window)),
+            moved: 0,
+        });
+        ready!(window.timer.as_mut().poll(cx));
+        Poll::Ready(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the client took fewer than {} bytes of the response in {} ms",
+                rate.bytes_per_window(),
+                rate.window.as_millis()
+            ),
+        ))
+    }
+
+    fn wrote(&mut self, n: usize) {
+        if let Some(window) = &mut self.waiting {
+            window.moved += n as u64;
+            if window.moved >= self.rate.bytes_per_window() {
+                self.waiting = None;
+            }
+        }
+    }
+}
+
+impl AsyncRead for PacedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let read = ready!(Pin::new(&mut self.inner).poll_read(cx, buf));
+        if buf.filled().len() > before {
+            self.conn.heard.store(true, Ordering::Relaxed);
+        }
+        Poll::Ready(read)
+    }
+}
+
+impl AsyncWrite for PacedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                self.wrote(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => self.stalled(cx).map(Err),
+            other => other,
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                self.wrote(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => self.stalled(cx).map(Err),
+            other => other,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // hyper flushes the socket once its own buffer went out whole: the client keeps up.
+        let flushed = ready!(Pin::new(&mut self.inner).poll_flush(cx));
+        if flushed.is_ok() {
+            self.waiting = None;
+        }
+        Poll::Ready(flushed)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,11 @@
+-- Migration 4: which process is uploading an incomplete data batch.
+--
+-- Applied by `jobstore::migrate` together with `PRAGMA user_version = 4` in one transaction.
+-- Never edit a migration that has shipped: add the next file instead and update schema.sql.
+--
+-- `uploader` names the process that made an incomplete batch ("pid:start-time" on Linux, the
+-- start time telling a reused pid apart). A batch whose uploader is no longer running can
+-- never be completed: `Store::reclaim_abandoned_batches` deletes it at once, instead of the
+-- hour the idle purge waits, without touching another live process's upload. NULL (batches
+-- made before this migration, or where the process cannot be named) is left to that purge.
+ALTER TABLE job_data_batches ADD COLUMN uploader TEXT;
