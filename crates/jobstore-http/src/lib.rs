@@ -388,9 +388,9 @@ pub async fn handle(
 /// Serves `listener` until `shutdown` turns true, then stops accepting, lets in-flight
 /// requests finish (up to the drain timeout) and returns.
 ///
-/// Every connection is accepted at once and admitted by [`conn::Connections`]: past
+/// Every connection is accepted at once and admitted (see the `conn` module): past
 /// `max_connections` it sheds an idle or too slow connection to make room, or answers the
-/// newcomer 503. Responses are written through [`conn::PacedIo`], so a client that stops
+/// newcomer 503. Responses are written through a paced socket, so a client that stops
 /// reading is cut off after one window below the minimum rate.
 ///
 /// # Errors
