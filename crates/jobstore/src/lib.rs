@@ -80,6 +80,9 @@ pub use model::{
     NewJob, QueueCount, Scope, Step, StepReport, StepStatus,
 };
 pub use state::{Event, State, transition};
-pub use store::{BatchUpload, DataReader, MAX_CLAIM, Store, StoreOptions, WriteCall};
+pub use store::{
+    BatchUpload, DataReader, MAX_CLAIM, MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_CALL, Store,
+    StoreOptions, WriteCall,
+};
 pub use worker::{HandlerResult, JobContext, JobError, Worker, WorkerHandle};
 pub use writer::WriterStats;

@@ -24,6 +24,7 @@ use rusqlite::Connection;
 
 pub use call::WriteCall;
 pub use data::{BatchUpload, DataReader};
+pub use jobs::{MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_CALL};
 pub use worker_calls::MAX_CLAIM;
 
 use crate::Result;
@@ -39,7 +40,7 @@ pub struct StoreOptions {
     pub durability: Durability,
     /// How long one statement waits for another process's lock (`PRAGMA busy_timeout`).
     pub busy_timeout: Duration,
-    /// How long a write waits in all for the write lock before it answers [`Error::Busy`].
+    /// How long a write waits in all for the write lock before it answers [`Error::Busy`](crate::Error::Busy).
     pub lock_wait: Duration,
     /// Read connections in the pool.
     pub read_connections: u32,
@@ -154,8 +155,8 @@ impl Store {
     /// Opens (creating or migrating) the store at `path` with default options.
     ///
     /// # Errors
-    /// [`Error::SchemaTooNew`] for a file written by a newer build, [`Error::SettingNotApplied`]
-    /// when SQLite refused a setting, [`Error::Sqlite`] for a file that is not a database.
+    /// [`Error::SchemaTooNew`](crate::Error::SchemaTooNew) for a file written by a newer build, [`Error::SettingNotApplied`](crate::Error::SettingNotApplied)
+    /// when SQLite refused a setting, [`Error::Sqlite`](crate::Error::Sqlite) for a file that is not a database.
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
         Store::open_with(path, StoreOptions::default())
     }
