@@ -9,7 +9,6 @@
 use std::collections::BTreeSet;
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -229,33 +228,15 @@ impl Lease {
     }
 }
 
-/// A SQL query on the daemon's database file with the `sqlite3` command-line tool.
-#[track_caller]
-fn sql(daemon: &Daemon, query: &str) -> String {
-    let output = Command::new("sqlite3")
-        .arg(daemon.db())
-        .arg(query)
-        .output()
-        .expect("run sqlite3 (the command-line tool)");
-    assert!(
-        output.status.success(),
-        "sqlite3 {query}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
 /// Data rows (batches, chunks) of a job in the database file.
 #[track_caller]
 fn data_rows(daemon: &Daemon, id: i64) -> (u64, u64) {
-    let batches = sql(
-        daemon,
-        &format!("SELECT count(*) FROM job_data_batches WHERE job_id = {id}"),
-    );
-    let chunks = sql(
-        daemon,
-        &format!("SELECT count(*) FROM job_data_chunks WHERE job_id = {id}"),
-    );
+    let batches = daemon.sql(&format!(
+        "SELECT count(*) FROM job_data_batches WHERE job_id = {id}"
+    ));
+    let chunks = daemon.sql(&format!(
+        "SELECT count(*) FROM job_data_chunks WHERE job_id = {id}"
+    ));
     (batches.parse().unwrap(), chunks.parse().unwrap())
 }
 
@@ -401,10 +382,7 @@ fn a_bulk_job_walks_its_whole_life() {
     assert_fault(&api.get(&format!("{JOBS}/{id}")), 404, "NOT_FOUND");
     assert_eq!(data_rows(&daemon, id), (0, 0));
     assert_eq!(
-        sql(
-            &daemon,
-            &format!("SELECT count(*) FROM jobs WHERE id = {id}")
-        ),
+        daemon.sql(&format!("SELECT count(*) FROM jobs WHERE id = {id}")),
         "0"
     );
 }
@@ -575,10 +553,7 @@ fn abort_deletes_the_data_from_the_database_file() {
     assert_eq!(data_rows(&daemon, aborted), (0, 0));
     assert_eq!(data_rows(&daemon, kept), (2, chunks));
     assert_eq!(
-        sql(
-            &daemon,
-            &format!("SELECT state FROM jobs WHERE id = {aborted}")
-        ),
+        daemon.sql(&format!("SELECT state FROM jobs WHERE id = {aborted}")),
         "cancelled"
     );
 

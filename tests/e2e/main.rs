@@ -23,6 +23,7 @@ mod list;
 mod logs;
 mod maintenance;
 mod observability;
+mod reliability;
 mod systemd;
 mod timeouts;
 mod worker;

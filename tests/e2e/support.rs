@@ -289,9 +289,31 @@ impl Daemon {
         self.dir.as_ref().expect("the directory").path()
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// The database file.
     pub fn db(&self) -> PathBuf {
         self.dir().join("jobstore.db")
+    }
+
+    /// A SQL query on the database file with the `sqlite3` command-line tool (a second
+    /// process, as an operator reads it); answers its output, trimmed.
+    #[track_caller]
+    pub fn sql(&self, query: &str) -> String {
+        let output = Command::new("sqlite3")
+            .arg(self.db())
+            .arg(query)
+            .output()
+            .expect("run sqlite3 (the command-line tool)");
+        assert!(
+            output.status.success(),
+            "sqlite3 {query}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
     /// Starts a new daemon on the same directory and database (killing this one first if it

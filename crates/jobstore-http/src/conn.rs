@@ -81,8 +81,10 @@ impl Connections {
     }
 
     /// Admits a new connection, shedding another one if the server is full; `None` when
-    /// nothing could be shed (the caller refuses the connection).
-    pub(crate) fn admit(&self) -> Option<Arc<Conn>> {
+    /// nothing could be shed (the caller refuses the connection). `heard`: whether the client
+    /// already sent something (a connection that did is never shed for a silent one, even
+    /// before its task has read a byte).
+    pub(crate) fn admit(&self, heard: bool) -> Option<Arc<Conn>> {
         let now = self.now_ms();
         let mut live = lock(&self.live);
         if live.len() >= self.max {
@@ -95,7 +97,7 @@ impl Connections {
         let conn = Arc::new(Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             epoch: self.epoch,
-            heard: AtomicBool::new(false),
+            heard: AtomicBool::new(heard),
             busy: AtomicUsize::new(0),
             idle_since: AtomicU64::new(now),
             body_started: AtomicU64::new(0),
@@ -193,6 +195,15 @@ impl Connections {
             conn: Arc::clone(conn),
         }
     }
+}
+
+/// Whether the client of a just-accepted `stream` has sent something yet (a look at the
+/// socket that takes nothing from it and never waits).
+pub(crate) fn has_sent(stream: &TcpStream) -> bool {
+    let mut context = Context::from_waker(std::task::Waker::noop());
+    let mut byte = [0_u8; 1];
+    let mut buf = ReadBuf::new(&mut byte);
+    matches!(stream.poll_peek(&mut context, &mut buf), Poll::Ready(Ok(n)) if n > 0)
 }
 
 impl Conn {

@@ -141,7 +141,8 @@ pub(crate) fn stream(id: i64, reader: DataReader) -> ChannelBody {
     let (sender, stream) = ChannelBody::new();
     tokio::spawn(async move {
         let mut reader = Some(reader);
-        loop {
+        // The next chunk is read only once the client took the previous one.
+        while let Ok(room) = sender.reserve().await {
             let Some(mut current) = reader.take() else {
                 break;
             };
@@ -159,20 +160,16 @@ pub(crate) fn stream(id: i64, reader: DataReader) -> ChannelBody {
                     "the read task failed: {err}"
                 )))),
             };
-            let sent = match chunk {
-                Ok(Some(chunk)) => sender.send(Ok(Bytes::from(chunk))).await,
+            match chunk {
+                Ok(Some(chunk)) => room.send(Ok(Bytes::from(chunk))),
                 Ok(None) => break,
                 Err(err) => {
                     // The client sees the response break off rather than end: it must not take
                     // a part for the whole.
                     log::error!("job {id}: streaming data failed: {err}");
-                    let _ = sender.send(Err(io::Error::other(err.to_string()))).await;
+                    room.send(Err(io::Error::other(err.to_string())));
                     break;
                 }
-            };
-            if sent.is_err() {
-                // The client went away (or was cut off for reading too slowly).
-                break;
             }
         }
     });

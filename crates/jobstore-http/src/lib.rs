@@ -418,7 +418,7 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
-        let Some(conn) = connections.admit() else {
+        let Some(conn) = connections.admit(conn::has_sent(&stream)) else {
             connections.refuse(&stream, peer);
             continue;
         };

@@ -511,8 +511,13 @@ impl DataReader {
         if self.offset >= self.buffer.len() {
             return Ok(None);
         }
-        let rest = self.buffer.split_off(self.offset);
-        self.buffer.clear();
+        // The chunk leaves whole (no copy, no buffer kept behind) unless `read` took part of it.
+        let rest = if self.offset == 0 {
+            std::mem::take(&mut self.buffer)
+        } else {
+            self.buffer.split_off(self.offset)
+        };
+        self.buffer = Vec::new();
         self.offset = 0;
         Ok(Some(rest))
     }

@@ -1,0 +1,550 @@
+//! A few slow or silent clients must not stop the daemon: each attack of `docs/reliability.md`,
+//! scaled to fit a test, while a well-behaved client keeps getting answers. The tests assert
+//! answers (a request that is never answered fails on the client's 30 s socket timeout, which
+//! is what the attacks did to the daemon before), never how fast they came.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::{
+    Body, Client, Daemon, Options, add_token, assert_error, connect, eventually, id_of, jobstore,
+    read_response, temp_dir, try_connect,
+};
+
+/// A daemon whose config file holds `config` (and a tokens file when `tokens` is given).
+fn daemon_with(config: &str, tokens: Option<&Path>) -> Daemon {
+    let dir = temp_dir();
+    let path = dir.path().join("jobstore.toml");
+    std::fs::write(&path, config).unwrap();
+    Daemon::start_with(
+        dir,
+        Options {
+            tokens: tokens.map(Path::to_path_buf),
+            args: vec!["--config".into(), path.into_os_string()],
+            ..Options::default()
+        },
+    )
+}
+
+/// Opens `n` connections and sends each `head` and the start of its body.
+fn open_slow(addr: SocketAddr, n: usize, head: &str, start: &[u8]) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut stream = connect(addr);
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(start).unwrap();
+            stream
+        })
+        .collect()
+}
+
+/// Writes one byte a second to every stream, from a thread, until each was closed by the
+/// server or `limit` passed; answers the streams when it stops.
+fn drip(streams: Vec<TcpStream>, limit: Duration) -> thread::JoinHandle<Vec<TcpStream>> {
+    thread::spawn(move || {
+        let deadline = Instant::now() + limit;
+        let mut open = vec![true; streams.len()];
+        while Instant::now() < deadline && open.contains(&true) {
+            thread::sleep(Duration::from_secs(1));
+            for (stream, open) in streams.iter().zip(open.iter_mut()) {
+                if *open && (&*stream).write_all(b" ").is_err() {
+                    *open = false;
+                }
+            }
+        }
+        streams
+    })
+}
+
+/// The well-behaved client's turn: a store-backed read and a store-backed write, both answered.
+fn well_behaved(api: &Client, read: i64) {
+    api.get(&format!("/v1/jobs/{read}")).expect(200);
+    api.get("/healthz").expect(200);
+    api.create(&json!({"kind": "meanwhile"}));
+}
+
+/// The daemon's resident memory in MiB, from `/proc`.
+fn rss_mib(daemon: &Daemon) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in {status}"));
+    kib / 1024
+}
+
+#[test]
+fn slow_uploads_hold_no_thread_and_are_cut_off_below_the_minimum_rate() {
+    // 530 uploads announcing 1 MB and sending a byte a second: each once held a blocking
+    // thread, and past 512 of them no store-backed request was answered.
+    const UPLOADS: usize = 530;
+    let daemon = daemon_with(
+        "[limits]\nbody_timeout_ms = 4000\nmax_batches_per_job = 1000\n",
+        None,
+    );
+    let api = daemon.client();
+    let read = id_of(&api.create(&json!({"kind": "read-me"})));
+    let upload = id_of(&api.create(&json!({"kind": "ingest", "upload": true})));
+    let head = format!(
+        "PUT /v1/jobs/{upload}/data HTTP/1.1\r\nHost: {}\r\nContent-Length: 1000000\r\n\r\n",
+        daemon.addr()
+    );
+    let slow = open_slow(daemon.addr(), UPLOADS, &head, b"x");
+    let dripping = drip(slow, Duration::from_secs(40));
+    for _ in 0..5 {
+        well_behaved(&api, read);
+    }
+    let slow = dripping.join().unwrap();
+    let mut timed_out = 0;
+    for mut stream in slow {
+        let answer = read_response(&mut stream).expect("an answer to a slow upload");
+        assert_error(&answer, 408, "body_timeout");
+        timed_out += 1;
+    }
+    assert_eq!(timed_out, UPLOADS);
+    eprintln!("{UPLOADS} slow uploads: every one answered 408, every read and write served");
+    // Nothing of them is kept, not even invisibly.
+    let job = api.get(&format!("/v1/jobs/{upload}")).expect_json(200);
+    assert_eq!(job["data_batches"], 0, "{job}");
+    eventually(
+        "the refused batches are deleted",
+        Duration::from_secs(10),
+        || daemon.sql("SELECT count(*) FROM job_data_batches") == "0",
+    );
+}
+
+#[test]
+fn stalled_downloads_hold_no_thread_and_are_cut_off_below_the_minimum_rate() {
+    // 530 clients that ask for 16 MiB and read none of it.
+    const DOWNLOADS: usize = 530;
+    const SIZE: usize = 16 * 1024 * 1024;
+    let daemon = daemon_with("[limits]\nbody_timeout_ms = 4000\n", None);
+    let api = daemon.client();
+    let read = id_of(&api.create(&json!({"kind": "read-me"})));
+    let id = id_of(&api.create(&json!({"kind": "export", "upload": true})));
+    let data: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    api.request("PUT", &format!("/v1/jobs/{id}/data"), &[], data)
+        .expect(201);
+    let before = rss_mib(&daemon);
+    let head = format!(
+        "GET /v1/jobs/{id}/data HTTP/1.1\r\nHost: {}\r\n\r\n",
+        daemon.addr()
+    );
+    let stalled = open_slow(daemon.addr(), DOWNLOADS, &head, b"");
+    thread::sleep(Duration::from_secs(1));
+    for _ in 0..5 {
+        well_behaved(&api, read);
+    }
+    let during = rss_mib(&daemon);
+    // Past one window below the minimum rate.
+    thread::sleep(Duration::from_secs(6));
+    well_behaved(&api, read);
+    let after = rss_mib(&daemon);
+    eprintln!(
+        "{DOWNLOADS} stalled 16 MiB downloads: RSS {before} MiB before, {during} MiB while \
+         stalled, {after} MiB once cut off"
+    );
+    // Each is cut off after a window below the minimum rate: the client finds its response
+    // broken off short of the whole.
+    for mut stream in stalled.into_iter().take(5) {
+        let mut received = 0;
+        let mut buffer = vec![0_u8; 1 << 20];
+        loop {
+            match stream.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => received += n,
+                Err(err) if err.kind() == ErrorKind::ConnectionReset => break,
+                Err(err) => panic!("a stalled download was not cut off: {err}"),
+            }
+        }
+        assert!(
+            received < SIZE,
+            "a stalled download got all {received} bytes"
+        );
+    }
+    well_behaved(&api, read);
+}
+
+#[test]
+fn silent_connections_past_the_limit_do_not_lock_anyone_out() {
+    // Four hundred connections that send nothing, re-opened as the server closes them, against
+    // a limit of 64: the oldest silent one is shed for each newcomer.
+    const SILENT: usize = 400;
+    let daemon = daemon_with("[limits]\nmax_connections = 64\n", None);
+    let api = daemon.client();
+    let read = id_of(&api.create(&json!({"kind": "read-me"})));
+    let addr = daemon.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let shed = Arc::new(AtomicUsize::new(0));
+    let flood = {
+        let (stop, shed) = (Arc::clone(&stop), Arc::clone(&shed));
+        thread::spawn(move || {
+            let mut pool: Vec<TcpStream> = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let before = pool.len();
+                pool.retain(|stream| {
+                    let mut byte = [0_u8; 1];
+                    stream.set_nonblocking(true).unwrap();
+                    // Kept while the server has not closed it.
+                    matches!((&*stream).read(&mut byte), Err(e) if e.kind() == ErrorKind::WouldBlock)
+                });
+                shed.fetch_add(before - pool.len(), Ordering::Relaxed);
+                while pool.len() < SILENT {
+                    match try_connect(addr) {
+                        Ok(stream) => pool.push(stream),
+                        Err(_) => break,
+                    }
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    eventually(
+        "the flood has connections shed",
+        Duration::from_secs(20),
+        || shed.load(Ordering::Relaxed) >= SILENT,
+    );
+    for _ in 0..20 {
+        well_behaved(&api, read);
+    }
+    stop.store(true, Ordering::Relaxed);
+    flood.join().unwrap();
+    let shed = shed.load(Ordering::Relaxed);
+    eprintln!("{shed} silent connections shed from 64 slots; 60 requests meanwhile, all answered");
+}
+
+#[test]
+fn slow_request_bodies_are_shed_to_admit_a_new_client() {
+    // As many JSON bodies dripping a byte a second as there are slots.
+    let daemon = daemon_with("[limits]\nmax_connections = 64\n", None);
+    let api = daemon.client();
+    let read = id_of(&api.create(&json!({"kind": "read-me"})));
+    let head = format!(
+        "POST /v1/jobs HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000\r\n\r\n",
+        daemon.addr()
+    );
+    let slow = open_slow(daemon.addr(), 64, &head, b"{");
+    // Each body is judged after a second of it.
+    let dripping = drip(slow, Duration::from_secs(40));
+    thread::sleep(Duration::from_millis(1500));
+    for _ in 0..5 {
+        well_behaved(&api, read);
+    }
+    let slow = dripping.join().unwrap();
+    // The shed ones were closed without an answer; the rest were answered 408 after their
+    // window. None created a job.
+    for mut stream in slow {
+        if let Ok(answer) = read_response(&mut stream) {
+            assert_error(&answer, 408, "body_timeout");
+        }
+    }
+    let jobs = api.all_jobs();
+    assert_eq!(
+        jobs.len(),
+        1 + 5,
+        "only the well-behaved creates made jobs: {jobs:?}"
+    );
+}
+
+#[test]
+fn a_full_server_of_fair_connections_answers_503_with_retry_after() {
+    let daemon = daemon_with("[limits]\nmax_connections = 4\n", None);
+    let api = daemon.client();
+    // Four long polls: busy, at no fault of their own.
+    let polls: Vec<_> = (0..4)
+        .map(|_| {
+            let api = api.clone();
+            thread::spawn(move || {
+                // A poll that came while the probes below held a slot was refused: again.
+                for _ in 0..100 {
+                    let answer = api.post(
+                        "/v1/claim",
+                        &json!({"worker": "w", "queues": ["none"], "max": 1, "wait_ms": 4000}),
+                    );
+                    if answer.status != 503 {
+                        answer.expect(200);
+                        return;
+                    }
+                    thread::sleep(Duration::from_millis(20));
+                }
+                panic!("a long poll was never admitted");
+            })
+        })
+        .collect();
+    eventually("a newcomer is refused", Duration::from_secs(10), || {
+        let answer = api.try_request("GET", "/healthz", &[], Body::None);
+        match answer {
+            Ok(answer) if answer.status == 503 => {
+                assert_error(&answer, 503, "overloaded");
+                assert_eq!(answer.header("retry-after"), Some("1"));
+                true
+            }
+            _ => false,
+        }
+    });
+    for poll in polls {
+        poll.join().unwrap();
+    }
+    api.get("/healthz").expect(200);
+}
+
+#[test]
+fn a_token_past_its_requests_in_flight_gets_429_and_others_are_served() {
+    let dir = temp_dir();
+    let tokens = dir.path().join("tokens");
+    let busy = add_token(&tokens, "busy", "acme", "read,write");
+    let other = add_token(&tokens, "other", "acme", "read,write");
+    let daemon = daemon_with("[limits]\nmax_requests_per_token = 3\n", Some(&tokens));
+    let busy_api = daemon.client_with(&busy);
+    let other_api = daemon.client_with(&other);
+    // Three creates of `busy` whose bodies have not finished: in flight.
+    let head = format!(
+        "POST /v1/jobs HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {busy}\r\n\
+         Content-Type: application/json\r\nContent-Length: 16\r\n\r\n",
+        daemon.addr()
+    );
+    let mut slow = open_slow(daemon.addr(), 3, &head, b"{\"kind\":");
+    // A probe may take a slot just before a slow request, which is then the one refused: such
+    // a slow request is sent again until all three are in flight and the probe is refused.
+    eventually(
+        "three slow requests in flight and the fourth refused",
+        Duration::from_secs(10),
+        || {
+            for stream in &mut slow {
+                stream.set_nonblocking(true).unwrap();
+                let mut byte = [0_u8; 1];
+                let answered = !matches!(
+                    stream.peek(&mut byte),
+                    Err(err) if err.kind() == ErrorKind::WouldBlock
+                );
+                stream.set_nonblocking(false).unwrap();
+                if answered {
+                    *stream = open_slow(daemon.addr(), 1, &head, b"{\"kind\":").remove(0);
+                }
+            }
+            busy_api.get("/v1/jobs").status == 429
+        },
+    );
+    let refused = busy_api.get("/v1/jobs");
+    assert_error(&refused, 429, "too_many_requests");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    // A vendor API answers it too, in its own shape.
+    let vendor = busy_api.get("/api/v1/ingest/jobs");
+    assert_eq!(vendor.status, 429, "{}", vendor.text());
+    assert_eq!(vendor.header("retry-after"), Some("1"));
+    // Another token of the same tenant is served meanwhile.
+    other_api.get("/v1/jobs").expect(200);
+    other_api.create(&json!({"kind": "other"}));
+    // The slow ones finish; the token is served again.
+    for stream in &mut slow {
+        stream.write_all(b" \"slow\"}").unwrap();
+        read_response(stream).unwrap().expect(201);
+    }
+    busy_api.get("/v1/jobs").expect(200);
+}
+
+#[test]
+fn a_killed_upload_leaves_no_batch_after_the_next_start() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let id = id_of(&api.create(&json!({"kind": "ingest", "upload": true})));
+    let head = format!(
+        "PUT /v1/jobs/{id}/data HTTP/1.1\r\nHost: {}\r\nContent-Length: 16777216\r\n\r\n",
+        daemon.addr()
+    );
+    let uploads = open_slow(daemon.addr(), 3, &head, &vec![b'x'; 2 * 1024 * 1024]);
+    eventually(
+        "three batches are half written",
+        Duration::from_secs(20),
+        || daemon.sql("SELECT count(DISTINCT batch) FROM job_data_chunks") == "3",
+    );
+    // SIGKILL, and a new daemon on the same file.
+    let daemon = daemon.restart(Options::default());
+    drop(uploads);
+    assert_eq!(daemon.sql("SELECT count(*) FROM job_data_batches"), "0");
+    assert_eq!(daemon.sql("SELECT count(*) FROM job_data_chunks"), "0");
+    let api = daemon.client();
+    let job = api.get(&format!("/v1/jobs/{id}")).expect_json(200);
+    assert_eq!(job["data_batches"], 0, "{job}");
+    let batch = api
+        .request(
+            "PUT",
+            &format!("/v1/jobs/{id}/data"),
+            &[],
+            b"a,b\n".to_vec(),
+        )
+        .expect_json(201);
+    assert_eq!(batch["batch"], 1, "{batch}");
+    let mut daemon = daemon;
+    daemon.stop();
+    jobstore(["check", "--db", daemon.db().to_str().unwrap()]).success();
+}
+
+#[test]
+fn a_worker_with_the_work_scope_reads_its_jobs_data() {
+    let (daemon, [client, worker]) =
+        Daemon::with_tokens([("client", "acme", "read,write"), ("worker", "acme", "work")]);
+    let id = id_of(&client.create(&json!({"kind": "ingest", "queue": "q", "upload": true})));
+    client
+        .request(
+            "PUT",
+            &format!("/v1/jobs/{id}/data"),
+            &[],
+            b"id\n1\n".to_vec(),
+        )
+        .expect(201);
+    client
+        .post(&format!("/v1/jobs/{id}/close"), &json!({}))
+        .expect(200);
+    let claimed = worker.claim("w1", "q", 1);
+    assert_eq!(claimed.len(), 1);
+    let data = worker
+        .get(&format!("/v1/jobs/{id}/data"))
+        .expect(200)
+        .clone();
+    assert_eq!(data.body, b"id\n1\n");
+    drop(daemon);
+}
+
+/// A tmpfs mounted over a directory for the length of a test, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `mib` MiB over `dir`, or answers why it cannot.
+    fn mount(dir: &Path, mib: u32) -> Result<Tmpfs, String> {
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|err| format!("cannot run mount: {err}"))?;
+        if output.status.success() {
+            Ok(Tmpfs(dir.to_path_buf()))
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_loses_nothing_acknowledged_and_reclaims_what_it_could_not_delete() {
+    let dir = temp_dir();
+    let disk = match Tmpfs::mount(dir.path(), 24) {
+        Ok(disk) => disk,
+        Err(reason) => {
+            eprintln!("SKIPPED: no tmpfs to fill ({reason}); run as root to test a full disk");
+            return;
+        }
+    };
+    std::fs::write(
+        dir.path().join("jobstore.toml"),
+        "[maintenance]\nrescue_interval_ms = 200\n",
+    )
+    .unwrap();
+    let config = dir.path().join("jobstore.toml");
+    let mut daemon = Daemon::start_with(
+        dir,
+        Options {
+            args: vec!["--config".into(), config.into_os_string()],
+            ..Options::default()
+        },
+    );
+    let api = daemon.client();
+    let mut acknowledged = Vec::new();
+    for _ in 0..20 {
+        acknowledged.push(id_of(&api.create(&json!({"kind": "before"}))));
+    }
+    let upload = id_of(&api.create(&json!({"kind": "ingest", "upload": true})));
+    acknowledged.push(upload);
+    // Fill the disk but for about a megabyte.
+    let filler = daemon.dir().join("filler");
+    let free = {
+        let output = std::process::Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(daemon.dir())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            .unwrap()
+    };
+    let keep = 1024 * 1024;
+    std::fs::write(&filler, vec![0_u8; usize::try_from(free - keep).unwrap()]).unwrap();
+
+    // An upload larger than what is left: refused with 503, nothing of it visible.
+    let refused = api.request(
+        "PUT",
+        &format!("/v1/jobs/{upload}/data"),
+        &[],
+        vec![b'x'; 4 * 1024 * 1024],
+    );
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    // Creates until the disk refuses them too; each answered one is kept.
+    let mut full = false;
+    for i in 0..5000 {
+        let answer = api.post(
+            "/v1/jobs",
+            &json!({"kind": "during", "payload": {"i": i, "pad": "x".repeat(512)}}),
+        );
+        match answer.status {
+            201 => acknowledged.push(id_of(&answer.json())),
+            503 => {
+                full = true;
+                break;
+            }
+            other => panic!(
+                "a create on a full disk answered {other}: {}",
+                answer.text()
+            ),
+        }
+    }
+    assert!(full, "the disk never filled");
+    // Room again: what could not be deleted is reclaimed, and the daemon serves.
+    std::fs::remove_file(&filler).unwrap();
+    eventually(
+        "the refused upload's batch is deleted",
+        Duration::from_secs(20),
+        || daemon.sql("SELECT count(*) FROM job_data_batches WHERE complete = 0") == "0",
+    );
+    acknowledged.push(id_of(&api.create(&json!({"kind": "after"}))));
+    api.request(
+        "PUT",
+        &format!("/v1/jobs/{upload}/data"),
+        &[],
+        b"a\n".to_vec(),
+    )
+    .expect(201);
+    let kept: Vec<i64> = api.all_jobs().iter().map(|(id, _)| *id).collect();
+    for id in &acknowledged {
+        assert!(kept.contains(id), "acknowledged job {id} is gone");
+    }
+    eprintln!(
+        "full disk: {} acknowledged jobs all kept",
+        acknowledged.len()
+    );
+    daemon.stop();
+    jobstore(["check", "--db", daemon.db().to_str().unwrap()]).success();
+    drop(daemon);
+    drop(disk);
+}
