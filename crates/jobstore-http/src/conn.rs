@@ -1,8 +1,10 @@
 //! Connections and what each may hold: admission when the server is full, requests in flight
 //! per connection and per token, and the minimum rate of response writes.
 //!
-//! A full server makes room before it refuses anyone: it sheds the connection that has been
-//! idle longest (a keep-alive connection between requests, or one that has not finished its
+//! A connection that has not sent a byte waits in a lobby, outside the limit, until it does
+//! (or its header timeout closes it): a flood of silent connections takes no slot, and a
+//! client is never shed in the instant between its connect and its request. A full server
+//! makes room before it refuses anyone: it sheds the connection that has been idle longest (a keep-alive connection between requests, or one that has not finished its
 //! request head), else the one sending a request body slowest, if that one is below the
 //! minimum rate. Only when every connection is busy at a fair rate is a new one answered 503
 //! and closed. A response that the client stops reading is cut off once it falls below the
@@ -11,7 +13,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
@@ -37,6 +39,8 @@ pub(crate) struct Connections {
     epoch: Instant,
     next_id: AtomicU64,
     live: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// Connections accepted that have not sent a byte yet: they wait outside the limit.
+    lobby: AtomicUsize,
     /// Signalled whenever the last connection closed.
     emptied: Notify,
     /// When a refusal was last logged (ms since `epoch`), so a flood logs once a few seconds.
@@ -49,8 +53,6 @@ pub(crate) struct Conn {
     id: u64,
     /// The admission's clock (times below are milliseconds since it).
     epoch: Instant,
-    /// Whether the client has sent a byte yet.
-    heard: AtomicBool,
     /// Requests in flight: a request ends when its response body has been sent or dropped.
     busy: AtomicUsize,
     /// Since when the connection has had no request in flight.
@@ -71,6 +73,7 @@ impl Connections {
             epoch: Instant::now(),
             next_id: AtomicU64::new(1),
             live: Mutex::new(HashMap::new()),
+            lobby: AtomicUsize::new(0),
             emptied: Notify::new(),
             last_refusal_log: AtomicU64::new(0),
         }
@@ -81,10 +84,9 @@ impl Connections {
     }
 
     /// Admits a new connection, shedding another one if the server is full; `None` when
-    /// nothing could be shed (the caller refuses the connection). `heard`: whether the client
-    /// already sent something (a connection that did is never shed for a silent one, even
-    /// before its task has read a byte).
-    pub(crate) fn admit(&self, heard: bool) -> Option<Arc<Conn>> {
+    /// nothing could be shed (the caller refuses the connection). Only a connection that has
+    /// spoken is admitted (see the lobby).
+    pub(crate) fn admit(&self) -> Option<Arc<Conn>> {
         let now = self.now_ms();
         let mut live = lock(&self.live);
         if live.len() >= self.max {
@@ -97,7 +99,6 @@ impl Connections {
         let conn = Arc::new(Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             epoch: self.epoch,
-            heard: AtomicBool::new(heard),
             busy: AtomicUsize::new(0),
             idle_since: AtomicU64::new(now),
             body_started: AtomicU64::new(0),
@@ -108,18 +109,13 @@ impl Connections {
         Some(conn)
     }
 
-    /// The connection idle longest (one that never sent a byte before one between requests),
+    /// The connection idle longest (between requests, or slow to finish its request head),
     /// else the one whose request body is slowest and below the minimum rate.
     fn pick_victim(&self, live: &HashMap<u64, Arc<Conn>>, now: u64) -> Option<u64> {
         let idle = live
             .values()
             .filter(|c| c.busy.load(Ordering::Acquire) == 0)
-            .min_by_key(|c| {
-                (
-                    c.heard.load(Ordering::Relaxed),
-                    c.idle_since.load(Ordering::Relaxed),
-                )
-            });
+            .min_by_key(|c| c.idle_since.load(Ordering::Relaxed));
         if let Some(conn) = idle {
             return Some(conn.id);
         }
@@ -137,6 +133,18 @@ impl Connections {
             })
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(id, _)| id)
+    }
+
+    /// Takes a place in the lobby for a connection that has not spoken yet (it takes no slot
+    /// until it does); `None` when the lobby, four times the connection limit, is full.
+    pub(crate) fn enter_lobby(self: &Arc<Self>) -> Option<LobbyPlace> {
+        let cap = self.max.saturating_mul(4).max(1024);
+        self.lobby
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()?;
+        Some(LobbyPlace(Arc::clone(self)))
     }
 
     /// Forgets a connection that closed.
@@ -194,6 +202,16 @@ impl Connections {
             connections: Arc::clone(self),
             conn: Arc::clone(conn),
         }
+    }
+}
+
+/// A connection's place in the lobby, given up on drop.
+#[derive(Debug)]
+pub(crate) struct LobbyPlace(Arc<Connections>);
+
+impl Drop for LobbyPlace {
+    fn drop(&mut self) {
+        self.0.lobby.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -360,7 +378,6 @@ impl<G: Unpin> Body for Held<G> {
 #[derive(Debug)]
 pub(crate) struct PacedIo {
     inner: TcpStream,
-    conn: Arc<Conn>,
     rate: MinRate,
     waiting: Option<WriteWindow>,
 }
@@ -372,11 +389,10 @@ struct WriteWindow {
 }
 
 impl PacedIo {
-    /// `inner`, the socket of `conn`, with writes held to `rate`.
-    pub(crate) fn new(inner: TcpStream, conn: Arc<Conn>, rate: MinRate) -> PacedIo {
+    /// `inner`, with writes held to `rate`.
+    pub(crate) fn new(inner: TcpStream, rate: MinRate) -> PacedIo {
         PacedIo {
             inner,
-            conn,
             rate,
             waiting: None,
         }
@@ -416,12 +432,7 @@ impl AsyncRead for PacedIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let read = ready!(Pin::new(&mut self.inner).poll_read(cx, buf));
-        if buf.filled().len() > before {
-            self.conn.heard.store(true, Ordering::Relaxed);
-        }
-        Poll::Ready(read)
+        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 

@@ -418,22 +418,24 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
-        let Some(conn) = connections.admit(conn::has_sent(&stream)) else {
-            connections.refuse(&stream, peer);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let app = Arc::clone(&app);
-        let connections = Arc::clone(&connections);
-        let shutdown = shutdown.clone();
-        tokio::spawn(serve_connection(
-            app,
-            connections,
-            conn,
-            stream,
-            peer,
-            shutdown,
-        ));
+        if conn::has_sent(&stream) {
+            admit(&app, &connections, stream, peer, &shutdown);
+        } else {
+            // Silent so far: wait for its first bytes outside the limit.
+            let Some(place) = connections.enter_lobby() else {
+                continue;
+            };
+            let app = Arc::clone(&app);
+            let connections = Arc::clone(&connections);
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let spoke = tokio::time::timeout(app.limits.header_timeout, stream.readable());
+                if matches!(spoke.await, Ok(Ok(()))) {
+                    drop(place);
+                    admit(&app, &connections, stream, peer, &shutdown);
+                }
+            });
+        }
         // Let the new connection read its request before the next one may shed it.
         tokio::task::yield_now().await;
     }
@@ -448,6 +450,30 @@ pub async fn serve(
     Ok(())
 }
 
+/// Admits a connection that has spoken (shedding another if the server is full) and serves it,
+/// or answers it 503.
+fn admit(
+    app: &Arc<App>,
+    connections: &Arc<conn::Connections>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let Some(conn) = connections.admit() else {
+        connections.refuse(&stream, peer);
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    tokio::spawn(serve_connection(
+        Arc::clone(app),
+        Arc::clone(connections),
+        conn,
+        stream,
+        peer,
+        shutdown.clone(),
+    ));
+}
+
 /// Serves one admitted connection until it ends, is shed, or the shutdown has drained it.
 async fn serve_connection(
     app: Arc<App>,
@@ -458,7 +484,7 @@ async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let header_timeout = app.limits.header_timeout;
-    let io = conn::PacedIo::new(stream, Arc::clone(&conn), app.limits.body_rate());
+    let io = conn::PacedIo::new(stream, app.limits.body_rate());
     let service = {
         let connections = Arc::clone(&connections);
         let conn = Arc::clone(&conn);
