@@ -1,12 +1,13 @@
-//! Uploaded data: batches streamed in from a `Read` and out through a `Read`, a chunk at a
-//! time, never whole in memory.
+//! Uploaded data: batches streamed in from a `Read` (or pushed, [`BatchUpload`]) and out
+//! through a `Read` (or a chunk at a time), never whole in memory.
 //!
 //! An append is several short writes, so a slow upload never holds the write lock: the batch
 //! row is made (`complete = 0`, invisible to readers), each chunk is written in its own
 //! group commit, and a last write checks the job is still `open` and marks the batch complete.
 //! If reading the source fails, the batch grows past its limit or the job leaves `open`, the
 //! batch is deleted and the caller gets the error: nothing of it is kept. A process killed
-//! half way leaves an incomplete batch that readers never see and maintenance purges.
+//! half way leaves an incomplete batch that readers never see; its row names the uploading
+//! process, so [`Store::reclaim_abandoned_batches`] deletes it once that process is gone.
 
 use std::io::{self, Read};
 
