@@ -242,7 +242,7 @@ where
     } else {
         &bytes
     };
-    crate::exact_json::check_numbers(bytes)
+    jobstore::exact_json::check_numbers(bytes)
         .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message))?;
     serde_json::from_slice(bytes).map_err(|err| {
         ApiError::new(

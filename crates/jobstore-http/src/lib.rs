@@ -13,7 +13,6 @@ mod conn;
 pub mod data;
 pub mod dialects;
 pub mod error;
-pub mod exact_json;
 mod metrics;
 mod native;
 mod openapi;

@@ -61,6 +61,7 @@
 mod clock;
 mod db;
 mod error;
+pub mod exact_json;
 mod list;
 mod model;
 pub mod state;

@@ -251,8 +251,11 @@ impl NewJob {
     /// Sets the payload from JSON text.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming `payload` when the text is not JSON.
+    /// [`Error::InvalidInput`] naming `payload` when the text is not JSON, or holds a number
+    /// that could not be kept exactly (see [`crate::exact_json`]).
     pub fn payload_json(mut self, text: &str) -> Result<Self> {
+        crate::exact_json::check_numbers(text.as_bytes())
+            .map_err(|reason| Error::invalid("payload", reason))?;
         self.payload = serde_json::from_str(text)
             .map_err(|err| Error::invalid("payload", format!("malformed json: {err}")))?;
         Ok(self)

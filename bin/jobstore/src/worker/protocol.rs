@@ -77,7 +77,7 @@ pub fn parse(line: &str) -> Line {
     let args = args.trim();
     // A number that would not come back as written is refused, not sent altered.
     if matches!(command, "progress" | "result")
-        && let Err(reason) = jobstore_http::exact_json::check_numbers(args.as_bytes())
+        && let Err(reason) = jobstore::exact_json::check_numbers(args.as_bytes())
     {
         return malformed(&reason);
     }

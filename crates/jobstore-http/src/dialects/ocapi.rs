@@ -579,7 +579,7 @@ fn execution_payload(bytes: &[u8]) -> Result<Value, Fault> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Map::new()));
     }
-    crate::exact_json::check_numbers(bytes).map_err(body_fault)?;
+    jobstore::exact_json::check_numbers(bytes).map_err(body_fault)?;
     let document: Value =
         serde_json::from_slice(bytes).map_err(|err| body_fault(err.to_string()))?;
     let Value::Object(mut members) = document else {
@@ -1166,7 +1166,7 @@ async fn search(
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Fault> {
     let bytes = app.raw_body(request).await.map_err(Fault::from)?;
-    crate::exact_json::check_numbers(&bytes).map_err(body_fault)?;
+    jobstore::exact_json::check_numbers(&bytes).map_err(body_fault)?;
     let search: SearchRequest =
         serde_json::from_slice(&bytes).map_err(|err| body_fault(err.to_string()))?;
     let query_document = search

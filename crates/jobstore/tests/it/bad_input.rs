@@ -39,6 +39,22 @@ fn malformed_or_oversized_documents_are_refused() {
         Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "payload"),
         other => panic!("expected invalid payload, got {other:?}"),
     }
+    // A number that would come back changed is refused, never altered.
+    match NewJob::new("a").payload_json("{\"n\": 123456789012345678901234567890}") {
+        Err(Error::InvalidInput { field, reason }) => {
+            assert_eq!(field, "payload");
+            assert!(
+                reason.contains("123456789012345678901234567890"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected invalid payload, got {other:?}"),
+    }
+    let kept = NewJob::new("a")
+        .payload_json("{\"n\": 18446744073709551615, \"f\": 0.1}")
+        .unwrap();
+    let job = f.store.enqueue(kept).unwrap();
+    assert_eq!(job.payload, json!({"n": u64::MAX, "f": 0.1}));
     let big = json!({"data": "x".repeat(2000)});
     refused(
         &f,
