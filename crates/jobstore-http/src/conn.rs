@@ -18,13 +18,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use crate::body::{MinRate, ResponseBody};
+use crate::ApiError;
+use crate::body::MinRate;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The maps below stay consistent whatever a panicking holder did half way.
@@ -171,12 +170,16 @@ impl Connections {
 
     /// Answers a connection that could not be admitted with a 503 and closes it.
     pub(crate) fn refuse(&self, stream: &TcpStream, peer: std::net::SocketAddr) {
-        const BODY: &str = "{\"error\":{\"type\":\"overloaded\",\"message\":\"every connection \
-                            is busy; try again shortly\"}}";
+        let body = ApiError::new(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "every connection is busy; try again shortly",
+        )
+        .body();
         let answer = format!(
             "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-             retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
-            BODY.len()
+             retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
         );
         // A fresh socket's send buffer takes this whole; if not, the client gets a close.
         let _ = stream.try_write(answer.as_bytes());
@@ -264,7 +267,6 @@ pub(crate) struct RequestGuard {
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.conn.body_done();
         if self.conn.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.conn
                 .idle_since
@@ -336,42 +338,6 @@ impl RequestSlot {
     }
 }
 
-/// A response body that holds its request's guards until it has been sent (or dropped).
-pub(crate) struct Held<G> {
-    inner: ResponseBody,
-    _guards: G,
-}
-
-impl<G: Send + Sync + Unpin + 'static> Held<G> {
-    /// `inner`, holding `guards` until it ends.
-    pub(crate) fn wrap(inner: ResponseBody, guards: G) -> ResponseBody {
-        http_body_util::BodyExt::boxed(Held {
-            inner,
-            _guards: guards,
-        })
-    }
-}
-
-impl<G: Unpin> Body for Held<G> {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 /// A socket whose writes must keep a minimum rate: once a write has to wait for the client,
 /// the client must take `rate.bytes_per_window()` within `rate.window` (or take everything
 /// the server had to send), or the write fails with `TimedOut` and the connection ends.
@@ -416,12 +382,25 @@ impl PacedIo {
         ))
     }
 
-    fn wrote(&mut self, n: usize) {
-        if let Some(window) = &mut self.waiting {
-            window.moved += n as u64;
-            if window.moved >= self.rate.bytes_per_window() {
-                self.waiting = None;
+    /// A write's outcome held to the rate: bytes written count toward the window; a write that
+    /// has to wait starts one, or fails once it ran out.
+    fn paced(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(n)) => {
+                if let Some(window) = &mut self.waiting {
+                    window.moved += n as u64;
+                    if window.moved >= self.rate.bytes_per_window() {
+                        self.waiting = None;
+                    }
+                }
+                Poll::Ready(Ok(n))
             }
+            Poll::Pending => self.stalled(cx).map(Err),
+            failed => failed,
         }
     }
 }
@@ -442,14 +421,8 @@ impl AsyncWrite for PacedIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                self.wrote(n);
-                Poll::Ready(Ok(n))
-            }
-            Poll::Pending => self.stalled(cx).map(Err),
-            other => other,
-        }
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.paced(cx, written)
     }
 
     fn poll_write_vectored(
@@ -457,14 +430,8 @@ impl AsyncWrite for PacedIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                self.wrote(n);
-                Poll::Ready(Ok(n))
-            }
-            Poll::Pending => self.stalled(cx).map(Err),
-            other => other,
-        }
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.paced(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {

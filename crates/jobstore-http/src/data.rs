@@ -14,15 +14,13 @@
 //! holds one chunk and no thread, and the connection's write pacing cuts it off.
 
 use std::io;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Request;
 use hyper::body::Incoming;
-use jobstore::{DataBatch, DataReader, Error, WriteCall};
+use jobstore::{BatchUpload, DataBatch, DataReader, Error};
 
 use crate::body::{self, BodyStop, ChannelBody, Pace};
-use crate::conn::Conn;
 use crate::{ApiError, App, Principal};
 
 /// What an upload checks as its bytes arrive. A fault refuses the batch: nothing is kept and
@@ -79,16 +77,40 @@ impl App {
             Ok(upload) => upload,
             Err(err) => return Ok(Err(err)),
         };
+        let failure = match self
+            .fill(&mut upload, &mut body, &mut pace, &mut check)
+            .await
+        {
+            Ok(Ok(())) => return self.settle(upload.finish_call()).await,
+            Ok(Err(err)) => Ok(Err(err)),
+            Err(err) => Err(err),
+        };
+        // Answered only once the batch is gone. (A request dropped half way, its client gone,
+        // deletes it in the background.)
+        let (deleted, gone) = tokio::sync::oneshot::channel();
+        upload.abandon_then(move || {
+            let _ = deleted.send(());
+        });
+        let _ = gone.await;
+        failure
+    }
+
+    /// Pushes the whole body through `check` into `upload`, writing each chunk as it fills.
+    async fn fill(
+        &self,
+        upload: &mut BatchUpload,
+        body: &mut Incoming,
+        pace: &mut Pace,
+        check: &mut impl UploadCheck,
+    ) -> Result<jobstore::Result<()>, ApiError> {
         loop {
-            let data = match body::next_data(&mut body, &mut pace).await {
+            let data = match body::next_data(body, pace).await {
                 Ok(Some(data)) => data,
-                Ok(None) => break,
+                Ok(None) => return Ok(check.finish().map_err(Error::DataRead)),
                 Err(BodyStop::Stalled(rate)) => return Err(body::body_timeout(rate)),
                 Err(BodyStop::Broken(reason)) => {
-                    return Ok(Err(Error::DataRead(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        reason,
-                    ))));
+                    let broken = io::Error::new(io::ErrorKind::UnexpectedEof, reason);
+                    return Ok(Err(Error::DataRead(broken)));
                 }
             };
             if let Err(err) = check.feed(&data) {
@@ -103,74 +125,35 @@ impl App {
                 }
             }
         }
-        if let Err(err) = check.finish() {
-            return Ok(Err(Error::DataRead(err)));
-        }
-        self.settle(upload.finish_call()).await
-    }
-
-    /// The pace a request body is held to, reported to its connection (whose slowest body is
-    /// the first shed when the server is full).
-    pub(crate) fn pace(&self, request: &Request<Incoming>) -> Pace {
-        let rate = self.limits.body_rate();
-        match request.extensions().get::<Arc<Conn>>() {
-            Some(conn) => Pace::metered(rate, Arc::clone(conn)),
-            None => Pace::start(rate),
-        }
-    }
-
-    /// Waits for a write made outside a principal's scope (the scope was fixed when the call
-    /// was made).
-    async fn settle<T: Send + 'static>(
-        &self,
-        call: WriteCall<T>,
-    ) -> Result<jobstore::Result<T>, ApiError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        call.then(move |result| {
-            let _ = reply.send(result);
-        });
-        answer.await.map_err(|_| {
-            log::error!("the store's writer dropped an answer");
-            ApiError::internal()
-        })
     }
 }
 
 /// A response body streaming what `reader` reads (job `id`'s complete batches, in order).
-pub(crate) fn stream(id: i64, reader: DataReader) -> ChannelBody {
+pub(crate) fn stream(id: i64, mut reader: DataReader) -> ChannelBody {
     let (sender, stream) = ChannelBody::new();
     tokio::spawn(async move {
-        let mut reader = Some(reader);
         // The next chunk is read only once the client took the previous one.
         while let Ok(room) = sender.reserve().await {
-            let Some(mut current) = reader.take() else {
-                break;
-            };
-            let next = tokio::task::spawn_blocking(move || {
-                let chunk = current.next_chunk();
-                (current, chunk)
+            let read = tokio::task::spawn_blocking(move || {
+                let chunk = reader.next_chunk();
+                (reader, chunk)
             })
             .await;
-            let chunk = match next {
-                Ok((current, chunk)) => {
-                    reader = Some(current);
-                    chunk
+            let failure = match read {
+                Ok((back, Ok(Some(chunk)))) => {
+                    reader = back;
+                    room.send(Ok(Bytes::from(chunk)));
+                    continue;
                 }
-                Err(err) => Err(Error::DataRead(io::Error::other(format!(
-                    "the read task failed: {err}"
-                )))),
+                Ok((_, Ok(None))) => break,
+                Ok((_, Err(err))) => err.to_string(),
+                Err(err) => format!("the read task failed: {err}"),
             };
-            match chunk {
-                Ok(Some(chunk)) => room.send(Ok(Bytes::from(chunk))),
-                Ok(None) => break,
-                Err(err) => {
-                    // The client sees the response break off rather than end: it must not take
-                    // a part for the whole.
-                    log::error!("job {id}: streaming data failed: {err}");
-                    room.send(Err(io::Error::other(err.to_string())));
-                    break;
-                }
-            }
+            // The client sees the response break off rather than end: it must not take a part
+            // for the whole.
+            log::error!("job {id}: streaming data failed: {failure}");
+            room.send(Err(io::Error::other(failure)));
+            break;
         }
     });
     stream

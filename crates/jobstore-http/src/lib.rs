@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -183,8 +184,18 @@ impl App {
         T: Send + 'static,
         F: FnOnce(Store) -> WriteCall<T>,
     {
+        self.settle(f(self.store.with_scope(principal.scope())))
+            .await
+    }
+
+    /// Waits for the answer of a write already made (its scope fixed when it was made),
+    /// without holding a thread.
+    pub(crate) async fn settle<T: Send + 'static>(
+        &self,
+        call: WriteCall<T>,
+    ) -> Result<jobstore::Result<T>, ApiError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        f(self.store.with_scope(principal.scope())).then(move |result| {
+        call.then(move |result| {
             // The request may have gone away; the write is kept either way.
             let _ = reply.send(result);
         });
@@ -192,6 +203,16 @@ impl App {
             log::error!("the store's writer dropped an answer");
             ApiError::internal()
         })
+    }
+
+    /// The pace a request body is held to, reported to its connection (whose slowest body is
+    /// the first shed when the server is full).
+    pub(crate) fn pace(&self, request: &Request<Incoming>) -> body::Pace {
+        let rate = self.limits.body_rate();
+        match request.extensions().get::<Arc<conn::Conn>>() {
+            Some(conn) => body::Pace::metered(rate, Arc::clone(conn)),
+            None => body::Pace::start(rate),
+        }
     }
 
     pub(crate) async fn json_body<T: DeserializeOwned>(
@@ -497,9 +518,15 @@ async fn serve_connection(
                 let response = handle(app, peer, request).await;
                 // The request counts as in flight (for its connection and its token) until its
                 // response body has been sent or dropped.
-                Ok::<_, std::convert::Infallible>(
-                    response.map(|body| conn::Held::wrap(body, (in_flight, slot))),
-                )
+                Ok::<_, std::convert::Infallible>(response.map(|body| {
+                    // The frames pass unchanged; the closure only keeps the guards alive.
+                    let guards = (in_flight, slot);
+                    body.map_frame(move |frame| {
+                        let _ = &guards;
+                        frame
+                    })
+                    .boxed()
+                }))
             }
         })
     };

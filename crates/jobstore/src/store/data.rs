@@ -40,7 +40,7 @@ impl Store {
             if let Err(err) = upload.push(&buffer) {
                 break Err(err);
             }
-            if let Some(Err(err)) = upload.chunk_call().map(WriteCall::wait) {
+            if let Err(err) = upload.write_chunks() {
                 break Err(err);
             }
         };
@@ -253,16 +253,6 @@ pub struct BatchUpload {
 }
 
 impl BatchUpload {
-    /// The batch's number within its job.
-    pub fn batch(&self) -> i64 {
-        self.claim.batch
-    }
-
-    /// The bytes pushed so far.
-    pub fn bytes(&self) -> u64 {
-        self.total
-    }
-
     /// Adds the next bytes of the batch. Then write every whole chunk buffered with
     /// [`BatchUpload::chunk_call`] (until it answers `None`) before pushing more.
     ///
@@ -293,6 +283,18 @@ impl BatchUpload {
             move |conn| write_chunk(conn, id, batch, index, &chunk, now),
             |_| false,
         ))
+    }
+
+    /// Writes every whole chunk buffered, waiting for each ([`BatchUpload::chunk_call`] for a
+    /// caller that must not block).
+    ///
+    /// # Errors
+    /// As the chunk writes.
+    fn write_chunks(&mut self) -> Result<()> {
+        while let Some(chunk) = self.chunk_call() {
+            chunk.wait()?;
+        }
+        Ok(())
     }
 
     /// Writes what is still buffered and makes the batch visible, in one write that first
@@ -327,8 +329,19 @@ impl BatchUpload {
     }
 
     /// Gives the upload up and deletes its batch before returning.
-    pub fn abandon(mut self) {
-        self.claim.discard(true);
+    pub fn abandon(self) {
+        let (deleted, wait) = std::sync::mpsc::channel();
+        self.abandon_then(move || {
+            let _ = deleted.send(());
+        });
+        let _ = wait.recv();
+    }
+
+    /// Gives the upload up: deletes its batch and then calls `done`, on the writer thread
+    /// (quick, like [`WriteCall::then`]), so that a server answers "nothing kept" only once
+    /// nothing is.
+    pub fn abandon_then(mut self, done: impl FnOnce() + Send + 'static) {
+        self.claim.discard(Some(Box::new(done)));
     }
 }
 
@@ -348,12 +361,17 @@ impl BatchClaim {
         self.live = false;
     }
 
-    fn discard(&mut self, wait: bool) {
+    /// Deletes the batch unless it was sealed, then calls `done` (if any); a delete that fails
+    /// is left to [`Store::reclaim_abandoned_batches`].
+    fn discard(&mut self, done: Option<Box<dyn FnOnce() + Send>>) {
         if !std::mem::take(&mut self.live) {
+            if let Some(done) = done {
+                done();
+            }
             return;
         }
         let (store, id, batch) = (self.store.clone(), self.job, self.batch);
-        let call = WriteCall::new(
+        WriteCall::new(
             &self.store,
             move |conn| {
                 conn.prepare_cached(
@@ -363,30 +381,24 @@ impl BatchClaim {
                 Ok(())
             },
             |_| false,
-        );
-        let failed = move |err: Error| {
-            log::warn!(
-                "job {id}: could not discard incomplete batch {batch} (retried later): {err}"
-            );
-            store.abandoned_batches().push((id, batch));
-        };
-        if wait {
-            if let Err(err) = call.wait() {
-                failed(err);
+        )
+        .then(move |outcome| {
+            if let Err(err) = outcome {
+                log::warn!(
+                    "job {id}: could not discard incomplete batch {batch} (retried later): {err}"
+                );
+                store.abandoned_batches().push((id, batch));
             }
-        } else {
-            call.then(move |outcome| {
-                if let Err(err) = outcome {
-                    failed(err);
-                }
-            });
-        }
+            if let Some(done) = done {
+                done();
+            }
+        });
     }
 }
 
 impl Drop for BatchClaim {
     fn drop(&mut self) {
-        self.discard(false);
+        self.discard(None);
     }
 }
 

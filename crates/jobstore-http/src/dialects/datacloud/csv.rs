@@ -1,8 +1,9 @@
 //! A streaming validator for Data Cloud batches: UTF-8, RFC 4180 CSV, a bounded size.
 //!
-//! [`BatchCheck`] checks every byte of an upload as it passes on its way to the store, holding nothing but a few counters, the bytes of one
-//! unfinished UTF-8 character and (for upsert batches) the header row. A fault is an
-//! [`io::Error`] carrying a [`BatchFault`]; the store refuses the batch on it and keeps nothing.
+//! [`BatchCheck`] checks every byte of an upload as it passes on its way to the store, holding
+//! nothing but a few counters, the bytes of one unfinished UTF-8 character and (for upsert
+//! batches) the header row. A fault is an [`io::Error`] carrying a [`BatchFault`]; the upload
+//! refuses the batch on it and keeps nothing.
 //!
 //! What is checked: every byte sequence is UTF-8 (a leading byte-order mark is allowed);
 //! records end with CRLF or LF (a CR alone is refused); a field is either unquoted and free of
