@@ -18,21 +18,6 @@ use crate::support::{
     read_response, temp_dir, try_connect,
 };
 
-/// A daemon whose config file holds `config` (and a tokens file when `tokens` is given).
-fn daemon_with(config: &str, tokens: Option<&Path>) -> Daemon {
-    let dir = temp_dir();
-    let path = dir.path().join("jobstore.toml");
-    std::fs::write(&path, config).unwrap();
-    Daemon::start_with(
-        dir,
-        Options {
-            tokens: tokens.map(Path::to_path_buf),
-            args: vec!["--config".into(), path.into_os_string()],
-            ..Options::default()
-        },
-    )
-}
-
 /// Opens `n` connections and sends each `head` and the start of its body.
 fn open_slow(addr: SocketAddr, n: usize, head: &str, start: &[u8]) -> Vec<TcpStream> {
     (0..n)
@@ -117,10 +102,8 @@ fn slow_uploads_hold_no_thread_and_are_cut_off_below_the_minimum_rate() {
     // 530 uploads announcing 1 MB and sending a byte a second: each once held a blocking
     // thread, and past 512 of them no store-backed request was answered.
     const UPLOADS: usize = 530;
-    let daemon = daemon_with(
-        "[limits]\nbody_timeout_ms = 4000\nmax_batches_per_job = 1000\n",
-        None,
-    );
+    let daemon =
+        Daemon::with_config("[limits]\nbody_timeout_ms = 4000\nmax_batches_per_job = 1000\n");
     let api = daemon.client();
     let read = id_of(&api.create(&json!({"kind": "read-me"})));
     let mut meanwhile = Meanwhile::default();
@@ -161,7 +144,7 @@ fn stalled_downloads_hold_no_thread_and_are_cut_off_below_the_minimum_rate() {
     // 530 clients that ask for 16 MiB and read none of it.
     const DOWNLOADS: usize = 530;
     const SIZE: usize = 16 * 1024 * 1024;
-    let daemon = daemon_with("[limits]\nbody_timeout_ms = 4000\n", None);
+    let daemon = Daemon::with_config("[limits]\nbody_timeout_ms = 4000\n");
     let api = daemon.client();
     let read = id_of(&api.create(&json!({"kind": "read-me"})));
     let mut meanwhile = Meanwhile::default();
@@ -215,7 +198,7 @@ fn silent_connections_past_the_limit_do_not_lock_anyone_out() {
     // Four hundred connections that send nothing, re-opened as the server closes them, against
     // a limit of 64: they wait outside the limit until their header timeout closes them.
     const SILENT: usize = 400;
-    let daemon = daemon_with("[limits]\nmax_connections = 64\n", None);
+    let daemon = Daemon::with_config("[limits]\nmax_connections = 64\n");
     let api = daemon.client();
     let read = id_of(&api.create(&json!({"kind": "read-me"})));
     let mut meanwhile = Meanwhile::default();
@@ -264,10 +247,7 @@ fn silent_connections_past_the_limit_do_not_lock_anyone_out() {
 #[test]
 fn slow_request_bodies_are_shed_to_admit_a_new_client() {
     // As many JSON bodies dripping a byte a second as there are slots.
-    let daemon = daemon_with(
-        "[limits]\nmax_connections = 64\nbody_timeout_ms = 4000\n",
-        None,
-    );
+    let daemon = Daemon::with_config("[limits]\nmax_connections = 64\nbody_timeout_ms = 4000\n");
     let api = daemon.client();
     let read = id_of(&api.create(&json!({"kind": "read-me"})));
     let mut meanwhile = Meanwhile::default();
@@ -311,7 +291,7 @@ fn slow_request_bodies_are_shed_to_admit_a_new_client() {
 
 #[test]
 fn a_full_server_of_fair_connections_answers_503_with_retry_after() {
-    let daemon = daemon_with("[limits]\nmax_connections = 4\n", None);
+    let daemon = Daemon::with_config("[limits]\nmax_connections = 4\n");
     let api = daemon.client();
     // Four long polls: busy, at no fault of their own.
     let polls: Vec<_> = (0..4)
@@ -361,7 +341,8 @@ fn a_token_past_its_requests_in_flight_gets_429_and_others_are_served() {
     let tokens = dir.path().join("tokens");
     let busy = add_token(&tokens, "busy", "acme", "read,write");
     let other = add_token(&tokens, "other", "acme", "read,write");
-    let daemon = daemon_with("[limits]\nmax_requests_per_token = 3\n", Some(&tokens));
+    let daemon =
+        Daemon::with_config_in(dir, "[limits]\nmax_requests_per_token = 3\n", Some(tokens));
     let busy_api = daemon.client_with(&busy);
     let other_api = daemon.client_with(&other);
     // Three creates of `busy` whose bodies have not finished: in flight.
@@ -511,19 +492,7 @@ fn a_full_disk_loses_nothing_acknowledged_and_keeps_no_refused_batch() {
             return;
         }
     };
-    std::fs::write(
-        dir.path().join("jobstore.toml"),
-        "[maintenance]\nrescue_interval_ms = 200\n",
-    )
-    .unwrap();
-    let config = dir.path().join("jobstore.toml");
-    let mut daemon = Daemon::start_with(
-        dir,
-        Options {
-            args: vec!["--config".into(), config.into_os_string()],
-            ..Options::default()
-        },
-    );
+    let mut daemon = Daemon::with_config_in(dir, "[maintenance]\nrescue_interval_ms = 200\n", None);
     let api = daemon.client();
     let mut acknowledged = Vec::new();
     for _ in 0..20 {

@@ -205,12 +205,17 @@ impl Daemon {
 
     /// A daemon whose config file (`--config`) holds `config`.
     pub fn with_config(config: &str) -> Daemon {
-        let dir = temp_dir();
+        Daemon::with_config_in(temp_dir(), config, None)
+    }
+
+    /// A daemon in `dir` whose config file holds `config`, with a tokens file if given.
+    pub fn with_config_in(dir: TempDir, config: &str, tokens: Option<PathBuf>) -> Daemon {
         let path = dir.path().join("jobstore.toml");
         std::fs::write(&path, config).unwrap();
         Daemon::start_with(
             dir,
             Options {
+                tokens,
                 args: vec!["--config".into(), path.into_os_string()],
                 ..Options::default()
             },

@@ -18,6 +18,22 @@ fn count(f: &Fixture, sql: &str, id: i64) -> i64 {
     f.sql().query_row(sql, [id], |r| r.get(0)).unwrap()
 }
 
+/// The batch rows and chunk rows of a job, complete or not.
+fn data_rows(f: &Fixture, id: i64) -> (i64, i64) {
+    (
+        count(
+            f,
+            "SELECT count(*) FROM job_data_batches WHERE job_id = ?1",
+            id,
+        ),
+        count(
+            f,
+            "SELECT count(*) FROM job_data_chunks WHERE job_id = ?1",
+            id,
+        ),
+    )
+}
+
 #[test]
 fn batches_round_trip_in_order_across_chunk_boundaries() {
     let f = Fixture::new();
@@ -337,22 +353,7 @@ fn a_dropped_upload_deletes_its_batch() {
     drop(upload);
     // The delete was queued without waiting; the next write commits after it.
     f.store.enqueue(NewJob::new("after")).unwrap();
-    assert_eq!(
-        count(
-            &f,
-            "SELECT count(*) FROM job_data_batches WHERE job_id = ?1",
-            job.id
-        ),
-        0
-    );
-    assert_eq!(
-        count(
-            &f,
-            "SELECT count(*) FROM job_data_chunks WHERE job_id = ?1",
-            job.id
-        ),
-        0
-    );
+    assert_eq!(data_rows(&f, job.id), (0, 0));
 }
 
 #[test]
