@@ -39,6 +39,19 @@ fn tokens_scopes_and_tenants() {
     );
     let wrong = daemon.client_with("0123456789abcdef0123456789abcdef");
     assert_error(&wrong.get("/v1/jobs"), 401, "unauthorized");
+    // RFC 9110 §11.6.1: every 401, in every API, names the scheme it wants.
+    for path in [
+        "/v1/jobs",
+        "/datamanager/datatools/v1.0/jobs",
+        "/s/-/dw/data/v19_5/job_execution_search",
+        "/data/core/ups/export/jobs",
+        "/api/v1/ingest/jobs",
+    ] {
+        let answer = wrong.get(path);
+        assert_eq!(answer.status, 401, "{path}: {}", answer.text());
+        let challenge = answer.header("www-authenticate").unwrap_or_default();
+        assert!(challenge.starts_with("Bearer"), "{path}: `{challenge}`");
+    }
     assert_error(
         &wrong.post("/v1/jobs", &json!({"kind": "x"})),
         401,

@@ -131,17 +131,29 @@ fn malformed_bodies_routes_and_methods() {
     );
     unchanged("unknown routes");
 
-    // Known routes with the wrong method: 405 with an Allow header.
+    // Known routes with the wrong method: 405 with an Allow header (HEAD comes with GET).
     for (method, path, allow) in [
-        ("DELETE", "/v1/jobs".to_owned(), vec!["GET", "POST"]),
-        ("PUT", "/v1/jobs".to_owned(), vec!["GET", "POST"]),
-        ("PATCH", format!("/v1/jobs/{id}"), vec!["GET", "DELETE"]),
-        ("POST", format!("/v1/jobs/{id}"), vec!["GET", "DELETE"]),
+        ("DELETE", "/v1/jobs".to_owned(), vec!["GET", "HEAD", "POST"]),
+        ("PUT", "/v1/jobs".to_owned(), vec!["GET", "HEAD", "POST"]),
+        (
+            "PATCH",
+            format!("/v1/jobs/{id}"),
+            vec!["GET", "HEAD", "DELETE"],
+        ),
+        (
+            "POST",
+            format!("/v1/jobs/{id}"),
+            vec!["GET", "HEAD", "DELETE"],
+        ),
         ("GET", "/v1/claim".to_owned(), vec!["POST"]),
         ("GET", format!("/v1/jobs/{id}/cancel"), vec!["POST"]),
-        ("DELETE", format!("/v1/jobs/{id}/data"), vec!["GET", "PUT"]),
-        ("POST", "/v1/definitions".to_owned(), vec!["GET"]),
-        ("POST", "/healthz".to_owned(), vec!["GET"]),
+        (
+            "DELETE",
+            format!("/v1/jobs/{id}/data"),
+            vec!["GET", "HEAD", "PUT"],
+        ),
+        ("POST", "/v1/definitions".to_owned(), vec!["GET", "HEAD"]),
+        ("POST", "/healthz".to_owned(), vec!["GET", "HEAD"]),
     ] {
         let answer = api.request(method, &path, &[], Body::None);
         assert_error(&answer, 405, "method_not_allowed");
@@ -160,4 +172,43 @@ fn malformed_bodies_routes_and_methods() {
         api.get(&format!("/v1/jobs/{id}")).expect_json(200)["state"],
         Value::from("running")
     );
+}
+
+/// HEAD is GET without the body (RFC 9110 §9.1), on every GET route of every API: the same
+/// status and headers, `Content-Length` included, and no byte after the head.
+#[test]
+fn head_answers_as_get_without_a_body() {
+    use std::io::{Read, Write};
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let id = id_of(
+        &api.post("/v1/jobs", &json!({"kind": "head"}))
+            .expect_json(201),
+    );
+    for path in [
+        format!("/v1/jobs/{id}"),
+        "/v1/jobs".to_owned(),
+        "/v1/stats".to_owned(),
+        "/healthz".to_owned(),
+    ] {
+        let get = api.get(&path);
+        assert_eq!(get.status, 200, "GET {path}: {}", get.text());
+        let mut stream = crate::support::connect(daemon.addr());
+        let head = format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).expect("write");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).expect("read");
+        let text = String::from_utf8_lossy(&raw);
+        let (head, rest) = text.split_once("\r\n\r\n").expect("a response head");
+        assert!(head.starts_with("HTTP/1.1 200"), "HEAD {path}: {head}");
+        assert!(rest.is_empty(), "HEAD {path} sent a body: {rest}");
+        let length = head.lines().find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_owned())
+        });
+        if let Some(length) = length {
+            assert_eq!(length, get.body.len().to_string(), "HEAD {path}");
+        }
+    }
 }

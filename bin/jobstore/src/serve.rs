@@ -96,10 +96,10 @@ async fn serve(config: ServeConfig) -> Result<()> {
         store.clone(),
         tokens,
         config.limits.clone(),
-        config.dialects.clone(),
+        jobstore_http::apis(&config.dialects),
         stopped.clone(),
     );
-    let maintenance = tokio::spawn(maintain(store.clone(), config.clone(), stopped.clone()));
+    let maintenance = tokio::spawn(maintain(Arc::clone(&app), config.clone(), stopped.clone()));
     let watchdog = tokio::spawn(systemd::watchdog(store.clone(), stopped.clone()));
     let signals = tokio::spawn(handle_signals(Arc::clone(&app), config.clone(), stop));
 
@@ -181,7 +181,8 @@ async fn handle_signals(
 }
 
 /// Rescues expired leases, purges by retention and checkpoints the WAL, each on its interval.
-async fn maintain(store: Store, config: ServeConfig, mut stopped: watch::Receiver<bool>) {
+async fn maintain(app: Arc<App>, config: ServeConfig, mut stopped: watch::Receiver<bool>) {
+    let store = app.store().clone();
     let m = config.maintenance;
     let mut rescue = tokio::time::interval(m.rescue_interval);
     let mut purge = tokio::time::interval(m.purge_interval);
@@ -199,16 +200,20 @@ async fn maintain(store: Store, config: ServeConfig, mut stopped: watch::Receive
                 Ok(format!("rescued {} jobs, reclaimed {batches} batches", ids.len()))
             }),
             _ = purge.tick() => {
-                let dialects = config.dialects.clone();
+                let app = Arc::clone(&app);
                 Box::new(move || {
                     let finished = store.purge_finished(m.retention_ms)?;
                     let uploads = store.purge_stale_uploads(m.stale_upload_ms)?;
                     let batches = store.purge_incomplete_batches(3_600_000)?;
-                    let ingest = jobstore_http::dialects::datacloud::purge_expired(&store, &dialects)?;
-                    Ok(format!(
+                    let mut done = format!(
                         "purged {finished} finished jobs, {uploads} stale uploads, \
-                         {batches} broken batches, {ingest} expired Data Cloud jobs"
-                    ))
+                         {batches} broken batches"
+                    );
+                    // Each API's own upkeep (expired uploads of its jobs and the like).
+                    for (api, changed) in app.maintain() {
+                        done.push_str(&format!(", {api}: {} jobs", changed?));
+                    }
+                    Ok(done)
                 })
             }
             _ = checkpoint.tick() => Box::new(move || {

@@ -81,8 +81,7 @@ impl Principal {
             Ok(())
         } else {
             Err(crate::ApiError::new(
-                http::StatusCode::FORBIDDEN,
-                "forbidden",
+                crate::ErrorKind::Forbidden,
                 format!(
                     "token `{}` lacks the `{}` scope",
                     self.name,

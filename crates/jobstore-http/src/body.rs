@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::conn::Conn;
-use crate::error::ApiError;
+use crate::fault::{ApiError, ErrorKind};
 
 /// Every response body: full or streamed.
 pub type ResponseBody = BoxBody<Bytes, io::Error>;
@@ -32,11 +32,15 @@ fn full(bytes: impl Into<Bytes>) -> ResponseBody {
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<ResponseBody> {
     match serde_json::to_vec(value) {
         Ok(bytes) => with_type(status, "application/json", full(bytes)),
-        Err(err) => error(&ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("cannot render the response: {err}"),
-        )),
+        Err(err) => {
+            log::error!("cannot render a response: {err}");
+            let fallback = r#"{"error":{"type":"internal","message":"unrenderable response"}}"#;
+            with_type(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "application/json",
+                full(fallback),
+            )
+        }
     }
 }
 
@@ -67,17 +71,6 @@ pub fn text(
 pub fn empty(status: StatusCode) -> Response<ResponseBody> {
     let mut response = Response::new(full(Bytes::new()));
     *response.status_mut() = status;
-    response
-}
-
-/// The native error document.
-pub fn error(err: &ApiError) -> Response<ResponseBody> {
-    let mut response = with_type(err.status, "application/json", full(err.body()));
-    if let Some(seconds) = err.retry_after {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    }
     response
 }
 
@@ -243,11 +236,10 @@ where
         &bytes
     };
     jobstore::exact_json::check_numbers(bytes)
-        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message))?;
+        .map_err(|message| ApiError::new(ErrorKind::InvalidJson, message))?;
     serde_json::from_slice(bytes).map_err(|err| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorKind::InvalidJson,
             format!("malformed request body: {err}"),
         )
     })
@@ -256,8 +248,7 @@ where
 /// 413 for a body past its limit.
 pub fn too_large(limit: usize) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
+        ErrorKind::BodyTooLarge,
         format!("request body exceeds the limit of {limit} bytes"),
     )
 }
@@ -265,8 +256,7 @@ pub fn too_large(limit: usize) -> ApiError {
 /// 408 for a body that fell below the minimum rate.
 pub fn body_timeout(rate: MinRate) -> ApiError {
     ApiError::new(
-        StatusCode::REQUEST_TIMEOUT,
-        "body_timeout",
+        ErrorKind::BodyTimeout,
         format!(
             "the request body arrived slower than {} bytes in {} ms",
             rate.bytes_per_window(),

@@ -22,8 +22,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use crate::ApiError;
 use crate::body::MinRate;
+use crate::fault::{ApiError, ErrorKind};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The maps below stay consistent whatever a panicking holder did half way.
@@ -171,11 +171,10 @@ impl Connections {
     /// Answers a connection that could not be admitted with a 503 and closes it.
     pub(crate) fn refuse(&self, stream: &TcpStream, peer: std::net::SocketAddr) {
         let body = ApiError::new(
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
+            ErrorKind::Overloaded,
             "every connection is busy; try again shortly",
-        )
-        .body();
+        );
+        let body = serde_json::to_string(&body.native_body()).unwrap_or_default();
         let answer = format!(
             "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
              retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",

@@ -27,7 +27,8 @@ use sha2::{Digest, Sha256};
 use crate::App;
 use crate::auth::{Permission, Principal};
 use crate::body::{self, ResponseBody};
-use crate::error::ApiError;
+use crate::dialects::DialectConfig;
+use crate::fault::{ApiError, ErrorKind};
 
 /// Every path of this dialect starts here.
 const BASE: &str = "/data/core/ups/export/jobs";
@@ -70,8 +71,12 @@ pub fn matches(path: &str) -> bool {
 }
 
 /// Answers one request of this dialect; every fault in the dialect's shape.
-pub(crate) async fn handle(app: &App, request: Request<Incoming>) -> Response<ResponseBody> {
-    answer(app, request)
+pub(crate) async fn handle(
+    app: &App,
+    config: &DialectConfig,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
+    answer(app, config, request)
         .await
         .unwrap_or_else(|fault| fault.render())
 }
@@ -96,7 +101,7 @@ impl Resource {
         if segment.is_empty() || segment.contains('/') {
             return None;
         }
-        crate::routes::percent_decode(segment).map(Resource::Job)
+        crate::router::percent_decode(segment).map(Resource::Job)
     }
 
     fn allow(&self) -> &'static str {
@@ -114,19 +119,21 @@ fn job_id(text: &str) -> Result<i64, ApiError> {
         .filter(|id| *id > 0)
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::NOT_FOUND,
-                "job_not_found",
+                ErrorKind::JobNotFound,
                 format!("export job `{text}` not found"),
             )
         })
 }
 
-async fn answer(app: &App, request: Request<Incoming>) -> Result<Response<ResponseBody>, Fault> {
+async fn answer(
+    app: &App,
+    config: &DialectConfig,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Fault> {
     let path = request.uri().path().to_owned();
     let resource = Resource::of(&path).ok_or_else(|| {
         ApiError::new(
-            StatusCode::NOT_FOUND,
-            "route_not_found",
+            ErrorKind::RouteNotFound,
             format!("no export jobs route for {path}"),
         )
     })?;
@@ -138,13 +145,13 @@ async fn answer(app: &App, request: Request<Incoming>) -> Result<Response<Respon
     );
     if !allowed {
         return Err(Fault {
-            error: ApiError::method_not_allowed(&method, &path),
+            error: ApiError::method_not_allowed(&method, &path, resource.allow().to_owned()),
             allow: Some(resource.allow()),
         });
     }
     let principal = app.authenticate(&request)?;
     match (resource, method) {
-        (Resource::Collection, Method::POST) => create(app, &principal, request).await,
+        (Resource::Collection, Method::POST) => create(app, config, &principal, request).await,
         (Resource::Collection, _) => {
             principal.require(Permission::Read)?;
             list(app, &principal, request.uri().query()).await
@@ -179,6 +186,7 @@ fn export_job(job: Job) -> jobstore::Result<Job> {
 /// `POST /data/core/ups/export/jobs`.
 async fn create(
     app: &App,
+    config: &DialectConfig,
     principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Fault> {
@@ -188,7 +196,7 @@ async fn create(
     let body: Value = app.json_body(request).await?;
     let export = ExportRequest::try_from(body)?;
     let mut new = NewJob::new(KIND)
-        .queue(app.dialects().aep_queue.clone())
+        .queue(config.aep_queue.clone())
         .dialect(DIALECT)
         .created_by(principal.name.clone())
         .source(identity.profile_instance_id.clone())
@@ -289,7 +297,7 @@ impl ListParams {
     /// Parses `limit`, `offset` and `status` (repeated, or a comma list). An empty value means
     /// "not given"; any other parameter is refused **(ours)**.
     fn parse(query: Option<&str>, max: u32) -> Result<ListParams, ApiError> {
-        let pairs = crate::routes::query_pairs(query)
+        let pairs = crate::dialects::query_pairs(query)
             .ok_or_else(|| ApiError::bad_request("malformed query string"))?;
         let mut params = ListParams {
             limit: DEFAULT_LIMIT.min(max),
@@ -1128,7 +1136,7 @@ impl Fault {
     fn render(&self) -> Response<ResponseBody> {
         let status = self.error.status;
         let problem = Problem {
-            kind: self.error.kind,
+            kind: self.error.kind.as_str(),
             status: status.as_u16(),
             title: status.canonical_reason().unwrap_or("Error"),
             detail: &self.error.message,

@@ -25,8 +25,10 @@ use serde_json::{Map, Value};
 use crate::App;
 use crate::auth::{Permission, Principal};
 use crate::body::{self, ResponseBody};
-use crate::error::ApiError;
-use crate::routes::{percent_decode, query_pairs};
+use crate::dialects::DialectConfig;
+use crate::dialects::query_pairs;
+use crate::fault::{ApiError, ErrorKind};
+use crate::router::percent_decode;
 use crate::time::rfc3339_millis;
 
 /// The name stored in `jobs.dialect` for jobs created here.
@@ -60,8 +62,12 @@ pub fn matches(path: &str) -> bool {
 }
 
 /// Answers one request of this dialect: every answer, faults included, in the vendor's shape.
-pub(crate) async fn handle(app: &App, request: Request<Incoming>) -> Response<ResponseBody> {
-    answer(app, request)
+pub(crate) async fn handle(
+    app: &App,
+    config: &DialectConfig,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
+    answer(app, config, request)
         .await
         .unwrap_or_else(|fault| fault.render())
 }
@@ -102,7 +108,11 @@ impl Route {
     }
 }
 
-async fn answer(app: &App, request: Request<Incoming>) -> Result<Response<ResponseBody>, Fault> {
+async fn answer(
+    app: &App,
+    config: &DialectConfig,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Fault> {
     let path = request.uri().path().to_owned();
     let route = Route::resolve(&path).ok_or_else(|| {
         Fault::new(
@@ -117,7 +127,7 @@ async fn answer(app: &App, request: Request<Incoming>) -> Result<Response<Respon
     }
     let principal = app.authenticate(&request)?;
     match route {
-        Route::Jobs if method == Method::POST => create(app, &principal, request).await,
+        Route::Jobs if method == Method::POST => create(app, config, &principal, request).await,
         Route::Jobs => list(app, &principal, request.uri().query()).await,
         Route::Job(id) => get(app, &principal, id).await,
     }
@@ -126,16 +136,18 @@ async fn answer(app: &App, request: Request<Incoming>) -> Result<Response<Respon
 /// `POST .../jobs`: runs a data job.
 async fn create(
     app: &App,
+    config: &DialectConfig,
     principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Fault> {
     principal.require(Permission::Write)?;
-    let idempotency = crate::idempotency_key(request.headers()).map_err(Fault::invalid_field)?;
+    let idempotency =
+        crate::app::idempotency_key(request.headers()).map_err(Fault::invalid_field)?;
     let body: Value = app.json_body(request).await?;
     let create = CreateJobRequest::try_from(body)?;
-    create.check_data_source(&app.dialects().c360_connected_sources)?;
+    create.check_data_source(&config.c360_connected_sources)?;
     let mut new = NewJob::from(create)
-        .queue(app.dialects().c360_queue.clone())
+        .queue(config.c360_queue.clone())
         .created_by(principal.name.clone());
     if let Some(key) = idempotency {
         new = new.idempotency_key(key);
@@ -952,8 +964,8 @@ impl From<ApiError> for Fault {
     fn from(err: ApiError) -> Fault {
         use StatusCode as S;
         let code = match (err.status, err.kind) {
-            (_, "invalid_json") => ErrorCode::JsonParserError,
-            (_, "idempotency_key_reused") => ErrorCode::IdempotencyKeyReused,
+            (_, ErrorKind::InvalidJson) => ErrorCode::JsonParserError,
+            (_, ErrorKind::IdempotencyKeyReused) => ErrorCode::IdempotencyKeyReused,
             (S::BAD_REQUEST, _) => ErrorCode::InvalidField,
             (S::UNAUTHORIZED, _) => ErrorCode::InvalidSessionId,
             (S::FORBIDDEN, _) => ErrorCode::InsufficientAccess,

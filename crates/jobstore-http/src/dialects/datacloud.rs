@@ -29,8 +29,8 @@ use self::csv::{BatchCheck, BatchFault, Layout};
 use crate::App;
 use crate::auth::{Permission, Principal};
 use crate::body::{self, ResponseBody};
-use crate::dialects::{Dialect, DialectConfig};
-use crate::error::ApiError;
+use crate::dialects::DialectConfig;
+use crate::fault::{ApiError, ErrorKind};
 use crate::time::rfc3339_millis;
 
 /// The path every route of this API starts with.
@@ -55,8 +55,12 @@ pub fn matches(path: &str) -> bool {
 }
 
 /// Answers one request of this dialect.
-pub(crate) async fn handle(app: &App, request: Request<Incoming>) -> Response<ResponseBody> {
-    serve(app, request)
+pub(crate) async fn handle(
+    app: &App,
+    config: &DialectConfig,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
+    serve(app, config, request)
         .await
         .unwrap_or_else(|fault| fault.render())
 }
@@ -80,7 +84,7 @@ impl Route {
         let rest = path.strip_prefix(JOBS)?;
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         let id = |text: &str| {
-            crate::routes::percent_decode(text)
+            crate::router::percent_decode(text)
                 .and_then(|t| t.parse::<i64>().ok())
                 .filter(|id| *id > 0)
         };
@@ -103,7 +107,11 @@ impl Route {
     }
 }
 
-async fn serve(app: &App, request: Request<Incoming>) -> Result<Response<ResponseBody>, Fault> {
+async fn serve(
+    app: &App,
+    config: &DialectConfig,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Fault> {
     let route = Route::resolve(request.uri().path()).ok_or_else(Fault::not_found)?;
     let method = request.method().clone();
     let allowed = route.allow().split(',').any(|m| m == method.as_str());
@@ -112,7 +120,7 @@ async fn serve(app: &App, request: Request<Incoming>) -> Result<Response<Respons
     }
     let principal = app.authenticate(&request).map_err(Fault::from)?;
     match (route, method) {
-        (Route::Jobs, Method::POST) => create(app, &principal, request).await,
+        (Route::Jobs, Method::POST) => create(app, config, &principal, request).await,
         (Route::Jobs, _) => list(app, &principal, request.uri().query()).await,
         (Route::Job(id), Method::GET) => {
             get(app, &principal, id.ok_or_else(Fault::not_found)?).await
@@ -122,7 +130,14 @@ async fn serve(app: &App, request: Request<Incoming>) -> Result<Response<Respons
         }
         (Route::Job(id), _) => delete(app, &principal, id.ok_or_else(Fault::not_found)?).await,
         (Route::Batches(id), _) => {
-            upload(app, &principal, id.ok_or_else(Fault::not_found)?, request).await
+            upload(
+                app,
+                config,
+                &principal,
+                id.ok_or_else(Fault::not_found)?,
+                request,
+            )
+            .await
         }
     }
 }
@@ -320,7 +335,7 @@ impl CreateJob {
         let name = format!("{} {}", self.operation.as_str(), self.object);
         NewJob::new(KIND)
             .queue(queue)
-            .dialect(Dialect::DataCloud.as_str())
+            .dialect("datacloud")
             .upload(true)
             .name(name)
             .source(self.source_name.clone())
@@ -606,7 +621,7 @@ impl From<ApiError> for Fault {
             (StatusCode::UNAUTHORIZED, _) => "INVALID_SESSION_ID",
             (StatusCode::FORBIDDEN, _) => "INSUFFICIENT_ACCESS",
             (StatusCode::NOT_FOUND, _) => "NOT_FOUND",
-            (StatusCode::BAD_REQUEST, "invalid_json") => "JSON_PARSER_ERROR",
+            (StatusCode::BAD_REQUEST, ErrorKind::InvalidJson) => "JSON_PARSER_ERROR",
             (StatusCode::BAD_REQUEST, _) => "INVALID_INPUT",
             (StatusCode::REQUEST_TIMEOUT, _) => "REQUEST_TIMEOUT",
             (StatusCode::PAYLOAD_TOO_LARGE, _) => "REQUEST_TOO_LARGE",
@@ -639,7 +654,7 @@ where
 /// The job, if it is a Data Cloud job of the caller's tenant.
 fn own_job(store: &Store, id: i64) -> jobstore::Result<Job> {
     let job = store.get(id)?;
-    if job.dialect == Dialect::DataCloud.as_str() {
+    if job.dialect == "datacloud" {
         Ok(job)
     } else {
         Err(Error::JobNotFound { id })
@@ -651,12 +666,17 @@ fn own_job(store: &Store, id: i64) -> jobstore::Result<Job> {
 
 type Answer = Result<Response<ResponseBody>, Fault>;
 
-async fn create(app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
+async fn create(
+    app: &App,
+    config: &DialectConfig,
+    principal: &Principal,
+    request: Request<Incoming>,
+) -> Answer {
     principal.require(Permission::Write)?;
-    let idempotency = crate::idempotency_key(request.headers()).map_err(Fault::invalid_job)?;
+    let idempotency = crate::app::idempotency_key(request.headers()).map_err(Fault::invalid_job)?;
     let body: Value = app.json_body(request).await.map_err(Fault::from)?;
     let create = CreateJob::try_from(body)?;
-    let mut new = create.into_new_job(principal, &app.dialects().datacloud_queue);
+    let mut new = create.into_new_job(principal, &config.datacloud_queue);
     if let Some(key) = idempotency {
         new = new.idempotency_key(key);
     }
@@ -767,10 +787,15 @@ async fn delete(app: &App, principal: &Principal, id: i64) -> Answer {
 
 /// Streams a batch into the store through the CSV check: the body is forwarded frame by
 /// frame to a blocking thread that writes it a chunk at a time. Memory stays at a few frames.
-async fn upload(app: &App, principal: &Principal, id: i64, request: Request<Incoming>) -> Answer {
+async fn upload(
+    app: &App,
+    config: &DialectConfig,
+    principal: &Principal,
+    id: i64,
+    request: Request<Incoming>,
+) -> Answer {
     principal.require(Permission::Write)?;
     check_csv_content_type(&request)?;
-    let config = app.dialects();
     let limit = config.datacloud_max_batch_bytes;
     let max_batches = config.datacloud_max_batches;
     let declared = request
@@ -846,10 +871,10 @@ fn check_csv_content_type(request: &Request<Incoming>) -> Result<(), Fault> {
 
 /// `GET /api/v1/ingest/jobs` parameters, as the core's list query.
 fn list_query(query: Option<&str>) -> Result<ListQuery, Fault> {
-    let pairs = crate::routes::query_pairs(query)
+    let pairs = crate::dialects::query_pairs(query)
         .ok_or_else(|| Fault::bad_parameter("malformed query string"))?;
     let mut list = ListQuery {
-        dialects: vec![Dialect::DataCloud.as_str().to_owned()],
+        dialects: vec!["datacloud".to_owned()],
         sort: Some(SortField::UpdatedAt),
         direction: Direction::Desc,
         limit: Some(DEFAULT_LIMIT),
@@ -985,7 +1010,7 @@ pub fn purge_expired(store: &Store, config: &DialectConfig) -> jobstore::Result<
         // Each job handled leaves the filter (deleted, or claimed meanwhile), so the next
         // page starts at the top again.
         let page = store.list(&ListQuery {
-            dialects: vec![Dialect::DataCloud.as_str().to_owned()],
+            dialects: vec!["datacloud".to_owned()],
             states: vec![State::Open, State::Queued],
             created_before: Some(cutoff),
             sort: Some(SortField::Id),

@@ -13,12 +13,15 @@ pub mod c360;
 pub mod datacloud;
 pub mod ocapi;
 
-use http::{Request, Response};
+use std::sync::Arc;
+
+use http::Request;
 use hyper::body::Incoming;
+use jobstore::Store;
 use serde::Deserialize;
 
-use crate::App;
-use crate::body::ResponseBody;
+use crate::api::{Answering, Api};
+use crate::app::App;
 
 /// Dialect settings (the `[dialects]` table of the daemon's config).
 #[derive(Debug, Clone, Deserialize)]
@@ -58,56 +61,81 @@ impl Default for DialectConfig {
     }
 }
 
-/// Which dialect a path belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// Salesforce Customer 360 Data Manager, Data Jobs API v1.0.
-    C360,
-    /// B2C Commerce OCAPI Data API job executions (17.4 and later versions).
-    Ocapi,
-    /// Adobe Experience Platform segment export jobs.
-    Aep,
-    /// Salesforce Data Cloud Ingest API bulk jobs.
-    DataCloud,
+/// The vendors' APIs, each with its settings, in the order a path is offered to them.
+/// Registering an API is one line here.
+pub fn registered(config: &DialectConfig) -> Vec<Arc<dyn Api>> {
+    vec![
+        Arc::new(Legacy::new("c360", config, c360::matches)),
+        Arc::new(Legacy::new("ocapi", config, ocapi::matches)),
+        Arc::new(Legacy::new("aep", config, aep::matches)),
+        Arc::new(Legacy::new("datacloud", config, datacloud::matches)),
+    ]
 }
 
-impl Dialect {
-    /// The dialect of a path, if it is one of a vendor API's.
-    pub fn recognise(path: &str) -> Option<Dialect> {
-        if c360::matches(path) {
-            Some(Dialect::C360)
-        } else if ocapi::matches(path) {
-            Some(Dialect::Ocapi)
-        } else if aep::matches(path) {
-            Some(Dialect::Aep)
-        } else if datacloud::matches(path) {
-            Some(Dialect::DataCloud)
+/// A vendor API served through its module's own router.
+struct Legacy {
+    name: &'static str,
+    config: DialectConfig,
+    owns: fn(&str) -> bool,
+}
+
+impl Legacy {
+    fn new(name: &'static str, config: &DialectConfig, owns: fn(&str) -> bool) -> Legacy {
+        Legacy {
+            name,
+            config: config.clone(),
+            owns,
+        }
+    }
+}
+
+impl Api for Legacy {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn owns(&self, path: &str) -> bool {
+        (self.owns)(path)
+    }
+
+    fn template(&self, _path: &str) -> Option<&'static str> {
+        Some(self.name)
+    }
+
+    fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
+        Box::pin(async move {
+            match self.name {
+                "c360" => c360::handle(app, &self.config, request).await,
+                "ocapi" => ocapi::handle(app, &self.config, request).await,
+                "aep" => aep::handle(app, &self.config, request).await,
+                _ => datacloud::handle(app, &self.config, request).await,
+            }
+        })
+    }
+
+    fn maintain(&self, store: &Store) -> jobstore::Result<u64> {
+        if self.name == "datacloud" {
+            datacloud::purge_expired(store, &self.config)
         } else {
-            None
-        }
-    }
-
-    /// The name stored in `jobs.dialect` and used as a metrics label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dialect::C360 => "c360",
-            Dialect::Ocapi => "ocapi",
-            Dialect::Aep => "aep",
-            Dialect::DataCloud => "datacloud",
+            Ok(0)
         }
     }
 }
 
-/// Answers a request of a vendor API.
-pub(crate) async fn handle(
-    app: &App,
-    dialect: Dialect,
-    request: Request<Incoming>,
-) -> Response<ResponseBody> {
-    match dialect {
-        Dialect::C360 => c360::handle(app, request).await,
-        Dialect::Ocapi => ocapi::handle(app, request).await,
-        Dialect::Aep => aep::handle(app, request).await,
-        Dialect::DataCloud => datacloud::handle(app, request).await,
-    }
+/// The query string as decoded pairs (`+` is a space).
+pub(crate) fn query_pairs(query: Option<&str>) -> Option<Vec<(String, String)>> {
+    let Some(query) = query else {
+        return Some(Vec::new());
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((
+                crate::router::percent_decode(&key.replace('+', " "))?,
+                crate::router::percent_decode(&value.replace('+', " "))?,
+            ))
+        })
+        .collect()
 }

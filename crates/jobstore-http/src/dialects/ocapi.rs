@@ -27,9 +27,10 @@ use sha2::{Digest, Sha256};
 use crate::App;
 use crate::auth::{Permission, Principal};
 use crate::body::{self, ResponseBody};
-use crate::dialects::Dialect;
-use crate::error::ApiError;
-use crate::routes::{percent_decode, query_pairs};
+use crate::dialects::DialectConfig;
+use crate::dialects::query_pairs;
+use crate::fault::{ApiError, ErrorKind};
+use crate::router::percent_decode;
 use crate::time::rfc3339_millis;
 
 /// The first version served; also the `_v` of faults about a version that is not served.
@@ -51,7 +52,11 @@ pub fn matches(path: &str) -> bool {
 }
 
 /// Answers one request of this dialect.
-pub(crate) async fn handle(app: &App, request: Request<Incoming>) -> Response<ResponseBody> {
+pub(crate) async fn handle(
+    app: &App,
+    _config: &DialectConfig,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
     let path = request.uri().path().to_owned();
     let (version, target) = match route(&path) {
         Ok(routed) => routed,
@@ -337,7 +342,9 @@ impl From<ApiError> for Fault {
     /// Errors of the daemon's common layers (body limits, storage) in the vendor's shape.
     fn from(err: ApiError) -> Fault {
         let kind = match err.status {
-            StatusCode::BAD_REQUEST if err.kind == "invalid_json" => "BodyDecodingException",
+            StatusCode::BAD_REQUEST if err.kind == ErrorKind::InvalidJson => {
+                "BodyDecodingException"
+            }
             StatusCode::BAD_REQUEST => "ValueConstraintViolationException",
             StatusCode::NOT_FOUND => "NotFoundException",
             StatusCode::REQUEST_TIMEOUT => "RequestTimeoutException",
@@ -512,7 +519,7 @@ async fn execute(
         restart,
         payload,
         created_by: principal.name.clone(),
-        dialect: Some(Dialect::Ocapi.as_str().to_owned()),
+        dialect: Some("ocapi".to_owned()),
     };
     let definition = job_id.clone();
     let outcome = app

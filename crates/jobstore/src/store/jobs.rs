@@ -163,6 +163,20 @@ impl Store {
         self.read(|conn| load_job(conn, tenant.as_deref(), id))
     }
 
+    /// The job, if it carries `label` (its `dialect`, the API that created it): to an API, a
+    /// job of another API is not found, exactly like an unknown id or another tenant's job.
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`].
+    pub fn get_labelled(&self, id: i64, label: &str) -> Result<Job> {
+        let job = self.get(id)?;
+        if job.dialect == label {
+            Ok(job)
+        } else {
+            Err(Error::JobNotFound { id })
+        }
+    }
+
     /// One page of jobs matching `query`.
     ///
     /// # Errors

@@ -1,6 +1,6 @@
-//! The native JSON API under `/v1`: its request and response types and one thin handler per
-//! route. A handler checks the caller's permission, decodes a bounded body, makes one store
-//! call on a blocking thread and renders the answer. No SQL, no state logic.
+//! The native handlers: each checks the caller's permission, decodes a bounded body, makes
+//! one store call (a read on a blocking thread, or a write answered by the writer after its
+//! commit) and renders the answer. No SQL, no state logic.
 
 use std::time::Duration;
 
@@ -9,186 +9,46 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use jobstore::{
     ClaimRequest, Cursor, Definition, DefinitionStep, Direction, Execution, Failure, Heartbeat,
-    Job, Lease, ListQuery, LogLevel, NewJob, Pagination, SortField, State, Step, StepReport,
-    StepStatus,
+    Lease, ListQuery, LogLevel, NewJob, Pagination, SortField, StepReport, StepStatus,
 };
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::App;
+use super::wire::{
+    ClaimBody, CompleteBody, CreateJob, DefinitionBody, ExecuteBody, FailBody, HeartbeatBody,
+    JobDocument, LogBody, StepBody,
+};
+use super::{Name, Native};
+use crate::app::App;
 use crate::auth::{Permission, Principal};
 use crate::body::{self, ResponseBody};
-use crate::error::ApiError;
-use crate::routes::{JobAction, Route};
+use crate::fault::{ApiError, ErrorKind};
+use crate::query::{OverMax, PageSize, Query};
+use crate::router::Matched;
 
 type Answer = Result<Response<ResponseBody>, ApiError>;
 
-/// A job as the native API renders it: every stored field, and on a single job its steps and
-/// data counters.
-#[derive(Debug, Serialize)]
-pub struct JobDocument {
-    #[serde(flatten)]
-    job: Job,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    steps: Option<Vec<Step>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_batches: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_bytes: Option<i64>,
-}
-
-impl From<Job> for JobDocument {
-    fn from(job: Job) -> Self {
-        JobDocument {
-            job,
-            steps: None,
-            data_batches: None,
-            data_bytes: None,
-        }
-    }
-}
-
-/// `POST /v1/jobs`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateJob {
-    kind: String,
-    queue: Option<String>,
-    name: Option<String>,
-    payload: Option<Value>,
-    priority: Option<i64>,
-    run_at: Option<i64>,
-    max_attempts: Option<i64>,
-    unique_key: Option<String>,
-    source: Option<String>,
-    target: Option<String>,
-    upload: Option<bool>,
-    restartable: Option<bool>,
-    /// Admins only: the tenant to create the job in.
-    tenant: Option<String>,
-}
-
-/// `POST /v1/claim`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClaimBody {
-    worker: String,
-    queues: Vec<String>,
-    max: Option<u32>,
-    lease_ms: Option<i64>,
-    wait_ms: Option<u64>,
-}
-
-/// The lease every worker call carries.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HeartbeatBody {
-    worker: String,
-    lease_token: i64,
-    progress: Option<Value>,
-    phase: Option<String>,
-    lease_ms: Option<i64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StepBody {
-    worker: String,
-    lease_token: i64,
-    status: String,
-    exit_code: Option<String>,
-    message: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CompleteBody {
-    worker: String,
-    lease_token: i64,
-    #[serde(default)]
-    result: Value,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FailBody {
-    worker: String,
-    lease_token: i64,
-    error: String,
-    #[serde(default = "yes")]
-    retryable: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogBody {
-    lines: Vec<LogLineBody>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogLineBody {
-    #[serde(default = "info")]
-    level: String,
-    message: String,
-}
-
-fn info() -> String {
-    "info".into()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DefinitionBody {
-    #[serde(default)]
-    steps: Vec<DefinitionStepBody>,
-    #[serde(default = "yes")]
-    restartable: bool,
-    queue: Option<String>,
-    #[serde(default)]
-    description: String,
-    #[serde(default = "yes")]
-    enabled: bool,
-    #[serde(default = "yes")]
-    valid: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DefinitionStepBody {
-    step_id: String,
-    #[serde(default)]
-    step_type_id: String,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    execution_scope: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExecuteBody {
-    #[serde(default)]
-    restart: bool,
-    #[serde(default)]
-    payload: Value,
+/// The job id of a matched route; a path segment that is not an id names no job.
+fn job_id(matched: &Matched<Name>) -> Result<i64, ApiError> {
+    matched.params.id("id").ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::JobNotFound,
+            format!("job `{}` not found", matched.params.text("id")),
+        )
+    })
 }
 
 /// Answers one native route.
-pub(crate) async fn handle(
+pub(super) async fn handle(
+    native: &Native,
     app: &App,
     principal: &Principal,
-    route: Route,
+    matched: &Matched<Name>,
     request: Request<Incoming>,
 ) -> Answer {
     let method = request.method().clone();
     let query = request.uri().query().map(str::to_owned);
-    match (route, method) {
-        (Route::Stats, Method::GET) => {
+    let id = || job_id(matched);
+    match (matched.route.name, method) {
+        (Name::Stats, Method::GET) => {
             principal.require(Permission::Read)?;
             let stats = app.call(principal, |store| store.stats()).await?;
             Ok(body::json(
@@ -196,10 +56,10 @@ pub(crate) async fn handle(
                 &serde_json::json!({ "stats": stats }),
             ))
         }
-        (Route::Jobs, Method::POST) => {
+        (Name::Jobs, Method::POST) => {
             principal.require(Permission::Write)?;
             let idempotency =
-                crate::idempotency_key(request.headers()).map_err(ApiError::bad_request)?;
+                crate::app::idempotency_key(request.headers()).map_err(ApiError::bad_request)?;
             let create: CreateJob = app.json_body(request).await?;
             let new = new_job(create, principal, idempotency)?;
             let job = app
@@ -207,7 +67,7 @@ pub(crate) async fn handle(
                 .await?;
             Ok(body::json(StatusCode::CREATED, &JobDocument::from(job)))
         }
-        (Route::Jobs, Method::GET) => {
+        (Name::Jobs, Method::GET) => {
             principal.require(Permission::Read)?;
             let query = list_query(query.as_deref(), app.limits.max_page)?;
             let page = app.call(principal, move |store| store.list(&query)).await?;
@@ -220,7 +80,8 @@ pub(crate) async fn handle(
                 }),
             ))
         }
-        (Route::Job(id), Method::GET) => {
+        (Name::Job, Method::GET) => {
+            let id = id()?;
             principal.require(Permission::Read)?;
             let document = app
                 .call(principal, move |store| {
@@ -237,26 +98,36 @@ pub(crate) async fn handle(
                 .await?;
             Ok(body::json(StatusCode::OK, &document))
         }
-        (Route::Job(id), Method::DELETE) => {
+        (Name::Job, Method::DELETE) => {
+            let id = id()?;
             principal.require(Permission::Write)?;
             app.call(principal, move |store| store.delete(id)).await?;
             Ok(body::empty(StatusCode::NO_CONTENT))
         }
-        (Route::JobAction(id, action), Method::POST) => {
-            job_action(app, principal, id, action, request).await
-        }
-        (Route::JobData(id), Method::PUT) => {
+        (
+            action @ (Name::Cancel
+            | Name::Restart
+            | Name::Close
+            | Name::Heartbeat
+            | Name::Complete
+            | Name::Fail),
+            Method::POST,
+        ) => job_action(app, principal, id()?, action, request).await,
+        (Name::Data, Method::PUT) => {
+            let id = id()?;
             principal.require(Permission::Write)?;
             upload(app, principal, id, request).await
         }
-        (Route::JobData(id), Method::GET) => {
+        (Name::Data, _) => {
+            let id = id()?;
             // A worker reads the data of the job it runs with its `work` scope.
             if !principal.may(Permission::Work) {
                 principal.require(Permission::Read)?;
             }
             download(app, principal, id).await
         }
-        (Route::JobLogs(id), Method::GET) => {
+        (Name::Logs, Method::GET) => {
+            let id = id()?;
             principal.require(Permission::Read)?;
             let lines = app
                 .call(principal, move |store| {
@@ -286,7 +157,8 @@ pub(crate) async fn handle(
                 text,
             ))
         }
-        (Route::JobLogs(id), Method::POST) => {
+        (Name::Logs, _) => {
+            let id = id()?;
             // Workers append logs with their `work` scope; clients with `write`.
             if !principal.may(Permission::Work) {
                 principal.require(Permission::Write)?;
@@ -317,7 +189,8 @@ pub(crate) async fn handle(
                 &serde_json::json!({ "appended": appended }),
             ))
         }
-        (Route::JobEvents(id), Method::GET) => {
+        (Name::Events, _) => {
+            let id = id()?;
             principal.require(Permission::Read)?;
             let events = app.call(principal, move |store| store.events(id)).await?;
             Ok(body::json(
@@ -325,7 +198,9 @@ pub(crate) async fn handle(
                 &serde_json::json!({ "events": events }),
             ))
         }
-        (Route::JobStep(id, step), Method::POST) => {
+        (Name::Step, _) => {
+            let id = id()?;
+            let step = matched.params.text("step").to_owned();
             principal.require(Permission::Work)?;
             let report: StepBody = app.json_body(request).await?;
             let lease = Lease {
@@ -351,7 +226,7 @@ pub(crate) async fn handle(
                 &serde_json::json!({ "steps": steps }),
             ))
         }
-        (Route::Definitions, Method::GET) => {
+        (Name::Definitions, _) => {
             principal.require(Permission::Read)?;
             let definitions = app.call(principal, |store| store.definitions()).await?;
             Ok(body::json(
@@ -359,14 +234,16 @@ pub(crate) async fn handle(
                 &serde_json::json!({ "definitions": definitions }),
             ))
         }
-        (Route::Definition(id), Method::GET) => {
+        (Name::Definition, Method::GET) => {
+            let id = matched.params.text("id").to_owned();
             principal.require(Permission::Read)?;
             let definition = app
                 .call(principal, move |store| store.definition(&id))
                 .await?;
             Ok(body::json(StatusCode::OK, &definition))
         }
-        (Route::Definition(id), Method::PUT) => {
+        (Name::Definition, _) => {
+            let id = matched.params.text("id").to_owned();
             principal.require(Permission::Write)?;
             let body: DefinitionBody = app.json_body(request).await?;
             let definition = Definition {
@@ -374,7 +251,7 @@ pub(crate) async fn handle(
                 description: body.description,
                 queue: body
                     .queue
-                    .unwrap_or_else(|| app.dialects().ocapi_queue.clone()),
+                    .unwrap_or_else(|| native.definition_queue.clone()),
                 restartable: body.restartable,
                 enabled: body.enabled,
                 valid: body.valid,
@@ -396,7 +273,8 @@ pub(crate) async fn handle(
                 .await?;
             Ok(body::json(StatusCode::OK, &stored))
         }
-        (Route::Executions(id), Method::POST) => {
+        (Name::Executions, _) => {
+            let id = matched.params.text("id").to_owned();
             principal.require(Permission::Write)?;
             let body: ExecuteBody = app.json_body(request).await?;
             let execution = Execution {
@@ -410,7 +288,7 @@ pub(crate) async fn handle(
                 .await?;
             Ok(body::json(StatusCode::CREATED, &JobDocument::from(job)))
         }
-        (Route::Claim, Method::POST) => {
+        (Name::Claim, _) => {
             principal.require(Permission::Work)?;
             let claim: ClaimBody = app.json_body(request).await?;
             let wait = Duration::from_millis(claim.wait_ms.unwrap_or(0)).min(app.limits.max_wait);
@@ -427,7 +305,9 @@ pub(crate) async fn handle(
                 &serde_json::json!({ "jobs": jobs }),
             ))
         }
-        (route, method) => Err(ApiError::method_not_allowed(&method, &format!("{route:?}"))),
+        // The router admits only a route's own methods; health, metrics and the document are
+        // answered before the handlers.
+        _ => Err(ApiError::internal()),
     }
 }
 
@@ -435,30 +315,30 @@ async fn job_action(
     app: &App,
     principal: &Principal,
     id: i64,
-    action: JobAction,
+    action: Name,
     request: Request<Incoming>,
 ) -> Answer {
     let actor = principal.name.clone();
     let job = match action {
-        JobAction::Cancel => {
+        Name::Cancel => {
             principal.require(Permission::Write)?;
             app.drain_body(request).await?;
             app.call(principal, move |store| store.cancel(id, &actor))
                 .await?
         }
-        JobAction::Restart => {
+        Name::Restart => {
             principal.require(Permission::Write)?;
             app.drain_body(request).await?;
             app.call(principal, move |store| store.restart(id, &actor))
                 .await?
         }
-        JobAction::Close => {
+        Name::Close => {
             principal.require(Permission::Write)?;
             app.drain_body(request).await?;
             app.call(principal, move |store| store.close_upload(id, &actor))
                 .await?
         }
-        JobAction::Heartbeat => {
+        Name::Heartbeat => {
             principal.require(Permission::Work)?;
             let beat: HeartbeatBody = app.json_body(request).await?;
             let lease = Lease {
@@ -477,7 +357,7 @@ async fn job_action(
                 .await?;
             return Ok(body::json(StatusCode::OK, &answer));
         }
-        JobAction::Complete => {
+        Name::Complete => {
             principal.require(Permission::Work)?;
             let done: CompleteBody = app.json_body(request).await?;
             let lease = Lease {
@@ -489,7 +369,7 @@ async fn job_action(
             })
             .await?
         }
-        JobAction::Fail => {
+        Name::Fail => {
             principal.require(Permission::Work)?;
             let failed: FailBody = app.json_body(request).await?;
             let lease = Lease {
@@ -503,6 +383,8 @@ async fn job_action(
             app.write(principal, move |store| store.fail_call(id, &lease, failure))
                 .await?
         }
+        // The dispatch passes only the six actions.
+        _ => return Err(ApiError::internal()),
     };
     Ok(body::json(StatusCode::OK, &JobDocument::from(job)))
 }
@@ -572,11 +454,7 @@ fn new_job(
     }
     if let Some(tenant) = create.tenant {
         if !principal.is_admin() {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "only an admin token may name a tenant",
-            ));
+            return Err(ApiError::forbidden("only an admin token may name a tenant"));
         }
         new = new.tenant(tenant);
     }
@@ -584,49 +462,49 @@ fn new_job(
 }
 
 /// Parses the list query parameters; unknown parameters are refused.
-fn list_query(query: Option<&str>, max_page: u32) -> Result<ListQuery, ApiError> {
-    let pairs = crate::routes::query_pairs(query)
-        .ok_or_else(|| ApiError::bad_request("malformed query string"))?;
-    let mut list = ListQuery::default();
-    let mut cursor = None;
-    let int = |name: &str, value: &str| {
-        value
-            .parse::<i64>()
-            .map_err(|_| ApiError::bad_request(format!("{name} must be an integer, got `{value}`")))
+fn list_query(raw: Option<&str>, max_page: u32) -> Result<ListQuery, ApiError> {
+    let mut query = Query::parse(raw)?;
+    let time = |query: &mut Query, name| query.int(name, i64::MIN, i64::MAX);
+    let mut list = ListQuery {
+        states: parse_all(query.all("state"))?,
+        kinds: query.all("kind"),
+        queues: query.all("queue"),
+        sources: query.all("source"),
+        targets: query.all("target"),
+        created_by: query.all("created_by"),
+        definitions: query.all("definition"),
+        tenant: query.one("tenant")?,
+        created_after: time(&mut query, "created_after")?,
+        created_before: time(&mut query, "created_before")?,
+        sort: query
+            .one("sort")?
+            .map(|s| s.parse::<SortField>())
+            .transpose()?,
+        ..ListQuery::default()
     };
-    for (key, value) in pairs {
-        match key.as_str() {
-            "state" => list.states.push(value.parse::<State>()?),
-            "kind" => list.kinds.push(value),
-            "queue" => list.queues.push(value),
-            "source" => list.sources.push(value),
-            "target" => list.targets.push(value),
-            "created_by" => list.created_by.push(value),
-            "definition" => list.definitions.push(value),
-            "tenant" => list.tenant = Some(value),
-            "created_after" => list.created_after = Some(int("created_after", &value)?),
-            "created_before" => list.created_before = Some(int("created_before", &value)?),
-            "sort" => list.sort = Some(value.parse::<SortField>()?),
-            "order" => list.direction = value.parse::<Direction>()?,
-            "limit" => {
-                let limit = int("limit", &value)?;
-                if limit < 1 || limit > i64::from(max_page) {
-                    return Err(ApiError::bad_request(format!(
-                        "limit must be 1 to {max_page}, got {limit}"
-                    )));
-                }
-                list.limit = u32::try_from(limit).ok();
-            }
-            "cursor" => cursor = Some(Cursor::decode(&value)?),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{other}`; known: state, kind, queue, source, \
-                     target, created_by, definition, tenant, created_after, created_before, \
-                     sort, order, limit, cursor"
-                )));
-            }
-        }
+    if let Some(order) = query.one("order")? {
+        list.direction = order.parse::<Direction>()?;
     }
+    let policy = PageSize {
+        default: 100.min(max_page),
+        max: max_page,
+        over_max: OverMax::Refuse,
+    };
+    list.limit = Some(query.page_size("limit", policy)?);
+    let cursor = query
+        .one("cursor")?
+        .map(|c| Cursor::decode(&c))
+        .transpose()?;
     list.page = Pagination::Cursor(cursor);
+    query.finish()?;
     Ok(list)
+}
+
+fn parse_all<T: std::str::FromStr<Err = jobstore::Error>>(
+    values: Vec<String>,
+) -> Result<Vec<T>, ApiError> {
+    values
+        .iter()
+        .map(|value| value.parse::<T>().map_err(ApiError::from))
+        .collect()
 }

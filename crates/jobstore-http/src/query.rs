@@ -1,0 +1,265 @@
+//! Query strings, parsed once for every API: decoded pairs, single and repeated parameters,
+//! integers in a range, page sizes under a policy each API picks, whitelisted choices (sort
+//! fields, directions, states) and the refusal of unknown parameters, naming the known ones.
+//! Every refusal is an [`ErrorKind::InvalidQuery`] that an API renders in its own shape.
+
+use crate::fault::{ApiError, ErrorKind};
+use crate::router::percent_decode;
+
+/// What a page size past the maximum gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverMax {
+    /// Refused (400).
+    Refuse,
+    /// Answered with the maximum.
+    Clamp,
+}
+
+/// A page-size parameter's policy: the default, the largest and what larger values get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSize {
+    /// The size when the parameter is absent.
+    pub default: u32,
+    /// The largest size answered.
+    pub max: u32,
+    /// What a larger value gets.
+    pub over_max: OverMax,
+}
+
+/// A parsed query string. Each parameter an API reads is remembered, so that
+/// [`Query::finish`] refuses the others and names the known ones.
+#[derive(Debug, Default)]
+pub struct Query {
+    pairs: Vec<(String, String)>,
+    known: Vec<&'static str>,
+    blank_is_absent: bool,
+}
+
+/// A refusal of a query parameter.
+pub fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorKind::InvalidQuery, message)
+}
+
+impl Query {
+    /// Parses `raw` (`+` is a space).
+    ///
+    /// # Errors
+    /// A malformed escape or text that is not UTF-8.
+    pub fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
+        let pairs = raw
+            .unwrap_or_default()
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                Some((
+                    percent_decode(&key.replace('+', " "))?,
+                    percent_decode(&value.replace('+', " "))?,
+                ))
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| invalid("malformed query string"))?;
+        Ok(Query {
+            pairs,
+            ..Query::default()
+        })
+    }
+
+    /// Treats `name=` (an empty value) as if the parameter were absent.
+    pub fn blank_is_absent(mut self) -> Query {
+        self.blank_is_absent = true;
+        self
+    }
+
+    /// Every value of `name`, in order.
+    pub fn all(&mut self, name: &'static str) -> Vec<String> {
+        self.known.push(name);
+        let blank_is_absent = self.blank_is_absent;
+        self.pairs
+            .iter()
+            .filter(|(key, value)| key == name && !(blank_is_absent && value.trim().is_empty()))
+            .map(|(_, value)| value.clone())
+            .collect()
+    }
+
+    /// Every value of `name`, repeated or comma-separated, trimmed, without empty items.
+    pub fn list(&mut self, name: &'static str) -> Vec<String> {
+        self.all(name)
+            .iter()
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The one value of `name`.
+    ///
+    /// # Errors
+    /// The parameter given more than once.
+    pub fn one(&mut self, name: &'static str) -> Result<Option<String>, ApiError> {
+        let mut values = self.all(name);
+        if values.len() > 1 {
+            return Err(invalid(format!("{name}: given more than once")));
+        }
+        Ok(values.pop())
+    }
+
+    /// The one value of `name` as an integer within `min..=max`.
+    ///
+    /// # Errors
+    /// Not an integer, out of range, or given twice.
+    pub fn int(&mut self, name: &'static str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+        let Some(value) = self.one(name)? else {
+            return Ok(None);
+        };
+        match value.trim().parse::<i64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(invalid(format!(
+                "{name}: must be an integer from {min} to {max}, got `{value}`"
+            ))),
+        }
+    }
+
+    /// The page size in `name` under `policy`.
+    ///
+    /// # Errors
+    /// Not a positive integer, or past the maximum when the policy refuses it.
+    pub fn page_size(&mut self, name: &'static str, policy: PageSize) -> Result<u32, ApiError> {
+        let Some(value) = self.one(name)? else {
+            return Ok(policy.default);
+        };
+        let text = value.trim();
+        let refuse = || {
+            let most = match policy.over_max {
+                OverMax::Refuse => format!("from 1 to {}", policy.max),
+                OverMax::Clamp => format!("of at least 1 (at most {} are answered)", policy.max),
+            };
+            invalid(format!("{name}: must be an integer {most}, got `{value}`"))
+        };
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(refuse());
+        }
+        // All digits: a number too large for u64 is only "larger than the maximum".
+        let size = text.parse::<u64>().unwrap_or(u64::MAX);
+        match policy.over_max {
+            _ if size == 0 => Err(refuse()),
+            OverMax::Refuse if size > u64::from(policy.max) => Err(refuse()),
+            _ => Ok(u32::try_from(size).unwrap_or(u32::MAX).min(policy.max)),
+        }
+    }
+
+    /// The one value of `name`, chosen from `choices` (exact match).
+    ///
+    /// # Errors
+    /// A value not among the choices (the message lists them), or given twice.
+    pub fn choice<T: Copy>(
+        &mut self,
+        name: &'static str,
+        choices: &[(&str, T)],
+    ) -> Result<Option<T>, ApiError> {
+        let Some(value) = self.one(name)? else {
+            return Ok(None);
+        };
+        choose(name, &value, choices).map(Some)
+    }
+
+    /// Refuses every parameter no one asked for, naming the known ones.
+    ///
+    /// # Errors
+    /// The first unknown parameter.
+    pub fn finish(self) -> Result<(), ApiError> {
+        match self
+            .pairs
+            .iter()
+            .find(|(key, _)| !self.known.contains(&key.as_str()))
+        {
+            Some((unknown, _)) => Err(invalid(format!(
+                "unknown query parameter `{unknown}`; known: {}",
+                self.known.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `value` of parameter `name` chosen from `choices`.
+///
+/// # Errors
+/// A value not among the choices; the message lists them.
+pub fn choose<T: Copy>(name: &str, value: &str, choices: &[(&str, T)]) -> Result<T, ApiError> {
+    choices
+        .iter()
+        .find(|(text, _)| *text == value)
+        .map(|(_, choice)| *choice)
+        .ok_or_else(|| {
+            let valid: Vec<&str> = choices.iter().map(|(text, _)| *text).collect();
+            invalid(format!(
+                "{name}: unknown value `{value}`; valid: {}",
+                valid.join(", ")
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_decode_and_repeat() {
+        let mut query = Query::parse(Some("state=queued&state=failed,running&q=x+y&k=a%2Bb"))
+            .unwrap_or_default();
+        assert_eq!(query.list("state"), ["queued", "failed", "running"]);
+        assert_eq!(query.one("q").ok().flatten().as_deref(), Some("x y"));
+        assert_eq!(query.one("k").ok().flatten().as_deref(), Some("a+b"));
+        assert!(query.finish().is_ok());
+        assert!(Query::parse(Some("a=%zz")).is_err());
+    }
+
+    #[test]
+    fn unknown_and_repeated_parameters_are_refused_by_name() {
+        let mut query = Query::parse(Some("limit=1&limit=2&colour=red")).unwrap_or_default();
+        let repeated = query.int("limit", 1, 10).unwrap_err();
+        assert_eq!(repeated.kind, ErrorKind::InvalidQuery);
+        let _ = query.all("sort");
+        let unknown = query.finish().unwrap_err();
+        assert!(unknown.message.contains("`colour`"), "{}", unknown.message);
+        assert!(
+            unknown.message.contains("limit, sort"),
+            "{}",
+            unknown.message
+        );
+    }
+
+    #[test]
+    fn page_sizes_follow_the_policy() {
+        let refuse = PageSize {
+            default: 10,
+            max: 100,
+            over_max: OverMax::Refuse,
+        };
+        let clamp = PageSize {
+            over_max: OverMax::Clamp,
+            ..refuse
+        };
+        let size = |raw: &str, policy| Query::parse(Some(raw))?.page_size("n", policy);
+        assert_eq!(size("", refuse), Ok(10));
+        assert_eq!(size("n=100", refuse), Ok(100));
+        assert!(size("n=101", refuse).is_err());
+        assert_eq!(size("n=99999999999999999999999", clamp), Ok(100));
+        for bad in ["n=0", "n=-1", "n=1.5", "n=", "n=x"] {
+            assert!(size(bad, clamp).is_err(), "{bad}");
+        }
+        let blank = Query::parse(Some("n=")).map(Query::blank_is_absent);
+        assert_eq!(blank.and_then(|mut q| q.page_size("n", clamp)), Ok(10));
+    }
+
+    #[test]
+    fn choices_are_whitelisted() {
+        let choices = [("asc", 1), ("desc", 2)];
+        let mut query = Query::parse(Some("order=desc")).unwrap_or_default();
+        assert_eq!(query.choice("order", &choices), Ok(Some(2)));
+        let err = choose("order", "up", &choices).unwrap_err();
+        assert!(err.message.contains("valid: asc, desc"), "{}", err.message);
+    }
+}
