@@ -190,6 +190,7 @@ fn head_answers_as_get_without_a_body() {
         "/v1/jobs".to_owned(),
         "/v1/stats".to_owned(),
         "/healthz".to_owned(),
+        "/datamanager/datatools/v1.0/jobs".to_owned(),
     ] {
         let get = api.get(&path);
         assert_eq!(get.status, 200, "GET {path}: {}", get.text());

@@ -903,10 +903,10 @@ fn every_invalid_parameter_is_refused_and_nothing_changes() {
     // Methods the resources do not have: 405 with Allow.
     let delete = api.delete(&format!("{JOBS}/{id}"));
     assert_fault(&delete, 405, "METHOD_NOT_ALLOWED");
-    assert_eq!(delete.header("allow"), Some("GET"));
+    assert_eq!(delete.header("allow"), Some("GET, HEAD"));
     let put = api.put(JOBS, &json!({"jobType": "Flush"}));
     assert_fault(&put, 405, "METHOD_NOT_ALLOWED");
-    assert_eq!(put.header("allow"), Some("GET, POST"));
+    assert_eq!(put.header("allow"), Some("GET, HEAD, POST"));
     assert_fault(
         &api.post(&format!("{JOBS}/{id}"), &json!({"jobType": "Flush"})),
         405,

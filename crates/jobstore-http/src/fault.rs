@@ -245,6 +245,9 @@ pub struct ApiError {
     pub retry_after: Option<u32>,
     /// The methods the route allows (`Allow`, on 405).
     pub allow: Option<String>,
+    /// A vendor code the API chose itself for a fault it raised (rendered instead of the
+    /// code its table gives the kind).
+    pub vendor_code: Option<&'static str>,
 }
 
 impl ApiError {
@@ -257,6 +260,7 @@ impl ApiError {
             message: message.into(),
             retry_after: matches!(status, StatusCode::SERVICE_UNAVAILABLE).then_some(1),
             allow: None,
+            vendor_code: None,
         }
     }
 

@@ -65,7 +65,7 @@ impl Default for DialectConfig {
 /// Registering an API is one line here.
 pub fn registered(config: &DialectConfig) -> Vec<Arc<dyn Api>> {
     vec![
-        Arc::new(Legacy::new("c360", config, c360::matches)),
+        Arc::new(c360::C360::new(config)),
         Arc::new(Legacy::new("ocapi", config, ocapi::matches)),
         Arc::new(Legacy::new("aep", config, aep::matches)),
         Arc::new(Legacy::new("datacloud", config, datacloud::matches)),
@@ -105,7 +105,6 @@ impl Api for Legacy {
     fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
         Box::pin(async move {
             match self.name {
-                "c360" => c360::handle(app, &self.config, request).await,
                 "ocapi" => ocapi::handle(app, &self.config, request).await,
                 "aep" => aep::handle(app, &self.config, request).await,
                 _ => datacloud::handle(app, &self.config, request).await,

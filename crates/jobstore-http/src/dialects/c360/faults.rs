@@ -1,0 +1,84 @@
+//! C360 faults: `[{"errorCode": "...", "message": "..."}]`, the Salesforce REST convention,
+//! with the status of the fault's kind.
+
+use http::Response;
+use serde::Serialize;
+
+use crate::body::ResponseBody;
+use crate::fault::{self, ApiError, ErrorKind, Faults};
+
+/// The `errorCode` of each kind of fault (Salesforce REST names).
+fn code(kind: ErrorKind) -> &'static str {
+    use ErrorKind as K;
+    match kind {
+        K::InvalidJson => "JSON_PARSER_ERROR",
+        K::InvalidQuery | K::UnknownSortField | K::InvalidCursor => "INVALID_QUERY_PARAMETER",
+        K::InvalidRequest | K::InvalidData => "INVALID_FIELD",
+        K::Unauthorized => "INVALID_SESSION_ID",
+        K::Forbidden => "INSUFFICIENT_ACCESS",
+        K::JobNotFound | K::DefinitionNotFound | K::StepNotFound | K::RouteNotFound => "NOT_FOUND",
+        K::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+        K::BodyTimeout => "REQUEST_TIMEOUT",
+        K::BodyTooLarge | K::DataBatchTooLarge => "REQUEST_TOO_LARGE",
+        K::JobAlreadyRunning
+        | K::InvalidTransition
+        | K::StaleLease
+        | K::NotRestartable
+        | K::NothingToRestart
+        | K::DefinitionInvalid
+        | K::DefinitionDisabled
+        | K::InvalidStepTransition
+        | K::TooManyDataBatches => "CONFLICT",
+        K::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+        K::TooManyRequests => "REQUEST_LIMIT_EXCEEDED",
+        K::OutcomeUnknown | K::Busy | K::ShuttingDown | K::Overloaded => "SERVER_UNAVAILABLE",
+        K::Internal => "UNKNOWN_EXCEPTION",
+    }
+}
+
+/// A 400 with a code of this API's own (`REQUIRED_FIELD_MISSING`, `INVALID_DATA_SOURCE`).
+pub(super) fn fault(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        vendor_code: Some(code),
+        ..ApiError::bad_request(message)
+    }
+}
+
+/// Renders every fault of this API.
+pub(super) struct C360Faults;
+
+impl Faults for C360Faults {
+    fn render(&self, err: &ApiError) -> Response<ResponseBody> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Item<'a> {
+            error_code: &'a str,
+            message: &'a str,
+        }
+        let message = match err.kind {
+            // An unknown id, a job of another tenant or of another API: all the same.
+            ErrorKind::JobNotFound => "The requested job does not exist",
+            _ => &err.message,
+        };
+        let item = Item {
+            error_code: err.vendor_code.unwrap_or_else(|| code(err.kind)),
+            message,
+        };
+        fault::respond(err, &[item])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_renders_with_its_status() {
+        for kind in ErrorKind::ALL {
+            let response = C360Faults.render(&ApiError::new(kind, "x"));
+            assert_eq!(response.status(), kind.status(), "{kind:?}");
+        }
+        let own = fault("REQUIRED_FIELD_MISSING", "jobType");
+        assert_eq!(own.status, http::StatusCode::BAD_REQUEST);
+    }
+}

@@ -1,0 +1,196 @@
+//! Salesforce Customer 360 Data Manager, Data Jobs API v1.0: `GET|POST
+//! /datamanager/datatools/v1.0/jobs` and `GET /datamanager/datatools/v1.0/jobs/{jobId}`.
+//!
+//! A C360 job is an ordinary job: kind = the `jobType`, queue = the configured C360 queue,
+//! label `c360`, the request body kept whole as the payload. The finer running statuses
+//! (START, RUNNING, UPDATE) come from the job's `heartbeat_at` and `phase`. Every other path
+//! under `/datamanager/` is a 404 in this API's fault shape. `docs/dialect-c360.md` records
+//! every choice made where the vendor is silent.
+
+mod faults;
+mod list;
+mod wire;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use jobstore::NewJob;
+use serde_json::Value;
+
+use self::faults::C360Faults;
+use self::list::ListParams;
+use self::wire::{CreateJobRequest, JobDocument, ListEnvelope};
+use crate::api::{Answering, Api};
+use crate::app::App;
+use crate::auth::{Permission, Principal};
+use crate::body::{self, ResponseBody};
+use crate::dialects::DialectConfig;
+use crate::fault::{ApiError, ErrorKind, Faults};
+use crate::router::{self, Matched, Miss, Route};
+
+/// The label of jobs created here.
+const NAME: &str = "c360";
+
+/// Every path of this API starts here.
+const DOMAIN: &str = "/datamanager";
+
+/// The Jobs resource.
+const JOBS: &str = "/datamanager/datatools/v1.0/jobs";
+
+/// The C360 Data Jobs API with its settings.
+#[derive(Debug, Clone)]
+pub struct C360 {
+    queue: String,
+    connected_sources: Vec<String>,
+}
+
+impl C360 {
+    /// The API over the `c360_*` settings.
+    pub fn new(config: &DialectConfig) -> C360 {
+        C360 {
+            queue: config.c360_queue.clone(),
+            connected_sources: config.c360_connected_sources.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Name {
+    Jobs,
+    Job,
+}
+
+static ROUTES: [Route<Name>; 2] = [
+    Route {
+        path: JOBS,
+        methods: &[Method::GET, Method::POST],
+        name: Name::Jobs,
+    },
+    Route {
+        path: "/datamanager/datatools/v1.0/jobs/{jobId}",
+        methods: &[Method::GET],
+        name: Name::Job,
+    },
+];
+
+type Answer = Result<Response<ResponseBody>, ApiError>;
+
+impl Api for C360 {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn owns(&self, path: &str) -> bool {
+        path.strip_prefix(DOMAIN)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    fn template(&self, path: &str) -> Option<&'static str> {
+        router::template_of(&ROUTES, path)
+    }
+
+    fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
+        Box::pin(async move {
+            self.answer(app, request)
+                .await
+                .unwrap_or_else(|err| C360Faults.render(&err))
+        })
+    }
+}
+
+impl C360 {
+    async fn answer(&self, app: &App, mut request: Request<Incoming>) -> Answer {
+        let path = request.uri().path().to_owned();
+        let method = request.method().clone();
+        let matched = router::route(&ROUTES, &mut request).map_err(|miss| match miss {
+            Miss::NotFound => ApiError::new(
+                ErrorKind::RouteNotFound,
+                format!("The requested resource does not exist: {path}"),
+            ),
+            Miss::MethodNotAllowed(allow) => ApiError {
+                message: format!(
+                    "HTTP method '{method}' not allowed on {path}. Allowed are [{allow}]"
+                ),
+                ..ApiError::method_not_allowed(&method, &path, allow)
+            },
+        })?;
+        let principal = app.authenticate(&request)?;
+        match (matched.route.name, request.method()) {
+            (Name::Jobs, &Method::POST) => self.create(app, &principal, request).await,
+            (Name::Jobs, _) => list(app, &principal, request.uri().query()).await,
+            (Name::Job, _) => get(app, &principal, &matched).await,
+        }
+    }
+
+    /// `POST .../jobs`: runs a data job.
+    async fn create(&self, app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
+        principal.require(Permission::Write)?;
+        let idempotency = crate::app::idempotency_key(request.headers())
+            .map_err(|message| faults::fault("INVALID_FIELD", message))?;
+        let body: Value = app.json_body(request).await?;
+        let create = CreateJobRequest::try_from(body)?;
+        create.check_data_source(&self.connected_sources)?;
+        let mut new = NewJob::from(create)
+            .queue(self.queue.clone())
+            .created_by(principal.name.clone());
+        if let Some(key) = idempotency {
+            new = new.idempotency_key(key);
+        }
+        let job = app
+            .write(principal, move |store| store.enqueue_call(new))
+            .await?;
+        let mut response = body::json(StatusCode::CREATED, &JobDocument::try_from(&job)?);
+        if let Ok(location) = HeaderValue::from_str(&format!("{JOBS}/{}", job.id)) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        Ok(response)
+    }
+}
+
+/// `GET .../jobs/{jobId}`: one C360 job of the caller's tenant.
+async fn get(app: &App, principal: &Principal, matched: &Matched<Name>) -> Answer {
+    principal.require(Permission::Read)?;
+    let not_found = || ApiError::new(ErrorKind::JobNotFound, "");
+    let id = matched.params.id("jobId").ok_or_else(not_found)?;
+    let job = app
+        .call(principal, move |store| store.get_labelled(id, NAME))
+        .await?;
+    let document = JobDocument::try_from(&job).map_err(|_| not_found())?;
+    Ok(body::json(StatusCode::OK, &document))
+}
+
+/// `GET .../jobs`: one page of the caller's C360 jobs.
+async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
+    principal.require(Permission::Read)?;
+    let params = ListParams::parse(query)?;
+    let query = params.to_query();
+    let page = app.call(principal, move |store| store.list(&query)).await?;
+    let envelope = ListEnvelope {
+        jobs: page
+            .jobs
+            .iter()
+            .map(JobDocument::try_from)
+            .collect::<Result<_, _>>()?,
+        page: params.page,
+        results_per_page: params.results_per_page,
+        total_results: page.total.unwrap_or(0),
+    };
+    Ok(body::json(StatusCode::OK, &envelope))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_owns_its_domain_only() {
+        let api = C360::new(&DialectConfig::default());
+        assert!(api.owns("/datamanager/datatools/v1.0/data-sources"));
+        assert!(api.owns("/datamanager"));
+        assert!(!api.owns("/datamanagers"));
+        assert_eq!(
+            api.template(&format!("{JOBS}/42/")),
+            Some("/datamanager/datatools/v1.0/jobs/{jobId}")
+        );
+        assert_eq!(api.template(&format!("{JOBS}/4/files")), None);
+    }
+}
