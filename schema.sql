@@ -1,4 +1,4 @@
--- jobstore: the canonical current schema (version 4), for people reading the database.
+-- jobstore: the canonical current schema (version 5), for people reading the database.
 --
 -- The migrations in crates/jobstore/migrations/ build exactly this schema (a test compares
 -- sqlite_master of both); change them together. Times are INTEGER milliseconds since the Unix
@@ -81,30 +81,27 @@ CREATE INDEX jobs_by_tenant_definition ON jobs (tenant, ifnull(definition_id, ''
 CREATE INDEX jobs_by_tenant_started ON jobs (tenant, ifnull(started_at, -1), id);
 CREATE INDEX jobs_by_tenant_finished ON jobs (tenant, ifnull(finished_at, -1), id);
 
--- List sorts of the vendor routes (migration 2): each route lists only its own jobs, so each
--- of these partial indexes holds one dialect's jobs, for the sort fields that route offers; a
--- native job is in none of them. The list query writes the dialect as a literal
--- (`dialect = 'c360'`, from a fixed list), which SQLite needs to use a partial index.
--- C360 (sortBy id, createdTime, name, source, target, createdBy; `kind` trails: the route
--- filters on its job types and counts the matches).
-CREATE INDEX jobs_c360_by_id ON jobs (tenant, id, kind) WHERE dialect = 'c360';
-CREATE INDEX jobs_c360_by_created ON jobs (tenant, created_at, id, kind) WHERE dialect = 'c360';
-CREATE INDEX jobs_c360_by_name ON jobs (tenant, name, id, kind) WHERE dialect = 'c360';
-CREATE INDEX jobs_c360_by_source ON jobs (tenant, source, id, kind) WHERE dialect = 'c360';
-CREATE INDEX jobs_c360_by_target ON jobs (tenant, target, id, kind) WHERE dialect = 'c360';
-CREATE INDEX jobs_c360_by_created_by ON jobs (tenant, created_by, id, kind)
-    WHERE dialect = 'c360';
--- AEP (newest first, keyset on creation time and id).
-CREATE INDEX jobs_aep_by_created ON jobs (tenant, created_at, id) WHERE dialect = 'aep';
--- Data Cloud (orderBy systemModstamp, createdDate, id, object, state).
-CREATE INDEX jobs_datacloud_by_id ON jobs (tenant, id) WHERE dialect = 'datacloud';
-CREATE INDEX jobs_datacloud_by_created ON jobs (tenant, created_at, id)
-    WHERE dialect = 'datacloud';
-CREATE INDEX jobs_datacloud_by_updated ON jobs (tenant, updated_at, id)
-    WHERE dialect = 'datacloud';
-CREATE INDEX jobs_datacloud_by_target ON jobs (tenant, target, id) WHERE dialect = 'datacloud';
-CREATE INDEX jobs_datacloud_by_state ON jobs (tenant, state, id) WHERE dialect = 'datacloud';
--- OCAPI execution search: executions of a definition (id, job_id, start_time, end_time;
+-- List sorts of the jobs of every API but the native one (migration 5): an API lists only
+-- its own jobs (`dialect = ?`), so these partial indexes lead with (tenant, label) and hold no
+-- native job. The list query adds the literal `dialect <> 'native'`, which SQLite needs to
+-- use a partial index. `kind` trails: a filter on kinds and the count need no job row.
+CREATE INDEX jobs_labelled_by_id ON jobs (tenant, dialect, id, kind)
+    WHERE dialect <> 'native';
+CREATE INDEX jobs_labelled_by_created ON jobs (tenant, dialect, created_at, id, kind)
+    WHERE dialect <> 'native';
+CREATE INDEX jobs_labelled_by_updated ON jobs (tenant, dialect, updated_at, id, kind)
+    WHERE dialect <> 'native';
+CREATE INDEX jobs_labelled_by_state ON jobs (tenant, dialect, state, id, kind)
+    WHERE dialect <> 'native';
+CREATE INDEX jobs_labelled_by_name ON jobs (tenant, dialect, name, id, kind)
+    WHERE dialect <> 'native';
+CREATE INDEX jobs_labelled_by_source ON jobs (tenant, dialect, source, id, kind)
+    WHERE dialect <> 'native';
+CREATE INDEX jobs_labelled_by_target ON jobs (tenant, dialect, target, id, kind)
+    WHERE dialect <> 'native';
+CREATE INDEX jobs_labelled_by_created_by ON jobs (tenant, dialect, created_by, id, kind)
+    WHERE dialect <> 'native';
+-- Executions of a definition (sorted by id, definition, start and finish;
 -- `definition_id` trails so that its IS NOT NULL test needs no job row).
 CREATE INDEX jobs_executions_by_id ON jobs (tenant, id, definition_id)
     WHERE definition_id IS NOT NULL;

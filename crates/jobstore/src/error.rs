@@ -1,6 +1,6 @@
 //! The one error type of the store. Every fault a caller can meet is a variant with typed
 //! fields, so the daemon maps each to an HTTP status and a stable type in one table, and each
-//! vendor dialect to its own fault document. Messages are lowercase without a final period.
+//! other API to its own fault document. Messages are lowercase without a final period.
 
 use crate::state::State;
 

@@ -76,7 +76,7 @@ pub use list::{
     Cursor, CursorValue, Direction, JobPage, ListQuery, MAX_PAGE_SIZE, Pagination, SortField,
 };
 pub use model::{
-    CheckReport, ClaimRequest, Completion, DEFAULT_TENANT, DataBatch, Definition, DefinitionStep,
+    CheckReport, ClaimRequest, Completion, DEFAULT_TENANT, DataBatch, Definition, DefinitionStep, NATIVE,
     Execution, Failure, Heartbeat, HeartbeatAnswer, Job, JobEvent, Lease, LogLevel, LogLine,
     NewJob, QueueCount, Scope, Step, StepReport, StepStatus,
 };

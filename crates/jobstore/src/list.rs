@@ -31,25 +31,25 @@ pub enum SortField {
     Id,
     /// Creation time.
     CreatedAt,
-    /// Last change (Data Cloud `systemModstamp`).
+    /// Last change.
     UpdatedAt,
     /// The state name.
     State,
-    /// The kind (C360 `type`).
+    /// The kind.
     Kind,
     /// The name.
     Name,
     /// The source.
     Source,
-    /// The target (Data Cloud `object`).
+    /// The target.
     Target,
     /// Who created it.
     CreatedBy,
-    /// The definition id (OCAPI `job_id`).
+    /// The definition id; jobs without one sort first.
     DefinitionId,
-    /// Start of the latest attempt (OCAPI `start_time`); jobs not started sort first.
+    /// Start of the latest attempt; jobs not started sort first.
     StartedAt,
-    /// Finish time (OCAPI `end_time`); jobs not finished sort first.
+    /// Finish time; jobs not finished sort first.
     FinishedAt,
 }
 
@@ -333,7 +333,7 @@ pub struct ListQuery {
     pub created_by: Vec<String>,
     /// Any of these definitions.
     pub definitions: Vec<String>,
-    /// Any of these dialects.
+    /// Any of these labels (the API that created the job; see `Job::dialect`).
     pub dialects: Vec<String>,
     /// Only this tenant (meaningful under an admin scope; other scopes are limited anyway).
     pub tenant: Option<String>,
@@ -354,7 +354,7 @@ pub struct ListQuery {
     /// Running jobs only: keep those whose worker has sent no heartbeat yet in the current
     /// lease (`heartbeat_at IS NULL`). With [`ListQuery::running_in_phases`] and
     /// [`ListQuery::running_outside_phases`] this splits the `running` state by the worker's
-    /// progress (C360's START, UPDATE and RUNNING): when any of the three is set, a running job
+    /// progress (not yet reported, in a named phase, in another): when any of the three is set, a running job
     /// is listed only if it matches one of those set; jobs in other states are not affected.
     pub running_unreported: bool,
     /// Running jobs only: keep those with a heartbeat in the current lease whose phase is one
@@ -365,7 +365,7 @@ pub struct ListQuery {
     /// `None`: not this filter.
     pub running_outside_phases: Option<Vec<String>>,
     /// An explicit order of the sort field's values, for a sort by something several values
-    /// share (C360's job `type`, which several kinds map to): when not empty, jobs sort by the
+    /// share (an API's coarser category of several kinds, say): when not empty, jobs sort by the
     /// rank given to their value (values not listed rank after every listed one), then by id.
     /// Text sort fields and [`Pagination::Offset`] only.
     pub sort_rank: BTreeMap<String, i64>,
@@ -379,8 +379,8 @@ pub struct ListQuery {
     pub page: Pagination,
     /// Also count every job that matches the filters (for "total results").
     pub count_total: bool,
-    /// Only jobs that execute a job definition (`definition_id IS NOT NULL`: OCAPI's job
-    /// executions).
+    /// Only jobs that execute a job definition (`definition_id IS NOT NULL`: the executions
+    /// of definitions).
     pub with_definition: bool,
     /// Nested conditions that must all match too (AND). Only a nested query's filters count
     /// (its own nested conditions among them); its tenant, sort and paging are ignored.
@@ -442,32 +442,10 @@ const RUNNING_STAGES: &str = "(state <> 'running' \
 const RANKED: &str =
     "ifnull((SELECT r.value FROM json_each(?) AS r WHERE r.key = SORT), 9223372036854775807)";
 
-/// The dialect names a single-dialect filter is written for as a literal, with the clause
-/// for each. A vendor route lists only its own jobs, and the partial indexes of migration 2
-/// (`... WHERE dialect = 'c360'`) hold one dialect's jobs each; SQLite uses a partial index
-/// only when the query's WHERE implies the index's WHERE, which `dialect = ?` bound to
-/// `'c360'` does not (the planner cannot see a parameter's value). So these clauses carry the
-/// name in the SQL text. It comes from this list, never from the caller: the caller's value is
-/// only compared with the names here, and any other value is bound as a parameter.
-const DIALECT_LITERALS: [(&str, &str); 5] = [
-    ("native", "dialect = 'native'"),
-    ("c360", "dialect = 'c360'"),
-    ("ocapi", "dialect = 'ocapi'"),
-    ("aep", "dialect = 'aep'"),
-    ("datacloud", "dialect = 'datacloud'"),
-];
-
-/// The literal clause for a filter on exactly one whitelisted dialect (see
-/// [`DIALECT_LITERALS`]), or `None`.
-fn dialect_literal(dialects: &[String]) -> Option<&'static str> {
-    match dialects {
-        [one] => DIALECT_LITERALS
-            .iter()
-            .find(|(name, _)| name == one)
-            .map(|(_, clause)| *clause),
-        _ => None,
-    }
-}
+/// Added to a filter on labels that does not ask for native jobs: the partial list indexes of
+/// the other APIs' jobs (migration 5) hold `dialect <> 'native'`, and SQLite uses a partial
+/// index only when the query's WHERE implies the index's, which a bound label does not.
+const NOT_NATIVE: &str = "dialect <> 'native'";
 
 fn json_list<T: Serialize>(items: &[T]) -> SqlValue {
     SqlValue::Text(serde_json::to_string(items).unwrap_or_else(|_| "[]".into()))
@@ -539,13 +517,19 @@ impl ListQuery {
                 params.push(json_list(values));
             }
         }
-        match dialect_literal(&self.dialects) {
-            Some(clause) => clauses.push(clause),
-            None if !self.dialects.is_empty() => {
-                clauses.push("dialect IN (SELECT value FROM json_each(?))");
-                params.push(json_list(&self.dialects));
+        match self.dialects.as_slice() {
+            [] => {}
+            [one] => {
+                clauses.push("dialect = ?");
+                params.push(SqlValue::Text(one.clone()));
             }
-            None => {}
+            many => {
+                clauses.push("dialect IN (SELECT value FROM json_each(?))");
+                params.push(json_list(many));
+            }
+        }
+        if !self.dialects.is_empty() && !self.dialects.iter().any(|d| d == crate::NATIVE) {
+            clauses.push(NOT_NATIVE);
         }
         if !self.ids.is_empty() {
             clauses.push("id IN (SELECT value FROM json_each(?))");
@@ -1099,26 +1083,21 @@ mod tests {
         }
     }
 
-    /// Each vendor route's pages (first, after a cursor, at an offset) and its count are
-    /// answered from that route's partial index (`dialect = '...'` written as a literal, or
-    /// OCAPI's `definition_id IS NOT NULL`), never by the general sort indexes that hold every
-    /// job; C360's filter on its job types is answered in the index too.
+    /// The pages (first, after a cursor, at an offset) and the count of one API's jobs are
+    /// answered from the partial indexes of labelled jobs (or, for executions of a definition,
+    /// from theirs), never by the general sort indexes that hold every job; a filter on
+    /// kinds is answered in the index too.
     #[test]
-    fn vendor_routes_use_their_partial_indexes() {
+    fn labelled_lists_use_the_partial_indexes() {
         let conn = migrated();
-        let c360 = |sort| ListQuery {
-            dialects: vec!["c360".into()],
-            kinds: vec!["B2CtoFS".into(), "Flush".into()],
+        let labelled = |sort| ListQuery {
+            dialects: vec!["acme".into()],
+            kinds: vec!["import".into(), "export".into()],
             sort: Some(sort),
             count_total: true,
             ..ListQuery::default()
         };
-        let dialect = |name: &str, sort| ListQuery {
-            dialects: vec![name.into()],
-            sort: Some(sort),
-            ..ListQuery::default()
-        };
-        // As OCAPI's execution search sends it (a `match_all_query` is an empty condition).
+        // An execution search as an API sends it (an empty nested condition included).
         let executions = |sort| ListQuery {
             with_definition: true,
             all_of: vec![ListQuery::default()],
@@ -1130,22 +1109,14 @@ mod tests {
         for sort in [
             SortField::Id,
             SortField::CreatedAt,
+            SortField::UpdatedAt,
+            SortField::State,
             SortField::Name,
             SortField::Source,
             SortField::Target,
             SortField::CreatedBy,
         ] {
-            cases.push(("jobs_c360_by_", c360(sort)));
-        }
-        cases.push(("jobs_aep_by_", dialect("aep", SortField::CreatedAt)));
-        for sort in [
-            SortField::Id,
-            SortField::CreatedAt,
-            SortField::UpdatedAt,
-            SortField::Target,
-            SortField::State,
-        ] {
-            cases.push(("jobs_datacloud_by_", dialect("datacloud", sort)));
+            cases.push(("jobs_labelled_by_", labelled(sort)));
         }
         for sort in [
             SortField::Id,
@@ -1195,28 +1166,26 @@ mod tests {
         }
     }
 
-    /// A dialect filter is a literal only for one whitelisted name; anything else is bound.
+    /// Labels are bound parameters, never SQL text; only the fixed `native` literal is
+    /// written into a query, and only when native jobs are not asked for.
     #[test]
-    fn only_whitelisted_dialects_become_literals() {
+    fn labels_are_bound_never_text() {
         let sql = |dialects: &[&str]| {
             ListQuery {
                 dialects: dialects.iter().map(|d| (*d).to_owned()).collect(),
                 ..ListQuery::default()
             }
             .to_sql(None, "id")
-            .unwrap()
-            .select
+            .map(|s| s.select)
+            .unwrap_or_default()
         };
-        assert!(sql(&["c360"]).contains("dialect = 'c360'"));
-        assert!(sql(&["datacloud"]).contains("dialect = 'datacloud'"));
-        for bound in [&["c360'; --"][..], &["c360", "aep"], &["C360"]] {
-            let text = sql(bound);
-            assert!(
-                text.contains("dialect IN (SELECT value FROM json_each(?))"),
-                "{text}"
-            );
-            assert!(!text.contains("'c360"), "{text}");
+        for labels in [&["acme'; --"][..], &["acme", "globex"], &["x' OR 1=1"]] {
+            let text = sql(labels);
+            assert!(!text.contains("acme") && !text.contains("OR 1=1"), "{text}");
+            assert!(text.contains("dialect <> 'native'"), "{text}");
         }
+        assert!(!sql(&["native"]).contains("<> 'native'"));
+        assert!(!sql(&["native", "acme"]).contains("<> 'native'"));
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub enum Scope {
     All,
 }
 
+/// The label of jobs created through the native API (or the library directly): every other
+/// API labels the jobs it creates with its own name.
+pub const NATIVE: &str = "native";
+
 /// The tenant of embedded use, and of every job created without one.
 pub const DEFAULT_TENANT: &str = "default";
 
@@ -55,7 +59,8 @@ pub struct Job {
     pub target: String,
     /// Who created it (a token name, a user; empty when not given).
     pub created_by: String,
-    /// The API that created it (`native`, or a vendor dialect), so reads answer in its shape.
+    /// The label of the API that created it ([`NATIVE`], or another API's name), so that
+    /// each API lists and reads its own jobs.
     pub dialect: String,
     /// The current state.
     pub state: State,
@@ -175,7 +180,7 @@ impl NewJob {
             source: String::new(),
             target: String::new(),
             created_by: String::new(),
-            dialect: "native".into(),
+            dialect: NATIVE.into(),
             priority: 0,
             run_at: None,
             max_attempts: 3,
@@ -444,7 +449,7 @@ pub struct StepReport {
     pub message: Option<String>,
 }
 
-/// A named job with ordered steps (the OCAPI model).
+/// A named job with ordered steps, executed as jobs on its queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Definition {
     /// Unique within the tenant.
@@ -468,12 +473,17 @@ pub struct Definition {
 }
 
 impl Definition {
-    /// A valid, enabled, restartable definition with the given steps on queue `ocapi`.
-    pub fn new(id: impl Into<String>, steps: Vec<DefinitionStep>) -> Definition {
+    /// A valid, enabled, restartable definition with the given steps, its executions queued
+    /// on `queue`.
+    pub fn new(
+        id: impl Into<String>,
+        queue: impl Into<String>,
+        steps: Vec<DefinitionStep>,
+    ) -> Definition {
         Definition {
             id: id.into(),
             description: String::new(),
-            queue: "ocapi".into(),
+            queue: queue.into(),
             restartable: true,
             enabled: true,
             valid: true,
@@ -515,7 +525,7 @@ pub struct Execution {
     /// Restart the latest execution, which must have failed or been cancelled: its steps that
     /// finished ok are copied as finished.
     pub restart: bool,
-    /// Stored as the job's payload (e.g. OCAPI 19.x `parameters`).
+    /// Stored as the job's payload (an API's execution parameters, say).
     pub payload: Value,
     /// Who executes it.
     pub created_by: String,

@@ -103,7 +103,7 @@ pub enum Event {
     },
     /// A data batch is appended.
     Upload,
-    /// The upload phase is closed (Data Cloud `UploadComplete`).
+    /// The upload phase is closed.
     Close,
     /// A client cancels or aborts the job.
     Cancel,

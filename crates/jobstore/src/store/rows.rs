@@ -260,7 +260,7 @@ mod tests {
 
         let steps = vec![DefinitionStep::new("s1", "t")];
         store
-            .put_definition(Definition::new("def", steps))
+            .put_definition(Definition::new("def", "batch", steps))
             .expect("definition");
         let execution = Execution {
             payload: json!({"parameters": numbers.clone()}),

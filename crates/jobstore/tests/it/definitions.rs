@@ -11,6 +11,7 @@ use crate::support::Fixture;
 fn definition(id: &str) -> Definition {
     let mut def = Definition::new(
         id,
+        "batch",
         vec![
             DefinitionStep {
                 step_id: "export-catalog".into(),
@@ -93,7 +94,7 @@ fn an_execution_runs_its_steps_and_one_at_a_time_is_live() {
         .unwrap();
     assert_eq!(job.state, State::Queued);
     assert_eq!(job.kind, "nightly");
-    assert_eq!(job.queue, "ocapi");
+    assert_eq!(job.queue, "batch");
     assert_eq!(job.definition_id.as_deref(), Some("nightly"));
     let steps = f.store.steps(job.id).unwrap();
     assert_eq!(steps.len(), 3);
@@ -107,7 +108,7 @@ fn an_execution_runs_its_steps_and_one_at_a_time_is_live() {
     f.clock.advance(10);
     let lease = f
         .store
-        .claim(&ClaimRequest::new("w", "ocapi"))
+        .claim(&ClaimRequest::new("w", "batch"))
         .unwrap()
         .remove(0)
         .lease()
@@ -198,7 +199,7 @@ fn an_execution_runs_its_steps_and_one_at_a_time_is_live() {
         Err(Error::JobAlreadyRunning { .. })
     ));
     f.store.cancel(restarted.id, "").unwrap();
-    let lease = f.store.claim(&ClaimRequest::new("w", "ocapi")).unwrap();
+    let lease = f.store.claim(&ClaimRequest::new("w", "batch")).unwrap();
     assert!(lease.is_empty());
     let fresh = f.store.execute("nightly", Execution::default()).unwrap();
     f.store.cancel(fresh.id, "").unwrap();
@@ -226,7 +227,7 @@ fn invalid_disabled_or_unrestartable_definitions_are_refused() {
         Err(Error::DefinitionInvalid { cause, .. }) if cause.contains("invalid")
     ));
     f.store
-        .put_definition(Definition::new("empty", vec![]))
+        .put_definition(Definition::new("empty", "batch", vec![]))
         .unwrap();
     assert!(matches!(
         f.store.execute("empty", Execution::default()),

@@ -297,18 +297,18 @@ fn seed_ties(f: &Fixture) -> Vec<Job> {
     // Definition executions (OCAPI's jobs): one live execution per definition at a time.
     for name in ["nightly", "hourly"] {
         f.store
-            .put_definition(Definition::new(name, vec![DefinitionStep::new("s", "T")]))
+            .put_definition(Definition::new(name, "batch", vec![DefinitionStep::new("s", "T")]))
             .unwrap();
     }
     for round in 0..4 {
         for name in ["nightly", "hourly"] {
             let execution = Execution {
-                dialect: Some("ocapi".into()),
+                dialect: Some("acme".into()),
                 ..Execution::default()
             };
             f.store.execute(name, execution).unwrap();
         }
-        let definition_queue = Definition::new("x", Vec::new()).queue;
+        let definition_queue = Definition::new("x", "batch", Vec::new()).queue;
         let claimed = f
             .store
             .claim(&ClaimRequest {

@@ -167,13 +167,14 @@ fn a_definition_execution_reports_its_steps_through_the_context() {
     store
         .put_definition(Definition::new(
             "nightly",
+            "batch",
             vec![
                 DefinitionStep::new("one", "A"),
                 DefinitionStep::new("two", "B"),
             ],
         ))
         .unwrap();
-    let worker = Worker::new(store.clone(), ["ocapi"])
+    let worker = Worker::new(store.clone(), ["batch"])
         .start(|job| {
             for step in ["one", "two"] {
                 job.step_started(step)?;
