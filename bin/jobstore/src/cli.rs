@@ -1,0 +1,171 @@
+//! The command line: what `clap` parses. The doc comments are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// An embedded, SQLite-backed job store.
+#[derive(Parser, Debug)]
+#[command(name = "jobstore", version, about)]
+pub struct Cli {
+    /// The database file [env: JOBSTORE_DB] [default: ./jobstore.db].
+    #[arg(long, global = true)]
+    pub db: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP daemon (default: ./jobstore.db on 127.0.0.1:8080).
+    Serve(ServeArgs),
+    /// Claim jobs from a daemon and run a command for each.
+    Worker(WorkerArgs),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Create the database or bring it to the current schema, then exit.
+    Migrate,
+    /// Check the file's integrity and the store's invariants; exit 1 on any problem.
+    Check,
+    /// Write a consistent copy of the database to DEST while it is in use.
+    Backup {
+        /// Where to write the copy (must not exist).
+        dest: PathBuf,
+    },
+    /// Job counts by queue and state.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and change jobs (every tenant's).
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+}
+
+/// The flags of `jobstore serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The address to listen on [env: JOBSTORE_LISTEN].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// The tokens file; required to listen beyond loopback [env: JOBSTORE_TOKENS].
+    #[arg(long)]
+    pub tokens: Option<PathBuf>,
+    /// A TOML config file (flags and environment override it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// The flags of `jobstore worker`.
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// The daemon [default: http://127.0.0.1:8080].
+    #[arg(long)]
+    pub url: Option<String>,
+    /// A file whose first line is the bearer token.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// A queue to claim from (repeatable).
+    #[arg(long = "queue")]
+    pub queues: Vec<String>,
+    /// Jobs run at once [default: 1].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// The command for every job kind, split like a shell would (no shell runs unless
+    /// you name one: `sh -c '...'`).
+    #[arg(long, conflicts_with = "config")]
+    pub exec: Option<String>,
+    /// A TOML file with a command per job kind.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// What the command reads on stdin: payload, data or none [default: payload].
+    #[arg(long)]
+    pub stdin: Option<String>,
+    /// Kill an `--exec` command after this many ms and fail the attempt.
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+    /// The worker's name (the lease owner) [default: HOST-PID].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Lease length in ms [default: 30000]; heartbeats come every third of it.
+    #[arg(long)]
+    pub lease_ms: Option<u64>,
+    /// SIGTERM → SIGKILL grace, and the shutdown grace, in ms [default: 10000].
+    #[arg(long)]
+    pub grace_ms: Option<u64>,
+}
+
+/// The subcommands of `jobstore token`.
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a random token, print it once, and append its hash to the tokens file.
+    Add {
+        /// The tokens file (created when missing, mode 0600).
+        #[arg(long)]
+        tokens: PathBuf,
+        /// The token's name (recorded as the creator of its jobs).
+        #[arg(long)]
+        name: String,
+        /// The tenant the token acts in.
+        #[arg(long)]
+        tenant: String,
+        /// A comma list of read, write, work, admin.
+        #[arg(long)]
+        scopes: String,
+    },
+}
+
+/// The subcommands of `jobstore jobs`.
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        /// Only jobs in these states (repeatable).
+        #[arg(long)]
+        state: Vec<String>,
+        /// Only jobs of these kinds (repeatable).
+        #[arg(long)]
+        kind: Vec<String>,
+        /// Only jobs in these queues (repeatable).
+        #[arg(long)]
+        queue: Vec<String>,
+        /// Sort field.
+        #[arg(long, default_value = "created_at")]
+        sort: String,
+        /// Sort direction: asc or desc.
+        #[arg(long, default_value = "desc")]
+        order: String,
+        /// At most this many jobs.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job with its steps and history.
+    Show {
+        /// The job id.
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job (cooperatively when it runs).
+    Cancel {
+        /// The job id.
+        id: i64,
+    },
+    /// Restart a failed or cancelled job.
+    Restart {
+        /// The job id.
+        id: i64,
+    },
+    /// Delete a finished job with its history, data and log.
+    Delete {
+        /// The job id.
+        id: i64,
+    },
+}

@@ -1,0 +1,63 @@
+//! The long-running commands: the HTTP daemon and the worker. Each resolves its configuration
+//! from its config file, the environment and its flags, then runs until it is stopped.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::env_path;
+use crate::cli::{ServeArgs, WorkerArgs};
+use crate::{config, serve, worker};
+
+/// `jobstore serve`: runs the HTTP daemon on the database file `db` (the `--db` flag).
+pub fn serve(db: Option<PathBuf>, args: ServeArgs) -> Result<ExitCode> {
+    let ServeArgs {
+        listen,
+        tokens,
+        config,
+    } = args;
+    let env = config::Overrides {
+        db: env_path("JOBSTORE_DB"),
+        listen: std::env::var("JOBSTORE_LISTEN")
+            .ok()
+            .filter(|v| !v.is_empty()),
+        tokens: env_path("JOBSTORE_TOKENS"),
+    };
+    let flags = config::Overrides { db, listen, tokens };
+    let config = config::ServeConfig::resolve(config.as_deref(), env, flags)?;
+    serve::run(config)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jobstore worker`: claims jobs from a daemon and runs their commands.
+pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
+    let WorkerArgs {
+        url,
+        token_file,
+        queues,
+        concurrency,
+        exec,
+        config,
+        stdin,
+        timeout_ms,
+        name,
+        lease_ms,
+        grace_ms,
+    } = args;
+    let flags = worker::config::Flags {
+        url,
+        token_file,
+        queues,
+        concurrency,
+        exec,
+        timeout_ms,
+        stdin: stdin.map(|s| s.parse()).transpose()?,
+        name,
+        lease_ms,
+        grace_ms,
+    };
+    let config = worker::config::WorkerConfig::resolve(config.as_deref(), flags)?;
+    worker::run(config)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,114 @@
+//! `jobstore jobs`: list, show, cancel, restart and delete jobs of every tenant, printed as
+//! tables or JSON.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use jobstore::{Direction, Job, ListQuery, SortField, State, Store};
+
+use crate::cli::JobsCommand;
+
+/// Runs one `jobstore jobs …` command on `store`.
+pub fn run(store: &Store, command: JobsCommand) -> Result<ExitCode> {
+    match command {
+        JobsCommand::List {
+            state,
+            kind,
+            queue,
+            sort,
+            order,
+            limit,
+            json,
+        } => {
+            let query = ListQuery {
+                states: state
+                    .iter()
+                    .map(|s| s.parse::<State>())
+                    .collect::<jobstore::Result<_>>()?,
+                kinds: kind,
+                queues: queue,
+                sort: Some(sort.parse::<SortField>()?),
+                direction: order.parse::<Direction>()?,
+                limit: Some(limit),
+                ..ListQuery::default()
+            };
+            let page = store.list(&query)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&page.jobs)?);
+            } else {
+                print_table(&page.jobs);
+            }
+        }
+        JobsCommand::Show { id, json } => {
+            let job = store.get(id)?;
+            let steps = store.steps(id)?;
+            let events = store.events(id)?;
+            if json {
+                let doc = serde_json::json!({"job": job, "steps": steps, "events": events});
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&job)?);
+                for step in steps {
+                    println!(
+                        "step {:<24} {:<8} {}",
+                        step.step_id,
+                        step.status.as_str(),
+                        step.exit_code.unwrap_or_default()
+                    );
+                }
+                for event in events {
+                    println!(
+                        "{} {:<14} {:>9} -> {:<9} {} {}",
+                        event.at,
+                        event.event,
+                        event.from.map_or("", State::as_str),
+                        event.to,
+                        event.actor,
+                        event.detail.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        JobsCommand::Cancel { id } => {
+            let job = store.cancel(id, "cli")?;
+            println!("job {id}: {}", describe(&job));
+        }
+        JobsCommand::Restart { id } => {
+            let job = store.restart(id, "cli")?;
+            println!("job {id}: {}", describe(&job));
+        }
+        JobsCommand::Delete { id } => {
+            store.delete(id)?;
+            println!("job {id}: deleted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A job's state for the operator, noting a requested cancel of a running job.
+fn describe(job: &Job) -> String {
+    if job.state == State::Running && job.cancel_requested_at.is_some() {
+        "running, cancel requested".into()
+    } else {
+        job.state.to_string()
+    }
+}
+
+/// Prints `jobs` as a table, one line per job under a header.
+fn print_table(jobs: &[Job]) {
+    println!(
+        "{:>8} {:<10} {:<16} {:<12} {:<10} {:>7}",
+        "ID", "TENANT", "KIND", "QUEUE", "STATE", "ATTEMPT"
+    );
+    for job in jobs {
+        println!(
+            "{:>8} {:<10} {:<16} {:<12} {:<10} {:>7}",
+            job.id,
+            job.tenant,
+            job.kind,
+            job.queue,
+            job.state.as_str(),
+            format!("{}/{}", job.attempt, job.max_attempts)
+        );
+    }
+}

@@ -1,0 +1,53 @@
+//! The maintenance commands on the database file: `migrate`, `check`, `backup` and `stats`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::Database;
+
+/// `jobstore migrate`: opening the file already brought it to the current schema.
+pub fn migrate(db: &Database) -> Result<ExitCode> {
+    println!(
+        "{}: schema version {}",
+        db.path.display(),
+        jobstore::SCHEMA_VERSION
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jobstore check`: prints `ok`, or every problem found and exits 1.
+pub fn check(db: &Database) -> Result<ExitCode> {
+    let report = db.store.check()?;
+    if report.is_ok() {
+        println!("ok");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for problem in &report.problems {
+            println!("{problem}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// `jobstore backup DEST`: writes a consistent copy of the file to `dest`.
+pub fn backup(db: &Database, dest: &Path) -> Result<ExitCode> {
+    db.store.backup_to(dest)?;
+    println!("backed up {} to {}", db.path.display(), dest.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jobstore stats`: job counts by queue and state, as a table or JSON.
+pub fn stats(db: &Database, json: bool) -> Result<ExitCode> {
+    let stats = db.store.stats()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+    } else {
+        println!("{:<20} {:<10} {:>8}", "QUEUE", "STATE", "JOBS");
+        for row in stats {
+            println!("{:<20} {:<10} {:>8}", row.queue, row.state, row.jobs);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,42 @@
+//! What each command does once the command line is parsed. The maintenance and job commands
+//! work straight on the database file, through the core store.
+
+pub mod daemons;
+pub mod jobs;
+pub mod maintenance;
+pub mod tokens;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use jobstore::{Scope, Store};
+
+/// The database file, opened for a command that works on it directly.
+pub struct Database {
+    /// The file's path as resolved from `--db`, `JOBSTORE_DB` or the default.
+    pub path: PathBuf,
+    /// The store on the file, seeing every tenant.
+    pub store: Store,
+}
+
+impl Database {
+    /// Opens (creating or migrating) the file named by `--db`, else `JOBSTORE_DB`, else
+    /// `./jobstore.db`.
+    pub fn open(flag: Option<PathBuf>) -> Result<Self> {
+        let path = flag
+            .or_else(|| env_path("JOBSTORE_DB"))
+            .unwrap_or_else(|| PathBuf::from("jobstore.db"));
+        let store =
+            Store::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        // The operator at the file sees every tenant.
+        let store = store.with_scope(Scope::All);
+        Ok(Self { path, store })
+    }
+}
+
+/// A path from the environment variable `name`, unless it is unset or empty.
+pub fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
