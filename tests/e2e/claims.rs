@@ -7,32 +7,44 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Daemon, Options, connect, id_of, read_response};
+use crate::support::{Daemon, Options, connect, id_of, read_response, temp_dir};
 
+/// An enqueue wakes a claim that is already waiting. The daemon's re-poll is set longer
+/// than the claim's wait, and the job is created only once `/metrics` shows the claim
+/// waiting; the claim gets the job, and the daemon counts the wake-up (without one, the
+/// claim would find the job only in its last look at the end of its wait, and the count
+/// would stay 0).
 #[test]
 fn a_waiting_claim_gets_a_job_enqueued_meanwhile() {
-    let daemon = Daemon::start();
+    let daemon = Daemon::with_config_in(temp_dir(), "[limits]\nclaim_poll_ms = 3600000\n", None);
     let worker = daemon.client();
     let waiting = thread::spawn(move || {
         worker
             .post(
                 "/v1/claim",
                 &json!({"worker": "w1", "queues": ["wake"], "max": 1,
-                        "lease_ms": 30000, "wait_ms": 10000}),
+                        "lease_ms": 30000, "wait_ms": 20000}),
             )
             .expect_json(200)
     });
-    // Give the claim time to start waiting (if it has not, it finds the job at once: the
-    // assertion below holds either way).
-    thread::sleep(Duration::from_millis(300));
     let api = daemon.client();
+    let mut polls = 0;
+    while !api
+        .get("/metrics")
+        .text()
+        .contains("\njobstore_claims_waiting 1\n")
+    {
+        polls += 1;
+        assert!(polls < 2000, "the claim never started waiting");
+        thread::sleep(Duration::from_millis(10));
+    }
     let id = id_of(&api.create(&json!({"kind": "ping", "queue": "wake"})));
     let answer = waiting.join().expect("claim thread");
     let jobs = answer["jobs"].as_array().expect("jobs array");
     assert_eq!(
         jobs.len(),
         1,
-        "the waiting claim did not get the job: {answer}"
+        "the waiting claim was not woken by the enqueue: {answer}"
     );
     assert_eq!(id_of(&jobs[0]), id);
     assert_eq!(jobs[0]["state"], "running");
@@ -41,6 +53,15 @@ fn a_waiting_claim_gets_a_job_enqueued_meanwhile() {
     assert_eq!(
         api.get(&format!("/v1/jobs/{id}")).expect_json(200)["state"],
         "running"
+    );
+    let metrics = api.get("/metrics").text();
+    assert!(
+        metrics.contains("\njobstore_claims_waiting 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\njobstore_claim_wakeups_total 1\n"),
+        "{metrics}"
     );
 }
 

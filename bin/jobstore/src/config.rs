@@ -54,6 +54,8 @@ pub struct FileLimits {
     pub max_requests_per_token: Option<usize>,
     /// Longest claim wait.
     pub max_wait_ms: Option<u64>,
+    /// How often a waiting claim looks again for jobs no wake-up announced.
+    pub claim_poll_ms: Option<u64>,
 }
 
 /// `[maintenance]` of the config file.
@@ -187,6 +189,10 @@ impl ServeConfig {
                 .max_requests_per_token
                 .unwrap_or(defaults.max_requests_per_token),
             max_wait: file.limits.max_wait_ms.map_or(defaults.max_wait, ms),
+            claim_poll_interval: file
+                .limits
+                .claim_poll_ms
+                .map_or(defaults.claim_poll_interval, ms),
             ..defaults
         };
         if limits.max_json_bytes == 0
@@ -196,7 +202,10 @@ impl ServeConfig {
         {
             bail!("limits must be greater than zero");
         }
-        if limits.header_timeout.is_zero() || limits.body_timeout.is_zero() {
+        if limits.header_timeout.is_zero()
+            || limits.body_timeout.is_zero()
+            || limits.claim_poll_interval.is_zero()
+        {
             bail!("timeouts must be greater than zero");
         }
         let store_defaults = jobstore::StoreOptions::default();

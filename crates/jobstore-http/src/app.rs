@@ -40,6 +40,10 @@ pub struct Limits {
     pub max_page: u32,
     /// The longest a claim may wait for jobs.
     pub max_wait: Duration,
+    /// How often a waiting claim looks again for jobs that no wake-up announced (enqueued by
+    /// another process, or scheduled jobs coming due); an enqueue in this daemon wakes it at
+    /// once.
+    pub claim_poll_interval: Duration,
     /// How long in-flight requests get to finish after a shutdown signal.
     pub drain_timeout: Duration,
 }
@@ -55,6 +59,7 @@ impl Default for Limits {
             max_requests_per_token: 256,
             max_page: jobstore::MAX_PAGE_SIZE,
             max_wait: Duration::from_secs(60),
+            claim_poll_interval: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(8),
         }
     }
@@ -224,7 +229,7 @@ impl App {
 
     /// Claims jobs, waiting up to `wait` for some to arrive. An enqueue in this daemon wakes
     /// the wait at once; jobs of other processes and scheduled jobs are found by polling
-    /// every second. A shutdown answers at once with what there is.
+    /// every `claim_poll_interval`. A shutdown answers at once with what there is.
     pub(crate) async fn claim_waiting(
         &self,
         principal: &Principal,
@@ -247,9 +252,10 @@ impl App {
             if !jobs.is_empty() || now >= deadline || *shutdown.borrow() {
                 return Ok(jobs);
             }
-            let poll = (deadline - now).min(Duration::from_secs(1));
+            let poll = (deadline - now).min(self.limits.claim_poll_interval);
+            let _waiting = self.metrics.claim_waiting();
             tokio::select! {
-                () = &mut notified => {}
+                () = &mut notified => self.metrics.count_claim_wakeup(),
                 () = tokio::time::sleep(poll) => {}
                 _ = shutdown.changed() => {}
             }

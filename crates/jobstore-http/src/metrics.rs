@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -27,6 +28,17 @@ struct Histogram {
 pub(crate) struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, String, u16), u64>>,
     claim: Mutex<Histogram>,
+    claims_waiting: AtomicU64,
+    claim_wakeups: AtomicU64,
+}
+
+/// Counts a claim as waiting for jobs until dropped.
+pub(crate) struct Waiting<'a>(&'a AtomicU64);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -37,6 +49,17 @@ impl Metrics {
                 .entry((route, method.as_str().to_owned(), status.as_u16()))
                 .or_default() += 1;
         }
+    }
+
+    /// Counts a claim as waiting (long-polling for jobs) while the guard lives.
+    pub(crate) fn claim_waiting(&self) -> Waiting<'_> {
+        self.claims_waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(&self.claims_waiting)
+    }
+
+    /// Counts a waiting claim woken by an enqueue in this daemon.
+    pub(crate) fn count_claim_wakeup(&self) {
+        self.claim_wakeups.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records how long one claim took in the store.
@@ -98,6 +121,17 @@ impl Metrics {
                 histogram.count, histogram.sum, histogram.count
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP jobstore_claims_waiting Claims long-polling for jobs now.\n\
+             # TYPE jobstore_claims_waiting gauge\n\
+             jobstore_claims_waiting {}\n\
+             # HELP jobstore_claim_wakeups_total Waiting claims woken by an enqueue.\n\
+             # TYPE jobstore_claim_wakeups_total counter\n\
+             jobstore_claim_wakeups_total {}",
+            self.claims_waiting.load(Ordering::Relaxed),
+            self.claim_wakeups.load(Ordering::Relaxed)
+        );
         for (name, help, value) in [
             (
                 "jobstore_writer_writes_total",
