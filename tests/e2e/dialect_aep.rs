@@ -897,12 +897,12 @@ fn bad_parameters_and_routes_are_refused_in_the_fault_shape() {
         "{detail}"
     );
 
-    // Methods a path does not have: 405 with Allow.
+    // Methods a path does not have: 405 with Allow (HEAD is served wherever GET is).
     for (method, path, allow) in [
-        ("PUT", JOBS.to_owned(), "GET, POST"),
-        ("DELETE", JOBS.to_owned(), "GET, POST"),
-        ("POST", format!("{JOBS}/1"), "GET, DELETE"),
-        ("PATCH", format!("{JOBS}/1/"), "GET, DELETE"),
+        ("PUT", JOBS.to_owned(), "GET, HEAD, POST"),
+        ("DELETE", JOBS.to_owned(), "GET, HEAD, POST"),
+        ("POST", format!("{JOBS}/1"), "GET, HEAD, DELETE"),
+        ("PATCH", format!("{JOBS}/1/"), "GET, HEAD, DELETE"),
     ] {
         let answer = api.request(method, &path, &[], Body::None);
         assert_problem(&answer, 405, "method_not_allowed");
