@@ -138,7 +138,7 @@ impl TryFrom<Value> for ExportRequest {
             members.remove(name);
         }
         let mut check = Checker::default();
-        check.members(Some(&members), "", REQUEST);
+        check.members("", REQUEST, Some(&members));
         if dataset_id.len() > MAX_ID_BYTES {
             check.invalid.push(format!(
                 "destination.datasetId is longer than {MAX_ID_BYTES} bytes"
@@ -264,10 +264,9 @@ struct Checker {
 }
 
 impl Checker {
-    /// Checks `members` of `object` (`None`: absent), whose own path is `at` (`""` at the
-    /// top). A member set to `null` is absent; the required members of an absent object are
-    /// missing.
-    fn members(&mut self, object: Option<&Map<String, Value>>, at: &str, members: &[Member]) {
+    /// Checks `members` of the object at path `at` (`""` at the top; `None`: absent). A
+    /// member set to `null` is absent.
+    fn members(&mut self, at: &str, members: &[Member], object: Option<&Map<String, Value>>) {
         for &(name, want) in members {
             let path = if at.is_empty() {
                 name.to_owned()
@@ -275,28 +274,30 @@ impl Checker {
                 format!("{at}.{name}")
             };
             let value = object.and_then(|o| o.get(name)).filter(|v| !v.is_null());
-            match (want, value) {
-                (Want::Required, None) => self.missing.push(path),
-                (Want::Object(inner), None) => self.members(None, &path, inner),
-                (_, None) => {}
-                (want, Some(value)) if !want.fits(value) => {
-                    self.invalid
-                        .push(format!("{path} must be {}", want.described()));
-                }
-                (Want::Object(inner), Some(Value::Object(value))) => {
-                    self.members(Some(value), &path, inner);
-                }
-                (Want::Objects(inner), Some(Value::Array(items))) => {
-                    for (index, item) in items.iter().enumerate() {
-                        let at = format!("{path}[{index}]");
-                        match item {
-                            Value::Object(item) => self.members(Some(item), &at, inner),
-                            _ => self.invalid.push(format!("{at} must be an object")),
-                        }
-                    }
-                }
-                (_, Some(_)) => {}
+            self.member(path, want, value);
+        }
+    }
+
+    /// Checks the member at `path` (`None`: absent).
+    fn member(&mut self, path: String, want: Want, value: Option<&Value>) {
+        match (want, value) {
+            (Want::Required, None) => self.missing.push(path),
+            // The required members of an absent object are missing.
+            (Want::Object(inner), None) => self.members(&path, inner, None),
+            (_, None) => {}
+            (want, Some(value)) if !want.fits(value) => {
+                self.invalid
+                    .push(format!("{path} must be {}", want.described()));
             }
+            (Want::Object(inner), Some(Value::Object(object))) => {
+                self.members(&path, inner, Some(object));
+            }
+            (Want::Objects(inner), Some(Value::Array(items))) => {
+                for (index, item) in items.iter().enumerate() {
+                    self.member(format!("{path}[{index}]"), Want::Object(inner), Some(item));
+                }
+            }
+            (_, Some(_)) => {}
         }
     }
 
