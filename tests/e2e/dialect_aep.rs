@@ -897,12 +897,12 @@ fn bad_parameters_and_routes_are_refused_in_the_fault_shape() {
         "{detail}"
     );
 
-    // Methods a path does not have: 405 with Allow.
+    // Methods a path does not have: 405 with Allow (HEAD is served wherever GET is).
     for (method, path, allow) in [
-        ("PUT", JOBS.to_owned(), "GET, POST"),
-        ("DELETE", JOBS.to_owned(), "GET, POST"),
-        ("POST", format!("{JOBS}/1"), "GET, DELETE"),
-        ("PATCH", format!("{JOBS}/1/"), "GET, DELETE"),
+        ("PUT", JOBS.to_owned(), "GET, HEAD, POST"),
+        ("DELETE", JOBS.to_owned(), "GET, HEAD, POST"),
+        ("POST", format!("{JOBS}/1"), "GET, HEAD, DELETE"),
+        ("PATCH", format!("{JOBS}/1/"), "GET, HEAD, DELETE"),
     ] {
         let answer = api.request(method, &path, &[], Body::None);
         assert_problem(&answer, 405, "method_not_allowed");
@@ -913,6 +913,55 @@ fn bad_parameters_and_routes_are_refused_in_the_fault_shape() {
         assert_problem(&api.get(&path), 404, "route_not_found");
     }
     // Nothing was created or changed by any of it.
+    assert_eq!(api.all_jobs().len(), 1);
+}
+
+/// HEAD on the GET routes answers as GET (RFC 9110 §9.1): the same status and content type
+/// (and `Content-Length`, when sent), and no byte after the head; faults included.
+#[test]
+fn head_answers_as_get_without_a_body() {
+    use std::io::{Read, Write};
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let id = id_of(&create(&api, &minimal("ds")));
+    for (path, status) in [
+        (JOBS.to_owned(), 200),
+        (format!("{JOBS}/?limit=1&status=NEW"), 200),
+        (format!("{JOBS}/{id}"), 200),
+        (format!("{JOBS}/{id}/"), 200),
+        (format!("{JOBS}/999999"), 404),
+    ] {
+        let get = api.get(&path);
+        assert_eq!(get.status, status, "GET {path}: {}", get.text());
+        let mut stream = crate::support::connect(daemon.addr());
+        let head = format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).expect("write");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).expect("read");
+        let text = String::from_utf8_lossy(&raw);
+        let (head, rest) = text.split_once("\r\n\r\n").expect("a response head");
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status}")),
+            "HEAD {path}: {head}"
+        );
+        assert!(rest.is_empty(), "HEAD {path} sent a body: {rest}");
+        let header = |name: &str| {
+            head.lines().find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                key.eq_ignore_ascii_case(name)
+                    .then(|| value.trim().to_owned())
+            })
+        };
+        if let Some(length) = header("content-length") {
+            assert_eq!(length, get.body.len().to_string(), "HEAD {path}");
+        }
+        assert_eq!(
+            header("content-type").as_deref(),
+            get.header("content-type"),
+            "HEAD {path}"
+        );
+    }
+    // Nothing was created by any of it.
     assert_eq!(api.all_jobs().len(), 1);
 }
 

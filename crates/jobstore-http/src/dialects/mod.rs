@@ -67,7 +67,7 @@ pub fn registered(config: &DialectConfig) -> Vec<Arc<dyn Api>> {
     vec![
         Arc::new(c360::C360::new(config)),
         Arc::new(Legacy::new("ocapi", config, ocapi::matches)),
-        Arc::new(Legacy::new("aep", config, aep::matches)),
+        Arc::new(aep::Aep::new(config)),
         Arc::new(Legacy::new("datacloud", config, datacloud::matches)),
     ]
 }
@@ -106,7 +106,6 @@ impl Api for Legacy {
         Box::pin(async move {
             match self.name {
                 "ocapi" => ocapi::handle(app, &self.config, request).await,
-                "aep" => aep::handle(app, &self.config, request).await,
                 _ => datacloud::handle(app, &self.config, request).await,
             }
         })

@@ -1,0 +1,215 @@
+//! Adobe Experience Platform segment export jobs (`/data/core/ups/export/jobs`): the route
+//! table and the dispatch. The vendor's documents and their conversions are in `wire`, its
+//! fault document in `faults`, the list's parameters in `list`. See `docs/dialect-aep.md`.
+//!
+//! An export job is an ordinary job of kind `segment-export` on the configured AEP queue,
+//! labelled `aep`, whose payload is the vendor request (plus the identity headers it came
+//! with). Everything the vendor generates is derived from the stored job when it is rendered.
+//!
+//! **Boundary:** no SQL and no state logic. A DELETE chooses between the core's `cancel` and
+//! `delete` by [`jobstore::State::is_terminal`]; the core decides everything else.
+
+mod faults;
+mod list;
+mod wire;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use self::faults::Problems;
+use self::list::ListParams;
+use self::wire::{CANCELLING, ExportJob, ExportJobPage, ExportRequest, Identity};
+use crate::api::{Answering, Api};
+use crate::app::{self, App};
+use crate::auth::{Permission, Principal};
+use crate::body::{self, ResponseBody};
+use crate::dialects::DialectConfig;
+use crate::fault::{ApiError, ErrorKind, Faults};
+use crate::router::{self, Matched, Miss, Route};
+
+/// Every path of the API starts here.
+const BASE: &str = "/data/core/ups/export/jobs";
+/// The API's name, and the label of its jobs (`jobs.dialect`).
+const NAME: &str = "aep";
+
+/// The AEP export jobs API, with the queue its jobs are put on.
+#[derive(Debug, Clone)]
+pub struct Aep {
+    queue: String,
+}
+
+impl Aep {
+    /// The API with the `[dialects]` settings.
+    pub fn new(config: &DialectConfig) -> Aep {
+        Aep {
+            queue: config.aep_queue.clone(),
+        }
+    }
+}
+
+/// The routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Name {
+    Jobs,
+    Job,
+}
+
+static ROUTES: [Route<Name>; 2] = [
+    Route {
+        path: BASE,
+        methods: &[Method::GET, Method::POST],
+        name: Name::Jobs,
+    },
+    Route {
+        path: "/data/core/ups/export/jobs/{id}",
+        methods: &[Method::GET, Method::DELETE],
+        name: Name::Job,
+    },
+];
+
+type Answer = Result<Response<ResponseBody>, ApiError>;
+
+impl Api for Aep {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    /// Anything under the collection: a path below it that names nothing is answered 404 in
+    /// this API's fault shape.
+    fn owns(&self, path: &str) -> bool {
+        path.strip_prefix(BASE)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    fn template(&self, path: &str) -> Option<&'static str> {
+        router::template_of(&ROUTES, path)
+    }
+
+    fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
+        Box::pin(async move {
+            self.answer(app, request)
+                .await
+                .unwrap_or_else(|err| Problems.render(&err))
+        })
+    }
+}
+
+impl Aep {
+    async fn answer(&self, app: &App, mut request: Request<Incoming>) -> Answer {
+        let path = request.uri().path().to_owned();
+        let method = request.method().clone();
+        let matched = router::route(&ROUTES, &mut request).map_err(|miss| match miss {
+            Miss::NotFound => ApiError::no_route(&path),
+            Miss::MethodNotAllowed(allow) => ApiError::method_not_allowed(&method, &path, allow),
+        })?;
+        let principal = app.authenticate(&request)?;
+        match (matched.route.name, request.method()) {
+            (Name::Jobs, &Method::POST) => self.create(app, &principal, request).await,
+            (Name::Jobs, _) => {
+                principal.require(Permission::Read)?;
+                list(app, &principal, request.uri().query()).await
+            }
+            (Name::Job, &Method::DELETE) => {
+                principal.require(Permission::Write)?;
+                let id = job_id(&matched)?;
+                app.drain_body(request).await?;
+                delete(app, &principal, id).await
+            }
+            (Name::Job, _) => {
+                principal.require(Permission::Read)?;
+                let id = job_id(&matched)?;
+                let job = app
+                    .call(&principal, move |store| store.get_labelled(id, NAME))
+                    .await?;
+                Ok(body::json(StatusCode::OK, &ExportJob::from(&job)))
+            }
+        }
+    }
+
+    /// `POST /data/core/ups/export/jobs`.
+    async fn create(&self, app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
+        principal.require(Permission::Write)?;
+        let identity = Identity::from_headers(request.headers())?;
+        let idempotency = app::idempotency_key(request.headers()).map_err(ApiError::bad_request)?;
+        let body: Value = app.json_body(request).await?;
+        let mut new = ExportRequest::try_from(body)?
+            .into_new_job(identity)
+            .queue(self.queue.clone())
+            .dialect(NAME)
+            .created_by(principal.name.clone());
+        if let Some(key) = idempotency {
+            new = new.idempotency_key(key);
+        }
+        let job = app
+            .write(principal, move |store| store.enqueue_call(new))
+            .await?;
+        Ok(body::json(StatusCode::OK, &ExportJob::from(&job)))
+    }
+}
+
+/// The job id of a matched route; text that cannot be an id names no job: 404, like an
+/// unknown id.
+fn job_id(matched: &Matched<Name>) -> Result<i64, ApiError> {
+    matched.params.id("id").ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::JobNotFound,
+            format!("export job `{}` not found", matched.params.text("id")),
+        )
+    })
+}
+
+/// `GET /data/core/ups/export/jobs`: export jobs only, newest first.
+async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
+    let params = ListParams::parse(query, app.limits.max_page)?;
+    let query = params.query();
+    let page = app.call(principal, move |store| store.list(&query)).await?;
+    let document = ExportJobPage::new(&page.jobs, params.page_offset(), params.next(&page));
+    Ok(body::json(StatusCode::OK, &document))
+}
+
+/// `DELETE /data/core/ups/export/jobs/{id}`: a job still to finish is cancelled (at once when
+/// queued, cooperatively when running), a finished one is deleted. Each is the core's one
+/// call, which refuses (409) a job that changed state since it was read.
+async fn delete(app: &App, principal: &Principal, id: i64) -> Answer {
+    let actor = principal.name.clone();
+    let cancelling = app
+        .call(principal, move |store| {
+            if store.get_labelled(id, NAME)?.state.is_terminal() {
+                store.delete(id).map(|()| false)
+            } else {
+                store.cancel(id, &actor).map(|_| true)
+            }
+        })
+        .await?;
+    Ok(if cancelling {
+        body::json(StatusCode::OK, &CANCELLING)
+    } else {
+        body::empty(StatusCode::NO_CONTENT)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owns_everything_under_the_collection_and_routes_two_templates() {
+        let aep = Aep::new(&DialectConfig::default());
+        let job = Some(ROUTES[1].path);
+        for (path, template) in [
+            (BASE, Some(BASE)),
+            ("/data/core/ups/export/jobs/", Some(BASE)),
+            ("/data/core/ups/export/jobs/42/", job),
+            ("/data/core/ups/export/jobs/{EXPORT_JOB_ID}", job),
+            ("/data/core/ups/export/jobs/1/x", None),
+            ("/data/core/ups/export/jobs//", None),
+            ("/data/core/ups/export/jobs/%zz", None),
+        ] {
+            assert!(aep.owns(path), "{path}");
+            assert_eq!(aep.template(path), template, "{path}");
+        }
+        assert!(!aep.owns("/data/core/ups/export/jobsx"));
+        assert!(!aep.owns("/data/core/ups/export"));
+    }
+}
