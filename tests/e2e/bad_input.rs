@@ -208,8 +208,10 @@ fn head_answers_as_get_without_a_body() {
                 .strip_prefix("content-length:")
                 .map(|v| v.trim().to_owned())
         });
-        if let Some(length) = length {
-            assert_eq!(length, get.body.len().to_string(), "HEAD {path}");
-        }
+        assert_eq!(
+            length,
+            Some(get.body.len().to_string()),
+            "HEAD {path}: {head}"
+        );
     }
 }

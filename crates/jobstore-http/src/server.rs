@@ -14,6 +14,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+
 use crate::app::App;
 use crate::body::ResponseBody;
 use crate::conn;
@@ -158,12 +164,10 @@ async fn serve_connection(
                 // The request counts as in flight (for its connection and its token) until its
                 // response body has been sent or dropped.
                 Ok::<_, std::convert::Infallible>(response.map(|body| {
-                    // The frames pass unchanged; the closure only keeps the guards alive.
-                    let guards = (in_flight, slot);
-                    body.map_frame(move |frame| {
-                        let _ = &guards;
-                        frame
-                    })
+                    Guarded {
+                        body,
+                        _guards: (in_flight, slot),
+                    }
                     .boxed()
                 }))
             }
@@ -191,4 +195,32 @@ async fn serve_connection(
         Some(Ok(())) => {}
     }
     connections.release(&conn);
+}
+
+/// A response body that holds its request's guards until it has been sent or dropped. Frames,
+/// the size and the end pass through unchanged, so a body of known length keeps its
+/// `Content-Length` (a HEAD's included).
+struct Guarded<G> {
+    body: ResponseBody,
+    _guards: G,
+}
+
+impl<G: Unpin> http_body::Body for Guarded<G> {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
