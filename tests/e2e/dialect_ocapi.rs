@@ -801,7 +801,7 @@ fn every_fault_of_the_vendor_table() {
     assert_eq!(put.header("allow"), Some("POST"));
     let post = w.importer.post(&execution("Fresh", &id), &json!({}));
     assert_fault(&post, 405, "MethodNotAllowedException", "17.4");
-    assert_eq!(post.header("allow"), Some("GET, DELETE"));
+    assert_eq!(post.header("allow"), Some("GET, HEAD, DELETE"));
     let search = w.importer.get("/dw/data/v19_5/job_execution_search");
     assert_fault(&search, 405, "MethodNotAllowedException", "19.5");
     let fault = assert_fault(

@@ -66,7 +66,7 @@ impl Default for DialectConfig {
 pub fn registered(config: &DialectConfig) -> Vec<Arc<dyn Api>> {
     vec![
         Arc::new(Legacy::new("c360", config, c360::matches)),
-        Arc::new(Legacy::new("ocapi", config, ocapi::matches)),
+        Arc::new(ocapi::Ocapi::new(config)),
         Arc::new(Legacy::new("aep", config, aep::matches)),
         Arc::new(Legacy::new("datacloud", config, datacloud::matches)),
     ]
@@ -106,7 +106,6 @@ impl Api for Legacy {
         Box::pin(async move {
             match self.name {
                 "c360" => c360::handle(app, &self.config, request).await,
-                "ocapi" => ocapi::handle(app, &self.config, request).await,
                 "aep" => aep::handle(app, &self.config, request).await,
                 _ => datacloud::handle(app, &self.config, request).await,
             }
