@@ -125,28 +125,28 @@ impl Field {
     }
 }
 
-/// The term query operators.
+/// What the term query operators do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Operator {
-    Is,
-    OneOf,
+    In,
+    NotIn,
     IsNull,
     IsNotNull,
     Less,
     Greater,
-    NotIn,
-    Neq,
 }
 
+/// The operators. The vendor's own search sample sends `is` with two values: `is` and `neq`
+/// take one or more values, as `one_of` and `not_in` do.
 const OPERATORS: [(&str, Operator); 8] = [
-    ("is", Operator::Is),
-    ("one_of", Operator::OneOf),
+    ("is", Operator::In),
+    ("one_of", Operator::In),
     ("is_null", Operator::IsNull),
     ("is_not_null", Operator::IsNotNull),
     ("less", Operator::Less),
     ("greater", Operator::Greater),
     ("not_in", Operator::NotIn),
-    ("neq", Operator::Neq),
+    ("neq", Operator::NotIn),
 ];
 
 /// `value` of `name` among `choices`, or the vendor's `EnumConstraintViolationException` for
@@ -215,22 +215,18 @@ pub(crate) async fn search(
             ));
         }
     };
-    let (views, total) = app
+    let (hits, total) = app
         .call(principal, move |store| {
             let page = store.list(&list)?;
-            let mut views = Vec::with_capacity(page.jobs.len());
-            for job in page.jobs {
-                match wire::view(&store, job) {
-                    Ok(view) => views.push(view),
-                    // Deleted since the page was read.
-                    Err(Error::JobNotFound { .. }) => {}
-                    Err(err) => return Err(err),
-                }
-            }
-            Ok((views, page.total.unwrap_or(0)))
+            let views = page.jobs.into_iter().map(|job| wire::view(&store, job));
+            // An execution deleted since the page was read is left out.
+            let hits = views
+                .filter(|view| !matches!(view, Err(Error::JobNotFound { .. })))
+                .map(|view| view.map(|view| wire::job_execution(&view, None)))
+                .collect::<jobstore::Result<Vec<Value>>>()?;
+            Ok((hits, page.total.unwrap_or(0)))
         })
         .await?;
-    let hits: Vec<Value> = views.iter().map(|v| wire::job_execution(v, None)).collect();
     Ok(wire::ok(&wire::present(json!({
         "_v": v,
         "_type": "job_execution_search_result",
@@ -279,12 +275,11 @@ fn condition(query: &Value) -> Result<ListQuery, Fault> {
             let all = |queries: &[Value]| -> Result<Vec<ListQuery>, Fault> {
                 queries.iter().map(condition).collect()
             };
-            Ok(ListQuery {
-                all_of: all(&bool_query.must)?,
-                any_of: all(&bool_query.should)?,
-                none_of: all(&bool_query.must_not)?,
-                ..ListQuery::default()
-            })
+            let (must, should) = (all(&bool_query.must)?, all(&bool_query.should)?);
+            let must_not = all(&bool_query.must_not)?;
+            Ok(only(|q| {
+                (q.all_of, q.any_of, q.none_of) = (must, should, must_not)
+            }))
         }
         "term_query" => term_condition(&member("term_query", body)?),
         "text_query" | "filtered_query" | "nested_query" => Err(unsupported(format!(
@@ -310,11 +305,9 @@ fn unsupported(message: String) -> Fault {
 /// A term query: the operator applied to each field, the fields combined with OR.
 fn term_condition(term: &TermQuery) -> Result<ListQuery, Fault> {
     let operator = enumerated("term_query", "operator", &term.operator, &OPERATORS)?;
-    // The vendor's own search sample sends `is` with two values: `is` and `neq` with several
-    // values are read as `one_of` and `not_in`.
     let arity_ok = match operator {
         Operator::Less | Operator::Greater => term.values.len() == 1,
-        Operator::Is | Operator::Neq | Operator::OneOf | Operator::NotIn => !term.values.is_empty(),
+        Operator::In | Operator::NotIn => !term.values.is_empty(),
         Operator::IsNull | Operator::IsNotNull => term.values.is_empty(),
     };
     if !arity_ok {
@@ -339,11 +332,15 @@ fn term_condition(term: &TermQuery) -> Result<ListQuery, Fault> {
     Ok(if per_field.len() == 1 {
         per_field.swap_remove(0)
     } else {
-        ListQuery {
-            any_of: per_field,
-            ..ListQuery::default()
-        }
+        only(|q| q.any_of = per_field)
     })
+}
+
+/// A condition of the filters `set` sets, and no other.
+fn only(set: impl FnOnce(&mut ListQuery)) -> ListQuery {
+    let mut query = ListQuery::default();
+    set(&mut query);
+    query
 }
 
 /// A condition that no job meets.
@@ -352,33 +349,21 @@ fn nothing() -> ListQuery {
 }
 
 fn not(query: ListQuery) -> ListQuery {
-    ListQuery {
-        none_of: vec![query],
-        ..ListQuery::default()
-    }
+    only(|q| q.none_of = vec![query])
 }
 
 /// Jobs whose `field` (a time) is after `after` and before `before`, when given.
 fn between(field: Field, after: Option<i64>, before: Option<i64>) -> ListQuery {
-    if field == Field::StartTime {
-        ListQuery {
-            started_after: after,
-            started_before: before,
-            ..ListQuery::default()
-        }
-    } else {
-        ListQuery {
-            finished_after: after,
-            finished_before: before,
-            ..ListQuery::default()
-        }
-    }
+    only(|q| match field {
+        Field::StartTime => (q.started_after, q.started_before) = (after, before),
+        _ => (q.finished_after, q.finished_before) = (after, before),
+    })
 }
 
 fn field_condition(field: Field, operator: Operator, values: &[Value]) -> Result<ListQuery, Fault> {
     Ok(match operator {
-        Operator::Is | Operator::OneOf => equals(field, values)?,
-        Operator::Neq | Operator::NotIn => not(equals(field, values)?),
+        Operator::In => equals(field, values)?,
+        Operator::NotIn => not(equals(field, values)?),
         Operator::IsNull => is_null(field),
         Operator::IsNotNull => not(is_null(field)),
         Operator::Less | Operator::Greater => {
@@ -422,35 +407,27 @@ fn equals(field: Field, values: &[Value]) -> Result<ListQuery, Fault> {
                     other => return Err(field_type(field, other)),
                 }
             }
-            ListQuery {
-                ids,
-                ..ListQuery::default()
-            }
+            only(|q| q.ids = ids)
         }
-        Field::JobId => ListQuery {
-            definitions: texts()?,
-            ..ListQuery::default()
-        },
+        Field::JobId => {
+            let definitions = texts()?;
+            only(|q| q.definitions = definitions)
+        }
         Field::Status => {
             let statuses = texts()?;
-            ListQuery {
-                states: State::ALL
-                    .into_iter()
-                    .filter(|state| statuses.iter().any(|s| s == wire::status(*state)))
-                    .collect(),
-                ..ListQuery::default()
-            }
+            let shows = |state: &State| statuses.iter().any(|s| s == wire::status(*state));
+            only(|q| q.states = State::ALL.into_iter().filter(shows).collect())
         }
-        Field::StartTime | Field::EndTime => ListQuery {
-            any_of: values
+        Field::StartTime | Field::EndTime => {
+            let instants = values
                 .iter()
                 .map(|value| {
                     let at = time_value(field, value)?;
                     Ok(between(field, Some(at), Some(at.saturating_add(1))))
                 })
-                .collect::<Result<_, Fault>>()?,
-            ..ListQuery::default()
-        },
+                .collect::<Result<_, Fault>>()?;
+            only(|q| q.any_of = instants)
+        }
     };
     // An empty filter list would mean "no filter": no usable value matches nothing.
     let empty = query.ids.is_empty()

@@ -1,6 +1,6 @@
 //! The vendor's documents: the execution payload read from a `POST .../executions` body, and
-//! the `job_execution` and `job_step_execution` documents rendered from a job, its steps and
-//! the mapping of its state to the vendor's statuses (`Phase`).
+//! the `job_execution` and `job_step_execution` documents rendered from a job and its steps,
+//! with the mapping of the job's state to the vendor's statuses.
 
 use std::collections::BTreeSet;
 
