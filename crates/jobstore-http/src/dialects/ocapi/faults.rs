@@ -81,11 +81,6 @@ impl Fault {
         Fault::from(ApiError::new(kind, message))
     }
 
-    /// The kind of the fault.
-    pub(crate) fn kind(&self) -> ErrorKind {
-        self.error.kind
-    }
-
     /// The vendor's type, more precise than the kind's.
     pub(crate) fn typed(mut self, kind: &'static str) -> Fault {
         self.kind = kind;

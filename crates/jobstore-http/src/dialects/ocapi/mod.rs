@@ -183,8 +183,9 @@ async fn answer(app: &App, v: &str, request: Request<Incoming>) -> Answer {
 /// The caller, or the vendor's 401 (which says whether the token was missing or unknown).
 fn authenticate(app: &App, request: &Request<Incoming>) -> Result<Principal, Fault> {
     app.authenticate(request).map_err(|err| {
+        let unauthorized = err.kind == ErrorKind::Unauthorized;
         let fault = Fault::from(err);
-        if fault.kind() != ErrorKind::Unauthorized {
+        if !unauthorized {
             fault
         } else if request.headers().contains_key(header::AUTHORIZATION) {
             fault
