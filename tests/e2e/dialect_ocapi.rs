@@ -801,7 +801,7 @@ fn every_fault_of_the_vendor_table() {
     assert_eq!(put.header("allow"), Some("POST"));
     let post = w.importer.post(&execution("Fresh", &id), &json!({}));
     assert_fault(&post, 405, "MethodNotAllowedException", "17.4");
-    assert_eq!(post.header("allow"), Some("GET, DELETE"));
+    assert_eq!(post.header("allow"), Some("GET, HEAD, DELETE"));
     let search = w.importer.get("/dw/data/v19_5/job_execution_search");
     assert_fault(&search, 405, "MethodNotAllowedException", "19.5");
     let fault = assert_fault(
@@ -1214,6 +1214,47 @@ fn every_version_path_and_body_form() {
         api.post(&format!("/v1/jobs/{id}/cancel"), &json!({}))
             .expect(200);
     }
+}
+
+/// HEAD on an execution answers as its GET without the body (RFC 9110 §9.1): the same status
+/// and headers (`Content-Length`, when sent, the GET's), and no byte after the head.
+#[test]
+fn head_on_an_execution_answers_as_get_without_a_body() {
+    use std::io::{Read, Write};
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    define(&api, "Headed", three_steps("headed"));
+    let id = id_of(&execute(&api, &executions("Headed")).expect_json(200));
+    let path = format!("/s/-/dw/data/v19_5/jobs/Headed/executions/{id}");
+    let get = api.get(&path);
+    assert_eq!(get.status, 200, "GET {path}: {}", get.text());
+    let mut stream = crate::support::connect(daemon.addr());
+    let head = format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text.split_once("\r\n\r\n").expect("a response head");
+    assert!(head.starts_with("HTTP/1.1 200"), "HEAD {path}: {head}");
+    assert!(rest.is_empty(), "HEAD {path} sent a body: {rest}");
+    let header = |name: &str| {
+        head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    };
+    if let Some(length) = header("content-length") {
+        assert_eq!(length, get.body.len().to_string(), "HEAD {path}");
+    }
+    assert_eq!(
+        header("content-type").as_deref(),
+        get.header("content-type")
+    );
+    assert_eq!(
+        header("cache-control").as_deref(),
+        get.header("cache-control")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

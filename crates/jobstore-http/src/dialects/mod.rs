@@ -66,7 +66,7 @@ impl Default for DialectConfig {
 pub fn registered(config: &DialectConfig) -> Vec<Arc<dyn Api>> {
     vec![
         Arc::new(c360::C360::new(config)),
-        Arc::new(Legacy::new("ocapi", config, ocapi::matches)),
+        Arc::new(ocapi::Ocapi::new(config)),
         Arc::new(aep::Aep::new(config)),
         Arc::new(Legacy::new("datacloud", config, datacloud::matches)),
     ]
@@ -103,12 +103,7 @@ impl Api for Legacy {
     }
 
     fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
-        Box::pin(async move {
-            match self.name {
-                "ocapi" => ocapi::handle(app, &self.config, request).await,
-                _ => datacloud::handle(app, &self.config, request).await,
-            }
-        })
+        Box::pin(async move { datacloud::handle(app, &self.config, request).await })
     }
 
     fn maintain(&self, store: &Store) -> jobstore::Result<u64> {

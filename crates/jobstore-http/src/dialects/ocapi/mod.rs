@@ -1,0 +1,342 @@
+//! B2C Commerce OCAPI Data API job executions, 17.4 and every later version: the vendor's
+//! paths (`/dw/data/v{major}_{minor}/...`, also under `/s/-`), its `job_execution` and
+//! `job_step_execution` documents (`wire`), its `job_execution_search` (`search`), and its
+//! fault document `{"_v", "fault": {"arguments", "type", "message"}}` for every error, 401 and
+//! 403 included (`faults`).
+//!
+//! A job is an execution of a job definition (native `PUT /v1/definitions/{id}`): executing
+//! creates an ordinary job through [`jobstore::Store::execute`], labelled `ocapi`, which
+//! workers claim and report on with the native worker calls. This API parses the vendor's
+//! requests, makes the store calls and renders the vendor's shapes; it owns no SQL, no table
+//! and no state logic. `docs/dialect-ocapi.md` lists what is supported and every choice made.
+
+mod faults;
+mod search;
+mod wire;
+
+use http::{Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use jobstore::Execution;
+
+use self::faults::Fault;
+use crate::api::{Answering, Api};
+use crate::app::App;
+use crate::auth::{Permission, Principal};
+use crate::body::{self, ResponseBody};
+use crate::dialects::DialectConfig;
+use crate::fault::{ApiError, ErrorKind};
+use crate::query::{Query, choose};
+use crate::router::{self, Matched, Miss, Route};
+
+/// The API's name, and the label of the jobs it creates.
+const NAME: &str = "ocapi";
+
+/// The first version served, `(major, minor)`; also the `_v` of faults about a version that
+/// is not served.
+const FIRST: (u32, u32) = (17, 4);
+
+/// The OCAPI job executions API. It has no settings of its own: an execution runs on the
+/// queue its definition was stored with.
+#[derive(Debug, Clone, Default)]
+pub struct Ocapi;
+
+impl Ocapi {
+    /// The API under the daemon's dialect settings.
+    pub fn new(_config: &DialectConfig) -> Ocapi {
+        Ocapi
+    }
+}
+
+/// The routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Name {
+    Executions,
+    Execution,
+    Search,
+}
+
+/// Every route, below the optional `/s/-` prefix. The version is validated before routing.
+static ROUTES: [Route<Name>; 3] = [
+    Route {
+        path: "/dw/data/{version}/jobs/{job_id}/executions",
+        methods: &[Method::POST],
+        name: Name::Executions,
+    },
+    Route {
+        path: "/dw/data/{version}/jobs/{job_id}/executions/{id}",
+        methods: &[Method::GET, Method::DELETE],
+        name: Name::Execution,
+    },
+    Route {
+        path: "/dw/data/{version}/job_execution_search",
+        methods: &[Method::POST],
+        name: Name::Search,
+    },
+];
+
+/// `path` without the `/s/-` prefix real hosts use.
+fn without_site(path: &str) -> &str {
+    path.strip_prefix("/s/-").unwrap_or(path)
+}
+
+/// The vendor's resource template of a route (fault messages): the part after the version.
+fn resource(template: &str) -> &str {
+    template
+        .strip_prefix("/dw/data/{version}")
+        .unwrap_or(template)
+}
+
+impl Api for Ocapi {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn owns(&self, path: &str) -> bool {
+        without_site(path)
+            .strip_prefix("/dw/data")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    fn template(&self, path: &str) -> Option<&'static str> {
+        router::template_of(&ROUTES, without_site(path))
+    }
+
+    fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
+        Box::pin(async move {
+            let v = match version(without_site(request.uri().path())) {
+                Ok(v) => v,
+                Err(fault) => return fault.render(&format!("{}.{}", FIRST.0, FIRST.1)),
+            };
+            answer(app, &v, request)
+                .await
+                .unwrap_or_else(|fault| fault.render(&v))
+        })
+    }
+}
+
+/// The `_v` (`19.5`) of a Data API path (`/dw/data/v19_5/...`): digits only, from 17.4 on.
+fn version(path: &str) -> Result<String, Fault> {
+    let segment = path.split('/').nth(3).unwrap_or_default();
+    let segment = router::percent_decode(segment).unwrap_or_default();
+    let number = |text: &str| {
+        let digits = (1..=4).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
+        digits.then(|| text.parse::<u32>().ok()).flatten()
+    };
+    let (major, minor) = segment
+        .strip_prefix('v')
+        .and_then(|rest| rest.split_once('_'))
+        .unwrap_or_default();
+    match (number(major), number(minor)) {
+        (Some(major), Some(minor)) if (major, minor) >= FIRST => Ok(format!("{major}.{minor}")),
+        _ => Err(faults::invalid_version(&segment)),
+    }
+}
+
+type Answer = Result<Response<ResponseBody>, Fault>;
+
+async fn answer(app: &App, v: &str, request: Request<Incoming>) -> Answer {
+    let path = request.uri().path();
+    let method = request.method().clone();
+    // Before routing: a caller without a valid token learns nothing about the routes.
+    let principal = authenticate(app, &request)?;
+    let matched = router::resolve(&ROUTES, &method, without_site(path)).map_err(|miss| {
+        let Miss::MethodNotAllowed(allow) = miss else {
+            return faults::unknown_resource(path);
+        };
+        let template = router::template_of(&ROUTES, without_site(path)).unwrap_or_default();
+        Fault::from(ApiError::method_not_allowed(&method, path, allow))
+            .says(format!(
+                "Method '{method}' is not allowed for resource '{}'.",
+                resource(template)
+            ))
+            .arg("method", method.as_str())
+    })?;
+    // A search is a POST that only reads.
+    let reads = matched.route.name == Name::Search || matches!(method, Method::GET | Method::HEAD);
+    let permission = if reads {
+        Permission::Read
+    } else {
+        Permission::Write
+    };
+    principal.require(permission).map_err(|err| {
+        let template = resource(matched.route.path);
+        let message = format!(
+            "Access to resource '{method} {template}' is not allowed for the current client \
+             ({}).",
+            err.message
+        );
+        Fault::from(err)
+            .says(message)
+            .arg("method", method.as_str())
+            .arg("path", template)
+    })?;
+    match matched.route.name {
+        Name::Executions => execute(app, &principal, v, &matched, request).await,
+        Name::Execution => {
+            let delete = method == Method::DELETE;
+            execution(app, &principal, v, &matched, delete).await
+        }
+        Name::Search => search::search(app, &principal, v, request).await,
+    }
+}
+
+/// The caller, or the vendor's 401 (which says whether the token was missing or unknown).
+fn authenticate(app: &App, request: &Request<Incoming>) -> Result<Principal, Fault> {
+    app.authenticate(request).map_err(|err| {
+        let unauthorized = err.kind == ErrorKind::Unauthorized;
+        let fault = Fault::from(err);
+        if !unauthorized {
+            fault
+        } else if request.headers().contains_key(header::AUTHORIZATION) {
+            fault
+                .typed("InvalidAccessTokenException")
+                .says("The request is unauthorized, the access token is invalid.")
+        } else {
+            fault.says(
+                "The request is unauthorized: the 'Authorization: Bearer <token>' header is \
+                 missing.",
+            )
+        }
+    })
+}
+
+/// `POST .../jobs/{job_id}/executions[?restart=true]`.
+async fn execute(
+    app: &App,
+    principal: &Principal,
+    v: &str,
+    matched: &Matched<Name>,
+    request: Request<Incoming>,
+) -> Answer {
+    let restart = restart_flag(request.uri().query())?;
+    let execution = Execution {
+        restart,
+        payload: wire::execution_payload(app.json_body(request).await?)?,
+        created_by: principal.name.clone(),
+        dialect: Some(NAME.to_owned()),
+    };
+    let job_id = matched.params.text("job_id").to_owned();
+    let definition = job_id.clone();
+    let outcome = app
+        .call(principal, move |store| {
+            Ok(store
+                .execute(&definition, execution)
+                .and_then(|job| wire::view(&store, job)))
+        })
+        .await?;
+    let view = outcome.map_err(|err| faults::about_job(&job_id, err))?;
+    Ok(wire::ok(&wire::job_execution(&view, Some(v))))
+}
+
+/// `restart` of the query: `true` or `false`, the last one given; other parameters are
+/// ignored, as the vendor ignores what it does not know (`client_id`, `format`).
+fn restart_flag(raw: Option<&str>) -> Result<bool, Fault> {
+    let Some(value) = Query::parse(raw)?.all("restart").pop() else {
+        return Ok(false);
+    };
+    choose("restart", &value, &[("true", true), ("false", false)]).map_err(|err| {
+        Fault::from(err)
+            .arg("parameter", "restart")
+            .arg("value", value)
+    })
+}
+
+/// `GET` and `DELETE .../jobs/{job_id}/executions/{id}`. Only a finished (or aborted)
+/// execution is deleted; the core refuses the others, and nothing changes.
+async fn execution(
+    app: &App,
+    principal: &Principal,
+    v: &str,
+    matched: &Matched<Name>,
+    delete: bool,
+) -> Answer {
+    let text = matched.params.text("id");
+    let id = wire::execution_number(text).ok_or_else(|| faults::execution_not_found(text))?;
+    let job_id = matched.params.text("job_id").to_owned();
+    let found = app
+        .call(principal, move |store| {
+            let job = wire::execution(&store, &job_id, id)?;
+            if delete {
+                store.delete(id).map(|()| None)
+            } else {
+                wire::view(&store, job).map(Some)
+            }
+        })
+        .await
+        .map_err(|err| faults::about_execution(text, err))?;
+    Ok(match found {
+        Some(view) => wire::ok(&wire::job_execution(&view, Some(v))),
+        None => body::empty(StatusCode::NO_CONTENT),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_served_from_17_4_on_and_answered_with_a_dot() {
+        for (path, v) in [
+            ("/dw/data/v17_4/jobs", "17.4"),
+            ("/dw/data/v19_5", "19.5"),
+            ("/dw/data/v17_10/", "17.10"),
+            ("/dw/data/v25_6/job_execution_search", "25.6"),
+        ] {
+            assert_eq!(version(path).ok().as_deref(), Some(v), "{path}");
+        }
+        for bad in [
+            "19_5", "v19", "v19_", "v_5", "v19_5a", "v+1_2", "v12345_1", "v17_3", "v16_9", "",
+        ] {
+            assert!(version(&format!("/dw/data/{bad}/jobs")).is_err(), "{bad}");
+        }
+        assert!(version("/dw/data").is_err());
+    }
+
+    #[test]
+    fn paths_are_owned_with_prefix_and_trailing_slash() {
+        let api = Ocapi;
+        for path in [
+            "/dw/data/v17_4/jobs/a/executions",
+            "/dw/data/v17_4/jobs/a/executions/",
+            "/s/-/dw/data/v19_5/jobs/a/executions/7",
+            "/s/-/dw/data/v19_5/job_execution_search/",
+            "/dw/data",
+            "/dw/data/",
+        ] {
+            assert!(api.owns(path), "{path}");
+        }
+        for path in [
+            "/dw/database",
+            "/s/site/dw/data/v19_5/jobs",
+            "/v1/jobs",
+            "/data/core",
+        ] {
+            assert!(!api.owns(path), "{path}");
+        }
+        let path = without_site("/s/-/dw/data/v19_5/jobs/My%20Job/executions/12/");
+        let matched = router::resolve(&ROUTES, &Method::GET, path).ok();
+        assert!(matched.is_some_and(|m| m.route.name == Name::Execution
+            && m.params.text("job_id") == "My Job"
+            && m.params.id("id") == Some(12)));
+        assert_eq!(
+            api.template(path),
+            Some("/dw/data/{version}/jobs/{job_id}/executions/{id}")
+        );
+    }
+
+    #[test]
+    fn restart_is_true_or_false_and_other_parameters_are_ignored() {
+        assert_eq!(restart_flag(None).ok(), Some(false));
+        assert_eq!(
+            restart_flag(Some("restart=true&format=json")).ok(),
+            Some(true)
+        );
+        assert_eq!(
+            restart_flag(Some("restart=true&restart=false")).ok(),
+            Some(false)
+        );
+        for bad in ["restart=maybe", "restart=", "restart=%zz"] {
+            assert!(restart_flag(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! The vendor's documents: the execution payload read from a `POST .../executions` body, and
+//! the `job_execution` and `job_step_execution` documents rendered from a job and its steps,
+//! with the mapping of the job's state to the vendor's statuses.
+
+use std::collections::BTreeSet;
+
+use http::{HeaderValue, Response, StatusCode, header};
+use jobstore::{Job, State, Step, StepStatus, Store};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::faults::{self, Fault};
+use crate::body::{self, ResponseBody};
+use crate::time::rfc3339_millis;
+
+/// A job with what its document shows besides the job row.
+pub(crate) struct ExecutionView {
+    job: Job,
+    steps: Vec<Step>,
+    has_log: bool,
+    now: i64,
+}
+
+/// Reads what the document of `job` needs.
+pub(crate) fn view(store: &Store, job: Job) -> jobstore::Result<ExecutionView> {
+    let steps = store.steps(job.id)?;
+    let has_log = !store.log(job.id, 0, 1)?.is_empty();
+    Ok(ExecutionView {
+        job,
+        steps,
+        has_log,
+        now: store.now(),
+    })
+}
+
+/// The execution `id` of definition `job_id`: a job of this API executing that definition,
+/// else [`jobstore::Error::JobNotFound`].
+pub(crate) fn execution(store: &Store, job_id: &str, id: i64) -> jobstore::Result<Job> {
+    let job = store.get_labelled(id, super::NAME)?;
+    if job.definition_id.as_deref() == Some(job_id) {
+        Ok(job)
+    } else {
+        Err(jobstore::Error::JobNotFound { id })
+    }
+}
+
+/// The job an execution id names. The vendor's ids are strings and an execution's `id` is its
+/// job id in decimal, so only that text names it: `042` names nothing, as `abc` does not.
+pub(crate) fn execution_number(text: &str) -> Option<i64> {
+    crate::router::parse_id(text).filter(|id| id.to_string() == text)
+}
+
+/// One `job_execution_parameter` of a 19.x request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParameterIn {
+    name: String,
+    /// `null` is what `sfcc-ci job:run NAME` (no `=value`) sends.
+    value: Option<String>,
+    #[serde(rename = "_type")]
+    _kind: Option<IgnoredAny>,
+}
+
+/// The execution's payload from the request document (an empty body is `{}`): a JSON
+/// object whose `parameters`, when present, must be the 19.x list of `{"name", "value"}`.
+/// Other members (system jobs' request documents) are kept as they are.
+pub(crate) fn execution_payload(document: Value) -> Result<Value, Fault> {
+    let Value::Object(mut members) = document else {
+        return Err(faults::body("the request document must be a JSON object"));
+    };
+    if let Some(parameters) = members.remove("parameters") {
+        let parameters: Vec<ParameterIn> = serde_json::from_value(parameters)
+            .map_err(|err| faults::body(format!("`parameters`: {err}")))?;
+        let mut normalised = Vec::with_capacity(parameters.len());
+        for ParameterIn { name, value, .. } in parameters {
+            if name.is_empty() || name.chars().count() > 256 {
+                return Err(faults::constraint(
+                    "The name of a job execution parameter must be 1 to 256 characters long.",
+                ));
+            }
+            if value
+                .as_ref()
+                .is_some_and(|value| value.chars().count() > 1000)
+            {
+                return Err(faults::constraint(format!(
+                    "The value of job execution parameter '{name}' is longer than 1000 characters."
+                )));
+            }
+            normalised.push(json!({"name": name, "value": value}));
+        }
+        members.insert("parameters".to_owned(), Value::Array(normalised));
+    }
+    Ok(Value::Object(members))
+}
+
+/// The `status` of an execution in `state`: PENDING or RUNNING while live, the exit code
+/// once over (a search term, and a sort key).
+pub(crate) fn status(state: State) -> &'static str {
+    match state {
+        State::Open | State::Queued => "PENDING",
+        State::Running => "RUNNING",
+        State::Succeeded => "OK",
+        State::Failed => "ERROR",
+        State::Cancelled => "ABORTED",
+    }
+}
+
+/// The `execution_status` of an execution.
+fn execution_status(job: &Job) -> &'static str {
+    match job.state {
+        State::Open | State::Queued => "pending",
+        State::Running if job.cancel_requested_at.is_some() => "aborting",
+        State::Running => "running",
+        State::Succeeded | State::Failed => "finished",
+        State::Cancelled => "aborted",
+    }
+}
+
+/// `{"_type": "status", "code", "message"?, "status": "ok"|"error"}`.
+fn exit_status(code: &str, message: Option<&String>, ok: bool) -> Value {
+    present(json!({
+        "_type": "status",
+        "code": code,
+        "message": message,
+        "status": if ok { "ok" } else { "error" },
+    }))
+}
+
+/// `value` without its null members: the vendor leaves out what an execution does not have.
+pub(crate) fn present(mut value: Value) -> Value {
+    if let Value::Object(members) = &mut value {
+        members.retain(|_, member| !member.is_null());
+    }
+    value
+}
+
+/// Milliseconds from `start` to `end` (or `now` while not ended); 0 before the start.
+fn duration(start: Option<i64>, end: Option<i64>, now: i64) -> i64 {
+    start.map_or(0, |start| end.unwrap_or(now).saturating_sub(start).max(0))
+}
+
+/// The `job_execution` document, members in the vendor's order; `v` is `None` inside a
+/// search result.
+pub(crate) fn job_execution(view: &ExecutionView, v: Option<&str>) -> Value {
+    let job = &view.job;
+    let status = status(job.state);
+    let error = job.error.as_ref().filter(|e| !e.is_empty());
+    let ok = job.state == State::Succeeded;
+    let job_id = job.definition_id.as_deref().unwrap_or_default();
+    let stamp: String = rfc3339_millis(job.created_at)
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let scopes: BTreeSet<&str> = view
+        .steps
+        .iter()
+        .map(|step| step.execution_scope.as_str())
+        .filter(|scope| !scope.is_empty())
+        .collect();
+    let steps: Vec<Value> = view
+        .steps
+        .iter()
+        .map(|step| step_execution(job.id, step, view.now))
+        .collect();
+    let exit = job
+        .state
+        .is_terminal()
+        .then(|| exit_status(status, error.filter(|_| !ok), ok));
+    present(json!({
+        "_v": v,
+        "_type": "job_execution",
+        "_resource_state": resource_state(job, &view.steps),
+        "client_id": job.created_by,
+        "duration": duration(job.started_at, job.finished_at, view.now),
+        "end_time": job.finished_at.map(rfc3339_millis),
+        "execution_scopes": scopes,
+        "execution_status": execution_status(job),
+        "exit_status": exit,
+        "id": job.id.to_string(),
+        "is_log_file_existing": view.has_log,
+        "is_restart": job.restart_of.is_some(),
+        "job_id": job_id,
+        "log_file_name": format!("Job-{job_id}-{stamp}.log"),
+        "modification_time": rfc3339_millis(job.updated_at),
+        "parameters": parameters(&job.payload),
+        "start_time": job.started_at.map(rfc3339_millis),
+        "status": status,
+        "step_executions": steps,
+    }))
+}
+
+/// The `job_step_execution` document: as the worker left the step, its exit code its status
+/// once finished.
+fn step_execution(execution: i64, step: &Step, now: i64) -> Value {
+    let (execution_status, status, exit) = match step.status {
+        StepStatus::Pending => ("pending", "PENDING".to_owned(), None),
+        StepStatus::Running => ("running", "RUNNING".to_owned(), None),
+        StepStatus::Ok | StepStatus::Error => {
+            let ok = step.status == StepStatus::Ok;
+            let code = step
+                .exit_code
+                .clone()
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| if ok { "OK" } else { "ERROR" }.to_owned());
+            let exit = exit_status(&code, step.message.as_ref(), ok);
+            ("finished", code, Some(exit))
+        }
+    };
+    present(json!({
+        "_type": "job_step_execution",
+        "duration": duration(step.started_at, step.finished_at, now),
+        "end_time": step.finished_at.map(rfc3339_millis),
+        "execution_scope": step.execution_scope,
+        "execution_status": execution_status,
+        "exit_status": exit,
+        "id": format!("{execution}-{}", step.position + 1),
+        "modification_time": rfc3339_millis(step.updated_at),
+        "start_time": step.started_at.map(rfc3339_millis),
+        "status": status,
+        "step_description": step.description,
+        "step_id": step.step_id,
+        "step_type_id": step.step_type_id,
+    }))
+}
+
+/// The 19.x parameters kept in the payload, if the execution was given any.
+fn parameters(payload: &Value) -> Option<Vec<Value>> {
+    let list = payload.get("parameters")?.as_array()?;
+    Some(
+        list.iter()
+            .filter_map(|p| {
+                Some(json!({
+                    "_type": "job_execution_parameter",
+                    "name": p.get("name")?.as_str()?,
+                    "value": p.get("value").unwrap_or(&Value::Null),
+                }))
+            })
+            .collect(),
+    )
+}
+
+/// A hash of everything the document shows that can change: it changes whenever the
+/// execution or one of its steps does (a heartbeat included), and only then.
+fn resource_state(job: &Job, steps: &[Step]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(
+        format!(
+            "{}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
+            job.id,
+            job.state.as_str(),
+            job.updated_at,
+            job.started_at,
+            job.finished_at,
+            job.cancel_requested_at,
+            job.error
+        )
+        .as_bytes(),
+    );
+    for step in steps {
+        hasher.update(
+            format!(
+                "\u{1}{}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
+                step.step_id,
+                step.status.as_str(),
+                step.updated_at,
+                step.started_at,
+                step.finished_at,
+                step.exit_code,
+                step.message
+            )
+            .as_bytes(),
+        );
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// A 200 JSON answer with the vendor's cache headers.
+pub(crate) fn ok<T: Serialize>(value: &T) -> Response<ResponseBody> {
+    let mut response = body::json(StatusCode::OK, value);
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache,no-store,must-revalidate"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_ids_are_canonical_decimals() {
+        assert_eq!(execution_number("42"), Some(42));
+        for bad in ["042", "-1", "0", "4x", "", "+4"] {
+            assert_eq!(execution_number(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn documents_become_payloads() {
+        let payload = |text: &str| {
+            let document = serde_json::from_str(text).unwrap_or(Value::Null);
+            execution_payload(document).ok()
+        };
+        assert_eq!(payload("{}"), Some(json!({})));
+        assert_eq!(
+            payload(r#"{"parameters": [{"name": "A", "value": null, "_type": "x"}], "x": 1}"#),
+            Some(json!({"parameters": [{"name": "A", "value": null}], "x": 1}))
+        );
+        for bad in [
+            r#"[]"#,
+            r#"{"parameters": {}}"#,
+            r#"{"parameters": [{"name": "A", "value": 1}]}"#,
+            r#"{"parameters": [{"name": "", "value": "v"}]}"#,
+            r#"{"parameters": [{"name": "A", "other": "v"}]}"#,
+        ] {
+            assert_eq!(payload(bad), None, "{bad}");
+        }
+    }
+}
