@@ -57,9 +57,10 @@ impl Params {
     }
 }
 
-/// A job id as it appears in a path or a query: ASCII digits naming a positive `i64`.
+/// A job id as it appears in a path or a query: a positive `i64` in canonical decimal (ASCII
+/// digits, no sign, no leading zero), so that one job has exactly one id text in every API.
 pub fn parse_id(text: &str) -> Option<i64> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+    if text.starts_with('0') || text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     text.parse::<i64>().ok().filter(|id| *id > 0)
@@ -243,7 +244,7 @@ mod tests {
     fn ids_are_positive_digits_only() {
         for (text, id) in [
             ("1", Some(1)),
-            ("0042", Some(42)),
+            ("0042", None),
             ("0", None),
             ("-1", None),
             ("+1", None),

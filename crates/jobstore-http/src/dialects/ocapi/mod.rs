@@ -251,7 +251,7 @@ async fn execution(
     delete: bool,
 ) -> Answer {
     let text = matched.params.text("id");
-    let id = wire::execution_number(text).ok_or_else(|| faults::execution_not_found(text))?;
+    let id = crate::router::parse_id(text).ok_or_else(|| faults::execution_not_found(text))?;
     let job_id = matched.params.text("job_id").to_owned();
     let found = app
         .call(principal, move |store| {

@@ -402,7 +402,7 @@ fn equals(field: Field, values: &[Value]) -> Result<ListQuery, Fault> {
             for value in values {
                 match value {
                     // Ids are strings to the vendor: one that is not an id names nothing.
-                    Value::String(text) => ids.extend(wire::execution_number(text)),
+                    Value::String(text) => ids.extend(crate::router::parse_id(text)),
                     Value::Number(number) => ids.extend(number.as_i64()),
                     other => return Err(field_type(field, other)),
                 }

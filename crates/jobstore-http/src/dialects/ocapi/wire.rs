@@ -46,12 +46,6 @@ pub(crate) fn execution(store: &Store, job_id: &str, id: i64) -> jobstore::Resul
     }
 }
 
-/// The job an execution id names. The vendor's ids are strings and an execution's `id` is its
-/// job id in decimal, so only that text names it: `042` names nothing, as `abc` does not.
-pub(crate) fn execution_number(text: &str) -> Option<i64> {
-    crate::router::parse_id(text).filter(|id| id.to_string() == text)
-}
-
 /// One `job_execution_parameter` of a 19.x request.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -293,14 +287,6 @@ pub(crate) fn ok<T: Serialize>(value: &T) -> Response<ResponseBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn execution_ids_are_canonical_decimals() {
-        assert_eq!(execution_number("42"), Some(42));
-        for bad in ["042", "-1", "0", "4x", "", "+4"] {
-            assert_eq!(execution_number(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn documents_become_payloads() {
