@@ -1720,3 +1720,32 @@ fn the_vendor_search_sample_answers_as_documented() {
         assert_eq!(hit["exit_status"]["code"], "OK");
     }
 }
+
+/// Executions of a definition are the same resources whichever API started them: one made
+/// with the native `POST /v1/definitions/{id}/executions` is read and found through OCAPI like
+/// one made through OCAPI.
+#[test]
+fn an_execution_started_natively_is_an_ocapi_execution() {
+    let w = world();
+    define(&w.importer, "nightly", three_steps("nightly"));
+    let native = w
+        .importer
+        .post("/v1/definitions/nightly/executions", &json!({}))
+        .expect_json(201);
+    let id = native["id"].as_i64().expect("a job id").to_string();
+    let read = w.importer.get(&execution("nightly", &id)).expect_json(200);
+    assert_eq!(read["id"], id, "{read}");
+    assert_eq!(read["job_id"], "nightly", "{read}");
+    let found = w
+        .importer
+        .post(
+            &format!("{BASE}/job_execution_search"),
+            &json!({"query": {"term_query": {"fields": ["id"], "operator": "is", "values": [id]}}}),
+        )
+        .expect_json(200);
+    assert_eq!(found["total"], 1, "{found}");
+    // Another definition's path does not name it.
+    define(&w.importer, "weekly", three_steps("weekly"));
+    let other = w.importer.get(&execution("weekly", &id));
+    assert_eq!(other.status, 404, "{}", other.text());
+}
