@@ -831,7 +831,13 @@ async fn upload(
 
     let layout = operation.layout();
     match app
-        .append_body(principal, id, request, BatchCheck::new(layout, limit))
+        .append_body(
+            principal,
+            id,
+            request,
+            BatchCheck::new(layout, limit),
+            jobstore::UploadLimits::default(),
+        )
         .await?
     {
         Ok(_) => Ok(body::empty(StatusCode::ACCEPTED)),
