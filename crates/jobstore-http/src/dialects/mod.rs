@@ -17,11 +17,11 @@ use std::sync::Arc;
 
 use http::Request;
 use hyper::body::Incoming;
-use jobstore::Store;
 use serde::Deserialize;
 
 use crate::api::{Answering, Api};
 use crate::app::App;
+use crate::fault::ApiError;
 
 /// Dialect settings (the `[dialects]` table of the daemon's config).
 #[derive(Debug, Clone, Deserialize)]
@@ -68,7 +68,7 @@ pub fn registered(config: &DialectConfig) -> Vec<Arc<dyn Api>> {
         Arc::new(Legacy::new("c360", config, c360::matches)),
         Arc::new(Legacy::new("ocapi", config, ocapi::matches)),
         Arc::new(Legacy::new("aep", config, aep::matches)),
-        Arc::new(Legacy::new("datacloud", config, datacloud::matches)),
+        Arc::new(datacloud::DataCloud::new(config)),
     ]
 }
 
@@ -108,17 +108,9 @@ impl Api for Legacy {
                 "c360" => c360::handle(app, &self.config, request).await,
                 "ocapi" => ocapi::handle(app, &self.config, request).await,
                 "aep" => aep::handle(app, &self.config, request).await,
-                _ => datacloud::handle(app, &self.config, request).await,
+                _ => crate::native::error(&ApiError::no_route(request.uri().path())),
             }
         })
-    }
-
-    fn maintain(&self, store: &Store) -> jobstore::Result<u64> {
-        if self.name == "datacloud" {
-            datacloud::purge_expired(store, &self.config)
-        } else {
-            Ok(0)
-        }
     }
 }
 
