@@ -90,9 +90,7 @@ pub(crate) struct CsvCheck {
     fields: u64,
     /// Content bytes of the current field.
     field_bytes: u64,
-    /// Records finished.
-    records: u64,
-    /// The field count of the first record.
+    /// The field count of the first record, once it is finished.
     expected: Option<u64>,
     /// The header's field names (upsert, first record only), the current one's bytes, and the
     /// bytes of the header row so far.
@@ -117,7 +115,6 @@ impl CsvCheck {
             in_record: false,
             fields: 0,
             field_bytes: 0,
-            records: 0,
             expected: None,
             header: Vec::new(),
             header_field: Vec::new(),
@@ -200,7 +197,7 @@ impl CsvCheck {
             }
             _ => {}
         }
-        if self.records == 0 {
+        if self.expected.is_none() {
             let expected = match self.operation {
                 Operation::Upsert => "an upsert batch starts with a header row",
                 Operation::Delete => "a delete batch holds one record per line",
@@ -272,7 +269,7 @@ impl CsvCheck {
 
     /// Whether the current record is the header row.
     fn in_header(&self) -> bool {
-        self.operation == Operation::Upsert && self.records == 0
+        self.operation == Operation::Upsert && self.expected.is_none()
     }
 
     /// A content byte of the current field.
@@ -325,7 +322,11 @@ impl CsvCheck {
     fn end_record(&mut self) -> Result<(), CsvFault> {
         let fields = self.fields;
         match self.expected {
-            None => self.expected = Some(fields),
+            None => {
+                self.expected = Some(fields);
+                self.header = Vec::new();
+                self.header_field = Vec::new();
+            }
             Some(expected) if expected != fields => {
                 let first = match self.operation {
                     Operation::Upsert => "the header row",
@@ -337,11 +338,6 @@ impl CsvCheck {
             }
             Some(_) => {}
         }
-        if self.records == 0 {
-            self.header = Vec::new();
-            self.header_field = Vec::new();
-        }
-        self.records += 1;
         self.fields = 0;
         self.in_record = false;
         Ok(())
