@@ -937,8 +937,8 @@ fn requests_are_checked_and_faults_have_the_salesforce_shape() {
     )
     .expect(201);
     for (method, path, allow) in [
-        ("PUT", JOBS.to_owned(), "GET,POST"),
-        ("POST", format!("{JOBS}/{id}"), "GET,PATCH,DELETE"),
+        ("PUT", JOBS.to_owned(), "GET, HEAD, POST"),
+        ("POST", format!("{JOBS}/{id}"), "GET, HEAD, PATCH, DELETE"),
         ("GET", format!("{JOBS}/{id}/batches"), "PUT"),
         ("DELETE", format!("{JOBS}/{id}/batches/"), "PUT"),
     ] {
@@ -949,6 +949,29 @@ fn requests_are_checked_and_faults_have_the_salesforce_shape() {
             format!("HTTP Method '{method}' not allowed. Allowed are {allow}")
         );
         assert_eq!(answer.header("allow"), Some(allow));
+    }
+    // HEAD on every GET route: the GET's status and length, without a body.
+    for path in [JOBS.to_owned(), format!("{JOBS}/"), format!("{JOBS}/{id}")] {
+        let get = api.get(&path);
+        assert_eq!(get.status, 200, "GET {path}: {}", get.text());
+        let mut stream = crate::support::connect(daemon.addr());
+        let head = format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        io::Read::read_to_end(&mut stream, &mut raw).unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        let (head, rest) = text.split_once("\r\n\r\n").expect("a response head");
+        assert!(head.starts_with("HTTP/1.1 200"), "HEAD {path}: {head}");
+        assert!(rest.is_empty(), "HEAD {path} sent a body: {rest}");
+        let length = head.lines().find_map(|line| {
+            let line = line.to_ascii_lowercase();
+            line.strip_prefix("content-length:")
+                .map(|v| v.trim().to_owned())
+        });
+        if let Some(length) = length {
+            assert_eq!(length, get.body.len().to_string(), "HEAD {path}");
+        }
+        assert!(head.contains("application/json"), "HEAD {path}: {head}");
     }
     for path in [
         format!("{JOBS}/{id}/results"),

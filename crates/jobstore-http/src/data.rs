@@ -18,7 +18,7 @@ use std::io;
 use bytes::Bytes;
 use http::Request;
 use hyper::body::Incoming;
-use jobstore::{BatchUpload, DataBatch, DataReader, Error};
+use jobstore::{BatchUpload, DataBatch, DataReader, Error, UploadLimits};
 
 use crate::body::{self, BodyStop, ChannelBody, Pace};
 use crate::{ApiError, App, Principal};
@@ -54,8 +54,9 @@ impl UploadCheck for AsIs {
 }
 
 impl App {
-    /// Streams a request body into a new data batch of job `id`, through `check`. Memory stays
-    /// at one chunk and a frame; no thread is held while the client sends.
+    /// Streams a request body into a new data batch of job `id`, through `check`, within
+    /// `limits` (and the store's own). Memory stays at one chunk and a frame; no thread is
+    /// held while the client sends.
     ///
     /// # Errors
     /// The outer error: 408 when the body fell below the minimum rate, 500 when the store's
@@ -67,11 +68,12 @@ impl App {
         id: i64,
         request: Request<Incoming>,
         mut check: impl UploadCheck,
+        limits: UploadLimits,
     ) -> Result<jobstore::Result<DataBatch>, ApiError> {
         let mut pace = self.pace(&request);
         let mut body = request.into_body();
         let mut upload = match self
-            .write_typed(principal, move |store| store.begin_upload_call(id))
+            .write_typed(principal, move |store| store.begin_upload_call(id, limits))
             .await?
         {
             Ok(upload) => upload,

@@ -83,7 +83,7 @@ pub use model::{
 pub use state::{Event, State, transition};
 pub use store::{
     BatchUpload, DataReader, MAX_CLAIM, MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_CALL, Store,
-    StoreOptions, WriteCall,
+    StoreOptions, UploadLimits, WriteCall,
 };
 pub use worker::{HandlerResult, JobContext, JobError, Worker, WorkerHandle};
 pub use writer::WriterStats;

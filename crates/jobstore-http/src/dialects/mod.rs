@@ -1,12 +1,12 @@
-//! The four vendor job APIs, each a view of the canonical jobs: one module per dialect with
-//! its request/response types, status mapping, fault renderer and conversions to and from core
-//! types. No SQL, no state logic, no table of their own: a job created in a dialect is an
-//! ordinary job (tagged with its dialect) that the native API, workers, `jobstore jobs` and
-//! `sqlite3` all see.
+//! The vendors' job APIs, each a view of the canonical jobs in a folder of its own: `mod.rs`
+//! (the API's settings, route table, `Api` implementation and handlers), `wire.rs` (its
+//! documents and their conversions to and from core types), `faults.rs` (its fault document
+//! and the exhaustive table from the daemon's error kinds to its codes), and `list.rs` or
+//! `search.rs` (its list parameters). No SQL, no state logic, no table of their own: a job
+//! created through an API is an ordinary job labelled with the API's name, which the native
+//! API, workers, `jobstore jobs` and `sqlite3` all see.
 //!
-//! Each module exposes `matches(path)` (its own paths, with and without a trailing slash) and
-//! `handle(app, request)`, which authenticates with the daemon's tokens exactly like the
-//! native API and renders every answer, faults included, in its vendor's shape.
+//! Adding an API is its folder, a `mod` line and a line in [`registered`].
 
 pub mod aep;
 pub mod c360;
@@ -15,13 +15,9 @@ pub mod ocapi;
 
 use std::sync::Arc;
 
-use http::Request;
-use hyper::body::Incoming;
-use jobstore::Store;
 use serde::Deserialize;
 
-use crate::api::{Answering, Api};
-use crate::app::App;
+use crate::api::Api;
 
 /// Dialect settings (the `[dialects]` table of the daemon's config).
 #[derive(Debug, Clone, Deserialize)]
@@ -68,67 +64,6 @@ pub fn registered(config: &DialectConfig) -> Vec<Arc<dyn Api>> {
         Arc::new(c360::C360::new(config)),
         Arc::new(ocapi::Ocapi::new(config)),
         Arc::new(aep::Aep::new(config)),
-        Arc::new(Legacy::new("datacloud", config, datacloud::matches)),
+        Arc::new(datacloud::DataCloud::new(config)),
     ]
-}
-
-/// A vendor API served through its module's own router.
-struct Legacy {
-    name: &'static str,
-    config: DialectConfig,
-    owns: fn(&str) -> bool,
-}
-
-impl Legacy {
-    fn new(name: &'static str, config: &DialectConfig, owns: fn(&str) -> bool) -> Legacy {
-        Legacy {
-            name,
-            config: config.clone(),
-            owns,
-        }
-    }
-}
-
-impl Api for Legacy {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn owns(&self, path: &str) -> bool {
-        (self.owns)(path)
-    }
-
-    fn template(&self, _path: &str) -> Option<&'static str> {
-        Some(self.name)
-    }
-
-    fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
-        Box::pin(async move { datacloud::handle(app, &self.config, request).await })
-    }
-
-    fn maintain(&self, store: &Store) -> jobstore::Result<u64> {
-        if self.name == "datacloud" {
-            datacloud::purge_expired(store, &self.config)
-        } else {
-            Ok(0)
-        }
-    }
-}
-
-/// The query string as decoded pairs (`+` is a space).
-pub(crate) fn query_pairs(query: Option<&str>) -> Option<Vec<(String, String)>> {
-    let Some(query) = query else {
-        return Some(Vec::new());
-    };
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((
-                crate::router::percent_decode(&key.replace('+', " "))?,
-                crate::router::percent_decode(&value.replace('+', " "))?,
-            ))
-        })
-        .collect()
 }

@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use jobstore::{
     ClaimRequest, Cursor, Definition, DefinitionStep, Direction, Execution, Failure, Heartbeat,
     Lease, ListQuery, LogLevel, NewJob, Pagination, SortField, StepReport, StepStatus,
+    UploadLimits,
 };
 
 use super::wire::{
@@ -392,7 +393,13 @@ async fn job_action(
 /// Appends the request body, streamed, as a new data batch (see [`App::append_body`]).
 async fn upload(app: &App, principal: &Principal, id: i64, request: Request<Incoming>) -> Answer {
     let batch = app
-        .append_body(principal, id, request, crate::data::AsIs)
+        .append_body(
+            principal,
+            id,
+            request,
+            crate::data::AsIs,
+            UploadLimits::default(),
+        )
         .await??;
     Ok(body::json(StatusCode::CREATED, &batch))
 }

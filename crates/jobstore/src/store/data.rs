@@ -28,7 +28,7 @@ impl Store {
     /// `source` fails (a validating reader refuses content this way). In every case nothing
     /// of the batch is kept.
     pub fn append_data(&self, id: i64, mut source: impl Read) -> Result<DataBatch> {
-        let mut upload = self.begin_upload_call(id).wait()?;
+        let mut upload = self.begin_upload_call(id, UploadLimits::default()).wait()?;
         let streamed = loop {
             let buffer = match read_chunk(&mut source) {
                 Ok(buffer) => buffer,
@@ -57,14 +57,19 @@ impl Store {
     /// answers. An async server drives an upload this way without holding a thread for it:
     /// every step is a [`WriteCall`].
     ///
+    /// The batch counts against the job's batch limit from here on, while it uploads: the
+    /// state and the limit (the stricter of `limits` and the store's options) are checked in
+    /// the same write that reserves the batch, so uploads started at the same moment cannot
+    /// pass the limit together.
+    ///
     /// # Errors
     /// [`Error::JobNotFound`]; [`Error::InvalidTransition`] when the job is not `open`;
     /// [`Error::TooManyDataBatches`].
-    pub fn begin_upload_call(&self, id: i64) -> WriteCall<BatchUpload> {
+    pub fn begin_upload_call(&self, id: i64, limits: UploadLimits) -> WriteCall<BatchUpload> {
         let tenant = self.tenant_filter();
         let now = self.now();
-        let limit_batches = self.options().max_batches_per_job;
-        let limit_bytes = self.options().max_batch_bytes;
+        let limit_batches = stricter(self.options().max_batches_per_job, limits.max_batches);
+        let limit_bytes = stricter(self.options().max_batch_bytes, limits.max_batch_bytes);
         let store = self.clone();
         WriteCall::new(
             self,
@@ -236,6 +241,20 @@ impl Store {
     }
 }
 
+/// Limits a caller holds one upload to besides the store's own
+/// ([`StoreOptions`](crate::StoreOptions)); for each, the stricter applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UploadLimits {
+    /// The most batches the job may hold, uploads under way included.
+    pub max_batches: Option<u32>,
+    /// The largest batch, in bytes.
+    pub max_batch_bytes: Option<u64>,
+}
+
+fn stricter<T: Ord + Copy>(store: T, caller: Option<T>) -> T {
+    caller.map_or(store, |caller| caller.min(store))
+}
+
 /// A data batch being uploaded: the bytes are pushed in as they arrive and written a chunk at
 /// a time, each chunk its own short write, so that an upload holds neither the write lock nor
 /// a thread while it waits for its client. Made by [`Store::begin_upload_call`].
@@ -257,7 +276,7 @@ impl BatchUpload {
     /// [`BatchUpload::chunk_call`] (until it answers `None`) before pushing more.
     ///
     /// # Errors
-    /// [`Error::DataBatchTooLarge`] past the store's batch limit (drop the upload then).
+    /// [`Error::DataBatchTooLarge`] past the batch's size limit (drop the upload then).
     pub fn push(&mut self, bytes: &[u8]) -> Result<()> {
         self.total += bytes.len() as u64;
         if self.total > self.limit {

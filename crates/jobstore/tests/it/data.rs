@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use jobstore::{ClaimRequest, Error, NewJob, State};
+use jobstore::{ClaimRequest, Error, NewJob, State, UploadLimits};
 
 use crate::support::Fixture;
 
@@ -285,7 +285,11 @@ fn batches_of_a_dead_uploader_are_reclaimed_and_a_live_ones_are_kept() {
     let f = Fixture::new();
     let job = f.store.enqueue(NewJob::new("ingest").upload(true)).unwrap();
     // An upload of this process, half way: its batch row names this process.
-    let mut live = f.store.begin_upload_call(job.id).wait().unwrap();
+    let mut live = f
+        .store
+        .begin_upload_call(job.id, UploadLimits::default())
+        .wait()
+        .unwrap();
     live.push(&pattern(300_000, 4)).unwrap();
     if let Some(chunk) = live.chunk_call() {
         chunk.wait().unwrap();
@@ -345,7 +349,11 @@ fn batches_of_a_dead_uploader_are_reclaimed_and_a_live_ones_are_kept() {
 fn a_dropped_upload_deletes_its_batch() {
     let f = Fixture::new();
     let job = f.store.enqueue(NewJob::new("ingest").upload(true)).unwrap();
-    let mut upload = f.store.begin_upload_call(job.id).wait().unwrap();
+    let mut upload = f
+        .store
+        .begin_upload_call(job.id, UploadLimits::default())
+        .wait()
+        .unwrap();
     upload.push(&pattern(600_000, 5)).unwrap();
     if let Some(chunk) = upload.chunk_call() {
         chunk.wait().unwrap();
@@ -361,7 +369,11 @@ fn a_pushed_upload_round_trips_whatever_the_size_of_its_pieces() {
     let f = Fixture::new();
     let job = f.store.enqueue(NewJob::new("ingest").upload(true)).unwrap();
     let bytes = pattern(5 * 262_144 + 17, 6);
-    let mut upload = f.store.begin_upload_call(job.id).wait().unwrap();
+    let mut upload = f
+        .store
+        .begin_upload_call(job.id, UploadLimits::default())
+        .wait()
+        .unwrap();
     // One piece of two and a half chunks, then small ones; the rest is written on finish,
     // which must split it into chunks the schema accepts.
     for piece in [&bytes[..655_360], &bytes[655_360..655_400]] {
@@ -381,4 +393,62 @@ fn a_pushed_upload_round_trips_whatever_the_size_of_its_pieces() {
         .unwrap();
     assert_eq!(back, bytes);
     assert!(f.store.check().unwrap().is_ok());
+}
+
+#[test]
+fn a_callers_batch_limit_holds_against_uploads_under_way() {
+    let f = Fixture::with(|options| options.max_batches_per_job = 5);
+    let job = f.store.enqueue(NewJob::new("ingest").upload(true)).unwrap();
+    let limits = UploadLimits {
+        max_batches: Some(2),
+        max_batch_bytes: Some(10),
+    };
+    let begin = |limits| f.store.begin_upload_call(job.id, limits).wait();
+    // Three uploads begun before any finishes: the third is refused, the two under way count.
+    let mut first = begin(limits).unwrap();
+    let second = begin(limits).unwrap();
+    assert!(matches!(
+        begin(limits),
+        Err(Error::TooManyDataBatches { limit: 2, .. })
+    ));
+    // The caller's byte limit, stricter than the store's, holds as the bytes arrive.
+    assert!(matches!(
+        first.push(&pattern(11, 7)),
+        Err(Error::DataBatchTooLarge { limit: 10 })
+    ));
+    drop(first);
+    second.finish_call().wait().unwrap();
+    // The refused batch went; its slot is free again.
+    begin(limits).unwrap().finish_call().wait().unwrap();
+    assert!(begin(limits).is_err());
+    assert_eq!(f.store.data_batches(job.id).unwrap().len(), 2);
+
+    // Uploads racing from several threads: exactly as many begin as the limit leaves room for.
+    let raced = f.store.enqueue(NewJob::new("ingest").upload(true)).unwrap();
+    let begun: Vec<_> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..6)
+            .map(|_| scope.spawn(|| f.store.begin_upload_call(raced.id, limits).wait()))
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_eq!(begun.iter().filter(|b| b.is_ok()).count(), 2);
+    for upload in begun.into_iter().flatten() {
+        upload.finish_call().wait().unwrap();
+    }
+    assert_eq!(f.store.data_batches(raced.id).unwrap().len(), 2);
+
+    // The store's own limit, when it is the stricter, wins over the caller's.
+    let loose = UploadLimits {
+        max_batches: Some(50),
+        max_batch_bytes: None,
+    };
+    let third = f.store.enqueue(NewJob::new("ingest").upload(true)).unwrap();
+    let open: Vec<_> = (0..5)
+        .map(|_| f.store.begin_upload_call(third.id, loose).wait().unwrap())
+        .collect();
+    assert!(matches!(
+        f.store.begin_upload_call(third.id, loose).wait(),
+        Err(Error::TooManyDataBatches { limit: 5, .. })
+    ));
+    drop(open);
 }

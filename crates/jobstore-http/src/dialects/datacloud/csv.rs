@@ -1,83 +1,61 @@
-//! A streaming validator for Data Cloud batches: UTF-8, RFC 4180 CSV, a bounded size.
+//! A streaming validator for Data Cloud batches: UTF-8 and RFC 4180 CSV, with the rules of
+//! `docs/dialect-datacloud.md` (Uploads); the store bounds their size.
 //!
-//! [`BatchCheck`] checks every byte of an upload as it passes on its way to the store, holding
+//! [`CsvCheck`] checks every byte of an upload as it passes on its way to the store, holding
 //! nothing but a few counters, the bytes of one unfinished UTF-8 character and (for upsert
-//! batches) the header row. A fault is an [`io::Error`] carrying a [`BatchFault`]; the upload
-//! refuses the batch on it and keeps nothing.
-//!
-//! What is checked: every byte sequence is UTF-8 (a leading byte-order mark is allowed);
-//! records end with CRLF or LF (a CR alone is refused); a field is either unquoted and free of
-//! `"` and line breaks, or quoted, with `""` for a quote, and followed by a comma, a line end
-//! or the end of the batch; every record has as many fields as the first; an upsert batch's
-//! first record is its header (non-empty, distinct names); a delete batch has no header and a
-//! non-empty first field (the primary key) in every record; a batch holds at least one record.
-//!
-//! What is not: field names against a schema, values against types — the worker's business.
-//!
-//! Lines are physical lines, counted from 1: a line break inside a quoted field starts a new
-//! line, so an editor shows the line a fault names.
+//! batches) the header row. A fault is an [`io::Error`] carrying a [`CsvFault`], which names
+//! the physical line (a line break inside a quoted field starts a new one); the upload refuses
+//! the batch on it and keeps nothing.
 
 use std::fmt;
 use std::io;
 
+use super::wire::Operation;
 use crate::data::UploadCheck;
 
 /// The longest header row kept for checking its names.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// Why a batch was refused while it streamed.
+/// A UTF-8 byte-order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Why a batch was refused while it streamed: it is not UTF-8 RFC 4180 CSV, or breaks a rule
+/// of its operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BatchFault {
-    /// The content is not UTF-8 RFC 4180 CSV (or breaks a rule of its operation).
-    Csv {
-        /// The physical line (1-based) the fault is on.
-        line: u64,
-        /// What is wrong, in a sentence without a final period.
-        reason: String,
-    },
-    /// The batch grew past the dialect's size limit.
-    TooLarge {
-        /// The limit in bytes.
-        limit: u64,
-    },
+pub(crate) struct CsvFault {
+    /// The physical line (1-based) the fault is on.
+    line: u64,
+    /// What is wrong, in a sentence without a final period.
+    reason: String,
 }
 
-impl fmt::Display for BatchFault {
+impl fmt::Display for CsvFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BatchFault::Csv { line, reason } => write!(f, "line {line}: {reason}"),
-            BatchFault::TooLarge { limit } => {
-                write!(f, "the batch exceeds the limit of {limit} bytes")
-            }
+        write!(f, "line {}: {}", self.line, self.reason)
+    }
+}
+
+impl std::error::Error for CsvFault {}
+
+impl CsvFault {
+    fn at(line: u64, reason: impl Into<String>) -> CsvFault {
+        CsvFault {
+            line,
+            reason: reason.into(),
         }
     }
-}
 
-impl std::error::Error for BatchFault {}
-
-impl BatchFault {
     /// The fault an `io::Error` carries, if it is one of ours.
-    pub fn of(err: &io::Error) -> Option<&BatchFault> {
+    pub(crate) fn of(err: &io::Error) -> Option<&CsvFault> {
         err.get_ref()
-            .and_then(|inner| inner.downcast_ref::<BatchFault>())
-    }
-
-    fn into_io(self) -> io::Error {
-        let kind = match self {
-            BatchFault::Csv { .. } => io::ErrorKind::InvalidData,
-            BatchFault::TooLarge { .. } => io::ErrorKind::FileTooLarge,
-        };
-        io::Error::new(kind, self)
+            .and_then(|inner| inner.downcast_ref::<CsvFault>())
     }
 }
 
-/// Whether the batch's first record is a header row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    /// Upsert: a header row, then records.
-    Header,
-    /// Delete: records only, the primary key first.
-    KeysFirst,
+impl From<CsvFault> for io::Error {
+    fn from(fault: CsvFault) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, fault)
+    }
 }
 
 /// Where the scanner is within a record.
@@ -97,8 +75,8 @@ enum Scan {
 
 /// The streaming CSV and UTF-8 checker, fed slices of any size.
 #[derive(Debug)]
-pub struct CsvCheck {
-    layout: Layout,
+pub(crate) struct CsvCheck {
+    operation: Operation,
     scan: Scan,
     /// The physical line being read.
     line: u64,
@@ -112,26 +90,24 @@ pub struct CsvCheck {
     fields: u64,
     /// Content bytes of the current field.
     field_bytes: u64,
-    /// Records finished.
-    records: u64,
-    /// The field count of the first record.
+    /// The field count of the first record, once it is finished.
     expected: Option<u64>,
-    /// The header's field names (upsert, first record only).
+    /// The header's field names (upsert, first record only), the current one's bytes, and the
+    /// bytes of the header row so far.
     header: Vec<String>,
-    /// The current header field's bytes.
     header_field: Vec<u8>,
     header_bytes: usize,
     /// The start of a UTF-8 character cut by the end of the previous slice.
     pending: Vec<u8>,
-    /// Whether the next byte is the first of the batch (a byte-order mark may come).
+    /// Whether no character was read yet (a byte-order mark may come).
     at_start: bool,
 }
 
 impl CsvCheck {
-    /// A checker for a batch of the given layout.
-    pub fn new(layout: Layout) -> CsvCheck {
+    /// A checker for a batch of `operation`.
+    pub(crate) fn new(operation: Operation) -> CsvCheck {
         CsvCheck {
-            layout,
+            operation,
             scan: Scan::FieldStart,
             line: 1,
             record_line: 1,
@@ -139,7 +115,6 @@ impl CsvCheck {
             in_record: false,
             fields: 0,
             field_bytes: 0,
-            records: 0,
             expected: None,
             header: Vec::new(),
             header_field: Vec::new(),
@@ -149,75 +124,51 @@ impl CsvCheck {
         }
     }
 
-    fn fault(&self, line: u64, reason: impl Into<String>) -> BatchFault {
-        BatchFault::Csv {
-            line,
-            reason: reason.into(),
-        }
-    }
-
     /// Checks the next bytes of the batch.
     ///
     /// # Errors
     /// The first fault found.
-    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), BatchFault> {
-        if self.at_start && !bytes.is_empty() {
-            // A byte-order mark may open the batch (it may also arrive cut in pieces).
-            const BOM: &[u8] = b"\xEF\xBB\xBF";
-            let seen = self.pending.len();
-            let take = (BOM.len() - seen).min(bytes.len());
-            if BOM[seen..seen + take] == bytes[..take] {
-                if seen + take == BOM.len() {
-                    self.pending.clear();
-                    self.at_start = false;
-                } else {
-                    self.pending.extend_from_slice(&bytes[..take]);
-                }
-                bytes = &bytes[take..];
-                if bytes.is_empty() {
-                    return Ok(());
-                }
-            }
-            self.at_start = false;
-        }
-        if !self.pending.is_empty() {
-            let want = utf8_width(self.pending[0]);
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) -> Result<(), CsvFault> {
+        if let Some(&lead) = self.pending.first() {
+            // The rest of a character cut by the end of the previous slice.
+            let want = utf8_width(lead);
             let take = want.saturating_sub(self.pending.len()).min(bytes.len());
             self.pending.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
             if self.pending.len() < want {
                 return Ok(());
             }
-            if std::str::from_utf8(&self.pending).is_err() {
+            let character = std::mem::take(&mut self.pending);
+            if std::str::from_utf8(&character).is_err() {
                 return Err(self.invalid_utf8());
             }
-            let mut character = [0_u8; 4];
-            let width = self.pending.len();
-            character[..width].copy_from_slice(&self.pending);
-            self.pending.clear();
-            self.scan_bytes(&character[..width])?;
+            self.scan(&character)?;
         }
         match std::str::from_utf8(bytes) {
-            Ok(_) => self.scan_bytes(bytes),
+            Ok(_) => self.scan(bytes),
             Err(err) => {
-                let valid = err.valid_up_to();
-                self.scan_bytes(&bytes[..valid])?;
-                match err.error_len() {
-                    Some(_) => Err(self.invalid_utf8()),
-                    None => {
-                        // A character cut by the end of the slice: finish it with the next.
-                        self.pending.extend_from_slice(&bytes[valid..]);
-                        Ok(())
-                    }
+                self.scan(&bytes[..err.valid_up_to()])?;
+                if err.error_len().is_some() {
+                    return Err(self.invalid_utf8());
                 }
+                // A character cut by the end of the slice: finish it with the next.
+                self.pending.extend_from_slice(&bytes[err.valid_up_to()..]);
+                Ok(())
             }
         }
     }
 
-    fn invalid_utf8(&self) -> BatchFault {
-        self.fault(
+    fn invalid_utf8(&self) -> CsvFault {
+        CsvFault::at(
             self.line,
             "invalid UTF-8: the batch must be UTF-8 encoded text",
+        )
+    }
+
+    fn bare_cr(&self) -> CsvFault {
+        CsvFault::at(
+            self.line,
+            "carriage return not followed by a line feed (records end with CRLF or LF)",
         )
     }
 
@@ -226,160 +177,109 @@ impl CsvCheck {
     /// # Errors
     /// An unclosed quote, a cut character, a CR at the very end, an empty batch, or a fault
     /// of the last record.
-    pub fn finish(&mut self) -> Result<(), BatchFault> {
+    pub(crate) fn finish(&mut self) -> Result<(), CsvFault> {
         if !self.pending.is_empty() {
-            if self.at_start {
-                // Only part of a byte-order mark.
-                return Err(self.invalid_utf8());
-            }
-            return Err(self.fault(
-                self.line,
-                "invalid UTF-8: the batch ends inside a multi-byte character",
-            ));
+            let reason = "invalid UTF-8: the batch ends inside a multi-byte character";
+            return Err(CsvFault::at(self.line, reason));
         }
         match self.scan {
             Scan::Quoted => {
-                return Err(self.fault(
-                    self.quote_line,
-                    format!(
-                        "unbalanced quote: the quoted field opened on line {} is never closed",
-                        self.quote_line
-                    ),
-                ));
+                let reason = format!(
+                    "unbalanced quote: the quoted field opened on line {} is never closed",
+                    self.quote_line
+                );
+                return Err(CsvFault::at(self.quote_line, reason));
             }
-            Scan::AfterCr => {
-                return Err(self.fault(
-                    self.line,
-                    "carriage return not followed by a line feed (records end with CRLF or LF)",
-                ));
+            Scan::AfterCr => return Err(self.bare_cr()),
+            _ if self.in_record => {
+                self.end_field()?;
+                self.end_record()?;
             }
-            Scan::FieldStart | Scan::Unquoted | Scan::QuoteInQuoted => {
-                if self.in_record {
-                    self.end_field()?;
-                    self.end_record()?;
-                }
-            }
+            _ => {}
         }
-        if self.records == 0 {
-            return Err(self.fault(
-                1,
-                match self.layout {
-                    Layout::Header => {
-                        "the batch is empty: an upsert batch starts with a header row"
-                    }
-                    Layout::KeysFirst => {
-                        "the batch is empty: a delete batch holds one record per line"
-                    }
-                },
-            ));
+        if self.expected.is_none() {
+            let expected = match self.operation {
+                Operation::Upsert => "an upsert batch starts with a header row",
+                Operation::Delete => "a delete batch holds one record per line",
+            };
+            return Err(CsvFault::at(1, format!("the batch is empty: {expected}")));
         }
         Ok(())
     }
 
-    fn scan_bytes(&mut self, bytes: &[u8]) -> Result<(), BatchFault> {
-        let mut i = 0;
-        let len = bytes.len();
-        while i < len {
-            let byte = bytes[i];
-            i += 1;
-            match self.scan {
-                Scan::Quoted => {
-                    // The common case inside quotes: content up to the next quote.
-                    match byte {
-                        b'"' => self.scan = Scan::QuoteInQuoted,
-                        b'\n' => {
-                            self.line += 1;
-                            self.content(byte)?;
-                        }
-                        _ => self.content(byte)?,
+    /// Checks whole UTF-8 characters.
+    fn scan(&mut self, mut bytes: &[u8]) -> Result<(), CsvFault> {
+        if self.at_start && !bytes.is_empty() {
+            self.at_start = false;
+            bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
+        }
+        for &byte in bytes {
+            if self.scan == Scan::FieldStart && !self.in_record {
+                self.in_record = true;
+                self.record_line = self.line;
+            }
+            match (self.scan, byte) {
+                (Scan::Quoted, b'"') => self.scan = Scan::QuoteInQuoted,
+                (Scan::Quoted, _) => {
+                    if byte == b'\n' {
+                        self.line += 1;
                     }
+                    self.content(byte)?;
                 }
-                Scan::Unquoted => match byte {
-                    b',' => {
-                        self.end_field()?;
-                        self.scan = Scan::FieldStart;
-                    }
-                    b'\n' => self.line_end()?,
-                    b'\r' => self.scan = Scan::AfterCr,
-                    b'"' => {
-                        return Err(self.fault(
-                            self.line,
-                            format!(
-                                "a double quote inside unquoted field {}: enclose the field \
-                                 in double quotes and double the quote",
-                                self.fields + 1
-                            ),
-                        ));
-                    }
-                    _ => self.content(byte)?,
-                },
-                Scan::FieldStart => {
-                    if !self.in_record {
-                        self.in_record = true;
-                        self.record_line = self.line;
-                    }
-                    match byte {
-                        b'"' => {
-                            self.scan = Scan::Quoted;
-                            self.quote_line = self.line;
-                        }
-                        b',' => self.end_field()?,
-                        b'\n' => self.line_end()?,
-                        b'\r' => self.scan = Scan::AfterCr,
-                        _ => {
-                            self.scan = Scan::Unquoted;
-                            self.content(byte)?;
-                        }
-                    }
+                (Scan::AfterCr, b'\n') => self.line_end()?,
+                (Scan::AfterCr, _) => return Err(self.bare_cr()),
+                (_, b',') => {
+                    self.end_field()?;
+                    self.scan = Scan::FieldStart;
                 }
-                Scan::QuoteInQuoted => match byte {
-                    b'"' => {
-                        self.scan = Scan::Quoted;
-                        self.content(byte)?;
-                    }
-                    b',' => {
-                        self.end_field()?;
-                        self.scan = Scan::FieldStart;
-                    }
-                    b'\n' => self.line_end()?,
-                    b'\r' => self.scan = Scan::AfterCr,
-                    _ => {
-                        return Err(self.fault(
-                            self.line,
-                            format!(
-                                "unexpected text after the closing quote of field {}: a quoted \
-                                 field ends at a comma or a line end (write a quote inside \
-                                 it as \"\")",
-                                self.fields + 1
-                            ),
-                        ));
-                    }
-                },
-                Scan::AfterCr => {
-                    if byte != b'\n' {
-                        return Err(self.fault(
-                            self.line,
-                            "carriage return not followed by a line feed (records end with \
-                             CRLF or LF)",
-                        ));
-                    }
-                    self.line_end()?;
+                (_, b'\n') => self.line_end()?,
+                (_, b'\r') => self.scan = Scan::AfterCr,
+                (Scan::FieldStart, b'"') => {
+                    self.scan = Scan::Quoted;
+                    self.quote_line = self.line;
+                }
+                (Scan::QuoteInQuoted, b'"') => {
+                    self.scan = Scan::Quoted;
+                    self.content(byte)?;
+                }
+                (Scan::FieldStart | Scan::Unquoted, _) if byte != b'"' => {
+                    self.scan = Scan::Unquoted;
+                    self.content(byte)?;
+                }
+                (Scan::FieldStart | Scan::Unquoted, _) => {
+                    let reason = format!(
+                        "a double quote inside unquoted field {}: enclose the field in double \
+                         quotes and double the quote",
+                        self.fields + 1
+                    );
+                    return Err(CsvFault::at(self.line, reason));
+                }
+                (Scan::QuoteInQuoted, _) => {
+                    let reason = format!(
+                        "unexpected text after the closing quote of field {}: a quoted field \
+                         ends at a comma or a line end (write a quote inside it as \"\")",
+                        self.fields + 1
+                    );
+                    return Err(CsvFault::at(self.line, reason));
                 }
             }
         }
         Ok(())
+    }
+
+    /// Whether the current record is the header row.
+    fn in_header(&self) -> bool {
+        self.operation == Operation::Upsert && self.expected.is_none()
     }
 
     /// A content byte of the current field.
-    fn content(&mut self, byte: u8) -> Result<(), BatchFault> {
+    fn content(&mut self, byte: u8) -> Result<(), CsvFault> {
         self.field_bytes += 1;
-        if self.layout == Layout::Header && self.records == 0 {
+        if self.in_header() {
             self.header_bytes += 1;
             if self.header_bytes > MAX_HEADER_BYTES {
-                return Err(self.fault(
-                    self.record_line,
-                    format!("the header row is longer than {MAX_HEADER_BYTES} bytes"),
-                ));
+                let reason = format!("the header row is longer than {MAX_HEADER_BYTES} bytes");
+                return Err(CsvFault::at(self.record_line, reason));
             }
             self.header_field.push(byte);
         }
@@ -387,7 +287,7 @@ impl CsvCheck {
     }
 
     /// The end of a record's line (a LF outside quotes).
-    fn line_end(&mut self) -> Result<(), BatchFault> {
+    fn line_end(&mut self) -> Result<(), CsvFault> {
         self.end_field()?;
         self.end_record()?;
         self.line += 1;
@@ -395,29 +295,23 @@ impl CsvCheck {
         Ok(())
     }
 
-    fn end_field(&mut self) -> Result<(), BatchFault> {
+    fn end_field(&mut self) -> Result<(), CsvFault> {
         self.fields += 1;
-        if self.layout == Layout::KeysFirst && self.fields == 1 && self.field_bytes == 0 {
-            return Err(self.fault(
-                self.record_line,
-                "empty primary key: a delete batch has no header row and each record starts \
-                 with the primary key of the record to delete",
-            ));
+        let line = self.record_line;
+        let at = |reason: String| Err(CsvFault::at(line, reason));
+        if self.operation == Operation::Delete && self.fields == 1 && self.field_bytes == 0 {
+            let reason = "empty primary key: a delete batch has no header row and each record \
+                          starts with the primary key of the record to delete";
+            return at(reason.into());
         }
-        if self.layout == Layout::Header && self.records == 0 {
+        if self.in_header() {
             let name = String::from_utf8_lossy(&self.header_field).into_owned();
             self.header_field.clear();
             if name.trim().is_empty() {
-                return Err(self.fault(
-                    self.record_line,
-                    format!("header field {} has no name", self.fields),
-                ));
+                return at(format!("header field {} has no name", self.fields));
             }
             if self.header.contains(&name) {
-                return Err(self.fault(
-                    self.record_line,
-                    format!("header field `{name}` appears twice"),
-                ));
+                return at(format!("header field `{name}` appears twice"));
             }
             self.header.push(name);
         }
@@ -425,41 +319,28 @@ impl CsvCheck {
         Ok(())
     }
 
-    fn end_record(&mut self) -> Result<(), BatchFault> {
+    fn end_record(&mut self) -> Result<(), CsvFault> {
         let fields = self.fields;
         match self.expected {
-            None => self.expected = Some(fields),
+            None => {
+                self.expected = Some(fields);
+                self.header = Vec::new();
+                self.header_field = Vec::new();
+            }
             Some(expected) if expected != fields => {
-                let first = match self.layout {
-                    Layout::Header => "the header row",
-                    Layout::KeysFirst => "the first record",
+                let first = match self.operation {
+                    Operation::Upsert => "the header row",
+                    Operation::Delete => "the first record",
                 };
-                return Err(self.fault(
-                    self.record_line,
-                    format!(
-                        "{} where {first} has {expected}",
-                        plural(fields, "field", "fields")
-                    ),
-                ));
+                let noun = if fields == 1 { "field" } else { "fields" };
+                let reason = format!("{fields} {noun} where {first} has {expected}");
+                return Err(CsvFault::at(self.record_line, reason));
             }
             Some(_) => {}
         }
-        if self.records == 0 {
-            self.header = Vec::new();
-            self.header_field = Vec::new();
-        }
-        self.records += 1;
         self.fields = 0;
         self.in_record = false;
         Ok(())
-    }
-}
-
-fn plural(n: u64, one: &str, many: &str) -> String {
-    if n == 1 {
-        format!("{n} {one}")
-    } else {
-        format!("{n} {many}")
     }
 }
 
@@ -474,37 +355,13 @@ fn utf8_width(lead: u8) -> usize {
     }
 }
 
-/// The check of an uploaded batch: CSV via [`CsvCheck`] and the size limit, fed as the
-/// bytes arrive. A fault is an [`io::Error`] carrying its [`BatchFault`].
-#[derive(Debug)]
-pub struct BatchCheck {
-    check: CsvCheck,
-    limit: u64,
-    total: u64,
-}
-
-impl BatchCheck {
-    /// Checks a batch of `layout` of at most `limit` bytes.
-    pub fn new(layout: Layout, limit: u64) -> BatchCheck {
-        BatchCheck {
-            check: CsvCheck::new(layout),
-            limit,
-            total: 0,
-        }
-    }
-}
-
-impl UploadCheck for BatchCheck {
+impl UploadCheck for CsvCheck {
     fn feed(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.total += bytes.len() as u64;
-        if self.total > self.limit {
-            return Err(BatchFault::TooLarge { limit: self.limit }.into_io());
-        }
-        self.check.feed(bytes).map_err(BatchFault::into_io)
+        CsvCheck::feed(self, bytes).map_err(io::Error::from)
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        self.check.finish().map_err(BatchFault::into_io)
+        CsvCheck::finish(self).map_err(io::Error::from)
     }
 }
 
@@ -512,17 +369,17 @@ impl UploadCheck for BatchCheck {
 mod tests {
     use super::*;
 
-    fn check(layout: Layout, text: &[u8]) -> Result<(), BatchFault> {
-        let mut check = CsvCheck::new(layout);
+    fn check(operation: Operation, text: &[u8]) -> Result<(), CsvFault> {
+        let mut check = CsvCheck::new(operation);
         check.feed(text)?;
         check.finish()
     }
 
     /// Every split of the input in two and byte by byte gives the same verdict as one piece.
-    fn verdict(layout: Layout, text: &[u8]) -> Result<(), BatchFault> {
-        let whole = check(layout, text);
+    fn verdict(operation: Operation, text: &[u8]) -> Result<(), CsvFault> {
+        let whole = check(operation, text);
         for cut in 0..=text.len() {
-            let mut split = CsvCheck::new(layout);
+            let mut split = CsvCheck::new(operation);
             let got = split
                 .feed(&text[..cut])
                 .and_then(|()| split.feed(&text[cut..]))
@@ -534,7 +391,7 @@ mod tests {
                 String::from_utf8_lossy(text)
             );
         }
-        let mut bytewise = CsvCheck::new(layout);
+        let mut bytewise = CsvCheck::new(operation);
         let got = text
             .iter()
             .try_for_each(|b| bytewise.feed(std::slice::from_ref(b)))
@@ -543,9 +400,9 @@ mod tests {
         whole
     }
 
-    fn line_of(result: Result<(), BatchFault>) -> (u64, String) {
+    fn line_of(result: Result<(), CsvFault>) -> (u64, String) {
         match result {
-            Err(BatchFault::Csv { line, reason }) => (line, reason),
+            Err(CsvFault { line, reason }) => (line, reason),
             other => panic!("expected a CSV fault, got {other:?}"),
         }
     }
@@ -564,93 +421,81 @@ mod tests {
             b"id\n\n",
         ];
         for text in good {
-            assert_eq!(verdict(Layout::Header, text), Ok(()), "{text:?}");
+            assert_eq!(verdict(Operation::Upsert, text), Ok(()), "{text:?}");
         }
-        assert_eq!(verdict(Layout::KeysFirst, b"k1\nk2\r\n\"k,3\"\n"), Ok(()));
-        assert_eq!(verdict(Layout::KeysFirst, b"k1,x\nk2,y"), Ok(()));
+        assert_eq!(verdict(Operation::Delete, b"k1\nk2\r\n\"k,3\"\n"), Ok(()));
+        assert_eq!(verdict(Operation::Delete, b"k1,x\nk2,y"), Ok(()));
     }
 
     #[test]
     fn faults_name_their_line() {
-        let cases: &[(Layout, &[u8], u64, &str)] = &[
+        let cases: &[(Operation, &[u8], u64, &str)] = &[
             (
-                Layout::Header,
+                Operation::Upsert,
                 b"id,name\n1,\"open\n2,b\n",
                 2,
                 "unbalanced quote",
             ),
             (
-                Layout::Header,
+                Operation::Upsert,
                 b"id,name\n1,a\n2,b,c\n",
                 3,
                 "3 fields where the header row has 2",
             ),
-            (Layout::Header, b"id,name\n1,a\n2\n", 3, "1 field where"),
+            (Operation::Upsert, b"id,name\n1,a\n2\n", 3, "1 field where"),
             (
-                Layout::Header,
+                Operation::Upsert,
                 b"id,name\n1,\"x\ny\"\n2\n",
                 4,
                 "1 field where",
             ),
-            (Layout::Header, b"id,name\n1,a\xFF\n", 2, "invalid UTF-8"),
-            (Layout::Header, b"id,name\n1,a\n2,\xC3", 3, "multi-byte"),
+            (Operation::Upsert, b"id,name\n1,a\xFF\n", 2, "invalid UTF-8"),
+            (Operation::Upsert, b"id,name\n1,a\n2,\xC3", 3, "multi-byte"),
             (
-                Layout::Header,
+                Operation::Upsert,
                 b"id,name\n1,a\"b\n",
                 2,
                 "double quote inside unquoted field 2",
             ),
             (
-                Layout::Header,
+                Operation::Upsert,
                 b"id,name\n1,\"a\"b\n",
                 2,
                 "after the closing quote of field 2",
             ),
-            (Layout::Header, b"id,name\r1,a\n", 1, "carriage return"),
-            (Layout::Header, b"id,name\n1,a\r", 2, "carriage return"),
-            (Layout::Header, b"", 1, "empty"),
-            (Layout::Header, b"id,id\n1,2\n", 1, "appears twice"),
-            (Layout::Header, b"id,\n1,2\n", 1, "no name"),
-            (Layout::KeysFirst, b"k1\n\n", 2, "empty primary key"),
-            (Layout::KeysFirst, b"k1,a\n,b\n", 2, "empty primary key"),
+            (Operation::Upsert, b"id,name\r1,a\n", 1, "carriage return"),
+            (Operation::Upsert, b"id,name\n1,a\r", 2, "carriage return"),
+            (Operation::Upsert, b"", 1, "empty"),
+            (Operation::Upsert, b"id,id\n1,2\n", 1, "appears twice"),
+            (Operation::Upsert, b"id,\n1,2\n", 1, "no name"),
+            (Operation::Delete, b"k1\n\n", 2, "empty primary key"),
+            (Operation::Delete, b"k1,a\n,b\n", 2, "empty primary key"),
             (
-                Layout::KeysFirst,
+                Operation::Delete,
                 b"k1,a\nk2\n",
                 2,
                 "where the first record has 2",
             ),
-            (Layout::KeysFirst, b"", 1, "empty"),
+            (Operation::Delete, b"", 1, "empty"),
         ];
-        for (layout, text, line, words) in cases {
-            let (got_line, reason) = line_of(verdict(*layout, text));
+        for (operation, text, line, words) in cases {
+            let (got_line, reason) = line_of(verdict(*operation, text));
             assert_eq!(got_line, *line, "{text:?}: {reason}");
             assert!(reason.contains(words), "{text:?}: {reason}");
         }
     }
 
     #[test]
-    fn the_batch_check_takes_a_good_batch_and_stops_at_the_limit_or_a_fault() {
-        let text = b"id,name\n1,a\n";
-        let mut check = BatchCheck::new(Layout::Header, 100);
-        for piece in text.chunks(3) {
-            check.feed(piece).unwrap_or_else(|e| panic!("{e}"));
+    fn as_an_upload_check_it_takes_a_good_batch_and_carries_its_fault() {
+        let mut check = CsvCheck::new(Operation::Upsert);
+        for piece in b"id,name\n1,a\n".chunks(3) {
+            UploadCheck::feed(&mut check, piece).unwrap();
         }
-        check.finish().unwrap_or_else(|e| panic!("{e}"));
+        UploadCheck::finish(&mut check).unwrap();
 
-        let mut check = BatchCheck::new(Layout::Header, 5);
-        let err = check.feed(text).err().unwrap_or_else(|| panic!("no error"));
-        assert_eq!(
-            BatchFault::of(&err),
-            Some(&BatchFault::TooLarge { limit: 5 })
-        );
-
-        let mut check = BatchCheck::new(Layout::Header, 100);
-        let bad = b"id,name\n1,\"a\n";
-        check.feed(bad).unwrap_or_else(|e| panic!("{e}"));
-        let err = check.finish().err().unwrap_or_else(|| panic!("no error"));
-        assert!(matches!(
-            BatchFault::of(&err),
-            Some(BatchFault::Csv { line: 2, .. })
-        ));
+        let mut check = CsvCheck::new(Operation::Upsert);
+        UploadCheck::feed(&mut check, b"id,name\n1,\"a\n").unwrap();
+        let err = UploadCheck::finish(&mut check).unwrap_err();
+        assert_eq!(CsvFault::of(&err).map(|fault| fault.line), Some(2));
     }
 }

@@ -1,0 +1,219 @@
+//! Faults as Salesforce REST APIs render them, `[{"errorCode": "...", "message": "..."}]`,
+//! 401 and 403 included. Every kind has its code ([`code`]); the dialect's own checks of a
+//! request body or its Content-Type answer with the codes Salesforce gives them, and a state
+//! change the core refuses is worded for what the request asked ([`Action::refuse`]).
+
+use std::io;
+
+use http::{Response, StatusCode};
+use jobstore::Error;
+use serde::Serialize;
+
+use super::DataCloud;
+use super::csv::CsvFault;
+use super::wire::{self, Action};
+use crate::body::ResponseBody;
+use crate::fault::{self, ApiError, ErrorKind, Faults};
+
+/// The `errorCode` of every 404.
+const NOT_FOUND: &str = "NOT_FOUND";
+
+/// The message of every 404, as Salesforce words it: an unknown id, another tenant's job and
+/// a job of another API are answered alike.
+const NOT_FOUND_MESSAGE: &str = "The requested resource does not exist";
+
+/// The `errorCode` of each kind.
+pub(crate) fn code(kind: ErrorKind) -> &'static str {
+    use ErrorKind as K;
+    match kind {
+        K::JobNotFound | K::DefinitionNotFound | K::StepNotFound | K::RouteNotFound => NOT_FOUND,
+        K::JobAlreadyRunning
+        | K::InvalidTransition
+        | K::StaleLease
+        | K::NotRestartable
+        | K::NothingToRestart
+        | K::DefinitionInvalid
+        | K::DefinitionDisabled
+        | K::InvalidStepTransition => "INVALIDJOBSTATE",
+        K::TooManyDataBatches => "LIMIT_EXCEEDED",
+        K::DataBatchTooLarge | K::BodyTooLarge => "REQUEST_TOO_LARGE",
+        K::InvalidData => "INVALID_CSV",
+        K::UnknownSortField | K::InvalidCursor | K::InvalidQuery => "INVALID_QUERY_PARAMETER",
+        K::InvalidRequest => "INVALID_INPUT",
+        K::InvalidJson => "JSON_PARSER_ERROR",
+        K::IdempotencyKeyReused => "DUPLICATE_VALUE",
+        K::OutcomeUnknown | K::Busy | K::ShuttingDown | K::Overloaded => "SERVER_UNAVAILABLE",
+        K::Internal => "UNKNOWN_EXCEPTION",
+        K::Unauthorized => "INVALID_SESSION_ID",
+        K::Forbidden => "INSUFFICIENT_ACCESS",
+        K::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+        K::BodyTimeout => "REQUEST_TIMEOUT",
+        K::TooManyRequests => "REQUEST_LIMIT_EXCEEDED",
+    }
+}
+
+/// A refusal of this API: the error, and the `errorCode` it is answered with.
+#[derive(Debug)]
+pub(crate) struct Fault {
+    error: ApiError,
+    code: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Item<'a> {
+    error_code: &'a str,
+    message: &'a str,
+}
+
+impl From<ApiError> for Fault {
+    /// The kind's code. The batch limit is a bad request here, not a conflict.
+    fn from(error: ApiError) -> Fault {
+        let error = if error.kind == ErrorKind::TooManyDataBatches {
+            error.with_status(StatusCode::BAD_REQUEST)
+        } else {
+            error
+        };
+        Fault {
+            code: code(error.kind),
+            error,
+        }
+    }
+}
+
+impl From<Error> for Fault {
+    fn from(err: Error) -> Fault {
+        Fault::from(ApiError::from(err))
+    }
+}
+
+impl Fault {
+    /// One of this API's own refusals of a request, with its Salesforce code: 400 unless
+    /// [`Fault::with_status`] says otherwise.
+    pub(crate) fn own(code: &'static str, message: impl Into<String>) -> Fault {
+        Fault {
+            error: ApiError::bad_request(message),
+            code,
+        }
+    }
+
+    /// A create body refused: 400 `INVALIDJOB`.
+    pub(crate) fn invalid_job(message: impl Into<String>) -> Fault {
+        Fault::own("INVALIDJOB", message)
+    }
+
+    /// The same fault answered with `status`.
+    pub(crate) fn with_status(mut self, status: StatusCode) -> Fault {
+        self.error = self.error.with_status(status);
+        self
+    }
+
+    /// A batch whose reading failed: a CSV fault names its line; otherwise the body broke off.
+    pub(crate) fn unreadable(err: &io::Error) -> Fault {
+        match CsvFault::of(err) {
+            Some(fault) => {
+                let message = format!("the batch is not valid CSV and was not kept: {fault}");
+                ApiError::new(ErrorKind::InvalidData, message).into()
+            }
+            None => Fault::own(
+                "CLIENTINPUTERROR",
+                format!("the request body broke off; the batch was not kept: {err}"),
+            ),
+        }
+    }
+
+    /// The `errorCode` answered.
+    #[cfg(test)]
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The fault's document, with its status and headers.
+    pub(crate) fn render(&self) -> Response<ResponseBody> {
+        let message = if self.code == NOT_FOUND {
+            NOT_FOUND_MESSAGE
+        } else {
+            &self.error.message
+        };
+        fault::respond(
+            &self.error,
+            &[Item {
+                error_code: self.code,
+                message,
+            }],
+        )
+    }
+}
+
+impl Faults for DataCloud {
+    fn render(&self, err: &ApiError) -> Response<ResponseBody> {
+        Fault::from(err.clone()).render()
+    }
+}
+
+impl Action {
+    /// `err` met while doing this to a job: a state change the core refused names the job's
+    /// state and what the request needs; any other error is its kind's.
+    pub(crate) fn refuse(self, err: Error) -> Fault {
+        let Error::InvalidTransition { job, from, .. } = err else {
+            return err.into();
+        };
+        let state = from.map_or("(new)", wire::state_name);
+        let needs = match self {
+            Action::Upload => "batches may be uploaded only while it is Open",
+            Action::Close => "only an Open job can be set to UploadComplete",
+            Action::Abort => "a finished job cannot be aborted",
+            Action::Delete => {
+                "only jobs in UploadComplete, JobComplete, Aborted or Failed can be deleted"
+            }
+        };
+        ApiError::new(
+            ErrorKind::InvalidTransition,
+            format!("job {job} is {state}: {needs}"),
+        )
+        .into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind is answered with a Salesforce code and its status (the batch limit as 400).
+    #[test]
+    fn every_kind_has_a_code_and_a_status() {
+        let api = DataCloud::new(&crate::DialectConfig::default());
+        for kind in ErrorKind::ALL {
+            let code = code(kind);
+            assert!(
+                code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+                "{code}"
+            );
+            let answer = api.render(&ApiError::new(kind, "x"));
+            let status = if kind == ErrorKind::TooManyDataBatches {
+                StatusCode::BAD_REQUEST
+            } else {
+                kind.status()
+            };
+            assert_eq!(answer.status(), status, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_refused_state_change_names_the_state_and_what_the_request_needs() {
+        let refused = Error::InvalidTransition {
+            job: 7,
+            from: Some(jobstore::State::Queued),
+            event: "upload",
+        };
+        let fault = Action::Upload.refuse(refused);
+        assert_eq!(fault.error.status, StatusCode::CONFLICT);
+        assert_eq!(fault.code(), "INVALIDJOBSTATE");
+        assert_eq!(
+            fault.error.message,
+            "job 7 is UploadComplete: batches may be uploaded only while it is Open"
+        );
+        let gone = Action::Delete.refuse(Error::JobNotFound { id: 7 });
+        assert_eq!(gone.code(), NOT_FOUND);
+    }
+}

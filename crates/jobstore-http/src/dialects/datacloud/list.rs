@@ -1,0 +1,117 @@
+//! `GET /api/v1/ingest/jobs`: its parameters, read through [`crate::query`], as the core's list
+//! query. `limit` (default 20, clamped to 100), `offset` (rows), `orderBy` (a field and an
+//! optional `ASC` or `DESC`, descending by default) and `states` (a comma list); the older
+//! spellings `orderby` and `state` too. An empty value means "not given".
+
+use jobstore::{Direction, ListQuery, Pagination, SortField, State};
+
+use super::NAME;
+use super::wire;
+use crate::fault::ApiError;
+use crate::query::{self, OverMax, PageSize, Query};
+
+const PAGE: PageSize = PageSize {
+    default: 20,
+    max: 100,
+    over_max: OverMax::Clamp,
+};
+
+/// The `orderBy` fields, matched case-insensitively.
+const FIELDS: [(&str, SortField); 5] = [
+    ("systemmodstamp", SortField::UpdatedAt),
+    ("createddate", SortField::CreatedAt),
+    ("id", SortField::Id),
+    ("object", SortField::Target),
+    ("state", SortField::State),
+];
+
+const DIRECTIONS: [(&str, Direction); 2] = [("asc", Direction::Asc), ("desc", Direction::Desc)];
+
+/// The list query of the parameters in `raw`: this API's jobs, latest change first.
+///
+/// # Errors
+/// `InvalidQuery` naming the parameter: an unknown one, a bad value.
+pub(crate) fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
+    let mut query = Query::parse(raw)?.blank_is_absent();
+    let limit = query.page_size("limit", PAGE)?;
+    let offset = query.int("offset", 0, i64::MAX)?.unwrap_or(0);
+    let order = query.one("orderBy")?.or(query.one("orderby")?);
+    let (sort, direction) = match order {
+        Some(order) => order_by(&order)?,
+        None => (SortField::UpdatedAt, Direction::Desc),
+    };
+    let mut states = Vec::new();
+    for name in query.list("states").into_iter().chain(query.list("state")) {
+        let state = wire::state_named(&name).ok_or_else(|| {
+            let valid = State::ALL.map(wire::state_name).join(", ");
+            query::invalid(format!("unknown state `{name}`; valid states: {valid}"))
+        })?;
+        if !states.contains(&state) {
+            states.push(state);
+        }
+    }
+    query.finish()?;
+    Ok(ListQuery {
+        dialects: vec![NAME.to_owned()],
+        states,
+        sort: Some(sort),
+        direction,
+        limit: Some(limit),
+        page: Pagination::Offset(offset.unsigned_abs()),
+        ..ListQuery::default()
+    })
+}
+
+/// `orderBy`: a field, optionally followed by `ASC` or `DESC` (default descending).
+fn order_by(value: &str) -> Result<(SortField, Direction), ApiError> {
+    let lower = value.to_ascii_lowercase();
+    let mut words = lower.split_whitespace();
+    let sort = query::choose("orderBy", words.next().unwrap_or(""), &FIELDS)?;
+    let direction = match words.next() {
+        Some(word) => query::choose("orderBy direction", word, &DIRECTIONS)?,
+        None => Direction::Desc,
+    };
+    if words.next().is_some() {
+        return Err(query::invalid(format!(
+            "orderBy is a field and an optional ASC or DESC, got `{value}`"
+        )));
+    }
+    Ok((sort, direction))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::ErrorKind;
+
+    #[test]
+    fn list_parameters_in_both_spellings_and_empty_values() {
+        let query = list_query(Some("orderby=&states=&limit=&offset=")).unwrap();
+        assert_eq!(query.sort, Some(SortField::UpdatedAt));
+        assert_eq!(query.direction, Direction::Desc);
+        assert_eq!(query.limit, Some(PAGE.default));
+        assert!(query.states.is_empty());
+        assert_eq!(query.dialects, [NAME]);
+        let query = list_query(Some(
+            "state=Open,Aborted&states=open&orderBy=object%20ASC&limit=500&offset=3",
+        ))
+        .unwrap();
+        assert_eq!(query.states, vec![State::Open, State::Cancelled]);
+        assert_eq!(query.sort, Some(SortField::Target));
+        assert_eq!(query.direction, Direction::Asc);
+        assert_eq!(query.limit, Some(PAGE.max));
+        assert_eq!(query.page, Pagination::Offset(3));
+        for bad in [
+            "states=Done",
+            "orderBy=name",
+            "orderBy=id%20UP",
+            "orderBy=id%20asc%20x",
+            "limit=0",
+            "offset=-1",
+            "page=2",
+        ] {
+            let kind = list_query(Some(bad)).err().map(|err| err.kind);
+            assert_eq!(kind, Some(ErrorKind::InvalidQuery), "{bad}");
+        }
+    }
+}

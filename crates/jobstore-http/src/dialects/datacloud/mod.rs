@@ -1,0 +1,365 @@
+//! Salesforce Data Cloud Ingest API bulk jobs (`/api/v1/ingest/jobs`), a view of the canonical
+//! jobs mapped as `docs/dialect-datacloud.md` describes: a bulk job is an `ingest` job labelled
+//! `datacloud`, created `open`; its batches are data batches checked as CSV while they stream
+//! (`csv`). Here: the settings, the routes and the handlers; the wire types are in `wire`, the
+//! fault documents in `faults`, the list parameters in `list`. Which move a job's state allows,
+//! and how many batches it may hold, is the store's answer, worded here for the request. This
+//! API sees only the jobs it created (`Store::get_labelled`).
+
+mod csv;
+mod faults;
+mod list;
+mod wire;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::{Body as _, Incoming};
+use jobstore::{Direction, Error, ListQuery, Scope, SortField, State, Store, UploadLimits};
+use serde_json::json;
+
+use self::csv::CsvCheck;
+use self::faults::Fault;
+use self::wire::{Action, JobDetail, JobInfo, Operation};
+use crate::api::{Answering, Api};
+use crate::app::App;
+use crate::auth::{Permission, Principal};
+use crate::body::{self, ResponseBody};
+use crate::dialects::DialectConfig;
+use crate::fault::ApiError;
+use crate::router::{self, Miss, Route};
+
+/// The API's name: the label of its jobs.
+const NAME: &str = "datacloud";
+
+/// The path every route of this API starts with.
+const PREFIX: &str = "/api/v1/ingest/jobs";
+
+/// The Data Cloud Ingest API, with its settings (the `datacloud_*` of [`DialectConfig`]).
+#[derive(Debug, Clone)]
+pub struct DataCloud {
+    queue: String,
+    max_batch_bytes: u64,
+    max_batches: u32,
+    retention_ms: i64,
+}
+
+/// The routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Name {
+    Jobs,
+    Job,
+    Batches,
+}
+
+static ROUTES: [Route<Name>; 3] = [
+    route(PREFIX, &[Method::GET, Method::POST], Name::Jobs),
+    route(
+        "/api/v1/ingest/jobs/{id}",
+        &[Method::GET, Method::PATCH, Method::DELETE],
+        Name::Job,
+    ),
+    route(
+        "/api/v1/ingest/jobs/{id}/batches",
+        &[Method::PUT],
+        Name::Batches,
+    ),
+];
+
+const fn route(path: &'static str, methods: &'static [Method], name: Name) -> Route<Name> {
+    Route {
+        path,
+        methods,
+        name,
+    }
+}
+
+type Answer = Result<Response<ResponseBody>, Fault>;
+
+impl DataCloud {
+    /// The API with the settings of `config`.
+    pub fn new(config: &DialectConfig) -> DataCloud {
+        DataCloud {
+            queue: config.datacloud_queue.clone(),
+            max_batch_bytes: config.datacloud_max_batch_bytes,
+            max_batches: config.datacloud_max_batches,
+            retention_ms: config.datacloud_retention_ms,
+        }
+    }
+
+    async fn answer(&self, app: &App, mut request: Request<Incoming>) -> Answer {
+        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+        let matched = router::route(&ROUTES, &mut request).map_err(|miss| match miss {
+            Miss::NotFound => ApiError::no_route(&path),
+            Miss::MethodNotAllowed(allow) => ApiError {
+                message: format!("HTTP Method '{method}' not allowed. Allowed are {allow}"),
+                ..ApiError::method_not_allowed(&method, &path, allow)
+            },
+        })?;
+        let principal = &app.authenticate(&request)?;
+        let id = || {
+            let id = matched.params.id("id");
+            id.ok_or_else(|| Fault::from(Error::JobNotFound { id: 0 }))
+        };
+        match (matched.route.name, request.method().clone()) {
+            (Name::Jobs, Method::POST) => self.create(app, principal, request).await,
+            (Name::Jobs, _) => list(app, principal, request.uri().query()).await,
+            (Name::Job, Method::GET) => get(app, principal, id()?).await,
+            (Name::Job, Method::PATCH) => patch(app, principal, id()?, request).await,
+            (Name::Job, _) => delete(app, principal, id()?).await,
+            (Name::Batches, _) => self.upload(app, principal, id()?, request).await,
+        }
+    }
+
+    /// `POST /api/v1/ingest/jobs`.
+    async fn create(&self, app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
+        principal.require(Permission::Write)?;
+        let idempotency =
+            crate::app::idempotency_key(request.headers()).map_err(Fault::invalid_job)?;
+        let mut new = wire::new_job(app.json_body(request).await?, principal, &self.queue)?;
+        if let Some(key) = idempotency {
+            new = new.idempotency_key(key);
+        }
+        let job = app
+            .write(principal, move |store| store.enqueue_call(new))
+            .await?;
+        Ok(body::json(StatusCode::CREATED, &JobInfo::from(&job)))
+    }
+
+    /// `PUT /api/v1/ingest/jobs/{id}/batches`: the body streamed into a new data batch through
+    /// the CSV check, within this API's batch limits (see [`App::append_body`]).
+    async fn upload(
+        &self,
+        app: &App,
+        principal: &Principal,
+        id: i64,
+        request: Request<Incoming>,
+    ) -> Answer {
+        principal.require(Permission::Write)?;
+        wire::check_content_type(request.headers())?;
+        let job = app
+            .call(principal, move |store| store.get_labelled(id, NAME))
+            .await?;
+        // A batch announced past the limit is refused before a byte of it is read.
+        let limit = self.max_batch_bytes;
+        if request.body().size_hint().lower() > limit {
+            return Err(Error::DataBatchTooLarge { limit }.into());
+        }
+        let limits = UploadLimits {
+            max_batches: Some(self.max_batches),
+            max_batch_bytes: Some(limit),
+        };
+        let check = CsvCheck::new(Operation::of(&job));
+        match app
+            .append_body(principal, id, request, check, limits)
+            .await?
+        {
+            Ok(_) => Ok(body::empty(StatusCode::ACCEPTED)),
+            Err(Error::DataRead(err)) => Err(Fault::unreadable(&err)),
+            Err(err) => Err(Action::Upload.refuse(err)),
+        }
+    }
+}
+
+/// Runs a blocking store call in the principal's scope, a refused state change worded for
+/// `action`.
+async fn call<T, F>(app: &App, principal: &Principal, action: Action, f: F) -> Result<T, Fault>
+where
+    T: Send + 'static,
+    F: FnOnce(Store) -> jobstore::Result<T> + Send + 'static,
+{
+    app.call(principal, move |store| Ok(f(store)))
+        .await?
+        .map_err(|err| action.refuse(err))
+}
+
+/// `GET /api/v1/ingest/jobs`.
+async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
+    principal.require(Permission::Read)?;
+    let query = list::list_query(query)?;
+    let page = app.call(principal, move |store| store.list(&query)).await?;
+    let data: Vec<JobInfo> = page.jobs.iter().map(JobInfo::from).collect();
+    Ok(body::json(StatusCode::OK, &json!({ "data": data })))
+}
+
+/// `GET /api/v1/ingest/jobs/{id}`.
+async fn get(app: &App, principal: &Principal, id: i64) -> Answer {
+    principal.require(Permission::Read)?;
+    let detail = app
+        .call(principal, move |store| {
+            let job = store.get_labelled(id, NAME)?;
+            Ok(JobDetail::new(&job, store.now()))
+        })
+        .await?;
+    Ok(body::json(StatusCode::OK, &detail))
+}
+
+/// `PATCH /api/v1/ingest/jobs/{id}`: close or abort.
+async fn patch(app: &App, principal: &Principal, id: i64, request: Request<Incoming>) -> Answer {
+    principal.require(Permission::Write)?;
+    let action = Action::try_from(app.json_body::<serde_json::Value>(request).await?)?;
+    let actor = principal.name.clone();
+    let job = call(app, principal, action, move |store| {
+        store.get_labelled(id, NAME)?;
+        // An abort of an Open or UploadComplete job deletes its data in the same transaction;
+        // of an InProgress job, it asks the worker to stop (it sees the request on its next
+        // heartbeat) and the answer still says InProgress.
+        if action == Action::Abort {
+            store.cancel(id, &actor)
+        } else {
+            store.close_upload(id, &actor)
+        }
+    })
+    .await?;
+    Ok(body::json(StatusCode::OK, &JobInfo::from(&job)))
+}
+
+/// `DELETE /api/v1/ingest/jobs/{id}`: UploadComplete (a live, queued job in the core) or
+/// finished. The store aborts and deletes in one transaction, so a worker cannot claim the job
+/// in between.
+async fn delete(app: &App, principal: &Principal, id: i64) -> Answer {
+    principal.require(Permission::Write)?;
+    let deletable = [
+        State::Queued,
+        State::Succeeded,
+        State::Cancelled,
+        State::Failed,
+    ];
+    call(app, principal, Action::Delete, move |store| {
+        store.get_labelled(id, NAME)?;
+        store.discard(id, &deletable)
+    })
+    .await?;
+    Ok(body::empty(StatusCode::NO_CONTENT))
+}
+
+impl Api for DataCloud {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn owns(&self, path: &str) -> bool {
+        path.strip_prefix(PREFIX)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    fn template(&self, path: &str) -> Option<&'static str> {
+        router::template_of(&ROUTES, path)
+    }
+
+    fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
+        Box::pin(async move {
+            self.answer(app, request)
+                .await
+                .unwrap_or_else(|fault| fault.render())
+        })
+    }
+
+    /// Deletes the Data Cloud jobs still Open or UploadComplete `datacloud_retention_ms` after
+    /// they were created, with their data, in every tenant; answers how many. Each is aborted
+    /// and deleted in one transaction ([`Store::discard`]); a job a worker claimed meanwhile
+    /// is left to run.
+    fn maintain(&self, store: &Store) -> jobstore::Result<u64> {
+        let store = store.with_scope(Scope::All);
+        let expired = ListQuery {
+            dialects: vec![NAME.to_owned()],
+            states: vec![State::Open, State::Queued],
+            created_before: Some(store.now().saturating_sub(self.retention_ms)),
+            sort: Some(SortField::Id),
+            direction: Direction::Asc,
+            limit: Some(500),
+            ..ListQuery::default()
+        };
+        let mut purged = 0;
+        loop {
+            // Each job handled leaves the filter (deleted, or claimed meanwhile), so the next
+            // page starts at the top again.
+            let page = store.list(&expired)?;
+            for job in &page.jobs {
+                match store.discard(job.id, &expired.states) {
+                    Ok(()) => purged += 1,
+                    Err(Error::JobNotFound { .. } | Error::InvalidTransition { .. }) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            if !page.has_more || page.jobs.is_empty() {
+                break;
+            }
+        }
+        if purged > 0 {
+            log::info!(
+                "purged {purged} Data Cloud jobs left Open or UploadComplete past retention"
+            );
+        }
+        Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use jobstore::{ManualClock, NewJob, StoreOptions};
+
+    use super::*;
+    use crate::auth::Principal;
+
+    #[test]
+    fn the_api_owns_its_prefix_and_names_its_routes() {
+        let api = DataCloud::new(&DialectConfig::default());
+        for (path, template) in [
+            ("/api/v1/ingest/jobs/", Some(PREFIX)),
+            ("/api/v1/ingest/jobs/42/batches/", Some(ROUTES[2].path)),
+            ("/api/v1/ingest/jobs/42/results", None),
+        ] {
+            assert!(api.owns(path), "{path}");
+            assert_eq!(api.template(path), template, "{path}");
+        }
+        for path in ["/api/v1/ingest", "/api/v1/ingest/jobsx", "/v1/jobs"] {
+            assert!(!api.owns(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn maintenance_deletes_only_old_open_and_closed_data_cloud_jobs() {
+        let clock = Arc::new(ManualClock::new(1_700_000_000_123));
+        let dir = std::env::temp_dir().join(format!("jobstore-datacloud-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let options = StoreOptions {
+            clock: clock.clone(),
+            ..StoreOptions::default()
+        };
+        let store = Store::open_with(dir.join("jobs.db"), options)
+            .unwrap()
+            .with_scope(Scope::All);
+        let config = DialectConfig::default();
+        let api = DataCloud::new(&config);
+        let principal = Principal::anonymous_local();
+        let new = |operation: &str| {
+            let body =
+                serde_json::json!({"object": "C", "sourceName": "s", "operation": operation});
+            wire::new_job(body, &principal, "datacloud").unwrap()
+        };
+        let enqueue = |job: NewJob| store.enqueue(job).unwrap().id;
+        let open = enqueue(new("upsert"));
+        let closed = enqueue(new("delete"));
+        store.append_data(closed, &b"k1\n"[..]).unwrap();
+        store.close_upload(closed, "t").unwrap();
+        let native_open = enqueue(NewJob::new("x").upload(true));
+        let aborted = enqueue(new("upsert"));
+        store.cancel(aborted, "t").unwrap();
+        clock.advance(config.datacloud_retention_ms - 1);
+        let young = enqueue(new("upsert"));
+        assert_eq!(api.maintain(&store).ok(), Some(0));
+        clock.advance(2);
+        assert_eq!(api.maintain(&store).ok(), Some(2));
+        for id in [open, closed] {
+            let gone = store.get(id);
+            assert!(matches!(gone, Err(Error::JobNotFound { .. })), "{id}");
+        }
+        for id in [native_open, aborted, young] {
+            assert!(store.get(id).is_ok(), "{id}");
+        }
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
