@@ -12,6 +12,7 @@ pub mod aep;
 pub mod c360;
 pub mod datacloud;
 pub mod ocapi;
+mod salesforce;
 
 use std::sync::Arc;
 

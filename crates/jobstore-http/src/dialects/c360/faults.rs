@@ -2,10 +2,10 @@
 //! with the status of the fault's kind.
 
 use http::Response;
-use serde::Serialize;
 
 use crate::body::ResponseBody;
-use crate::fault::{self, ApiError, ErrorKind, Faults};
+use crate::dialects::salesforce;
+use crate::fault::{ApiError, ErrorKind, Faults};
 
 /// The `errorCode` of each kind of fault (Salesforce REST names).
 fn code(kind: ErrorKind) -> &'static str {
@@ -36,35 +36,12 @@ fn code(kind: ErrorKind) -> &'static str {
     }
 }
 
-/// A 400 with a code of this API's own (`REQUIRED_FIELD_MISSING`, `INVALID_DATA_SOURCE`).
-pub(super) fn fault(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError {
-        vendor_code: Some(code),
-        ..ApiError::bad_request(message)
-    }
-}
-
 /// Renders every fault of this API.
 pub(super) struct C360Faults;
 
 impl Faults for C360Faults {
     fn render(&self, err: &ApiError) -> Response<ResponseBody> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Item<'a> {
-            error_code: &'a str,
-            message: &'a str,
-        }
-        let message = match err.kind {
-            // An unknown id, a job of another tenant or of another API: all the same.
-            ErrorKind::JobNotFound => "The requested job does not exist",
-            _ => &err.message,
-        };
-        let item = Item {
-            error_code: err.vendor_code.unwrap_or_else(|| code(err.kind)),
-            message,
-        };
-        fault::respond(err, &[item])
+        salesforce::render(err, code, "The requested job does not exist")
     }
 }
 
@@ -78,7 +55,10 @@ mod tests {
             let response = C360Faults.render(&ApiError::new(kind, "x"));
             assert_eq!(response.status(), kind.status(), "{kind:?}");
         }
-        let own = fault("REQUIRED_FIELD_MISSING", "jobType");
-        assert_eq!(own.status, http::StatusCode::BAD_REQUEST);
+        let own = salesforce::own("REQUIRED_FIELD_MISSING", "jobType");
+        assert_eq!(
+            C360Faults.render(&own).status(),
+            http::StatusCode::BAD_REQUEST
+        );
     }
 }

@@ -23,7 +23,7 @@ use crate::api::{Answering, Api};
 use crate::app::App;
 use crate::auth::{Permission, Principal};
 use crate::body::{self, ResponseBody};
-use crate::dialects::DialectConfig;
+use crate::dialects::{DialectConfig, salesforce};
 use crate::fault::{ApiError, ErrorKind, Faults};
 use crate::router::{self, Matched, Miss, Route};
 
@@ -125,7 +125,7 @@ impl C360 {
     async fn create(&self, app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
         principal.require(Permission::Write)?;
         let idempotency = crate::app::idempotency_key(request.headers())
-            .map_err(|message| faults::fault("INVALID_FIELD", message))?;
+            .map_err(|message| salesforce::own("INVALID_FIELD", message))?;
         let body: Value = app.json_body(request).await?;
         let create = CreateJobRequest::try_from(body)?;
         create.check_data_source(&self.connected_sources)?;

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::NAME;
-use super::faults::fault;
+use crate::dialects::salesforce::own;
 use crate::fault::ApiError;
 use crate::time::rfc3339_millis;
 
@@ -163,7 +163,7 @@ impl TryFrom<Value> for CreateJobRequest {
 
     fn try_from(body: Value) -> Result<Self, ApiError> {
         let Value::Object(body) = body else {
-            return Err(fault(
+            return Err(own(
                 "JSON_PARSER_ERROR",
                 "the request body must be a JSON object",
             ));
@@ -173,11 +173,11 @@ impl TryFrom<Value> for CreateJobRequest {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(text)) if text.is_empty() => Ok(None),
                 Some(Value::String(text)) => Ok(Some(text.clone())),
-                Some(_) => Err(fault("INVALID_FIELD", format!("{member} must be a string"))),
+                Some(_) => Err(own("INVALID_FIELD", format!("{member} must be a string"))),
             }
         };
         let job_type = text("jobType")?.ok_or_else(|| {
-            fault(
+            own(
                 "REQUIRED_FIELD_MISSING",
                 format!(
                     "Required fields are missing: [jobType]; valid job types: {}",
@@ -186,7 +186,7 @@ impl TryFrom<Value> for CreateJobRequest {
             )
         })?;
         let job_type = JobType::parse(&job_type).ok_or_else(|| {
-            fault(
+            own(
                 "INVALID_FIELD",
                 format!(
                     "jobType: unknown value `{job_type}`; valid: {}",
@@ -226,7 +226,7 @@ impl CreateJobRequest {
                 self.job_type.as_str()
             ),
         };
-        Err(fault("INVALID_DATA_SOURCE", refusal))
+        Err(own("INVALID_DATA_SOURCE", refusal))
     }
 
     /// The name when the body gives none: jobType, object and file type, e.g.

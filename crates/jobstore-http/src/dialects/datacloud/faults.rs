@@ -7,26 +7,23 @@ use std::io;
 
 use http::{Response, StatusCode};
 use jobstore::Error;
-use serde::Serialize;
 
 use super::DataCloud;
 use super::csv::CsvFault;
 use super::wire::{self, Action};
 use crate::body::ResponseBody;
-use crate::fault::{self, ApiError, ErrorKind, Faults};
-
-/// The `errorCode` of every 404.
-const NOT_FOUND: &str = "NOT_FOUND";
+use crate::dialects::salesforce;
+use crate::fault::{ApiError, ErrorKind, Faults};
 
 /// The message of every 404, as Salesforce words it: an unknown id, another tenant's job and
 /// a job of another API are answered alike.
-const NOT_FOUND_MESSAGE: &str = "The requested resource does not exist";
+pub(crate) const NOT_FOUND_MESSAGE: &str = "The requested resource does not exist";
 
 /// The `errorCode` of each kind.
 pub(crate) fn code(kind: ErrorKind) -> &'static str {
     use ErrorKind as K;
     match kind {
-        K::JobNotFound | K::DefinitionNotFound | K::StepNotFound | K::RouteNotFound => NOT_FOUND,
+        K::JobNotFound | K::DefinitionNotFound | K::StepNotFound | K::RouteNotFound => "NOT_FOUND",
         K::JobAlreadyRunning
         | K::InvalidTransition
         | K::StaleLease
@@ -52,109 +49,35 @@ pub(crate) fn code(kind: ErrorKind) -> &'static str {
     }
 }
 
-/// A refusal of this API: the error, and the `errorCode` it is answered with.
-#[derive(Debug)]
-pub(crate) struct Fault {
-    error: ApiError,
-    code: &'static str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Item<'a> {
-    error_code: &'a str,
-    message: &'a str,
-}
-
-impl From<ApiError> for Fault {
-    /// The kind's code. The batch limit is a bad request here, not a conflict.
-    fn from(error: ApiError) -> Fault {
-        let error = if error.kind == ErrorKind::TooManyDataBatches {
-            error.with_status(StatusCode::BAD_REQUEST)
-        } else {
-            error
-        };
-        Fault {
-            code: code(error.kind),
-            error,
-        }
-    }
-}
-
-impl From<Error> for Fault {
-    fn from(err: Error) -> Fault {
-        Fault::from(ApiError::from(err))
-    }
-}
-
-impl Fault {
-    /// One of this API's own refusals of a request, with its Salesforce code: 400 unless
-    /// [`Fault::with_status`] says otherwise.
-    pub(crate) fn own(code: &'static str, message: impl Into<String>) -> Fault {
-        Fault {
-            error: ApiError::bad_request(message),
-            code,
-        }
-    }
-
-    /// A create body refused: 400 `INVALIDJOB`.
-    pub(crate) fn invalid_job(message: impl Into<String>) -> Fault {
-        Fault::own("INVALIDJOB", message)
-    }
-
-    /// The same fault answered with `status`.
-    pub(crate) fn with_status(mut self, status: StatusCode) -> Fault {
-        self.error = self.error.with_status(status);
-        self
-    }
-
-    /// A batch whose reading failed: a CSV fault names its line; otherwise the body broke off.
-    pub(crate) fn unreadable(err: &io::Error) -> Fault {
-        match CsvFault::of(err) {
-            Some(fault) => {
-                let message = format!("the batch is not valid CSV and was not kept: {fault}");
-                ApiError::new(ErrorKind::InvalidData, message).into()
-            }
-            None => Fault::own(
-                "CLIENTINPUTERROR",
-                format!("the request body broke off; the batch was not kept: {err}"),
-            ),
-        }
-    }
-
-    /// The `errorCode` answered.
-    #[cfg(test)]
-    pub(crate) fn code(&self) -> &'static str {
-        self.code
-    }
-
-    /// The fault's document, with its status and headers.
-    pub(crate) fn render(&self) -> Response<ResponseBody> {
-        let message = if self.code == NOT_FOUND {
-            NOT_FOUND_MESSAGE
-        } else {
-            &self.error.message
-        };
-        fault::respond(
-            &self.error,
-            &[Item {
-                error_code: self.code,
-                message,
-            }],
-        )
+/// A batch whose reading failed: a CSV fault names its line; otherwise the body broke off.
+pub(crate) fn unreadable(err: &io::Error) -> ApiError {
+    match CsvFault::of(err) {
+        Some(fault) => ApiError::new(
+            ErrorKind::InvalidData,
+            format!("the batch is not valid CSV and was not kept: {fault}"),
+        ),
+        None => salesforce::own(
+            "CLIENTINPUTERROR",
+            format!("the request body broke off; the batch was not kept: {err}"),
+        ),
     }
 }
 
 impl Faults for DataCloud {
+    /// The Salesforce document; the batch limit is a bad request here, not a conflict.
     fn render(&self, err: &ApiError) -> Response<ResponseBody> {
-        Fault::from(err.clone()).render()
+        if err.kind == ErrorKind::TooManyDataBatches && err.status == StatusCode::CONFLICT {
+            let err = err.clone().with_status(StatusCode::BAD_REQUEST);
+            return salesforce::render(&err, code, NOT_FOUND_MESSAGE);
+        }
+        salesforce::render(err, code, NOT_FOUND_MESSAGE)
     }
 }
 
 impl Action {
     /// `err` met while doing this to a job: a state change the core refused names the job's
     /// state and what the request needs; any other error is its kind's.
-    pub(crate) fn refuse(self, err: Error) -> Fault {
+    pub(crate) fn refuse(self, err: Error) -> ApiError {
         let Error::InvalidTransition { job, from, .. } = err else {
             return err.into();
         };
@@ -171,7 +94,6 @@ impl Action {
             ErrorKind::InvalidTransition,
             format!("job {job} is {state}: {needs}"),
         )
-        .into()
     }
 }
 
@@ -207,13 +129,13 @@ mod tests {
             event: "upload",
         };
         let fault = Action::Upload.refuse(refused);
-        assert_eq!(fault.error.status, StatusCode::CONFLICT);
-        assert_eq!(fault.code(), "INVALIDJOBSTATE");
+        assert_eq!(fault.status, StatusCode::CONFLICT);
+        assert_eq!(code(fault.kind), "INVALIDJOBSTATE");
         assert_eq!(
-            fault.error.message,
+            fault.message,
             "job 7 is UploadComplete: batches may be uploaded only while it is Open"
         );
         let gone = Action::Delete.refuse(Error::JobNotFound { id: 7 });
-        assert_eq!(gone.code(), NOT_FOUND);
+        assert_eq!(code(gone.kind), "NOT_FOUND");
     }
 }

@@ -17,14 +17,13 @@ use jobstore::{Direction, Error, ListQuery, Scope, SortField, State, Store, Uplo
 use serde_json::json;
 
 use self::csv::CsvCheck;
-use self::faults::Fault;
 use self::wire::{Action, JobDetail, JobInfo, Operation};
 use crate::api::{Answering, Api};
 use crate::app::App;
 use crate::auth::{Permission, Principal};
 use crate::body::{self, ResponseBody};
-use crate::dialects::DialectConfig;
-use crate::fault::ApiError;
+use crate::dialects::{DialectConfig, salesforce};
+use crate::fault::{ApiError, ErrorKind, Faults};
 use crate::router::{self, Miss, Route};
 
 /// The API's name: the label of its jobs.
@@ -72,7 +71,7 @@ const fn route(path: &'static str, methods: &'static [Method], name: Name) -> Ro
     }
 }
 
-type Answer = Result<Response<ResponseBody>, Fault>;
+type Answer = Result<Response<ResponseBody>, ApiError>;
 
 impl DataCloud {
     /// The API with the settings of `config`.
@@ -88,7 +87,7 @@ impl DataCloud {
     async fn answer(&self, app: &App, mut request: Request<Incoming>) -> Answer {
         let (method, path) = (request.method().clone(), request.uri().path().to_owned());
         let matched = router::route(&ROUTES, &mut request).map_err(|miss| match miss {
-            Miss::NotFound => ApiError::no_route(&path),
+            Miss::NotFound => ApiError::new(ErrorKind::RouteNotFound, faults::NOT_FOUND_MESSAGE),
             Miss::MethodNotAllowed(allow) => ApiError {
                 message: format!("HTTP Method '{method}' not allowed. Allowed are {allow}"),
                 ..ApiError::method_not_allowed(&method, &path, allow)
@@ -97,7 +96,7 @@ impl DataCloud {
         let principal = &app.authenticate(&request)?;
         let id = || {
             let id = matched.params.id("id");
-            id.ok_or_else(|| Fault::from(Error::JobNotFound { id: 0 }))
+            id.ok_or_else(|| ApiError::from(Error::JobNotFound { id: 0 }))
         };
         match (matched.route.name, request.method().clone()) {
             (Name::Jobs, Method::POST) => self.create(app, principal, request).await,
@@ -112,8 +111,8 @@ impl DataCloud {
     /// `POST /api/v1/ingest/jobs`.
     async fn create(&self, app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
         principal.require(Permission::Write)?;
-        let idempotency =
-            crate::app::idempotency_key(request.headers()).map_err(Fault::invalid_job)?;
+        let idempotency = crate::app::idempotency_key(request.headers())
+            .map_err(|message| salesforce::own("INVALIDJOB", message))?;
         let mut new = wire::new_job(app.json_body(request).await?, principal, &self.queue)?;
         if let Some(key) = idempotency {
             new = new.idempotency_key(key);
@@ -153,7 +152,7 @@ impl DataCloud {
             .await?
         {
             Ok(_) => Ok(body::empty(StatusCode::ACCEPTED)),
-            Err(Error::DataRead(err)) => Err(Fault::unreadable(&err)),
+            Err(Error::DataRead(err)) => Err(faults::unreadable(&err)),
             Err(err) => Err(Action::Upload.refuse(err)),
         }
     }
@@ -161,7 +160,7 @@ impl DataCloud {
 
 /// Runs a blocking store call in the principal's scope, a refused state change worded for
 /// `action`.
-async fn call<T, F>(app: &App, principal: &Principal, action: Action, f: F) -> Result<T, Fault>
+async fn call<T, F>(app: &App, principal: &Principal, action: Action, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(Store) -> jobstore::Result<T> + Send + 'static,
@@ -249,7 +248,7 @@ impl Api for DataCloud {
         Box::pin(async move {
             self.answer(app, request)
                 .await
-                .unwrap_or_else(|fault| fault.render())
+                .unwrap_or_else(|err| Faults::render(self, &err))
         })
     }
 

@@ -7,8 +7,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::NAME;
-use super::faults::Fault;
 use crate::auth::Principal;
+use crate::dialects::salesforce;
+use crate::fault::ApiError;
 use crate::time::rfc3339_millis;
 
 /// The Data Cloud name of a core state: each core state is exactly one Data Cloud state.
@@ -71,9 +72,12 @@ impl Operation {
 /// in its payload. The three are required; Bulk API 2.0 clients may add `contentType` (`CSV`),
 /// `columnDelimiter` (`COMMA`) and `lineEnding` (`LF` or `CRLF`, both accepted anyway); any
 /// other member is refused.
-pub(crate) fn new_job(body: Value, principal: &Principal, queue: &str) -> Result<NewJob, Fault> {
+pub(crate) fn new_job(body: Value, principal: &Principal, queue: &str) -> Result<NewJob, ApiError> {
     let Value::Object(members) = body else {
-        return Err(Fault::invalid_job("the request body must be a JSON object"));
+        return Err(salesforce::own(
+            "INVALIDJOB",
+            "the request body must be a JSON object",
+        ));
     };
     for (name, value) in &members {
         let allowed: &[&str] = match name.as_str() {
@@ -82,33 +86,38 @@ pub(crate) fn new_job(body: Value, principal: &Principal, queue: &str) -> Result
             "columnDelimiter" => &["COMMA"],
             "lineEnding" => &["LF", "CRLF"],
             other => {
-                return Err(Fault::invalid_job(format!(
-                    "unknown member `{other}`; a job has object, sourceName and operation"
-                )));
+                return Err(salesforce::own(
+                    "INVALIDJOB",
+                    format!("unknown member `{other}`; a job has object, sourceName and operation"),
+                ));
             }
         };
         if !value.as_str().is_some_and(|v| allowed.contains(&v)) {
             let allowed = allowed.join(" or ");
-            return Err(Fault::invalid_job(format!(
-                "`{name}` must be {allowed}, got {value}"
-            )));
+            return Err(salesforce::own(
+                "INVALIDJOB",
+                format!("`{name}` must be {allowed}, got {value}"),
+            ));
         }
     }
     let text = |name: &str| match members.get(name) {
-        None | Some(Value::Null) => Err(Fault::invalid_job(format!(
-            "`{name}` is required: a job has object, sourceName and operation"
-        ))),
+        None | Some(Value::Null) => Err(salesforce::own(
+            "INVALIDJOB",
+            format!("`{name}` is required: a job has object, sourceName and operation"),
+        )),
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-        Some(other) => Err(Fault::invalid_job(format!(
-            "`{name}` must be a non-empty string, got {other}"
-        ))),
+        Some(other) => Err(salesforce::own(
+            "INVALIDJOB",
+            format!("`{name}` must be a non-empty string, got {other}"),
+        )),
     };
     let (object, source) = (text("object")?, text("sourceName")?);
     let operation = text("operation")?;
     let operation = Operation::parse(&operation).ok_or_else(|| {
-        Fault::invalid_job(format!(
-            "`operation` must be upsert or delete, got `{operation}`"
-        ))
+        salesforce::own(
+            "INVALIDJOB",
+            format!("`operation` must be upsert or delete, got `{operation}`"),
+        )
     })?;
     let payload = json!({"object": object, "sourceName": source, "operation": operation.as_str()});
     Ok(NewJob::new("ingest")
@@ -136,11 +145,11 @@ pub(crate) enum Action {
 }
 
 impl TryFrom<Value> for Action {
-    type Error = Fault;
+    type Error = ApiError;
 
     /// A `PATCH` body: exactly `{"state": "UploadComplete"}` (close) or
     /// `{"state": "Aborted"}` (abort), the state matched case-insensitively.
-    fn try_from(body: Value) -> Result<Action, Fault> {
+    fn try_from(body: Value) -> Result<Action, ApiError> {
         let state = match &body {
             Value::Object(members) if members.len() == 1 => members.get("state"),
             _ => None,
@@ -153,7 +162,7 @@ impl TryFrom<Value> for Action {
                     "a job can only be set to UploadComplete or Aborted, with the body \
                      {{\"state\": \"UploadComplete\" | \"Aborted\"}}; got {body}"
                 );
-                Err(Fault::own("INVALIDJOBSTATE", message))
+                Err(salesforce::own("INVALIDJOBSTATE", message))
             }
         }
     }
@@ -161,7 +170,7 @@ impl TryFrom<Value> for Action {
 
 /// Batches are `text/csv` (a `charset`, if any, must be UTF-8); a request without a
 /// Content-Type is taken as CSV.
-pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Fault> {
+pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
@@ -181,7 +190,8 @@ pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Fault> {
         return Ok(());
     }
     let message = format!("batches are uploaded as `Content-Type: text/csv` (UTF-8), not `{text}`");
-    Err(Fault::own("INVALID_CONTENT_TYPE", message).with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE))
+    Err(salesforce::own("INVALID_CONTENT_TYPE", message)
+        .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE))
 }
 
 /// A bulk job as every answer renders it.
@@ -288,13 +298,17 @@ mod tests {
             json!({"object": "C", "sourceName": "s", "operation": "delete", "contentType": "JSON"}),
         ] {
             let fault = create(bad.clone()).err();
-            assert_eq!(fault.map(|f| f.code()), Some("INVALIDJOB"), "{bad}");
+            assert_eq!(
+                fault.map(|f| f.vendor_code),
+                Some(Some("INVALIDJOB")),
+                "{bad}"
+            );
         }
-        let patch = |body: Value| Action::try_from(body).map_err(|f| f.code());
+        let patch = |body: Value| Action::try_from(body).map_err(|f| f.vendor_code);
         assert_eq!(patch(json!({"state": "uploadcomplete"})), Ok(Action::Close));
         assert_eq!(patch(json!({"state": "Aborted"})), Ok(Action::Abort));
         for bad in [json!({"state": "Open"}), json!({"state": 3}), json!({})] {
-            assert_eq!(patch(bad.clone()), Err("INVALIDJOBSTATE"), "{bad}");
+            assert_eq!(patch(bad.clone()), Err(Some("INVALIDJOBSTATE")), "{bad}");
         }
     }
 }

@@ -1,0 +1,43 @@
+//! The fault document of Salesforce's REST APIs, `[{"errorCode": "...", "message": "..."}]`,
+//! shared by the APIs modelled on them. Each API keeps its own exhaustive table from the
+//! daemon's error kinds to its codes; a refusal an API makes itself may carry a code of its
+//! own ([`own`]).
+
+use http::Response;
+use serde::Serialize;
+
+use crate::body::ResponseBody;
+use crate::fault::{self, ApiError, ErrorKind};
+
+/// A 400 that the API answers with a code of its own (`REQUIRED_FIELD_MISSING`, `INVALIDJOB`).
+pub(crate) fn own(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        vendor_code: Some(code),
+        ..ApiError::bad_request(message)
+    }
+}
+
+/// The fault document of `err`: its own code if the API gave it one, else the kind's in
+/// `codes`; a job not found says `not_found` (an unknown id, another tenant's job and another
+/// API's job are answered alike). The status and headers are the error's.
+pub(crate) fn render(
+    err: &ApiError,
+    codes: fn(ErrorKind) -> &'static str,
+    not_found: &str,
+) -> Response<ResponseBody> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Item<'a> {
+        error_code: &'a str,
+        message: &'a str,
+    }
+    let message = match err.kind {
+        ErrorKind::JobNotFound => not_found,
+        _ => &err.message,
+    };
+    let item = Item {
+        error_code: err.vendor_code.unwrap_or_else(|| codes(err.kind)),
+        message,
+    };
+    fault::respond(err, &[item])
+}
