@@ -733,7 +733,7 @@ pub fn send(
             }
             writer.flush()
         });
-        let answer = read_response(&mut &stream);
+        let answer = read_response_to(&mut &stream, method);
         // Unblocks a writer the server stopped reading from.
         let _ = stream.shutdown(std::net::Shutdown::Both);
         let written = written
@@ -753,6 +753,12 @@ pub fn send(
 /// Reads one HTTP/1.1 response: the status line, the headers, and a body framed by
 /// `Content-Length`, `Transfer-Encoding: chunked` or the end of the stream.
 pub fn read_response(stream: &mut impl Read) -> io::Result<Response> {
+    read_response_to(stream, "GET")
+}
+
+/// [`read_response`] for a request of `method`: the answer to a HEAD has no body, whatever its
+/// `Content-Length` says.
+pub fn read_response_to(stream: &mut impl Read, method: &str) -> io::Result<Response> {
     let mut reader = BufReader::new(stream);
     let status_line = read_line(&mut reader)?;
     let mut parts = status_line.splitn(3, ' ');
@@ -785,7 +791,7 @@ pub fn read_response(stream: &mut impl Read) -> io::Result<Response> {
             .map(|(_, v)| v.clone())
     };
     let mut body = Vec::new();
-    if status == 204 || status == 304 || (100..200).contains(&status) {
+    if method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status) {
         // No body.
     } else if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         loop {

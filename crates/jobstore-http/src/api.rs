@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use jobstore::Store;
 
@@ -28,6 +28,9 @@ pub trait Api: Send + Sync + 'static {
 
     /// The route template `path` matches (a metrics label), if any.
     fn template(&self, path: &str) -> Option<&'static str>;
+
+    /// Every route of the API: its path template and methods (HEAD implied by GET).
+    fn routes(&self) -> Vec<(&'static str, &'static [Method])>;
 
     /// Answers one request under the API's prefix.
     fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a>;

@@ -127,6 +127,14 @@ pub fn allow_header(methods: &[Method]) -> String {
     names.join(", ")
 }
 
+/// The templates and methods of `table` (what [`crate::Api::routes`] answers).
+pub fn listing<R>(table: &'static [Route<R>]) -> Vec<(&'static str, &'static [Method])> {
+    table
+        .iter()
+        .map(|route| (route.path, route.methods))
+        .collect()
+}
+
 /// The template of the route `path` would match, whatever the method: a metrics label.
 pub fn template_of<R>(table: &'static [Route<R>], path: &str) -> Option<&'static str> {
     let segments = split(path)?;

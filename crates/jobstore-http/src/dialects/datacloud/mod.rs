@@ -244,6 +244,10 @@ impl Api for DataCloud {
         router::template_of(&ROUTES, path)
     }
 
+    fn routes(&self) -> Vec<(&'static str, &'static [Method])> {
+        router::listing(&ROUTES)
+    }
+
     fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
         Box::pin(async move {
             self.answer(app, request)

@@ -101,6 +101,10 @@ impl Api for Ocapi {
         router::template_of(&ROUTES, without_site(path))
     }
 
+    fn routes(&self) -> Vec<(&'static str, &'static [Method])> {
+        router::listing(&ROUTES)
+    }
+
     fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
         Box::pin(async move {
             let v = match version(without_site(request.uri().path())) {
