@@ -18,21 +18,21 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 /// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_jobstore");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_jobstore");
 
 /// How long a daemon may take to print its `listening on` line.
 const STARTUP_WAIT: Duration = Duration::from_secs(20);
 
 /// Read and write timeout of every test socket: a hung daemon fails the test instead of
 /// hanging it.
-pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a one-shot command (`token add`, `jobs list`, ...) may run.
 const COMMAND_WAIT: Duration = Duration::from_secs(30);
 
 /// What to start a daemon with, beyond `serve --db DIR/jobstore.db --listen 127.0.0.1:0`.
 #[derive(Debug, Default, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// `--tokens FILE`.
     pub tokens: Option<PathBuf>,
     /// More arguments after the fixed ones (e.g. `--config FILE`).
@@ -43,7 +43,7 @@ pub struct Options {
 
 /// The binary under test with the environment a test controls: no `JOBSTORE_*` settings or
 /// `NOTIFY_SOCKET` inherited from the machine, `RUST_LOG=info`.
-pub fn binary() -> Command {
+pub(crate) fn binary() -> Command {
     let mut command = Command::new(BIN);
     for name in [
         "JOBSTORE_DB",
@@ -60,7 +60,7 @@ pub fn binary() -> Command {
 /// A running child process of the binary under test. Its stderr is drained for the
 /// process's whole life (the pipe never fills) and kept for failure messages; each line also
 /// goes to `lines` when given. Killed (SIGKILL) on drop unless it already exited.
-pub struct Process {
+pub(crate) struct Process {
     child: Child,
     exited: Option<ExitStatus>,
     log: Arc<Mutex<Vec<String>>>,
@@ -70,7 +70,7 @@ pub struct Process {
 
 impl Process {
     /// Spawns `command` in `dir` with stdin and stdout null and stderr captured.
-    pub fn spawn(
+    pub(crate) fn spawn(
         mut command: Command,
         dir: &Path,
         what: &'static str,
@@ -112,17 +112,17 @@ impl Process {
     }
 
     /// The process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Everything the process wrote to stderr so far.
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.log.lock().expect("log lock").join("\n")
     }
 
     /// Sends a signal by name (`TERM`, `HUP`, `KILL`, ...) with the `kill` command.
-    pub fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([format!("-{name}"), self.pid().to_string()])
             .status()
@@ -131,7 +131,7 @@ impl Process {
     }
 
     /// Whether the process still runs.
-    pub fn running(&mut self) -> bool {
+    pub(crate) fn running(&mut self) -> bool {
         if self.exited.is_none() {
             self.exited = self.child.try_wait().expect("try_wait");
         }
@@ -140,7 +140,7 @@ impl Process {
 
     /// Waits up to `timeout` for the process to exit and answers its exit status. One still
     /// running then is killed and the test fails.
-    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         while self.running() {
             if Instant::now() >= deadline {
@@ -157,7 +157,7 @@ impl Process {
     }
 
     /// SIGKILL and reap, unless it already exited.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if self.exited.is_none() {
             let _ = self.child.kill();
             self.exited = self.child.wait().ok();
@@ -173,7 +173,7 @@ impl Drop for Process {
 
 /// The real daemon, in its own temporary directory, listening on a free port of 127.0.0.1.
 /// Killed (SIGKILL) on drop unless the test stopped it and waited for its exit.
-pub struct Daemon {
+pub(crate) struct Daemon {
     /// Always `Some` until [`Daemon::restart`] hands it to the next daemon.
     dir: Option<TempDir>,
     process: Process,
@@ -182,13 +182,15 @@ pub struct Daemon {
 
 impl Daemon {
     /// A daemon without tokens (every request acts as tenant `default` with every scope).
-    pub fn start() -> Daemon {
+    pub(crate) fn start() -> Daemon {
         Daemon::start_with(temp_dir(), Options::default())
     }
 
     /// A daemon with a tokens file holding one token per `(name, tenant, scopes)`, and a
     /// client for each token, in the same order.
-    pub fn with_tokens<const N: usize>(tokens: [(&str, &str, &str); N]) -> (Daemon, [Client; N]) {
+    pub(crate) fn with_tokens<const N: usize>(
+        tokens: [(&str, &str, &str); N],
+    ) -> (Daemon, [Client; N]) {
         let dir = temp_dir();
         let file = dir.path().join("tokens");
         let secrets = tokens.map(|(name, tenant, scopes)| add_token(&file, name, tenant, scopes));
@@ -204,12 +206,12 @@ impl Daemon {
     }
 
     /// A daemon whose config file (`--config`) holds `config`.
-    pub fn with_config(config: &str) -> Daemon {
+    pub(crate) fn with_config(config: &str) -> Daemon {
         Daemon::with_config_in(temp_dir(), config, None)
     }
 
     /// A daemon in `dir` whose config file holds `config`, with a tokens file if given.
-    pub fn with_config_in(dir: TempDir, config: &str, tokens: Option<PathBuf>) -> Daemon {
+    pub(crate) fn with_config_in(dir: TempDir, config: &str, tokens: Option<PathBuf>) -> Daemon {
         let path = dir.path().join("jobstore.toml");
         std::fs::write(&path, config).unwrap();
         Daemon::start_with(
@@ -223,7 +225,7 @@ impl Daemon {
     }
 
     /// A daemon in `dir` (which the test may have prepared: a tokens file, a config file).
-    pub fn start_with(dir: TempDir, options: Options) -> Daemon {
+    pub(crate) fn start_with(dir: TempDir, options: Options) -> Daemon {
         Daemon::start_listening(dir, options, "127.0.0.1:0")
     }
 
@@ -285,29 +287,29 @@ impl Daemon {
     }
 
     /// The daemon's address.
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// The daemon's temporary directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.as_ref().expect("the directory").path()
     }
 
     /// The daemon's process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.process.pid()
     }
 
     /// The database file.
-    pub fn db(&self) -> PathBuf {
+    pub(crate) fn db(&self) -> PathBuf {
         self.dir().join("jobstore.db")
     }
 
     /// A SQL query on the database file with the `sqlite3` command-line tool (a second
     /// process, as an operator reads it); answers its output, trimmed.
     #[track_caller]
-    pub fn sql(&self, query: &str) -> String {
+    pub(crate) fn sql(&self, query: &str) -> String {
         let output = Command::new("sqlite3")
             .arg(self.db())
             .arg(query)
@@ -323,7 +325,7 @@ impl Daemon {
 
     /// Starts a new daemon on the same directory and database (killing this one first if it
     /// still runs).
-    pub fn restart(mut self, options: Options) -> Daemon {
+    pub(crate) fn restart(mut self, options: Options) -> Daemon {
         self.process.kill();
         let dir = self.dir.take().expect("the directory");
         Daemon::start_with(dir, options)
@@ -331,7 +333,7 @@ impl Daemon {
 
     /// As [`Daemon::restart`], but on the same address as this daemon, so that clients
     /// holding the URL (a running `jobstore worker`) reach the new daemon.
-    pub fn restart_on_same_address(mut self, options: Options) -> Daemon {
+    pub(crate) fn restart_on_same_address(mut self, options: Options) -> Daemon {
         self.process.kill();
         let addr = self.addr;
         let dir = self.dir.take().expect("the directory");
@@ -341,7 +343,7 @@ impl Daemon {
     }
 
     /// A client without a token.
-    pub fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         Client {
             addr: self.addr,
             token: None,
@@ -349,7 +351,7 @@ impl Daemon {
     }
 
     /// A client that sends `Authorization: Bearer TOKEN`.
-    pub fn client_with(&self, token: &str) -> Client {
+    pub(crate) fn client_with(&self, token: &str) -> Client {
         Client {
             addr: self.addr,
             token: Some(token.to_owned()),
@@ -357,23 +359,23 @@ impl Daemon {
     }
 
     /// Everything the daemon wrote to stderr so far.
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.process.stderr()
     }
 
     /// Sends a signal by name (`TERM`, `HUP`, `KILL`, ...) with the `kill` command.
-    pub fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         self.process.signal(name);
     }
 
     /// Waits up to `timeout` for the daemon to exit and answers its exit status. A daemon
     /// still running then is killed and the test fails.
-    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         self.process.wait_exit(timeout)
     }
 
     /// SIGTERM, then waits (bounded) for a clean exit with status 0.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         self.signal("TERM");
         let status = self.wait_exit(Duration::from_secs(15));
         assert!(
@@ -385,7 +387,7 @@ impl Daemon {
 }
 
 /// A fresh temporary directory.
-pub fn temp_dir() -> TempDir {
+pub(crate) fn temp_dir() -> TempDir {
     tempfile::Builder::new()
         .prefix("jobstore-e2e-")
         .tempdir()
@@ -394,7 +396,7 @@ pub fn temp_dir() -> TempDir {
 
 /// A request body.
 #[derive(Debug, Clone)]
-pub enum Body {
+pub(crate) enum Body {
     /// No body (no `Content-Length`).
     None,
     /// One piece, with `Content-Length`.
@@ -437,7 +439,7 @@ impl From<Vec<u8>> for Body {
 
 /// An HTTP response.
 #[derive(Debug, Clone)]
-pub struct Response {
+pub(crate) struct Response {
     /// The status code.
     pub status: u16,
     /// The headers, names lower-cased, in order.
@@ -448,7 +450,7 @@ pub struct Response {
 
 impl Response {
     /// The first header of that name (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
         self.headers
             .iter()
@@ -457,23 +459,23 @@ impl Response {
     }
 
     /// The body as JSON; panics with the body when it is not.
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         json(&self.body)
     }
 
     /// The body as JSON, or `null` when it is not JSON.
-    pub fn json_or_null(&self) -> Value {
+    pub(crate) fn json_or_null(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
 
     /// The body as text.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// Asserts the status, with the body in the message.
     #[track_caller]
-    pub fn expect(&self, status: u16) -> &Response {
+    pub(crate) fn expect(&self, status: u16) -> &Response {
         assert_eq!(
             self.status,
             status,
@@ -486,14 +488,14 @@ impl Response {
 
     /// Asserts the status and answers the JSON body.
     #[track_caller]
-    pub fn expect_json(&self, status: u16) -> Value {
+    pub(crate) fn expect_json(&self, status: u16) -> Value {
         self.expect(status);
         self.json()
     }
 
     /// Asserts a JSON content type, with the body in the message.
     #[track_caller]
-    pub fn expect_json_type(&self) -> &Response {
+    pub(crate) fn expect_json_type(&self) -> &Response {
         let content_type = self.header("content-type").unwrap_or_default();
         assert!(
             content_type.starts_with("application/json"),
@@ -506,7 +508,7 @@ impl Response {
     /// Asserts an error answer: this status (`what` names the error expected, for the
     /// message) and a JSON body, which it answers.
     #[track_caller]
-    pub fn expect_error_document(&self, status: u16, what: &str) -> Value {
+    pub(crate) fn expect_error_document(&self, status: u16, what: &str) -> Value {
         assert_eq!(
             self.status,
             status,
@@ -520,7 +522,7 @@ impl Response {
 
 /// Parses JSON bytes; panics with the text when they are not JSON.
 #[track_caller]
-pub fn json(bytes: &[u8]) -> Value {
+pub(crate) fn json(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).unwrap_or_else(|err| {
         panic!(
             "not JSON ({err}): {:?}",
@@ -533,7 +535,7 @@ pub fn json(bytes: &[u8]) -> Value {
 /// `{"error": {"type": ..., "message": ...}}` and nothing else, with a non-empty message.
 /// Answers the message.
 #[track_caller]
-pub fn assert_error(response: &Response, status: u16, kind: &str) -> String {
+pub(crate) fn assert_error(response: &Response, status: u16, kind: &str) -> String {
     let doc = response.expect_error_document(status, kind);
     let outer = doc.as_object().expect("error document is an object");
     assert_eq!(outer.len(), 1, "only `error` at the top: {doc}");
@@ -549,7 +551,7 @@ pub fn assert_error(response: &Response, status: u16, kind: &str) -> String {
 
 /// A blocking HTTP/1.1 client for one daemon, one connection per request.
 #[derive(Debug, Clone)]
-pub struct Client {
+pub(crate) struct Client {
     addr: SocketAddr,
     token: Option<String>,
 }
@@ -557,7 +559,7 @@ pub struct Client {
 impl Client {
     /// Sends one request; panics when the exchange fails at the socket level.
     #[track_caller]
-    pub fn request(
+    pub(crate) fn request(
         &self,
         method: &str,
         path: &str,
@@ -569,7 +571,7 @@ impl Client {
     }
 
     /// Sends one request; answers the socket error, if any.
-    pub fn try_request(
+    pub(crate) fn try_request(
         &self,
         method: &str,
         path: &str,
@@ -587,37 +589,37 @@ impl Client {
 
     /// `GET path`.
     #[track_caller]
-    pub fn get(&self, path: &str) -> Response {
+    pub(crate) fn get(&self, path: &str) -> Response {
         self.request("GET", path, &[], Body::None)
     }
 
     /// `POST path` with a JSON body.
     #[track_caller]
-    pub fn post(&self, path: &str, body: &Value) -> Response {
+    pub(crate) fn post(&self, path: &str, body: &Value) -> Response {
         self.request("POST", path, &[("Content-Type", "application/json")], body)
     }
 
     /// `PUT path` with a JSON body.
     #[track_caller]
-    pub fn put(&self, path: &str, body: &Value) -> Response {
+    pub(crate) fn put(&self, path: &str, body: &Value) -> Response {
         self.request("PUT", path, &[("Content-Type", "application/json")], body)
     }
 
     /// `DELETE path`.
     #[track_caller]
-    pub fn delete(&self, path: &str) -> Response {
+    pub(crate) fn delete(&self, path: &str) -> Response {
         self.request("DELETE", path, &[], Body::None)
     }
 
     /// `POST /v1/jobs` with `body`, asserting 201; answers the job.
     #[track_caller]
-    pub fn create(&self, body: &Value) -> Value {
+    pub(crate) fn create(&self, body: &Value) -> Value {
         self.post("/v1/jobs", body).expect_json(201)
     }
 
     /// `POST /v1/claim` of up to `max` jobs of `queue` for `worker` (no wait); answers the jobs.
     #[track_caller]
-    pub fn claim(&self, worker: &str, queue: &str, max: u32) -> Vec<Value> {
+    pub(crate) fn claim(&self, worker: &str, queue: &str, max: u32) -> Vec<Value> {
         let answer = self
             .post(
                 "/v1/claim",
@@ -631,7 +633,7 @@ impl Client {
 
     /// Every job id `GET /v1/jobs` lists (following cursors), with its state.
     #[track_caller]
-    pub fn all_jobs(&self) -> BTreeSet<(i64, String)> {
+    pub(crate) fn all_jobs(&self) -> BTreeSet<(i64, String)> {
         let mut seen = BTreeSet::new();
         let mut path = "/v1/jobs?sort=id&order=asc&limit=100".to_owned();
         loop {
@@ -654,7 +656,7 @@ impl Client {
 }
 
 /// Percent-encodes a query value (everything but unreserved characters).
-pub fn encode(text: &str) -> String {
+pub(crate) fn encode(text: &str) -> String {
     let mut out = String::new();
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
@@ -667,12 +669,12 @@ pub fn encode(text: &str) -> String {
 }
 
 /// A TCP connection to `addr` (127.0.0.1 only) with read and write timeouts.
-pub fn connect(addr: SocketAddr) -> TcpStream {
+pub(crate) fn connect(addr: SocketAddr) -> TcpStream {
     try_connect(addr).unwrap_or_else(|err| panic!("connect {addr}: {err}"))
 }
 
 /// As [`connect`], answering the error.
-pub fn try_connect(addr: SocketAddr) -> io::Result<TcpStream> {
+pub(crate) fn try_connect(addr: SocketAddr) -> io::Result<TcpStream> {
     assert!(addr.ip().is_loopback(), "tests talk to 127.0.0.1 only");
     let stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(SOCKET_TIMEOUT))?;
@@ -684,7 +686,7 @@ pub fn try_connect(addr: SocketAddr) -> io::Result<TcpStream> {
 /// Sends one request on a fresh connection with `Connection: close` and reads the answer.
 /// The request is written on a second thread while this one reads, so an early answer (413,
 /// 408) is seen even when the server stops reading the body.
-pub fn send(
+pub(crate) fn send(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -752,13 +754,13 @@ pub fn send(
 
 /// Reads one HTTP/1.1 response: the status line, the headers, and a body framed by
 /// `Content-Length`, `Transfer-Encoding: chunked` or the end of the stream.
-pub fn read_response(stream: &mut impl Read) -> io::Result<Response> {
+pub(crate) fn read_response(stream: &mut impl Read) -> io::Result<Response> {
     read_response_to(stream, "GET")
 }
 
 /// [`read_response`] for a request of `method`: the answer to a HEAD has no body, whatever its
 /// `Content-Length` says.
-pub fn read_response_to(stream: &mut impl Read, method: &str) -> io::Result<Response> {
+pub(crate) fn read_response_to(stream: &mut impl Read, method: &str) -> io::Result<Response> {
     let mut reader = BufReader::new(stream);
     let status_line = read_line(&mut reader)?;
     let mut parts = status_line.splitn(3, ' ');
@@ -853,7 +855,7 @@ fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
 
 /// The outcome of a one-shot command.
 #[derive(Debug)]
-pub struct Output {
+pub(crate) struct Output {
     /// The exit status.
     pub status: ExitStatus,
     /// Standard output.
@@ -865,7 +867,7 @@ pub struct Output {
 impl Output {
     /// Asserts success, with both streams in the message; answers stdout.
     #[track_caller]
-    pub fn success(&self) -> &str {
+    pub(crate) fn success(&self) -> &str {
         assert!(
             self.status.success(),
             "exit {}\nstdout:\n{}\nstderr:\n{}",
@@ -879,7 +881,7 @@ impl Output {
 
 /// Runs the binary with `args` (bounded wait; a command still running after it is killed and
 /// the test fails).
-pub fn jobstore<I, S>(args: I) -> Output
+pub(crate) fn jobstore<I, S>(args: I) -> Output
 where
     I: IntoIterator<Item = S>,
     S: Into<OsString>,
@@ -935,7 +937,7 @@ where
 }
 
 /// `jobstore token add`: appends a new token to `tokens` and answers the token it printed.
-pub fn add_token(tokens: &Path, name: &str, tenant: &str, scopes: &str) -> String {
+pub(crate) fn add_token(tokens: &Path, name: &str, tenant: &str, scopes: &str) -> String {
     let output = jobstore([
         OsString::from("token"),
         "add".into(),
@@ -958,7 +960,7 @@ pub fn add_token(tokens: &Path, name: &str, tenant: &str, scopes: &str) -> Strin
 
 /// Waits (bounded) until `check` holds, polling; panics with `what` when it never does.
 #[track_caller]
-pub fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     loop {
         if check() {
@@ -971,7 +973,7 @@ pub fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
 
 /// A job's id from its document.
 #[track_caller]
-pub fn id_of(job: &Value) -> i64 {
+pub(crate) fn id_of(job: &Value) -> i64 {
     job["id"]
         .as_i64()
         .unwrap_or_else(|| panic!("no id in {job}"))

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 /// An embedded, SQLite-backed job store.
 #[derive(Parser, Debug)]
 #[command(name = "jobstore", version, about)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The database file [env: JOBSTORE_DB] [default: ./jobstore.db].
     #[arg(long, global = true)]
     pub db: Option<PathBuf>,
@@ -17,7 +17,7 @@ pub struct Cli {
 
 /// The top-level commands.
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the HTTP daemon (default: ./jobstore.db on 127.0.0.1:8080).
     Serve(ServeArgs),
     /// Claim jobs from a daemon and run a command for each.
@@ -47,7 +47,7 @@ pub enum Command {
 
 /// The flags of `jobstore serve`.
 #[derive(Args, Debug)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// The address to listen on [env: JOBSTORE_LISTEN].
     #[arg(long)]
     pub listen: Option<String>,
@@ -61,7 +61,7 @@ pub struct ServeArgs {
 
 /// The flags of `jobstore worker`.
 #[derive(Args, Debug)]
-pub struct WorkerArgs {
+pub(crate) struct WorkerArgs {
     /// The daemon [default: http://127.0.0.1:8080].
     #[arg(long)]
     pub url: Option<String>,
@@ -100,7 +100,7 @@ pub struct WorkerArgs {
 
 /// The subcommands of `jobstore token`.
 #[derive(Subcommand, Debug)]
-pub enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Create a random token, print it once, and append its hash to the tokens file.
     Add {
         /// The tokens file (created when missing, mode 0600).
@@ -120,7 +120,7 @@ pub enum TokenCommand {
 
 /// The subcommands of `jobstore jobs`.
 #[derive(Subcommand, Debug)]
-pub enum JobsCommand {
+pub(crate) enum JobsCommand {
     /// List jobs, newest first.
     List {
         /// Only jobs in these states (repeatable).

@@ -12,7 +12,7 @@ use serde::Deserialize;
 /// The config file (TOML). Every key is optional; unknown keys are refused.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     /// The database file.
     pub db: Option<PathBuf>,
     /// The address to listen on.
@@ -35,7 +35,7 @@ pub struct FileConfig {
 /// `[limits]` of the config file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileLimits {
+pub(crate) struct FileLimits {
     /// Largest JSON body.
     pub max_json_bytes: Option<usize>,
     /// Largest data batch.
@@ -61,7 +61,7 @@ pub struct FileLimits {
 /// `[maintenance]` of the config file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileMaintenance {
+pub(crate) struct FileMaintenance {
     /// How often to rescue expired leases.
     pub rescue_interval_ms: Option<u64>,
     /// How often to purge.
@@ -76,7 +76,7 @@ pub struct FileMaintenance {
 
 /// What `jobstore serve` runs with.
 #[derive(Debug, Clone)]
-pub struct ServeConfig {
+pub(crate) struct ServeConfig {
     /// The database file.
     pub db: PathBuf,
     /// The address to listen on.
@@ -99,7 +99,7 @@ pub struct ServeConfig {
 
 /// Intervals and ages of the background maintenance.
 #[derive(Debug, Clone)]
-pub struct Maintenance {
+pub(crate) struct Maintenance {
     /// How often to rescue expired leases.
     pub rescue_interval: Duration,
     /// How often to purge.
@@ -114,7 +114,7 @@ pub struct Maintenance {
 
 /// The flags and environment of `jobstore serve`.
 #[derive(Debug, Default)]
-pub struct Overrides {
+pub(crate) struct Overrides {
     /// `--db` or `JOBSTORE_DB`.
     pub db: Option<PathBuf>,
     /// `--listen` or `JOBSTORE_LISTEN`.
@@ -131,7 +131,11 @@ impl ServeConfig {
     /// # Errors
     /// A config file that cannot be read or parsed, an address that does not parse, an
     /// unknown durability level, a zero limit.
-    pub fn resolve(file: Option<&Path>, env: Overrides, flags: Overrides) -> Result<ServeConfig> {
+    pub(crate) fn resolve(
+        file: Option<&Path>,
+        env: Overrides,
+        flags: Overrides,
+    ) -> Result<ServeConfig> {
         let file: FileConfig = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)

@@ -20,7 +20,7 @@ use crate::systemd;
 ///
 /// # Errors
 /// A store that cannot open, an address that cannot be bound, a refused configuration.
-pub fn run(config: ServeConfig) -> Result<()> {
+pub(crate) fn run(config: ServeConfig) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("jobstore-http")

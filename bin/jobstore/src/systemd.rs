@@ -6,14 +6,14 @@ use sd_notify::NotifyState;
 use tokio::sync::watch;
 
 /// `READY=1`: migrated, bound, serving.
-pub fn notify_ready() {
+pub(crate) fn notify_ready() {
     if let Err(err) = sd_notify::notify(&[NotifyState::Ready]) {
         log::warn!("sd_notify READY failed: {err}");
     }
 }
 
 /// `STOPPING=1`: draining.
-pub fn notify_stopping() {
+pub(crate) fn notify_stopping() {
     if let Err(err) = sd_notify::notify(&[NotifyState::Stopping]) {
         log::warn!("sd_notify STOPPING failed: {err}");
     }
@@ -21,7 +21,7 @@ pub fn notify_stopping() {
 
 /// Sends `WATCHDOG=1` at half of `WATCHDOG_USEC` for as long as the store answers a ping (a
 /// read and an empty write): a daemon whose writer hangs stops pinging and systemd restarts it.
-pub async fn watchdog(store: Store, mut stopped: watch::Receiver<bool>) {
+pub(crate) async fn watchdog(store: Store, mut stopped: watch::Receiver<bool>) {
     let Some(timeout) = sd_notify::watchdog_enabled() else {
         return;
     };

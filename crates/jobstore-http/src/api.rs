@@ -14,7 +14,7 @@ use crate::app::App;
 use crate::body::ResponseBody;
 
 /// An answer being computed (a boxed future, so that APIs can sit behind `dyn Api`).
-pub type Answering<'a> = Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send + 'a>>;
+pub(crate) type Answering<'a> = Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send + 'a>>;
 
 /// One job API served by the daemon.
 pub trait Api: Send + Sync + 'static {

@@ -20,7 +20,7 @@ use crate::conn::Conn;
 use crate::fault::{ApiError, ErrorKind};
 
 /// Every response body: full or streamed.
-pub type ResponseBody = BoxBody<Bytes, io::Error>;
+pub(crate) type ResponseBody = BoxBody<Bytes, io::Error>;
 
 fn full(bytes: impl Into<Bytes>) -> ResponseBody {
     Full::new(bytes.into())
@@ -29,7 +29,7 @@ fn full(bytes: impl Into<Bytes>) -> ResponseBody {
 }
 
 /// A JSON response.
-pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<ResponseBody> {
+pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<ResponseBody> {
     match serde_json::to_vec(value) {
         Ok(bytes) => with_type(status, "application/json", full(bytes)),
         Err(err) => {
@@ -45,7 +45,7 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<ResponseBod
 }
 
 /// A response with a body of a given content type.
-pub fn with_type(
+pub(crate) fn with_type(
     status: StatusCode,
     content_type: &'static str,
     body: ResponseBody,
@@ -59,7 +59,7 @@ pub fn with_type(
 }
 
 /// A plain text response.
-pub fn text(
+pub(crate) fn text(
     status: StatusCode,
     content_type: &'static str,
     body: String,
@@ -68,7 +68,7 @@ pub fn text(
 }
 
 /// A response without a body.
-pub fn empty(status: StatusCode) -> Response<ResponseBody> {
+pub(crate) fn empty(status: StatusCode) -> Response<ResponseBody> {
     let mut response = Response::new(full(Bytes::new()));
     *response.status_mut() = status;
     response
@@ -98,7 +98,7 @@ impl MinRate {
 /// window's bytes must have moved. A metered pace also tells its connection how the body
 /// goes, so that a full server can shed the slowest body first.
 #[derive(Debug)]
-pub struct Pace {
+pub(crate) struct Pace {
     rate: MinRate,
     deadline: tokio::time::Instant,
     moved: u64,
@@ -107,7 +107,7 @@ pub struct Pace {
 
 impl Pace {
     /// A transfer starting now.
-    pub fn start(rate: MinRate) -> Pace {
+    pub(crate) fn start(rate: MinRate) -> Pace {
         Pace {
             rate,
             deadline: tokio::time::Instant::now() + rate.window,
@@ -126,12 +126,12 @@ impl Pace {
     }
 
     /// When the transfer is given up unless the window's bytes move first.
-    pub fn deadline(&self) -> tokio::time::Instant {
+    pub(crate) fn deadline(&self) -> tokio::time::Instant {
         self.deadline
     }
 
     /// Counts `n` bytes moved; a window whose bytes all moved opens the next one.
-    pub fn moved(&mut self, n: usize) {
+    pub(crate) fn moved(&mut self, n: usize) {
         if let Some(conn) = &self.meter {
             conn.body_progress(n);
         }
@@ -143,7 +143,7 @@ impl Pace {
     }
 
     /// The rate this transfer is held to.
-    pub fn rate(&self) -> MinRate {
+    pub(crate) fn rate(&self) -> MinRate {
         self.rate
     }
 }
@@ -180,7 +180,7 @@ impl From<BodyStop> for ApiError {
 ///
 /// # Errors
 /// [`BodyStop`] when the body stalls or breaks.
-pub async fn next_data<B>(body: &mut B, pace: &mut Pace) -> Result<Option<Bytes>, BodyStop>
+pub(crate) async fn next_data<B>(body: &mut B, pace: &mut Pace) -> Result<Option<Bytes>, BodyStop>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
@@ -204,7 +204,11 @@ where
 ///
 /// # Errors
 /// 413 `body_too_large`, 408 `body_timeout`, 400 `invalid_request` when the connection broke.
-pub async fn read_limited<B>(mut body: B, limit: usize, mut pace: Pace) -> Result<Bytes, ApiError>
+pub(crate) async fn read_limited<B>(
+    mut body: B,
+    limit: usize,
+    mut pace: Pace,
+) -> Result<Bytes, ApiError>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
@@ -223,7 +227,7 @@ where
 ///
 /// # Errors
 /// As [`read_limited`], and 400 `invalid_json` naming what is wrong (unknown fields among it).
-pub async fn read_json<T, B>(body: B, limit: usize, pace: Pace) -> Result<T, ApiError>
+pub(crate) async fn read_json<T, B>(body: B, limit: usize, pace: Pace) -> Result<T, ApiError>
 where
     T: DeserializeOwned,
     B: http_body::Body<Data = Bytes> + Unpin,
@@ -246,7 +250,7 @@ where
 }
 
 /// 413 for a body past its limit.
-pub fn too_large(limit: usize) -> ApiError {
+pub(crate) fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         ErrorKind::BodyTooLarge,
         format!("request body exceeds the limit of {limit} bytes"),
@@ -254,7 +258,7 @@ pub fn too_large(limit: usize) -> ApiError {
 }
 
 /// 408 for a body that fell below the minimum rate.
-pub fn body_timeout(rate: MinRate) -> ApiError {
+pub(crate) fn body_timeout(rate: MinRate) -> ApiError {
     ApiError::new(
         ErrorKind::BodyTimeout,
         format!(
@@ -266,13 +270,13 @@ pub fn body_timeout(rate: MinRate) -> ApiError {
 }
 
 /// A streamed response body fed from a task.
-pub struct ChannelBody {
+pub(crate) struct ChannelBody {
     receiver: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
 }
 
 impl ChannelBody {
     /// A body and the sender that feeds it.
-    pub fn new() -> (tokio::sync::mpsc::Sender<io::Result<Bytes>>, ChannelBody) {
+    pub(crate) fn new() -> (tokio::sync::mpsc::Sender<io::Result<Bytes>>, ChannelBody) {
         // One chunk waits for the client at most: a stalled reader costs little memory.
         let (sender, receiver) = tokio::sync::mpsc::channel(1);
         (sender, ChannelBody { receiver })

@@ -25,7 +25,7 @@ use crate::{ApiError, App, Principal};
 
 /// What an upload checks as its bytes arrive. A fault refuses the batch: nothing is kept and
 /// the client gets the fault as [`Error::DataRead`], which its dialect renders.
-pub trait UploadCheck: Send {
+pub(crate) trait UploadCheck: Send {
     /// Checks the next bytes of the batch.
     ///
     /// # Errors
@@ -41,7 +41,7 @@ pub trait UploadCheck: Send {
 
 /// Takes the bytes as they come: the native API's uploads.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct AsIs;
+pub(crate) struct AsIs;
 
 impl UploadCheck for AsIs {
     fn feed(&mut self, _: &[u8]) -> io::Result<()> {

@@ -346,21 +346,21 @@ struct NativeErrorInner<'a> {
 }
 
 /// How an API renders a fault in its vendor's body. [`respond`] adds the status and headers.
-pub trait Faults {
+pub(crate) trait Faults {
     /// The response for `err`: typically the vendor's document through [`respond`].
     fn render(&self, err: &ApiError) -> Response<ResponseBody>;
 }
 
 /// A fault's response with `document` as its JSON body: the error's status, and the headers
 /// its kind calls for (`Allow`, `Retry-After`, `WWW-Authenticate: Bearer`).
-pub fn respond<T: Serialize>(err: &ApiError, document: &T) -> Response<ResponseBody> {
+pub(crate) fn respond<T: Serialize>(err: &ApiError, document: &T) -> Response<ResponseBody> {
     let mut response = body::json(err.status, document);
     decorate(err, &mut response);
     response
 }
 
 /// Adds the headers `err` calls for to `response`.
-pub fn decorate(err: &ApiError, response: &mut Response<ResponseBody>) {
+pub(crate) fn decorate(err: &ApiError, response: &mut Response<ResponseBody>) {
     *response.status_mut() = err.status;
     let headers = response.headers_mut();
     if let Some(seconds) = err.retry_after {

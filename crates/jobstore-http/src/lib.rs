@@ -12,20 +12,20 @@
 //! **Boundary:** this crate owns the wire formats and converts them to and from core types; it
 //! owns no SQL and no state logic.
 
-pub mod api;
-pub mod app;
+mod api;
+mod app;
 pub mod auth;
-pub mod body;
+mod body;
 mod conn;
-pub mod data;
-pub mod dialects;
-pub mod fault;
+mod data;
+mod dialects;
+mod fault;
 mod metrics;
 mod native;
-pub mod query;
-pub mod router;
+mod query;
+mod router;
 mod server;
-pub mod time;
+mod time;
 
 use std::sync::Arc;
 
@@ -38,7 +38,7 @@ pub use native::Native;
 pub use server::{handle, serve};
 
 /// Every API the daemon serves, in the order a path is offered to them: the vendors' (see
-/// [`dialects::registered`]), then the native API, which owns every other path.
+/// `dialects::registered`), then the native API, which owns every other path.
 pub fn apis(config: &DialectConfig) -> Vec<Arc<dyn Api>> {
     let mut apis = dialects::registered(config);
     apis.push(Arc::new(Native {

@@ -8,7 +8,7 @@ use crate::router::percent_decode;
 
 /// What a page size past the maximum gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OverMax {
+pub(crate) enum OverMax {
     /// Refused (400).
     Refuse,
     /// Answered with the maximum.
@@ -17,7 +17,7 @@ pub enum OverMax {
 
 /// A page-size parameter's policy: the default, the largest and what larger values get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageSize {
+pub(crate) struct PageSize {
     /// The size when the parameter is absent.
     pub default: u32,
     /// The largest size answered.
@@ -29,14 +29,14 @@ pub struct PageSize {
 /// A parsed query string. Each parameter an API reads is remembered, so that
 /// [`Query::finish`] refuses the others and names the known ones.
 #[derive(Debug, Default)]
-pub struct Query {
+pub(crate) struct Query {
     pairs: Vec<(String, String)>,
     known: Vec<&'static str>,
     blank_is_absent: bool,
 }
 
 /// A refusal of a query parameter.
-pub fn invalid(message: impl Into<String>) -> ApiError {
+pub(crate) fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorKind::InvalidQuery, message)
 }
 
@@ -45,7 +45,7 @@ impl Query {
     ///
     /// # Errors
     /// A malformed escape or text that is not UTF-8.
-    pub fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
+    pub(crate) fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
         let pairs = raw
             .unwrap_or_default()
             .split('&')
@@ -66,13 +66,13 @@ impl Query {
     }
 
     /// Treats `name=` (an empty value) as if the parameter were absent.
-    pub fn blank_is_absent(mut self) -> Query {
+    pub(crate) fn blank_is_absent(mut self) -> Query {
         self.blank_is_absent = true;
         self
     }
 
     /// Every value of `name`, in order.
-    pub fn all(&mut self, name: &'static str) -> Vec<String> {
+    pub(crate) fn all(&mut self, name: &'static str) -> Vec<String> {
         self.known.push(name);
         let blank_is_absent = self.blank_is_absent;
         self.pairs
@@ -83,7 +83,7 @@ impl Query {
     }
 
     /// Every value of `name`, repeated or comma-separated, trimmed, without empty items.
-    pub fn list(&mut self, name: &'static str) -> Vec<String> {
+    pub(crate) fn list(&mut self, name: &'static str) -> Vec<String> {
         self.all(name)
             .iter()
             .flat_map(|value| value.split(','))
@@ -97,7 +97,7 @@ impl Query {
     ///
     /// # Errors
     /// The parameter given more than once.
-    pub fn one(&mut self, name: &'static str) -> Result<Option<String>, ApiError> {
+    pub(crate) fn one(&mut self, name: &'static str) -> Result<Option<String>, ApiError> {
         let mut values = self.all(name);
         if values.len() > 1 {
             return Err(invalid(format!("{name}: given more than once")));
@@ -109,7 +109,12 @@ impl Query {
     ///
     /// # Errors
     /// Not an integer, out of range, or given twice.
-    pub fn int(&mut self, name: &'static str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+    pub(crate) fn int(
+        &mut self,
+        name: &'static str,
+        min: i64,
+        max: i64,
+    ) -> Result<Option<i64>, ApiError> {
         let Some(value) = self.one(name)? else {
             return Ok(None);
         };
@@ -125,7 +130,11 @@ impl Query {
     ///
     /// # Errors
     /// Not a positive integer, or past the maximum when the policy refuses it.
-    pub fn page_size(&mut self, name: &'static str, policy: PageSize) -> Result<u32, ApiError> {
+    pub(crate) fn page_size(
+        &mut self,
+        name: &'static str,
+        policy: PageSize,
+    ) -> Result<u32, ApiError> {
         let Some(value) = self.one(name)? else {
             return Ok(policy.default);
         };
@@ -153,7 +162,7 @@ impl Query {
     ///
     /// # Errors
     /// A value not among the choices (the message lists them), or given twice.
-    pub fn choice<T: Copy>(
+    pub(crate) fn choice<T: Copy>(
         &mut self,
         name: &'static str,
         choices: &[(&str, T)],
@@ -168,7 +177,7 @@ impl Query {
     ///
     /// # Errors
     /// The first unknown parameter.
-    pub fn finish(self) -> Result<(), ApiError> {
+    pub(crate) fn finish(self) -> Result<(), ApiError> {
         match self
             .pairs
             .iter()
@@ -187,7 +196,11 @@ impl Query {
 ///
 /// # Errors
 /// A value not among the choices; the message lists them.
-pub fn choose<T: Copy>(name: &str, value: &str, choices: &[(&str, T)]) -> Result<T, ApiError> {
+pub(crate) fn choose<T: Copy>(
+    name: &str,
+    value: &str,
+    choices: &[(&str, T)],
+) -> Result<T, ApiError> {
     choices
         .iter()
         .find(|(text, _)| *text == value)

@@ -8,7 +8,7 @@ use http::Method;
 /// One route: a path template (`/v1/jobs/{id}/data`), the methods it serves and the name the
 /// API dispatches on.
 #[derive(Debug)]
-pub struct Route<R: 'static> {
+pub(crate) struct Route<R: 'static> {
     /// The template: literal segments and `{name}` parameters, each one whole segment.
     pub path: &'static str,
     /// The methods served (HEAD is implied by GET).
@@ -19,7 +19,7 @@ pub struct Route<R: 'static> {
 
 /// A request matched to a route.
 #[derive(Debug)]
-pub struct Matched<R: 'static> {
+pub(crate) struct Matched<R: 'static> {
     /// The route.
     pub route: &'static Route<R>,
     /// Its parameters, decoded.
@@ -30,7 +30,7 @@ pub struct Matched<R: 'static> {
 
 /// Why a request matched no route.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Miss {
+pub(crate) enum Miss {
     /// No template matches the path.
     NotFound,
     /// A template matches, with other methods: the `Allow` value.
@@ -39,11 +39,11 @@ pub enum Miss {
 
 /// The decoded path parameters of a match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Params(Vec<(&'static str, String)>);
+pub(crate) struct Params(Vec<(&'static str, String)>);
 
 impl Params {
     /// The parameter's text (empty when the template has no such parameter).
-    pub fn text(&self, name: &str) -> &str {
+    pub(crate) fn text(&self, name: &str) -> &str {
         self.0
             .iter()
             .find(|(key, _)| *key == name)
@@ -52,14 +52,14 @@ impl Params {
 
     /// The parameter as a job id: digits only, 1 or more. `None` names no job: an API answers
     /// it as it answers an unknown id.
-    pub fn id(&self, name: &str) -> Option<i64> {
+    pub(crate) fn id(&self, name: &str) -> Option<i64> {
         parse_id(self.text(name))
     }
 }
 
 /// A job id as it appears in a path or a query: a positive `i64` in canonical decimal (ASCII
 /// digits, no sign, no leading zero), so that one job has exactly one id text in every API.
-pub fn parse_id(text: &str) -> Option<i64> {
+pub(crate) fn parse_id(text: &str) -> Option<i64> {
     if text.starts_with('0') || text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -71,7 +71,7 @@ pub fn parse_id(text: &str) -> Option<i64> {
 /// # Errors
 /// [`Miss::NotFound`] when no template matches (a malformed escape included),
 /// [`Miss::MethodNotAllowed`] with the `Allow` list when one does with other methods.
-pub fn resolve<R>(
+pub(crate) fn resolve<R>(
     table: &'static [Route<R>],
     method: &Method,
     path: &str,
@@ -104,7 +104,7 @@ pub fn resolve<R>(
 ///
 /// # Errors
 /// As [`resolve`].
-pub fn route<R, B>(
+pub(crate) fn route<R, B>(
     table: &'static [Route<R>],
     request: &mut http::Request<B>,
 ) -> Result<Matched<R>, Miss> {
@@ -116,7 +116,7 @@ pub fn route<R, B>(
 }
 
 /// The `Allow` value for `methods`: HEAD follows GET.
-pub fn allow_header(methods: &[Method]) -> String {
+pub(crate) fn allow_header(methods: &[Method]) -> String {
     let mut names: Vec<&str> = Vec::new();
     for method in methods {
         names.push(method.as_str());
@@ -128,7 +128,7 @@ pub fn allow_header(methods: &[Method]) -> String {
 }
 
 /// The templates and methods of `table` (what [`crate::Api::routes`] answers).
-pub fn listing<R>(table: &'static [Route<R>]) -> Vec<(&'static str, &'static [Method])> {
+pub(crate) fn listing<R>(table: &'static [Route<R>]) -> Vec<(&'static str, &'static [Method])> {
     table
         .iter()
         .map(|route| (route.path, route.methods))
@@ -136,7 +136,7 @@ pub fn listing<R>(table: &'static [Route<R>]) -> Vec<(&'static str, &'static [Me
 }
 
 /// The template of the route `path` would match, whatever the method: a metrics label.
-pub fn template_of<R>(table: &'static [Route<R>], path: &str) -> Option<&'static str> {
+pub(crate) fn template_of<R>(table: &'static [Route<R>], path: &str) -> Option<&'static str> {
     let segments = split(path)?;
     table
         .iter()
@@ -169,7 +169,7 @@ fn match_template(template: &'static str, segments: &[String]) -> Option<Params>
 }
 
 /// Decodes `%XX` escapes; `None` for a malformed escape or text that is not UTF-8.
-pub fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

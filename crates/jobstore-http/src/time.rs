@@ -2,7 +2,7 @@
 //! the Unix epoch (UTC).
 
 /// `2021-06-10T13:25:40.000Z` for milliseconds since the Unix epoch (UTC).
-pub fn rfc3339_millis(ms: i64) -> String {
+pub(crate) fn rfc3339_millis(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let millis = ms.rem_euclid(1000);
     let days = secs.div_euclid(86_400);
@@ -18,7 +18,7 @@ pub fn rfc3339_millis(ms: i64) -> String {
 
 /// How much of RFC 3339 a parse insists on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Form {
+pub(crate) enum Form {
     /// A full `date-time`: `T`, seconds and a zone (`Z` or `±hh:mm`); a leap second (`:60`)
     /// is read as `:59`.
     Strict,
@@ -29,7 +29,7 @@ pub enum Form {
 
 /// Milliseconds since the Unix epoch of an RFC 3339 time; `None` when `text` is not one in
 /// `form` (fields out of range included). Fractions past milliseconds are cut.
-pub fn parse(text: &str, form: Form) -> Option<i64> {
+pub(crate) fn parse(text: &str, form: Form) -> Option<i64> {
     let strict = form == Form::Strict;
     let (date, time) = match text.split_once(['T', 't', ' ']) {
         Some((_, _)) if strict && text.as_bytes().get(10) == Some(&b' ') => return None,

@@ -11,7 +11,7 @@ use crate::cli::{ServeArgs, WorkerArgs};
 use crate::{config, serve, worker};
 
 /// `jobstore serve`: runs the HTTP daemon on the database file `db` (the `--db` flag).
-pub fn serve(db: Option<PathBuf>, args: ServeArgs) -> Result<ExitCode> {
+pub(crate) fn serve(db: Option<PathBuf>, args: ServeArgs) -> Result<ExitCode> {
     let ServeArgs {
         listen,
         tokens,
@@ -31,7 +31,7 @@ pub fn serve(db: Option<PathBuf>, args: ServeArgs) -> Result<ExitCode> {
 }
 
 /// `jobstore worker`: claims jobs from a daemon and runs their commands.
-pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
+pub(crate) fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let WorkerArgs {
         url,
         token_file,

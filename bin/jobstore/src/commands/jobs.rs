@@ -9,7 +9,7 @@ use jobstore::{Direction, Job, ListQuery, SortField, State, Store};
 use crate::cli::JobsCommand;
 
 /// Runs one `jobstore jobs …` command on `store`.
-pub fn run(store: &Store, command: JobsCommand) -> Result<ExitCode> {
+pub(crate) fn run(store: &Store, command: JobsCommand) -> Result<ExitCode> {
     match command {
         JobsCommand::List {
             state,

@@ -8,7 +8,7 @@ use anyhow::Result;
 use super::Database;
 
 /// `jobstore migrate`: opening the file already brought it to the current schema.
-pub fn migrate(db: &Database) -> Result<ExitCode> {
+pub(crate) fn migrate(db: &Database) -> Result<ExitCode> {
     println!(
         "{}: schema version {}",
         db.path.display(),
@@ -18,7 +18,7 @@ pub fn migrate(db: &Database) -> Result<ExitCode> {
 }
 
 /// `jobstore check`: prints `ok`, or every problem found and exits 1.
-pub fn check(db: &Database) -> Result<ExitCode> {
+pub(crate) fn check(db: &Database) -> Result<ExitCode> {
     let report = db.store.check()?;
     if report.is_ok() {
         println!("ok");
@@ -32,14 +32,14 @@ pub fn check(db: &Database) -> Result<ExitCode> {
 }
 
 /// `jobstore backup DEST`: writes a consistent copy of the file to `dest`.
-pub fn backup(db: &Database, dest: &Path) -> Result<ExitCode> {
+pub(crate) fn backup(db: &Database, dest: &Path) -> Result<ExitCode> {
     db.store.backup_to(dest)?;
     println!("backed up {} to {}", db.path.display(), dest.display());
     Ok(ExitCode::SUCCESS)
 }
 
 /// `jobstore stats`: job counts by queue and state, as a table or JSON.
-pub fn stats(db: &Database, json: bool) -> Result<ExitCode> {
+pub(crate) fn stats(db: &Database, json: bool) -> Result<ExitCode> {
     let stats = db.store.stats()?;
     if json {
         println!("{}", serde_json::to_string_pretty(&stats)?);

@@ -1,10 +1,10 @@
 //! What each command does once the command line is parsed. The maintenance and job commands
 //! work straight on the database file, through the core store.
 
-pub mod daemons;
-pub mod jobs;
-pub mod maintenance;
-pub mod tokens;
+pub(crate) mod daemons;
+pub(crate) mod jobs;
+pub(crate) mod maintenance;
+pub(crate) mod tokens;
 
 use std::path::PathBuf;
 
@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use jobstore::{Scope, Store};
 
 /// The database file, opened for a command that works on it directly.
-pub struct Database {
+pub(crate) struct Database {
     /// The file's path as resolved from `--db`, `JOBSTORE_DB` or the default.
     pub path: PathBuf,
     /// The store on the file, seeing every tenant.
@@ -22,7 +22,7 @@ pub struct Database {
 impl Database {
     /// Opens (creating or migrating) the file named by `--db`, else `JOBSTORE_DB`, else
     /// `./jobstore.db`.
-    pub fn open(flag: Option<PathBuf>) -> Result<Self> {
+    pub(crate) fn open(flag: Option<PathBuf>) -> Result<Self> {
         let path = flag
             .or_else(|| env_path("JOBSTORE_DB"))
             .unwrap_or_else(|| PathBuf::from("jobstore.db"));
@@ -35,7 +35,7 @@ impl Database {
 }
 
 /// A path from the environment variable `name`, unless it is unset or empty.
-pub fn env_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn env_path(name: &str) -> Option<PathBuf> {
     std::env::var_os(name)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)

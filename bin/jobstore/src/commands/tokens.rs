@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use crate::cli::TokenCommand;
 
 /// Runs one `jobstore token …` command.
-pub fn run(command: TokenCommand) -> Result<ExitCode> {
+pub(crate) fn run(command: TokenCommand) -> Result<ExitCode> {
     match command {
         TokenCommand::Add {
             tokens,

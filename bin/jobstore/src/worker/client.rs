@@ -14,7 +14,7 @@ use serde_json::Value;
 
 /// What went wrong with a call to the daemon.
 #[derive(Debug)]
-pub enum CallError {
+pub(super) enum CallError {
     /// The daemon could not be reached or the exchange broke: retry later.
     Unreachable(anyhow::Error),
     /// The daemon answered with an error document.
@@ -30,7 +30,7 @@ pub enum CallError {
 
 impl CallError {
     /// Whether the lease is gone: the job was rescued, re-claimed or finished meanwhile.
-    pub fn lease_lost(&self) -> bool {
+    pub(super) fn lease_lost(&self) -> bool {
         matches!(self, CallError::Refused { kind, .. }
             if kind == "stale_lease" || kind == "job_not_found")
     }
@@ -51,7 +51,7 @@ impl std::fmt::Display for CallError {
 
 /// The daemon's address and credentials.
 #[derive(Debug, Clone)]
-pub struct Client {
+pub(super) struct Client {
     authority: String,
     base_path: String,
     url: String,
@@ -64,7 +64,7 @@ impl Client {
     ///
     /// # Errors
     /// A URL that is not `http://`.
-    pub fn new(url: &str, token: Option<String>) -> Result<Client> {
+    pub(super) fn new(url: &str, token: Option<String>) -> Result<Client> {
         let rest = url
             .strip_prefix("http://")
             .ok_or_else(|| anyhow!("the daemon URL must start with http:// (got `{url}`)"))?;
@@ -84,7 +84,7 @@ impl Client {
     }
 
     /// The daemon URL, as given.
-    pub fn url(&self) -> &str {
+    pub(super) fn url(&self) -> &str {
         &self.url
     }
 
@@ -130,7 +130,7 @@ impl Client {
     }
 
     /// Sends JSON and decodes the JSON answer; a non-2xx answer is [`CallError::Refused`].
-    pub async fn json<T: Serialize>(
+    pub(super) async fn json<T: Serialize>(
         &self,
         method: Method,
         path: &str,
@@ -171,7 +171,7 @@ impl Client {
     }
 
     /// GETs a streamed body (job data).
-    pub async fn stream(&self, path: &str) -> Result<Incoming, CallError> {
+    pub(super) async fn stream(&self, path: &str) -> Result<Incoming, CallError> {
         let response = self.send(Method::GET, path, None, self.timeout).await?;
         let status = response.status();
         if status.is_success() {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 /// What a job's command reads on stdin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum StdinSource {
+pub(crate) enum StdinSource {
     /// The job's payload as JSON (the default).
     Payload,
     /// The job's uploaded data, every batch in order, streamed from the daemon.
@@ -35,7 +35,7 @@ impl std::str::FromStr for StdinSource {
 /// A config file (TOML); unknown keys are refused.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     /// The daemon, `http://HOST:PORT`.
     pub url: Option<String>,
     /// A file holding the bearer token.
@@ -62,7 +62,7 @@ pub struct FileConfig {
 /// How one job kind runs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KindConfig {
+pub(crate) struct KindConfig {
     /// The command line (split like a shell would, but run without one).
     pub command: String,
     /// Kill the command and fail the attempt after this long.
@@ -76,7 +76,7 @@ pub struct KindConfig {
 
 /// A command ready to run.
 #[derive(Debug, Clone)]
-pub struct CommandSpec {
+pub(crate) struct CommandSpec {
     /// Program and arguments.
     pub argv: Vec<String>,
     /// Kill after this long.
@@ -89,7 +89,7 @@ pub struct CommandSpec {
 
 /// The resolved worker configuration.
 #[derive(Debug, Clone)]
-pub struct WorkerConfig {
+pub(crate) struct WorkerConfig {
     /// The daemon URL.
     pub url: String,
     /// The bearer token.
@@ -110,7 +110,7 @@ pub struct WorkerConfig {
 
 /// The worker's flags.
 #[derive(Debug, Default)]
-pub struct Flags {
+pub(crate) struct Flags {
     /// `--url`.
     pub url: Option<String>,
     /// `--token-file`.
@@ -138,7 +138,7 @@ impl WorkerConfig {
     ///
     /// # Errors
     /// An unreadable or invalid file, no queue, no command, a command that does not split.
-    pub fn resolve(file: Option<&Path>, flags: Flags) -> Result<WorkerConfig> {
+    pub(crate) fn resolve(file: Option<&Path>, flags: Flags) -> Result<WorkerConfig> {
         let file: FileConfig = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -224,7 +224,7 @@ impl WorkerConfig {
     }
 
     /// The command for a job kind.
-    pub fn command_for(&self, kind: &str) -> Option<&CommandSpec> {
+    pub(crate) fn command_for(&self, kind: &str) -> Option<&CommandSpec> {
         self.kinds.get(kind).or_else(|| self.kinds.get("*"))
     }
 }

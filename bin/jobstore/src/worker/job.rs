@@ -33,7 +33,7 @@ const LINES_PER_POST: usize = 5_000;
 const BYTES_PER_POST: usize = 512 * 1024;
 
 /// The job as claimed.
-pub struct Claimed {
+pub(super) struct Claimed {
     pub id: i64,
     pub kind: String,
     pub attempt: i64,
@@ -43,7 +43,7 @@ pub struct Claimed {
 
 impl Claimed {
     /// Reads the fields the worker needs from a claimed job document.
-    pub fn from_json(job: &Value) -> Option<Claimed> {
+    pub(super) fn from_json(job: &Value) -> Option<Claimed> {
         Some(Claimed {
             id: job["id"].as_i64()?,
             kind: job["kind"].as_str()?.to_owned(),
@@ -156,7 +156,7 @@ impl LogShip {
 }
 
 /// What the worker shares with every job task.
-pub struct Shared {
+pub(super) struct Shared {
     pub client: Client,
     pub config: WorkerConfig,
     /// Turns true when running jobs must stop (the worker's shutdown grace ran out).
@@ -164,7 +164,7 @@ pub struct Shared {
 }
 
 /// Runs one job to its end and reports the outcome.
-pub async fn run(shared: Arc<Shared>, job: Claimed) {
+pub(super) async fn run(shared: Arc<Shared>, job: Claimed) {
     let lease = json!({"worker": shared.config.name, "lease_token": job.lease_token});
     let Some(spec) = shared.config.command_for(&job.kind).cloned() else {
         let failure = json!({

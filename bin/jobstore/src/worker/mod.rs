@@ -8,9 +8,9 @@
 //! commands keep running.
 
 mod client;
-pub mod config;
+pub(crate) mod config;
 mod job;
-pub mod protocol;
+pub(crate) mod protocol;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +33,7 @@ const CLAIM_WAIT_MS: u64 = 30_000;
 ///
 /// # Errors
 /// A runtime that cannot start, or a bad URL.
-pub fn run(config: WorkerConfig) -> Result<()> {
+pub(crate) fn run(config: WorkerConfig) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("jobstore-worker")

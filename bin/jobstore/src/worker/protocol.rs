@@ -20,11 +20,11 @@
 use serde_json::Value;
 
 /// The prefix that marks a report line.
-pub const PREFIX: &str = "##jobstore ";
+pub(crate) const PREFIX: &str = "##jobstore ";
 
 /// One report from the command.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Report {
+pub(crate) enum Report {
     /// Counters to merge into the progress document.
     Progress(Value),
     /// A new phase text.
@@ -50,7 +50,7 @@ pub enum Report {
 
 /// What a stdout line is.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Line {
+pub(crate) enum Line {
     /// A report.
     Report(Report),
     /// A line for the log.
@@ -65,7 +65,7 @@ pub enum Line {
 }
 
 /// Classifies one stdout line (without its newline).
-pub fn parse(line: &str) -> Line {
+pub(crate) fn parse(line: &str) -> Line {
     let Some(rest) = line.strip_prefix(PREFIX) else {
         return Line::Log(line.to_owned());
     };

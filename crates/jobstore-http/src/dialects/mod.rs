@@ -8,10 +8,10 @@
 //!
 //! Adding an API is its folder, a `mod` line and a line in [`registered`].
 
-pub mod aep;
-pub mod c360;
-pub mod datacloud;
-pub mod ocapi;
+pub(crate) mod aep;
+pub(crate) mod c360;
+pub(crate) mod datacloud;
+pub(crate) mod ocapi;
 mod salesforce;
 
 use std::sync::Arc;
@@ -60,7 +60,7 @@ impl Default for DialectConfig {
 
 /// The vendors' APIs, each with its settings, in the order a path is offered to them.
 /// Registering an API is one line here.
-pub fn registered(config: &DialectConfig) -> Vec<Arc<dyn Api>> {
+pub(crate) fn registered(config: &DialectConfig) -> Vec<Arc<dyn Api>> {
     vec![
         Arc::new(c360::C360::new(config)),
         Arc::new(ocapi::Ocapi::new(config)),

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use super::ROUTES;
 
 /// The OpenAPI 3.1 document of the native API.
-pub fn document() -> Value {
+pub(crate) fn document() -> Value {
     let mut paths = Map::new();
     for route in &ROUTES {
         let template = &route.path;

@@ -13,7 +13,7 @@ use crate::state::State;
 use crate::{Error, Result};
 
 /// The unique key of the live execution of a definition.
-pub fn definition_unique_key(definition: &str) -> String {
+pub(super) fn definition_unique_key(definition: &str) -> String {
     format!("definition:{definition}")
 }
 

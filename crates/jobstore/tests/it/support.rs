@@ -7,20 +7,20 @@ use jobstore::{ManualClock, Store, StoreOptions};
 use rusqlite::Connection;
 
 /// The start of every manual clock: 2026-01-01T00:00:00Z.
-pub const T0: i64 = 1_767_225_600_000;
+pub(crate) const T0: i64 = 1_767_225_600_000;
 
-pub struct Fixture {
+pub(crate) struct Fixture {
     pub dir: tempfile::TempDir,
     pub store: Store,
     pub clock: Arc<ManualClock>,
 }
 
 impl Fixture {
-    pub fn new() -> Fixture {
+    pub(crate) fn new() -> Fixture {
         Fixture::with(|_| {})
     }
 
-    pub fn with(configure: impl FnOnce(&mut StoreOptions)) -> Fixture {
+    pub(crate) fn with(configure: impl FnOnce(&mut StoreOptions)) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let clock = Arc::new(ManualClock::new(T0));
         let mut options = StoreOptions {
@@ -32,17 +32,17 @@ impl Fixture {
         Fixture { dir, store, clock }
     }
 
-    pub fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.dir.path().join("jobs.db")
     }
 
     /// A separate plain connection to the file, as `sqlite3` would open it.
-    pub fn sql(&self) -> Connection {
+    pub(crate) fn sql(&self) -> Connection {
         Connection::open(self.path()).expect("open raw connection")
     }
 
     /// Every row of every job table, as text: compared before and after a refused call.
-    pub fn snapshot(&self) -> String {
+    pub(crate) fn snapshot(&self) -> String {
         let conn = self.sql();
         let mut out = String::new();
         for table in [

@@ -35,13 +35,13 @@ const NAME: &str = "aep";
 
 /// The AEP export jobs API, with the queue its jobs are put on.
 #[derive(Debug, Clone)]
-pub struct Aep {
+pub(crate) struct Aep {
     queue: String,
 }
 
 impl Aep {
     /// The API with the `[dialects]` settings.
-    pub fn new(config: &DialectConfig) -> Aep {
+    pub(crate) fn new(config: &DialectConfig) -> Aep {
         Aep {
             queue: config.aep_queue.clone(),
         }

@@ -38,14 +38,14 @@ const JOBS: &str = "/datamanager/datatools/v1.0/jobs";
 
 /// The C360 Data Jobs API with its settings.
 #[derive(Debug, Clone)]
-pub struct C360 {
+pub(crate) struct C360 {
     queue: String,
     connected_sources: Vec<String>,
 }
 
 impl C360 {
     /// The API over the `c360_*` settings.
-    pub fn new(config: &DialectConfig) -> C360 {
+    pub(crate) fn new(config: &DialectConfig) -> C360 {
         C360 {
             queue: config.c360_queue.clone(),
             connected_sources: config.c360_connected_sources.clone(),

@@ -34,7 +34,7 @@ const PREFIX: &str = "/api/v1/ingest/jobs";
 
 /// The Data Cloud Ingest API, with its settings (the `datacloud_*` of [`DialectConfig`]).
 #[derive(Debug, Clone)]
-pub struct DataCloud {
+pub(crate) struct DataCloud {
     queue: String,
     max_batch_bytes: u64,
     max_batches: u32,
@@ -75,7 +75,7 @@ type Answer = Result<Response<ResponseBody>, ApiError>;
 
 impl DataCloud {
     /// The API with the settings of `config`.
-    pub fn new(config: &DialectConfig) -> DataCloud {
+    pub(crate) fn new(config: &DialectConfig) -> DataCloud {
         DataCloud {
             queue: config.datacloud_queue.clone(),
             max_batch_bytes: config.datacloud_max_batch_bytes,

@@ -38,11 +38,11 @@ const FIRST: (u32, u32) = (17, 4);
 /// The OCAPI job executions API. It has no settings of its own: an execution runs on the
 /// queue its definition was stored with.
 #[derive(Debug, Clone, Default)]
-pub struct Ocapi;
+pub(crate) struct Ocapi;
 
 impl Ocapi {
     /// The API under the daemon's dialect settings.
-    pub fn new(_config: &DialectConfig) -> Ocapi {
+    pub(crate) fn new(_config: &DialectConfig) -> Ocapi {
         Ocapi
     }
 }
