@@ -113,8 +113,8 @@ impl Filter {
         }
     }
 
-    /// The core's clause and bound value (if any) for this filter: a single whitelisted
-    /// dialect is written as a literal, so that SQLite can use that dialect's partial indexes.
+    /// The core's clause and bound value (if any) for this filter: a label is bound, with the
+    /// literal `dialect <> 'native'` that lets SQLite use the partial indexes of labelled jobs.
     fn raw_clause(self, sort: SortField) -> Option<(&'static str, Option<&'static str>)> {
         match (self, self.route(sort)) {
             (Filter::None, _) => None,
@@ -126,8 +126,10 @@ impl Filter {
                 "kind IN (SELECT value FROM json_each(?))",
                 Some("[\"ingest\"]"),
             )),
-            (Filter::Dialect, _) => Some(("dialect = 'c360'", None)),
-            (Filter::Route, Some(Route::DataCloud)) => Some(("dialect = 'datacloud'", None)),
+            (Filter::Dialect, _) => Some(("dialect = ? AND dialect <> 'native'", Some("c360"))),
+            (Filter::Route, Some(Route::DataCloud)) => {
+                Some(("dialect = ? AND dialect <> 'native'", Some("datacloud")))
+            }
             (Filter::Route, _) => Some(("definition_id IS NOT NULL", None)),
         }
     }
