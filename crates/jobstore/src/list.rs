@@ -263,7 +263,7 @@ impl Cursor {
         let bad = |reason: &str| Error::InvalidCursor {
             reason: reason.to_owned(),
         };
-        if text.len() % 2 != 0 || text.len() > 4096 {
+        if !text.len().is_multiple_of(2) || text.len() > 4096 {
             return Err(bad("not a cursor this store produced"));
         }
         let bytes = (0..text.len())

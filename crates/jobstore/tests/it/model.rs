@@ -311,13 +311,13 @@ impl Model {
         key: Option<&str>,
         restartable: bool,
     ) -> Result<ModelJob, Fault> {
-        if let Some(key) = key {
-            if let Some(holder) = self.live_holder(key, 0) {
-                return Err(Fault::AlreadyRunning {
-                    key: key.to_owned(),
-                    holder,
-                });
-            }
+        if let Some(key) = key
+            && let Some(holder) = self.live_holder(key, 0)
+        {
+            return Err(Fault::AlreadyRunning {
+                key: key.to_owned(),
+                holder,
+            });
         }
         let mut job = ModelJob {
             state: if upload { State::Open } else { State::Queued },
@@ -479,10 +479,10 @@ impl Model {
         if !job.restartable {
             return Err(Fault::NotRestartable(id));
         }
-        if let Some(key) = job.unique_key.clone() {
-            if let Some(holder) = self.live_holder(&key, id) {
-                return Err(Fault::AlreadyRunning { key, holder });
-            }
+        if let Some(key) = job.unique_key.clone()
+            && let Some(holder) = self.live_holder(&key, id)
+        {
+            return Err(Fault::AlreadyRunning { key, holder });
         }
         let job = self.job(id)?;
         job.state = State::Queued;
