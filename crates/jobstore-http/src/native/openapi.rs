@@ -478,15 +478,16 @@ fn operation(spec: &Spec, components: &Components) -> Operation {
                 .parameter_in(ParameterIn::Header)
                 .required(Required::False)
                 .description(Some(
-                    "A retried create with the same key answers the job the first one made \
-                     (visible ASCII).",
+                    "A retried create with the same key answers the job the first one made; \
+                     the same key with another request is refused (422). Printable ASCII, \
+                     at most 1024 bytes.",
                 ))
                 .schema(Some(
                     ObjectBuilder::new()
                         .schema_type(Type::String)
                         .min_length(Some(1))
                         .max_length(Some(1024))
-                        .pattern(Some("^[\\x21-\\x7e]+$")),
+                        .pattern(Some("^[\\x21-\\x7e]([\\x20-\\x7e\\t]*[\\x21-\\x7e])?$")),
                 )),
         );
     }
@@ -1009,6 +1010,41 @@ mod tests {
         for kind in crate::fault::ErrorKind::ALL {
             assert!(types.contains(&Value::from(kind.as_str())), "{kind:?}");
         }
+    }
+
+    /// A request schema requires exactly the members its type cannot do without.
+    #[test]
+    fn request_bodies_require_what_the_decoder_requires() {
+        let doc = document();
+        let required = |name: &str| doc["components"]["schemas"][name]["required"].clone();
+        let lease = Value::from(vec!["worker", "lease_token"]);
+        for (name, expected) in [
+            ("CreateJob", Value::from(vec!["kind"])),
+            ("ClaimBody", Value::from(vec!["worker", "queues"])),
+            ("HeartbeatBody", lease.clone()),
+            ("CompleteBody", lease.clone()),
+            (
+                "FailBody",
+                Value::from(vec!["worker", "lease_token", "error"]),
+            ),
+            (
+                "StepBody",
+                Value::from(vec!["worker", "lease_token", "status"]),
+            ),
+            ("LogBody", Value::from(vec!["lines"])),
+            ("LogLineBody", Value::from(vec!["message"])),
+            ("DefinitionStepBody", Value::from(vec!["step_id"])),
+        ] {
+            assert_eq!(required(name), expected, "{name}");
+        }
+        for name in ["DefinitionBody", "ExecuteBody"] {
+            assert!(required(name).is_null(), "{name}: {}", required(name));
+        }
+        let body = |path: &str, method: &str| {
+            doc["paths"][path][method]["requestBody"]["required"].as_bool()
+        };
+        assert_eq!(body("/v1/jobs", "post"), Some(true));
+        assert_eq!(body("/v1/definitions/{id}", "put"), Some(false));
     }
 
     /// The answers that have no JSON body are documented as what they are.

@@ -735,6 +735,7 @@ mod integer {
 /// `POST /v1/jobs`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"kind": "export", "queue": "default", "payload": {"rows": 10}}))]
 pub(crate) struct CreateJob {
     /// What kind of work this is (not blank).
     #[schema(min_length = 1, max_length = 1024, pattern = r"\S")]
@@ -746,7 +747,7 @@ pub(crate) struct CreateJob {
     #[schema(max_length = 1024)]
     pub(crate) name: Option<String>,
     /// The request document; default `null`.
-    #[schema(value_type = JsonValue)]
+    #[schema(value_type = JsonValue, required = false)]
     pub(crate) payload: Option<Value>,
     /// Lower runs first; default 0.
     #[serde(default, deserialize_with = "integer::optional")]
@@ -778,6 +779,7 @@ pub(crate) struct CreateJob {
 /// `POST /v1/claim`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"worker": "w1", "queues": ["default"], "max": 1}))]
 pub(crate) struct ClaimBody {
     /// The worker's name, repeated on every call about the jobs it gets.
     #[schema(min_length = 1)]
@@ -883,6 +885,7 @@ fn yes() -> bool {
 /// `POST /v1/jobs/{id}/logs` as JSON.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"lines": [{"level": "info", "message": "started"}]}))]
 pub(crate) struct LogBody {
     /// The lines, at most 10000.
     #[schema(max_items = 10000)]
@@ -917,8 +920,9 @@ fn log_levels() -> Schema {
 /// `PUT /v1/definitions/{id}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"steps": [{"step_id": "s1", "step_type_id": "copy"}], "queue": "default"}))]
 pub(crate) struct DefinitionBody {
-    /// The steps, in order, each with its own `step_id`.
+    /// The steps, in order; no two with one `step_id` (400).
     #[serde(default)]
     pub(crate) steps: Vec<DefinitionStepBody>,
     /// Whether a failed or cancelled execution may be restarted; default true.
@@ -984,7 +988,10 @@ pub(crate) struct ExecuteBody {
 /// parameters are refused.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code, reason = "read by the list handler's query parser, described here")]
+#[allow(
+    dead_code,
+    reason = "read by the list handler's query parser, described here"
+)]
 pub(crate) struct ListParams {
     /// Jobs in any of these states.
     state: Option<Vec<JobState>>,
