@@ -76,9 +76,9 @@ pub use list::{
     Cursor, CursorValue, Direction, JobPage, ListQuery, MAX_PAGE_SIZE, Pagination, SortField,
 };
 pub use model::{
-    CheckReport, ClaimRequest, Completion, DEFAULT_TENANT, DataBatch, Definition, DefinitionStep, NATIVE,
+    CheckReport, ClaimRequest, Completion, DEFAULT_TENANT, DataBatch, Definition, DefinitionStep,
     Execution, Failure, Heartbeat, HeartbeatAnswer, Job, JobEvent, Lease, LogLevel, LogLine,
-    NewJob, QueueCount, Scope, Step, StepReport, StepStatus,
+    NATIVE, NewJob, QueueCount, Scope, Step, StepReport, StepStatus,
 };
 pub use state::{Event, State, transition};
 pub use store::{

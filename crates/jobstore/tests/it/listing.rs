@@ -297,7 +297,11 @@ fn seed_ties(f: &Fixture) -> Vec<Job> {
     // Definition executions (OCAPI's jobs): one live execution per definition at a time.
     for name in ["nightly", "hourly"] {
         f.store
-            .put_definition(Definition::new(name, "batch", vec![DefinitionStep::new("s", "T")]))
+            .put_definition(Definition::new(
+                name,
+                "batch",
+                vec![DefinitionStep::new("s", "T")],
+            ))
             .unwrap();
     }
     for round in 0..4 {
