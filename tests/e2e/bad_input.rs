@@ -215,3 +215,50 @@ fn head_answers_as_get_without_a_body() {
         );
     }
 }
+
+/// JSON (and JSON Schema) counts `2.0` as the integer 2: integer fields take a number written
+/// with a zero fraction or an exponent, and still refuse a fraction or a value out of range.
+#[test]
+fn integers_written_as_whole_floats_are_integers() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let raw_post = |path: &str, body: &str| {
+        api.request("POST", path, &[("Content-Type", "application/json")], body)
+    };
+    let job = raw_post(
+        "/v1/jobs",
+        r#"{"kind": "k", "queue": "floats", "priority": 2.0, "max_attempts": 5e0, "run_at": 0.0}"#,
+    )
+    .expect_json(201);
+    assert_eq!(
+        (job["priority"].as_i64(), job["max_attempts"].as_i64()),
+        (Some(2), Some(5))
+    );
+    let claimed = raw_post(
+        "/v1/claim",
+        r#"{"worker": "w", "queues": ["floats"], "max": 1.0, "lease_ms": 30000.0}"#,
+    )
+    .expect_json(200);
+    let token = claimed["jobs"][0]["lease_token"]
+        .as_i64()
+        .expect("a claimed job");
+    let id = id_of(&job);
+    let beat = format!(r#"{{"worker": "w", "lease_token": {token}.0, "lease_ms": 1e4}}"#);
+    raw_post(&format!("/v1/jobs/{id}/heartbeat"), &beat).expect(200);
+
+    for body in [
+        r#"{"kind": "k", "priority": 2.5}"#,
+        r#"{"kind": "k", "priority": 1e19}"#,
+        r#"{"kind": "k", "max_attempts": "2"}"#,
+    ] {
+        assert_error(&raw_post("/v1/jobs", body), 400, "invalid_json");
+    }
+    assert_error(
+        &raw_post(
+            "/v1/claim",
+            r#"{"worker": "w", "queues": ["q"], "max": 4294967296.0}"#,
+        ),
+        400,
+        "invalid_json",
+    );
+}

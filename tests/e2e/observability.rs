@@ -1,5 +1,5 @@
 //! Observability: the OpenAPI document lists every native route of the product contract (and
-//! the router serves every route it lists), `/metrics` is Prometheus text with `jobstore_`
+//! the router serves every route it lists, with statuses it documents), `/metrics` is Prometheus text with `jobstore_`
 //! names, `/v1/stats` counts jobs, `/healthz` answers.
 
 use serde_json::{Value, json};
@@ -57,10 +57,11 @@ fn openapi_lists_every_contract_route_and_the_router_serves_every_listed_one() {
         }
     }
 
-    // Every operation the document lists is routed (never 404 route_not_found or 405).
+    // Every operation the document lists is routed (never 404 route_not_found or 405), and
+    // what it answers is among the statuses the document gives it.
     for (path, operations) in paths {
         let concrete = path.replace("{id}", "999999").replace("{step}", "s1");
-        for method in operations.as_object().expect("operations object").keys() {
+        for (method, operation) in operations.as_object().expect("operations object") {
             let method = method.to_ascii_uppercase();
             let body = if method == "GET" || method == "DELETE" {
                 Body::None
@@ -76,6 +77,12 @@ fn openapi_lists_every_contract_route_and_the_router_serves_every_listed_one() {
             assert!(
                 answer.status != 405 && kind != "route_not_found",
                 "{method} {path} is documented but not served: {} {}",
+                answer.status,
+                answer.text()
+            );
+            assert!(
+                operation["responses"][answer.status.to_string()].is_object(),
+                "{method} {path} answered {}, which the document does not list: {}",
                 answer.status,
                 answer.text()
             );

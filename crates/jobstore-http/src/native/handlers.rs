@@ -14,8 +14,8 @@ use jobstore::{
 };
 
 use super::wire::{
-    ClaimBody, CompleteBody, CreateJob, DefinitionBody, ExecuteBody, FailBody, HeartbeatBody,
-    JobDocument, LogBody, StepBody,
+    self, Appended, ClaimBody, Claimed, CompleteBody, CreateJob, DefinitionBody, Definitions,
+    Events, ExecuteBody, FailBody, HeartbeatBody, JobList, LogBody, StepBody, Steps,
 };
 use super::{Name, Native};
 use crate::app::App;
@@ -52,10 +52,7 @@ pub(super) async fn handle(
         (Name::Stats, Method::GET) => {
             principal.require(Permission::Read)?;
             let stats = app.call(principal, |store| store.stats()).await?;
-            Ok(body::json(
-                StatusCode::OK,
-                &serde_json::json!({ "stats": stats }),
-            ))
+            Ok(body::json(StatusCode::OK, &wire::Stats::from(stats)))
         }
         (Name::Jobs, Method::POST) => {
             principal.require(Permission::Write)?;
@@ -66,20 +63,13 @@ pub(super) async fn handle(
             let job = app
                 .write(principal, move |store| store.enqueue_call(new))
                 .await?;
-            Ok(body::json(StatusCode::CREATED, &JobDocument::from(job)))
+            Ok(body::json(StatusCode::CREATED, &wire::Job::from(job)))
         }
         (Name::Jobs, Method::GET) => {
             principal.require(Permission::Read)?;
             let query = list_query(query.as_deref(), app.limits.max_page)?;
             let page = app.call(principal, move |store| store.list(&query)).await?;
-            let jobs: Vec<JobDocument> = page.jobs.into_iter().map(JobDocument::from).collect();
-            Ok(body::json(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "jobs": jobs,
-                    "next_cursor": page.next_cursor.map(|c| c.encode()),
-                }),
-            ))
+            Ok(body::json(StatusCode::OK, &JobList::from(page)))
         }
         (Name::Job, Method::GET) => {
             let id = id()?;
@@ -89,12 +79,7 @@ pub(super) async fn handle(
                     let job = store.get(id)?;
                     let steps = store.steps(id)?;
                     let batches = store.data_batches(id)?;
-                    Ok(JobDocument {
-                        job,
-                        steps: Some(steps),
-                        data_batches: Some(batches.len()),
-                        data_bytes: Some(batches.iter().map(|b| b.bytes).sum()),
-                    })
+                    Ok(wire::Job::detailed(job, steps, &batches))
                 })
                 .await?;
             Ok(body::json(StatusCode::OK, &document))
@@ -185,19 +170,13 @@ pub(super) async fn handle(
             let appended = app
                 .call(principal, move |store| store.append_log(id, lines))
                 .await?;
-            Ok(body::json(
-                StatusCode::OK,
-                &serde_json::json!({ "appended": appended }),
-            ))
+            Ok(body::json(StatusCode::OK, &Appended::from(appended)))
         }
         (Name::Events, _) => {
             let id = id()?;
             principal.require(Permission::Read)?;
             let events = app.call(principal, move |store| store.events(id)).await?;
-            Ok(body::json(
-                StatusCode::OK,
-                &serde_json::json!({ "events": events }),
-            ))
+            Ok(body::json(StatusCode::OK, &Events::from(events)))
         }
         (Name::Step, _) => {
             let id = id()?;
@@ -222,18 +201,12 @@ pub(super) async fn handle(
             })
             .await?;
             let steps = app.call(principal, move |store| store.steps(id)).await?;
-            Ok(body::json(
-                StatusCode::OK,
-                &serde_json::json!({ "steps": steps }),
-            ))
+            Ok(body::json(StatusCode::OK, &Steps::from(steps)))
         }
         (Name::Definitions, _) => {
             principal.require(Permission::Read)?;
             let definitions = app.call(principal, |store| store.definitions()).await?;
-            Ok(body::json(
-                StatusCode::OK,
-                &serde_json::json!({ "definitions": definitions }),
-            ))
+            Ok(body::json(StatusCode::OK, &Definitions::from(definitions)))
         }
         (Name::Definition, Method::GET) => {
             let id = matched.params.text("id").to_owned();
@@ -241,7 +214,10 @@ pub(super) async fn handle(
             let definition = app
                 .call(principal, move |store| store.definition(&id))
                 .await?;
-            Ok(body::json(StatusCode::OK, &definition))
+            Ok(body::json(
+                StatusCode::OK,
+                &wire::Definition::from(definition),
+            ))
         }
         (Name::Definition, _) => {
             let id = matched.params.text("id").to_owned();
@@ -256,23 +232,14 @@ pub(super) async fn handle(
                 restartable: body.restartable,
                 enabled: body.enabled,
                 valid: body.valid,
-                steps: body
-                    .steps
-                    .into_iter()
-                    .map(|s| DefinitionStep {
-                        step_id: s.step_id,
-                        step_type_id: s.step_type_id,
-                        description: s.description,
-                        execution_scope: s.execution_scope,
-                    })
-                    .collect(),
+                steps: body.steps.into_iter().map(DefinitionStep::from).collect(),
                 created_at: 0,
                 updated_at: 0,
             };
             let stored = app
                 .call(principal, move |store| store.put_definition(definition))
                 .await?;
-            Ok(body::json(StatusCode::OK, &stored))
+            Ok(body::json(StatusCode::OK, &wire::Definition::from(stored)))
         }
         (Name::Executions, _) => {
             let id = matched.params.text("id").to_owned();
@@ -287,7 +254,7 @@ pub(super) async fn handle(
             let job = app
                 .call(principal, move |store| store.execute(&id, execution))
                 .await?;
-            Ok(body::json(StatusCode::CREATED, &JobDocument::from(job)))
+            Ok(body::json(StatusCode::CREATED, &wire::Job::from(job)))
         }
         (Name::Claim, _) => {
             principal.require(Permission::Work)?;
@@ -300,11 +267,7 @@ pub(super) async fn handle(
                 lease_ms: claim.lease_ms.unwrap_or(30_000),
             };
             let jobs = app.claim_waiting(principal, request, wait).await?;
-            let jobs: Vec<JobDocument> = jobs.into_iter().map(JobDocument::from).collect();
-            Ok(body::json(
-                StatusCode::OK,
-                &serde_json::json!({ "jobs": jobs }),
-            ))
+            Ok(body::json(StatusCode::OK, &Claimed::from(jobs)))
         }
         // The router admits only a route's own methods; health, metrics and the document are
         // answered before the handlers.
@@ -356,7 +319,10 @@ async fn job_action(
                     store.heartbeat(id, &lease, heartbeat)
                 })
                 .await?;
-            return Ok(body::json(StatusCode::OK, &answer));
+            return Ok(body::json(
+                StatusCode::OK,
+                &wire::HeartbeatAnswer::from(answer),
+            ));
         }
         Name::Complete => {
             principal.require(Permission::Work)?;
@@ -387,7 +353,7 @@ async fn job_action(
         // The dispatch passes only the six actions.
         _ => return Err(ApiError::internal()),
     };
-    Ok(body::json(StatusCode::OK, &JobDocument::from(job)))
+    Ok(body::json(StatusCode::OK, &wire::Job::from(job)))
 }
 
 /// Appends the request body, streamed, as a new data batch (see [`App::append_body`]).
@@ -401,7 +367,10 @@ async fn upload(app: &App, principal: &Principal, id: i64, request: Request<Inco
             UploadLimits::default(),
         )
         .await??;
-    Ok(body::json(StatusCode::CREATED, &batch))
+    Ok(body::json(
+        StatusCode::CREATED,
+        &wire::DataBatch::from(batch),
+    ))
 }
 
 /// Streams every data batch of a job, in order, a chunk at a time.

@@ -101,7 +101,7 @@ struct NativeFaults;
 
 impl Faults for NativeFaults {
     fn render(&self, err: &ApiError) -> Response<ResponseBody> {
-        fault::respond(err, &err.native_body())
+        fault::respond(err, &wire::ErrorDocument::from(err))
     }
 }
 
@@ -150,7 +150,7 @@ impl Native {
         })?;
         match matched.route.name {
             Name::Health => return Ok(body::text(StatusCode::OK, "text/plain", "ok\n".into())),
-            Name::OpenApi => return Ok(body::json(StatusCode::OK, &openapi::document())),
+            Name::OpenApi => return Ok(body::json(StatusCode::OK, openapi::document())),
             _ => {}
         }
         let principal = app.authenticate(&request)?;
