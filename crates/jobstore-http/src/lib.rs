@@ -35,6 +35,8 @@ pub use auth::{Principal, Tokens};
 pub use dialects::DialectConfig;
 pub use fault::{ApiError, ErrorKind};
 pub use native::Native;
+/// The native API's documents, also what `jobstore jobs … --json` prints.
+pub use native::wire::{Job as JobDocument, JobEvent as EventDocument, Step as StepDocument};
 pub use server::{handle, serve};
 
 /// Every API the daemon serves, in the order a path is offered to them: the vendors' (see

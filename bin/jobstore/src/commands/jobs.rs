@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use jobstore::{Direction, Job, ListQuery, SortField, State, Store};
+use jobstore_http::{EventDocument, JobDocument, StepDocument};
 
 use crate::cli::JobsCommand;
 
@@ -34,7 +35,9 @@ pub(crate) fn run(store: &Store, command: JobsCommand) -> Result<ExitCode> {
             };
             let page = store.list(&query)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&page.jobs)?);
+                // The native API's documents: the same JSON as `GET /v1/jobs`.
+                let jobs: Vec<JobDocument> = page.jobs.into_iter().map(JobDocument::from).collect();
+                println!("{}", serde_json::to_string_pretty(&jobs)?);
             } else {
                 print_table(&page.jobs);
             }
@@ -44,10 +47,14 @@ pub(crate) fn run(store: &Store, command: JobsCommand) -> Result<ExitCode> {
             let steps = store.steps(id)?;
             let events = store.events(id)?;
             if json {
-                let doc = serde_json::json!({"job": job, "steps": steps, "events": events});
+                let doc = serde_json::json!({
+                    "job": JobDocument::from(job),
+                    "steps": steps.into_iter().map(StepDocument::from).collect::<Vec<_>>(),
+                    "events": events.into_iter().map(EventDocument::from).collect::<Vec<_>>(),
+                });
                 println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
-                println!("{}", serde_json::to_string_pretty(&job)?);
+                println!("{}", serde_json::to_string_pretty(&JobDocument::from(job))?);
                 for step in steps {
                     println!(
                         "step {:<24} {:<8} {}",

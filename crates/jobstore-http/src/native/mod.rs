@@ -5,7 +5,7 @@
 
 mod handlers;
 pub(crate) mod openapi;
-mod wire;
+pub(crate) mod wire;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;

@@ -100,7 +100,7 @@ impl From<jobstore::State> for JobState {
 /// A job. Every field is always present (`null` when it has no value); `steps`,
 /// `data_batches` and `data_bytes` only in the answer about one job.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub(crate) struct Job {
+pub struct Job {
     /// The job's id (never reused).
     id: i64,
     /// The tenant that owns the job.
@@ -285,7 +285,7 @@ impl From<jobstore::StepStatus> for StepStatus {
 
 /// One step of a job, as its worker reported it.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub(crate) struct Step {
+pub struct Step {
     /// 0-based order within the job.
     position: i64,
     /// The step's id within its definition.
@@ -401,7 +401,7 @@ impl From<jobstore::DefinitionStep> for DefinitionStep {
 
 /// One transition in a job's history.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub(crate) struct JobEvent {
+pub struct JobEvent {
     /// Increases with every event.
     seq: i64,
     /// When it happened.
