@@ -89,24 +89,24 @@ pub(crate) fn execution_payload(document: Value) -> Result<Value, Fault> {
     Ok(Value::Object(members))
 }
 
-/// The `status` of an execution in `state`: PENDING or RUNNING while live, the exit code
-/// once over (a search term, and a sort key).
+/// The `status` of an execution in `state`: RUNNING while live (waiting for a worker, running,
+/// or waiting for a retry), the exit code once over (a search term, and a sort key). The
+/// vendor's execution is RUNNING from its creation, and a client waiting synchronously
+/// (`sfcc-ci job:run -s`) polls until the status is no longer RUNNING.
 pub(crate) fn status(state: State) -> &'static str {
     match state {
-        State::Open | State::Queued => "PENDING",
-        State::Running => "RUNNING",
+        State::Open | State::Queued | State::Running => "RUNNING",
         State::Succeeded => "OK",
         State::Failed => "ERROR",
         State::Cancelled => "ABORTED",
     }
 }
 
-/// The `execution_status` of an execution.
+/// The `execution_status` of an execution: `running` while live, as [`status`] is.
 fn execution_status(job: &Job) -> &'static str {
     match job.state {
-        State::Open | State::Queued => "pending",
         State::Running if job.cancel_requested_at.is_some() => "aborting",
-        State::Running => "running",
+        State::Open | State::Queued | State::Running => "running",
         State::Succeeded | State::Failed => "finished",
         State::Cancelled => "aborted",
     }
