@@ -1219,9 +1219,9 @@ fn every_version_path_and_body_form() {
         }
     }
 
-    // The bodies clients send: none at all, an empty one without a Content-Type, `{}`, the
-    // 19.x parameters (sfcc-ci sends `null` for a parameter without a value), and a system
-    // job's own request document.
+    // The bodies clients send: none at all, an empty one without a Content-Type, `{}`, `null`
+    // (sfcc-ci's `job.run(instance, job, null, token)`), the 19.x parameters (sfcc-ci sends
+    // `null` for a parameter without a value), and a system job's own request document.
     define(&api, "Bodies", three_steps("bodies"));
     let path = "/s/-/dw/data/v19_5/jobs/Bodies/executions";
     let bodies: Vec<(Headers, Body, Value)> = vec![
@@ -1230,6 +1230,16 @@ fn every_version_path_and_body_form() {
         (
             vec![("Content-Type", "application/json")],
             Body::from("{}"),
+            json!({}),
+        ),
+        (
+            vec![("Content-Type", "application/json")],
+            Body::from("null"),
+            json!({}),
+        ),
+        (
+            vec![("Content-Type", "application/json; charset=UTF-8")],
+            Body::from(" null\n"),
             json!({}),
         ),
         (

@@ -57,12 +57,15 @@ struct ParameterIn {
     _kind: Option<IgnoredAny>,
 }
 
-/// The execution's payload from the request document (an empty body is `{}`): a JSON
-/// object whose `parameters`, when present, must be the 19.x list of `{"name", "value"}`.
-/// Other members (system jobs' request documents) are kept as they are.
+/// The execution's payload from the request document (an empty body is `{}`, and so is
+/// `null`, which `sfcc-ci`'s `job.run(instance, job, null, token)` sends): a JSON object whose
+/// `parameters`, when present, must be the 19.x list of `{"name", "value"}`. Other members
+/// (system jobs' request documents) are kept as they are.
 pub(crate) fn execution_payload(document: Value) -> Result<Value, Fault> {
-    let Value::Object(mut members) = document else {
-        return Err(faults::body("the request document must be a JSON object"));
+    let mut members = match document {
+        Value::Object(members) => members,
+        Value::Null => serde_json::Map::new(),
+        _ => return Err(faults::body("the request document must be a JSON object")),
     };
     if let Some(parameters) = members.remove("parameters") {
         let parameters: Vec<ParameterIn> = serde_json::from_value(parameters)
@@ -291,10 +294,11 @@ mod tests {
     #[test]
     fn documents_become_payloads() {
         let payload = |text: &str| {
-            let document = serde_json::from_str(text).unwrap_or(Value::Null);
+            let document = serde_json::from_str(text).ok()?;
             execution_payload(document).ok()
         };
         assert_eq!(payload("{}"), Some(json!({})));
+        assert_eq!(payload("null"), Some(json!({})));
         assert_eq!(
             payload(r#"{"parameters": [{"name": "A", "value": null, "_type": "x"}], "x": 1}"#),
             Some(json!({"parameters": [{"name": "A", "value": null}], "x": 1}))
