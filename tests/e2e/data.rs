@@ -1,11 +1,12 @@
 //! Uploaded data: batches streamed in (with `Content-Length` and chunked), read back byte for
-//! byte in order, the upload phase closed, and data refused after it.
+//! byte in order, the upload phase closed, and data refused after it; a refused upload leaves
+//! its keep-alive connection good.
 
 use std::io::Write;
 
 use serde_json::json;
 
-use crate::support::{Body, Daemon, assert_error, id_of};
+use crate::support::{Body, Daemon, assert_error, id_of, on_keep_alive};
 
 /// Deterministic bytes covering every byte value (a small xorshift generator).
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
@@ -263,4 +264,53 @@ fn batch_size_and_count_are_bounded() {
     let info = api.get(&format!("/v1/jobs/{id}")).expect_json(200);
     assert_eq!(info["data_batches"], 2);
     assert_eq!(api.get(&path).body, [first, second].concat());
+}
+
+/// The bodies a refused upload is sent with: small, 8 MiB with `Content-Length`, 8 MiB chunked.
+pub(crate) fn refused_bodies() -> Vec<(&'static str, Body)> {
+    let large = 8 * 1024 * 1024;
+    vec![
+        ("64 KiB", Body::Full(pattern(64 * 1024, 3))),
+        ("8 MiB", Body::Full(pattern(large, 5))),
+        (
+            "8 MiB chunked",
+            Body::Chunked(
+                pattern(large, 7)
+                    .chunks(64 * 1024)
+                    .map(<[u8]>::to_vec)
+                    .collect(),
+            ),
+        ),
+    ]
+}
+
+/// A keep-alive client (jsforce's pooled agent) whose upload is refused before its body is
+/// read must be able to send its next request: on the same connection, or on a new one after
+/// an answer that said `Connection: close`.
+#[test]
+fn a_refused_upload_leaves_its_keep_alive_connection_good() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let closed = id_of(&api.create(&json!({"kind": "ingest", "upload": true})));
+    api.post(&format!("/v1/jobs/{closed}/close"), &json!({}))
+        .expect(200);
+    let next = format!("/v1/jobs/{closed}");
+    let refusals = [
+        (format!("/v1/jobs/{closed}/data"), 409, "invalid_transition"),
+        ("/v1/jobs/999999/data".to_owned(), 404, "job_not_found"),
+        (format!("/v1/jobs/{closed}/datum"), 404, "route_not_found"),
+    ];
+    for (path, status, kind) in refusals {
+        for (what, body) in refused_bodies() {
+            let (refused, after) = on_keep_alive(daemon.addr(), "PUT", &path, &[], body, &next);
+            let message = format!("PUT {path} with {what}");
+            assert_eq!(refused.status, status, "{message}: {}", refused.text());
+            assert_error(&refused, status, kind);
+            if let Some(after) = after {
+                after.expect(200);
+            }
+        }
+    }
+    let info = api.get(&next).expect_json(200);
+    assert_eq!(info["data_batches"], 0, "{info}");
 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Body, Client, Daemon, Options, Response, add_token, eventually, read_response, temp_dir,
-    try_connect,
+    Body, Client, Daemon, Options, Response, add_token, eventually, on_keep_alive, read_response,
+    temp_dir, try_connect,
 };
 
 const JOBS: &str = "/api/v1/ingest/jobs";
@@ -525,6 +525,53 @@ fn malformed_batches_are_refused_naming_the_line_and_nothing_is_kept() {
 #[track_caller]
 fn id_of_created(api: &Client, object: &str, operation: &str) -> i64 {
     id(&create(api, object, operation))
+}
+
+/// A batch refused before it is read (415 content type, 404 unknown job or path, 409 job no
+/// longer open), with a small body, 8 MiB or 8 MiB chunked, leaves a keep-alive client
+/// (jsforce's pooled agent) able to send its next request: on the same connection, or on a
+/// new one after an answer that said `Connection: close`.
+#[test]
+fn a_refused_batch_leaves_its_keep_alive_connection_good() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let open = id_of_created(&api, "Orders", "upsert");
+    let closed = id_of_created(&api, "Orders", "upsert");
+    patch(&api, closed, "UploadComplete").expect(200);
+    let next = format!("{JOBS}/{open}");
+    let refusals = [
+        (
+            format!("{JOBS}/{open}/batches"),
+            JSON,
+            415,
+            "INVALID_CONTENT_TYPE",
+        ),
+        (format!("{JOBS}/999999/batches"), CSV, 404, "NOT_FOUND"),
+        (format!("{JOBS}/{open}/batchez"), CSV, 404, "NOT_FOUND"),
+        (
+            format!("{JOBS}/{closed}/batches"),
+            CSV,
+            409,
+            "INVALIDJOBSTATE",
+        ),
+    ];
+    for (path, content_type, status, code) in refusals {
+        for (what, body) in crate::data::refused_bodies() {
+            let (refused, after) =
+                on_keep_alive(daemon.addr(), "PUT", &path, &[content_type], body, &next);
+            assert_eq!(
+                refused.status,
+                status,
+                "PUT {path} with {what}: {}",
+                refused.text()
+            );
+            assert_fault(&refused, status, code);
+            if let Some(after) = after {
+                after.expect(200);
+            }
+        }
+    }
+    assert_eq!(get(&api, open)["state"], "Open");
 }
 
 // ---------------------------------------------------------------------------------------------

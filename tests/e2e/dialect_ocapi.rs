@@ -1,6 +1,7 @@
 //! The OCAPI Data API job executions dialect (17.4 and later), driven the way the vendor's
 //! clients (`sfcc-ci`, the B2C tooling SDK) drive it, with a worker on the native worker API:
-//! execute, one live execution per job, reads while running and after the steps finished,
+//! execute, one live execution per job (RUNNING from its creation, through a retry, until it
+//! is over), reads while running and after the steps finished,
 //! `_resource_state` and `duration`, DELETE before and after the end, the restart rules,
 //! `job_execution_search`, every version path and body form, and every fault of the vendor
 //! table in the vendor's fault document, checked field by field.
@@ -264,10 +265,6 @@ fn assert_execution(doc: &Value, v: Option<&str>) {
     let execution_status = doc["execution_status"].as_str().unwrap();
     let status = doc["status"].as_str().unwrap();
     let over = match execution_status {
-        "pending" => {
-            assert_eq!(status, "PENDING");
-            false
-        }
         "running" | "aborting" => {
             assert_eq!(status, "RUNNING");
             false
@@ -413,8 +410,9 @@ fn an_execution_walks_through_its_whole_life() {
     let id = id_of(&doc);
     assert_eq!(doc["job_id"], "CustomerImportJob");
     assert_eq!(doc["client_id"], "importer");
-    assert_eq!(doc["execution_status"], "pending");
-    assert_eq!(doc["status"], "PENDING");
+    // Running from its creation, as the vendor's create sample is, while it waits for a worker.
+    assert_eq!(doc["execution_status"], "running");
+    assert_eq!(doc["status"], "RUNNING");
     assert_eq!(doc["is_restart"], false);
     assert_eq!(doc["is_log_file_existing"], false);
     assert_eq!(doc["duration"], 0);
@@ -607,6 +605,73 @@ fn an_execution_walks_through_its_whole_life() {
     );
 }
 
+/// `sfcc-ci job:run -s` polls while `status` is `RUNNING`: an execution waiting for a worker,
+/// running, or waiting for the retry of a failed attempt keeps such a client waiting; only the
+/// end of the execution answers its exit code.
+#[test]
+fn a_live_execution_is_running_until_it_is_over() {
+    let w = world();
+    define(&w.importer, "Flaky", three_steps("flaky"));
+    let created = execute(&w.importer, &executions("Flaky")).expect_json(200);
+    assert_execution(&created, Some("17.4"));
+    let id = id_of(&created);
+    let get = || {
+        let doc = w.importer.get(&execution("Flaky", &id)).expect_json(200);
+        assert_execution(&doc, Some("17.4"));
+        doc
+    };
+    let live = |doc: &Value, what: &str| {
+        assert_eq!(doc["execution_status"], "running", "{what}: {doc}");
+        assert_eq!(doc["status"], "RUNNING", "{what}: {doc}");
+        assert!(doc.get("exit_status").is_none(), "{what}: {doc}");
+    };
+    live(&created, "waiting for a worker");
+    live(&get(), "waiting for a worker");
+
+    let lease = claim(&w.runner, "flaky");
+    live(&get(), "running");
+
+    // A retryable failure: the job waits for its retry, the execution is not over.
+    w.runner
+        .post(
+            &format!("/v1/jobs/{}/fail", lease.id),
+            &json!({"worker": "runner", "lease_token": lease.token, "error": "flaky",
+                    "retryable": true}),
+        )
+        .expect(200);
+    let native = w.importer.get(&format!("/v1/jobs/{id}")).expect_json(200);
+    assert_eq!(native["state"], "queued", "{native}");
+    let waiting = get();
+    live(&waiting, "waiting for its retry");
+    assert_time(&waiting["start_time"]);
+    let running = BTreeSet::from([id.clone()]);
+    let found = hits(
+        &w.importer,
+        &json!({"query": {"term_query": {"fields": ["status"], "operator": "is",
+                                         "values": ["RUNNING"]}}}),
+    );
+    assert_eq!(sorted(found), running, "a search for RUNNING finds it");
+
+    // The retry runs and ends: only now is the status the exit code.
+    let mut retry = None;
+    crate::support::eventually("the retry is claimable", Duration::from_secs(10), || {
+        let jobs = w.runner.claim("runner", "flaky", 1);
+        retry = jobs.first().map(|job| Lease {
+            id: job["id"].as_i64().unwrap_or_default(),
+            token: job["lease_token"].as_i64().unwrap_or_default(),
+        });
+        retry.is_some()
+    });
+    let Some(retry) = retry else {
+        unreachable!("eventually returned");
+    };
+    live(&get(), "running its retry");
+    complete(&w.runner, &retry);
+    let done = get();
+    assert_eq!(done["execution_status"], "finished", "{done}");
+    assert_eq!(done["status"], "OK", "{done}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Faults
 
@@ -734,7 +799,7 @@ fn every_fault_of_the_vendor_table() {
     assert_eq!(fault["arguments"], json!({"executionId": id}));
     assert_eq!(
         w.importer.get(&execution("Fresh", &id)).expect_json(200)["execution_status"],
-        "pending"
+        "running"
     );
 
     // 401 without a token or with a wrong one; 403 without the scope; in the vendor's shape.
@@ -946,7 +1011,8 @@ fn restart_rules_and_aborted_executions() {
     let second_id = id_of(&restarted);
     assert_ne!(second_id, first_id);
     assert_eq!(restarted["is_restart"], true);
-    assert_eq!(restarted["execution_status"], "pending");
+    assert_eq!(restarted["execution_status"], "running");
+    assert_eq!(restarted["status"], "RUNNING");
     let steps = steps_of(&restarted);
     assert_eq!(steps[0]["execution_status"], "finished");
     assert_eq!(
@@ -1153,9 +1219,9 @@ fn every_version_path_and_body_form() {
         }
     }
 
-    // The bodies clients send: none at all, an empty one without a Content-Type, `{}`, the
-    // 19.x parameters (sfcc-ci sends `null` for a parameter without a value), and a system
-    // job's own request document.
+    // The bodies clients send: none at all, an empty one without a Content-Type, `{}`, `null`
+    // (sfcc-ci's `job.run(instance, job, null, token)`), the 19.x parameters (sfcc-ci sends
+    // `null` for a parameter without a value), and a system job's own request document.
     define(&api, "Bodies", three_steps("bodies"));
     let path = "/s/-/dw/data/v19_5/jobs/Bodies/executions";
     let bodies: Vec<(Headers, Body, Value)> = vec![
@@ -1164,6 +1230,16 @@ fn every_version_path_and_body_form() {
         (
             vec![("Content-Type", "application/json")],
             Body::from("{}"),
+            json!({}),
+        ),
+        (
+            vec![("Content-Type", "application/json")],
+            Body::from("null"),
+            json!({}),
+        ),
+        (
+            vec![("Content-Type", "application/json; charset=UTF-8")],
+            Body::from(" null\n"),
             json!({}),
         ),
         (
@@ -1315,8 +1391,8 @@ fn job_execution_search_queries_sorts_and_pages() {
     }
     let run = |job: &str| id_of(&execute(api, &executions(job)).expect_json(200));
 
-    // Alpha: one succeeded, one failed, one pending. Beta: running. Gamma: aborted before it
-    // ran. And a native job that is not an execution at all.
+    // Alpha: one succeeded, one failed, one waiting for a worker. Beta: running. Gamma:
+    // aborted before it ran. And a native job that is not an execution at all.
     let alpha_ok = run("Alpha");
     let lease = claim(&w.runner, "qa");
     thread::sleep(Duration::from_millis(3));
@@ -1327,7 +1403,7 @@ fn job_execution_search_queries_sorts_and_pages() {
     fail(&w.runner, &lease, "boom");
     let beta_running = run("Beta");
     claim(&w.runner, "qb");
-    let alpha_pending = run("Alpha");
+    let alpha_waiting = run("Alpha");
     let gamma_aborted = run("Gamma");
     api.post(&format!("/v1/jobs/{gamma_aborted}/cancel"), &json!({}))
         .expect(200);
@@ -1340,7 +1416,7 @@ fn job_execution_search_queries_sorts_and_pages() {
         &alpha_ok,
         &alpha_error,
         &beta_running,
-        &alpha_pending,
+        &alpha_waiting,
         &gamma_aborted,
     ]);
     let term = |field: &str, operator: &str, values: Value| json!({"term_query": {"fields": [field], "operator": operator, "values": values}});
@@ -1360,7 +1436,7 @@ fn job_execution_search_queries_sorts_and_pages() {
     // term queries on each field and operator.
     assert_eq!(
         find(term("job_id", "is", json!(["Alpha"]))),
-        set(&[&alpha_ok, &alpha_error, &alpha_pending])
+        set(&[&alpha_ok, &alpha_error, &alpha_waiting])
     );
     assert_eq!(
         find(term("job_id", "one_of", json!(["Beta", "Gamma", "Nope"]))),
@@ -1383,22 +1459,23 @@ fn job_execution_search_queries_sorts_and_pages() {
         set(&[&alpha_ok])
     );
     assert_eq!(find(term("id", "is", json!(["x"]))), BTreeSet::new());
-    for (status, id) in [
-        ("OK", &alpha_ok),
-        ("ERROR", &alpha_error),
-        ("RUNNING", &beta_running),
-        ("PENDING", &alpha_pending),
-        ("ABORTED", &gamma_aborted),
+    for (status, ids) in [
+        ("OK", set(&[&alpha_ok])),
+        ("ERROR", set(&[&alpha_error])),
+        // Waiting for a worker or running: both live, both RUNNING.
+        ("RUNNING", set(&[&beta_running, &alpha_waiting])),
+        ("PENDING", BTreeSet::new()),
+        ("ABORTED", set(&[&gamma_aborted])),
     ] {
-        assert_eq!(find(term("status", "is", json!([status]))), set(&[id]));
+        assert_eq!(find(term("status", "is", json!([status]))), ids, "{status}");
     }
     assert_eq!(
-        find(term("status", "neq", json!(["PENDING"]))),
-        set(&[&alpha_ok, &alpha_error, &beta_running, &gamma_aborted])
+        find(term("status", "neq", json!(["RUNNING"]))),
+        set(&[&alpha_ok, &alpha_error, &gamma_aborted])
     );
     assert_eq!(
         find(term("start_time", "is_null", json!([]))),
-        set(&[&alpha_pending, &gamma_aborted])
+        set(&[&alpha_waiting, &gamma_aborted])
     );
     assert_eq!(
         find(term("start_time", "is_not_null", json!([]))),
@@ -1406,14 +1483,14 @@ fn job_execution_search_queries_sorts_and_pages() {
     );
     assert_eq!(
         find(term("end_time", "is_null", json!([]))),
-        set(&[&beta_running, &alpha_pending])
+        set(&[&beta_running, &alpha_waiting])
     );
     assert_eq!(
         find(
             json!({"term_query": {"fields": ["job_id", "status"], "operator": "one_of",
                                    "values": ["Gamma", "RUNNING"]}})
         ),
-        set(&[&beta_running, &gamma_aborted])
+        set(&[&beta_running, &alpha_waiting, &gamma_aborted])
     );
 
     // Times: exactly, before, after, compared with the documents' own times.
@@ -1478,7 +1555,7 @@ fn job_execution_search_queries_sorts_and_pages() {
             term("job_id", "is", json!(["Alpha"])),
             term("status", "one_of", json!(["RUNNING", "PENDING"]))
         ]}})),
-        set(&[&alpha_pending])
+        set(&[&alpha_waiting])
     );
     assert_eq!(
         find(json!({"bool_query": {"should": [

@@ -694,47 +694,10 @@ pub(crate) fn send(
     body: Body,
 ) -> io::Result<Response> {
     let stream = try_connect(addr)?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    match &body {
-        Body::None => {}
-        Body::Full(bytes) => head.push_str(&format!("Content-Length: {}\r\n", bytes.len())),
-        Body::Paced { pieces, .. } => {
-            let total: usize = pieces.iter().map(Vec::len).sum();
-            head.push_str(&format!("Content-Length: {total}\r\n"));
-        }
-        Body::Chunked(_) => head.push_str("Transfer-Encoding: chunked\r\n"),
-    }
-    head.push_str("\r\n");
+    let head = request_head(addr, method, path, "close", headers, &body);
     let mut writer = stream.try_clone()?;
     thread::scope(|scope| {
-        let written = scope.spawn(move || -> io::Result<()> {
-            writer.write_all(head.as_bytes())?;
-            match body {
-                Body::None => {}
-                Body::Full(bytes) => writer.write_all(&bytes)?,
-                Body::Paced { pieces, pause } => {
-                    for (i, piece) in pieces.iter().enumerate() {
-                        if i > 0 {
-                            thread::sleep(pause);
-                        }
-                        writer.write_all(piece)?;
-                        writer.flush()?;
-                    }
-                }
-                Body::Chunked(pieces) => {
-                    for piece in pieces.iter().filter(|p| !p.is_empty()) {
-                        writer.write_all(format!("{:x}\r\n", piece.len()).as_bytes())?;
-                        writer.write_all(piece)?;
-                        writer.write_all(b"\r\n")?;
-                    }
-                    writer.write_all(b"0\r\n\r\n")?;
-                }
-            }
-            writer.flush()
-        });
+        let written = scope.spawn(move || write_request(&mut writer, &head, body));
         let answer = read_response_to(&mut &stream, method);
         // Unblocks a writer the server stopped reading from.
         let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -749,6 +712,133 @@ pub(crate) fn send(
             )),
             (Err(read), Ok(())) => Err(read),
         }
+    })
+}
+
+/// A request head with `Connection: connection`, `headers` and the framing of `body`.
+fn request_head(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    connection: &str,
+    headers: &[(&str, &str)],
+    body: &Body,
+) -> String {
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: {connection}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    match body {
+        Body::None => {}
+        Body::Full(bytes) => head.push_str(&format!("Content-Length: {}\r\n", bytes.len())),
+        Body::Paced { pieces, .. } => {
+            let total: usize = pieces.iter().map(Vec::len).sum();
+            head.push_str(&format!("Content-Length: {total}\r\n"));
+        }
+        Body::Chunked(_) => head.push_str("Transfer-Encoding: chunked\r\n"),
+    }
+    head.push_str("\r\n");
+    head
+}
+
+/// Writes `head`, then `body` in its framing.
+fn write_request(writer: &mut TcpStream, head: &str, body: Body) -> io::Result<()> {
+    writer.write_all(head.as_bytes())?;
+    match body {
+        Body::None => {}
+        Body::Full(bytes) => writer.write_all(&bytes)?,
+        Body::Paced { pieces, pause } => {
+            for (i, piece) in pieces.iter().enumerate() {
+                if i > 0 {
+                    thread::sleep(pause);
+                }
+                writer.write_all(piece)?;
+                writer.flush()?;
+            }
+        }
+        Body::Chunked(pieces) => {
+            for piece in pieces.iter().filter(|p| !p.is_empty()) {
+                writer.write_all(format!("{:x}\r\n", piece.len()).as_bytes())?;
+                writer.write_all(piece)?;
+                writer.write_all(b"\r\n")?;
+            }
+            writer.write_all(b"0\r\n\r\n")?;
+        }
+    }
+    writer.flush()
+}
+
+/// Sends a request the server may answer before reading its body (a refused upload) on a
+/// keep-alive connection, reading the answer while the body is written, as a pooling client
+/// (Node's agent under jsforce) does; answers the answer. Then the connection must still be
+/// good for the client:
+/// - an answer saying `Connection: close` must be followed by the close (the end of the
+///   stream or a reset) and by nothing else; `None` is answered;
+/// - otherwise the whole body must have been taken, and `GET next` sent on the same
+///   connection must be answered: its answer is answered.
+#[track_caller]
+pub(crate) fn on_keep_alive(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Body,
+    next: &str,
+) -> (Response, Option<Response>) {
+    let what = format!("{method} {path}");
+    let mut stream = connect(addr);
+    let head = request_head(addr, method, path, "keep-alive", headers, &body);
+    let mut writer = stream
+        .try_clone()
+        .unwrap_or_else(|err| panic!("{what}: {err}"));
+    thread::scope(|scope| {
+        let written = scope.spawn(move || write_request(&mut writer, &head, body));
+        let first = read_response_to(&mut &stream, method)
+            .unwrap_or_else(|err| panic!("{what}: no answer: {err}"));
+        let closes = first
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        if closes {
+            let mut rest = Vec::new();
+            match stream.read_to_end(&mut rest) {
+                Ok(_) => assert!(
+                    rest.is_empty(),
+                    "{what}: bytes after an answer that closes: {:?}",
+                    String::from_utf8_lossy(&rest)
+                ),
+                Err(err) => assert_eq!(
+                    err.kind(),
+                    io::ErrorKind::ConnectionReset,
+                    "{what}: the close did not come: {err}"
+                ),
+            }
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            let _ = written.join();
+            return (first, None);
+        }
+        let written = written
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("writer panicked")));
+        if let Err(err) = written {
+            panic!(
+                "{what}: answered {} without `Connection: close`, but the body could not be \
+                 sent whole: {err}",
+                first.status
+            );
+        }
+        let second = request_head(addr, "GET", next, "keep-alive", &[], &Body::None);
+        let answer = stream
+            .write_all(second.as_bytes())
+            .and_then(|()| read_response(&mut stream))
+            .unwrap_or_else(|err| {
+                panic!(
+                    "{what}: answered {} without `Connection: close`, then GET {next} on the \
+                     same connection failed: {err}",
+                    first.status
+                )
+            });
+        (first, Some(answer))
     })
 }
 

@@ -430,10 +430,15 @@ echo "##jobstore result {\"attempt\": $JOBSTORE_ATTEMPT}"
     let history = events(&api, id);
     let fails: Vec<&Value> = history.iter().filter(|e| e["event"] == "fail").collect();
     assert_eq!(fails.len(), 1, "{history:?}");
-    let detail = fails[0]["detail"].as_str().unwrap_or_default();
-    assert!(
-        detail.contains("status 3") && detail.contains("the upstream said 503"),
-        "the error names the exit status and the last stderr line: {detail:?}"
+    assert_eq!(
+        fails[0]["detail"], "the upstream said 503",
+        "the error is the last stderr line, nothing added: {history:?}"
+    );
+    let lines = log_lines(&api, id);
+    assert_eq!(
+        messages(&lines, "WARN"),
+        ["the command exited with status 3"],
+        "the exit status is in the log: {lines:?}"
     );
     assert_eq!(actors(&history, "claim"), ["w1", "w1"]);
     assert_eq!(actors(&history, "complete"), ["w1"]);
@@ -448,6 +453,10 @@ fn a_fatal_report_fails_the_job_without_retry() {
         &dir,
         "fatal.sh",
         r###"echo "reading input"
+if [ "$JOBSTORE_JOB_KIND" = silent ]; then
+    echo '##jobstore fatal'
+    exit 5
+fi
 echo '##jobstore fatal the input file is corrupt'
 echo "some noise" >&2
 exit 1
@@ -458,9 +467,23 @@ exit 1
     let failed = wait_state(&api, id, "failed", &worker);
     assert_eq!(failed["attempt"], 1, "{failed}");
     assert_eq!(failed["max_attempts"], 3, "{failed}");
-    let error = failed["error"].as_str().unwrap_or_default();
-    assert!(error.contains("the input file is corrupt"), "{failed}");
+    assert_eq!(failed["error"], "the input file is corrupt", "{failed}");
     assert_eq!(actors(&events(&api, id), "claim"), ["w1"]);
+    let lines = log_lines(&api, id);
+    assert_eq!(
+        messages(&lines, "WARN"),
+        ["the command exited with status 1"],
+        "{lines:?}"
+    );
+
+    // Without a message of its own, the error says how the command ended.
+    let id = id_of(&api.create(&json!({"kind": "silent", "queue": "q", "max_attempts": 3})));
+    let failed = wait_state(&api, id, "failed", &worker);
+    assert_eq!(failed["attempt"], 1, "{failed}");
+    assert_eq!(
+        failed["error"], "the command exited with status 5",
+        "{failed}"
+    );
 }
 
 #[test]

@@ -201,12 +201,17 @@ impl App {
     }
 
     /// The pace a request body is held to, reported to its connection (whose slowest body is
-    /// the first shed when the server is full).
+    /// the first shed when the server is full) and to the server (which closes the
+    /// connection after a body not read to its end).
     pub(crate) fn pace(&self, request: &Request<Incoming>) -> body::Pace {
         let rate = self.limits.body_rate();
-        match request.extensions().get::<Arc<conn::Conn>>() {
+        let pace = match request.extensions().get::<Arc<conn::Conn>>() {
             Some(conn) => body::Pace::metered(rate, Arc::clone(conn)),
             None => body::Pace::start(rate),
+        };
+        match request.extensions().get::<conn::BodyRead>() {
+            Some(read) => pace.telling(read.clone()),
+            None => pace,
         }
     }
 

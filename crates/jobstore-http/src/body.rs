@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::conn::Conn;
+use crate::conn::{BodyRead, Conn};
 use crate::fault::{ApiError, ErrorKind};
 
 /// Every response body: full or streamed.
@@ -103,6 +103,8 @@ pub(crate) struct Pace {
     deadline: tokio::time::Instant,
     moved: u64,
     meter: Option<Arc<Conn>>,
+    /// Told when the body was read to its end.
+    read: Option<BodyRead>,
 }
 
 impl Pace {
@@ -113,16 +115,22 @@ impl Pace {
             deadline: tokio::time::Instant::now() + rate.window,
             moved: 0,
             meter: None,
+            read: None,
         }
     }
 
     /// A request body starting now on `conn`.
     pub(crate) fn metered(rate: MinRate, conn: Arc<Conn>) -> Pace {
         conn.body_started();
-        Pace {
-            meter: Some(conn),
-            ..Pace::start(rate)
-        }
+        let mut pace = Pace::start(rate);
+        pace.meter = Some(conn);
+        pace
+    }
+
+    /// This pace, telling `read` when the body was read to its end.
+    pub(crate) fn telling(mut self, read: BodyRead) -> Pace {
+        self.read = Some(read);
+        self
     }
 
     /// When the transfer is given up unless the window's bytes move first.
@@ -188,7 +196,12 @@ where
     loop {
         match tokio::time::timeout_at(pace.deadline(), body.frame()).await {
             Err(_) => return Err(BodyStop::Stalled(pace.rate())),
-            Ok(None) => return Ok(None),
+            Ok(None) => {
+                if let Some(read) = &pace.read {
+                    read.done();
+                }
+                return Ok(None);
+            }
             Ok(Some(Err(err))) => return Err(BodyStop::Broken(err.to_string())),
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
@@ -334,6 +334,25 @@ impl RequestSlot {
             }
             None => false,
         }
+    }
+}
+
+/// Whether a request's body was read to its end: set by the body's reader (through its
+/// [`crate::body::Pace`]), looked at by the server once the request is answered. A body left
+/// unread is not read any further: hyper closes the connection after the answer, which must
+/// then say `Connection: close`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BodyRead(Arc<AtomicBool>);
+
+impl BodyRead {
+    /// The body was read to its end.
+    pub(crate) fn done(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether the body was read to its end.
+    pub(crate) fn is_done(&self) -> bool {
+        self.0.load(Ordering::Acquire)
     }
 }
 

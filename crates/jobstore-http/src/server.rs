@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response, header};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -159,8 +160,22 @@ async fn serve_connection(
             let slot = conn::RequestSlot::default();
             request.extensions_mut().insert(Arc::clone(&conn));
             request.extensions_mut().insert(slot.clone());
+            let body = (!request.body().is_end_stream()).then(|| {
+                let read = conn::BodyRead::default();
+                request.extensions_mut().insert(read.clone());
+                read
+            });
             async move {
-                let response = handle(app, peer, request).await;
+                let mut response = handle(app, peer, request).await;
+                if body.is_some_and(|read| !read.is_done()) {
+                    // Answered before its body was read (a refused upload, a body too large):
+                    // hyper reads no more of it and closes the connection after the answer,
+                    // which says so, or a keep-alive client sends its next request into the
+                    // close.
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
                 // The request counts as in flight (for its connection and its token) until its
                 // response body has been sent or dropped.
                 Ok::<_, std::convert::Infallible>(response.map(|body| {

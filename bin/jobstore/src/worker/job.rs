@@ -405,21 +405,18 @@ pub(super) async fn run(shared: Arc<Shared>, job: Claimed) {
         ),
         (_, status) => {
             let how = match (code, status) {
-                (Some(code), _) => format!("exited with status {code}"),
-                (None, Some(_)) => "was killed by a signal".to_owned(),
-                (None, None) => "could not be waited for".to_owned(),
+                (Some(code), _) => format!("the command exited with status {code}"),
+                (None, Some(_)) => "the command was killed by a signal".to_owned(),
+                (None, None) => "the command could not be waited for".to_owned(),
             };
+            // The error is the command's own message; how it ended goes to the log.
             let last = lock(&last_stderr).clone();
-            let reason = match &reported.fatal {
+            let error = match &reported.fatal {
                 Some(Some(message)) => message.clone(),
                 _ if !last.is_empty() => last,
-                _ => String::new(),
+                _ => how.clone(),
             };
-            let error = if reason.is_empty() {
-                format!("the command {how}")
-            } else {
-                format!("the command {how}: {reason}")
-            };
+            note(&shared, job.id, how).await;
             (
                 "fail",
                 json!({"error": error, "retryable": reported.fatal.is_none()}),

@@ -57,12 +57,15 @@ struct ParameterIn {
     _kind: Option<IgnoredAny>,
 }
 
-/// The execution's payload from the request document (an empty body is `{}`): a JSON
-/// object whose `parameters`, when present, must be the 19.x list of `{"name", "value"}`.
-/// Other members (system jobs' request documents) are kept as they are.
+/// The execution's payload from the request document (an empty body is `{}`, and so is
+/// `null`, which `sfcc-ci`'s `job.run(instance, job, null, token)` sends): a JSON object whose
+/// `parameters`, when present, must be the 19.x list of `{"name", "value"}`. Other members
+/// (system jobs' request documents) are kept as they are.
 pub(crate) fn execution_payload(document: Value) -> Result<Value, Fault> {
-    let Value::Object(mut members) = document else {
-        return Err(faults::body("the request document must be a JSON object"));
+    let mut members = match document {
+        Value::Object(members) => members,
+        Value::Null => serde_json::Map::new(),
+        _ => return Err(faults::body("the request document must be a JSON object")),
     };
     if let Some(parameters) = members.remove("parameters") {
         let parameters: Vec<ParameterIn> = serde_json::from_value(parameters)
@@ -89,24 +92,24 @@ pub(crate) fn execution_payload(document: Value) -> Result<Value, Fault> {
     Ok(Value::Object(members))
 }
 
-/// The `status` of an execution in `state`: PENDING or RUNNING while live, the exit code
-/// once over (a search term, and a sort key).
+/// The `status` of an execution in `state`: RUNNING while live (waiting for a worker, running,
+/// or waiting for a retry), the exit code once over (a search term, and a sort key). The
+/// vendor's execution is RUNNING from its creation, and a client waiting synchronously
+/// (`sfcc-ci job:run -s`) polls until the status is no longer RUNNING.
 pub(crate) fn status(state: State) -> &'static str {
     match state {
-        State::Open | State::Queued => "PENDING",
-        State::Running => "RUNNING",
+        State::Open | State::Queued | State::Running => "RUNNING",
         State::Succeeded => "OK",
         State::Failed => "ERROR",
         State::Cancelled => "ABORTED",
     }
 }
 
-/// The `execution_status` of an execution.
+/// The `execution_status` of an execution: `running` while live, as [`status`] is.
 fn execution_status(job: &Job) -> &'static str {
     match job.state {
-        State::Open | State::Queued => "pending",
         State::Running if job.cancel_requested_at.is_some() => "aborting",
-        State::Running => "running",
+        State::Open | State::Queued | State::Running => "running",
         State::Succeeded | State::Failed => "finished",
         State::Cancelled => "aborted",
     }
@@ -291,10 +294,11 @@ mod tests {
     #[test]
     fn documents_become_payloads() {
         let payload = |text: &str| {
-            let document = serde_json::from_str(text).unwrap_or(Value::Null);
+            let document = serde_json::from_str(text).ok()?;
             execution_payload(document).ok()
         };
         assert_eq!(payload("{}"), Some(json!({})));
+        assert_eq!(payload("null"), Some(json!({})));
         assert_eq!(
             payload(r#"{"parameters": [{"name": "A", "value": null, "_type": "x"}], "x": 1}"#),
             Some(json!({"parameters": [{"name": "A", "value": null}], "x": 1}))
