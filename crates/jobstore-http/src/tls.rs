@@ -1,6 +1,7 @@
 //! HTTPS: the daemon's certificate and key, read from PEM files, handed to every new connection's
 //! handshake, and replaced in place on reload. A connection keeps the pair its handshake used;
-//! the next handshake takes the new one. A reload that fails keeps the pair in use.
+//! the next handshake takes the new one, and no client resumes a session begun with the old
+//! one. A reload that fails keeps the pair in use.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -9,8 +10,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{InconsistentKeys, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
@@ -63,7 +63,13 @@ pub struct Tls {
     cert: PathBuf,
     key: PathBuf,
     provider: Arc<CryptoProvider>,
-    current: Arc<Current>,
+    /// What new handshakes use.
+    current: RwLock<Current>,
+}
+
+/// The pair in use and the configuration that serves it.
+struct Current {
+    pair: Arc<CertifiedKey>,
     config: Arc<ServerConfig>,
 }
 
@@ -81,7 +87,7 @@ impl std::fmt::Debug for Tls {
 pub enum Reloaded {
     /// A new certificate chain or key: new handshakes use it.
     Changed,
-    /// The files hold the pair already in use.
+    /// The files hold the pair already in use (kept, with its sessions).
     Unchanged,
 }
 
@@ -95,49 +101,33 @@ impl Tls {
     pub fn load(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Result<Tls, TlsError> {
         let (cert, key) = (cert.into(), key.into());
         let provider = Arc::new(provider());
-        let pair = read_pair(&cert, &key, &provider)?;
-        let current = Arc::new(Current(RwLock::new(Arc::new(pair))));
-        let mut config = ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(|reason| TlsError::Refused {
-                cert: cert.clone(),
-                key: key.clone(),
-                reason,
-            })?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::clone(&current) as Arc<dyn ResolvesServerCert>);
-        // Only HTTP/1.1 is served: a client offering h2 as well is told to use HTTP/1.1.
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let current = configure(&cert, &key, &provider)?;
         Ok(Tls {
             cert,
             key,
             provider,
-            current,
-            config: Arc::new(config),
+            current: RwLock::new(current),
         })
     }
 
     /// Reads both files again. On success new handshakes use the pair read (connections
-    /// already open keep theirs); on error the pair in use stays.
+    /// already open keep theirs; sessions of the old pair are not resumed); on error the pair
+    /// in use stays.
     ///
     /// # Errors
     /// As [`Tls::load`].
     pub fn reload(&self) -> Result<Reloaded, TlsError> {
-        let pair = read_pair(&self.cert, &self.key, &self.provider)?;
-        let mut current = self
-            .current
-            .0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let same = current.cert == pair.cert
-            && current.key.public_key().is_some()
-            && current.key.public_key() == pair.key.public_key();
-        *current = Arc::new(pair);
-        Ok(if same {
-            Reloaded::Unchanged
-        } else {
-            Reloaded::Changed
-        })
+        let new = configure(&self.cert, &self.key, &self.provider)?;
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let (old, pair) = (&current.pair, &new.pair);
+        if old.cert == pair.cert
+            && old.key.public_key().is_some()
+            && old.key.public_key() == pair.key.public_key()
+        {
+            return Ok(Reloaded::Unchanged);
+        }
+        *current = new;
+        Ok(Reloaded::Changed)
     }
 
     /// The certificate file.
@@ -152,7 +142,8 @@ impl Tls {
 
     /// An acceptor for one new connection's handshake.
     pub(crate) fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(Arc::clone(&self.config))
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        TlsAcceptor::from(Arc::clone(&current.config))
     }
 }
 
@@ -164,16 +155,26 @@ fn provider() -> CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 
-/// The pair new handshakes use.
-#[derive(Debug)]
-struct Current(RwLock<Arc<CertifiedKey>>);
-
-impl ResolvesServerCert for Current {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(
-            &self.0.read().unwrap_or_else(PoisonError::into_inner),
-        ))
-    }
+/// Reads the pair and configures handshakes with it: TLS 1.2 and 1.3, no client
+/// certificates, HTTP/1.1 only (a client offering h2 as well is told to use HTTP/1.1), and a
+/// session cache of its own.
+fn configure(cert: &Path, key: &Path, provider: &Arc<CryptoProvider>) -> Result<Current, TlsError> {
+    let pair = Arc::new(read_pair(cert, key, provider)?);
+    let refused = |reason| TlsError::Refused {
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+        reason,
+    };
+    let mut config = ServerConfig::builder_with_provider(Arc::clone(provider))
+        .with_safe_default_protocol_versions()
+        .map_err(refused)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(Arc::clone(&pair))));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Current {
+        pair,
+        config: Arc::new(config),
+    })
 }
 
 /// Reads and checks a certificate chain and its key.
@@ -234,7 +235,7 @@ mod tests {
     }
 
     fn served(tls: &Tls) -> Vec<CertificateDer<'static>> {
-        tls.current.0.read().unwrap().cert.clone()
+        tls.current.read().unwrap().pair.cert.clone()
     }
 
     #[test]
