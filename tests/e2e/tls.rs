@@ -232,6 +232,56 @@ fn silent_and_stalled_handshakes_hold_no_slot_past_the_header_timeout() {
 }
 
 #[test]
+fn a_stalled_https_download_is_cut_off_below_the_minimum_rate() {
+    const SIZE: usize = 16 * 1024 * 1024;
+    let dir = temp_dir();
+    let pair = self_signed(&dir.path().join("tls"));
+    let path = dir.path().join("jobstore.toml");
+    let config = format!(
+        "{}[limits]\nbody_timeout_ms = 2000\n",
+        tls_config_lines(&pair)
+    );
+    std::fs::write(&path, config).unwrap();
+    let daemon = Daemon::start_with(
+        dir,
+        Options {
+            args: vec!["--config".into(), path.into_os_string()],
+            trust: vec![pair.cert.clone()],
+            ..Options::default()
+        },
+    );
+    let api = daemon.client();
+    let id = id_of(&api.create(&json!({"kind": "export", "upload": true})));
+    let data: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    api.request("PUT", &format!("/v1/jobs/{id}/data"), &[], data)
+        .expect(201);
+    // Asks for the data and reads none of it for three windows.
+    let mut stream = tls_connect(daemon.addr(), &daemon.tls().unwrap()).unwrap();
+    let request = format!("GET /v1/jobs/{id}/data HTTP/1.1\r\nHost: {TLS_NAME}\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.flush().unwrap();
+    thread::sleep(Duration::from_secs(6));
+    let mut received = 0;
+    let mut buffer = vec![0_u8; 1 << 20];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => received += n,
+            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("a stalled download over TLS was not cut off: {err}")
+            }
+            // Closed without a close_notify, or reset: cut off.
+            Err(_) => break,
+        }
+    }
+    assert!(
+        received < SIZE,
+        "a stalled download got all {received} bytes"
+    );
+    api.get("/healthz").expect(200);
+}
+
+#[test]
 fn sighup_rotates_the_pair_for_new_connections_and_open_ones_continue() {
     let dir = temp_dir();
     let first = self_signed(&dir.path().join("first"));
