@@ -188,6 +188,56 @@ fn all_closed(streams: Vec<TcpStream>, opened: Instant, limit: Duration) {
 }
 
 #[test]
+fn a_pair_made_with_the_documented_openssl_command_serves_https() {
+    // The README's openssl command, word for word but for the folder.
+    let dir = temp_dir();
+    let tls = dir.path().join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "365", "-subj", "/CN=localhost"])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
+        ])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-keyout", "tls/key.pem", "-out", "tls/cert.pem"])
+        .current_dir(dir.path())
+        .output();
+    match made {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => panic!("openssl: {}", String::from_utf8_lossy(&output.stderr)),
+        Err(err) => {
+            eprintln!("SKIPPED: no openssl command here ({err})");
+            return;
+        }
+    }
+    let pair = Pair {
+        cert: tls.join("cert.pem"),
+        key: tls.join("key.pem"),
+    };
+    let daemon = Daemon::start_with(
+        dir,
+        Options {
+            args: tls_args(&pair),
+            trust: vec![pair.cert.clone()],
+            ..Options::default()
+        },
+    );
+    assert_eq!(
+        daemon.client().get("/healthz").expect(200).text().trim(),
+        "ok"
+    );
+}
+
+#[test]
 fn silent_and_stalled_handshakes_hold_no_slot_past_the_header_timeout() {
     let dir = temp_dir();
     let pair = self_signed(&dir.path().join("tls"));

@@ -61,9 +61,9 @@ pub async fn handle(
 /// Every connection is accepted at once and admitted (see the `conn` module): past
 /// `max_connections` it sheds an idle or too slow connection to make room, or answers the
 /// newcomer 503. Responses are written through a paced socket, so a client that stops
-/// reading is cut off after one window below the minimum rate. A TLS handshake counts as part
-/// of the request head: it must end within the header timeout, and an admitted connection
-/// still in its handshake is idle (the first to be shed).
+/// reading is cut off after one window below the minimum rate. A TLS handshake is bounded like
+/// a request head: it must end within the header timeout (the first request head then has
+/// its own), and an admitted connection still in its handshake is idle (the first to be shed).
 ///
 /// # Errors
 /// Only a failure of the listener itself.
