@@ -97,4 +97,29 @@ systemctl start jobstore.service || fail "start with the tokens credential"
 ok "tokens from LoadCredential= (\$CREDENTIALS_DIRECTORY): 401 without, 200 with"
 systemctl stop jobstore.service
 
+# HTTPS, the pair handed over as credentials and named in the config.
+/usr/bin/jobstore tls self-signed --out /etc/jobstore/tls 2>/dev/null || fail "tls self-signed"
+[ "$(stat -c %a /etc/jobstore/tls/key.pem)" = 600 ] || fail "key.pem mode $(stat -c %a /etc/jobstore/tls/key.pem)"
+printf '[Service]\nLoadCredential=tls.crt:/etc/jobstore/tls/cert.pem\nLoadCredential=tls.key:/etc/jobstore/tls/key.pem\n' >/etc/systemd/system/jobstore.service.d/tls.conf
+sed -i '1i tls_cert = "$CREDENTIALS_DIRECTORY/tls.crt"\ntls_key = "$CREDENTIALS_DIRECTORY/tls.key"' /etc/jobstore/config.toml
+systemctl daemon-reload
+systemctl reset-failed jobstore.service
+systemctl start jobstore.service || fail "start with the TLS credentials"
+https() { curl -sS --max-time 10 --cacert "$1" -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" https://localhost:8080/v1/jobs; }
+[ "$(https /etc/jobstore/tls/cert.pem)" = 200 ] || fail "HTTPS with the credential pair"
+journalctl --no-pager -u jobstore.service | grep -q "listening on https://127.0.0.1:8080" || fail "no https listening line"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" http://localhost:8080/v1/jobs)" = 400 ] || fail "plain HTTP on the HTTPS port was not refused"
+ok "HTTPS from LoadCredential= and \$CREDENTIALS_DIRECTORY in the config; plain HTTP answered 400"
+systemctl reload jobstore.service
+wait_for 10 sh -c 'journalctl --no-pager -u jobstore.service | grep -q "are unchanged"' || fail "reload did not report the unchanged copies"
+# A new pair: served after a restart (credentials are copied when the service starts).
+mkdir -p /probe/old && cp /etc/jobstore/tls/cert.pem /probe/old/cert.pem
+rm /etc/jobstore/tls/cert.pem /etc/jobstore/tls/key.pem
+/usr/bin/jobstore tls self-signed --out /etc/jobstore/tls 2>/dev/null || fail "second tls self-signed"
+systemctl restart jobstore.service || fail "restart with the new pair"
+[ "$(https /etc/jobstore/tls/cert.pem)" = 200 ] || fail "HTTPS with the new pair"
+[ "$(https /probe/old/cert.pem 2>/dev/null)" != 200 ] || fail "the old certificate is still served"
+ok "a new pair is served after systemctl restart"
+systemctl stop jobstore.service
+
 finish PASS

@@ -27,6 +27,7 @@ mod reliability;
 mod routes;
 mod systemd;
 mod timeouts;
+mod tls;
 mod worker;
 
 mod dialect_aep;

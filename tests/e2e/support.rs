@@ -1,7 +1,8 @@
 //! The fixtures every end-to-end test uses: a [`Daemon`] (the real `jobstore serve` in its own
 //! temporary directory on `127.0.0.1:0`), a tiny blocking HTTP/1.1 [`Client`] over
-//! `std::net::TcpStream`, raw-socket helpers for the timeout tests, and runners for the
-//! binary's other commands (`token add`, `jobs`, `check`, `backup`).
+//! `std::net::TcpStream` (or over rustls for a daemon serving HTTPS), raw-socket helpers for
+//! the timeout tests, and runners for the binary's other commands (`token add`, `jobs`,
+//! `check`, `backup`, `tls self-signed`).
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -39,22 +40,33 @@ pub(crate) struct Options {
     pub args: Vec<OsString>,
     /// Environment variables for the daemon.
     pub env: Vec<(String, String)>,
+    /// The certificates clients trust (PEM files), for a daemon that serves HTTPS.
+    pub trust: Vec<PathBuf>,
 }
 
 /// The binary under test with the environment a test controls: no `JOBSTORE_*` settings or
 /// `NOTIFY_SOCKET` inherited from the machine, `RUST_LOG=info`.
 pub(crate) fn binary() -> Command {
     let mut command = Command::new(BIN);
+    control_env(&mut command);
+    command
+}
+
+/// Clears the `JOBSTORE_*`, credentials and `NOTIFY_SOCKET` settings a command would inherit
+/// from the machine, and sets `RUST_LOG=info`.
+pub(crate) fn control_env(command: &mut Command) {
     for name in [
         "JOBSTORE_DB",
         "JOBSTORE_LISTEN",
         "JOBSTORE_TOKENS",
+        "JOBSTORE_TLS_CERT",
+        "JOBSTORE_TLS_KEY",
+        "CREDENTIALS_DIRECTORY",
         "NOTIFY_SOCKET",
     ] {
         command.env_remove(name);
     }
     command.env("RUST_LOG", "info");
-    command
 }
 
 /// A running child process of the binary under test. Its stderr is drained for the
@@ -178,6 +190,8 @@ pub(crate) struct Daemon {
     dir: Option<TempDir>,
     process: Process,
     addr: SocketAddr,
+    /// How clients reach a daemon that serves HTTPS.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Daemon {
@@ -251,15 +265,12 @@ impl Daemon {
         let mut process = Process::spawn(command, dir.path(), "the daemon", Some(lines));
 
         let deadline = Instant::now() + STARTUP_WAIT;
-        let addr = loop {
+        let (https, addr) = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match startup.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
-                        let text = rest.split_whitespace().next().unwrap_or_default();
-                        break text
-                            .parse::<SocketAddr>()
-                            .unwrap_or_else(|_| panic!("unparsable address in `{line}`"));
+                    if let Some((https, addr)) = listening(&line) {
+                        break (https, addr);
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -279,10 +290,18 @@ impl Daemon {
             }
         };
         assert!(addr.ip().is_loopback(), "listening beyond loopback: {addr}");
+        let tls = https.then(|| {
+            assert!(
+                !options.trust.is_empty(),
+                "the daemon serves HTTPS: give Options::trust its certificate"
+            );
+            tls_config(&options.trust)
+        });
         Daemon {
             dir: Some(dir),
             process,
             addr,
+            tls,
         }
     }
 
@@ -342,20 +361,26 @@ impl Daemon {
         daemon
     }
 
-    /// A client without a token.
+    /// A client without a token (over HTTPS when the daemon serves it).
     pub(crate) fn client(&self) -> Client {
         Client {
             addr: self.addr,
             token: None,
+            tls: self.tls.clone(),
         }
     }
 
     /// A client that sends `Authorization: Bearer TOKEN`.
     pub(crate) fn client_with(&self, token: &str) -> Client {
         Client {
-            addr: self.addr,
             token: Some(token.to_owned()),
+            ..self.client()
         }
+    }
+
+    /// How clients reach the daemon over HTTPS (`None`: it serves plain HTTP).
+    pub(crate) fn tls(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.tls.clone()
     }
 
     /// Everything the daemon wrote to stderr so far.
@@ -384,6 +409,21 @@ impl Daemon {
             self.stderr()
         );
     }
+}
+
+/// Whether `line` is the daemon's `listening on http(s)://ADDR` line: HTTPS or not, and the
+/// address.
+pub(crate) fn listening(line: &str) -> Option<(bool, SocketAddr)> {
+    let rest = line.split("listening on ").nth(1)?;
+    let (https, rest) = match rest.strip_prefix("https://") {
+        Some(rest) => (true, rest),
+        None => (false, rest.strip_prefix("http://")?),
+    };
+    let text = rest.split_whitespace().next().unwrap_or_default();
+    let addr = text
+        .parse::<SocketAddr>()
+        .unwrap_or_else(|_| panic!("unparsable address in `{line}`"));
+    Some((https, addr))
 }
 
 /// A fresh temporary directory.
@@ -549,11 +589,13 @@ pub(crate) fn assert_error(response: &Response, status: u16, kind: &str) -> Stri
     message.to_owned()
 }
 
-/// A blocking HTTP/1.1 client for one daemon, one connection per request.
+/// A blocking HTTP/1.1 client for one daemon, one connection per request, over TLS when the
+/// daemon serves HTTPS.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
     addr: SocketAddr,
     token: Option<String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Client {
@@ -584,7 +626,10 @@ impl Client {
             all.push(("Authorization", bearer));
         }
         all.extend_from_slice(headers);
-        send(self.addr, method, path, &all, body.into())
+        match &self.tls {
+            None => send(self.addr, method, path, &all, body.into()),
+            Some(tls) => send_tls(self.addr, tls, method, path, &all, body.into()),
+        }
     }
 
     /// `GET path`.
@@ -840,6 +885,108 @@ pub(crate) fn on_keep_alive(
             });
         (first, Some(answer))
     })
+}
+
+/// The name the test clients expect in the daemon's certificate.
+pub(crate) const TLS_NAME: &str = "localhost";
+
+/// A TLS stream over a test socket.
+pub(crate) type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A TLS client configuration (*ring*, TLS 1.2 and 1.3, HTTP/1.1 by ALPN) that trusts the
+/// certificates in the PEM files `trust` (self-signed ones are their own authority).
+pub(crate) fn tls_config(trust: &[PathBuf]) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for path in trust {
+        for cert in CertificateDer::pem_file_iter(path)
+            .unwrap_or_else(|err| panic!("read {}: {err}", path.display()))
+        {
+            roots
+                .add(cert.expect("a PEM certificate"))
+                .expect("a usable root");
+        }
+    }
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// A TLS connection to `addr` (127.0.0.1 only) for [`TLS_NAME`], its handshake done.
+pub(crate) fn tls_connect(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+) -> io::Result<TlsStream> {
+    let mut socket = try_connect(addr)?;
+    let name = rustls::pki_types::ServerName::try_from(TLS_NAME).expect("a DNS name");
+    let mut connection =
+        rustls::ClientConnection::new(Arc::clone(config), name).map_err(io::Error::other)?;
+    while connection.is_handshaking() {
+        connection.complete_io(&mut socket)?;
+    }
+    Ok(rustls::StreamOwned::new(connection, socket))
+}
+
+/// The certificate the server presented on `stream` (DER).
+pub(crate) fn peer_certificate(stream: &TlsStream) -> Vec<u8> {
+    stream
+        .conn
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .expect("the server's certificate")
+        .to_vec()
+}
+
+/// The certificate in a PEM file (DER), to compare with [`peer_certificate`].
+pub(crate) fn pem_certificate(path: &Path) -> Vec<u8> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_file(path)
+        .unwrap_or_else(|err| panic!("read {}: {err}", path.display()))
+        .to_vec()
+}
+
+/// [`send`] over TLS: the request is written whole, then the answer is read (no early
+/// answers while a body is still being written).
+pub(crate) fn send_tls(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Body,
+) -> io::Result<Response> {
+    let mut stream = tls_connect(addr, config)?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let pieces = match body {
+        Body::None => Vec::new(),
+        Body::Full(bytes) => {
+            head.push_str(&format!("Content-Length: {}\r\n", bytes.len()));
+            vec![bytes]
+        }
+        Body::Paced { pieces, .. } | Body::Chunked(pieces) => {
+            let total: usize = pieces.iter().map(Vec::len).sum();
+            head.push_str(&format!("Content-Length: {total}\r\n"));
+            pieces
+        }
+    };
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    for piece in pieces {
+        stream.write_all(&piece)?;
+    }
+    stream.flush()?;
+    read_response_to(&mut stream, method)
 }
 
 /// Reads one HTTP/1.1 response: the status line, the headers, and a body framed by

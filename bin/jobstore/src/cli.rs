@@ -25,6 +25,9 @@ pub(crate) enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// TLS certificates for the daemon.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// Create the database or bring it to the current schema, then exit.
     Migrate,
     /// Check the file's integrity and the store's invariants; exit 1 on any problem.
@@ -54,6 +57,13 @@ pub(crate) struct ServeArgs {
     /// The tokens file; required to listen beyond loopback [env: JOBSTORE_TOKENS].
     #[arg(long)]
     pub tokens: Option<PathBuf>,
+    /// The TLS certificate chain (PEM); with --tls-key the daemon serves HTTPS
+    /// [env: JOBSTORE_TLS_CERT].
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM) [env: JOBSTORE_TLS_KEY].
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
     /// A TOML config file (flags and environment override it).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -115,6 +125,25 @@ pub(crate) enum TokenCommand {
         /// A comma list of read, write, work, admin.
         #[arg(long)]
         scopes: String,
+    },
+}
+
+/// The subcommands of `jobstore tls`.
+#[derive(Subcommand, Debug)]
+pub(crate) enum TlsCommand {
+    /// Write a self-signed certificate and its key (DIR/cert.pem, DIR/key.pem mode 0600) for
+    /// local use; clients trust cert.pem itself (curl --cacert DIR/cert.pem).
+    SelfSigned {
+        /// The folder to write into (created when missing; existing files are not replaced).
+        #[arg(long)]
+        out: PathBuf,
+        /// A DNS name or IP address the certificate is for (repeatable)
+        /// [default: localhost, 127.0.0.1, ::1].
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// Days the certificate is valid from now.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
     },
 }
 

@@ -19,6 +19,12 @@ pub(crate) struct FileConfig {
     pub listen: Option<String>,
     /// The tokens file.
     pub tokens: Option<PathBuf>,
+    /// The TLS certificate chain (PEM); with `tls_key`, the daemon serves HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP beyond loopback with tokens (behind a TLS-terminating proxy).
+    pub allow_plaintext: Option<bool>,
     /// `full` or `normal`.
     pub durability: Option<String>,
     /// Request limits.
@@ -83,6 +89,10 @@ pub(crate) struct ServeConfig {
     pub listen: SocketAddr,
     /// The tokens file, if any.
     pub tokens: Option<PathBuf>,
+    /// The TLS certificate and key, when the daemon serves HTTPS.
+    pub tls: Option<TlsFiles>,
+    /// Plain HTTP beyond loopback with tokens is allowed.
+    pub allow_plaintext: bool,
     /// The durability level.
     pub durability: Durability,
     /// Request limits.
@@ -95,6 +105,15 @@ pub(crate) struct ServeConfig {
     pub maintenance: Maintenance,
     /// The vendor dialects.
     pub dialects: jobstore_http::DialectConfig,
+}
+
+/// The PEM files of the daemon's TLS certificate chain and private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TlsFiles {
+    /// The certificate chain, the server's certificate first.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
 }
 
 /// Intervals and ages of the background maintenance.
@@ -121,6 +140,47 @@ pub(crate) struct Overrides {
     pub listen: Option<String>,
     /// `--tokens` or `JOBSTORE_TOKENS`.
     pub tokens: Option<PathBuf>,
+    /// `--tls-cert` or `JOBSTORE_TLS_CERT`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key` or `JOBSTORE_TLS_KEY`.
+    pub tls_key: Option<PathBuf>,
+    /// `$CREDENTIALS_DIRECTORY` (environment only): systemd's directory of the service's
+    /// credentials, which a path may start with (`$CREDENTIALS_DIRECTORY/tls.key`).
+    pub credentials: Option<PathBuf>,
+}
+
+/// The name a path may start with to stand for systemd's credentials directory.
+const CREDENTIALS: &str = "CREDENTIALS_DIRECTORY";
+
+/// `path`, its leading `$CREDENTIALS_DIRECTORY` or `${CREDENTIALS_DIRECTORY}` replaced by
+/// `credentials` (the service's credentials directory under systemd).
+///
+/// # Errors
+/// A path that names the directory when there is none.
+pub(crate) fn expand_credentials(path: PathBuf, credentials: Option<&Path>) -> Result<PathBuf> {
+    let text = path.to_string_lossy();
+    let rest = [format!("${CREDENTIALS}"), format!("${{{CREDENTIALS}}}")]
+        .iter()
+        .find_map(|name| {
+            let rest = text.strip_prefix(name.as_str())?;
+            (rest.is_empty() || rest.starts_with('/')).then(|| rest.trim_start_matches('/'))
+        })
+        .map(str::to_owned);
+    let Some(rest) = rest else {
+        return Ok(path);
+    };
+    let Some(dir) = credentials else {
+        bail!(
+            "{} names ${CREDENTIALS}, which is not set: systemd sets it for a service with \
+             LoadCredential= (e.g. LoadCredential=tls.key:/etc/jobstore/tls/key.pem)",
+            path.display()
+        );
+    };
+    Ok(if rest.is_empty() {
+        dir.to_owned()
+    } else {
+        dir.join(rest)
+    })
 }
 
 const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -158,7 +218,21 @@ impl ServeConfig {
         let listen: SocketAddr = listen_text
             .parse()
             .with_context(|| format!("listen address `{listen_text}` is not IP:PORT"))?;
-        let tokens = flags.tokens.or(env.tokens).or(file.tokens);
+        let credentials = env.credentials.as_deref();
+        let expand = |path: Option<PathBuf>| {
+            path.map(|path| expand_credentials(path, credentials))
+                .transpose()
+        };
+        let tokens = expand(flags.tokens.or(env.tokens).or(file.tokens))?;
+        let tls = match (
+            expand(flags.tls_cert.or(env.tls_cert).or(file.tls_cert))?,
+            expand(flags.tls_key.or(env.tls_key).or(file.tls_key))?,
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => bail!("tls_cert is set but tls_key is not: HTTPS needs both"),
+            (None, Some(_)) => bail!("tls_key is set but tls_cert is not: HTTPS needs both"),
+        };
         let durability: Durability = file
             .durability
             .as_deref()
@@ -219,6 +293,8 @@ impl ServeConfig {
             db,
             listen,
             tokens,
+            tls,
+            allow_plaintext: file.allow_plaintext.unwrap_or(false),
             durability,
             limits,
             max_batch_bytes: file
@@ -290,6 +366,64 @@ mod tests {
                 ServeConfig::resolve(Some(&file), Overrides::default(), Overrides::default())
                     .is_err(),
                 "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs_and_may_name_the_credentials_directory() {
+        let dir = tempfile_dir();
+        let file = dir.join("tls.toml");
+        std::fs::write(
+            &file,
+            "tls_cert = \"/etc/jobstore/tls/cert.pem\"\n\
+             tls_key = \"$CREDENTIALS_DIRECTORY/tls.key\"\nallow_plaintext = true\n",
+        )
+        .unwrap();
+        let env = || Overrides {
+            credentials: Some("/run/credentials/jobstore.service".into()),
+            ..Overrides::default()
+        };
+        let config = ServeConfig::resolve(Some(&file), env(), Overrides::default()).unwrap();
+        assert_eq!(
+            config.tls,
+            Some(TlsFiles {
+                cert: "/etc/jobstore/tls/cert.pem".into(),
+                key: "/run/credentials/jobstore.service/tls.key".into(),
+            })
+        );
+        assert!(config.allow_plaintext);
+        // A flag beats the file, and `${...}` reads the same.
+        let flags = Overrides {
+            tls_key: Some("${CREDENTIALS_DIRECTORY}/other.key".into()),
+            ..Overrides::default()
+        };
+        let config = ServeConfig::resolve(Some(&file), env(), flags).unwrap();
+        assert_eq!(
+            config.tls.unwrap().key,
+            PathBuf::from("/run/credentials/jobstore.service/other.key")
+        );
+        // Outside systemd the name cannot be expanded.
+        let err = ServeConfig::resolve(Some(&file), Overrides::default(), Overrides::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("LoadCredential="), "{err}");
+        // One of the pair alone is refused.
+        let flags = Overrides {
+            tls_cert: Some("cert.pem".into()),
+            ..Overrides::default()
+        };
+        let err = ServeConfig::resolve(None, Overrides::default(), flags).unwrap_err();
+        assert!(err.to_string().contains("needs both"), "{err}");
+        // Defaults: plain HTTP, no allowance beyond loopback.
+        let defaults =
+            ServeConfig::resolve(None, Overrides::default(), Overrides::default()).unwrap();
+        assert_eq!(defaults.tls, None);
+        assert!(!defaults.allow_plaintext);
+        // Only a leading, whole name is expanded.
+        for kept in ["/etc/$CREDENTIALS_DIRECTORY/x", "$CREDENTIALS_DIRECTORYX/y"] {
+            assert_eq!(
+                expand_credentials(kept.into(), Some(Path::new("/run/c"))).unwrap(),
+                PathBuf::from(kept)
             );
         }
     }

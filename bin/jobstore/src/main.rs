@@ -16,7 +16,7 @@ use anyhow::Result;
 use clap::Parser;
 
 use cli::{Cli, Command};
-use commands::{Database, daemons, jobs, maintenance, tokens};
+use commands::{Database, daemons, jobs, maintenance, tls, tokens};
 
 /// Sets up logging, parses the command line and runs the command; errors go to stderr.
 fn main() -> ExitCode {
@@ -43,6 +43,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => daemons::serve(cli.db, args),
         Command::Worker(args) => daemons::worker(args),
         Command::Token(command) => tokens::run(command),
+        Command::Tls(command) => tls::run(command),
         Command::Migrate => maintenance::migrate(&Database::open(cli.db)?),
         Command::Check => maintenance::check(&Database::open(cli.db)?),
         Command::Backup { dest } => maintenance::backup(&Database::open(cli.db)?, &dest),

@@ -1,15 +1,18 @@
 //! `jobstore serve`: opens the store, binds, serves, maintains, and stops cleanly on signals.
 //!
 //! SIGTERM/SIGINT stop accepting, end long polls at once, let in-flight requests finish,
-//! checkpoint and exit 0. SIGHUP reloads the tokens file. Under systemd (`NOTIFY_SOCKET`):
+//! checkpoint and exit 0. SIGHUP reloads the tokens file and the TLS certificate and key (new
+//! connections get the new pair; open ones keep theirs). Under systemd (`NOTIFY_SOCKET`):
 //! `READY=1` after migrate and bind, `STOPPING=1` on drain, `WATCHDOG=1` at half of
 //! `WATCHDOG_USEC` while the store answers.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use jobstore::{Store, StoreOptions};
-use jobstore_http::{App, Tokens};
+use jobstore_http::tls::Reloaded;
+use jobstore_http::{App, Tls, Tokens};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
@@ -19,7 +22,8 @@ use crate::systemd;
 /// Runs the daemon until a shutdown signal.
 ///
 /// # Errors
-/// A store that cannot open, an address that cannot be bound, a refused configuration.
+/// A store that cannot open, an address that cannot be bound, a TLS certificate or key that
+/// cannot be used, a refused configuration (see [`refusal`]).
 pub(crate) fn run(config: ServeConfig) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -53,15 +57,74 @@ fn load_tokens(config: &ServeConfig) -> Result<Option<Tokens>> {
     Ok(Some(tokens))
 }
 
+/// Whether `ip` reaches only this machine: 127.0.0.0/8, `::1`, or 127.0.0.0/8 mapped into
+/// IPv6 (`::ffff:127.0.0.1`). Everything else, the unspecified `0.0.0.0` and `::` included,
+/// is beyond loopback.
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// Why serving on `address` is refused, if it is. Beyond loopback: without tokens anyone could
+/// use the API; with tokens over plain HTTP they would cross the network in the clear, which
+/// takes `allow_plaintext` (a TLS-terminating proxy in front, say). Loopback is always served.
+pub(crate) fn refusal(
+    address: SocketAddr,
+    tokens: bool,
+    tls: bool,
+    allow_plaintext: bool,
+) -> Option<String> {
+    if is_loopback(address.ip()) {
+        return None;
+    }
+    if !tokens {
+        return Some(format!(
+            "refusing to listen on {address} without a tokens file: anyone could reach the API \
+             (pass --tokens FILE, or listen on 127.0.0.1)"
+        ));
+    }
+    if !tls && !allow_plaintext {
+        return Some(format!(
+            "refusing to serve plain HTTP on {address}: bearer tokens would cross the network \
+             in the clear (set tls_cert and tls_key to serve HTTPS, or allow_plaintext = true \
+             in the config when a TLS proxy in front of the daemon encrypts the traffic)"
+        ));
+    }
+    None
+}
+
+/// The TLS certificate and key, when configured.
+fn load_tls(config: &ServeConfig) -> Result<Option<Arc<Tls>>> {
+    let Some(files) = &config.tls else {
+        return Ok(None);
+    };
+    let tls = Tls::load(&files.cert, &files.key).context("cannot serve HTTPS")?;
+    log::info!(
+        "TLS certificate {}, key {}",
+        files.cert.display(),
+        files.key.display()
+    );
+    Ok(Some(Arc::new(tls)))
+}
+
 async fn serve(config: ServeConfig) -> Result<()> {
     let tokens = load_tokens(&config)?;
+    let tls = load_tls(&config)?;
+    let refused = |address| {
+        refusal(
+            address,
+            tokens.is_some(),
+            tls.is_some(),
+            config.allow_plaintext,
+        )
+    };
     let activated = std::env::var_os("LISTEN_FDS").is_some();
-    if tokens.is_none() && !activated && !config.listen.ip().is_loopback() {
-        bail!(
-            "refusing to listen on {} without a tokens file: anyone could reach the API \
-             (pass --tokens FILE, or listen on 127.0.0.1)",
-            config.listen
-        );
+    if !activated && let Some(refused) = refused(config.listen) {
+        bail!(refused);
     }
     let options = StoreOptions {
         durability: config.durability,
@@ -84,11 +147,8 @@ async fn serve(config: ServeConfig) -> Result<()> {
     }
     let listener = listener(&config).await?;
     let address = listener.local_addr()?;
-    if tokens.is_none() && !address.ip().is_loopback() {
-        bail!(
-            "refusing to listen on {address} without a tokens file: anyone could reach the API \
-             (pass --tokens FILE, or listen on 127.0.0.1)"
-        );
+    if let Some(refused) = refused(address) {
+        bail!(refused);
     }
 
     let (stop, stopped) = watch::channel(false);
@@ -101,17 +161,23 @@ async fn serve(config: ServeConfig) -> Result<()> {
     );
     let maintenance = tokio::spawn(maintain(Arc::clone(&app), config.clone(), stopped.clone()));
     let watchdog = tokio::spawn(systemd::watchdog(store.clone(), stopped.clone()));
-    let signals = tokio::spawn(handle_signals(Arc::clone(&app), config.clone(), stop));
+    let signals = tokio::spawn(handle_signals(
+        Arc::clone(&app),
+        tls.clone(),
+        config.clone(),
+        stop,
+    ));
 
     log::info!(
         "database {} (durability {})",
         config.db.display(),
         config.durability.as_str()
     );
-    eprintln!("listening on http://{address}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("listening on {scheme}://{address}");
     systemd::notify_ready();
 
-    jobstore_http::serve(listener, Arc::clone(&app), stopped).await?;
+    jobstore_http::serve(listener, Arc::clone(&app), tls, stopped).await?;
 
     maintenance.abort();
     watchdog.abort();
@@ -150,6 +216,7 @@ async fn listener(config: &ServeConfig) -> Result<tokio::net::TcpListener> {
 
 async fn handle_signals(
     app: Arc<App>,
+    tls: Option<Arc<Tls>>,
     config: ServeConfig,
     stop: watch::Sender<bool>,
 ) -> Result<()> {
@@ -171,6 +238,9 @@ async fn handle_signals(
                     },
                     None => log::info!("SIGHUP: no tokens file to reload"),
                 }
+                if let Some(tls) = &tls {
+                    reload_tls(tls);
+                }
             }
         }
     }
@@ -178,6 +248,31 @@ async fn handle_signals(
     systemd::notify_stopping();
     let _ = stop.send(true);
     Ok(())
+}
+
+/// Reads the TLS certificate and key again (SIGHUP): new connections get the new pair, open
+/// ones keep theirs; a pair that cannot be used leaves the one in use.
+fn reload_tls(tls: &Tls) {
+    let (cert, key) = (tls.cert_path().display(), tls.key_path().display());
+    match tls.reload() {
+        Ok(Reloaded::Changed) => {
+            log::info!(
+                "reloaded the TLS certificate {cert} and key {key}: new connections use them"
+            );
+        }
+        Ok(Reloaded::Unchanged) => {
+            let copied = std::env::var_os("CREDENTIALS_DIRECTORY").is_some_and(|dir| {
+                tls.key_path().starts_with(&dir) || tls.cert_path().starts_with(&dir)
+            });
+            let hint = if copied {
+                " (systemd copies credentials when the service starts: a restart loads new files)"
+            } else {
+                ""
+            };
+            log::info!("the TLS certificate {cert} and key {key} are unchanged{hint}");
+        }
+        Err(err) => log::error!("SIGHUP: keeping the TLS certificate and key in use: {err}"),
+    }
 }
 
 /// Rescues expired leases, purges by retention and checkpoints the WAL, each on its interval.
@@ -226,6 +321,73 @@ async fn maintain(app: Arc<App>, config: ServeConfig, mut stopped: watch::Receiv
             Ok(Ok(done)) => log::debug!("maintenance: {done}"),
             Ok(Err(err)) => log::warn!("maintenance failed: {err}"),
             Err(err) => log::error!("maintenance panicked: {err}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn loopback_is_127_8_and_ipv6_one_mapped_or_not() {
+        for text in [
+            "127.0.0.1:1",
+            "127.0.0.2:1",
+            "127.255.255.254:1",
+            "[::1]:1",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            assert!(is_loopback(addr(text).ip()), "{text}");
+        }
+        for text in [
+            "0.0.0.0:1",
+            "[::]:1",
+            "192.0.2.1:1",
+            "10.0.0.1:1",
+            "[2001:db8::1]:1",
+            "[::ffff:192.0.2.1]:1",
+            "128.0.0.1:1",
+        ] {
+            assert!(!is_loopback(addr(text).ip()), "{text}");
+        }
+    }
+
+    #[test]
+    fn beyond_loopback_takes_tokens_and_tls_or_the_plaintext_allowance() {
+        let beyond = addr("0.0.0.0:8080");
+        // (tokens, tls, allow_plaintext) → refused?
+        let cases = [
+            ((false, false, false), true),
+            ((false, true, false), true),
+            ((false, false, true), true),
+            ((true, false, false), true),
+            ((true, true, false), false),
+            ((true, false, true), false),
+            ((true, true, true), false),
+        ];
+        for ((tokens, tls, plain), refused) in cases {
+            assert_eq!(
+                refusal(beyond, tokens, tls, plain).is_some(),
+                refused,
+                "tokens {tokens}, tls {tls}, allow_plaintext {plain}"
+            );
+        }
+        let plain = refusal(beyond, true, false, false).unwrap();
+        assert!(
+            plain.contains("plain HTTP") && plain.contains("allow_plaintext"),
+            "{plain}"
+        );
+        let open = refusal(beyond, false, true, false).unwrap();
+        assert!(open.contains("without a tokens file"), "{open}");
+        for loopback in ["127.0.0.1:8080", "[::1]:8080"] {
+            for tokens in [false, true] {
+                assert_eq!(refusal(addr(loopback), tokens, false, false), None);
+            }
         }
     }
 }

@@ -170,18 +170,13 @@ impl Connections {
 
     /// Answers a connection that could not be admitted with a 503 and closes it.
     pub(crate) fn refuse(&self, stream: &TcpStream, peer: std::net::SocketAddr) {
-        let body = ApiError::new(
-            ErrorKind::Overloaded,
-            "every connection is busy; try again shortly",
-        );
-        let body = serde_json::to_string(&body.native_body()).unwrap_or_default();
-        let answer = format!(
-            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-             retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
         // A fresh socket's send buffer takes this whole; if not, the client gets a close.
-        let _ = stream.try_write(answer.as_bytes());
+        let _ = stream.try_write(refusal().as_bytes());
+        self.log_refusal(peer);
+    }
+
+    /// Logs a refused connection, at most once every five seconds (a flood logs once).
+    pub(crate) fn log_refusal(&self, peer: std::net::SocketAddr) {
         let now = self.now_ms();
         let last = self.last_refusal_log.load(Ordering::Relaxed);
         if (last == 0 || now.saturating_sub(last) >= 5_000)
@@ -205,6 +200,20 @@ impl Connections {
             conn: Arc::clone(conn),
         }
     }
+}
+
+/// The answer to a connection that could not be admitted: 503, `Retry-After: 1`, closed.
+pub(crate) fn refusal() -> String {
+    let body = ApiError::new(
+        ErrorKind::Overloaded,
+        "every connection is busy; try again shortly",
+    );
+    let body = serde_json::to_string(&body.native_body()).unwrap_or_default();
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// A connection's place in the lobby, given up on drop.
@@ -380,6 +389,12 @@ impl PacedIo {
             rate,
             waiting: None,
         }
+    }
+
+    /// Copies the first bytes the client sent into `buf` without taking them from the socket,
+    /// waiting until there are some (0: the client closed).
+    pub(crate) async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.peek(buf).await
     }
 
     /// A write had to wait: starts the window if none runs, and fails once it ran out.

@@ -3,7 +3,8 @@
 //!
 //! Layers, each using only those below it:
 //! - the server (`server`): accepting, admission, one hyper connection per client, and the
-//!   dispatch of each request to the [`Api`] that owns its path;
+//!   dispatch of each request to the [`Api`] that owns its path, over plain HTTP or TLS
+//!   ([`Tls`]);
 //! - the APIs: the native one (`native`) and each vendor's (`dialects`), each a route table,
 //!   its wire types, its faults and its handlers;
 //! - the skeleton every API is built on: the [`App`] (store calls, authentication, bounded
@@ -26,6 +27,7 @@ mod query;
 mod router;
 mod server;
 mod time;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -38,6 +40,7 @@ pub use native::Native;
 /// The native API's documents, also what `jobstore jobs … --json` prints.
 pub use native::wire::{Job as JobDocument, JobEvent as EventDocument, Step as StepDocument};
 pub use server::{handle, serve};
+pub use tls::Tls;
 
 /// Every API the daemon serves, in the order a path is offered to them: the vendors' (see
 /// `dialects::registered`), then the native API, which owns every other path.

@@ -12,8 +12,11 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -24,6 +27,7 @@ use http_body::{Frame, SizeHint};
 use crate::app::App;
 use crate::body::ResponseBody;
 use crate::conn;
+use crate::tls::Tls;
 
 /// Answers one request: the API that owns its path answers it (routing, authentication and
 /// the handler are the API's); then logging and counting.
@@ -52,18 +56,22 @@ pub async fn handle(
 }
 
 /// Serves `listener` until `shutdown` turns true, then stops accepting, lets in-flight
-/// requests finish (up to the drain timeout) and returns.
+/// requests finish (up to the drain timeout) and returns. With `tls`, every connection speaks
+/// HTTPS (HTTP/1.1 over TLS) with the pair `tls` holds at its handshake.
 ///
 /// Every connection is accepted at once and admitted (see the `conn` module): past
 /// `max_connections` it sheds an idle or too slow connection to make room, or answers the
 /// newcomer 503. Responses are written through a paced socket, so a client that stops
-/// reading is cut off after one window below the minimum rate.
+/// reading is cut off after one window below the minimum rate. A TLS handshake is bounded like
+/// a request head: it must end within the header timeout (the first request head then has
+/// its own), and an admitted connection still in its handshake is idle (the first to be shed).
 ///
 /// # Errors
 /// Only a failure of the listener itself.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
+    tls: Option<Arc<Tls>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let rate = app.limits.body_rate();
@@ -84,21 +92,27 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
-        if conn::has_sent(&stream) {
-            admit(&app, &connections, stream, peer, &shutdown);
+        let accepted = Accepted {
+            app: Arc::clone(&app),
+            connections: Arc::clone(&connections),
+            tls: tls.clone(),
+            shutdown: shutdown.clone(),
+            stream,
+            peer,
+        };
+        if conn::has_sent(&accepted.stream) {
+            accepted.admit();
         } else {
             // Silent so far: wait for its first bytes outside the limit.
             let Some(place) = connections.enter_lobby() else {
                 continue;
             };
-            let app = Arc::clone(&app);
-            let connections = Arc::clone(&connections);
-            let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                let spoke = tokio::time::timeout(app.limits.header_timeout, stream.readable());
+                let timeout = accepted.app.limits.header_timeout;
+                let spoke = tokio::time::timeout(timeout, accepted.stream.readable());
                 if matches!(spoke.await, Ok(Ok(()))) {
                     drop(place);
-                    admit(&app, &connections, stream, peer, &shutdown);
+                    accepted.admit();
                 }
             });
         }
@@ -116,44 +130,171 @@ pub async fn serve(
     Ok(())
 }
 
-/// Admits a connection that has spoken (shedding another if the server is full) and serves it,
-/// or answers it 503.
-fn admit(
-    app: &Arc<App>,
-    connections: &Arc<conn::Connections>,
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    shutdown: &watch::Receiver<bool>,
-) {
-    let Some(conn) = connections.admit() else {
-        connections.refuse(&stream, peer);
-        return;
-    };
-    let _ = stream.set_nodelay(true);
-    tokio::spawn(serve_connection(
-        Arc::clone(app),
-        Arc::clone(connections),
-        conn,
-        stream,
-        peer,
-        shutdown.clone(),
-    ));
-}
-
-/// Serves one admitted connection until it ends, is shed, or the shutdown has drained it.
-async fn serve_connection(
+/// A connection just accepted, with what serving it needs.
+struct Accepted {
     app: Arc<App>,
     connections: Arc<conn::Connections>,
-    conn: Arc<conn::Conn>,
-    stream: tokio::net::TcpStream,
+    tls: Option<Arc<Tls>>,
+    shutdown: watch::Receiver<bool>,
+    stream: TcpStream,
     peer: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
-) {
+}
+
+impl Accepted {
+    /// Admits a connection that has spoken (shedding another if the server is full) and
+    /// serves it, or answers it 503.
+    fn admit(self) {
+        let Some(conn) = self.connections.admit() else {
+            self.refuse();
+            return;
+        };
+        let _ = self.stream.set_nodelay(true);
+        tokio::spawn(self.serve(conn));
+    }
+
+    /// Answers 503 and closes. Over TLS the answer needs a handshake: it runs in a lobby
+    /// place (no slot) within the header timeout; with the lobby full the connection is closed
+    /// without an answer.
+    fn refuse(self) {
+        let Some(tls) = &self.tls else {
+            self.connections.refuse(&self.stream, self.peer);
+            return;
+        };
+        self.connections.log_refusal(self.peer);
+        let Some(place) = self.connections.enter_lobby() else {
+            return;
+        };
+        let acceptor = tls.acceptor();
+        let limits = &self.app.limits;
+        let (timeout, rate, peer) = (limits.header_timeout, limits.body_rate(), self.peer);
+        let io = conn::PacedIo::new(self.stream, rate);
+        tokio::spawn(async move {
+            let answer = async {
+                if let Some(mut stream) = handshake(acceptor, io, peer).await {
+                    let _ = stream.write_all(conn::refusal().as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                    linger(&mut stream).await;
+                }
+            };
+            let _ = tokio::time::timeout(timeout, answer).await;
+            drop(place);
+        });
+    }
+
+    /// Serves an admitted connection until it ends, is shed, or the shutdown has drained it.
+    async fn serve(self, conn: Arc<conn::Conn>) {
+        let Accepted {
+            app,
+            connections,
+            tls,
+            mut shutdown,
+            stream,
+            peer,
+        } = self;
+        let io = conn::PacedIo::new(stream, app.limits.body_rate());
+        match tls {
+            None => serve_http(&app, &connections, &conn, io, peer, &mut shutdown).await,
+            Some(tls) => {
+                let timeout = app.limits.header_timeout;
+                let handshake = tokio::time::timeout(timeout, handshake(tls.acceptor(), io, peer));
+                let accepted = tokio::select! {
+                    accepted = handshake => accepted.unwrap_or_else(|_| {
+                        log::debug!("TLS handshake with {peer} not done within {timeout:?}");
+                        None
+                    }),
+                    () = conn.shed() => {
+                        log::debug!("shed the connection from {peer} in its TLS handshake");
+                        None
+                    }
+                    () = async { drop(shutdown.wait_for(|stop| *stop).await) } => None,
+                };
+                if let Some(stream) = accepted {
+                    serve_http(&app, &connections, &conn, stream, peer, &mut shutdown).await;
+                }
+            }
+        }
+        connections.release(&conn);
+    }
+}
+
+/// The first byte of every TLS connection: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// The TLS handshake of a new connection. `None` when it failed (logged), the client closed,
+/// or the client spoke plain HTTP (answered 400 and closed).
+async fn handshake(
+    acceptor: TlsAcceptor,
+    io: conn::PacedIo,
+    peer: SocketAddr,
+) -> Option<TlsStream<conn::PacedIo>> {
+    let mut first = [0_u8; 1];
+    match io.peek(&mut first).await {
+        Ok(1..) if first[0] == TLS_HANDSHAKE_RECORD => {}
+        Ok(1..) => {
+            log::debug!("{peer} sent plain HTTP to the HTTPS port");
+            answer_plain_http(io).await;
+            return None;
+        }
+        Ok(0) | Err(_) => return None,
+    }
+    match acceptor.accept(io).await {
+        Ok(stream) => Some(stream),
+        Err(err) => {
+            log::debug!("TLS handshake with {peer} failed: {err}");
+            None
+        }
+    }
+}
+
+/// Answers a request sent in plain HTTP to the HTTPS port: 400 with the native error document,
+/// then the connection closes.
+async fn answer_plain_http(mut io: conn::PacedIo) {
+    let error = crate::fault::ApiError::bad_request(
+        "this port serves HTTPS only: send the request over TLS (https://)",
+    );
+    let body = serde_json::to_string(&error.native_body()).unwrap_or_default();
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if io.write_all(answer.as_bytes()).await.is_ok() {
+        let _ = io.shutdown().await;
+        linger(&mut io).await;
+    }
+}
+
+/// After the last answer: reads and drops what the client still sends until it closes (at
+/// most 64 KiB), so that the close is a FIN and not a reset that could destroy the answer in
+/// flight. The caller bounds the time.
+async fn linger(io: &mut (impl AsyncRead + Unpin)) {
+    let mut sink = [0_u8; 4096];
+    let mut left = 64 * 1024_usize;
+    while left > 0 {
+        match io.read(&mut sink).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on an admitted connection (plain or TLS) until it ends, is shed, or the
+/// shutdown has drained it.
+async fn serve_http<I>(
+    app: &Arc<App>,
+    connections: &Arc<conn::Connections>,
+    conn: &Arc<conn::Conn>,
+    io: I,
+    peer: SocketAddr,
+    shutdown: &mut watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let header_timeout = app.limits.header_timeout;
-    let io = conn::PacedIo::new(stream, app.limits.body_rate());
     let service = {
-        let connections = Arc::clone(&connections);
-        let conn = Arc::clone(&conn);
+        let app = Arc::clone(app);
+        let connections = Arc::clone(connections);
+        let conn = Arc::clone(conn);
         service_fn(move |mut request: Request<Incoming>| {
             let app = Arc::clone(&app);
             let in_flight = connections.request_started(&conn);
@@ -209,7 +350,6 @@ async fn serve_connection(
         None => log::debug!("shed the connection from {peer} to make room"),
         Some(Ok(())) => {}
     }
-    connections.release(&conn);
 }
 
 /// A response body that holds its request's guards until it has been sent or dropped. Frames,

@@ -15,6 +15,8 @@ pub(crate) fn serve(db: Option<PathBuf>, args: ServeArgs) -> Result<ExitCode> {
     let ServeArgs {
         listen,
         tokens,
+        tls_cert,
+        tls_key,
         config,
     } = args;
     let env = config::Overrides {
@@ -23,8 +25,18 @@ pub(crate) fn serve(db: Option<PathBuf>, args: ServeArgs) -> Result<ExitCode> {
             .ok()
             .filter(|v| !v.is_empty()),
         tokens: env_path("JOBSTORE_TOKENS"),
+        tls_cert: env_path("JOBSTORE_TLS_CERT"),
+        tls_key: env_path("JOBSTORE_TLS_KEY"),
+        credentials: env_path("CREDENTIALS_DIRECTORY"),
     };
-    let flags = config::Overrides { db, listen, tokens };
+    let flags = config::Overrides {
+        db,
+        listen,
+        tokens,
+        tls_cert,
+        tls_key,
+        credentials: None,
+    };
     let config = config::ServeConfig::resolve(config.as_deref(), env, flags)?;
     serve::run(config)?;
     Ok(ExitCode::SUCCESS)

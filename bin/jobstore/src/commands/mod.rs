@@ -4,6 +4,7 @@
 pub(crate) mod daemons;
 pub(crate) mod jobs;
 pub(crate) mod maintenance;
+pub(crate) mod tls;
 pub(crate) mod tokens;
 
 use std::path::PathBuf;
