@@ -161,7 +161,15 @@ async fn serve(config: ServeConfig) -> Result<()> {
     );
     let maintenance = tokio::spawn(maintain(Arc::clone(&app), config.clone(), stopped.clone()));
     let watchdog = tokio::spawn(systemd::watchdog(store.clone(), stopped.clone()));
+    // The handlers are installed here, before the daemon says it listens: a signal sent as
+    // soon as it does must reach them, not the default action (which would end the process).
+    let watched = Signals {
+        terminate: signal(SignalKind::terminate())?,
+        interrupt: signal(SignalKind::interrupt())?,
+        hangup: signal(SignalKind::hangup())?,
+    };
     let signals = tokio::spawn(handle_signals(
+        watched,
         Arc::clone(&app),
         tls.clone(),
         config.clone(),
@@ -214,20 +222,25 @@ async fn listener(config: &ServeConfig) -> Result<tokio::net::TcpListener> {
         .with_context(|| format!("cannot listen on {}", config.listen))
 }
 
+/// The signals the daemon acts on, registered before it starts serving.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
 async fn handle_signals(
+    mut signals: Signals,
     app: Arc<App>,
     tls: Option<Arc<Tls>>,
     config: ServeConfig,
     stop: watch::Sender<bool>,
 ) -> Result<()> {
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut hangup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
-            _ = hangup.recv() => {
+            _ = signals.terminate.recv() => break,
+            _ = signals.interrupt.recv() => break,
+            _ = signals.hangup.recv() => {
                 match &tokens_path(&config) {
                     Some(path) => match Tokens::load(path) {
                         Ok(tokens) => {
