@@ -1826,3 +1826,79 @@ fn an_execution_started_natively_is_an_ocapi_execution() {
     let other = w.importer.get(&execution("weekly", &id));
     assert_eq!(other.status, 404, "{}", other.text());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The vendor's response headers
+
+/// Every answer with a body carries the headers of every seed sample: `Content-Type:
+/// application/json;charset=UTF-8` (no space), `Expires: Thu, 01-Jan-1970 00:00:00 GMT` and
+/// `Cache-Control: no-cache,no-store,must-revalidate`, faults included.
+#[test]
+fn every_answer_carries_the_vendor_content_type_and_expires() {
+    let w = world();
+    #[track_caller]
+    fn vendor_headers(response: &Response, what: &str) {
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/json;charset=UTF-8"),
+            "{what}: {}",
+            response.text()
+        );
+        assert_eq!(
+            response.header("expires"),
+            Some("Thu, 01-Jan-1970 00:00:00 GMT"),
+            "{what}"
+        );
+        assert_eq!(
+            response.header("cache-control"),
+            Some("no-cache,no-store,must-revalidate"),
+            "{what}"
+        );
+    }
+    let unknown = execute(&w.importer, &executions("CustomerImportJob"));
+    unknown.expect(404);
+    vendor_headers(&unknown, "JobNotFoundException");
+    define(&w.importer, "CustomerImportJob", three_steps("headers"));
+    let created = execute(&w.importer, &executions("CustomerImportJob"));
+    created.expect(200);
+    vendor_headers(&created, "POST executions");
+    let id = id_of(&created.json());
+    let read = w.importer.get(&execution("CustomerImportJob", &id));
+    read.expect(200);
+    vendor_headers(&read, "GET execution");
+    let head = w.importer.request(
+        "HEAD",
+        &execution("CustomerImportJob", &id),
+        &[],
+        Body::None,
+    );
+    head.expect(200);
+    vendor_headers(&head, "HEAD execution");
+    let missing = w.importer.get(&execution("CustomerImportJob", "90"));
+    missing.expect(404);
+    vendor_headers(&missing, "JobExecutionNotFoundException");
+    let found = search(&w.importer, &json!({"query": {"match_all_query": {}}}));
+    found.expect(200);
+    vendor_headers(&found, "job_execution_search");
+    let anonymous = w
+        .daemon
+        .client_with("no-such-token")
+        .get(&execution("CustomerImportJob", &id));
+    anonymous.expect(401);
+    vendor_headers(&anonymous, "InvalidAccessTokenException");
+    let refused = w.importer.delete(&execution("CustomerImportJob", &id));
+    refused.expect(403);
+    vendor_headers(&refused, "JobExecutionNotFinishedException");
+    let not_allowed = w
+        .importer
+        .request("PUT", &executions("CustomerImportJob"), &[], Body::None);
+    not_allowed.expect(405);
+    vendor_headers(&not_allowed, "MethodNotAllowedException");
+
+    // The 204 of a DELETE has no body, and no content type.
+    let lease = claim(&w.runner, "headers");
+    complete(&w.runner, &lease);
+    let deleted = w.importer.delete(&execution("CustomerImportJob", &id));
+    deleted.expect(204);
+    assert_eq!(deleted.header("content-type"), None);
+}

@@ -107,13 +107,14 @@ impl Api for Ocapi {
 
     fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
         Box::pin(async move {
-            let v = match version(without_site(request.uri().path())) {
-                Ok(v) => v,
-                Err(fault) => return fault.render(&format!("{}.{}", FIRST.0, FIRST.1)),
+            let mut response = match version(without_site(request.uri().path())) {
+                Ok(v) => answer(app, &v, request)
+                    .await
+                    .unwrap_or_else(|fault| fault.render(&v)),
+                Err(fault) => fault.render(&format!("{}.{}", FIRST.0, FIRST.1)),
             };
-            answer(app, &v, request)
-                .await
-                .unwrap_or_else(|fault| fault.render(&v))
+            wire::vendor_headers(&mut response);
+            response
         })
     }
 }

@@ -277,14 +277,41 @@ fn resource_state(job: &Job, steps: &[Step]) -> String {
         .collect()
 }
 
-/// A 200 JSON answer with the vendor's cache headers.
+/// A 200 JSON answer (the vendor's headers are added to every answer, see
+/// [`vendor_headers`]).
 pub(crate) fn ok<T: Serialize>(value: &T) -> Response<ResponseBody> {
-    let mut response = body::json(StatusCode::OK, value);
-    response.headers_mut().insert(
+    body::json(StatusCode::OK, value)
+}
+
+/// The content type of every JSON answer, as every sample of the vendor's prints it.
+const CONTENT_TYPE: &str = "application/json;charset=UTF-8";
+
+/// The `Expires` of every answer with a body, as every sample of the vendor's prints it.
+const EXPIRES: &str = "Thu, 01-Jan-1970 00:00:00 GMT";
+
+/// The `Cache-Control` of the vendor's answers.
+const CACHE_CONTROL: &str = "no-cache,no-store,must-revalidate";
+
+/// The headers of the vendor's samples on an answer with a body, faults included:
+/// `Content-Type: application/json;charset=UTF-8`, `Expires` in the past and `Cache-Control`
+/// forbidding any cache. A 204 keeps only its own headers, as the vendor's DELETE sample.
+pub(crate) fn vendor_headers(response: &mut Response<ResponseBody>) {
+    if response.status() == StatusCode::NO_CONTENT {
+        return;
+    }
+    let headers = response.headers_mut();
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if json {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    }
+    headers.insert(header::EXPIRES, HeaderValue::from_static(EXPIRES));
+    headers.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache,no-store,must-revalidate"),
+        HeaderValue::from_static(CACHE_CONTROL),
     );
-    response
 }
 
 #[cfg(test)]
