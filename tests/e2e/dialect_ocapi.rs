@@ -1902,3 +1902,46 @@ fn every_answer_carries_the_vendor_content_type_and_expires() {
     deleted.expect(204);
     assert_eq!(deleted.header("content-type"), None);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Resource states
+
+/// A DELETE that names a resource state (`x-dw-resource-state`) other than the execution's
+/// `_resource_state` is the vendor's 409 `ResourceStateConflictException`, and deletes
+/// nothing; the current one deletes. A HEAD answers the state in the same header.
+#[test]
+fn a_stale_resource_state_refuses_the_delete() {
+    let w = world();
+    define(&w.importer, "Stateful", three_steps("stateful"));
+    let created = execute(&w.importer, &executions("Stateful")).expect_json(200);
+    let id = id_of(&created);
+    let lease = claim(&w.runner, "stateful");
+    complete(&w.runner, &lease);
+    let path = execution("Stateful", &id);
+    let current = w.importer.get(&path).expect_json(200);
+    let state = current["_resource_state"].as_str().unwrap().to_owned();
+    assert_ne!(created["_resource_state"], current["_resource_state"]);
+    let stale = created["_resource_state"].as_str().unwrap();
+    let head = w.importer.request("HEAD", &path, &[], Body::None);
+    head.expect(200);
+    assert_eq!(head.header("x-dw-resource-state"), Some(state.as_str()));
+
+    for given in [stale, "", "not-a-state"] {
+        let refused = w.importer.request(
+            "DELETE",
+            &path,
+            &[("x-dw-resource-state", given)],
+            Body::None,
+        );
+        assert_fault(&refused, 409, "ResourceStateConflictException", "17.4");
+        assert_eq!(w.importer.get(&path).expect_json(200), current);
+    }
+    let deleted = w.importer.request(
+        "DELETE",
+        &path,
+        &[("x-dw-resource-state", &state)],
+        Body::None,
+    );
+    deleted.expect(204);
+    w.importer.get(&path).expect(404);
+}

@@ -181,6 +181,21 @@ pub(crate) fn execution_not_found(id: &str) -> Fault {
     .arg("executionId", id)
 }
 
+/// `ResourceStateConflictException`: a DELETE of the execution `id` naming a resource state
+/// the execution is not in.
+pub(crate) fn resource_state_conflict(id: &str) -> Fault {
+    let mut fault = Fault::new(
+        ErrorKind::InvalidTransition,
+        format!(
+            "The resource state given in the 'x-dw-resource-state' header is not the current \
+             state of the Job execution with ID '{id}'."
+        ),
+    )
+    .typed("ResourceStateConflictException");
+    fault.error = fault.error.with_status(StatusCode::CONFLICT);
+    fault
+}
+
 /// A refused read or delete of the execution `id`: not found, or not finished.
 pub(crate) fn about_execution(id: &str, err: ApiError) -> Fault {
     match err.kind {

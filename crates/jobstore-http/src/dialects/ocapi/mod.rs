@@ -14,7 +14,7 @@ mod faults;
 mod search;
 mod wire;
 
-use http::{Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use jobstore::Execution;
 
@@ -178,8 +178,12 @@ async fn answer(app: &App, v: &str, request: Request<Incoming>) -> Answer {
     match matched.route.name {
         Name::Executions => execute(app, &principal, v, &matched, request).await,
         Name::Execution => {
-            let delete = method == Method::DELETE;
-            execution(app, &principal, v, &matched, delete).await
+            let asked = if method == Method::DELETE {
+                Asked::Delete(resource_state(&request))
+            } else {
+                Asked::Read { head: matched.head }
+            };
+            execution(app, &principal, v, &matched, asked).await
         }
         Name::Search => search::search(app, &principal, v, request).await,
     }
@@ -246,33 +250,83 @@ fn restart_flag(raw: Option<&str>) -> Result<bool, Fault> {
     })
 }
 
-/// `GET` and `DELETE .../jobs/{job_id}/executions/{id}`. Only a finished (or aborted)
-/// execution is deleted; the core refuses the others, and nothing changes.
+/// The request header naming the resource state a client expects (optimistic locking).
+const RESOURCE_STATE: &str = "x-dw-resource-state";
+
+/// What a request asks of one execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Asked {
+    /// Its document; a HEAD also answers its resource state in [`RESOURCE_STATE`].
+    Read { head: bool },
+    /// Its deletion, if its resource state is the one given (when one is).
+    Delete(Option<String>),
+}
+
+/// The resource state a DELETE names in [`RESOURCE_STATE`], if any (a value that is not
+/// text names no state an execution has).
+fn resource_state(request: &Request<Incoming>) -> Option<String> {
+    request
+        .headers()
+        .get(RESOURCE_STATE)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+}
+
+/// What became of the execution asked for.
+enum Outcome {
+    Read(Box<wire::ExecutionView>),
+    Deleted,
+    /// Not deleted: its resource state is not the one the client named.
+    Stale,
+}
+
+/// `GET`, `HEAD` and `DELETE .../jobs/{job_id}/executions/{id}`. Only a finished (or
+/// aborted) execution is deleted; the core refuses the others, and nothing changes. A DELETE
+/// naming a resource state deletes only the execution in that state (the `_resource_state`
+/// a read answers): a terminal execution no longer changes, so the state read is the state
+/// deleted.
 async fn execution(
     app: &App,
     principal: &Principal,
     v: &str,
     matched: &Matched<Name>,
-    delete: bool,
+    asked: Asked,
 ) -> Answer {
     let text = matched.params.text("id");
     let id = crate::router::parse_id(text).ok_or_else(|| faults::execution_not_found(text))?;
     let job_id = matched.params.text("job_id").to_owned();
-    let found = app
+    let head = asked == Asked::Read { head: true };
+    let outcome = app
         .call(principal, move |store| {
             let job = wire::execution(&store, &job_id, id)?;
-            if delete {
-                store.delete(id).map(|()| None)
-            } else {
-                wire::view(&store, job).map(Some)
+            match asked {
+                Asked::Read { .. } => {
+                    wire::view(&store, job).map(|view| Outcome::Read(Box::new(view)))
+                }
+                Asked::Delete(Some(expected)) => {
+                    if wire::view(&store, job)?.resource_state() != expected {
+                        return Ok(Outcome::Stale);
+                    }
+                    store.delete(id).map(|()| Outcome::Deleted)
+                }
+                Asked::Delete(None) => store.delete(id).map(|()| Outcome::Deleted),
             }
         })
         .await
         .map_err(|err| faults::about_execution(text, err))?;
-    Ok(match found {
-        Some(view) => wire::ok(&wire::job_execution(&view, Some(v))),
-        None => body::empty(StatusCode::NO_CONTENT),
-    })
+    match outcome {
+        Outcome::Read(view) => {
+            let mut response = wire::ok(&wire::job_execution(&view, Some(v)));
+            if let Some(state) = head
+                .then(|| HeaderValue::from_str(&view.resource_state()).ok())
+                .flatten()
+            {
+                response.headers_mut().insert(RESOURCE_STATE, state);
+            }
+            Ok(response)
+        }
+        Outcome::Deleted => Ok(body::empty(StatusCode::NO_CONTENT)),
+        Outcome::Stale => Err(faults::resource_state_conflict(text)),
+    }
 }
 
 #[cfg(test)]

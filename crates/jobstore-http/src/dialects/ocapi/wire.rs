@@ -23,6 +23,13 @@ pub(crate) struct ExecutionView {
     now: i64,
 }
 
+impl ExecutionView {
+    /// The execution's `_resource_state`.
+    pub(crate) fn resource_state(&self) -> String {
+        resource_state(&self.job, &self.steps)
+    }
+}
+
 /// Reads what the document of `job` needs.
 pub(crate) fn view(store: &Store, job: Job) -> jobstore::Result<ExecutionView> {
     let steps = store.steps(job.id)?;
@@ -168,7 +175,7 @@ pub(crate) fn job_execution(view: &ExecutionView, v: Option<&str>) -> Value {
     present(json!({
         "_v": v,
         "_type": "job_execution",
-        "_resource_state": resource_state(job, &view.steps),
+        "_resource_state": view.resource_state(),
         "client_id": job.created_by,
         "duration": duration(job.started_at, job.finished_at, view.now),
         "end_time": job.finished_at.map(rfc3339_millis),
