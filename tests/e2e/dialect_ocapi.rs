@@ -1945,3 +1945,102 @@ fn a_stale_resource_state_refuses_the_delete() {
     deleted.expect(204);
     w.importer.get(&path).expect(404);
 }
+
+// ---------------------------------------------------------------------------------------------
+// HTTP method override
+
+/// A POST with `x-dw-http-method-override` (or the `method` query parameter) is the
+/// overriding method on every route: a DELETE deletes, a HEAD reads without a body; an
+/// override the route does not serve is the vendor's 405 with `Allow`, and one the vendor
+/// does not allow is its `IllegalHttpMethodOverrideException`. A POST with an override never
+/// creates an execution.
+#[test]
+fn the_method_override_routes_a_post_as_its_method() {
+    let w = world();
+    define(&w.importer, "Overridden", three_steps("overridden"));
+    let total = || {
+        search(
+            &w.importer,
+            &json!({"query": {"term_query": {"fields": ["job_id"], "operator": "is",
+                                             "values": ["Overridden"]}}}),
+        )
+        .expect_json(200)["total"]
+            .clone()
+    };
+    let post = |path: &str, method: &str| {
+        w.importer.request(
+            "POST",
+            path,
+            &[
+                ("Content-Type", "application/json"),
+                ("x-dw-http-method-override", method),
+            ],
+            Body::None,
+        )
+    };
+
+    // The executions resource serves POST only: an override to DELETE creates nothing.
+    let refused = post(&executions("Overridden"), "DELETE");
+    let fault = assert_fault(&refused, 405, "MethodNotAllowedException", "17.4");
+    assert_eq!(fault["arguments"], json!({"method": "DELETE"}), "{fault}");
+    assert_eq!(refused.header("allow"), Some("POST"));
+    assert_eq!(total(), 0);
+
+    let id = id_of(&execute(&w.importer, &executions("Overridden")).expect_json(200));
+    let path = execution("Overridden", &id);
+    // DELETE of a live execution, through the override: the vendor's 403, nothing changes.
+    assert_fault(
+        &post(&path, "DELETE"),
+        403,
+        "JobExecutionNotFinishedException",
+        "17.4",
+    );
+    // HEAD: the GET's answer without a body; a read-only token may ask it.
+    let head = w.viewer.request(
+        "POST",
+        &path,
+        &[("x-dw-http-method-override", "HEAD")],
+        Body::None,
+    );
+    head.expect(200);
+    assert!(head.body.is_empty(), "{}", head.text());
+    let doc = w.importer.get(&path).expect_json(200);
+    assert_eq!(
+        head.header("x-dw-resource-state"),
+        doc["_resource_state"].as_str()
+    );
+    // Methods the route does not serve: 405 with its Allow list.
+    for (route, method, allow) in [
+        (path.as_str(), "PATCH", "GET, HEAD, DELETE"),
+        (path.as_str(), "PUT", "GET, HEAD, DELETE"),
+        (path.as_str(), "OPTIONS", "GET, HEAD, DELETE"),
+        (&format!("{BASE}/job_execution_search"), "PUT", "POST"),
+        (&format!("{BASE}/job_execution_search"), "DELETE", "POST"),
+    ] {
+        let refused = post(route, method);
+        assert_fault(&refused, 405, "MethodNotAllowedException", "17.4");
+        assert_eq!(refused.header("allow"), Some(allow), "{method} {route}");
+    }
+    // Methods the vendor does not take as an override.
+    for method in ["GET", "POST", "TRACE", "delete-it"] {
+        let refused = post(&path, method);
+        let fault = assert_fault(&refused, 400, "IllegalHttpMethodOverrideException", "17.4");
+        assert_eq!(fault["arguments"], json!({"method": method}), "{fault}");
+    }
+    assert_eq!(total(), 1);
+
+    // Once finished, the override deletes it; so does the `method` query parameter.
+    let lease = claim(&w.runner, "overridden");
+    complete(&w.runner, &lease);
+    post(&path, "DELETE").expect(204);
+    w.importer.get(&path).expect(404);
+    let id = id_of(&execute(&w.importer, &executions("Overridden")).expect_json(200));
+    let lease = claim(&w.runner, "overridden");
+    complete(&w.runner, &lease);
+    let path = execution("Overridden", &id);
+    w.importer
+        .request("POST", &format!("{path}?method=DELETE"), &[], Body::None)
+        .expect(204);
+    w.importer.get(&path).expect(404);
+    assert_eq!(total(), 0);
+}

@@ -150,6 +150,19 @@ pub(crate) fn constraint(message: impl Into<String>) -> Fault {
     Fault::new(ErrorKind::InvalidRequest, message)
 }
 
+/// `IllegalHttpMethodOverrideException`: a method override the vendor does not take.
+pub(crate) fn illegal_override(method: &str) -> Fault {
+    Fault::new(
+        ErrorKind::InvalidRequest,
+        format!(
+            "The HTTP method '{method}' cannot override POST: PUT, PATCH, DELETE, HEAD and \
+             OPTIONS can."
+        ),
+    )
+    .typed("IllegalHttpMethodOverrideException")
+    .arg("method", method)
+}
+
 /// A path under the Data API that names no resource.
 pub(crate) fn unknown_resource(path: &str) -> Fault {
     Fault::new(

@@ -141,9 +141,11 @@ type Answer = Result<Response<ResponseBody>, Fault>;
 
 async fn answer(app: &App, v: &str, request: Request<Incoming>) -> Answer {
     let path = request.uri().path();
-    let method = request.method().clone();
     // Before routing: a caller without a valid token learns nothing about the routes.
     let principal = authenticate(app, &request)?;
+    let tunnelled = overridden(&request)?;
+    let head_by_post = tunnelled == Some(Method::HEAD);
+    let method = tunnelled.unwrap_or_else(|| request.method().clone());
     let matched = router::resolve(&ROUTES, &method, without_site(path)).map_err(|miss| {
         let Miss::MethodNotAllowed(allow) = miss else {
             return faults::unknown_resource(path);
@@ -175,7 +177,7 @@ async fn answer(app: &App, v: &str, request: Request<Incoming>) -> Answer {
             .arg("method", method.as_str())
             .arg("path", template)
     })?;
-    match matched.route.name {
+    let answered = match matched.route.name {
         Name::Executions => execute(app, &principal, v, &matched, request).await,
         Name::Execution => {
             let asked = if method == Method::DELETE {
@@ -186,7 +188,47 @@ async fn answer(app: &App, v: &str, request: Request<Incoming>) -> Answer {
             execution(app, &principal, v, &matched, asked).await
         }
         Name::Search => search::search(app, &principal, v, request).await,
+    }?;
+    // A HEAD asked by a POST: hyper sends the body of an answer to a POST.
+    Ok(if head_by_post {
+        let (parts, _) = answered.into_parts();
+        Response::from_parts(parts, body::empty(StatusCode::OK).into_body())
+    } else {
+        answered
+    })
+}
+
+/// The vendor's method override header.
+const METHOD_OVERRIDE: &str = "x-dw-http-method-override";
+
+/// The methods the vendor takes as an override.
+const OVERRIDES: [Method; 5] = [
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::HEAD,
+    Method::OPTIONS,
+];
+
+/// The method a POST asks for with [`METHOD_OVERRIDE`], or else with the `method` query
+/// parameter; `None` when it asks for none (other methods are never overridden).
+fn overridden(request: &Request<Incoming>) -> Result<Option<Method>, Fault> {
+    if request.method() != Method::POST {
+        return Ok(None);
     }
+    let asked = match request.headers().get(METHOD_OVERRIDE) {
+        Some(value) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        None => match Query::parse(request.uri().query())?.all("method").pop() {
+            Some(value) => value,
+            None => return Ok(None),
+        },
+    };
+    OVERRIDES
+        .iter()
+        .find(|method| method.as_str().eq_ignore_ascii_case(asked.trim()))
+        .cloned()
+        .map(Some)
+        .ok_or_else(|| faults::illegal_override(&asked))
 }
 
 /// The caller, or the vendor's 401 (which says whether the token was missing or unknown).
