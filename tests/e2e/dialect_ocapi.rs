@@ -2044,3 +2044,54 @@ fn the_method_override_routes_a_post_as_its_method() {
     w.importer.get(&path).expect(404);
     assert_eq!(total(), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Formats
+
+/// The vendor lists `json` and `xml` but documents no XML document: XML (asked with
+/// `?format=xml`, or sent as an `application/xml` or `text/xml` body) is refused with the
+/// vendor's 415 for an unsupported format, in JSON, and changes nothing.
+#[test]
+fn xml_is_refused_with_the_vendor_fault_for_an_unsupported_format() {
+    let w = world();
+    define(&w.importer, "Formats", three_steps("formats"));
+    let xml_body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><job_execution_request/>";
+    for content_type in ["application/xml", "text/xml; charset=UTF-8"] {
+        let refused = w.importer.request(
+            "POST",
+            &executions("Formats"),
+            &[("Content-Type", content_type)],
+            xml_body,
+        );
+        let fault = assert_fault(&refused, 415, "UnsupportedMediaTypeException", "17.4");
+        let media = content_type.split(';').next().unwrap();
+        assert_eq!(fault["arguments"], json!({"mediaType": media}), "{fault}");
+    }
+    let refused = w.importer.request(
+        "POST",
+        &format!("{BASE}/job_execution_search"),
+        &[("Content-Type", "text/xml")],
+        "<search_request/>",
+    );
+    assert_fault(&refused, 415, "UnsupportedMediaTypeException", "17.4");
+    // Nothing was executed: the first JSON execution is not refused as already running.
+    let created = execute(
+        &w.importer,
+        &format!("{}?format=xml", executions("Formats")),
+    );
+    assert_execution(&created.expect_json(200), Some("17.4"));
+    let id = id_of(&created.json());
+    // On a GET the format parameter asks: json is served, anything else refused.
+    let path = execution("Formats", &id);
+    w.importer.get(&format!("{path}?format=json")).expect(200);
+    for format in ["xml", "yaml"] {
+        let refused = w.importer.get(&format!("{path}?format={format}"));
+        let fault = assert_fault(&refused, 415, "UnsupportedMediaTypeException", "17.4");
+        assert_eq!(fault["arguments"], json!({"mediaType": format}), "{fault}");
+    }
+    let refused = w
+        .importer
+        .request("DELETE", &format!("{path}?format=xml"), &[], Body::None);
+    assert_fault(&refused, 415, "UnsupportedMediaTypeException", "17.4");
+    w.importer.get(&path).expect(200);
+}

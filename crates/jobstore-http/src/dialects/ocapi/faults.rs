@@ -163,6 +163,22 @@ pub(crate) fn illegal_override(method: &str) -> Fault {
     .arg("method", method)
 }
 
+/// 415 `UnsupportedMediaTypeException`: a format other than JSON (`media`: the media type
+/// or `format` value asked for).
+pub(crate) fn unsupported_format(media: &str) -> Fault {
+    let mut fault = Fault::new(
+        ErrorKind::InvalidRequest,
+        format!(
+            "The media type '{media}' is not supported: this server reads and answers JSON \
+             (application/json) only."
+        ),
+    )
+    .typed("UnsupportedMediaTypeException")
+    .arg("mediaType", media);
+    fault.error = fault.error.with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    fault
+}
+
 /// A path under the Data API that names no resource.
 pub(crate) fn unknown_resource(path: &str) -> Fault {
     Fault::new(

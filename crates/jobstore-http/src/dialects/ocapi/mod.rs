@@ -177,6 +177,7 @@ async fn answer(app: &App, v: &str, request: Request<Incoming>) -> Answer {
             .arg("method", method.as_str())
             .arg("path", template)
     })?;
+    json_only(&request)?;
     let answered = match matched.route.name {
         Name::Executions => execute(app, &principal, v, &matched, request).await,
         Name::Execution => {
@@ -196,6 +197,33 @@ async fn answer(app: &App, v: &str, request: Request<Incoming>) -> Answer {
     } else {
         answered
     })
+}
+
+/// Refuses a request for the vendor's XML format (documented as a format, never shown):
+/// an XML body (`application/xml`, `text/xml`), or, unless a POST sends JSON (the content
+/// type has precedence), a `format` other than `json`.
+fn json_only(request: &Request<Incoming>) -> Result<(), Fault> {
+    let media = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            let media = value.split(';').next().unwrap_or_default();
+            media.trim().to_ascii_lowercase()
+        });
+    match media.as_deref() {
+        Some(xml @ ("application/xml" | "text/xml")) => {
+            return Err(faults::unsupported_format(xml));
+        }
+        Some("application/json") if request.method() == Method::POST => return Ok(()),
+        _ => {}
+    }
+    match Query::parse(request.uri().query())?.all("format").pop() {
+        Some(format) if !format.is_empty() && !format.eq_ignore_ascii_case("json") => {
+            Err(faults::unsupported_format(&format))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The vendor's method override header.
