@@ -335,6 +335,7 @@ fn assert_step(step: &Value) {
         "step_description",
         "step_id",
         "step_type_id",
+        "step_type_info",
     ];
     let optional = ["end_time", "exit_status", "start_time"];
     let present = keys(step);
@@ -348,12 +349,17 @@ fn assert_step(step: &Value) {
         );
     }
     assert_eq!(step["_type"], "job_step_execution");
-    assert!(step["id"].is_string());
+    let id = step["id"].as_str().unwrap();
+    assert!(
+        !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()),
+        "{step}"
+    );
     for text in [
         "execution_scope",
         "step_description",
         "step_id",
         "step_type_id",
+        "step_type_info",
     ] {
         assert!(step[text].is_string(), "{text} of {step}");
     }
@@ -372,6 +378,7 @@ fn assert_step(step: &Value) {
         }
         "finished" => {
             assert_exit_status(&step["exit_status"]);
+            assert!(step["exit_status"]["message"].is_string(), "{step}");
             assert_eq!(step["exit_status"]["code"], status);
             assert_time(&step["end_time"]);
         }
@@ -423,10 +430,9 @@ fn an_execution_walks_through_its_whole_life() {
     assert!(doc.get("start_time").is_none() && doc.get("parameters").is_none());
     let steps = steps_of(&doc);
     assert_eq!(steps.len(), 3);
-    for (i, (step, want)) in steps.iter().zip(["Step1", "Step2", "Step3"]).enumerate() {
+    for (step, want) in steps.iter().zip(["Step1", "Step2", "Step3"]) {
         assert_eq!(step["step_id"], want);
         assert_eq!(step["execution_status"], "pending");
-        assert_eq!(step["id"], format!("{id}-{}", i + 1));
     }
     assert_eq!(steps[0]["step_type_id"], "ExecutePipeline");
     assert_eq!(
@@ -558,7 +564,7 @@ fn an_execution_walks_through_its_whole_life() {
     assert!(steps.iter().all(|s| s["execution_status"] == "finished"));
     assert_eq!(
         steps[2]["exit_status"],
-        json!({"_type": "status", "code": "OK", "status": "ok"})
+        json!({"_type": "status", "code": "OK", "message": "", "status": "ok"})
     );
     // Once over, the duration is the time from start to end, and stays.
     let start = done["start_time"].as_str().unwrap();
@@ -2094,4 +2100,65 @@ fn xml_is_refused_with_the_vendor_fault_for_an_unsupported_format() {
         .request("DELETE", &format!("{path}?format=xml"), &[], Body::None);
     assert_fault(&refused, 415, "UnsupportedMediaTypeException", "17.4");
     w.importer.get(&path).expect(200);
+}
+
+/// Step executions as in the vendor's sample: each has its own numeric id (a string), the
+/// `step_type_info` member, an `exit_status.message` (`""` when the step reported none);
+/// `include_steps_from_job_id` only names a job a step was included from, and no step of
+/// a jobstore definition is.
+#[test]
+fn step_executions_are_documented_as_in_the_vendor_sample() {
+    let w = world();
+    define(&w.importer, "Stepped", three_steps("stepped"));
+    let created = execute(&w.importer, &executions("Stepped")).expect_json(200);
+    let id = id_of(&created);
+    let lease = claim(&w.runner, "stepped");
+    step(&w.runner, &lease, "Step1", "ok", Some(("OK", "")));
+    step(
+        &w.runner,
+        &lease,
+        "Step2",
+        "ok",
+        Some(("SUCCESS", "Step was successful!")),
+    );
+    step(&w.runner, &lease, "Step3", "ok", None);
+    complete(&w.runner, &lease);
+    let doc = w.importer.get(&execution("Stepped", &id)).expect_json(200);
+    let steps = steps_of(&doc);
+    let mut seen = BTreeSet::new();
+    for step in &steps {
+        let step_id = step["id"].as_str().unwrap();
+        assert!(
+            !step_id.is_empty() && step_id.bytes().all(|b| b.is_ascii_digit()),
+            "{step}"
+        );
+        assert!(seen.insert(step_id.to_owned()), "{step_id} twice");
+        assert_eq!(step["step_type_info"], "", "{step}");
+        assert!(step.get("include_steps_from_job_id").is_none(), "{step}");
+    }
+    assert_eq!(
+        steps[0]["exit_status"],
+        json!({"_type": "status", "code": "OK", "message": "", "status": "ok"})
+    );
+    assert_eq!(
+        steps[1]["exit_status"],
+        json!({"_type": "status", "code": "SUCCESS", "message": "Step was successful!",
+               "status": "ok"})
+    );
+    assert_eq!(
+        steps[2]["exit_status"],
+        json!({"_type": "status", "code": "OK", "message": "", "status": "ok"})
+    );
+    // The execution's own exit status has no message when there is none, as in the sample.
+    assert_eq!(
+        doc["exit_status"],
+        json!({"_type": "status", "code": "OK", "status": "ok"})
+    );
+    // Step ids are stable, and differ between executions.
+    let again = w.importer.get(&execution("Stepped", &id)).expect_json(200);
+    assert_eq!(steps_of(&again)[0]["id"], steps[0]["id"]);
+    let next = execute(&w.importer, &executions("Stepped")).expect_json(200);
+    for step in steps_of(&next) {
+        assert!(!seen.contains(step["id"].as_str().unwrap()), "{step}");
+    }
 }
