@@ -1353,7 +1353,8 @@ fn hits(api: &Client, body: &Value) -> Vec<String> {
     let result = search(api, body).expect_json(200);
     let members = keys(&result);
     let allowed: BTreeSet<String> = [
-        "_v", "_type", "count", "hits", "query", "select", "sorts", "start", "total",
+        "_v", "_type", "count", "hits", "next", "previous", "query", "select", "sorts", "start",
+        "total",
     ]
     .map(String::from)
     .into();
@@ -2161,4 +2162,52 @@ fn step_executions_are_documented_as_in_the_vendor_sample() {
     for step in steps_of(&next) {
         assert!(!seen.contains(step["id"].as_str().unwrap()), "{step}");
     }
+}
+
+/// Search results carry the vendor's `next` and `previous` result pages (`{"_type":
+/// "result_page", "count", "start"}`): the search parameters of the neighbouring pages,
+/// absent where there is none.
+#[test]
+fn search_results_link_the_next_and_previous_pages() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    define(&api, "Paged", three_steps("paged"));
+    for _ in 0..5 {
+        execute(&api, &executions("Paged")).expect(200);
+        let lease = claim(&api, "paged");
+        complete(&api, &lease);
+    }
+    let page = |start: u64, count: u64| {
+        let result = search(
+            &api,
+            &json!({"query": {"match_all_query": {}}, "start": start, "count": count}),
+        )
+        .expect_json(200);
+        assert_eq!(result["total"], 5, "{result}");
+        result
+    };
+    let page_of =
+        |start: u64, count: u64| json!({"_type": "result_page", "count": count, "start": start});
+    let first = page(0, 2);
+    assert_eq!(first["next"], page_of(2, 2), "{first}");
+    assert!(first.get("previous").is_none(), "{first}");
+    let middle = page(2, 2);
+    assert_eq!(middle["next"], page_of(4, 2), "{middle}");
+    assert_eq!(middle["previous"], page_of(0, 2), "{middle}");
+    let last = page(4, 2);
+    assert_eq!(last["count"], 1);
+    assert!(last.get("next").is_none(), "{last}");
+    assert_eq!(last["previous"], page_of(2, 2), "{last}");
+    // A page that does not start on a page boundary: the previous page ends where it starts.
+    let odd = page(1, 2);
+    assert_eq!(odd["previous"], page_of(0, 1), "{odd}");
+    assert_eq!(odd["next"], page_of(3, 2), "{odd}");
+    let all = page(0, 25);
+    assert!(
+        all.get("next").is_none() && all.get("previous").is_none(),
+        "{all}"
+    );
+    let past = page(7, 2);
+    assert!(past.get("next").is_none(), "{past}");
+    assert_eq!(past["previous"], page_of(5, 2), "{past}");
 }

@@ -227,17 +227,34 @@ pub(crate) async fn search(
             Ok((hits, page.total.unwrap_or(0)))
         })
         .await?;
+    let (next, previous) = neighbours(offset, count.unsigned_abs(), total);
     Ok(wire::ok(&wire::present(json!({
         "_v": v,
         "_type": "job_execution_search_result",
         "count": hits.len(),
         "hits": hits,
+        "next": next,
+        "previous": previous,
         "query": query,
         "select": search.select.as_deref().unwrap_or("(**)"),
         "sorts": sorts,
         "start": start,
         "total": total,
     }))))
+}
+
+/// The vendor's `next` and `previous` result pages of the page of `count` hits from `start`
+/// among `total`: the `start` and `count` to search with for the page after this one (when
+/// some hits follow it) and for the one before it (when it does not start at 0; it ends where
+/// this page starts).
+fn neighbours(start: u64, count: u64, total: u64) -> (Option<Value>, Option<Value>) {
+    let page =
+        |start: u64, count: u64| json!({"_type": "result_page", "count": count, "start": start});
+    let after = start.saturating_add(count);
+    let next = (after < total).then(|| page(after, count));
+    let before = start.saturating_sub(count);
+    let previous = (start > 0).then(|| page(before, start - before));
+    (next, previous)
 }
 
 /// The rank of each state in a sort by `status`: the vendor's status strings in order.
@@ -477,4 +494,21 @@ fn field_type(field: Field, value: &Value) -> Fault {
     .arg("field", field.name())
     .arg("value", shown)
     .arg("type", field.type_name())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_link_their_neighbours() {
+        let page = |start: u64, count: u64| json!({"_type": "result_page", "count": count, "start": start});
+        assert_eq!(neighbours(0, 2, 5), (Some(page(2, 2)), None));
+        assert_eq!(neighbours(2, 2, 5), (Some(page(4, 2)), Some(page(0, 2))));
+        assert_eq!(neighbours(4, 2, 5), (None, Some(page(2, 2))));
+        assert_eq!(neighbours(1, 2, 5), (Some(page(3, 2)), Some(page(0, 1))));
+        assert_eq!(neighbours(0, 25, 5), (None, None));
+        assert_eq!(neighbours(9, 2, 5), (None, Some(page(7, 2))));
+        assert_eq!(neighbours(u64::MAX, 200, 1).0, None);
+    }
 }
