@@ -196,25 +196,24 @@ pub(crate) async fn search(
         direction: Direction::Desc,
         ..ListQuery::default()
     };
-    let sorts = match search.sorts.as_slice() {
-        [] => Value::Null,
-        [clause] => {
-            let field = Field::parse(&clause.field, "FieldNotSortableException")?;
-            let order = clause.sort_order.as_deref().unwrap_or("asc");
-            let directions = [("asc", Direction::Asc), ("desc", Direction::Desc)];
-            list.direction = enumerated("sort", "sort_order", order, &directions)?;
+    // Every clause is checked and echoed; the first orders the hits (the core sorts by one
+    // field, ties broken by id in its direction).
+    let mut sorts = Vec::with_capacity(search.sorts.len());
+    for (n, clause) in search.sorts.iter().enumerate() {
+        let field = Field::parse(&clause.field, "FieldNotSortableException")?;
+        let order = clause.sort_order.as_deref().unwrap_or("asc");
+        let directions = [("asc", Direction::Asc), ("desc", Direction::Desc)];
+        let direction = enumerated("sort", "sort_order", order, &directions)?;
+        if n == 0 {
+            list.direction = direction;
             list.sort = Some(field.sort());
             if field == Field::Status {
                 list.sort_rank = status_ranks();
             }
-            json!([{"field": clause.field, "sort_order": order}])
         }
-        _ => {
-            return Err(faults::constraint(
-                "At most one sort clause is supported by this server.",
-            ));
-        }
-    };
+        sorts.push(json!({"field": clause.field, "sort_order": order}));
+    }
+    let sorts = (!sorts.is_empty()).then_some(sorts);
     let (hits, total) = app
         .call(principal, move |store| {
             let page = store.list(&list)?;
