@@ -2259,3 +2259,51 @@ fn several_sort_clauses_are_accepted_and_the_first_sorts() {
     );
     assert_fault(&bad, 400, "EnumConstraintViolationException", "19.5");
 }
+
+/// A query nests up to 32 levels of `bool_query` (the terms inside the innermost), whatever
+/// its terms; 33 levels are refused with the vendor's constraint fault.
+#[test]
+fn search_queries_nest_32_levels_deep() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    define(&api, "Deep", three_steps("deep"));
+    let id = id_of(&execute(&api, &executions("Deep")).expect_json(200));
+    let terms = [
+        json!({"term_query": {"fields": ["job_id"], "operator": "is", "values": ["Deep"]}}),
+        json!({"term_query": {"fields": ["start_time", "end_time"], "operator": "not_in",
+                              "values": ["2001-01-01", "2001-01-02"]}}),
+        json!({"term_query": {"fields": ["end_time"], "operator": "is_null"}}),
+    ];
+    let nest = |levels: usize, slot: &str| {
+        let mut query = json!({"bool_query": {"must": terms.to_vec()}});
+        for level in 1..levels {
+            let slot = if slot == "mixed" {
+                ["must", "should", "must_not"][level % 3]
+            } else {
+                slot
+            };
+            // must_not twice over is a must: an even depth keeps the match.
+            let inner = if slot == "must_not" {
+                json!({"bool_query": {"must_not": [query]}})
+            } else {
+                json!({"bool_query": {slot: [query, terms[0].clone()]}})
+            };
+            query = inner;
+        }
+        query
+    };
+    for slot in ["must", "should", "mixed"] {
+        let query = nest(32, slot);
+        let result = search(&api, &json!({"query": query})).expect_json(200);
+        assert!(result["total"].as_u64().is_some(), "{slot}: {result}");
+        let refused = search(&api, &json!({"query": nest(33, slot)}));
+        let fault = assert_fault(&refused, 400, "ValueConstraintViolationException", "19.5");
+        assert!(
+            fault["message"].as_str().unwrap().contains("32"),
+            "{slot}: {fault}"
+        );
+    }
+    let found = search(&api, &json!({"query": nest(32, "must")})).expect_json(200);
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["hits"][0]["id"], id.as_str());
+}

@@ -26,6 +26,12 @@ const DEFAULT_COUNT: i64 = 25;
 /// The largest `count` of a search.
 const MAX_COUNT: i64 = 200;
 
+/// How many `bool_query` levels a query may nest: the terms of the innermost of 32 nested
+/// bool queries are accepted, those of a 33rd are not. Counted here, on the vendor's
+/// document: its translation takes more levels of the core's conditions (a negated term is
+/// two), which the core allows.
+const MAX_LEVELS: usize = 32;
+
 /// The `SearchRequest` document.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,7 +182,7 @@ pub(crate) async fn search(
     let query = search
         .query
         .ok_or_else(|| faults::body("the search request needs a `query`"))?;
-    let condition = condition(&query)?;
+    let condition = condition(&query, 0)?;
     let count = search.count.unwrap_or(DEFAULT_COUNT);
     if !(1..=MAX_COUNT).contains(&count) {
         return Err(faults::constraint(format!(
@@ -270,8 +276,9 @@ fn status_ranks() -> BTreeMap<String, i64> {
         .collect()
 }
 
-/// A query document as a condition on jobs (a filters-only [`ListQuery`]).
-fn condition(query: &Value) -> Result<ListQuery, Fault> {
+/// A query document as a condition on jobs (a filters-only [`ListQuery`]), inside `levels`
+/// bool queries.
+fn condition(query: &Value, levels: usize) -> Result<ListQuery, Fault> {
     let Some(members) = query.as_object() else {
         return Err(faults::body("a query must be a JSON object"));
     };
@@ -287,9 +294,18 @@ fn condition(query: &Value) -> Result<ListQuery, Fault> {
             _ => Err(faults::body("`match_all_query` must be an empty object")),
         },
         "bool_query" => {
+            let levels = levels + 1;
+            if levels > MAX_LEVELS {
+                return Err(faults::constraint(format!(
+                    "The query nests bool queries deeper than {MAX_LEVELS} levels."
+                )));
+            }
             let bool_query: BoolQuery = member("bool_query", body)?;
             let all = |queries: &[Value]| -> Result<Vec<ListQuery>, Fault> {
-                queries.iter().map(condition).collect()
+                queries
+                    .iter()
+                    .map(|query| condition(query, levels))
+                    .collect()
             };
             let (must, should) = (all(&bool_query.must)?, all(&bool_query.should)?);
             let must_not = all(&bool_query.must_not)?;
