@@ -335,6 +335,7 @@ fn assert_step(step: &Value) {
         "step_description",
         "step_id",
         "step_type_id",
+        "step_type_info",
     ];
     let optional = ["end_time", "exit_status", "start_time"];
     let present = keys(step);
@@ -348,12 +349,17 @@ fn assert_step(step: &Value) {
         );
     }
     assert_eq!(step["_type"], "job_step_execution");
-    assert!(step["id"].is_string());
+    let id = step["id"].as_str().unwrap();
+    assert!(
+        !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()),
+        "{step}"
+    );
     for text in [
         "execution_scope",
         "step_description",
         "step_id",
         "step_type_id",
+        "step_type_info",
     ] {
         assert!(step[text].is_string(), "{text} of {step}");
     }
@@ -372,6 +378,7 @@ fn assert_step(step: &Value) {
         }
         "finished" => {
             assert_exit_status(&step["exit_status"]);
+            assert!(step["exit_status"]["message"].is_string(), "{step}");
             assert_eq!(step["exit_status"]["code"], status);
             assert_time(&step["end_time"]);
         }
@@ -423,10 +430,9 @@ fn an_execution_walks_through_its_whole_life() {
     assert!(doc.get("start_time").is_none() && doc.get("parameters").is_none());
     let steps = steps_of(&doc);
     assert_eq!(steps.len(), 3);
-    for (i, (step, want)) in steps.iter().zip(["Step1", "Step2", "Step3"]).enumerate() {
+    for (step, want) in steps.iter().zip(["Step1", "Step2", "Step3"]) {
         assert_eq!(step["step_id"], want);
         assert_eq!(step["execution_status"], "pending");
-        assert_eq!(step["id"], format!("{id}-{}", i + 1));
     }
     assert_eq!(steps[0]["step_type_id"], "ExecutePipeline");
     assert_eq!(
@@ -558,7 +564,7 @@ fn an_execution_walks_through_its_whole_life() {
     assert!(steps.iter().all(|s| s["execution_status"] == "finished"));
     assert_eq!(
         steps[2]["exit_status"],
-        json!({"_type": "status", "code": "OK", "status": "ok"})
+        json!({"_type": "status", "code": "OK", "message": "", "status": "ok"})
     );
     // Once over, the duration is the time from start to end, and stays.
     let start = done["start_time"].as_str().unwrap();
@@ -1347,7 +1353,8 @@ fn hits(api: &Client, body: &Value) -> Vec<String> {
     let result = search(api, body).expect_json(200);
     let members = keys(&result);
     let allowed: BTreeSet<String> = [
-        "_v", "_type", "count", "hits", "query", "select", "sorts", "start", "total",
+        "_v", "_type", "count", "hits", "next", "previous", "query", "select", "sorts", "start",
+        "total",
     ]
     .map(String::from)
     .into();
@@ -1695,10 +1702,6 @@ fn job_execution_search_queries_sorts_and_pages() {
         "ValueConstraintViolationException",
     );
     fault(
-        json!({"query": all_query, "sorts": [{"field": "id"}, {"field": "status"}]}),
-        "ValueConstraintViolationException",
-    );
-    fault(
         json!({"query": term("client_id", "is", json!(["x"]))}),
         "FieldNotSearchableException",
     );
@@ -1825,4 +1828,482 @@ fn an_execution_started_natively_is_an_ocapi_execution() {
     define(&w.importer, "weekly", three_steps("weekly"));
     let other = w.importer.get(&execution("weekly", &id));
     assert_eq!(other.status, 404, "{}", other.text());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The vendor's response headers
+
+/// Every answer with a body carries the headers of every seed sample: `Content-Type:
+/// application/json;charset=UTF-8` (no space), `Expires: Thu, 01-Jan-1970 00:00:00 GMT` and
+/// `Cache-Control: no-cache,no-store,must-revalidate`, faults included.
+#[test]
+fn every_answer_carries_the_vendor_content_type_and_expires() {
+    let w = world();
+    #[track_caller]
+    fn vendor_headers(response: &Response, what: &str) {
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/json;charset=UTF-8"),
+            "{what}: {}",
+            response.text()
+        );
+        assert_eq!(
+            response.header("expires"),
+            Some("Thu, 01-Jan-1970 00:00:00 GMT"),
+            "{what}"
+        );
+        assert_eq!(
+            response.header("cache-control"),
+            Some("no-cache,no-store,must-revalidate"),
+            "{what}"
+        );
+    }
+    let unknown = execute(&w.importer, &executions("CustomerImportJob"));
+    unknown.expect(404);
+    vendor_headers(&unknown, "JobNotFoundException");
+    define(&w.importer, "CustomerImportJob", three_steps("headers"));
+    let created = execute(&w.importer, &executions("CustomerImportJob"));
+    created.expect(200);
+    vendor_headers(&created, "POST executions");
+    let id = id_of(&created.json());
+    let read = w.importer.get(&execution("CustomerImportJob", &id));
+    read.expect(200);
+    vendor_headers(&read, "GET execution");
+    let head = w.importer.request(
+        "HEAD",
+        &execution("CustomerImportJob", &id),
+        &[],
+        Body::None,
+    );
+    head.expect(200);
+    vendor_headers(&head, "HEAD execution");
+    let missing = w.importer.get(&execution("CustomerImportJob", "90"));
+    missing.expect(404);
+    vendor_headers(&missing, "JobExecutionNotFoundException");
+    let found = search(&w.importer, &json!({"query": {"match_all_query": {}}}));
+    found.expect(200);
+    vendor_headers(&found, "job_execution_search");
+    let anonymous = w
+        .daemon
+        .client_with("no-such-token")
+        .get(&execution("CustomerImportJob", &id));
+    anonymous.expect(401);
+    vendor_headers(&anonymous, "InvalidAccessTokenException");
+    let refused = w.importer.delete(&execution("CustomerImportJob", &id));
+    refused.expect(403);
+    vendor_headers(&refused, "JobExecutionNotFinishedException");
+    let not_allowed = w
+        .importer
+        .request("PUT", &executions("CustomerImportJob"), &[], Body::None);
+    not_allowed.expect(405);
+    vendor_headers(&not_allowed, "MethodNotAllowedException");
+
+    // The 204 of a DELETE has no body, and no content type.
+    let lease = claim(&w.runner, "headers");
+    complete(&w.runner, &lease);
+    let deleted = w.importer.delete(&execution("CustomerImportJob", &id));
+    deleted.expect(204);
+    assert_eq!(deleted.header("content-type"), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resource states
+
+/// A DELETE that names a resource state (`x-dw-resource-state`) other than the execution's
+/// `_resource_state` is the vendor's 409 `ResourceStateConflictException`, and deletes
+/// nothing; the current one deletes. A HEAD answers the state in the same header.
+#[test]
+fn a_stale_resource_state_refuses_the_delete() {
+    let w = world();
+    define(&w.importer, "Stateful", three_steps("stateful"));
+    let created = execute(&w.importer, &executions("Stateful")).expect_json(200);
+    let id = id_of(&created);
+    let lease = claim(&w.runner, "stateful");
+    complete(&w.runner, &lease);
+    let path = execution("Stateful", &id);
+    let current = w.importer.get(&path).expect_json(200);
+    let state = current["_resource_state"].as_str().unwrap().to_owned();
+    assert_ne!(created["_resource_state"], current["_resource_state"]);
+    let stale = created["_resource_state"].as_str().unwrap();
+    let head = w.importer.request("HEAD", &path, &[], Body::None);
+    head.expect(200);
+    assert_eq!(head.header("x-dw-resource-state"), Some(state.as_str()));
+
+    for given in [stale, "", "not-a-state"] {
+        let refused = w.importer.request(
+            "DELETE",
+            &path,
+            &[("x-dw-resource-state", given)],
+            Body::None,
+        );
+        assert_fault(&refused, 409, "ResourceStateConflictException", "17.4");
+        assert_eq!(w.importer.get(&path).expect_json(200), current);
+    }
+    let deleted = w.importer.request(
+        "DELETE",
+        &path,
+        &[("x-dw-resource-state", &state)],
+        Body::None,
+    );
+    deleted.expect(204);
+    w.importer.get(&path).expect(404);
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP method override
+
+/// A POST with `x-dw-http-method-override` (or the `method` query parameter) is the
+/// overriding method on every route: a DELETE deletes, a HEAD reads without a body; an
+/// override the route does not serve is the vendor's 405 with `Allow`, and one the vendor
+/// does not allow is its `IllegalHttpMethodOverrideException`. A POST with an override never
+/// creates an execution.
+#[test]
+fn the_method_override_routes_a_post_as_its_method() {
+    let w = world();
+    define(&w.importer, "Overridden", three_steps("overridden"));
+    let total = || {
+        search(
+            &w.importer,
+            &json!({"query": {"term_query": {"fields": ["job_id"], "operator": "is",
+                                             "values": ["Overridden"]}}}),
+        )
+        .expect_json(200)["total"]
+            .clone()
+    };
+    let post = |path: &str, method: &str| {
+        w.importer.request(
+            "POST",
+            path,
+            &[
+                ("Content-Type", "application/json"),
+                ("x-dw-http-method-override", method),
+            ],
+            Body::None,
+        )
+    };
+
+    // The executions resource serves POST only: an override to DELETE creates nothing.
+    let refused = post(&executions("Overridden"), "DELETE");
+    let fault = assert_fault(&refused, 405, "MethodNotAllowedException", "17.4");
+    assert_eq!(fault["arguments"], json!({"method": "DELETE"}), "{fault}");
+    assert_eq!(refused.header("allow"), Some("POST"));
+    assert_eq!(total(), 0);
+
+    let id = id_of(&execute(&w.importer, &executions("Overridden")).expect_json(200));
+    let path = execution("Overridden", &id);
+    // DELETE of a live execution, through the override: the vendor's 403, nothing changes.
+    assert_fault(
+        &post(&path, "DELETE"),
+        403,
+        "JobExecutionNotFinishedException",
+        "17.4",
+    );
+    // HEAD: the GET's answer without a body; a read-only token may ask it.
+    let head = w.viewer.request(
+        "POST",
+        &path,
+        &[("x-dw-http-method-override", "HEAD")],
+        Body::None,
+    );
+    head.expect(200);
+    assert!(head.body.is_empty(), "{}", head.text());
+    let doc = w.importer.get(&path).expect_json(200);
+    assert_eq!(
+        head.header("x-dw-resource-state"),
+        doc["_resource_state"].as_str()
+    );
+    // Methods the route does not serve: 405 with its Allow list.
+    for (route, method, allow) in [
+        (path.as_str(), "PATCH", "GET, HEAD, DELETE"),
+        (path.as_str(), "PUT", "GET, HEAD, DELETE"),
+        (path.as_str(), "OPTIONS", "GET, HEAD, DELETE"),
+        (&format!("{BASE}/job_execution_search"), "PUT", "POST"),
+        (&format!("{BASE}/job_execution_search"), "DELETE", "POST"),
+    ] {
+        let refused = post(route, method);
+        assert_fault(&refused, 405, "MethodNotAllowedException", "17.4");
+        assert_eq!(refused.header("allow"), Some(allow), "{method} {route}");
+    }
+    // Methods the vendor does not take as an override.
+    for method in ["GET", "POST", "TRACE", "delete-it"] {
+        let refused = post(&path, method);
+        let fault = assert_fault(&refused, 400, "IllegalHttpMethodOverrideException", "17.4");
+        assert_eq!(fault["arguments"], json!({"method": method}), "{fault}");
+    }
+    assert_eq!(total(), 1);
+
+    // Once finished, the override deletes it; so does the `method` query parameter.
+    let lease = claim(&w.runner, "overridden");
+    complete(&w.runner, &lease);
+    post(&path, "DELETE").expect(204);
+    w.importer.get(&path).expect(404);
+    let id = id_of(&execute(&w.importer, &executions("Overridden")).expect_json(200));
+    let lease = claim(&w.runner, "overridden");
+    complete(&w.runner, &lease);
+    let path = execution("Overridden", &id);
+    w.importer
+        .request("POST", &format!("{path}?method=DELETE"), &[], Body::None)
+        .expect(204);
+    w.importer.get(&path).expect(404);
+    assert_eq!(total(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formats
+
+/// The vendor lists `json` and `xml` but documents no XML document: XML (asked with
+/// `?format=xml`, or sent as an `application/xml` or `text/xml` body) is refused with the
+/// vendor's 415 for an unsupported format, in JSON, and changes nothing.
+#[test]
+fn xml_is_refused_with_the_vendor_fault_for_an_unsupported_format() {
+    let w = world();
+    define(&w.importer, "Formats", three_steps("formats"));
+    let xml_body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><job_execution_request/>";
+    for content_type in ["application/xml", "text/xml; charset=UTF-8"] {
+        let refused = w.importer.request(
+            "POST",
+            &executions("Formats"),
+            &[("Content-Type", content_type)],
+            xml_body,
+        );
+        let fault = assert_fault(&refused, 415, "UnsupportedMediaTypeException", "17.4");
+        let media = content_type.split(';').next().unwrap();
+        assert_eq!(fault["arguments"], json!({"mediaType": media}), "{fault}");
+    }
+    let refused = w.importer.request(
+        "POST",
+        &format!("{BASE}/job_execution_search"),
+        &[("Content-Type", "text/xml")],
+        "<search_request/>",
+    );
+    assert_fault(&refused, 415, "UnsupportedMediaTypeException", "17.4");
+    // Nothing was executed: the first JSON execution is not refused as already running.
+    let created = execute(
+        &w.importer,
+        &format!("{}?format=xml", executions("Formats")),
+    );
+    assert_execution(&created.expect_json(200), Some("17.4"));
+    let id = id_of(&created.json());
+    // On a GET the format parameter asks: json is served, anything else refused.
+    let path = execution("Formats", &id);
+    w.importer.get(&format!("{path}?format=json")).expect(200);
+    for format in ["xml", "yaml"] {
+        let refused = w.importer.get(&format!("{path}?format={format}"));
+        let fault = assert_fault(&refused, 415, "UnsupportedMediaTypeException", "17.4");
+        assert_eq!(fault["arguments"], json!({"mediaType": format}), "{fault}");
+    }
+    let refused = w
+        .importer
+        .request("DELETE", &format!("{path}?format=xml"), &[], Body::None);
+    assert_fault(&refused, 415, "UnsupportedMediaTypeException", "17.4");
+    w.importer.get(&path).expect(200);
+}
+
+/// Step executions as in the vendor's sample: each has its own numeric id (a string), the
+/// `step_type_info` member, an `exit_status.message` (`""` when the step reported none);
+/// `include_steps_from_job_id` only names a job a step was included from, and no step of
+/// a jobstore definition is.
+#[test]
+fn step_executions_are_documented_as_in_the_vendor_sample() {
+    let w = world();
+    define(&w.importer, "Stepped", three_steps("stepped"));
+    let created = execute(&w.importer, &executions("Stepped")).expect_json(200);
+    let id = id_of(&created);
+    let lease = claim(&w.runner, "stepped");
+    step(&w.runner, &lease, "Step1", "ok", Some(("OK", "")));
+    step(
+        &w.runner,
+        &lease,
+        "Step2",
+        "ok",
+        Some(("SUCCESS", "Step was successful!")),
+    );
+    step(&w.runner, &lease, "Step3", "ok", None);
+    complete(&w.runner, &lease);
+    let doc = w.importer.get(&execution("Stepped", &id)).expect_json(200);
+    let steps = steps_of(&doc);
+    let mut seen = BTreeSet::new();
+    for step in &steps {
+        let step_id = step["id"].as_str().unwrap();
+        assert!(
+            !step_id.is_empty() && step_id.bytes().all(|b| b.is_ascii_digit()),
+            "{step}"
+        );
+        assert!(seen.insert(step_id.to_owned()), "{step_id} twice");
+        assert_eq!(step["step_type_info"], "", "{step}");
+        assert!(step.get("include_steps_from_job_id").is_none(), "{step}");
+    }
+    assert_eq!(
+        steps[0]["exit_status"],
+        json!({"_type": "status", "code": "OK", "message": "", "status": "ok"})
+    );
+    assert_eq!(
+        steps[1]["exit_status"],
+        json!({"_type": "status", "code": "SUCCESS", "message": "Step was successful!",
+               "status": "ok"})
+    );
+    assert_eq!(
+        steps[2]["exit_status"],
+        json!({"_type": "status", "code": "OK", "message": "", "status": "ok"})
+    );
+    // The execution's own exit status has no message when there is none, as in the sample.
+    assert_eq!(
+        doc["exit_status"],
+        json!({"_type": "status", "code": "OK", "status": "ok"})
+    );
+    // Step ids are stable, and differ between executions.
+    let again = w.importer.get(&execution("Stepped", &id)).expect_json(200);
+    assert_eq!(steps_of(&again)[0]["id"], steps[0]["id"]);
+    let next = execute(&w.importer, &executions("Stepped")).expect_json(200);
+    for step in steps_of(&next) {
+        assert!(!seen.contains(step["id"].as_str().unwrap()), "{step}");
+    }
+}
+
+/// Search results carry the vendor's `next` and `previous` result pages (`{"_type":
+/// "result_page", "count", "start"}`): the search parameters of the neighbouring pages,
+/// absent where there is none.
+#[test]
+fn search_results_link_the_next_and_previous_pages() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    define(&api, "Paged", three_steps("paged"));
+    for _ in 0..5 {
+        execute(&api, &executions("Paged")).expect(200);
+        let lease = claim(&api, "paged");
+        complete(&api, &lease);
+    }
+    let page = |start: u64, count: u64| {
+        let result = search(
+            &api,
+            &json!({"query": {"match_all_query": {}}, "start": start, "count": count}),
+        )
+        .expect_json(200);
+        assert_eq!(result["total"], 5, "{result}");
+        result
+    };
+    let page_of =
+        |start: u64, count: u64| json!({"_type": "result_page", "count": count, "start": start});
+    let first = page(0, 2);
+    assert_eq!(first["next"], page_of(2, 2), "{first}");
+    assert!(first.get("previous").is_none(), "{first}");
+    let middle = page(2, 2);
+    assert_eq!(middle["next"], page_of(4, 2), "{middle}");
+    assert_eq!(middle["previous"], page_of(0, 2), "{middle}");
+    let last = page(4, 2);
+    assert_eq!(last["count"], 1);
+    assert!(last.get("next").is_none(), "{last}");
+    assert_eq!(last["previous"], page_of(2, 2), "{last}");
+    // A page that does not start on a page boundary: the previous page ends where it starts.
+    let odd = page(1, 2);
+    assert_eq!(odd["previous"], page_of(0, 1), "{odd}");
+    assert_eq!(odd["next"], page_of(3, 2), "{odd}");
+    let all = page(0, 25);
+    assert!(
+        all.get("next").is_none() && all.get("previous").is_none(),
+        "{all}"
+    );
+    let past = page(7, 2);
+    assert!(past.get("next").is_none(), "{past}");
+    assert_eq!(past["previous"], page_of(5, 2), "{past}");
+}
+
+/// Several sort clauses are accepted and echoed: the first orders the hits, ties broken by
+/// id in its direction; every clause is checked like the first.
+#[test]
+fn several_sort_clauses_are_accepted_and_the_first_sorts() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let mut ids = Vec::new();
+    for (job, queue) in [("B", "sb"), ("A", "sa"), ("B", "sb"), ("A", "sa")] {
+        define(&api, job, three_steps(queue));
+        ids.push(id_of(&execute(&api, &executions(job)).expect_json(200)));
+        let lease = claim(&api, queue);
+        complete(&api, &lease);
+    }
+    let sorts = json!([{"field": "job_id", "sort_order": "asc"},
+                       {"field": "start_time", "sort_order": "desc"}]);
+    let result = search(
+        &api,
+        &json!({"query": {"match_all_query": {}}, "sorts": sorts}),
+    )
+    .expect_json(200);
+    assert_eq!(result["sorts"], sorts, "{result}");
+    let order: Vec<String> = result["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id_of)
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            ids[1].clone(),
+            ids[3].clone(),
+            ids[0].clone(),
+            ids[2].clone()
+        ],
+        "{result}"
+    );
+    let bad = search(
+        &api,
+        &json!({"query": {"match_all_query": {}},
+                "sorts": [{"field": "job_id"}, {"field": "client_id"}]}),
+    );
+    let fault = assert_fault(&bad, 400, "FieldNotSortableException", "19.5");
+    assert_eq!(fault["arguments"], json!({"field": "client_id"}), "{fault}");
+    let bad = search(
+        &api,
+        &json!({"query": {"match_all_query": {}},
+                "sorts": [{"field": "job_id"}, {"field": "id", "sort_order": "up"}]}),
+    );
+    assert_fault(&bad, 400, "EnumConstraintViolationException", "19.5");
+}
+
+/// A query nests up to 32 levels of `bool_query` (the terms inside the innermost), whatever
+/// its terms; 33 levels are refused with the vendor's constraint fault.
+#[test]
+fn search_queries_nest_32_levels_deep() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    define(&api, "Deep", three_steps("deep"));
+    let id = id_of(&execute(&api, &executions("Deep")).expect_json(200));
+    let terms = [
+        json!({"term_query": {"fields": ["job_id"], "operator": "is", "values": ["Deep"]}}),
+        json!({"term_query": {"fields": ["start_time", "end_time"], "operator": "not_in",
+                              "values": ["2001-01-01", "2001-01-02"]}}),
+        json!({"term_query": {"fields": ["end_time"], "operator": "is_null"}}),
+    ];
+    let nest = |levels: usize, slot: &str| {
+        let mut query = json!({"bool_query": {"must": terms.to_vec()}});
+        for level in 1..levels {
+            let slot = if slot == "mixed" {
+                ["must", "should", "must_not"][level % 3]
+            } else {
+                slot
+            };
+            // must_not twice over is a must: an even depth keeps the match.
+            let inner = if slot == "must_not" {
+                json!({"bool_query": {"must_not": [query]}})
+            } else {
+                json!({"bool_query": {slot: [query, terms[0].clone()]}})
+            };
+            query = inner;
+        }
+        query
+    };
+    for slot in ["must", "should", "mixed"] {
+        let query = nest(32, slot);
+        let result = search(&api, &json!({"query": query})).expect_json(200);
+        assert!(result["total"].as_u64().is_some(), "{slot}: {result}");
+        let refused = search(&api, &json!({"query": nest(33, slot)}));
+        let fault = assert_fault(&refused, 400, "ValueConstraintViolationException", "19.5");
+        assert!(
+            fault["message"].as_str().unwrap().contains("32"),
+            "{slot}: {fault}"
+        );
+    }
+    let found = search(&api, &json!({"query": nest(32, "must")})).expect_json(200);
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["hits"][0]["id"], id.as_str());
 }

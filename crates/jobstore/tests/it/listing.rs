@@ -473,3 +473,73 @@ fn keyset_pages_through_tie_groups_list_every_job_once_in_order() {
         }
     }
 }
+
+/// Nested conditions run on a real store as deep as they may nest (64 levels, the query
+/// itself counted), each level AND, OR or NOT, and select what the logic says; one level
+/// more is refused.
+#[test]
+fn conditions_nest_64_levels_deep_on_a_real_store() {
+    let f = Fixture::new();
+    let jobs = seed(&f, 12);
+    let queued: Vec<i64> = jobs
+        .iter()
+        .filter(|job| f.store.get(job.id).unwrap().state == State::Queued)
+        .map(|job| job.id)
+        .collect();
+    assert!(!queued.is_empty());
+    let nested = |levels: usize| {
+        let mut query = ListQuery {
+            states: vec![State::Queued],
+            ..ListQuery::default()
+        };
+        // Two NOTs in a row keep the match; AND and OR with a condition every job meets too.
+        for level in 1..levels {
+            let everything = ListQuery {
+                created_after: Some(i64::MIN),
+                ..ListQuery::default()
+            };
+            query = match level % 4 {
+                2 | 3 => ListQuery {
+                    none_of: vec![query],
+                    ..ListQuery::default()
+                },
+                0 => ListQuery {
+                    all_of: vec![query, everything],
+                    ..ListQuery::default()
+                },
+                _ => ListQuery {
+                    any_of: vec![
+                        query,
+                        ListQuery {
+                            ids: vec![0],
+                            ..ListQuery::default()
+                        },
+                    ],
+                    ..ListQuery::default()
+                },
+            };
+        }
+        ListQuery {
+            limit: Some(100),
+            ..query
+        }
+    };
+    let deepest = nested(64);
+    let found: Vec<i64> = f
+        .store
+        .list(&deepest)
+        .unwrap()
+        .jobs
+        .iter()
+        .map(|job| job.id)
+        .collect();
+    let mut found_sorted = found.clone();
+    found_sorted.sort_unstable();
+    let mut expected = queued.clone();
+    expected.sort_unstable();
+    assert_eq!(found_sorted, expected);
+    assert!(matches!(
+        f.store.list(&nested(65)),
+        Err(jobstore::Error::InvalidInput { .. })
+    ));
+}

@@ -150,6 +150,35 @@ pub(crate) fn constraint(message: impl Into<String>) -> Fault {
     Fault::new(ErrorKind::InvalidRequest, message)
 }
 
+/// `IllegalHttpMethodOverrideException`: a method override the vendor does not take.
+pub(crate) fn illegal_override(method: &str) -> Fault {
+    Fault::new(
+        ErrorKind::InvalidRequest,
+        format!(
+            "The HTTP method '{method}' cannot override POST: PUT, PATCH, DELETE, HEAD and \
+             OPTIONS can."
+        ),
+    )
+    .typed("IllegalHttpMethodOverrideException")
+    .arg("method", method)
+}
+
+/// 415 `UnsupportedMediaTypeException`: a format other than JSON (`media`: the media type
+/// or `format` value asked for).
+pub(crate) fn unsupported_format(media: &str) -> Fault {
+    let mut fault = Fault::new(
+        ErrorKind::InvalidRequest,
+        format!(
+            "The media type '{media}' is not supported: this server reads and answers JSON \
+             (application/json) only."
+        ),
+    )
+    .typed("UnsupportedMediaTypeException")
+    .arg("mediaType", media);
+    fault.error = fault.error.with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    fault
+}
+
 /// A path under the Data API that names no resource.
 pub(crate) fn unknown_resource(path: &str) -> Fault {
     Fault::new(
@@ -179,6 +208,21 @@ pub(crate) fn execution_not_found(id: &str) -> Fault {
         format!("No Job execution with ID '{id}' was found."),
     )
     .arg("executionId", id)
+}
+
+/// `ResourceStateConflictException`: a DELETE of the execution `id` naming a resource state
+/// the execution is not in.
+pub(crate) fn resource_state_conflict(id: &str) -> Fault {
+    let mut fault = Fault::new(
+        ErrorKind::InvalidTransition,
+        format!(
+            "The resource state given in the 'x-dw-resource-state' header is not the current \
+             state of the Job execution with ID '{id}'."
+        ),
+    )
+    .typed("ResourceStateConflictException");
+    fault.error = fault.error.with_status(StatusCode::CONFLICT);
+    fault
 }
 
 /// A refused read or delete of the execution `id`: not found, or not finished.

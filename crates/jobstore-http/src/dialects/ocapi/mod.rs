@@ -14,7 +14,7 @@ mod faults;
 mod search;
 mod wire;
 
-use http::{Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use jobstore::Execution;
 
@@ -107,13 +107,14 @@ impl Api for Ocapi {
 
     fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
         Box::pin(async move {
-            let v = match version(without_site(request.uri().path())) {
-                Ok(v) => v,
-                Err(fault) => return fault.render(&format!("{}.{}", FIRST.0, FIRST.1)),
+            let mut response = match version(without_site(request.uri().path())) {
+                Ok(v) => answer(app, &v, request)
+                    .await
+                    .unwrap_or_else(|fault| fault.render(&v)),
+                Err(fault) => fault.render(&format!("{}.{}", FIRST.0, FIRST.1)),
             };
-            answer(app, &v, request)
-                .await
-                .unwrap_or_else(|fault| fault.render(&v))
+            wire::vendor_headers(&mut response);
+            response
         })
     }
 }
@@ -140,9 +141,11 @@ type Answer = Result<Response<ResponseBody>, Fault>;
 
 async fn answer(app: &App, v: &str, request: Request<Incoming>) -> Answer {
     let path = request.uri().path();
-    let method = request.method().clone();
     // Before routing: a caller without a valid token learns nothing about the routes.
     let principal = authenticate(app, &request)?;
+    let tunnelled = overridden(&request)?;
+    let head_by_post = tunnelled == Some(Method::HEAD);
+    let method = tunnelled.unwrap_or_else(|| request.method().clone());
     let matched = router::resolve(&ROUTES, &method, without_site(path)).map_err(|miss| {
         let Miss::MethodNotAllowed(allow) = miss else {
             return faults::unknown_resource(path);
@@ -174,14 +177,86 @@ async fn answer(app: &App, v: &str, request: Request<Incoming>) -> Answer {
             .arg("method", method.as_str())
             .arg("path", template)
     })?;
-    match matched.route.name {
+    json_only(&request)?;
+    let answered = match matched.route.name {
         Name::Executions => execute(app, &principal, v, &matched, request).await,
         Name::Execution => {
-            let delete = method == Method::DELETE;
-            execution(app, &principal, v, &matched, delete).await
+            let asked = if method == Method::DELETE {
+                Asked::Delete(resource_state(&request))
+            } else {
+                Asked::Read { head: matched.head }
+            };
+            execution(app, &principal, v, &matched, asked).await
         }
         Name::Search => search::search(app, &principal, v, request).await,
+    }?;
+    // A HEAD asked by a POST: hyper sends the body of an answer to a POST.
+    Ok(if head_by_post {
+        let (parts, _) = answered.into_parts();
+        Response::from_parts(parts, body::empty(StatusCode::OK).into_body())
+    } else {
+        answered
+    })
+}
+
+/// Refuses a request for the vendor's XML format (documented as a format, never shown):
+/// an XML body (`application/xml`, `text/xml`), or, unless a POST sends JSON (the content
+/// type has precedence), a `format` other than `json`.
+fn json_only(request: &Request<Incoming>) -> Result<(), Fault> {
+    let media = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            let media = value.split(';').next().unwrap_or_default();
+            media.trim().to_ascii_lowercase()
+        });
+    match media.as_deref() {
+        Some(xml @ ("application/xml" | "text/xml")) => {
+            return Err(faults::unsupported_format(xml));
+        }
+        Some("application/json") if request.method() == Method::POST => return Ok(()),
+        _ => {}
     }
+    match Query::parse(request.uri().query())?.all("format").pop() {
+        Some(format) if !format.is_empty() && !format.eq_ignore_ascii_case("json") => {
+            Err(faults::unsupported_format(&format))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The vendor's method override header.
+const METHOD_OVERRIDE: &str = "x-dw-http-method-override";
+
+/// The methods the vendor takes as an override.
+const OVERRIDES: [Method; 5] = [
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::HEAD,
+    Method::OPTIONS,
+];
+
+/// The method a POST asks for with [`METHOD_OVERRIDE`], or else with the `method` query
+/// parameter; `None` when it asks for none (other methods are never overridden).
+fn overridden(request: &Request<Incoming>) -> Result<Option<Method>, Fault> {
+    if request.method() != Method::POST {
+        return Ok(None);
+    }
+    let asked = match request.headers().get(METHOD_OVERRIDE) {
+        Some(value) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        None => match Query::parse(request.uri().query())?.all("method").pop() {
+            Some(value) => value,
+            None => return Ok(None),
+        },
+    };
+    OVERRIDES
+        .iter()
+        .find(|method| method.as_str().eq_ignore_ascii_case(asked.trim()))
+        .cloned()
+        .map(Some)
+        .ok_or_else(|| faults::illegal_override(&asked))
 }
 
 /// The caller, or the vendor's 401 (which says whether the token was missing or unknown).
@@ -245,33 +320,83 @@ fn restart_flag(raw: Option<&str>) -> Result<bool, Fault> {
     })
 }
 
-/// `GET` and `DELETE .../jobs/{job_id}/executions/{id}`. Only a finished (or aborted)
-/// execution is deleted; the core refuses the others, and nothing changes.
+/// The request header naming the resource state a client expects (optimistic locking).
+const RESOURCE_STATE: &str = "x-dw-resource-state";
+
+/// What a request asks of one execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Asked {
+    /// Its document; a HEAD also answers its resource state in [`RESOURCE_STATE`].
+    Read { head: bool },
+    /// Its deletion, if its resource state is the one given (when one is).
+    Delete(Option<String>),
+}
+
+/// The resource state a DELETE names in [`RESOURCE_STATE`], if any (a value that is not
+/// text names no state an execution has).
+fn resource_state(request: &Request<Incoming>) -> Option<String> {
+    request
+        .headers()
+        .get(RESOURCE_STATE)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+}
+
+/// What became of the execution asked for.
+enum Outcome {
+    Read(Box<wire::ExecutionView>),
+    Deleted,
+    /// Not deleted: its resource state is not the one the client named.
+    Stale,
+}
+
+/// `GET`, `HEAD` and `DELETE .../jobs/{job_id}/executions/{id}`. Only a finished (or
+/// aborted) execution is deleted; the core refuses the others, and nothing changes. A DELETE
+/// naming a resource state deletes only the execution in that state (the `_resource_state`
+/// a read answers): a terminal execution no longer changes, so the state read is the state
+/// deleted.
 async fn execution(
     app: &App,
     principal: &Principal,
     v: &str,
     matched: &Matched<Name>,
-    delete: bool,
+    asked: Asked,
 ) -> Answer {
     let text = matched.params.text("id");
     let id = crate::router::parse_id(text).ok_or_else(|| faults::execution_not_found(text))?;
     let job_id = matched.params.text("job_id").to_owned();
-    let found = app
+    let head = asked == Asked::Read { head: true };
+    let outcome = app
         .call(principal, move |store| {
             let job = wire::execution(&store, &job_id, id)?;
-            if delete {
-                store.delete(id).map(|()| None)
-            } else {
-                wire::view(&store, job).map(Some)
+            match asked {
+                Asked::Read { .. } => {
+                    wire::view(&store, job).map(|view| Outcome::Read(Box::new(view)))
+                }
+                Asked::Delete(Some(expected)) => {
+                    if wire::view(&store, job)?.resource_state() != expected {
+                        return Ok(Outcome::Stale);
+                    }
+                    store.delete(id).map(|()| Outcome::Deleted)
+                }
+                Asked::Delete(None) => store.delete(id).map(|()| Outcome::Deleted),
             }
         })
         .await
         .map_err(|err| faults::about_execution(text, err))?;
-    Ok(match found {
-        Some(view) => wire::ok(&wire::job_execution(&view, Some(v))),
-        None => body::empty(StatusCode::NO_CONTENT),
-    })
+    match outcome {
+        Outcome::Read(view) => {
+            let mut response = wire::ok(&wire::job_execution(&view, Some(v)));
+            if let Some(state) = head
+                .then(|| HeaderValue::from_str(&view.resource_state()).ok())
+                .flatten()
+            {
+                response.headers_mut().insert(RESOURCE_STATE, state);
+            }
+            Ok(response)
+        }
+        Outcome::Deleted => Ok(body::empty(StatusCode::NO_CONTENT)),
+        Outcome::Stale => Err(faults::resource_state_conflict(text)),
+    }
 }
 
 #[cfg(test)]

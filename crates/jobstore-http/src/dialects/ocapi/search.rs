@@ -26,6 +26,12 @@ const DEFAULT_COUNT: i64 = 25;
 /// The largest `count` of a search.
 const MAX_COUNT: i64 = 200;
 
+/// How many `bool_query` levels a query may nest: the terms of the innermost of 32 nested
+/// bool queries are accepted, those of a 33rd are not. Counted here, on the vendor's
+/// document: its translation takes more levels of the core's conditions (a negated term is
+/// two), which the core allows.
+const MAX_LEVELS: usize = 32;
+
 /// The `SearchRequest` document.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,7 +182,7 @@ pub(crate) async fn search(
     let query = search
         .query
         .ok_or_else(|| faults::body("the search request needs a `query`"))?;
-    let condition = condition(&query)?;
+    let condition = condition(&query, 0)?;
     let count = search.count.unwrap_or(DEFAULT_COUNT);
     if !(1..=MAX_COUNT).contains(&count) {
         return Err(faults::constraint(format!(
@@ -196,25 +202,24 @@ pub(crate) async fn search(
         direction: Direction::Desc,
         ..ListQuery::default()
     };
-    let sorts = match search.sorts.as_slice() {
-        [] => Value::Null,
-        [clause] => {
-            let field = Field::parse(&clause.field, "FieldNotSortableException")?;
-            let order = clause.sort_order.as_deref().unwrap_or("asc");
-            let directions = [("asc", Direction::Asc), ("desc", Direction::Desc)];
-            list.direction = enumerated("sort", "sort_order", order, &directions)?;
+    // Every clause is checked and echoed; the first orders the hits (the core sorts by one
+    // field, ties broken by id in its direction).
+    let mut sorts = Vec::with_capacity(search.sorts.len());
+    for (n, clause) in search.sorts.iter().enumerate() {
+        let field = Field::parse(&clause.field, "FieldNotSortableException")?;
+        let order = clause.sort_order.as_deref().unwrap_or("asc");
+        let directions = [("asc", Direction::Asc), ("desc", Direction::Desc)];
+        let direction = enumerated("sort", "sort_order", order, &directions)?;
+        if n == 0 {
+            list.direction = direction;
             list.sort = Some(field.sort());
             if field == Field::Status {
                 list.sort_rank = status_ranks();
             }
-            json!([{"field": clause.field, "sort_order": order}])
         }
-        _ => {
-            return Err(faults::constraint(
-                "At most one sort clause is supported by this server.",
-            ));
-        }
-    };
+        sorts.push(json!({"field": clause.field, "sort_order": order}));
+    }
+    let sorts = (!sorts.is_empty()).then_some(sorts);
     let (hits, total) = app
         .call(principal, move |store| {
             let page = store.list(&list)?;
@@ -227,17 +232,34 @@ pub(crate) async fn search(
             Ok((hits, page.total.unwrap_or(0)))
         })
         .await?;
+    let (next, previous) = neighbours(offset, count.unsigned_abs(), total);
     Ok(wire::ok(&wire::present(json!({
         "_v": v,
         "_type": "job_execution_search_result",
         "count": hits.len(),
         "hits": hits,
+        "next": next,
+        "previous": previous,
         "query": query,
         "select": search.select.as_deref().unwrap_or("(**)"),
         "sorts": sorts,
         "start": start,
         "total": total,
     }))))
+}
+
+/// The vendor's `next` and `previous` result pages of the page of `count` hits from `start`
+/// among `total`: the `start` and `count` to search with for the page after this one (when
+/// some hits follow it) and for the one before it (when it does not start at 0; it ends where
+/// this page starts).
+fn neighbours(start: u64, count: u64, total: u64) -> (Option<Value>, Option<Value>) {
+    let page =
+        |start: u64, count: u64| json!({"_type": "result_page", "count": count, "start": start});
+    let after = start.saturating_add(count);
+    let next = (after < total).then(|| page(after, count));
+    let before = start.saturating_sub(count);
+    let previous = (start > 0).then(|| page(before, start - before));
+    (next, previous)
 }
 
 /// The rank of each state in a sort by `status`: the vendor's status strings in order.
@@ -254,8 +276,9 @@ fn status_ranks() -> BTreeMap<String, i64> {
         .collect()
 }
 
-/// A query document as a condition on jobs (a filters-only [`ListQuery`]).
-fn condition(query: &Value) -> Result<ListQuery, Fault> {
+/// A query document as a condition on jobs (a filters-only [`ListQuery`]), inside `levels`
+/// bool queries.
+fn condition(query: &Value, levels: usize) -> Result<ListQuery, Fault> {
     let Some(members) = query.as_object() else {
         return Err(faults::body("a query must be a JSON object"));
     };
@@ -271,9 +294,18 @@ fn condition(query: &Value) -> Result<ListQuery, Fault> {
             _ => Err(faults::body("`match_all_query` must be an empty object")),
         },
         "bool_query" => {
+            let levels = levels + 1;
+            if levels > MAX_LEVELS {
+                return Err(faults::constraint(format!(
+                    "The query nests bool queries deeper than {MAX_LEVELS} levels."
+                )));
+            }
             let bool_query: BoolQuery = member("bool_query", body)?;
             let all = |queries: &[Value]| -> Result<Vec<ListQuery>, Fault> {
-                queries.iter().map(condition).collect()
+                queries
+                    .iter()
+                    .map(|query| condition(query, levels))
+                    .collect()
             };
             let (must, should) = (all(&bool_query.must)?, all(&bool_query.should)?);
             let must_not = all(&bool_query.must_not)?;
@@ -477,4 +509,21 @@ fn field_type(field: Field, value: &Value) -> Fault {
     .arg("field", field.name())
     .arg("value", shown)
     .arg("type", field.type_name())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_link_their_neighbours() {
+        let page = |start: u64, count: u64| json!({"_type": "result_page", "count": count, "start": start});
+        assert_eq!(neighbours(0, 2, 5), (Some(page(2, 2)), None));
+        assert_eq!(neighbours(2, 2, 5), (Some(page(4, 2)), Some(page(0, 2))));
+        assert_eq!(neighbours(4, 2, 5), (None, Some(page(2, 2))));
+        assert_eq!(neighbours(1, 2, 5), (Some(page(3, 2)), Some(page(0, 1))));
+        assert_eq!(neighbours(0, 25, 5), (None, None));
+        assert_eq!(neighbours(9, 2, 5), (None, Some(page(7, 2))));
+        assert_eq!(neighbours(u64::MAX, 200, 1).0, None);
+    }
 }

@@ -23,6 +23,13 @@ pub(crate) struct ExecutionView {
     now: i64,
 }
 
+impl ExecutionView {
+    /// The execution's `_resource_state`.
+    pub(crate) fn resource_state(&self) -> String {
+        resource_state(&self.job, &self.steps)
+    }
+}
+
 /// Reads what the document of `job` needs.
 pub(crate) fn view(store: &Store, job: Job) -> jobstore::Result<ExecutionView> {
     let steps = store.steps(job.id)?;
@@ -116,7 +123,7 @@ fn execution_status(job: &Job) -> &'static str {
 }
 
 /// `{"_type": "status", "code", "message"?, "status": "ok"|"error"}`.
-fn exit_status(code: &str, message: Option<&String>, ok: bool) -> Value {
+fn exit_status(code: &str, message: Option<&str>, ok: bool) -> Value {
     present(json!({
         "_type": "status",
         "code": code,
@@ -164,11 +171,11 @@ pub(crate) fn job_execution(view: &ExecutionView, v: Option<&str>) -> Value {
     let exit = job
         .state
         .is_terminal()
-        .then(|| exit_status(status, error.filter(|_| !ok), ok));
+        .then(|| exit_status(status, error.filter(|_| !ok).map(String::as_str), ok));
     present(json!({
         "_v": v,
         "_type": "job_execution",
-        "_resource_state": resource_state(job, &view.steps),
+        "_resource_state": view.resource_state(),
         "client_id": job.created_by,
         "duration": duration(job.started_at, job.finished_at, view.now),
         "end_time": job.finished_at.map(rfc3339_millis),
@@ -188,8 +195,23 @@ pub(crate) fn job_execution(view: &ExecutionView, v: Option<&str>) -> Value {
     }))
 }
 
+/// The `id` of the step at `position` of `execution`: a number of its own, as the vendor's
+/// step executions have (`"41265"`), the same at every read. The Cantor pairing of the two
+/// numbers: no two steps of any executions share one, and an execution's steps count up.
+fn step_id(execution: i64, position: i64) -> String {
+    let (a, b) = (
+        u128::from(execution.unsigned_abs()),
+        u128::from(position.unsigned_abs()),
+    );
+    ((a + b) * (a + b + 1) / 2 + b).to_string()
+}
+
 /// The `job_step_execution` document: as the worker left the step, its exit code its status
-/// once finished.
+/// once finished. A finished step's `exit_status` always has a `message`, `""` when the
+/// worker reported none, as every step of the vendor's sample has; `step_type_info` is `""`:
+/// a definition's step has a type and no further information about it. No step is included
+/// from another job, so none has an `include_steps_from_job_id`, as the vendor's steps that
+/// are not included have none.
 fn step_execution(execution: i64, step: &Step, now: i64) -> Value {
     let (execution_status, status, exit) = match step.status {
         StepStatus::Pending => ("pending", "PENDING".to_owned(), None),
@@ -201,7 +223,8 @@ fn step_execution(execution: i64, step: &Step, now: i64) -> Value {
                 .clone()
                 .filter(|c| !c.is_empty())
                 .unwrap_or_else(|| if ok { "OK" } else { "ERROR" }.to_owned());
-            let exit = exit_status(&code, step.message.as_ref(), ok);
+            let message = step.message.as_deref().unwrap_or_default();
+            let exit = exit_status(&code, Some(message), ok);
             ("finished", code, Some(exit))
         }
     };
@@ -212,13 +235,14 @@ fn step_execution(execution: i64, step: &Step, now: i64) -> Value {
         "execution_scope": step.execution_scope,
         "execution_status": execution_status,
         "exit_status": exit,
-        "id": format!("{execution}-{}", step.position + 1),
+        "id": step_id(execution, step.position),
         "modification_time": rfc3339_millis(step.updated_at),
         "start_time": step.started_at.map(rfc3339_millis),
         "status": status,
         "step_description": step.description,
         "step_id": step.step_id,
         "step_type_id": step.step_type_id,
+        "step_type_info": "",
     }))
 }
 
@@ -277,19 +301,65 @@ fn resource_state(job: &Job, steps: &[Step]) -> String {
         .collect()
 }
 
-/// A 200 JSON answer with the vendor's cache headers.
+/// A 200 JSON answer (the vendor's headers are added to every answer, see
+/// [`vendor_headers`]).
 pub(crate) fn ok<T: Serialize>(value: &T) -> Response<ResponseBody> {
-    let mut response = body::json(StatusCode::OK, value);
-    response.headers_mut().insert(
+    body::json(StatusCode::OK, value)
+}
+
+/// The content type of every JSON answer, as every sample of the vendor's prints it.
+const CONTENT_TYPE: &str = "application/json;charset=UTF-8";
+
+/// The `Expires` of every answer with a body, as every sample of the vendor's prints it.
+const EXPIRES: &str = "Thu, 01-Jan-1970 00:00:00 GMT";
+
+/// The `Cache-Control` of the vendor's answers.
+const CACHE_CONTROL: &str = "no-cache,no-store,must-revalidate";
+
+/// The headers of the vendor's samples on an answer with a body, faults included:
+/// `Content-Type: application/json;charset=UTF-8`, `Expires` in the past and `Cache-Control`
+/// forbidding any cache. A 204 keeps only its own headers, as the vendor's DELETE sample.
+pub(crate) fn vendor_headers(response: &mut Response<ResponseBody>) {
+    if response.status() == StatusCode::NO_CONTENT {
+        return;
+    }
+    let headers = response.headers_mut();
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if json {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    }
+    headers.insert(header::EXPIRES, HeaderValue::from_static(EXPIRES));
+    headers.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache,no-store,must-revalidate"),
+        HeaderValue::from_static(CACHE_CONTROL),
     );
-    response
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_ids_are_numbers_of_their_own() {
+        let mut seen = BTreeSet::new();
+        for execution in 1..=60 {
+            let ids: Vec<u128> = (0..40)
+                .filter_map(|position| step_id(execution, position).parse().ok())
+                .collect();
+            assert_eq!(ids.len(), 40);
+            assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+            for id in ids {
+                assert!(seen.insert(id), "{id} twice");
+            }
+        }
+        assert_eq!(
+            step_id(i64::MAX, 0).parse::<u128>().ok().map(|_| ()),
+            Some(())
+        );
+    }
 
     #[test]
     fn documents_become_payloads() {
