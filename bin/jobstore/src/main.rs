@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod config;
+mod litestream;
 mod serve;
 mod systemd;
 mod worker;
