@@ -6,6 +6,7 @@
 pub mod daemons;
 pub mod jobs;
 pub mod maintenance;
+pub mod restore;
 pub mod tokens;
 
 use std::path::PathBuf;
