@@ -24,6 +24,7 @@ mod logs;
 mod maintenance;
 mod observability;
 mod reliability;
+mod replication;
 mod systemd;
 mod timeouts;
 mod worker;
