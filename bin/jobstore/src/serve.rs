@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use jobstore::{Store, StoreOptions};
 use jobstore_http::{App, Tokens};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::config::{Replication, ServeConfig};
@@ -109,7 +109,19 @@ async fn serve(config: ServeConfig) -> Result<()> {
     );
     let maintenance = tokio::spawn(maintain(Arc::clone(&app), config.clone(), stopped.clone()));
     let watchdog = tokio::spawn(systemd::watchdog(store.clone(), stopped.clone()));
-    let signals = tokio::spawn(handle_signals(Arc::clone(&app), config.clone(), stop));
+    // Registered here, before the daemon says it listens: a signal sent at once is handled,
+    // rather than ending the process by its default action.
+    let signals = Signals {
+        terminate: signal(SignalKind::terminate())?,
+        interrupt: signal(SignalKind::interrupt())?,
+        hangup: signal(SignalKind::hangup())?,
+    };
+    let signals = tokio::spawn(handle_signals(
+        Arc::clone(&app),
+        config.clone(),
+        signals,
+        stop,
+    ));
 
     log::info!(
         "database {} (durability {}, replication {})",
@@ -164,19 +176,24 @@ async fn listener(config: &ServeConfig) -> Result<tokio::net::TcpListener> {
         .with_context(|| format!("cannot listen on {}", config.listen))
 }
 
+/// The signals the daemon handles.
+struct Signals {
+    terminate: Signal,
+    interrupt: Signal,
+    hangup: Signal,
+}
+
 async fn handle_signals(
     app: Arc<App>,
     config: ServeConfig,
+    mut signals: Signals,
     stop: watch::Sender<bool>,
 ) -> Result<()> {
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut hangup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
-            _ = hangup.recv() => {
+            _ = signals.terminate.recv() => break,
+            _ = signals.interrupt.recv() => break,
+            _ = signals.hangup.recv() => {
                 match &tokens_path(&config) {
                     Some(path) => match Tokens::load(path) {
                         Ok(tokens) => {
