@@ -1,5 +1,6 @@
 //! Replication with Litestream: with `replication = "litestream"` the daemon never checkpoints
-//! the WAL (Litestream owns checkpoints); without it, it checkpoints as it always did. And
+//! the WAL (Litestream owns checkpoints), nor do the commands on a file beside Litestream's
+//! state; without it, they checkpoint as they always did. And
 //! `jobstore restore`, run here with a stand-in for `litestream restore`, checks the restored
 //! file before it moves it into place, and overwrites nothing. (`tests/drill/litestream` runs
 //! the real Litestream.)
@@ -74,6 +75,25 @@ fn with_litestream_replication_the_daemon_never_checkpoints() {
     let log = daemon.stderr();
     assert!(log.contains("replication litestream"), "{log}");
     assert!(log.contains("the WAL is left to Litestream"), "{log}");
+
+    // A command on the file beside Litestream's state leaves the WAL alone too; without that
+    // state, it checkpoints as the file's last connection and the WAL goes.
+    let meta = daemon.dir().join(".jobstore.db-litestream");
+    std::fs::create_dir(&meta).unwrap();
+    let check = || jobstore(["--db".as_ref(), db.as_os_str(), "check".as_ref()]);
+    check().success();
+    assert_eq!(
+        wal_generation(&db),
+        generation,
+        "`jobstore check` restarted the WAL"
+    );
+    assert_eq!(backfilled(&db), 0, "`jobstore check` checkpointed");
+    std::fs::remove_dir(&meta).unwrap();
+    check().success();
+    assert!(
+        !sibling(&db, "-wal").exists(),
+        "no checkpoint without Litestream's state"
+    );
 }
 
 #[test]
@@ -95,6 +115,19 @@ fn without_replication_the_daemon_checkpoints_as_before() {
     let log = daemon.stderr();
     assert!(log.contains("replication none"), "{log}");
     assert!(log.contains("checkpointed; stopped"), "{log}");
+}
+
+#[test]
+fn a_daemon_beside_litestream_state_without_the_setting_warns() {
+    let dir = temp_dir();
+    std::fs::create_dir(dir.path().join(".jobstore.db-litestream")).unwrap();
+    let daemon = Daemon::with_config_in(dir, "", None);
+    // Logged before `listening on`, which the start waited for.
+    let log = daemon.stderr();
+    assert!(
+        log.contains("Litestream replicates this database, but replication is not set"),
+        "{log}"
+    );
 }
 
 /// A stand-in for `litestream`: `restore -o OUT …` copies `source` to OUT.
