@@ -1,9 +1,9 @@
 //! `jobstore serve`: opens the store, binds, serves, maintains, and stops cleanly on signals.
 //!
 //! SIGTERM/SIGINT stop accepting, end long polls at once, let in-flight requests finish,
-//! checkpoint (unless Litestream owns checkpoints, `replication = "litestream"`) and exit 0. SIGHUP reloads the tokens file. Under systemd (`NOTIFY_SOCKET`):
-//! `READY=1` after migrate and bind, `STOPPING=1` on drain, `WATCHDOG=1` at half of
-//! `WATCHDOG_USEC` while the store answers.
+//! checkpoint (unless Litestream owns checkpoints, `replication = "litestream"`) and exit 0.
+//! SIGHUP reloads the tokens file. Under systemd (`NOTIFY_SOCKET`): `READY=1` after migrate and
+//! bind, `STOPPING=1` on drain, `WATCHDOG=1` at half of `WATCHDOG_USEC` while the store answers.
 
 use std::sync::Arc;
 
