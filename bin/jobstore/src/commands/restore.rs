@@ -98,6 +98,12 @@ pub fn restore(db: Option<PathBuf>, args: &RestoreArgs) -> Result<ExitCode> {
         ),
         None => println!("0 jobs"),
     }
+    if args.timestamp.is_some() {
+        println!(
+            "an earlier state was restored: point Litestream's replica at a new path before it \
+             starts again (the replica's later history must not be continued from this file)"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
