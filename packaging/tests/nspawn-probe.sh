@@ -7,7 +7,7 @@ set -u
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
 finish() { echo "$1" >/probe/result; systemctl poweroff --no-block; exit 0; }
-fail() { echo "FAIL: $*"; journalctl --no-pager -n 60 -u jobstore -u jobstore.socket -u 'jobstore-worker@*' || true; finish FAIL; }
+fail() { echo "FAIL: $*"; journalctl --no-pager -n 60 -u jobstore -u jobstore.socket -u jobstore-litestream -u 'jobstore-worker@*' || true; finish FAIL; }
 ok() { echo "ok: $*"; }
 field() { grep -o "\"$1\": *[^,}]*" | head -n1 | cut -d: -f2- | tr -d '" '; }
 api() { curl -sS --max-time 10 "$@"; }
@@ -83,6 +83,46 @@ wait_for 30 sh -c "curl -s localhost:8080/v1/jobs/$wjob | grep -q '\"state\":\"s
 api "localhost:8080/v1/jobs/$wjob/logs" | grep -q 'got {"x":1}' || fail "worker log missing"
 ok "jobstore-worker@probe ran job $wjob end to end"
 systemctl stop jobstore-worker@probe.service jobstore.socket jobstore.service
+
+# Litestream: installed disabled; once enabled it starts and stops with the daemon as the same
+# user, the daemon leaves checkpoints to it, a stop right after a write keeps that write on the
+# replica, and jobstore restore brings a lost database back from it.
+[ "$(systemctl is-enabled jobstore-litestream.service 2>&1)" = disabled ] || fail "jobstore-litestream.service is not installed disabled: $(systemctl is-enabled jobstore-litestream.service 2>&1)"
+[ -f /etc/jobstore/litestream.yml ] || fail "no /etc/jobstore/litestream.yml"
+ok "jobstore-litestream.service and /etc/jobstore/litestream.yml installed, not enabled"
+install -m 755 /probe/litestream /usr/bin/litestream
+sed -i 's/^# replication = "none"$/replication = "litestream"/' /etc/jobstore/config.toml
+grep -qx 'replication = "litestream"' /etc/jobstore/config.toml || fail "no replication line to set in config.toml"
+systemctl enable jobstore-litestream.service || fail "enable jobstore-litestream"
+systemctl reset-failed jobstore.service
+systemctl start jobstore.service || fail "start with Litestream"
+systemctl is-active --quiet jobstore-litestream.service || fail "Litestream did not start with the daemon"
+journalctl --no-pager -u jobstore.service | grep -q "replication litestream" || fail "the daemon does not run with replication litestream"
+for n in 1 2 3; do api -X POST localhost:8080/v1/jobs -d "{\"kind\": \"replicated\", \"payload\": {\"n\": $n}}" >/dev/null; done
+# Once Litestream has taken its first snapshot, a write and at once a stop: the daemon stops
+# first, then Litestream, whose final sync must carry that write.
+wait_for 20 sh -c 'ls /var/lib/jobstore-replica/ltx/0/*.ltx' >/dev/null 2>&1 || fail "Litestream wrote nothing to the replica: $(journalctl --no-pager -u jobstore-litestream | tail -n 20)"
+last=$(api -X POST localhost:8080/v1/jobs -d '{"kind": "last-before-stop"}' | field id)
+[ -n "$last" ] || fail "create under Litestream"
+systemctl stop jobstore.service
+systemctl is-active --quiet jobstore-litestream.service && fail "Litestream still runs after the daemon stopped"
+[ "$(systemctl show -p Result --value jobstore-litestream.service)" = success ] || fail "Litestream stop: Result=$(systemctl show -p Result --value jobstore-litestream.service)"
+journalctl --no-pager -u jobstore-litestream.service | grep -qi "permission denied" && fail "Litestream was refused a file"
+state=/var/lib/private/jobstore
+[ "$(stat -c %u "$state/.jobstore.db-litestream")" = "$(stat -c %u "$state/jobstore.db")" ] || fail "Litestream and the daemon ran as different users"
+ok "Litestream started and stopped with the daemon, as its user; replica in /var/lib/jobstore-replica"
+rm -rf "$state/jobstore.db" "$state/jobstore.db-wal" "$state/jobstore.db-shm" "$state/.jobstore.db-litestream"
+restored=$(/usr/bin/jobstore --db /var/lib/jobstore/jobstore.db restore 2>&1) || fail "jobstore restore: $restored"
+echo "$restored" | grep -qx "check: ok" || fail "restore did not check the file: $restored"
+systemctl reset-failed jobstore.service
+systemctl start jobstore.service || fail "start on the restored file"
+[ "$(api "localhost:8080/v1/jobs/$last" | field kind)" = last-before-stop ] || fail "the last write before the stop is not in the restored file"
+[ "$(api "localhost:8080/v1/jobs/$id" | field state)" = succeeded ] || fail "job $id lost in the restore"
+systemctl is-active --quiet jobstore-litestream.service || fail "Litestream did not start again"
+ok "database lost and restored with jobstore restore: job $last, written just before the stop, is back"
+systemctl stop jobstore.service
+systemctl disable jobstore-litestream.service
+sed -i 's/^replication = "litestream"$/# replication = "none"/' /etc/jobstore/config.toml
 
 # Tokens handed over as a systemd credential.
 token=$(/usr/bin/jobstore token add --tokens /etc/jobstore/tokens --name probe --tenant acme --scopes read,write 2>/dev/null)

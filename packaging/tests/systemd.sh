@@ -29,21 +29,27 @@ dpkg-deb -c "$deb" | awk '{print $6}' | LC_ALL=C sort >"$listing"
 diff -u packaging/tests/deb-files.txt "$listing"
 say "ok: $deb holds exactly the expected files"
 
-# 3. Unit files: systemd-analyze verify prints nothing (ExecStart pointed at the built binary,
-#    which is not installed on this machine), and the exposure score is at most 1.5.
+# 3. Unit files: systemd-analyze verify prints nothing (ExecStart pointed at the built binary
+#    and at the pinned Litestream, neither installed on this machine), and the exposure score
+#    of the daemon and of Litestream is at most 1.5.
+litestream=$(tests/drill/install-litestream)
+all_units="jobstore.service jobstore.socket jobstore-worker@.service jobstore-litestream.service"
 units=$(mktemp -d)
-for unit in jobstore.service jobstore.socket jobstore-worker@.service; do
-    sed "s#/usr/bin/jobstore#$target/release/jobstore#g" "packaging/$unit" >"$units/$unit"
+for unit in $all_units; do
+    sed -e "s#/usr/bin/jobstore#$target/release/jobstore#g" \
+        -e "s#/usr/bin/litestream#$litestream#g" "packaging/$unit" >"$units/$unit"
 done
-for unit in jobstore.service jobstore.socket jobstore-worker@.service; do
+for unit in $all_units; do
     out=$(cd "$units" && systemd-analyze verify --man=no "./$unit" 2>&1 || true)
     if [ -n "$out" ]; then
         say "systemd-analyze verify $unit:"; say "$out"; exit 1
     fi
 done
 say "ok: systemd-analyze verify prints nothing for every unit"
-systemd-analyze security --offline=true --threshold=15 "$units/jobstore.service" | tail -n1
-say "ok: jobstore.service exposure within 1.5"
+for unit in jobstore.service jobstore-litestream.service; do
+    systemd-analyze security --offline=true --threshold=15 "$units/$unit" | tail -n1
+done
+say "ok: jobstore.service and jobstore-litestream.service exposure within 1.5"
 
 # 4. Under a real systemd.
 work=$(mktemp -d /tmp/jobstore-nspawn.XXXXXX)
@@ -59,6 +65,8 @@ mkdir -p "$work/root/upper" "$work/root/work" "$work/root/merged"
 mount -t overlay overlay -o "lowerdir=/,upperdir=$work/root/upper,workdir=$work/root/work" "$work/root/merged"
 merged=$work/root/merged
 cp "$deb" "$work/probe/jobstore.deb"
+# Litestream is not packaged with jobstore; the probe installs the pinned binary by hand.
+cp "$litestream" "$work/probe/litestream"
 install -m 755 packaging/tests/nspawn-probe.sh "$merged/usr/local/sbin/jobstore-probe"
 cat >"$merged/etc/systemd/system/jobstore-probe.service" <<'UNIT'
 [Unit]

@@ -24,6 +24,7 @@ mod logs;
 mod maintenance;
 mod observability;
 mod reliability;
+mod replication;
 mod routes;
 mod systemd;
 mod timeouts;

@@ -37,6 +37,9 @@ pub(crate) enum Command {
         /// Where to write the copy (must not exist).
         dest: PathBuf,
     },
+    /// Bring the database back from its Litestream replica: restore into a temporary file
+    /// beside it, check that file, and only then move it into place. Never overwrites.
+    Restore(RestoreArgs),
     /// Job counts by queue and state.
     Stats {
         /// Print JSON.
@@ -67,6 +70,26 @@ pub(crate) struct ServeArgs {
     /// A TOML config file (flags and environment override it).
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+/// The flags of `jobstore restore`.
+#[derive(Args, Debug)]
+pub(crate) struct RestoreArgs {
+    /// The replica's URL (`file:///backup/jobstore`, `s3://BUCKET/PATH`), instead of the
+    /// replica that Litestream's config file names for the database.
+    #[arg(long, conflicts_with = "config")]
+    pub replica: Option<String>,
+    /// Litestream's config file, whose `dbs` entry for the database names its replica
+    /// [default: /etc/jobstore/litestream.yml].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Restore the state at this time (RFC 3339, e.g. 2026-01-31T12:00:00Z) instead of the
+    /// newest the replica holds.
+    #[arg(long)]
+    pub timestamp: Option<String>,
+    /// The Litestream binary.
+    #[arg(long, default_value = "litestream")]
+    pub litestream: PathBuf,
 }
 
 /// The flags of `jobstore worker`.

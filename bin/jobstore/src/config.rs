@@ -27,6 +27,8 @@ pub(crate) struct FileConfig {
     pub allow_plaintext: Option<bool>,
     /// `full` or `normal`.
     pub durability: Option<String>,
+    /// `none` or `litestream`.
+    pub replication: Option<String>,
     /// Request limits.
     #[serde(default)]
     pub limits: FileLimits,
@@ -76,7 +78,7 @@ pub(crate) struct FileMaintenance {
     pub retention_ms: Option<i64>,
     /// Uploads still open after this long are deleted.
     pub stale_upload_ms: Option<i64>,
-    /// How often to checkpoint the WAL.
+    /// How often to checkpoint the WAL (with Litestream: how often to check its size).
     pub checkpoint_interval_ms: Option<u64>,
 }
 
@@ -95,6 +97,8 @@ pub(crate) struct ServeConfig {
     pub allow_plaintext: bool,
     /// The durability level.
     pub durability: Durability,
+    /// Who else follows the WAL.
+    pub replication: Replication,
     /// Request limits.
     pub limits: jobstore_http::Limits,
     /// Largest data batch.
@@ -127,8 +131,49 @@ pub(crate) struct Maintenance {
     pub retention_ms: i64,
     /// Uploads still open after this long are deleted.
     pub stale_upload_ms: i64,
-    /// How often to checkpoint the WAL.
+    /// How often to checkpoint the WAL (with Litestream: how often to check its size).
     pub checkpoint_interval: Duration,
+}
+
+/// Who else follows the database's WAL, and so who checkpoints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Replication {
+    /// Nobody: the daemon checkpoints the WAL every `checkpoint_interval` and when it stops.
+    #[default]
+    None,
+    /// Litestream replicates the file and alone checkpoints it: the daemon never does (no
+    /// periodic or final checkpoint, no automatic checkpoint, none when it closes).
+    Litestream,
+}
+
+impl Replication {
+    /// The name used in the config file.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Replication::None => "none",
+            Replication::Litestream => "litestream",
+        }
+    }
+
+    /// Who checkpoints the store's WAL under this replication.
+    pub(crate) fn checkpoints(self) -> jobstore::Checkpoints {
+        match self {
+            Replication::None => jobstore::Checkpoints::Store,
+            Replication::Litestream => jobstore::Checkpoints::External,
+        }
+    }
+}
+
+impl std::str::FromStr for Replication {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Replication::None),
+            "litestream" => Ok(Replication::Litestream),
+            other => bail!("unknown replication `{other}`; valid: none, litestream"),
+        }
+    }
 }
 
 /// The flags and environment of `jobstore serve`.
@@ -239,6 +284,7 @@ impl ServeConfig {
             .unwrap_or("full")
             .parse()
             .map_err(|err: jobstore::Error| anyhow::anyhow!("{err}"))?;
+        let replication: Replication = file.replication.as_deref().unwrap_or("none").parse()?;
         let defaults = jobstore_http::Limits::default();
         let ms = Duration::from_millis;
         let limits = jobstore_http::Limits {
@@ -296,6 +342,7 @@ impl ServeConfig {
             tls,
             allow_plaintext: file.allow_plaintext.unwrap_or(false),
             durability,
+            replication,
             limits,
             max_batch_bytes: file
                 .limits
@@ -350,6 +397,25 @@ mod tests {
         assert_eq!(defaults.db, PathBuf::from("jobstore.db"));
         assert_eq!(defaults.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(defaults.durability, Durability::Full);
+        assert_eq!(defaults.replication, Replication::None);
+        assert_eq!(
+            defaults.replication.checkpoints(),
+            jobstore::Checkpoints::Store
+        );
+    }
+
+    #[test]
+    fn litestream_replication_hands_checkpoints_over() {
+        let dir = tempfile_dir();
+        let file = dir.join("litestream.toml");
+        std::fs::write(&file, "replication = \"litestream\"\n").unwrap();
+        let config =
+            ServeConfig::resolve(Some(&file), Overrides::default(), Overrides::default()).unwrap();
+        assert_eq!(config.replication, Replication::Litestream);
+        assert_eq!(
+            config.replication.checkpoints(),
+            jobstore::Checkpoints::External
+        );
     }
 
     #[test]
@@ -358,6 +424,7 @@ mod tests {
         for text in [
             "lissten = \"x\"",
             "durability = \"fast\"",
+            "replication = \"rsync\"",
             "[limits]\nmax_connections = 0",
         ] {
             let file = dir.join("bad.toml");

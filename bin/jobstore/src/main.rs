@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod config;
+mod litestream;
 mod serve;
 mod systemd;
 mod worker;
@@ -16,7 +17,7 @@ use anyhow::Result;
 use clap::Parser;
 
 use cli::{Cli, Command};
-use commands::{Database, daemons, jobs, maintenance, tls, tokens};
+use commands::{Database, daemons, jobs, maintenance, restore, tls, tokens};
 
 /// Sets up logging, parses the command line and runs the command; errors go to stderr.
 fn main() -> ExitCode {
@@ -47,6 +48,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Migrate => maintenance::migrate(&Database::open(cli.db)?),
         Command::Check => maintenance::check(&Database::open(cli.db)?),
         Command::Backup { dest } => maintenance::backup(&Database::open(cli.db)?, &dest),
+        Command::Restore(args) => restore::restore(cli.db, &args),
         Command::Stats { json } => maintenance::stats(&Database::open(cli.db)?, json),
         Command::Jobs(command) => jobs::run(&Database::open(cli.db)?.store, command),
     }

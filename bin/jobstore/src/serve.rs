@@ -1,10 +1,10 @@
 //! `jobstore serve`: opens the store, binds, serves, maintains, and stops cleanly on signals.
 //!
 //! SIGTERM/SIGINT stop accepting, end long polls at once, let in-flight requests finish,
-//! checkpoint and exit 0. SIGHUP reloads the tokens file and the TLS certificate and key (new
-//! connections get the new pair; open ones keep theirs). Under systemd (`NOTIFY_SOCKET`):
-//! `READY=1` after migrate and bind, `STOPPING=1` on drain, `WATCHDOG=1` at half of
-//! `WATCHDOG_USEC` while the store answers.
+//! checkpoint (unless Litestream owns checkpoints, `replication = "litestream"`) and exit 0.
+//! SIGHUP reloads the tokens file and the TLS certificate and key (new connections get the new
+//! pair; open ones keep theirs). Under systemd (`NOTIFY_SOCKET`): `READY=1` after migrate and
+//! bind, `STOPPING=1` on drain, `WATCHDOG=1` at half of `WATCHDOG_USEC` while the store answers.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -16,8 +16,8 @@ use jobstore_http::{App, Tls, Tokens};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-use crate::config::ServeConfig;
-use crate::systemd;
+use crate::config::{Replication, ServeConfig};
+use crate::{litestream, systemd};
 
 /// Runs the daemon until a shutdown signal.
 ///
@@ -130,8 +130,16 @@ async fn serve(config: ServeConfig) -> Result<()> {
         durability: config.durability,
         max_batch_bytes: config.max_batch_bytes,
         max_batches_per_job: config.max_batches_per_job,
+        checkpoints: config.replication.checkpoints(),
         ..StoreOptions::default()
     };
+    if config.replication == Replication::None && litestream::meta_dir(&config.db).is_dir() {
+        log::warn!(
+            "{} is there: Litestream replicates this database, but replication is not set to \
+             \"litestream\" and the daemon's own checkpoints will make it take full snapshots",
+            litestream::meta_dir(&config.db).display()
+        );
+    }
     let db = config.db.clone();
     let store = tokio::task::spawn_blocking(move || Store::open_with(&db, options))
         .await
@@ -177,9 +185,10 @@ async fn serve(config: ServeConfig) -> Result<()> {
     ));
 
     log::info!(
-        "database {} (durability {})",
+        "database {} (durability {}, replication {})",
         config.db.display(),
-        config.durability.as_str()
+        config.durability.as_str(),
+        config.replication.as_str()
     );
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!("listening on {scheme}://{address}");
@@ -191,14 +200,21 @@ async fn serve(config: ServeConfig) -> Result<()> {
     watchdog.abort();
     signals.abort();
     drop(app);
+    let replication = config.replication;
     let checkpointed = tokio::task::spawn_blocking(move || {
-        let done = store.checkpoint();
+        // Under Litestream the WAL is left as it is: Litestream copies the last frames to the
+        // replica and checkpoints them itself.
+        let done = match replication {
+            Replication::None => store.checkpoint().map(Some),
+            Replication::Litestream => Ok(None),
+        };
         drop(store);
         done
     })
     .await;
     match checkpointed {
-        Ok(Ok(_)) => log::info!("checkpointed; stopped"),
+        Ok(Ok(Some(_))) => log::info!("checkpointed; stopped"),
+        Ok(Ok(None)) => log::info!("stopped; the WAL is left to Litestream"),
         Ok(Err(err)) => log::warn!("final checkpoint failed: {err}"),
         Err(err) => log::warn!("final checkpoint panicked: {err}"),
     }
@@ -288,7 +304,12 @@ fn reload_tls(tls: &Tls) {
     }
 }
 
-/// Rescues expired leases, purges by retention and checkpoints the WAL, each on its interval.
+/// A WAL this large under Litestream means Litestream is not checkpointing it (not running,
+/// or held back): its emergency checkpoint is at about 500 MB.
+const UNCHECKPOINTED_WAL_WARNING: u64 = 1 << 30;
+
+/// Rescues expired leases, purges by retention and checkpoints the WAL (under Litestream:
+/// watches its size instead), each on its interval.
 async fn maintain(app: Arc<App>, config: ServeConfig, mut stopped: watch::Receiver<bool>) {
     let store = app.store().clone();
     let m = config.maintenance;
@@ -324,10 +345,25 @@ async fn maintain(app: Arc<App>, config: ServeConfig, mut stopped: watch::Receiv
                     Ok(done)
                 })
             }
-            _ = checkpoint.tick() => Box::new(move || {
-                let complete = store.checkpoint()?;
-                Ok(format!("checkpoint {}", if complete { "complete" } else { "partial" }))
-            }),
+            _ = checkpoint.tick() => match config.replication {
+                Replication::None => Box::new(move || {
+                    let complete = store.checkpoint()?;
+                    Ok(format!("checkpoint {}", if complete { "complete" } else { "partial" }))
+                }),
+                Replication::Litestream => Box::new(move || {
+                    let wal = litestream::wal_path(store.path());
+                    let bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
+                    if bytes > UNCHECKPOINTED_WAL_WARNING {
+                        log::warn!(
+                            "{} holds {} MiB: is Litestream running? Under replication = \
+                             \"litestream\" only Litestream checkpoints the WAL",
+                            wal.display(),
+                            bytes >> 20
+                        );
+                    }
+                    Ok(format!("WAL {bytes} bytes, left to Litestream"))
+                }),
+            },
             _ = stopped.changed() => return,
         };
         match tokio::task::spawn_blocking(task).await {

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::{Error, Result};
@@ -60,11 +61,48 @@ impl std::str::FromStr for Durability {
     }
 }
 
+/// Who checkpoints the WAL: copies its frames back into the database file and restarts or
+/// truncates it.
+///
+/// A replicator that follows the WAL (Litestream) must be the only one to do so: it copies
+/// each frame to the replica before it lets a checkpoint move past it. A checkpoint it did not
+/// make loses its place in the WAL and costs a full snapshot of the database; a `TRUNCATE` or
+/// `RESTART` checkpoint also waits, holding the write lock, for the replicator's read
+/// transaction to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Checkpoints {
+    /// The store checkpoints: SQLite's automatic passive checkpoint once the WAL holds
+    /// [`AUTOCHECKPOINT_PAGES`] pages, a passive checkpoint when the store closes, SQLite's own
+    /// checkpoint when the last connection to the file closes, and `Store::checkpoint` on
+    /// demand. The default.
+    #[default]
+    Store,
+    /// Another process checkpoints (Litestream): every connection runs with
+    /// `wal_autocheckpoint = 0` and `SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`, the store does not
+    /// checkpoint when it closes, and `Store::checkpoint` refuses. The WAL grows until that
+    /// process checkpoints it.
+    External,
+}
+
+/// SQLite's automatic checkpoint threshold, in pages, under [`Checkpoints::Store`] (SQLite's
+/// default).
+pub const AUTOCHECKPOINT_PAGES: i64 = 1000;
+
+impl Checkpoints {
+    fn autocheckpoint_pages(self) -> i64 {
+        match self {
+            Checkpoints::Store => AUTOCHECKPOINT_PAGES,
+            Checkpoints::External => 0,
+        }
+    }
+}
+
 /// The settings applied to every connection, the writer's and each pooled reader's.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnectionSettings {
     pub durability: Durability,
     pub busy_timeout: Duration,
+    pub checkpoints: Checkpoints,
 }
 
 /// Applies the settings to one connection and reads each back; refuses the connection when a
@@ -94,6 +132,22 @@ pub(crate) fn init_connection(conn: &Connection, settings: ConnectionSettings) -
     conn.execute_batch("PRAGMA temp_store = MEMORY")?;
     let temp_store: i64 = conn.query_row("PRAGMA temp_store", [], |row| row.get(0))?;
     expect_setting("temp_store", "2", &temp_store.to_string())?;
+
+    let pages = settings.checkpoints.autocheckpoint_pages();
+    conn.pragma_update(None, "wal_autocheckpoint", pages)?;
+    let got: i64 = conn.query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))?;
+    expect_setting("wal_autocheckpoint", &pages.to_string(), &got.to_string())?;
+    // Closing the last connection to a file checkpoints it and deletes the WAL, unless told not to.
+    let no_checkpoint_on_close = settings.checkpoints == Checkpoints::External;
+    let got = conn.set_db_config(
+        DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        no_checkpoint_on_close,
+    )?;
+    expect_setting(
+        "no_ckpt_on_close",
+        &no_checkpoint_on_close.to_string(),
+        &got.to_string(),
+    )?;
 
     // Statements are prepared from a small fixed set of texts; keep them all.
     conn.set_prepared_statement_cache_capacity(128);

@@ -70,7 +70,7 @@ mod worker;
 mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use db::{Durability, SCHEMA_VERSION, migrate_to};
+pub use db::{AUTOCHECKPOINT_PAGES, Checkpoints, Durability, SCHEMA_VERSION, migrate_to};
 pub use error::{Error, Result};
 pub use list::{
     Cursor, CursorValue, Direction, JobPage, ListQuery, MAX_PAGE_SIZE, Pagination, SortField,

@@ -113,14 +113,20 @@ struct Counters {
 }
 
 impl Writer {
-    /// Starts the writer thread over `conn` (already initialised and migrated).
-    pub(crate) fn start(conn: Connection, lock_wait: Duration) -> Result<Writer> {
+    /// Starts the writer thread over `conn` (already initialised and migrated). With
+    /// `checkpoint_on_close` it checkpoints (passively) once its queue is closed; without, it
+    /// leaves the WAL to the process that owns checkpoints (a replicator).
+    pub(crate) fn start(
+        conn: Connection,
+        lock_wait: Duration,
+        checkpoint_on_close: bool,
+    ) -> Result<Writer> {
         let (queue, rx) = mpsc::channel::<Box<dyn WriteOp>>();
         let counters = Arc::new(Counters::default());
         let shared = Arc::clone(&counters);
         let thread = std::thread::Builder::new()
             .name("jobstore-writer".into())
-            .spawn(move || writer_loop(&conn, &rx, lock_wait, &shared))?;
+            .spawn(move || writer_loop(&conn, &rx, lock_wait, &shared, checkpoint_on_close))?;
         Ok(Writer {
             queue: Some(queue),
             thread: Some(thread),
@@ -192,6 +198,7 @@ fn writer_loop(
     queue: &Receiver<Box<dyn WriteOp>>,
     lock_wait: Duration,
     counters: &Counters,
+    checkpoint_on_close: bool,
 ) {
     // Callers answered by the last commit come back with their next write a moment later;
     // waiting for them (at most half of what a commit costs) turns many small groups, one
@@ -229,8 +236,13 @@ fn writer_loop(
         commit_group(conn, group, lock_wait, &counters.commits);
         commit_cost = started.elapsed();
     }
-    // Leave the WAL small for the next opener; failures here lose nothing.
-    let _ = conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(PASSIVE);");
+    // Failures here lose nothing. `optimize` writes its statistics through the WAL, which a
+    // replicator follows like any other write.
+    let _ = conn.execute_batch("PRAGMA optimize");
+    if checkpoint_on_close {
+        // Leave the WAL small for the next opener.
+        let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+    }
 }
 
 /// Runs one group of writes in one transaction and answers every caller; counts the commit

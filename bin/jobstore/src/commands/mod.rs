@@ -1,16 +1,21 @@
 //! What each command does once the command line is parsed. The maintenance and job commands
-//! work straight on the database file, through the core store.
+//! work straight on the database file, through the core store. Beside a file that Litestream
+//! replicates (its `.NAME-litestream` directory is there) they never checkpoint the WAL:
+//! Litestream owns checkpoints.
 
 pub(crate) mod daemons;
 pub(crate) mod jobs;
 pub(crate) mod maintenance;
+pub(crate) mod restore;
 pub(crate) mod tls;
 pub(crate) mod tokens;
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use jobstore::{Scope, Store};
+use jobstore::{Checkpoints, Scope, Store, StoreOptions};
+
+use crate::litestream;
 
 /// The database file, opened for a command that works on it directly.
 pub(crate) struct Database {
@@ -24,15 +29,28 @@ impl Database {
     /// Opens (creating or migrating) the file named by `--db`, else `JOBSTORE_DB`, else
     /// `./jobstore.db`.
     pub(crate) fn open(flag: Option<PathBuf>) -> Result<Self> {
-        let path = flag
-            .or_else(|| env_path("JOBSTORE_DB"))
-            .unwrap_or_else(|| PathBuf::from("jobstore.db"));
-        let store =
-            Store::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let path = db_path(flag);
+        let checkpoints = if litestream::meta_dir(&path).is_dir() {
+            Checkpoints::External
+        } else {
+            Checkpoints::Store
+        };
+        let options = StoreOptions {
+            checkpoints,
+            ..StoreOptions::default()
+        };
+        let store = Store::open_with(&path, options)
+            .with_context(|| format!("cannot open {}", path.display()))?;
         // The operator at the file sees every tenant.
         let store = store.with_scope(Scope::All);
         Ok(Self { path, store })
     }
+}
+
+/// The database file named by `--db`, else `JOBSTORE_DB`, else `./jobstore.db`.
+pub(crate) fn db_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| env_path("JOBSTORE_DB"))
+        .unwrap_or_else(|| PathBuf::from("jobstore.db"))
 }
 
 /// A path from the environment variable `name`, unless it is unset or empty.

@@ -9,6 +9,7 @@ use rusqlite::params;
 use super::Store;
 use super::rows::{EventRow, backoff_ms, insert_event, load_job, next_state};
 use super::worker_calls::release_lease;
+use crate::Checkpoints;
 use crate::model::{CheckReport, QueueCount};
 use crate::state::{Event, State};
 use crate::{Error, Result};
@@ -248,8 +249,15 @@ impl Store {
     /// Answers whether the checkpoint completed (a long reader can hold it back).
     ///
     /// # Errors
-    /// Storage errors only.
+    /// [`Error::InvalidInput`] when the store was opened with [`Checkpoints::External`]: the
+    /// replicator owns checkpoints. Storage errors.
     pub fn checkpoint(&self) -> Result<bool> {
+        if self.options().checkpoints == Checkpoints::External {
+            return Err(Error::invalid(
+                "checkpoint",
+                "checkpoints are left to the replicator (Checkpoints::External)",
+            ));
+        }
         self.read(|conn| {
             let busy: i64 =
                 conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;

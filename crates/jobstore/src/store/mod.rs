@@ -29,7 +29,7 @@ pub use worker_calls::MAX_CLAIM;
 
 use crate::Result;
 use crate::clock::{Clock, SystemClock};
-use crate::db::{self, ConnectionSettings, Durability, ReadPool};
+use crate::db::{self, Checkpoints, ConnectionSettings, Durability, ReadPool};
 use crate::model::Scope;
 use crate::writer::Writer;
 
@@ -39,7 +39,10 @@ pub struct StoreOptions {
     /// `full` (default) or `normal`; see [`Durability`].
     pub durability: Durability,
     /// How long one statement waits for another process's lock (`PRAGMA busy_timeout`).
+    /// A replicator's checkpoint holds the write lock briefly; Litestream asks for 5 s.
     pub busy_timeout: Duration,
+    /// Who checkpoints the WAL: the store (default) or a replicator; see [`Checkpoints`].
+    pub checkpoints: Checkpoints,
     /// How long a write waits in all for the write lock before it answers [`Error::Busy`](crate::Error::Busy).
     pub lock_wait: Duration,
     /// Read connections in the pool.
@@ -65,6 +68,7 @@ impl Default for StoreOptions {
         StoreOptions {
             durability: Durability::Full,
             busy_timeout: Duration::from_secs(5),
+            checkpoints: Checkpoints::Store,
             lock_wait: Duration::from_secs(30),
             read_connections: 8,
             max_batch_bytes: 150 * 1024 * 1024,
@@ -170,10 +174,15 @@ impl Store {
         let settings = ConnectionSettings {
             durability: options.durability,
             busy_timeout: options.busy_timeout,
+            checkpoints: options.checkpoints,
         };
         let conn = db::open_writer(&path, settings)?;
         let pool = db::open_read_pool(&path, settings, options.read_connections)?;
-        let writer = Writer::start(conn, options.lock_wait)?;
+        let writer = Writer::start(
+            conn,
+            options.lock_wait,
+            options.checkpoints == Checkpoints::Store,
+        )?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path,

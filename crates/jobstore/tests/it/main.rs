@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bad_input;
+mod checkpoints;
 mod data;
 mod definitions;
 mod group_commit;

@@ -1,0 +1,195 @@
+//! `jobstore restore`: brings a lost database back from its Litestream replica.
+//!
+//! `litestream restore` writes the replica's newest state (or the state at `--timestamp`) into
+//! a temporary file beside the database; the file is opened with the store (migrated like any
+//! other), checked (`jobstore check`), checkpointed into one self-contained file, and only then
+//! renamed into place. Nothing that exists is overwritten.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use jobstore::{Direction, ListQuery, Scope, SortField, Store};
+
+use super::db_path;
+use crate::cli::RestoreArgs;
+use crate::litestream;
+
+/// Litestream's config file in the package.
+const PACKAGED_CONFIG: &str = "/etc/jobstore/litestream.yml";
+
+/// `jobstore restore`: restores, checks, and moves the file into place; exit 1 when the check
+/// finds a problem (the restored file is kept for inspection).
+pub(crate) fn restore(db: Option<PathBuf>, args: &RestoreArgs) -> Result<ExitCode> {
+    let db = std::path::absolute(db_path(db)).context("the database path")?;
+    for path in [
+        db.clone(),
+        litestream::wal_path(&db),
+        litestream::sibling(&db, "-shm"),
+    ] {
+        if path.exists() {
+            bail!(
+                "{} exists: restore never overwrites a database; move the database and its \
+                 -wal and -shm files away first",
+                path.display()
+            );
+        }
+    }
+    let meta = litestream::meta_dir(&db);
+    if meta.exists() {
+        bail!(
+            "{} holds Litestream's state of the lost database: stop Litestream and delete that \
+             directory first (Litestream does not notice that a database was replaced)",
+            meta.display()
+        );
+    }
+    let restoring = restoring_path(&db);
+    remove_leftovers(&restoring)?;
+
+    let source = run_litestream(&db, &restoring, args)?;
+
+    let store = Store::open(&restoring)
+        .with_context(|| format!("cannot open the restored file {}", restoring.display()))?
+        .with_scope(Scope::All);
+    let report = store.check()?;
+    if !report.is_ok() {
+        for problem in &report.problems {
+            println!("{problem}");
+        }
+        drop(store);
+        println!(
+            "the restored file failed its check; it is kept at {} and {} was not created",
+            restoring.display(),
+            db.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let jobs: i64 = store.stats()?.iter().map(|row| row.jobs).sum();
+    let newest = store
+        .list(&ListQuery {
+            sort: Some(SortField::UpdatedAt),
+            direction: Direction::Desc,
+            limit: Some(1),
+            ..ListQuery::default()
+        })?
+        .jobs
+        .into_iter()
+        .next();
+    let now = store.now();
+    // One self-contained file: the WAL copied in and removed before the rename.
+    store.checkpoint()?;
+    drop(store);
+    settle_wal(&restoring)?;
+    std::fs::rename(&restoring, &db)
+        .with_context(|| format!("cannot move {} to {}", restoring.display(), db.display()))?;
+    if let Some(dir) = db.parent() {
+        std::fs::File::open(dir)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("cannot sync {}", dir.display()))?;
+    }
+    println!("restored {} from {source}", db.display());
+    println!("check: ok");
+    match newest {
+        Some(job) => println!(
+            "{jobs} jobs; newest change: job {} at {} ms since the epoch, {:.1} s ago",
+            job.id,
+            job.updated_at,
+            (now - job.updated_at) as f64 / 1000.0
+        ),
+        None => println!("0 jobs"),
+    }
+    if args.timestamp.is_some() {
+        println!(
+            "an earlier state was restored: point Litestream's replica at a new path before it \
+             starts again (the replica's later history must not be continued from this file)"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The temporary file the replica is restored into: `.NAME.restoring` beside the database.
+fn restoring_path(db: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(db.file_name().unwrap_or(db.as_os_str()));
+    name.push(".restoring");
+    db.with_file_name(name)
+}
+
+/// Deletes what an earlier restore left at `restoring` (a file that failed its check).
+fn remove_leftovers(restoring: &Path) -> Result<()> {
+    for path in [
+        restoring.to_path_buf(),
+        litestream::wal_path(restoring),
+        litestream::sibling(restoring, "-shm"),
+        litestream::sibling(restoring, ".tmp"),
+    ] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => println!("deleted {} left by an earlier restore", path.display()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(err).with_context(|| format!("cannot delete {}", path.display()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `litestream restore` into `restoring`; answers the replica it restored from.
+fn run_litestream(db: &Path, restoring: &Path, args: &RestoreArgs) -> Result<String> {
+    let mut command = Command::new(&args.litestream);
+    command.arg("restore").arg("-o").arg(restoring);
+    if let Some(timestamp) = &args.timestamp {
+        command.arg("-timestamp").arg(timestamp);
+    }
+    let source = match &args.replica {
+        Some(url) => {
+            command.arg(url);
+            url.clone()
+        }
+        None => {
+            let config = args
+                .config
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(PACKAGED_CONFIG));
+            command.arg("-config").arg(&config).arg(db);
+            format!("the replica {} names", config.display())
+        }
+    };
+    let status = command.status().with_context(|| {
+        format!(
+            "cannot run {}: install Litestream or name it with --litestream",
+            args.litestream.display()
+        )
+    })?;
+    if !status.success() {
+        bail!("litestream restore failed ({status}); nothing was created");
+    }
+    if !restoring.is_file() {
+        bail!(
+            "litestream restore succeeded but wrote no {}",
+            restoring.display()
+        );
+    }
+    Ok(source)
+}
+
+/// After the checkpoint and close, the WAL is gone or empty; an empty one is deleted so the
+/// file moves alone.
+fn settle_wal(restoring: &Path) -> Result<()> {
+    for suffix in ["-wal", "-shm"] {
+        let path = litestream::sibling(restoring, suffix);
+        match std::fs::metadata(&path) {
+            Ok(meta) if suffix == "-wal" && meta.len() > 0 => bail!(
+                "{} still holds {} bytes after the checkpoint; the restored file is kept at {}",
+                path.display(),
+                meta.len(),
+                restoring.display()
+            ),
+            Ok(_) => std::fs::remove_file(&path)
+                .with_context(|| format!("cannot delete {}", path.display()))?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+    Ok(())
+}
