@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::NAME;
 use crate::dialects::salesforce::own;
 use crate::fault::ApiError;
-use crate::time::rfc3339_millis;
+use crate::time::millis_offset;
 
 /// The prefix a data source that is not connected must carry in GPtoFS and FStoGP bodies.
 pub(super) const EXTERNAL: &str = "external://";
@@ -314,10 +314,10 @@ impl TryFrom<&Job> for JobDocument {
             object: payload_text("object"),
             file_type: payload_text("fileType"),
             created_by: job.created_by.clone(),
-            created_time: rfc3339_millis(job.created_at),
-            last_modified_time: rfc3339_millis(job.updated_at),
-            start_time: job.started_at.map(rfc3339_millis),
-            end_time: job.finished_at.map(rfc3339_millis),
+            created_time: millis_offset(job.created_at),
+            last_modified_time: millis_offset(job.updated_at),
+            start_time: job.started_at.map(millis_offset),
+            end_time: job.finished_at.map(millis_offset),
             error_message: (status == Status::Fail)
                 .then(|| job.error.clone())
                 .flatten(),
