@@ -151,8 +151,12 @@ fn assert_job_document(doc: &Value) {
         STATUSES.contains(&doc["status"].as_str().unwrap_or("")),
         "{doc}"
     );
-    let job_type = doc["jobType"].as_str().expect("jobType");
-    assert_eq!(doc["type"], type_of(job_type), "{doc}");
+    let category = doc["jobType"].as_str().expect("jobType");
+    assert!(
+        ["ANALYTICS", "EXPORT", "FLUSH", "IMPORT", "LOAD"].contains(&category),
+        "{doc}"
+    );
+    assert_eq!(doc["type"], category, "{doc}");
     for member in ["source", "target", "object", "fileType", "errorMessage"] {
         assert!(
             doc[member].is_null() || doc[member].as_str().is_some_and(|s| !s.is_empty()),
@@ -311,8 +315,8 @@ fn each_job_type_is_created_with_its_type_and_seen_everywhere() {
     for (body, name) in &bodies {
         let doc = create(&api, body);
         assert_eq!(doc["status"], "QUEUED");
-        assert_eq!(doc["jobType"], body["jobType"]);
-        assert_eq!(doc["type"], type_of(body["jobType"].as_str().unwrap()));
+        assert_eq!(doc["jobType"], type_of(body["jobType"].as_str().unwrap()));
+        assert_eq!(doc["type"], doc["jobType"]);
         assert_eq!(doc["name"], *name);
         for member in ["source", "target", "object", "fileType"] {
             assert_eq!(doc[member], body[member], "{member} of {doc}");
@@ -357,10 +361,11 @@ fn each_job_type_is_created_with_its_type_and_seen_everywhere() {
     assert_eq!(claimed.len(), bodies.len() + 3);
 }
 
-/// The vendor's Job resource answers `"createdTime": "2020-07-02T00:34:28.353+0000"`: UTC with
-/// milliseconds and a `+0000` offset, for every time of a job.
+/// The vendor's Job resource answers `{"id", "name", "status": "SUCCESS", "createdTime":
+/// "2020-07-02T00:34:28.353+0000", "jobType": "IMPORT", "target", "createdBy"}`: the category in
+/// `jobType`, times with a `+0000` offset.
 #[test]
-fn job_documents_carry_vendor_times() {
+fn job_documents_carry_the_category_in_job_type_and_vendor_times() {
     let daemon = Daemon::start();
     let api = daemon.client();
     let worker = Worker {
@@ -371,7 +376,12 @@ fn job_documents_carry_vendor_times() {
                       "target": "global-profile", "object": "Account"});
     let doc = create(&api, &body);
     let id = doc["id"].as_str().unwrap().to_owned();
+    assert_eq!(doc["jobType"], "IMPORT", "{doc}");
+    assert_eq!(doc["type"], "IMPORT", "{doc}");
+    // The request's jobType stays the job's kind and names the job.
+    assert_eq!(doc["name"], "FStoGP-Account");
     let native = api.get(&format!("/v1/jobs/{id}")).expect_json(200);
+    assert_eq!(native["kind"], "FStoGP");
 
     // The time is the job's, to the millisecond.
     let created = doc["createdTime"].as_str().unwrap();
@@ -386,11 +396,23 @@ fn job_documents_carry_vendor_times() {
     worker.complete(lease);
     let done = get(&api, &id);
     assert_eq!(done["status"], "SUCCESS");
+    assert_eq!(done["jobType"], "IMPORT");
     for member in ["createdTime", "lastModifiedTime", "startTime", "endTime"] {
         assert!(done[member].as_str().unwrap().ends_with("+0000"), "{done}");
     }
     let listed = list(&api, "status=SUCCESS");
     assert_eq!(jobs(&listed), vec![done]);
+    // Every request jobType is still accepted, each answered with its category.
+    for (job_type, category) in [
+        ("B2CtoFS", "EXPORT"),
+        ("GPtoFS", "EXPORT"),
+        ("FStoB2C", "LOAD"),
+        ("Analytics", "ANALYTICS"),
+        ("Flush", "FLUSH"),
+    ] {
+        let doc = create(&api, &json!({ "jobType": job_type }));
+        assert_eq!(doc["jobType"], category, "{job_type}");
+    }
 }
 
 #[test]

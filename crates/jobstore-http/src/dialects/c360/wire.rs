@@ -264,7 +264,9 @@ impl From<CreateJobRequest> for NewJob {
     }
 }
 
-/// A C360 job document.
+/// A C360 job document. The vendor answers a job's category in `jobType` (`IMPORT` for an
+/// FStoGP job); `type`, the list's sort field of the same categories, carries it too. The
+/// request's jobType is the job's kind, and the start of a derived name.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct JobDocument {
@@ -273,7 +275,7 @@ pub(super) struct JobDocument {
     status: Status,
     #[serde(rename = "type")]
     category: Category,
-    job_type: &'static str,
+    job_type: Category,
     source: Option<String>,
     target: Option<String>,
     object: Option<String>,
@@ -308,7 +310,7 @@ impl TryFrom<&Job> for JobDocument {
             name: job.name.clone(),
             status,
             category: job_type.category(),
-            job_type: job_type.as_str(),
+            job_type: job_type.category(),
             source: non_empty(&job.source),
             target: non_empty(&job.target),
             object: payload_text("object"),
