@@ -521,7 +521,6 @@ fn list_pages_never_repeat_or_skip_while_jobs_are_created() {
     let mut seen = Vec::new();
     let mut created_meanwhile = Vec::new();
     let mut path = format!("{JOBS}?limit=5");
-    let mut previous_offset = String::new();
     let mut pages = 0;
     loop {
         let page = page(&api, &path);
@@ -530,7 +529,9 @@ fn list_pages_never_repeat_or_skip_while_jobs_are_created() {
         assert_eq!(page["page"]["sortField"], "createdTime");
         assert_eq!(page["page"]["sort"], "desc");
         assert_eq!(page["page"]["pageSize"], records.len());
-        assert_eq!(page["page"]["pageOffset"], previous_offset.as_str());
+        let last = records.last().unwrap();
+        let offset = format!("{}_{}", last["creationTime"], last["id"]);
+        assert_eq!(page["page"]["pageOffset"], offset.as_str());
         for record in records {
             assert_eq!(record["jobType"], "BATCH");
             assert_eq!(record["status"], "NEW");
@@ -547,10 +548,7 @@ fn list_pages_never_repeat_or_skip_while_jobs_are_created() {
             break;
         }
         assert_eq!(records.len(), 5);
-        let last = records.last().unwrap();
-        let offset = format!("{}_{}", last["creationTime"], last["id"]);
         assert_eq!(next, format!("/export/jobs/?limit=5&offset={offset}"));
-        previous_offset = offset;
         path = format!("{BASE}{next}");
     }
     assert_eq!(pages, 5);
@@ -1097,4 +1095,39 @@ fn the_vendor_examples_get_the_documented_answers() {
         .map(|r| r.as_object().unwrap().clone())
         .collect();
     assert_eq!(records.len(), 3);
+}
+
+/// `page.pageOffset` is "the creation time and job id for the last record on the page" (the
+/// vendor's OpenAPI), on the first page too: a client that pages by it sees every job once
+/// and stops.
+#[test]
+fn page_offset_names_the_last_record_of_every_page() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let made: Vec<i64> = (0..5)
+        .map(|i| id_of(&create(&api, &minimal(&format!("ds-{i}")))))
+        .collect();
+    let first = page(&api, &format!("{JOBS}?limit=2"));
+    let last = &first["records"][1];
+    assert_eq!(
+        first["page"]["pageOffset"],
+        format!("{}_{}", last["creationTime"], last["id"])
+    );
+
+    // Paging by pageOffset alone, as a client reading only `page` does.
+    let mut seen = Vec::new();
+    let mut path = format!("{JOBS}?limit=2");
+    for _ in 0..10 {
+        let page = page(&api, &path);
+        let records = ids(&page);
+        if records.is_empty() {
+            assert_eq!(page["page"]["pageOffset"], "");
+            break;
+        }
+        seen.extend(records);
+        let offset = page["page"]["pageOffset"].as_str().unwrap();
+        path = format!("{JOBS}?limit=2&offset={offset}");
+    }
+    let newest_first: Vec<i64> = made.iter().rev().copied().collect();
+    assert_eq!(seen, newest_first, "every job once, and an end");
 }

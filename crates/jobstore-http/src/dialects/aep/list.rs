@@ -4,7 +4,9 @@
 
 use std::fmt::Write as _;
 
-use jobstore::{Cursor, CursorValue, Direction, JobPage, ListQuery, Pagination, SortField, State};
+use jobstore::{
+    Cursor, CursorValue, Direction, Job, JobPage, ListQuery, Pagination, SortField, State,
+};
 
 use super::NAME;
 use super::wire::{STATUSES, status};
@@ -82,19 +84,16 @@ impl ListParams {
         }
     }
 
-    /// The offset this page was asked for (`""`: the first page).
-    pub(super) fn page_offset(&self) -> String {
-        let text = |(created_ms, id)| format!("{created_ms}_{id}");
-        self.offset.map_or_else(String::new, text)
-    }
-
     /// `link.next` of `page`: the same query after its last record, `""` on the last page.
     pub(super) fn next(&self, page: &JobPage) -> String {
         let Some(last) = page.jobs.last().filter(|_| page.has_more) else {
             return String::new();
         };
-        let (limit, created_ms, id) = (self.limit, last.created_at, last.id);
-        let mut link = format!("/export/jobs/?limit={limit}&offset={created_ms}_{id}");
+        let mut link = format!(
+            "/export/jobs/?limit={}&offset={}",
+            self.limit,
+            page_offset(last)
+        );
         for status in &self.statuses {
             let _ = write!(link, "&status={status}");
         }
@@ -102,8 +101,14 @@ impl ListParams {
     }
 }
 
+/// The `offset` naming the place just after `job`: `{creationTimeMs}_{id}`, the vendor's
+/// `pageOffset` of a page whose last record it is.
+pub(super) fn page_offset(job: &Job) -> String {
+    format!("{}_{}", job.created_at, job.id)
+}
+
 /// An `offset`: `{creationTimeMs}_{id}` of the last record of the previous page, as
-/// `link.next` gives it.
+/// `link.next` and `page.pageOffset` give it.
 fn offset(text: &str) -> Result<(i64, i64), ApiError> {
     let number = |s: &str| {
         let digits = s.bytes().all(|b| b.is_ascii_digit());

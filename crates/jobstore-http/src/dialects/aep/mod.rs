@@ -168,7 +168,7 @@ async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
     let params = ListParams::parse(query, app.limits.max_page)?;
     let query = params.query();
     let page = app.call(principal, move |store| store.list(&query)).await?;
-    let document = ExportJobPage::new(&page.jobs, params.page_offset(), params.next(&page));
+    let document = ExportJobPage::new(&page.jobs, params.next(&page));
     Ok(body::json(StatusCode::OK, &document))
 }
 

@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::list::page_offset;
 use crate::fault::ApiError;
 use crate::time::{self, Form};
 
@@ -525,7 +526,7 @@ pub(super) struct ExportJobPage {
 struct PageInfo {
     sort_field: &'static str,
     sort: &'static str,
-    /// The offset this page was asked for (`""`: the first page).
+    /// The offset of the page's last record: `{creationTimeMs}_{id}`.
     page_offset: String,
     /// Records on this page.
     page_size: usize,
@@ -538,14 +539,15 @@ struct Link {
 }
 
 impl ExportJobPage {
-    /// The page of `jobs`, asked for at `page_offset`, followed by `next`.
-    pub(super) fn new(jobs: &[Job], page_offset: String, next: String) -> ExportJobPage {
+    /// The page of `jobs`, followed by `next`. Its `pageOffset` is the offset of its last
+    /// record, which asks for the page after it (`""` when the page is empty).
+    pub(super) fn new(jobs: &[Job], next: String) -> ExportJobPage {
         ExportJobPage {
             records: jobs.iter().map(ExportJob::from).collect(),
             page: PageInfo {
                 sort_field: "createdTime",
                 sort: "desc",
-                page_offset,
+                page_offset: jobs.last().map(page_offset).unwrap_or_default(),
                 page_size: jobs.len(),
             },
             link: Link { next },
