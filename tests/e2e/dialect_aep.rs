@@ -1131,3 +1131,15 @@ fn page_offset_names_the_last_record_of_every_page() {
     let newest_first: Vec<i64> = made.iter().rev().copied().collect();
     assert_eq!(seen, newest_first, "every job once, and an end");
 }
+
+/// The vendor's create answer carries `X-Location`, the href of the job.
+#[test]
+fn create_answers_the_job_href_in_x_location() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let answer = api.request("POST", JOBS, &VENDOR_HEADERS, vendor_request());
+    let job = answer.expect_json(200);
+    let href = format!("{JOBS}/{}", id_of(&job));
+    assert_eq!(answer.header("x-location"), Some(href.as_str()));
+    assert_eq!(api.get(&href).expect_json(200), job);
+}
