@@ -1143,3 +1143,21 @@ fn create_answers_the_job_href_in_x_location() {
     assert_eq!(answer.header("x-location"), Some(href.as_str()));
     assert_eq!(api.get(&href).expect_json(200), job);
 }
+
+/// `destination.segmentPerBatch` "if not provided, defaults to false": every document says so.
+#[test]
+fn segment_per_batch_is_false_when_not_sent() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let job = create(&api, &minimal("ds"));
+    let batch = job["destination"]["batchId"].clone();
+    let expected = json!({"datasetId": "ds", "segmentPerBatch": false, "batchId": batch});
+    assert_eq!(job["destination"], expected);
+    assert!(job["destination"].get("batches").is_none(), "{job}");
+    let id = id_of(&job);
+    assert_eq!(get(&api, id)["destination"], expected);
+    assert_eq!(page(&api, JOBS)["records"][0]["destination"], expected);
+    let mut null = minimal("ds-null");
+    null["destination"]["segmentPerBatch"] = Value::Null;
+    assert_eq!(create(&api, &null)["destination"]["segmentPerBatch"], false);
+}

@@ -417,8 +417,11 @@ impl From<&Job> for ExportJob {
         let segments = job.payload.pointer("/filter/segments");
         let segments = segments.and_then(Value::as_array).into_iter().flatten();
         if let Some(Value::Object(destination)) = request.get_mut("destination") {
+            // The vendor's default when the request does not say.
+            let per_batch = destination.get("segmentPerBatch") == Some(&Value::Bool(true));
+            destination.insert("segmentPerBatch".into(), Value::Bool(per_batch));
             destination.insert("batchId".into(), batch_id(job, "batch", 0));
-            if destination.get("segmentPerBatch") == Some(&Value::Bool(true)) {
+            if per_batch {
                 let batches = segments.enumerate().filter_map(|(index, segment)| {
                     let mut batch = segment.as_object()?.clone();
                     batch.insert("batchId".into(), batch_id(job, "segment-batch", index));
