@@ -684,7 +684,7 @@ fn delete_cancels_a_queued_or_running_job_and_deletes_a_finished_one() {
     answer.expect_json_type();
     assert_eq!(answer.expect_json(200), cancelling);
     let cancelled = get(&api, queued);
-    assert_eq!(cancelled["status"], "CANCELLED");
+    assert_eq!(cancelled["status"], "FAILED");
     assert_eq!(native(&api, queued)["state"], "cancelled");
     assert!(cancelled["metrics"]["totalTime"]["endTimeInMs"].is_i64());
     assert!(cancelled["metrics"].get("profileExportTime").is_none());
@@ -720,8 +720,11 @@ fn delete_cancels_a_queued_or_running_job_and_deletes_a_finished_one() {
     ));
     fail(&api, &lease, "cancelled", false);
     let acknowledged = get(&api, running);
-    assert_eq!(acknowledged["status"], "CANCELLED");
-    assert!(acknowledged.get("errors").is_none(), "{acknowledged}");
+    assert_eq!(acknowledged["status"], "FAILED");
+    assert_eq!(
+        acknowledged["errors"][0]["code"], "cancelled",
+        "{acknowledged}"
+    );
     assert_eq!(acknowledged["metrics"]["totalExportedProfileCounter"], 1);
     api.delete(&format!("{JOBS}/{running}")).expect(204);
     assert_eq!(api.get(&format!("/v1/jobs/{running}")).status, 404);
@@ -780,9 +783,8 @@ fn status_filter_selects_by_vendor_status() {
     assert_eq!(listed("status=NEW"), BTreeSet::from([new_1, new_2]));
     assert_eq!(listed("status=PROCESSING"), BTreeSet::from([processing]));
     assert_eq!(listed("status=SUCCEEDED"), BTreeSet::from([succeeded]));
-    assert_eq!(listed("status=FAILED"), BTreeSet::from([failed]));
-    assert_eq!(listed("status=CANCELLED"), BTreeSet::from([cancelled]));
-    let new_or_failed = BTreeSet::from([new_1, new_2, failed]);
+    assert_eq!(listed("status=FAILED"), BTreeSet::from([failed, cancelled]));
+    let new_or_failed = BTreeSet::from([new_1, new_2, failed, cancelled]);
     assert_eq!(listed("status=NEW,FAILED"), new_or_failed);
     assert_eq!(listed("status=NEW&status=FAILED"), new_or_failed);
     assert_eq!(listed("status=new&status=Failed"), new_or_failed);
@@ -807,9 +809,8 @@ fn status_filter_selects_by_vendor_status() {
     assert_eq!(second["link"]["next"], "");
     for (id, status) in [
         (succeeded, "SUCCEEDED"),
-        (failed, "FAILED"),
+        (cancelled, "FAILED"),
         (processing, "PROCESSING"),
-        (cancelled, "CANCELLED"),
     ] {
         let page = page(&api, &format!("{JOBS}?status={status}"));
         assert_eq!(page["records"][0]["id"], id);
@@ -878,6 +879,7 @@ fn bad_parameters_and_routes_are_refused_in_the_fault_shape() {
         ("offset=1540974701302-96", "offset"),
         ("status=DONE", "status"),
         ("status=NEW,RUNNING", "RUNNING"),
+        ("status=CANCELLED", "CANCELLED"),
         ("start=0", "start"),
         ("orderBy=createdTime", "orderBy"),
         ("limit=%zz", "query"),
@@ -891,7 +893,7 @@ fn bad_parameters_and_routes_are_refused_in_the_fault_shape() {
         "invalid_request",
     );
     assert!(
-        detail.contains("NEW, PROCESSING, SUCCEEDED, FAILED, CANCELLED"),
+        detail.ends_with("valid: NEW, PROCESSING, SUCCEEDED, FAILED"),
         "{detail}"
     );
 
@@ -1040,7 +1042,7 @@ fn tokens_and_tenants_apply() {
         root.delete(&format!("{JOBS}/{bobs}")).expect_json(200)["status"],
         true
     );
-    assert_eq!(get(&bob, bobs)["status"], "CANCELLED");
+    assert_eq!(get(&bob, bobs)["status"], "FAILED");
 }
 
 #[test]
@@ -1160,4 +1162,45 @@ fn segment_per_batch_is_false_when_not_sent() {
     let mut null = minimal("ds-null");
     null["destination"]["segmentPerBatch"] = Value::Null;
     assert_eq!(create(&api, &null)["destination"]["segmentPerBatch"], false);
+}
+
+/// Every `status` rendered is one of the vendor's enumeration (NEW, PROCESSING, SUCCEEDED,
+/// FAILED): a cancelled job is FAILED, its `errors` saying it was cancelled; the filter takes
+/// the same four.
+#[test]
+fn every_status_is_in_the_vendor_enumeration() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let queued = id_of(&create(&api, &minimal("ds-queued")));
+    api.delete(&format!("{JOBS}/{queued}")).expect_json(200);
+    let running = id_of(&create(&api, &minimal("ds-running")));
+    let lease = claim(&api, running);
+    api.delete(&format!("{JOBS}/{running}")).expect_json(200);
+    assert_eq!(get(&api, running)["status"], "PROCESSING");
+    assert!(heartbeat(&api, &lease, json!({})));
+    fail(&api, &lease, "stopped", false);
+    let cancelled =
+        json!([{"code": "cancelled", "msg": "Export job was cancelled", "callStack": ""}]);
+    for id in [queued, running] {
+        assert_eq!(native(&api, id)["state"], "cancelled");
+        let job = get(&api, id);
+        assert_eq!(job["status"], "FAILED", "{job}");
+        assert_eq!(job["errors"], cancelled, "{job}");
+    }
+    let listed: BTreeSet<i64> = all_pages(&api, &format!("{JOBS}?status=FAILED"))
+        .into_iter()
+        .collect();
+    assert_eq!(listed, BTreeSet::from([queued, running]));
+    for record in page(&api, JOBS)["records"].as_array().unwrap() {
+        assert_eq!(record["status"], "FAILED");
+    }
+    let detail = assert_problem(
+        &api.get(&format!("{JOBS}?status=CANCELLED")),
+        400,
+        "invalid_request",
+    );
+    assert!(
+        detail.ends_with("valid: NEW, PROCESSING, SUCCEEDED, FAILED"),
+        "{detail}"
+    );
 }

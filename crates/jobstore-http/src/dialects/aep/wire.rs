@@ -38,19 +38,49 @@ const READ_ONLY_MEMBERS: [&str; 11] = [
     "requestId",
 ];
 
-/// Every vendor status, in the vendor's order.
-pub(super) const STATUSES: [&str; 5] = ["NEW", "PROCESSING", "SUCCEEDED", "FAILED", "CANCELLED"];
+/// An export job's `status`: the vendor's enumeration, no other value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Status {
+    /// Waiting for a worker.
+    New,
+    /// A worker runs it.
+    Processing,
+    /// Done.
+    Succeeded,
+    /// Failed, or cancelled.
+    Failed,
+}
 
-/// The vendor's status of a job in `state`.
-pub(super) fn status(state: State) -> &'static str {
-    match state {
-        // No export job is ever `open` (it has no upload phase); NEW is the nearest.
-        State::Open | State::Queued => "NEW",
-        State::Running => "PROCESSING",
-        State::Succeeded => "SUCCEEDED",
-        State::Failed => "FAILED",
-        // Ours: the vendor documents no state after a cancel.
-        State::Cancelled => "CANCELLED",
+/// Every vendor status with its name, in the vendor's order.
+pub(super) const STATUSES: [(&str, Status); 4] = [
+    ("NEW", Status::New),
+    ("PROCESSING", Status::Processing),
+    ("SUCCEEDED", Status::Succeeded),
+    ("FAILED", Status::Failed),
+];
+
+impl Status {
+    /// The vendor's status of a job in `state`.
+    pub(super) fn of_state(state: State) -> Status {
+        match state {
+            // No export job is ever `open` (it has no upload phase); NEW is the nearest.
+            State::Open | State::Queued => Status::New,
+            State::Running => Status::Processing,
+            State::Succeeded => Status::Succeeded,
+            // Ours: the vendor has no state for a cancelled job; it did not succeed, and its
+            // `errors` say it was cancelled.
+            State::Failed | State::Cancelled => Status::Failed,
+        }
+    }
+
+    /// The status's name.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Status::New => "NEW",
+            Status::Processing => "PROCESSING",
+            Status::Succeeded => "SUCCEEDED",
+            Status::Failed => "FAILED",
+        }
     }
 }
 
@@ -439,6 +469,11 @@ impl From<&Job> for ExportJob {
                     .unwrap_or_else(|| "Export job failed".to_owned()),
                 call_stack: String::new(),
             }],
+            State::Cancelled => vec![ExportError {
+                code: "cancelled",
+                msg: "Export job was cancelled".to_owned(),
+                call_stack: String::new(),
+            }],
             _ => Vec::new(),
         };
         let progress = |name| job.progress.get(name);
@@ -455,7 +490,7 @@ impl From<&Job> for ExportJob {
             job_type: "BATCH",
             request,
             ims_org_id,
-            status: status(job.state),
+            status: Status::of_state(job.state).as_str(),
             profile_instance_id,
             errors,
             metrics: Metrics {
@@ -578,9 +613,12 @@ mod tests {
 
     #[test]
     fn every_state_has_a_status_and_every_status_a_state() {
-        let shown: Vec<&str> = State::ALL.into_iter().map(status).collect();
-        assert!(shown.iter().all(|status| STATUSES.contains(status)));
-        assert!(STATUSES.iter().all(|status| shown.contains(status)));
+        let shown: Vec<Status> = State::ALL.into_iter().map(Status::of_state).collect();
+        for (name, status) in STATUSES {
+            assert!(shown.contains(&status), "{name}");
+            assert_eq!(status.as_str(), name);
+        }
+        assert_eq!(Status::of_state(State::Cancelled), Status::Failed);
     }
 
     #[test]
