@@ -880,7 +880,7 @@ fn bad_parameters_and_routes_are_refused_in_the_fault_shape() {
         ("status=DONE", "status"),
         ("status=NEW,RUNNING", "RUNNING"),
         ("status=CANCELLED", "CANCELLED"),
-        ("start=0", "start"),
+        ("start=-1", "start"),
         ("orderBy=createdTime", "orderBy"),
         ("limit=%zz", "query"),
     ] {
@@ -1203,4 +1203,115 @@ fn every_status_is_in_the_vendor_enumeration() {
         detail.ends_with("valid: NEW, PROCESSING, SUCCEEDED, FAILED"),
         "{detail}"
     );
+}
+
+/// The Profile API's list parameters on the same path: `start` (records to skip), `page`
+/// (counted from 0), `sort` (`field:asc|desc`), with `limit`; combinations that choose the
+/// page twice, or page by the creation-time cursor another order, are refused.
+#[test]
+fn profile_list_parameters_start_page_and_sort() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let made: Vec<i64> = (0..7)
+        .map(|i| id_of(&create(&api, &minimal(&format!("ds-{i}")))))
+        .collect();
+    let newest_first: Vec<i64> = made.iter().rev().copied().collect();
+
+    // start: skip records of the default order; link.next continues after the last one.
+    let started = page(&api, &format!("{JOBS}?limit=3&start=2"));
+    assert_eq!(ids(&started), newest_first[2..5]);
+    let last = &started["records"][2];
+    let offset = format!("{}_{}", last["creationTime"], last["id"]);
+    assert_eq!(started["page"]["pageOffset"], offset.as_str());
+    assert_eq!(
+        started["link"]["next"],
+        format!("/export/jobs/?limit=3&offset={offset}")
+    );
+    let rest = page(
+        &api,
+        &format!("{BASE}{}", started["link"]["next"].as_str().unwrap()),
+    );
+    assert_eq!(ids(&rest), newest_first[5..]);
+    assert_eq!(rest["link"]["next"], "");
+
+    // page: counted from 0.
+    assert_eq!(
+        ids(&page(&api, &format!("{JOBS}?limit=3&page=0"))),
+        newest_first[..3]
+    );
+    assert_eq!(
+        ids(&page(&api, &format!("{JOBS}?limit=3&page=1"))),
+        newest_first[3..6]
+    );
+    assert!(ids(&page(&api, &format!("{JOBS}?limit=3&page=3"))).is_empty());
+
+    // sort: by creation time ascending, paged by the cursor.
+    let oldest = page(&api, &format!("{JOBS}?limit=4&sort=creationTime:asc"));
+    assert_eq!(ids(&oldest), made[..4]);
+    assert_eq!(oldest["page"]["sortField"], "createdTime");
+    assert_eq!(oldest["page"]["sort"], "asc");
+    let next = oldest["link"]["next"].as_str().unwrap();
+    let last = &oldest["records"][3];
+    assert_eq!(
+        next,
+        format!(
+            "/export/jobs/?limit=4&offset={}_{}&sort=createdTime:asc",
+            last["creationTime"], last["id"]
+        )
+    );
+    assert_eq!(ids(&page(&api, &format!("{BASE}{next}"))), made[4..]);
+
+    // sort by updateTime: the job a worker claimed changed last.
+    let lease = claim(&api, made[0]);
+    heartbeat(&api, &lease, json!({}));
+    let by_update = page(&api, &format!("{JOBS}?limit=3&sort=updateTime:desc"));
+    assert_eq!(ids(&by_update)[0], made[0]);
+    assert_eq!(by_update["page"]["sortField"], "updateTime");
+    assert_eq!(by_update["page"]["sort"], "desc");
+    assert_eq!(
+        by_update["link"]["next"],
+        "/export/jobs/?limit=3&start=3&sort=updateTime:desc"
+    );
+    let mut walked = Vec::new();
+    let mut path = format!("{JOBS}?limit=3&sort=updateTime:desc");
+    loop {
+        let page = page(&api, &path);
+        walked.extend(ids(&page));
+        let next = page["link"]["next"].as_str().unwrap().to_owned();
+        if next.is_empty() {
+            break;
+        }
+        path = format!("{BASE}{next}");
+    }
+    assert_eq!(walked.len(), 7);
+    assert_eq!(walked.iter().collect::<BTreeSet<_>>().len(), 7);
+    let paged = page(
+        &api,
+        &format!("{JOBS}?limit=3&page=1&sort=id:asc&status=NEW"),
+    );
+    assert_eq!(ids(&paged), made[4..7]);
+    assert_eq!(paged["link"]["next"], "");
+    let paged = page(
+        &api,
+        &format!("{JOBS}?limit=2&page=1&sort=id:asc&status=NEW"),
+    );
+    assert_eq!(
+        paged["link"]["next"],
+        "/export/jobs/?limit=2&page=2&sort=id:asc&status=NEW"
+    );
+
+    for (query, named) in [
+        ("offset=1_1&start=1", "at most one"),
+        ("offset=1_1&page=1", "at most one"),
+        ("start=1&page=1", "at most one"),
+        ("offset=1_1&sort=updateTime:asc", "createdTime"),
+        ("sort=name:asc", "sort"),
+        ("sort=updateTime:up", "sort direction"),
+        ("sort=updateTime:asc,id:desc", "one field"),
+        ("page=-1", "page"),
+        ("start=x", "start"),
+    ] {
+        let detail = assert_problem(&api.get(&format!("{JOBS}?{query}")), 400, "invalid_request");
+        assert!(detail.contains(named), "{query}: {detail}");
+    }
 }

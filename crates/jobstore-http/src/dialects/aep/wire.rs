@@ -577,14 +577,19 @@ struct Link {
 }
 
 impl ExportJobPage {
-    /// The page of `jobs`, followed by `next`. Its `pageOffset` is the offset of its last
-    /// record, which asks for the page after it (`""` when the page is empty).
-    pub(super) fn new(jobs: &[Job], next: String) -> ExportJobPage {
+    /// The page of `jobs` in the order named by `sort_field` and `sort`, followed by `next`.
+    /// Its `pageOffset` is the offset of its last record, which asks for the page after it
+    /// (`""` when the page is empty).
+    pub(super) fn new(
+        jobs: &[Job],
+        (sort_field, sort): (&'static str, &'static str),
+        next: String,
+    ) -> ExportJobPage {
         ExportJobPage {
             records: jobs.iter().map(ExportJob::from).collect(),
             page: PageInfo {
-                sort_field: "createdTime",
-                sort: "desc",
+                sort_field,
+                sort,
                 page_offset: jobs.last().map(page_offset).unwrap_or_default(),
                 page_size: jobs.len(),
             },
