@@ -1357,3 +1357,58 @@ fn a_150_mb_batch_streams_in_bounded_memory() {
     assert_eq!(native["data_batches"], 1);
     assert!(native["data_bytes"].as_u64().unwrap() >= TOTAL, "{native}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The vendor's answers
+
+/// The vendor answers JSON as `Content-Type: application/json;charset=UTF-8` (seed 003's
+/// example response): every JSON answer of this API, faults and HEAD included.
+#[test]
+fn json_answers_name_their_charset() {
+    const TYPE: &str = "application/json;charset=UTF-8";
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let created = api.post(
+        JOBS,
+        &json!({"object": "Contact", "sourceName": "ecomm", "operation": "upsert"}),
+    );
+    assert_eq!(created.status, 201);
+    assert_eq!(created.header("content-type"), Some(TYPE));
+    let id = id(&created.json());
+    let uploaded = upload(
+        &api,
+        id,
+        format!("{HEADER}{}", rows(0, 2, "\n")).into_bytes(),
+    );
+    assert_eq!(uploaded.status, 202);
+    let closed = patch(&api, id, "UploadComplete");
+    assert_eq!(closed.status, 200);
+    for answer in [
+        &closed,
+        &api.get(&format!("{JOBS}/{id}")),
+        &api.get(JOBS),
+        &api.get(&format!("{JOBS}/999999")),
+        &api.get(&format!("{JOBS}?limit=0")),
+        &patch(&api, id, "Open"),
+        &api.request("POST", &format!("{JOBS}/{id}"), &[], Body::None),
+    ] {
+        assert_eq!(
+            answer.header("content-type"),
+            Some(TYPE),
+            "{}",
+            answer.text()
+        );
+    }
+    let mut stream = crate::support::connect(daemon.addr());
+    let head = format!("HEAD {JOBS}/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).expect("write");
+    let mut raw = Vec::new();
+    io::Read::read_to_end(&mut stream, &mut raw).expect("read");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("\r\ncontent-type: application/json;charset=utf-8\r\n"),
+        "{text}"
+    );
+}

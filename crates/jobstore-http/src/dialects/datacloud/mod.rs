@@ -11,7 +11,7 @@ mod faults;
 mod list;
 mod wire;
 
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::{Body as _, Incoming};
 use jobstore::{Direction, Error, ListQuery, Scope, SortField, State, Store, UploadLimits};
 use serde_json::json;
@@ -31,6 +31,11 @@ const NAME: &str = "datacloud";
 
 /// The path every route of this API starts with.
 const PREFIX: &str = "/api/v1/ingest/jobs";
+
+/// The content type the daemon's JSON answers carry.
+const JSON: &str = "application/json";
+/// The content type of this API's JSON answers.
+const JSON_UTF8: &str = "application/json;charset=UTF-8";
 
 /// The Data Cloud Ingest API, with its settings (the `datacloud_*` of [`DialectConfig`]).
 #[derive(Debug, Clone)]
@@ -230,6 +235,14 @@ async fn delete(app: &App, principal: &Principal, id: i64) -> Answer {
     Ok(body::empty(StatusCode::NO_CONTENT))
 }
 
+/// JSON answers name their charset, as the vendor's do: `application/json;charset=UTF-8`.
+fn with_charset(response: &mut Response<ResponseBody>) {
+    let headers = response.headers_mut();
+    if headers.get(header::CONTENT_TYPE) == Some(&HeaderValue::from_static(JSON)) {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
+    }
+}
+
 impl Api for DataCloud {
     fn name(&self) -> &'static str {
         NAME
@@ -250,9 +263,12 @@ impl Api for DataCloud {
 
     fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
         Box::pin(async move {
-            self.answer(app, request)
+            let mut response = self
+                .answer(app, request)
                 .await
-                .unwrap_or_else(|err| Faults::render(self, &err))
+                .unwrap_or_else(|err| Faults::render(self, &err));
+            with_charset(&mut response);
+            response
         })
     }
 
