@@ -521,7 +521,6 @@ fn list_pages_never_repeat_or_skip_while_jobs_are_created() {
     let mut seen = Vec::new();
     let mut created_meanwhile = Vec::new();
     let mut path = format!("{JOBS}?limit=5");
-    let mut previous_offset = String::new();
     let mut pages = 0;
     loop {
         let page = page(&api, &path);
@@ -530,7 +529,9 @@ fn list_pages_never_repeat_or_skip_while_jobs_are_created() {
         assert_eq!(page["page"]["sortField"], "createdTime");
         assert_eq!(page["page"]["sort"], "desc");
         assert_eq!(page["page"]["pageSize"], records.len());
-        assert_eq!(page["page"]["pageOffset"], previous_offset.as_str());
+        let last = records.last().unwrap();
+        let offset = format!("{}_{}", last["creationTime"], last["id"]);
+        assert_eq!(page["page"]["pageOffset"], offset.as_str());
         for record in records {
             assert_eq!(record["jobType"], "BATCH");
             assert_eq!(record["status"], "NEW");
@@ -547,10 +548,7 @@ fn list_pages_never_repeat_or_skip_while_jobs_are_created() {
             break;
         }
         assert_eq!(records.len(), 5);
-        let last = records.last().unwrap();
-        let offset = format!("{}_{}", last["creationTime"], last["id"]);
         assert_eq!(next, format!("/export/jobs/?limit=5&offset={offset}"));
-        previous_offset = offset;
         path = format!("{BASE}{next}");
     }
     assert_eq!(pages, 5);
@@ -686,7 +684,7 @@ fn delete_cancels_a_queued_or_running_job_and_deletes_a_finished_one() {
     answer.expect_json_type();
     assert_eq!(answer.expect_json(200), cancelling);
     let cancelled = get(&api, queued);
-    assert_eq!(cancelled["status"], "CANCELLED");
+    assert_eq!(cancelled["status"], "FAILED");
     assert_eq!(native(&api, queued)["state"], "cancelled");
     assert!(cancelled["metrics"]["totalTime"]["endTimeInMs"].is_i64());
     assert!(cancelled["metrics"].get("profileExportTime").is_none());
@@ -722,8 +720,11 @@ fn delete_cancels_a_queued_or_running_job_and_deletes_a_finished_one() {
     ));
     fail(&api, &lease, "cancelled", false);
     let acknowledged = get(&api, running);
-    assert_eq!(acknowledged["status"], "CANCELLED");
-    assert!(acknowledged.get("errors").is_none(), "{acknowledged}");
+    assert_eq!(acknowledged["status"], "FAILED");
+    assert_eq!(
+        acknowledged["errors"][0]["code"], "cancelled",
+        "{acknowledged}"
+    );
     assert_eq!(acknowledged["metrics"]["totalExportedProfileCounter"], 1);
     api.delete(&format!("{JOBS}/{running}")).expect(204);
     assert_eq!(api.get(&format!("/v1/jobs/{running}")).status, 404);
@@ -782,9 +783,8 @@ fn status_filter_selects_by_vendor_status() {
     assert_eq!(listed("status=NEW"), BTreeSet::from([new_1, new_2]));
     assert_eq!(listed("status=PROCESSING"), BTreeSet::from([processing]));
     assert_eq!(listed("status=SUCCEEDED"), BTreeSet::from([succeeded]));
-    assert_eq!(listed("status=FAILED"), BTreeSet::from([failed]));
-    assert_eq!(listed("status=CANCELLED"), BTreeSet::from([cancelled]));
-    let new_or_failed = BTreeSet::from([new_1, new_2, failed]);
+    assert_eq!(listed("status=FAILED"), BTreeSet::from([failed, cancelled]));
+    let new_or_failed = BTreeSet::from([new_1, new_2, failed, cancelled]);
     assert_eq!(listed("status=NEW,FAILED"), new_or_failed);
     assert_eq!(listed("status=NEW&status=FAILED"), new_or_failed);
     assert_eq!(listed("status=new&status=Failed"), new_or_failed);
@@ -809,9 +809,8 @@ fn status_filter_selects_by_vendor_status() {
     assert_eq!(second["link"]["next"], "");
     for (id, status) in [
         (succeeded, "SUCCEEDED"),
-        (failed, "FAILED"),
+        (cancelled, "FAILED"),
         (processing, "PROCESSING"),
-        (cancelled, "CANCELLED"),
     ] {
         let page = page(&api, &format!("{JOBS}?status={status}"));
         assert_eq!(page["records"][0]["id"], id);
@@ -880,7 +879,8 @@ fn bad_parameters_and_routes_are_refused_in_the_fault_shape() {
         ("offset=1540974701302-96", "offset"),
         ("status=DONE", "status"),
         ("status=NEW,RUNNING", "RUNNING"),
-        ("start=0", "start"),
+        ("status=CANCELLED", "CANCELLED"),
+        ("start=-1", "start"),
         ("orderBy=createdTime", "orderBy"),
         ("limit=%zz", "query"),
     ] {
@@ -893,7 +893,7 @@ fn bad_parameters_and_routes_are_refused_in_the_fault_shape() {
         "invalid_request",
     );
     assert!(
-        detail.contains("NEW, PROCESSING, SUCCEEDED, FAILED, CANCELLED"),
+        detail.ends_with("valid: NEW, PROCESSING, SUCCEEDED, FAILED"),
         "{detail}"
     );
 
@@ -1042,7 +1042,7 @@ fn tokens_and_tenants_apply() {
         root.delete(&format!("{JOBS}/{bobs}")).expect_json(200)["status"],
         true
     );
-    assert_eq!(get(&bob, bobs)["status"], "CANCELLED");
+    assert_eq!(get(&bob, bobs)["status"], "FAILED");
 }
 
 #[test]
@@ -1097,4 +1097,221 @@ fn the_vendor_examples_get_the_documented_answers() {
         .map(|r| r.as_object().unwrap().clone())
         .collect();
     assert_eq!(records.len(), 3);
+}
+
+/// `page.pageOffset` is "the creation time and job id for the last record on the page" (the
+/// vendor's OpenAPI), on the first page too: a client that pages by it sees every job once
+/// and stops.
+#[test]
+fn page_offset_names_the_last_record_of_every_page() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let made: Vec<i64> = (0..5)
+        .map(|i| id_of(&create(&api, &minimal(&format!("ds-{i}")))))
+        .collect();
+    let first = page(&api, &format!("{JOBS}?limit=2"));
+    let last = &first["records"][1];
+    assert_eq!(
+        first["page"]["pageOffset"],
+        format!("{}_{}", last["creationTime"], last["id"])
+    );
+
+    // Paging by pageOffset alone, as a client reading only `page` does.
+    let mut seen = Vec::new();
+    let mut path = format!("{JOBS}?limit=2");
+    for _ in 0..10 {
+        let page = page(&api, &path);
+        let records = ids(&page);
+        if records.is_empty() {
+            assert_eq!(page["page"]["pageOffset"], "");
+            break;
+        }
+        seen.extend(records);
+        let offset = page["page"]["pageOffset"].as_str().unwrap();
+        path = format!("{JOBS}?limit=2&offset={offset}");
+    }
+    let newest_first: Vec<i64> = made.iter().rev().copied().collect();
+    assert_eq!(seen, newest_first, "every job once, and an end");
+}
+
+/// The vendor's create answer carries `X-Location`, the href of the job.
+#[test]
+fn create_answers_the_job_href_in_x_location() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let answer = api.request("POST", JOBS, &VENDOR_HEADERS, vendor_request());
+    let job = answer.expect_json(200);
+    let href = format!("{JOBS}/{}", id_of(&job));
+    assert_eq!(answer.header("x-location"), Some(href.as_str()));
+    assert_eq!(api.get(&href).expect_json(200), job);
+}
+
+/// `destination.segmentPerBatch` "if not provided, defaults to false": every document says so.
+#[test]
+fn segment_per_batch_is_false_when_not_sent() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let job = create(&api, &minimal("ds"));
+    let batch = job["destination"]["batchId"].clone();
+    let expected = json!({"datasetId": "ds", "segmentPerBatch": false, "batchId": batch});
+    assert_eq!(job["destination"], expected);
+    assert!(job["destination"].get("batches").is_none(), "{job}");
+    let id = id_of(&job);
+    assert_eq!(get(&api, id)["destination"], expected);
+    assert_eq!(page(&api, JOBS)["records"][0]["destination"], expected);
+    let mut null = minimal("ds-null");
+    null["destination"]["segmentPerBatch"] = Value::Null;
+    assert_eq!(create(&api, &null)["destination"]["segmentPerBatch"], false);
+}
+
+/// Every `status` rendered is one of the vendor's enumeration (NEW, PROCESSING, SUCCEEDED,
+/// FAILED): a cancelled job is FAILED, its `errors` saying it was cancelled; the filter takes
+/// the same four.
+#[test]
+fn every_status_is_in_the_vendor_enumeration() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let queued = id_of(&create(&api, &minimal("ds-queued")));
+    api.delete(&format!("{JOBS}/{queued}")).expect_json(200);
+    let running = id_of(&create(&api, &minimal("ds-running")));
+    let lease = claim(&api, running);
+    api.delete(&format!("{JOBS}/{running}")).expect_json(200);
+    assert_eq!(get(&api, running)["status"], "PROCESSING");
+    assert!(heartbeat(&api, &lease, json!({})));
+    fail(&api, &lease, "stopped", false);
+    let cancelled =
+        json!([{"code": "cancelled", "msg": "Export job was cancelled", "callStack": ""}]);
+    for id in [queued, running] {
+        assert_eq!(native(&api, id)["state"], "cancelled");
+        let job = get(&api, id);
+        assert_eq!(job["status"], "FAILED", "{job}");
+        assert_eq!(job["errors"], cancelled, "{job}");
+    }
+    let listed: BTreeSet<i64> = all_pages(&api, &format!("{JOBS}?status=FAILED"))
+        .into_iter()
+        .collect();
+    assert_eq!(listed, BTreeSet::from([queued, running]));
+    for record in page(&api, JOBS)["records"].as_array().unwrap() {
+        assert_eq!(record["status"], "FAILED");
+    }
+    let detail = assert_problem(
+        &api.get(&format!("{JOBS}?status=CANCELLED")),
+        400,
+        "invalid_request",
+    );
+    assert!(
+        detail.ends_with("valid: NEW, PROCESSING, SUCCEEDED, FAILED"),
+        "{detail}"
+    );
+}
+
+/// The Profile API's list parameters on the same path: `start` (records to skip), `page`
+/// (counted from 0), `sort` (`field:asc|desc`), with `limit`; combinations that choose the
+/// page twice, or page by the creation-time cursor another order, are refused.
+#[test]
+fn profile_list_parameters_start_page_and_sort() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let made: Vec<i64> = (0..7)
+        .map(|i| id_of(&create(&api, &minimal(&format!("ds-{i}")))))
+        .collect();
+    let newest_first: Vec<i64> = made.iter().rev().copied().collect();
+
+    // start: skip records of the default order; link.next continues after the last one.
+    let started = page(&api, &format!("{JOBS}?limit=3&start=2"));
+    assert_eq!(ids(&started), newest_first[2..5]);
+    let last = &started["records"][2];
+    let offset = format!("{}_{}", last["creationTime"], last["id"]);
+    assert_eq!(started["page"]["pageOffset"], offset.as_str());
+    assert_eq!(
+        started["link"]["next"],
+        format!("/export/jobs/?limit=3&offset={offset}")
+    );
+    let rest = page(
+        &api,
+        &format!("{BASE}{}", started["link"]["next"].as_str().unwrap()),
+    );
+    assert_eq!(ids(&rest), newest_first[5..]);
+    assert_eq!(rest["link"]["next"], "");
+
+    // page: counted from 0.
+    assert_eq!(
+        ids(&page(&api, &format!("{JOBS}?limit=3&page=0"))),
+        newest_first[..3]
+    );
+    assert_eq!(
+        ids(&page(&api, &format!("{JOBS}?limit=3&page=1"))),
+        newest_first[3..6]
+    );
+    assert!(ids(&page(&api, &format!("{JOBS}?limit=3&page=3"))).is_empty());
+
+    // sort: by creation time ascending, paged by the cursor.
+    let oldest = page(&api, &format!("{JOBS}?limit=4&sort=creationTime:asc"));
+    assert_eq!(ids(&oldest), made[..4]);
+    assert_eq!(oldest["page"]["sortField"], "createdTime");
+    assert_eq!(oldest["page"]["sort"], "asc");
+    let next = oldest["link"]["next"].as_str().unwrap();
+    let last = &oldest["records"][3];
+    assert_eq!(
+        next,
+        format!(
+            "/export/jobs/?limit=4&offset={}_{}&sort=createdTime:asc",
+            last["creationTime"], last["id"]
+        )
+    );
+    assert_eq!(ids(&page(&api, &format!("{BASE}{next}"))), made[4..]);
+
+    // sort by updateTime: the job a worker claimed changed last.
+    let lease = claim(&api, made[0]);
+    heartbeat(&api, &lease, json!({}));
+    let by_update = page(&api, &format!("{JOBS}?limit=3&sort=updateTime:desc"));
+    assert_eq!(ids(&by_update)[0], made[0]);
+    assert_eq!(by_update["page"]["sortField"], "updateTime");
+    assert_eq!(by_update["page"]["sort"], "desc");
+    assert_eq!(
+        by_update["link"]["next"],
+        "/export/jobs/?limit=3&start=3&sort=updateTime:desc"
+    );
+    let mut walked = Vec::new();
+    let mut path = format!("{JOBS}?limit=3&sort=updateTime:desc");
+    loop {
+        let page = page(&api, &path);
+        walked.extend(ids(&page));
+        let next = page["link"]["next"].as_str().unwrap().to_owned();
+        if next.is_empty() {
+            break;
+        }
+        path = format!("{BASE}{next}");
+    }
+    assert_eq!(walked.len(), 7);
+    assert_eq!(walked.iter().collect::<BTreeSet<_>>().len(), 7);
+    let paged = page(
+        &api,
+        &format!("{JOBS}?limit=3&page=1&sort=id:asc&status=NEW"),
+    );
+    assert_eq!(ids(&paged), made[4..7]);
+    assert_eq!(paged["link"]["next"], "");
+    let paged = page(
+        &api,
+        &format!("{JOBS}?limit=2&page=1&sort=id:asc&status=NEW"),
+    );
+    assert_eq!(
+        paged["link"]["next"],
+        "/export/jobs/?limit=2&page=2&sort=id:asc&status=NEW"
+    );
+
+    for (query, named) in [
+        ("offset=1_1&start=1", "at most one"),
+        ("offset=1_1&page=1", "at most one"),
+        ("start=1&page=1", "at most one"),
+        ("offset=1_1&sort=updateTime:asc", "createdTime"),
+        ("sort=name:asc", "sort"),
+        ("sort=updateTime:up", "sort direction"),
+        ("sort=updateTime:asc,id:desc", "one field"),
+        ("page=-1", "page"),
+        ("start=x", "start"),
+    ] {
+        let detail = assert_problem(&api.get(&format!("{JOBS}?{query}")), 400, "invalid_request");
+        assert!(detail.contains(named), "{query}: {detail}");
+    }
 }

@@ -112,24 +112,22 @@ fn assert_fault(response: &Response, status: u16, code: &str) -> String {
     message.to_owned()
 }
 
-/// `2021-06-10T13:25:40.000Z`: RFC 3339, UTC, milliseconds.
+/// `2021-06-10T13:25:40.000+0000`: the vendor's form, UTC with milliseconds and a numeric
+/// offset without a colon.
 #[track_caller]
 fn assert_time(value: &Value, what: &str) {
     let text = value
         .as_str()
         .unwrap_or_else(|| panic!("{what} is not a string: {value}"));
-    let bytes = text.as_bytes();
-    let digits = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22];
+    let shape = "dddd-dd-ddTdd:dd:dd.ddd+0000";
+    let fits = text.len() == shape.len()
+        && text.chars().zip(shape.chars()).all(|(c, s)| match s {
+            'd' => c.is_ascii_digit(),
+            other => c == other,
+        });
     assert!(
-        bytes.len() == 24
-            && digits.iter().all(|&i| bytes[i].is_ascii_digit())
-            && [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')]
-                .iter()
-                .all(|&(i, c)| bytes[i] == c)
-            && bytes[19] == b'.'
-            && bytes[23] == b'Z'
-            && text >= "2020",
-        "{what} is not RFC 3339 UTC with milliseconds: {text}"
+        fits && text >= "2020",
+        "{what} is not the vendor's UTC time with milliseconds: {text}"
     );
 }
 
@@ -153,8 +151,12 @@ fn assert_job_document(doc: &Value) {
         STATUSES.contains(&doc["status"].as_str().unwrap_or("")),
         "{doc}"
     );
-    let job_type = doc["jobType"].as_str().expect("jobType");
-    assert_eq!(doc["type"], type_of(job_type), "{doc}");
+    let category = doc["jobType"].as_str().expect("jobType");
+    assert!(
+        ["ANALYTICS", "EXPORT", "FLUSH", "IMPORT", "LOAD"].contains(&category),
+        "{doc}"
+    );
+    assert_eq!(doc["type"], category, "{doc}");
     for member in ["source", "target", "object", "fileType", "errorMessage"] {
         assert!(
             doc[member].is_null() || doc[member].as_str().is_some_and(|s| !s.is_empty()),
@@ -313,8 +315,8 @@ fn each_job_type_is_created_with_its_type_and_seen_everywhere() {
     for (body, name) in &bodies {
         let doc = create(&api, body);
         assert_eq!(doc["status"], "QUEUED");
-        assert_eq!(doc["jobType"], body["jobType"]);
-        assert_eq!(doc["type"], type_of(body["jobType"].as_str().unwrap()));
+        assert_eq!(doc["jobType"], type_of(body["jobType"].as_str().unwrap()));
+        assert_eq!(doc["type"], doc["jobType"]);
         assert_eq!(doc["name"], *name);
         for member in ["source", "target", "object", "fileType"] {
             assert_eq!(doc[member], body[member], "{member} of {doc}");
@@ -357,6 +359,60 @@ fn each_job_type_is_created_with_its_type_and_seen_everywhere() {
     // A worker of the C360 queue finds them all, in creation order.
     let claimed = api.claim("w", "c360", 100);
     assert_eq!(claimed.len(), bodies.len() + 3);
+}
+
+/// The vendor's Job resource answers `{"id", "name", "status": "SUCCESS", "createdTime":
+/// "2020-07-02T00:34:28.353+0000", "jobType": "IMPORT", "target", "createdBy"}`: the category in
+/// `jobType`, times with a `+0000` offset.
+#[test]
+fn job_documents_carry_the_category_in_job_type_and_vendor_times() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let worker = Worker {
+        api: &api,
+        name: "w",
+    };
+    let body = json!({"jobType": "FStoGP", "source": "external://service-cloud",
+                      "target": "global-profile", "object": "Account"});
+    let doc = create(&api, &body);
+    let id = doc["id"].as_str().unwrap().to_owned();
+    assert_eq!(doc["jobType"], "IMPORT", "{doc}");
+    assert_eq!(doc["type"], "IMPORT", "{doc}");
+    // The request's jobType stays the job's kind and names the job.
+    assert_eq!(doc["name"], "FStoGP-Account");
+    let native = api.get(&format!("/v1/jobs/{id}")).expect_json(200);
+    assert_eq!(native["kind"], "FStoGP");
+
+    // The time is the job's, to the millisecond.
+    let created = doc["createdTime"].as_str().unwrap();
+    assert!(created.ends_with("+0000"), "{created}");
+    let created_ms = native["created_at"].as_i64().unwrap();
+    assert_eq!(created[20..23], format!("{:03}", created_ms % 1000));
+    assert_eq!(created[17..19], format!("{:02}", created_ms / 1000 % 60));
+
+    let lease = worker.claim("c360");
+    let started = get(&api, &id);
+    assert!(started["startTime"].as_str().unwrap().ends_with("+0000"));
+    worker.complete(lease);
+    let done = get(&api, &id);
+    assert_eq!(done["status"], "SUCCESS");
+    assert_eq!(done["jobType"], "IMPORT");
+    for member in ["createdTime", "lastModifiedTime", "startTime", "endTime"] {
+        assert!(done[member].as_str().unwrap().ends_with("+0000"), "{done}");
+    }
+    let listed = list(&api, "status=SUCCESS");
+    assert_eq!(jobs(&listed), vec![done]);
+    // Every request jobType is still accepted, each answered with its category.
+    for (job_type, category) in [
+        ("B2CtoFS", "EXPORT"),
+        ("GPtoFS", "EXPORT"),
+        ("FStoB2C", "LOAD"),
+        ("Analytics", "ANALYTICS"),
+        ("Flush", "FLUSH"),
+    ] {
+        let doc = create(&api, &json!({ "jobType": job_type }));
+        assert_eq!(doc["jobType"], category, "{job_type}");
+    }
 }
 
 #[test]

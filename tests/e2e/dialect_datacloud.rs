@@ -866,9 +866,11 @@ fn delete_only_in_upload_complete_or_a_finished_state() {
     patch(&api, failing, "UploadComplete").expect(200);
     let lease = claim(&api, "w");
     assert_fault(&delete(failing), 409, "INVALIDJOBSTATE");
-    // A retryable failure puts the job back (UploadComplete) and counts as a retry.
+    // A retryable failure puts the job back in the queue, still InProgress, and counts as a
+    // retry.
     lease.call(&api, "fail", json!({"error": "flaky", "retryable": true}));
-    assert_eq!(get(&api, failing)["state"], "UploadComplete");
+    assert_eq!(get(&api, failing)["state"], "InProgress");
+    assert_fault(&delete(failing), 409, "INVALIDJOBSTATE");
     let mut again = None;
     eventually("the retry is claimable", Duration::from_secs(10), || {
         let jobs = api.claim("w", "datacloud", 1);
@@ -1356,4 +1358,133 @@ fn a_150_mb_batch_streams_in_bounded_memory() {
     let native = api.get(&format!("/v1/jobs/{id}")).expect_json(200);
     assert_eq!(native["data_batches"], 1);
     assert!(native["data_bytes"].as_u64().unwrap() >= TOTAL, "{native}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The vendor's answers
+
+/// The vendor answers JSON as `Content-Type: application/json;charset=UTF-8` (seed 003's
+/// example response): every JSON answer of this API, faults and HEAD included.
+#[test]
+fn json_answers_name_their_charset() {
+    const TYPE: &str = "application/json;charset=UTF-8";
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let created = api.post(
+        JOBS,
+        &json!({"object": "Contact", "sourceName": "ecomm", "operation": "upsert"}),
+    );
+    assert_eq!(created.status, 201);
+    assert_eq!(created.header("content-type"), Some(TYPE));
+    let id = id(&created.json());
+    let uploaded = upload(
+        &api,
+        id,
+        format!("{HEADER}{}", rows(0, 2, "\n")).into_bytes(),
+    );
+    assert_eq!(uploaded.status, 202);
+    let closed = patch(&api, id, "UploadComplete");
+    assert_eq!(closed.status, 200);
+    for answer in [
+        &closed,
+        &api.get(&format!("{JOBS}/{id}")),
+        &api.get(JOBS),
+        &api.get(&format!("{JOBS}/999999")),
+        &api.get(&format!("{JOBS}?limit=0")),
+        &patch(&api, id, "Open"),
+        &api.request("POST", &format!("{JOBS}/{id}"), &[], Body::None),
+    ] {
+        assert_eq!(
+            answer.header("content-type"),
+            Some(TYPE),
+            "{}",
+            answer.text()
+        );
+    }
+    let mut stream = crate::support::connect(daemon.addr());
+    let head = format!("HEAD {JOBS}/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).expect("write");
+    let mut raw = Vec::new();
+    io::Read::read_to_end(&mut stream, &mut raw).expect("read");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("\r\ncontent-type: application/json;charset=utf-8\r\n"),
+        "{text}"
+    );
+}
+
+/// The vendor's states only move forward: a job a worker claimed is InProgress until it
+/// finishes, also while it waits for the retry of a retryable failure; it is listed, refused
+/// and worded as InProgress.
+#[test]
+fn a_claimed_job_stays_in_progress_while_it_waits_for_a_retry() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let job = id_of_created(&api, "Contact", "delete");
+    upload(&api, job, "k1\nk2\n").expect(202);
+    patch(&api, job, "UploadComplete").expect(200);
+    let never_claimed = id_of_created(&api, "Contact", "delete");
+    patch(&api, never_claimed, "UploadComplete").expect(200);
+    let lease = claim(&api, "w");
+    assert_eq!(lease.id, job);
+    assert_eq!(get(&api, job)["state"], "InProgress");
+    lease.call(&api, "fail", json!({"error": "flaky", "retryable": true}));
+
+    let waiting = get(&api, job);
+    assert_eq!(waiting["state"], "InProgress", "{waiting}");
+    assert_eq!(waiting["retries"], 0);
+    let native = api.get(&format!("/v1/jobs/{job}")).expect_json(200);
+    assert_eq!(native["state"], "queued");
+    assert_eq!(get(&api, never_claimed)["state"], "UploadComplete");
+
+    // Listed as InProgress, never as UploadComplete.
+    let by_states =
+        |query: &str| -> BTreeSet<i64> { ids(&listed(&api, query)).into_iter().collect() };
+    assert_eq!(by_states("states=InProgress"), BTreeSet::from([job]));
+    assert_eq!(
+        by_states("states=UploadComplete"),
+        BTreeSet::from([never_claimed])
+    );
+    assert_eq!(
+        by_states("states=UploadComplete,InProgress"),
+        BTreeSet::from([job, never_claimed])
+    );
+    let all = listed(&api, "");
+    let shown = all.iter().find(|j| id(j) == job).unwrap();
+    assert_eq!(shown["state"], "InProgress");
+
+    // Refused as an InProgress job: delete, close, upload.
+    let message = assert_fault(
+        &api.delete(&format!("{JOBS}/{job}")),
+        409,
+        "INVALIDJOBSTATE",
+    );
+    assert!(message.contains("is InProgress"), "{message}");
+    let message = assert_fault(&patch(&api, job, "UploadComplete"), 409, "INVALIDJOBSTATE");
+    assert!(message.contains("is InProgress"), "{message}");
+    let message = assert_fault(&upload(&api, job, "k3\n"), 409, "INVALIDJOBSTATE");
+    assert!(message.contains("is InProgress"), "{message}");
+    assert_eq!(data_rows(&daemon, job), (1, 1));
+
+    // The retry runs; the job finishes forward.
+    let mut again = None;
+    eventually("the retry is claimable", Duration::from_secs(10), || {
+        let jobs = api.claim("w", "datacloud", 1);
+        again = jobs
+            .iter()
+            .find(|j| j["id"].as_i64() == Some(job))
+            .map(|j| Lease {
+                id: job,
+                worker: "w".into(),
+                token: j["lease_token"].as_i64().unwrap(),
+            });
+        again.is_some()
+    });
+    let again = again.unwrap();
+    assert_eq!(get(&api, job)["state"], "InProgress");
+    assert_eq!(get(&api, job)["retries"], 1);
+    again.call(&api, "complete", json!({}));
+    assert_eq!(get(&api, job)["state"], "JobComplete");
 }

@@ -158,6 +158,15 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// `2021-06-10T13:25:40.000+0000` for milliseconds since the Unix epoch (UTC): the zone as a
+/// numeric offset without a colon, the form Salesforce's Java services render.
+pub(crate) fn millis_offset(ms: i64) -> String {
+    let mut text = rfc3339_millis(ms);
+    text.pop();
+    text.push_str("+0000");
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,5 +245,15 @@ mod tests {
         for text in ["2021-06-10T13:25:60", "2021-6-10", "2021-06-10T13", "x"] {
             assert_eq!(parse(text, Form::Lenient), None, "{text}");
         }
+    }
+
+    #[test]
+    fn offset_form_renders_utc_as_plus_zero() {
+        assert_eq!(millis_offset(0), "1970-01-01T00:00:00.000+0000");
+        assert_eq!(
+            millis_offset(1_593_650_068_353),
+            "2020-07-02T00:34:28.353+0000"
+        );
+        assert_eq!(millis_offset(-1), "1969-12-31T23:59:59.999+0000");
     }
 }

@@ -13,7 +13,7 @@ mod faults;
 mod list;
 mod wire;
 
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
@@ -32,6 +32,8 @@ use crate::router::{self, Matched, Miss, Route};
 const BASE: &str = "/data/core/ups/export/jobs";
 /// The API's name, and the label of its jobs (`jobs.dialect`).
 const NAME: &str = "aep";
+/// The header of a create's answer that names the job.
+const X_LOCATION: &str = "x-location";
 
 /// The AEP export jobs API, with the queue its jobs are put on.
 #[derive(Debug, Clone)]
@@ -148,7 +150,12 @@ impl Aep {
         let job = app
             .write(principal, move |store| store.enqueue_call(new))
             .await?;
-        Ok(body::json(StatusCode::OK, &ExportJob::from(&job)))
+        let mut response = body::json(StatusCode::OK, &ExportJob::from(&job));
+        // The vendor's create answer names the job's href in `X-Location`.
+        if let Ok(location) = HeaderValue::from_str(&format!("{BASE}/{}", job.id)) {
+            response.headers_mut().insert(X_LOCATION, location);
+        }
+        Ok(response)
     }
 }
 
@@ -163,12 +170,12 @@ fn job_id(matched: &Matched<Name>) -> Result<i64, ApiError> {
     })
 }
 
-/// `GET /data/core/ups/export/jobs`: export jobs only, newest first.
+/// `GET /data/core/ups/export/jobs`: export jobs only, newest first unless sorted otherwise.
 async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
     let params = ListParams::parse(query, app.limits.max_page)?;
     let query = params.query();
     let page = app.call(principal, move |store| store.list(&query)).await?;
-    let document = ExportJobPage::new(&page.jobs, params.page_offset(), params.next(&page));
+    let document = ExportJobPage::new(&page.jobs, params.sort_names(), params.next(&page));
     Ok(body::json(StatusCode::OK, &document))
 }
 

@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::list::page_offset;
 use crate::fault::ApiError;
 use crate::time::{self, Form};
 
@@ -37,19 +38,49 @@ const READ_ONLY_MEMBERS: [&str; 11] = [
     "requestId",
 ];
 
-/// Every vendor status, in the vendor's order.
-pub(super) const STATUSES: [&str; 5] = ["NEW", "PROCESSING", "SUCCEEDED", "FAILED", "CANCELLED"];
+/// An export job's `status`: the vendor's enumeration, no other value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Status {
+    /// Waiting for a worker.
+    New,
+    /// A worker runs it.
+    Processing,
+    /// Done.
+    Succeeded,
+    /// Failed, or cancelled.
+    Failed,
+}
 
-/// The vendor's status of a job in `state`.
-pub(super) fn status(state: State) -> &'static str {
-    match state {
-        // No export job is ever `open` (it has no upload phase); NEW is the nearest.
-        State::Open | State::Queued => "NEW",
-        State::Running => "PROCESSING",
-        State::Succeeded => "SUCCEEDED",
-        State::Failed => "FAILED",
-        // Ours: the vendor documents no state after a cancel.
-        State::Cancelled => "CANCELLED",
+/// Every vendor status with its name, in the vendor's order.
+pub(super) const STATUSES: [(&str, Status); 4] = [
+    ("NEW", Status::New),
+    ("PROCESSING", Status::Processing),
+    ("SUCCEEDED", Status::Succeeded),
+    ("FAILED", Status::Failed),
+];
+
+impl Status {
+    /// The vendor's status of a job in `state`.
+    pub(super) fn of_state(state: State) -> Status {
+        match state {
+            // No export job is ever `open` (it has no upload phase); NEW is the nearest.
+            State::Open | State::Queued => Status::New,
+            State::Running => Status::Processing,
+            State::Succeeded => Status::Succeeded,
+            // Ours: the vendor has no state for a cancelled job; it did not succeed, and its
+            // `errors` say it was cancelled.
+            State::Failed | State::Cancelled => Status::Failed,
+        }
+    }
+
+    /// The status's name.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Status::New => "NEW",
+            Status::Processing => "PROCESSING",
+            Status::Succeeded => "SUCCEEDED",
+            Status::Failed => "FAILED",
+        }
     }
 }
 
@@ -416,8 +447,11 @@ impl From<&Job> for ExportJob {
         let segments = job.payload.pointer("/filter/segments");
         let segments = segments.and_then(Value::as_array).into_iter().flatten();
         if let Some(Value::Object(destination)) = request.get_mut("destination") {
+            // The vendor's default when the request does not say.
+            let per_batch = destination.get("segmentPerBatch") == Some(&Value::Bool(true));
+            destination.insert("segmentPerBatch".into(), Value::Bool(per_batch));
             destination.insert("batchId".into(), batch_id(job, "batch", 0));
-            if destination.get("segmentPerBatch") == Some(&Value::Bool(true)) {
+            if per_batch {
                 let batches = segments.enumerate().filter_map(|(index, segment)| {
                     let mut batch = segment.as_object()?.clone();
                     batch.insert("batchId".into(), batch_id(job, "segment-batch", index));
@@ -433,6 +467,11 @@ impl From<&Job> for ExportJob {
                     .error
                     .clone()
                     .unwrap_or_else(|| "Export job failed".to_owned()),
+                call_stack: String::new(),
+            }],
+            State::Cancelled => vec![ExportError {
+                code: "cancelled",
+                msg: "Export job was cancelled".to_owned(),
                 call_stack: String::new(),
             }],
             _ => Vec::new(),
@@ -451,7 +490,7 @@ impl From<&Job> for ExportJob {
             job_type: "BATCH",
             request,
             ims_org_id,
-            status: status(job.state),
+            status: Status::of_state(job.state).as_str(),
             profile_instance_id,
             errors,
             metrics: Metrics {
@@ -525,7 +564,7 @@ pub(super) struct ExportJobPage {
 struct PageInfo {
     sort_field: &'static str,
     sort: &'static str,
-    /// The offset this page was asked for (`""`: the first page).
+    /// The offset of the page's last record: `{creationTimeMs}_{id}`.
     page_offset: String,
     /// Records on this page.
     page_size: usize,
@@ -538,14 +577,20 @@ struct Link {
 }
 
 impl ExportJobPage {
-    /// The page of `jobs`, asked for at `page_offset`, followed by `next`.
-    pub(super) fn new(jobs: &[Job], page_offset: String, next: String) -> ExportJobPage {
+    /// The page of `jobs` in the order named by `sort_field` and `sort`, followed by `next`.
+    /// Its `pageOffset` is the offset of its last record, which asks for the page after it
+    /// (`""` when the page is empty).
+    pub(super) fn new(
+        jobs: &[Job],
+        (sort_field, sort): (&'static str, &'static str),
+        next: String,
+    ) -> ExportJobPage {
         ExportJobPage {
             records: jobs.iter().map(ExportJob::from).collect(),
             page: PageInfo {
-                sort_field: "createdTime",
-                sort: "desc",
-                page_offset,
+                sort_field,
+                sort,
+                page_offset: jobs.last().map(page_offset).unwrap_or_default(),
                 page_size: jobs.len(),
             },
             link: Link { next },
@@ -573,9 +618,12 @@ mod tests {
 
     #[test]
     fn every_state_has_a_status_and_every_status_a_state() {
-        let shown: Vec<&str> = State::ALL.into_iter().map(status).collect();
-        assert!(shown.iter().all(|status| STATUSES.contains(status)));
-        assert!(STATUSES.iter().all(|status| shown.contains(status)));
+        let shown: Vec<Status> = State::ALL.into_iter().map(Status::of_state).collect();
+        for (name, status) in STATUSES {
+            assert!(shown.contains(&status), "{name}");
+            assert_eq!(status.as_str(), name);
+        }
+        assert_eq!(Status::of_state(State::Cancelled), Status::Failed);
     }
 
     #[test]

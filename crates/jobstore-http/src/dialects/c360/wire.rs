@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::NAME;
 use crate::dialects::salesforce::own;
 use crate::fault::ApiError;
-use crate::time::rfc3339_millis;
+use crate::time::millis_offset;
 
 /// The prefix a data source that is not connected must carry in GPtoFS and FStoGP bodies.
 pub(super) const EXTERNAL: &str = "external://";
@@ -264,7 +264,9 @@ impl From<CreateJobRequest> for NewJob {
     }
 }
 
-/// A C360 job document.
+/// A C360 job document. The vendor answers a job's category in `jobType` (`IMPORT` for an
+/// FStoGP job); `type`, the list's sort field of the same categories, carries it too. The
+/// request's jobType is the job's kind, and the start of a derived name.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct JobDocument {
@@ -273,7 +275,7 @@ pub(super) struct JobDocument {
     status: Status,
     #[serde(rename = "type")]
     category: Category,
-    job_type: &'static str,
+    job_type: Category,
     source: Option<String>,
     target: Option<String>,
     object: Option<String>,
@@ -308,16 +310,16 @@ impl TryFrom<&Job> for JobDocument {
             name: job.name.clone(),
             status,
             category: job_type.category(),
-            job_type: job_type.as_str(),
+            job_type: job_type.category(),
             source: non_empty(&job.source),
             target: non_empty(&job.target),
             object: payload_text("object"),
             file_type: payload_text("fileType"),
             created_by: job.created_by.clone(),
-            created_time: rfc3339_millis(job.created_at),
-            last_modified_time: rfc3339_millis(job.updated_at),
-            start_time: job.started_at.map(rfc3339_millis),
-            end_time: job.finished_at.map(rfc3339_millis),
+            created_time: millis_offset(job.created_at),
+            last_modified_time: millis_offset(job.updated_at),
+            start_time: job.started_at.map(millis_offset),
+            end_time: job.finished_at.map(millis_offset),
             error_message: (status == Status::Fail)
                 .then(|| job.error.clone())
                 .flatten(),

@@ -6,7 +6,7 @@
 use std::io;
 
 use http::{Response, StatusCode};
-use jobstore::Error;
+use jobstore::{Error, Job};
 
 use super::DataCloud;
 use super::csv::CsvFault;
@@ -75,13 +75,17 @@ impl Faults for DataCloud {
 }
 
 impl Action {
-    /// `err` met while doing this to a job: a state change the core refused names the job's
-    /// state and what the request needs; any other error is its kind's.
-    pub(crate) fn refuse(self, err: Error) -> ApiError {
+    /// `err` met while doing this to `job` (as read before): a state change the core refused
+    /// names the job's Data Cloud state and what the request needs; any other error is its
+    /// kind's.
+    pub(crate) fn refuse(self, err: Error, read: &Job) -> ApiError {
         let Error::InvalidTransition { job, from, .. } = err else {
             return err.into();
         };
-        let state = from.map_or("(new)", wire::state_name);
+        let state = match from {
+            Some(from) if from == read.state => wire::state_of(read),
+            from => from.map_or("(new)", wire::state_name),
+        };
         let needs = match self {
             Action::Upload => "batches may be uploaded only while it is Open",
             Action::Close => "only an Open job can be set to UploadComplete",
@@ -123,19 +127,42 @@ mod tests {
 
     #[test]
     fn a_refused_state_change_names_the_state_and_what_the_request_needs() {
-        let refused = Error::InvalidTransition {
+        let dir = std::env::temp_dir().join(format!("jobstore-dc-faults-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = jobstore::Store::open(dir.join("jobs.db")).unwrap();
+        let mut job = store.enqueue(jobstore::NewJob::new("ingest")).unwrap();
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+        let refused = || Error::InvalidTransition {
             job: 7,
             from: Some(jobstore::State::Queued),
             event: "upload",
         };
-        let fault = Action::Upload.refuse(refused);
+        let fault = Action::Upload.refuse(refused(), &job);
         assert_eq!(fault.status, StatusCode::CONFLICT);
         assert_eq!(code(fault.kind), "INVALIDJOBSTATE");
         assert_eq!(
             fault.message,
             "job 7 is UploadComplete: batches may be uploaded only while it is Open"
         );
-        let gone = Action::Delete.refuse(Error::JobNotFound { id: 7 });
+        // A job claimed before, waiting for its retry, is InProgress.
+        job.started_at = Some(job.created_at);
+        let fault = Action::Upload.refuse(refused(), &job);
+        assert!(
+            fault.message.starts_with("job 7 is InProgress:"),
+            "{}",
+            fault.message
+        );
+        // A job that moved on since it was read is named by the state the core found.
+        job.state = jobstore::State::Running;
+        let fault = Action::Upload.refuse(refused(), &job);
+        assert!(
+            fault.message.starts_with("job 7 is UploadComplete:"),
+            "{}",
+            fault.message
+        );
+        let gone = Action::Delete.refuse(Error::JobNotFound { id: 7 }, &job);
         assert_eq!(code(gone.kind), "NOT_FOUND");
     }
 }

@@ -53,13 +53,45 @@ pub(crate) fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     query.finish()?;
     Ok(ListQuery {
         dialects: vec![NAME.to_owned()],
-        states,
+        any_of: states.into_iter().flat_map(shown_as).collect(),
         sort: Some(sort),
         direction,
         limit: Some(limit),
         page: Pagination::Offset(offset.unsigned_abs()),
         ..ListQuery::default()
     })
+}
+
+/// Jobs started at least once (`started_at` set; cleared only by a restart).
+pub(crate) fn started() -> ListQuery {
+    ListQuery {
+        started_after: Some(i64::MIN),
+        ..ListQuery::default()
+    }
+}
+
+/// The conditions of the jobs shown in the Data Cloud state named by `state` (see
+/// [`wire::state_of`]): UploadComplete is a queued job never claimed; InProgress is a running
+/// job or a queued one claimed before (waiting for a retry).
+fn shown_as(state: State) -> Vec<ListQuery> {
+    let only = |state| ListQuery {
+        states: vec![state],
+        ..ListQuery::default()
+    };
+    match state {
+        State::Queued => vec![ListQuery {
+            none_of: vec![started()],
+            ..only(State::Queued)
+        }],
+        State::Running => vec![
+            only(State::Running),
+            ListQuery {
+                all_of: vec![started()],
+                ..only(State::Queued)
+            },
+        ],
+        state => vec![only(state)],
+    }
 }
 
 /// `orderBy`: a field, optionally followed by `ASC` or `DESC` (default descending).
@@ -90,13 +122,20 @@ mod tests {
         assert_eq!(query.sort, Some(SortField::UpdatedAt));
         assert_eq!(query.direction, Direction::Desc);
         assert_eq!(query.limit, Some(PAGE.default));
-        assert!(query.states.is_empty());
+        assert!(query.states.is_empty() && query.any_of.is_empty());
         assert_eq!(query.dialects, [NAME]);
         let query = list_query(Some(
             "state=Open,Aborted&states=open&orderBy=object%20ASC&limit=500&offset=3",
         ))
         .unwrap();
-        assert_eq!(query.states, vec![State::Open, State::Cancelled]);
+        assert_eq!(
+            query.any_of,
+            [shown_as(State::Open), shown_as(State::Cancelled)].concat()
+        );
+        let in_progress = list_query(Some("states=InProgress")).unwrap();
+        assert_eq!(in_progress.any_of.len(), 2);
+        assert_eq!(in_progress.any_of[1].states, [State::Queued]);
+        assert_eq!(in_progress.any_of[1].all_of, [started()]);
         assert_eq!(query.sort, Some(SortField::Target));
         assert_eq!(query.direction, Direction::Asc);
         assert_eq!(query.limit, Some(PAGE.max));

@@ -11,9 +11,9 @@ mod faults;
 mod list;
 mod wire;
 
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::{Body as _, Incoming};
-use jobstore::{Direction, Error, ListQuery, Scope, SortField, State, Store, UploadLimits};
+use jobstore::{Direction, Error, Job, ListQuery, Scope, SortField, State, Store, UploadLimits};
 use serde_json::json;
 
 use self::csv::CsvCheck;
@@ -31,6 +31,11 @@ const NAME: &str = "datacloud";
 
 /// The path every route of this API starts with.
 const PREFIX: &str = "/api/v1/ingest/jobs";
+
+/// The content type the daemon's JSON answers carry.
+const JSON: &str = "application/json";
+/// The content type of this API's JSON answers.
+const JSON_UTF8: &str = "application/json;charset=UTF-8";
 
 /// The Data Cloud Ingest API, with its settings (the `datacloud_*` of [`DialectConfig`]).
 #[derive(Debug, Clone)]
@@ -153,21 +158,30 @@ impl DataCloud {
         {
             Ok(_) => Ok(body::empty(StatusCode::ACCEPTED)),
             Err(Error::DataRead(err)) => Err(faults::unreadable(&err)),
-            Err(err) => Err(Action::Upload.refuse(err)),
+            Err(err) => Err(Action::Upload.refuse(err, &job)),
         }
     }
 }
 
-/// Runs a blocking store call in the principal's scope, a refused state change worded for
-/// `action`.
-async fn call<T, F>(app: &App, principal: &Principal, action: Action, f: F) -> Result<T, ApiError>
+/// Runs a blocking store call on this API's job `id` in the principal's scope: `f` gets the
+/// job as read first; a state change it asks and the core refuses is worded for `action`
+/// and the job's Data Cloud state.
+async fn call<T, F>(
+    app: &App,
+    principal: &Principal,
+    id: i64,
+    action: Action,
+    f: F,
+) -> Result<T, ApiError>
 where
     T: Send + 'static,
-    F: FnOnce(Store) -> jobstore::Result<T> + Send + 'static,
+    F: FnOnce(&Store, &Job) -> jobstore::Result<T> + Send + 'static,
 {
-    app.call(principal, move |store| Ok(f(store)))
-        .await?
-        .map_err(|err| action.refuse(err))
+    app.call(principal, move |store| {
+        let job = store.get_labelled(id, NAME)?;
+        Ok(f(&store, &job).map_err(|err| action.refuse(err, &job)))
+    })
+    .await?
 }
 
 /// `GET /api/v1/ingest/jobs`.
@@ -196,8 +210,7 @@ async fn patch(app: &App, principal: &Principal, id: i64, request: Request<Incom
     principal.require(Permission::Write)?;
     let action = Action::try_from(app.json_body::<serde_json::Value>(request).await?)?;
     let actor = principal.name.clone();
-    let job = call(app, principal, action, move |store| {
-        store.get_labelled(id, NAME)?;
+    let job = call(app, principal, id, action, move |store, _| {
         // An abort of an Open or UploadComplete job deletes its data in the same transaction;
         // of an InProgress job, it asks the worker to stop (it sees the request on its next
         // heartbeat) and the answer still says InProgress.
@@ -211,9 +224,9 @@ async fn patch(app: &App, principal: &Principal, id: i64, request: Request<Incom
     Ok(body::json(StatusCode::OK, &JobInfo::from(&job)))
 }
 
-/// `DELETE /api/v1/ingest/jobs/{id}`: UploadComplete (a live, queued job in the core) or
-/// finished. The store aborts and deletes in one transaction, so a worker cannot claim the job
-/// in between.
+/// `DELETE /api/v1/ingest/jobs/{id}`: UploadComplete (a live, queued job in the core, never
+/// claimed) or finished. The store aborts and deletes in one transaction, so a worker cannot
+/// claim the job in between; a queued job waiting for a retry is InProgress and refused.
 async fn delete(app: &App, principal: &Principal, id: i64) -> Answer {
     principal.require(Permission::Write)?;
     let deletable = [
@@ -222,12 +235,26 @@ async fn delete(app: &App, principal: &Principal, id: i64) -> Answer {
         State::Cancelled,
         State::Failed,
     ];
-    call(app, principal, Action::Delete, move |store| {
-        store.get_labelled(id, NAME)?;
+    call(app, principal, id, Action::Delete, move |store, job| {
+        if wire::state_of(job) != wire::state_name(job.state) {
+            return Err(Error::InvalidTransition {
+                job: id,
+                from: Some(job.state),
+                event: "delete",
+            });
+        }
         store.discard(id, &deletable)
     })
     .await?;
     Ok(body::empty(StatusCode::NO_CONTENT))
+}
+
+/// JSON answers name their charset, as the vendor's do: `application/json;charset=UTF-8`.
+fn with_charset(response: &mut Response<ResponseBody>) {
+    let headers = response.headers_mut();
+    if headers.get(header::CONTENT_TYPE) == Some(&HeaderValue::from_static(JSON)) {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
+    }
 }
 
 impl Api for DataCloud {
@@ -250,9 +277,12 @@ impl Api for DataCloud {
 
     fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
         Box::pin(async move {
-            self.answer(app, request)
+            let mut response = self
+                .answer(app, request)
                 .await
-                .unwrap_or_else(|err| Faults::render(self, &err))
+                .unwrap_or_else(|err| Faults::render(self, &err));
+            with_charset(&mut response);
+            response
         })
     }
 
@@ -265,6 +295,8 @@ impl Api for DataCloud {
         let expired = ListQuery {
             dialects: vec![NAME.to_owned()],
             states: vec![State::Open, State::Queued],
+            // Never claimed: a queued job waiting for a retry is InProgress.
+            none_of: vec![list::started()],
             created_before: Some(store.now().saturating_sub(self.retention_ms)),
             sort: Some(SortField::Id),
             direction: Direction::Asc,
@@ -300,7 +332,7 @@ impl Api for DataCloud {
 mod tests {
     use std::sync::Arc;
 
-    use jobstore::{ManualClock, NewJob, StoreOptions};
+    use jobstore::{ClaimRequest, Failure, ManualClock, NewJob, StoreOptions};
 
     use super::*;
     use crate::auth::Principal;
@@ -344,6 +376,19 @@ mod tests {
         };
         let enqueue = |job: NewJob| store.enqueue(job).unwrap().id;
         let open = enqueue(new("upsert"));
+        // Claimed once and waiting for its retry: InProgress, never purged.
+        let retried = enqueue(new("delete"));
+        store.close_upload(retried, "t").unwrap();
+        let claimed = store.claim(&ClaimRequest::new("w", "datacloud")).unwrap();
+        assert_eq!(claimed.first().map(|job| job.id), Some(retried));
+        let lease = claimed[0].lease().unwrap();
+        let waiting = store
+            .fail(retried, &lease, Failure::retryable("flaky"))
+            .unwrap();
+        assert_eq!(
+            (waiting.state, wire::state_of(&waiting)),
+            (State::Queued, "InProgress")
+        );
         let closed = enqueue(new("delete"));
         store.append_data(closed, &b"k1\n"[..]).unwrap();
         store.close_upload(closed, "t").unwrap();
@@ -359,7 +404,7 @@ mod tests {
             let gone = store.get(id);
             assert!(matches!(gone, Err(Error::JobNotFound { .. })), "{id}");
         }
-        for id in [native_open, aborted, young] {
+        for id in [native_open, aborted, young, retried] {
             assert!(store.get(id).is_ok(), "{id}");
         }
         drop(store);

@@ -12,18 +12,31 @@ use crate::dialects::salesforce;
 use crate::fault::ApiError;
 use crate::time::rfc3339_millis;
 
-/// The Data Cloud name of a core state: each core state is exactly one Data Cloud state.
+/// The Data Cloud name of a core state: each core state is named by one Data Cloud state
+/// (a queued job that waits for a retry shows InProgress: see [`state_of`]).
 pub(crate) fn state_name(state: State) -> &'static str {
     match state {
         // Accepting batches.
         State::Open => "Open",
-        // Closed, waiting for a worker (also while a retryable failure waits for its retry).
+        // Closed, waiting for its first worker.
         State::Queued => "UploadComplete",
         State::Running => "InProgress",
         State::Succeeded => "JobComplete",
         State::Failed => "Failed",
         // Aborted, its data deleted.
         State::Cancelled => "Aborted",
+    }
+}
+
+/// The Data Cloud state of `job`. The vendor's states only move forward, so a job a worker
+/// has claimed before (it has a `started_at`) stays InProgress while it waits, queued, for
+/// the retry of a retryable failure; a job never claimed (or restarted, which clears
+/// `started_at`) and queued is UploadComplete.
+pub(crate) fn state_of(job: &Job) -> &'static str {
+    if job.state == State::Queued && job.started_at.is_some() {
+        state_name(State::Running)
+    } else {
+        state_name(job.state)
     }
 }
 
@@ -221,7 +234,7 @@ impl From<&Job> for JobInfo {
             created_by_id: job.created_by.clone(),
             created_date: rfc3339_millis(job.created_at),
             system_modstamp: rfc3339_millis(job.updated_at),
-            state: state_name(job.state),
+            state: state_of(job),
             content_type: "CSV",
             api_version: "v1",
             content_url: format!("api/v1/ingest/jobs/{}/batches", job.id),
