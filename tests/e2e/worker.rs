@@ -636,16 +636,18 @@ fn a_chatty_command_is_logged_completely_in_bounded_memory() {
     let api = daemon.client();
     let dir = daemon.dir().to_path_buf();
     let command = format!("seq 1 {LINES}");
-    // What is tested is the log, not the lease: a lease long enough that a busy machine never
-    // expires it while 200,000 lines are shipped (the other tests keep the short one).
+    // What is tested is the log, not the lease: a lease long enough that a machine busy with
+    // other builds never expires it while 200,000 lines are shipped through the one writer
+    // (the other tests keep the short one). A second attempt would log every line twice.
     let worker = Worker::exec(
         daemon.addr(),
         &dir,
         &command,
-        &[("--stdin", "none"), ("--lease-ms", "10000")],
+        &[("--stdin", "none"), ("--lease-ms", "120000")],
     );
     let id = id_of(&api.create(&json!({"kind": "chatty", "queue": "q"})));
-    wait_state(&api, id, "succeeded", &worker);
+    let done = wait_state(&api, id, "succeeded", &worker);
+    assert_eq!(done["attempt"], 1, "the lease expired under load: {done}");
     let peak = worker.peak_memory();
 
     // Bounded memory whatever happens to the lines (checked first).
