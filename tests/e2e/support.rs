@@ -61,6 +61,7 @@ pub(crate) fn control_env(command: &mut Command) {
         "JOBSTORE_TOKENS",
         "JOBSTORE_TLS_CERT",
         "JOBSTORE_TLS_KEY",
+        "JOBSTORE_CA_FILE",
         "CREDENTIALS_DIRECTORY",
         "NOTIFY_SOCKET",
     ] {

@@ -3,7 +3,7 @@
 //! worker's working directory). Success with result, progress and logs; failure and retry;
 //! fatal; timeout; cancel (no orphans); a worker killed mid-job; a chatty command; uploaded data
 //! on stdin; SIGTERM to the worker; a daemon restart under a running job; a kind without a
-//! command.
+//! command; a daemon that serves HTTPS with a self-signed certificate.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Client, Daemon, Options, Process, binary, id_of};
+use crate::support::{
+    Client, Daemon, Options, Process, add_token, binary, id_of, jobstore, temp_dir,
+};
 
 /// How long a job may take to reach the state a test waits for (a hung worker fails the test).
 const JOB_WAIT: Duration = Duration::from_secs(30);
@@ -70,11 +72,16 @@ impl Worker {
 
     /// As [`Worker::start`], with these environment variables set for the worker.
     fn start_with_env(addr: SocketAddr, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Worker {
+        Worker::start_at(&format!("http://{addr}"), dir, args, env)
+    }
+
+    /// `jobstore worker --url URL ARGS...` with these environment variables, run in `dir`.
+    fn start_at(url: &str, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Worker {
         let mut command = binary();
         command
             .arg("worker")
             .arg("--url")
-            .arg(format!("http://{addr}"))
+            .arg(url)
             .args(args)
             .envs(env.iter().copied());
         Worker {
@@ -1025,4 +1032,122 @@ fn a_kind_without_a_command_fails_fatally() {
     let id = id_of(&api.create(&json!({"kind": "known", "queue": "q"})));
     let done = wait_state(&api, id, "succeeded", &worker);
     assert_eq!(done["result"], "known", "{done}");
+}
+
+#[test]
+fn a_worker_runs_jobs_over_https_trusting_the_daemons_self_signed_certificate() {
+    let dir = temp_dir();
+    let tls = dir.path().join("tls");
+    jobstore([
+        std::ffi::OsString::from("tls"),
+        "self-signed".into(),
+        "--out".into(),
+        tls.clone().into(),
+    ])
+    .success();
+    let cert = tls.join("cert.pem");
+    let tokens = dir.path().join("tokens");
+    let token = add_token(&tokens, "ci", "acme", "read,write,work");
+    let token_file = dir.path().join("worker.token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let daemon = Daemon::start_with(
+        dir,
+        Options {
+            tokens: Some(tokens),
+            args: vec![
+                "--tls-cert".into(),
+                cert.clone().into(),
+                "--tls-key".into(),
+                tls.join("key.pem").into(),
+            ],
+            trust: vec![cert.clone()],
+            ..Options::default()
+        },
+    );
+    let api = daemon.client_with(&token);
+    let work = daemon.dir().to_path_buf();
+    let url = format!("https://localhost:{}", daemon.addr().port());
+    let command = script(
+        &work,
+        "by-input.sh",
+        r###"input=$(cat)
+printf '%s\n' "$JOBSTORE_URL" "$JOBSTORE_CA_FILE" > "env-$JOBSTORE_JOB_ID.txt"
+case "$input" in
+    *'"fail"'*) echo "the input asked to fail" >&2; exit 4 ;;
+esac
+echo '##jobstore result {"over": "https"}'
+"###,
+    );
+    let token_arg = token_file.to_str().unwrap();
+    let cert_arg = cert.to_str().unwrap();
+    let flags = [
+        "--token-file",
+        token_arg,
+        "--queue",
+        "q",
+        "--name",
+        "w1",
+        "--lease-ms",
+        "1200",
+        "--exec",
+        command.as_str(),
+    ];
+
+    // Without the certificate the daemon cannot be trusted: nothing is claimed, the worker
+    // retries and says why.
+    let ok = id_of(&api.create(&json!({"kind": "k", "queue": "q", "payload": {"outcome": "ok"}})));
+    let mut untrusting = Worker::start_at(&url, &work, &flags, &[]);
+    eventually_stderr(&untrusting, "a certificate error", |stderr| {
+        stderr.contains("claim failed") && stderr.contains("certificate")
+    });
+    assert_eq!(job(&api, ok)["state"], "queued");
+    untrusting.signal("TERM");
+    assert!(
+        untrusting.wait_exit(PROCESS_WAIT).success(),
+        "{}",
+        untrusting.stderr()
+    );
+
+    // --ca-file: one job to success, one to failure, each command told the URL and the CA file.
+    let mut args = flags.to_vec();
+    args.extend(["--ca-file", cert_arg]);
+    let worker = Worker::start_at(&url, &work, &args, &[]);
+    let done = wait_state(&api, ok, "succeeded", &worker);
+    assert_eq!(done["result"], json!({"over": "https"}), "{done}");
+    let env = std::fs::read_to_string(work.join(format!("env-{ok}.txt"))).unwrap();
+    assert_eq!(env, format!("{url}\n{cert_arg}\n"));
+    let fail = id_of(&api.create(
+        &json!({"kind": "k", "queue": "q", "max_attempts": 1, "payload": {"outcome": "fail"}}),
+    ));
+    let failed = wait_state(&api, fail, "failed", &worker);
+    assert_eq!(failed["error"], "the input asked to fail", "{failed}");
+    drop(worker);
+
+    // JOBSTORE_CA_FILE does the same as the flag.
+    let worker = Worker::start_at(&url, &work, &flags, &[("JOBSTORE_CA_FILE", cert_arg)]);
+    let again = id_of(&api.create(&json!({"kind": "k", "queue": "q", "payload": {}})));
+    let done = wait_state(&api, again, "succeeded", &worker);
+    assert_eq!(done["result"], json!({"over": "https"}), "{done}");
+    assert!(
+        worker.stderr().contains(&format!("on {url}")),
+        "{}",
+        worker.stderr()
+    );
+}
+
+/// Waits (bounded) until the worker's stderr satisfies `check`.
+#[track_caller]
+fn eventually_stderr(worker: &Worker, what: &str, check: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + JOB_WAIT;
+    loop {
+        let stderr = worker.stderr();
+        if check(&stderr) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker's stderr shows no {what} within {JOB_WAIT:?}:\n{stderr}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -95,12 +95,16 @@ pub(crate) struct RestoreArgs {
 /// The flags of `jobstore worker`.
 #[derive(Args, Debug)]
 pub(crate) struct WorkerArgs {
-    /// The daemon [default: http://127.0.0.1:8080].
+    /// The daemon, http://HOST:PORT or https://HOST:PORT [default: http://127.0.0.1:8080].
     #[arg(long)]
     pub url: Option<String>,
     /// A file whose first line is the bearer token.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// PEM certificates to trust for an https:// daemon besides the system's, e.g. the
+    /// cert.pem of `jobstore tls self-signed` [env: JOBSTORE_CA_FILE].
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
     /// A queue to claim from (repeatable).
     #[arg(long = "queue")]
     pub queues: Vec<String>,

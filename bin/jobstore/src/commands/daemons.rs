@@ -47,6 +47,7 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let WorkerArgs {
         url,
         token_file,
+        ca_file,
         queues,
         concurrency,
         exec,
@@ -60,6 +61,7 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let flags = worker::config::Flags {
         url,
         token_file,
+        ca_file: ca_file.or_else(|| env_path("JOBSTORE_CA_FILE")),
         queues,
         concurrency,
         exec,

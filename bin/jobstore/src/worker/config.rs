@@ -36,10 +36,12 @@ impl std::str::FromStr for StdinSource {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileConfig {
-    /// The daemon, `http://HOST:PORT`.
+    /// The daemon, `http://HOST:PORT` or `https://HOST:PORT`.
     pub url: Option<String>,
     /// A file holding the bearer token.
     pub token_file: Option<PathBuf>,
+    /// PEM certificates to trust for an `https://` daemon, besides the system's.
+    pub ca_file: Option<PathBuf>,
     /// The queues to claim from.
     #[serde(default)]
     pub queues: Vec<String>,
@@ -94,6 +96,8 @@ pub(crate) struct WorkerConfig {
     pub url: String,
     /// The bearer token.
     pub token: Option<String>,
+    /// PEM certificates trusted for an `https://` daemon, besides the system's.
+    pub ca_file: Option<PathBuf>,
     /// Queues to claim from.
     pub queues: Vec<String>,
     /// Jobs at once.
@@ -115,6 +119,8 @@ pub(crate) struct Flags {
     pub url: Option<String>,
     /// `--token-file`.
     pub token_file: Option<PathBuf>,
+    /// `--ca-file`, else `JOBSTORE_CA_FILE`.
+    pub ca_file: Option<PathBuf>,
     /// `--queue`, repeated.
     pub queues: Vec<String>,
     /// `--concurrency`.
@@ -134,7 +140,8 @@ pub(crate) struct Flags {
 }
 
 impl WorkerConfig {
-    /// Resolves the config file and the flags (flags win).
+    /// Resolves the config file and the flags (flags win; for the CA file, the flag, then
+    /// `JOBSTORE_CA_FILE` as the caller put it in [`Flags::ca_file`], then the file).
     ///
     /// # Errors
     /// An unreadable or invalid file, no queue, no command, a command that does not split.
@@ -163,6 +170,7 @@ impl WorkerConfig {
             }
             None => None,
         };
+        let ca_file = flags.ca_file.or(file.ca_file);
         let queues = if flags.queues.is_empty() {
             file.queues
         } else {
@@ -212,6 +220,7 @@ impl WorkerConfig {
         Ok(WorkerConfig {
             url,
             token,
+            ca_file,
             queues,
             concurrency,
             name,
@@ -249,7 +258,7 @@ mod tests {
         let file = dir.join("worker.toml");
         std::fs::write(
             &file,
-            "queues = [\"a\"]\n[kinds.export]\ncommand = \"sh -c 'echo \\\"hi there\\\"'\"\ntimeout_ms = 5000\nstdin = \"data\"\nenv = { A = \"1\" }\n",
+            "queues = [\"a\"]\nca_file = \"/etc/jobstore/ca.pem\"\n[kinds.export]\ncommand = \"sh -c 'echo \\\"hi there\\\"'\"\ntimeout_ms = 5000\nstdin = \"data\"\nenv = { A = \"1\" }\n",
         )
         .unwrap();
         let config = WorkerConfig::resolve(
@@ -267,6 +276,17 @@ mod tests {
         assert_eq!(export.env.get("A").map(String::as_str), Some("1"));
         assert_eq!(config.command_for("other").unwrap().argv, vec!["cat"]);
         assert_eq!(config.queues, vec!["a"]);
+        assert_eq!(config.ca_file, Some(PathBuf::from("/etc/jobstore/ca.pem")));
+        let flagged = WorkerConfig::resolve(
+            Some(&file),
+            Flags {
+                exec: Some("cat".into()),
+                ca_file: Some("tls/cert.pem".into()),
+                ..Flags::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(flagged.ca_file, Some(PathBuf::from("tls/cert.pem")));
     }
 
     #[test]

@@ -448,6 +448,13 @@ fn spawn(shared: &Shared, job: &Claimed, spec: &CommandSpec) -> std::io::Result<
         .env("JOBSTORE_JOB_KIND", &job.kind)
         .env("JOBSTORE_ATTEMPT", job.attempt.to_string())
         .env("JOBSTORE_URL", shared.client.url())
+        .envs(
+            shared
+                .config
+                .ca_file
+                .as_deref()
+                .map(|path| ("JOBSTORE_CA_FILE", path)),
+        )
         .stdin(if spec.stdin == StdinSource::None {
             Stdio::null()
         } else {

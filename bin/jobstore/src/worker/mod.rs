@@ -1,4 +1,4 @@
-//! `jobstore worker`: claims jobs from a daemon over HTTP and runs a command for each.
+//! `jobstore worker`: claims jobs from a daemon over HTTP or HTTPS and runs a command for each.
 //!
 //! It long-polls `POST /v1/claim` for as many jobs as it has free slots, so an idle worker
 //! costs nothing and a new job starts within milliseconds. Each job runs as a child process in
@@ -32,7 +32,7 @@ const CLAIM_WAIT_MS: u64 = 30_000;
 /// Runs the worker until SIGTERM or SIGINT.
 ///
 /// # Errors
-/// A runtime that cannot start, or a bad URL.
+/// A runtime that cannot start, a bad URL, or a CA file that cannot be used.
 pub(crate) fn run(config: WorkerConfig) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -43,7 +43,7 @@ pub(crate) fn run(config: WorkerConfig) -> Result<()> {
 }
 
 async fn work(config: WorkerConfig) -> Result<()> {
-    let client = Client::new(&config.url, config.token.clone())?;
+    let client = Client::new(&config.url, config.token.clone(), config.ca_file.as_deref())?;
     let (interrupt_tx, interrupt) = watch::channel(false);
     let (stop_tx, mut stopping) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(config.concurrency));
