@@ -10,6 +10,7 @@
 
 pub(crate) mod aep;
 pub(crate) mod c360;
+mod csv;
 pub(crate) mod datacloud;
 pub(crate) mod ocapi;
 mod salesforce;
