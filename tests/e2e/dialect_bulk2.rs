@@ -442,3 +442,90 @@ fn tokens_and_tenants_apply() {
     assert_fault(&upload(&bob_api, id, "Name\nx\n"), 404, "NOT_FOUND");
     assert_eq!(bob_api.get(JOBS).expect_json(200)["records"], json!([]));
 }
+
+const QUERIES: &str = "/services/data/v58.0/jobs/query";
+
+/// Asserts the members of a query job document.
+#[track_caller]
+fn assert_query_job(job: &Value) {
+    let members: BTreeSet<&str> = job
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let expected: BTreeSet<&str> = JOB_FIELDS
+        .iter()
+        .copied()
+        .filter(|name| *name != "contentUrl")
+        .collect();
+    assert_eq!(members, expected, "members of {job}");
+    assert_eq!(job["jobType"], "V2Query");
+    assert_eq!(job["apiVersion"], 58.0);
+}
+
+#[test]
+fn a_query_job_is_queued_for_a_worker_and_can_be_aborted_or_deleted() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let soql = "SELECT Id, Name FROM Account WHERE Name LIKE 'A%'";
+    let job = api
+        .post(QUERIES, &json!({"operation": "query", "query": soql}))
+        .expect_json(200);
+    assert_query_job(&job);
+    assert_eq!(job["state"], "UploadComplete");
+    assert_eq!(job["object"], "Account");
+    assert_eq!(job["operation"], "query");
+    let query_id = id(&job);
+    let native = api.get(&format!("/v1/jobs/{query_id}")).expect_json(200);
+    assert_eq!(native["kind"], "query");
+    assert_eq!(native["payload"]["query"], soql);
+
+    // A query job is not an ingest job, nor the other way round.
+    assert_fault(&api.get(&format!("{JOBS}/{query_id}")), 404, "NOT_FOUND");
+    let ingest = id(&create(&api, json!({"object": "A", "operation": "insert"})));
+    assert_fault(&api.get(&format!("{QUERIES}/{ingest}")), 404, "NOT_FOUND");
+    let listed = api.get(QUERIES).expect_json(200);
+    assert_eq!(listed["records"].as_array().map(Vec::len), Some(1));
+    assert_eq!(listed["records"][0]["id"], job["id"]);
+
+    let close = api.request(
+        "PATCH",
+        &format!("{QUERIES}/{query_id}"),
+        &[JSON],
+        json!({"state": "UploadComplete"}),
+    );
+    assert_fault(&close, 400, "INVALIDJOBSTATE");
+
+    let lease = claim(&api);
+    assert_eq!(lease.0, query_id);
+    let running = api.get(&format!("{QUERIES}/{query_id}")).expect_json(200);
+    assert_eq!(running["state"], "InProgress");
+    assert_fault(
+        &api.delete(&format!("{QUERIES}/{query_id}")),
+        409,
+        "INVALIDJOBSTATE",
+    );
+    worker_call(&api, lease, "complete", json!({}));
+    let done = api.get(&format!("{QUERIES}/{query_id}")).expect_json(200);
+    assert_eq!(done["state"], "JobComplete");
+    api.delete(&format!("{QUERIES}/{query_id}")).expect(204);
+
+    let abort = api
+        .post(QUERIES, &json!({"query": "SELECT Id FROM Contact"}))
+        .expect_json(200);
+    let abort = id(&abort);
+    let aborted = api
+        .request(
+            "PATCH",
+            &format!("{QUERIES}/{abort}"),
+            &[JSON],
+            json!({"state": "Aborted"}),
+        )
+        .expect_json(200);
+    assert_eq!(aborted["state"], "Aborted");
+    assert!(api.claim("w", "bulk2", 1).is_empty());
+    assert_fault(
+        &api.post(QUERIES, &json!({"query": "DELETE Account"})),
+        400,
+        "INVALIDJOB",
+    );
+}

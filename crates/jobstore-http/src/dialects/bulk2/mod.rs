@@ -1,8 +1,9 @@
-//! Salesforce Bulk API 2.0 ingest jobs (`/services/data/v{NN}.{N}/jobs/ingest`), a view of
-//! the canonical jobs mapped as `docs/dialect-bulk2.md` describes: an ingest job is an
-//! `ingest` job labelled `bulk2`, created `open`; its uploads are data batches checked as CSV
-//! with the job's column delimiter and line ending while they stream
-//! ([`crate::dialects::csv`]). Here: the settings, the routes and the handlers; the wire types
+//! Salesforce Bulk API 2.0 ingest and query jobs (`/services/data/v{NN}.{N}/jobs/ingest` and
+//! `…/jobs/query`), a view of the canonical jobs mapped as `docs/dialect-bulk2.md` describes:
+//! an ingest job is an `ingest` job labelled `bulk2`, created `open`; its uploads are data
+//! batches checked as CSV with the job's column delimiter and line ending while they stream
+//! ([`crate::dialects::csv`]). A query job is a `query` job labelled `bulk2`, queued at once
+//! with its SOQL in the payload for a worker to run. Here: the settings, the routes and the handlers; the wire types
 //! are in `wire`, the fault documents in `faults`, the list parameters in `list`. This API
 //! sees only the jobs it created (`Store::get_labelled`).
 
@@ -50,9 +51,11 @@ enum Name {
     IngestJobs,
     IngestJob,
     Batches,
+    QueryJobs,
+    QueryJob,
 }
 
-static ROUTES: [Route<Name>; 3] = [
+static ROUTES: [Route<Name>; 5] = [
     route(
         "/services/data/{version}/jobs/ingest",
         &[Method::GET, Method::POST],
@@ -68,7 +71,22 @@ static ROUTES: [Route<Name>; 3] = [
         &[Method::PUT],
         Name::Batches,
     ),
+    route(
+        "/services/data/{version}/jobs/query",
+        &[Method::GET, Method::POST],
+        Name::QueryJobs,
+    ),
+    route(
+        "/services/data/{version}/jobs/query/{id}",
+        &[Method::GET, Method::PATCH, Method::DELETE],
+        Name::QueryJob,
+    ),
 ];
+
+/// The core kind of ingest jobs.
+const INGEST: &str = "ingest";
+/// The core kind of query jobs.
+const QUERY: &str = "query";
 
 const fn route(path: &'static str, methods: &'static [Method], name: Name) -> Route<Name> {
     Route {
@@ -87,6 +105,8 @@ struct Asked<'a> {
     principal: Principal,
     id: Option<i64>,
     version: f64,
+    /// The core kind of the jobs the route is about.
+    kind: &'static str,
 }
 
 impl Asked<'_> {
@@ -122,23 +142,33 @@ impl Bulk2 {
             principal: app.authenticate(&request)?,
             id: matched.params.id("id"),
             version,
+            kind: match matched.route.name {
+                Name::QueryJobs | Name::QueryJob => QUERY,
+                _ => INGEST,
+            },
         };
         match (matched.route.name, request.method().clone()) {
-            (Name::IngestJobs, Method::POST) => self.create(&asked, request).await,
-            (Name::IngestJobs, _) => list(&asked, request.uri().query()).await,
-            (Name::IngestJob, Method::GET) => get(&asked).await,
-            (Name::IngestJob, Method::PATCH) => patch(&asked, request).await,
-            (Name::IngestJob, _) => delete(&asked).await,
+            (Name::IngestJobs | Name::QueryJobs, Method::POST) => {
+                self.create(&asked, request).await
+            }
+            (Name::IngestJobs | Name::QueryJobs, _) => list(&asked, request.uri().query()).await,
+            (Name::IngestJob | Name::QueryJob, Method::GET) => get(&asked).await,
+            (Name::IngestJob | Name::QueryJob, Method::PATCH) => patch(&asked, request).await,
+            (Name::IngestJob | Name::QueryJob, _) => delete(&asked).await,
             (Name::Batches, _) => self.upload(&asked, request).await,
         }
     }
 
-    /// `POST …/jobs/ingest`.
+    /// `POST …/jobs/ingest` and `POST …/jobs/query`.
     async fn create(&self, asked: &Asked<'_>, request: Request<Incoming>) -> Answer {
         let principal = &asked.principal;
         principal.require(Permission::Write)?;
         let body = asked.app.json_body(request).await?;
-        let new = wire::new_ingest(body, principal, &self.queue, asked.version)?;
+        let new = if asked.kind == QUERY {
+            wire::new_query(body, principal, &self.queue, asked.version)?
+        } else {
+            wire::new_ingest(body, principal, &self.queue, asked.version)?
+        };
         let job = asked
             .app
             .write(principal, move |store| store.enqueue_call(new))
@@ -155,7 +185,7 @@ impl Bulk2 {
         let job = app
             .call(principal, move |store| store.get_labelled(id, NAME))
             .await?;
-        if job.kind != "ingest" {
+        if job.kind != INGEST {
             return Err(Error::JobNotFound { id }.into());
         }
         let limit = self.max_batch_bytes;
@@ -195,19 +225,19 @@ fn check_content_type(headers: &http::HeaderMap) -> Result<(), ApiError> {
     )
 }
 
-/// Runs a blocking store call on this API's ingest job in the principal's scope: `f` gets the
+/// Runs a blocking store call on this API's job of the route's kind in the principal's scope: `f` gets the
 /// job as read first; a state change it asks and the core refuses is worded for `action`.
 async fn call<T, F>(asked: &Asked<'_>, action: Action, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&Store, &Job) -> jobstore::Result<T> + Send + 'static,
 {
-    let id = asked.id()?;
+    let (id, kind) = (asked.id()?, asked.kind);
     asked
         .app
         .call(&asked.principal, move |store| {
             let job = store.get_labelled(id, NAME)?;
-            if job.kind != "ingest" {
+            if job.kind != kind {
                 return Err(Error::JobNotFound { id });
             }
             Ok(f(&store, &job).map_err(|err| action.refuse(err, &job)))
@@ -215,10 +245,11 @@ where
         .await?
 }
 
-/// `GET …/jobs/ingest`: a page of jobs, oldest first, with the locator of the next.
+/// `GET …/jobs/ingest` and `…/jobs/query`: a page of jobs of the route's kind, oldest
+/// first, with the locator of the next.
 async fn list(asked: &Asked<'_>, query: Option<&str>) -> Answer {
     asked.principal.require(Permission::Read)?;
-    let listing = list::listing(query, "ingest", list::PAGE)?;
+    let listing = list::listing(query, asked.kind, list::PAGE)?;
     let (jobs, more) = if listing.none {
         (Vec::new(), false)
     } else {
@@ -233,8 +264,13 @@ async fn list(asked: &Asked<'_>, query: Option<&str>) -> Answer {
     let next = listing.offset + jobs.len() as u64;
     let next_url = more.then(|| {
         format!(
-            "/services/data/v{:.1}/jobs/ingest?queryLocator={next}",
-            asked.version
+            "/services/data/v{:.1}/jobs/{}?queryLocator={next}",
+            asked.version,
+            if asked.kind == QUERY {
+                "query"
+            } else {
+                "ingest"
+            }
         )
     });
     Ok(body::json(
@@ -258,6 +294,10 @@ async fn patch(asked: &Asked<'_>, request: Request<Incoming>) -> Answer {
     asked.principal.require(Permission::Write)?;
     let body = asked.app.json_body::<serde_json::Value>(request).await?;
     let action = Action::try_from(body)?;
+    if asked.kind == QUERY && action == Action::Close {
+        let message = "a query job can only be set to Aborted";
+        return Err(crate::dialects::salesforce::own("INVALIDJOBSTATE", message));
+    }
     let actor = asked.principal.name.clone();
     let job = call(asked, action, move |store, job| {
         // An abort of an Open or UploadComplete job deletes its data in the same transaction;
@@ -309,7 +349,7 @@ impl Api for Bulk2 {
         NAME
     }
 
-    /// `/services/data/{version}/jobs/ingest` and everything under it.
+    /// `/services/data/{version}/jobs/ingest`, `…/jobs/query` and everything under them.
     fn owns(&self, path: &str) -> bool {
         let Some(rest) = path.strip_prefix(PREFIX) else {
             return false;
@@ -317,8 +357,10 @@ impl Api for Bulk2 {
         let Some((_, rest)) = rest.split_once('/') else {
             return false;
         };
-        rest.strip_prefix("jobs/ingest")
-            .is_some_and(|tail| tail.is_empty() || tail.starts_with('/'))
+        ["jobs/ingest", "jobs/query"].into_iter().any(|jobs| {
+            rest.strip_prefix(jobs)
+                .is_some_and(|tail| tail.is_empty() || tail.starts_with('/'))
+        })
     }
 
     fn template(&self, path: &str) -> Option<&'static str> {
@@ -355,6 +397,7 @@ mod tests {
                 Some(ROUTES[2].path),
             ),
             ("/services/data/v58.0/jobs/ingest/42/other", None),
+            ("/services/data/v58.0/jobs/query/42", Some(ROUTES[4].path)),
         ] {
             assert!(api.owns(path), "{path}");
             assert_eq!(api.template(path), template, "{path}");
@@ -362,6 +405,7 @@ mod tests {
         for path in [
             "/services/data/v58.0/sobjects",
             "/services/data/v58.0/jobs/ingestx",
+            "/services/data/v58.0/jobs/queryx",
             "/services/data",
             "/api/v1/ingest/jobs",
         ] {

@@ -199,6 +199,63 @@ pub(crate) fn new_ingest(
         .payload(Value::Object(payload)))
 }
 
+/// The job a `POST …/jobs/query` body asks for: kind `query` on `queue`, queued for a worker
+/// at once (it has no uploads), its SOQL `query` in the payload for the worker to run, its
+/// target the object the query reads (the word after `FROM`).
+pub(crate) fn new_query(
+    body: Value,
+    principal: &Principal,
+    queue: &str,
+    version: f64,
+) -> Result<NewJob, ApiError> {
+    let members = object_of(body)?;
+    refuse_unknown(
+        &members,
+        &[
+            "operation",
+            "query",
+            "columnDelimiter",
+            "lineEnding",
+            "contentType",
+        ],
+    )?;
+    let operation = choice(&members, "operation", &["query", "queryAll"], "query")?;
+    let query = text(&members, "query")?
+        .ok_or_else(|| invalid("`query` is required: the SOQL query the job runs"))?;
+    let object = soql_object(&query).ok_or_else(|| {
+        salesforce::own(
+            "INVALIDJOB",
+            format!("`query` must be a SOQL SELECT … FROM <object> query, got `{query}`"),
+        )
+    })?;
+    let mut payload = format_members(&members)?;
+    payload.insert("object".into(), json!(object));
+    payload.insert("operation".into(), json!(operation));
+    payload.insert("query".into(), json!(query));
+    payload.insert("apiVersion".into(), json!(version));
+    Ok(NewJob::new("query")
+        .queue(queue)
+        .dialect(NAME)
+        .name(format!("{operation} {object}"))
+        .target(object)
+        .created_by(principal.name.clone())
+        .payload(Value::Object(payload)))
+}
+
+/// The object a SOQL query reads: the word after its first `FROM`, if it starts with SELECT.
+fn soql_object(query: &str) -> Option<String> {
+    let mut words = query.split_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("select") {
+        return None;
+    }
+    words.find(|word| word.eq_ignore_ascii_case("from"))?;
+    let object = words.next()?;
+    let valid = object
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    valid.then(|| object.to_owned())
+}
+
 /// The rules a batch of `job` is checked by: a header row, the job's delimiter and line end.
 pub(crate) fn csv_rules(job: &Job) -> CsvRules {
     let delimiter = job.payload.get("columnDelimiter").and_then(Value::as_str);
@@ -313,7 +370,7 @@ impl From<&Job> for JobInfo {
             concurrency_mode: "Parallel",
             content_type: "CSV",
             api_version: version,
-            job_type: "V2Ingest",
+            job_type: if ingest { "V2Ingest" } else { "V2Query" },
             content_url: ingest
                 .then(|| format!("services/data/v{version:.1}/jobs/ingest/{}/batches", job.id)),
             line_ending: payload_text(job, "lineEnding", "LF"),
@@ -415,6 +472,31 @@ mod tests {
         assert_eq!(patch(json!({"state": "Aborted"})), Ok(Action::Abort));
         for bad in [json!({"state": "Open"}), json!({"state": 3}), json!({})] {
             assert_eq!(patch(bad.clone()), Err(Some("INVALIDJOBSTATE")), "{bad}");
+        }
+    }
+
+    #[test]
+    fn query_jobs_name_their_object() {
+        let principal = Principal::anonymous_local();
+        let create = |body: Value| new_query(body, &principal, "q", 58.0);
+        let job = create(json!({"operation": "queryAll",
+            "query": "SELECT Id, Name FROM Account WHERE Name != 'x'"}));
+        let job = job
+            .ok()
+            .map(|job| (job.target, job.kind, job.payload["operation"].clone()));
+        assert_eq!(
+            job,
+            Some(("Account".to_owned(), "query".to_owned(), json!("queryAll")))
+        );
+        for bad in [
+            json!({"operation": "query"}),
+            json!({"operation": "select", "query": "SELECT Id FROM A"}),
+            json!({"query": "DELETE FROM A"}),
+            json!({"query": "SELECT Id"}),
+            json!({"query": "SELECT Id FROM A", "object": "A"}),
+        ] {
+            let code = create(bad.clone()).err().map(|f| f.vendor_code);
+            assert_eq!(code, Some(Some("INVALIDJOB")), "{bad}");
         }
     }
 }
