@@ -32,6 +32,7 @@ mod tls;
 mod worker;
 
 mod dialect_aep;
+mod dialect_bulk2;
 mod dialect_c360;
 mod dialect_datacloud;
 mod dialect_ocapi;

@@ -9,7 +9,9 @@
 //! Adding an API is its folder, a `mod` line and a line in [`registered`].
 
 pub(crate) mod aep;
+pub(crate) mod bulk2;
 pub(crate) mod c360;
+mod csv;
 pub(crate) mod datacloud;
 pub(crate) mod ocapi;
 mod salesforce;
@@ -41,6 +43,12 @@ pub struct DialectConfig {
     pub datacloud_max_batches: u32,
     /// Data Cloud jobs still Open or UploadComplete after this long are deleted.
     pub datacloud_retention_ms: i64,
+    /// Queue of Bulk API 2.0 jobs.
+    pub bulk2_queue: String,
+    /// The largest Bulk API 2.0 upload, in bytes.
+    pub bulk2_max_batch_bytes: u64,
+    /// The most uploads one Bulk API 2.0 ingest job may hold.
+    pub bulk2_max_batches: u32,
 }
 
 impl Default for DialectConfig {
@@ -54,6 +62,9 @@ impl Default for DialectConfig {
             datacloud_max_batch_bytes: 150 * 1024 * 1024,
             datacloud_max_batches: 100,
             datacloud_retention_ms: 7 * 24 * 3600 * 1000,
+            bulk2_queue: "bulk2".into(),
+            bulk2_max_batch_bytes: 150 * 1024 * 1024,
+            bulk2_max_batches: 100,
         }
     }
 }
@@ -66,5 +77,6 @@ pub(crate) fn registered(config: &DialectConfig) -> Vec<Arc<dyn Api>> {
         Arc::new(ocapi::Ocapi::new(config)),
         Arc::new(aep::Aep::new(config)),
         Arc::new(datacloud::DataCloud::new(config)),
+        Arc::new(bulk2::Bulk2::new(config)),
     ]
 }

@@ -9,9 +9,9 @@ use http::{Response, StatusCode};
 use jobstore::{Error, Job};
 
 use super::DataCloud;
-use super::csv::CsvFault;
 use super::wire::{self, Action};
 use crate::body::ResponseBody;
+use crate::dialects::csv::CsvFault;
 use crate::dialects::salesforce;
 use crate::fault::{ApiError, ErrorKind, Faults};
 

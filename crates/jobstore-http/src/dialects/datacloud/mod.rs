@@ -1,12 +1,11 @@
 //! Salesforce Data Cloud Ingest API bulk jobs (`/api/v1/ingest/jobs`), a view of the canonical
 //! jobs mapped as `docs/dialect-datacloud.md` describes: a bulk job is an `ingest` job labelled
 //! `datacloud`, created `open`; its batches are data batches checked as CSV while they stream
-//! (`csv`). Here: the settings, the routes and the handlers; the wire types are in `wire`, the
+//! (`dialects::csv`). Here: the settings, the routes and the handlers; the wire types are in `wire`, the
 //! fault documents in `faults`, the list parameters in `list`. Which move a job's state allows,
 //! and how many batches it may hold, is the store's answer, worded here for the request. This
 //! API sees only the jobs it created (`Store::get_labelled`).
 
-mod csv;
 mod faults;
 mod list;
 mod wire;
@@ -16,12 +15,12 @@ use hyper::body::{Body as _, Incoming};
 use jobstore::{Direction, Error, Job, ListQuery, Scope, SortField, State, Store, UploadLimits};
 use serde_json::json;
 
-use self::csv::CsvCheck;
 use self::wire::{Action, JobDetail, JobInfo, Operation};
 use crate::api::{Answering, Api};
 use crate::app::App;
 use crate::auth::{Permission, Principal};
 use crate::body::{self, ResponseBody};
+use crate::dialects::csv::{CsvCheck, CsvRules};
 use crate::dialects::{DialectConfig, salesforce};
 use crate::fault::{ApiError, ErrorKind, Faults};
 use crate::router::{self, Miss, Route};
@@ -151,7 +150,7 @@ impl DataCloud {
             max_batches: Some(self.max_batches),
             max_batch_bytes: Some(limit),
         };
-        let check = CsvCheck::new(Operation::of(&job));
+        let check = CsvCheck::new(CsvRules::comma(Operation::of(&job) == Operation::Upsert));
         match app
             .append_body(principal, id, request, check, limits)
             .await?

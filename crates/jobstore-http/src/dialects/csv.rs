@@ -1,5 +1,7 @@
-//! A streaming validator for Data Cloud batches: UTF-8 and RFC 4180 CSV, with the rules of
-//! `docs/dialect-datacloud.md` (Uploads); the store bounds their size.
+//! A streaming validator for CSV batches of the APIs modelled on Salesforce Bulk API 2.0:
+//! UTF-8 and RFC 4180 CSV with the column delimiter and line ending a job chose
+//! ([`CsvRules`]), as `docs/dialect-datacloud.md` and `docs/dialect-bulk2.md` (Uploads)
+//! describe; the store bounds their size.
 //!
 //! [`CsvCheck`] checks every byte of an upload as it passes on its way to the store, holding
 //! nothing but a few counters, the bytes of one unfinished UTF-8 character and (for upsert
@@ -10,7 +12,6 @@
 use std::fmt;
 use std::io;
 
-use super::wire::Operation;
 use crate::data::UploadCheck;
 
 /// The longest header row kept for checking its names.
@@ -58,10 +59,56 @@ impl From<CsvFault> for io::Error {
     }
 }
 
+/// How records end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LineEnding {
+    /// LF or CRLF, mixed at will; a CR outside quotes must be followed by a LF.
+    Any,
+    /// LF; a CR outside quotes is field content.
+    Lf,
+    /// CRLF; a LF or a CR alone outside quotes is refused.
+    Crlf,
+}
+
+/// The layout a batch must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CsvRules {
+    /// Whether the first record is a header row of distinct, non-empty names; without one,
+    /// each record starts with a non-empty key.
+    pub(crate) header: bool,
+    /// The byte between fields (`,`, `;`, `|`, TAB, `^` or `` ` ``).
+    pub(crate) delimiter: u8,
+    /// How records end.
+    pub(crate) line_ending: LineEnding,
+}
+
+impl CsvRules {
+    /// Comma-separated, LF or CRLF line ends, with or without a header row.
+    pub(crate) fn comma(header: bool) -> CsvRules {
+        CsvRules {
+            header,
+            delimiter: b',',
+            line_ending: LineEnding::Any,
+        }
+    }
+
+    fn delimiter_name(self) -> &'static str {
+        match self.delimiter {
+            b',' => "comma",
+            b';' => "semicolon",
+            b'|' => "pipe",
+            b'\t' => "tab",
+            b'^' => "caret",
+            b'`' => "backquote",
+            _ => "delimiter",
+        }
+    }
+}
+
 /// Where the scanner is within a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scan {
-    /// At the start of a field (after a comma, a line end, or at the start of the batch).
+    /// At the start of a field (after a delimiter, a line end, or at the start of the batch).
     FieldStart,
     /// Inside an unquoted field.
     Unquoted,
@@ -76,7 +123,7 @@ enum Scan {
 /// The streaming CSV and UTF-8 checker, fed slices of any size.
 #[derive(Debug)]
 pub(crate) struct CsvCheck {
-    operation: Operation,
+    rules: CsvRules,
     scan: Scan,
     /// The physical line being read.
     line: u64,
@@ -104,10 +151,10 @@ pub(crate) struct CsvCheck {
 }
 
 impl CsvCheck {
-    /// A checker for a batch of `operation`.
-    pub(crate) fn new(operation: Operation) -> CsvCheck {
+    /// A checker for a batch under `rules`.
+    pub(crate) fn new(rules: CsvRules) -> CsvCheck {
         CsvCheck {
-            operation,
+            rules,
             scan: Scan::FieldStart,
             line: 1,
             record_line: 1,
@@ -168,7 +215,12 @@ impl CsvCheck {
     fn bare_cr(&self) -> CsvFault {
         CsvFault::at(
             self.line,
-            "carriage return not followed by a line feed (records end with CRLF or LF)",
+            match self.rules.line_ending {
+                LineEnding::Crlf => {
+                    "carriage return not followed by a line feed (records end with CRLF)"
+                }
+                _ => "carriage return not followed by a line feed (records end with CRLF or LF)",
+            },
         )
     }
 
@@ -198,9 +250,10 @@ impl CsvCheck {
             _ => {}
         }
         if self.expected.is_none() {
-            let expected = match self.operation {
-                Operation::Upsert => "an upsert batch starts with a header row",
-                Operation::Delete => "a delete batch holds one record per line",
+            let expected = if self.rules.header {
+                "a batch starts with a header row"
+            } else {
+                "a batch without a header row holds one record per line"
             };
             return Err(CsvFault::at(1, format!("the batch is empty: {expected}")));
         }
@@ -228,12 +281,19 @@ impl CsvCheck {
                 }
                 (Scan::AfterCr, b'\n') => self.line_end()?,
                 (Scan::AfterCr, _) => return Err(self.bare_cr()),
-                (_, b',') => {
+                (_, _) if byte == self.rules.delimiter => {
                     self.end_field()?;
                     self.scan = Scan::FieldStart;
                 }
+                (_, b'\n') if self.rules.line_ending == LineEnding::Crlf => {
+                    let reason = "line feed without a carriage return: this job's records end \
+                                  with CRLF";
+                    return Err(CsvFault::at(self.line, reason));
+                }
                 (_, b'\n') => self.line_end()?,
-                (_, b'\r') => self.scan = Scan::AfterCr,
+                (_, b'\r') if self.rules.line_ending != LineEnding::Lf => {
+                    self.scan = Scan::AfterCr;
+                }
                 (Scan::FieldStart, b'"') => {
                     self.scan = Scan::Quoted;
                     self.quote_line = self.line;
@@ -257,8 +317,9 @@ impl CsvCheck {
                 (Scan::QuoteInQuoted, _) => {
                     let reason = format!(
                         "unexpected text after the closing quote of field {}: a quoted field \
-                         ends at a comma or a line end (write a quote inside it as \"\")",
-                        self.fields + 1
+                         ends at a {} or a line end (write a quote inside it as \"\")",
+                        self.fields + 1,
+                        self.rules.delimiter_name()
                     );
                     return Err(CsvFault::at(self.line, reason));
                 }
@@ -269,7 +330,7 @@ impl CsvCheck {
 
     /// Whether the current record is the header row.
     fn in_header(&self) -> bool {
-        self.operation == Operation::Upsert && self.expected.is_none()
+        self.rules.header && self.expected.is_none()
     }
 
     /// A content byte of the current field.
@@ -299,9 +360,9 @@ impl CsvCheck {
         self.fields += 1;
         let line = self.record_line;
         let at = |reason: String| Err(CsvFault::at(line, reason));
-        if self.operation == Operation::Delete && self.fields == 1 && self.field_bytes == 0 {
-            let reason = "empty primary key: a delete batch has no header row and each record \
-                          starts with the primary key of the record to delete";
+        if !self.rules.header && self.fields == 1 && self.field_bytes == 0 {
+            let reason = "empty primary key: a batch without a header row starts each record \
+                          with the primary key of its record";
             return at(reason.into());
         }
         if self.in_header() {
@@ -328,9 +389,10 @@ impl CsvCheck {
                 self.header_field = Vec::new();
             }
             Some(expected) if expected != fields => {
-                let first = match self.operation {
-                    Operation::Upsert => "the header row",
-                    Operation::Delete => "the first record",
+                let first = if self.rules.header {
+                    "the header row"
+                } else {
+                    "the first record"
                 };
                 let noun = if fields == 1 { "field" } else { "fields" };
                 let reason = format!("{fields} {noun} where {first} has {expected}");
@@ -369,17 +431,27 @@ impl UploadCheck for CsvCheck {
 mod tests {
     use super::*;
 
-    fn check(operation: Operation, text: &[u8]) -> Result<(), CsvFault> {
-        let mut check = CsvCheck::new(operation);
+    const HEADER: CsvRules = CsvRules {
+        header: true,
+        delimiter: b',',
+        line_ending: LineEnding::Any,
+    };
+    const KEYS: CsvRules = CsvRules {
+        header: false,
+        ..HEADER
+    };
+
+    fn check(rules: CsvRules, text: &[u8]) -> Result<(), CsvFault> {
+        let mut check = CsvCheck::new(rules);
         check.feed(text)?;
         check.finish()
     }
 
     /// Every split of the input in two and byte by byte gives the same verdict as one piece.
-    fn verdict(operation: Operation, text: &[u8]) -> Result<(), CsvFault> {
-        let whole = check(operation, text);
+    fn verdict(rules: CsvRules, text: &[u8]) -> Result<(), CsvFault> {
+        let whole = check(rules, text);
         for cut in 0..=text.len() {
-            let mut split = CsvCheck::new(operation);
+            let mut split = CsvCheck::new(rules);
             let got = split
                 .feed(&text[..cut])
                 .and_then(|()| split.feed(&text[cut..]))
@@ -391,7 +463,7 @@ mod tests {
                 String::from_utf8_lossy(text)
             );
         }
-        let mut bytewise = CsvCheck::new(operation);
+        let mut bytewise = CsvCheck::new(rules);
         let got = text
             .iter()
             .try_for_each(|b| bytewise.feed(std::slice::from_ref(b)))
@@ -421,65 +493,50 @@ mod tests {
             b"id\n\n",
         ];
         for text in good {
-            assert_eq!(verdict(Operation::Upsert, text), Ok(()), "{text:?}");
+            assert_eq!(verdict(HEADER, text), Ok(()), "{text:?}");
         }
-        assert_eq!(verdict(Operation::Delete, b"k1\nk2\r\n\"k,3\"\n"), Ok(()));
-        assert_eq!(verdict(Operation::Delete, b"k1,x\nk2,y"), Ok(()));
+        assert_eq!(verdict(KEYS, b"k1\nk2\r\n\"k,3\"\n"), Ok(()));
+        assert_eq!(verdict(KEYS, b"k1,x\nk2,y"), Ok(()));
     }
 
     #[test]
     fn faults_name_their_line() {
-        let cases: &[(Operation, &[u8], u64, &str)] = &[
+        let cases: &[(CsvRules, &[u8], u64, &str)] = &[
+            (HEADER, b"id,name\n1,\"open\n2,b\n", 2, "unbalanced quote"),
             (
-                Operation::Upsert,
-                b"id,name\n1,\"open\n2,b\n",
-                2,
-                "unbalanced quote",
-            ),
-            (
-                Operation::Upsert,
+                HEADER,
                 b"id,name\n1,a\n2,b,c\n",
                 3,
                 "3 fields where the header row has 2",
             ),
-            (Operation::Upsert, b"id,name\n1,a\n2\n", 3, "1 field where"),
+            (HEADER, b"id,name\n1,a\n2\n", 3, "1 field where"),
+            (HEADER, b"id,name\n1,\"x\ny\"\n2\n", 4, "1 field where"),
+            (HEADER, b"id,name\n1,a\xFF\n", 2, "invalid UTF-8"),
+            (HEADER, b"id,name\n1,a\n2,\xC3", 3, "multi-byte"),
             (
-                Operation::Upsert,
-                b"id,name\n1,\"x\ny\"\n2\n",
-                4,
-                "1 field where",
-            ),
-            (Operation::Upsert, b"id,name\n1,a\xFF\n", 2, "invalid UTF-8"),
-            (Operation::Upsert, b"id,name\n1,a\n2,\xC3", 3, "multi-byte"),
-            (
-                Operation::Upsert,
+                HEADER,
                 b"id,name\n1,a\"b\n",
                 2,
                 "double quote inside unquoted field 2",
             ),
             (
-                Operation::Upsert,
+                HEADER,
                 b"id,name\n1,\"a\"b\n",
                 2,
                 "after the closing quote of field 2",
             ),
-            (Operation::Upsert, b"id,name\r1,a\n", 1, "carriage return"),
-            (Operation::Upsert, b"id,name\n1,a\r", 2, "carriage return"),
-            (Operation::Upsert, b"", 1, "empty"),
-            (Operation::Upsert, b"id,id\n1,2\n", 1, "appears twice"),
-            (Operation::Upsert, b"id,\n1,2\n", 1, "no name"),
-            (Operation::Delete, b"k1\n\n", 2, "empty primary key"),
-            (Operation::Delete, b"k1,a\n,b\n", 2, "empty primary key"),
-            (
-                Operation::Delete,
-                b"k1,a\nk2\n",
-                2,
-                "where the first record has 2",
-            ),
-            (Operation::Delete, b"", 1, "empty"),
+            (HEADER, b"id,name\r1,a\n", 1, "carriage return"),
+            (HEADER, b"id,name\n1,a\r", 2, "carriage return"),
+            (HEADER, b"", 1, "empty"),
+            (HEADER, b"id,id\n1,2\n", 1, "appears twice"),
+            (HEADER, b"id,\n1,2\n", 1, "no name"),
+            (KEYS, b"k1\n\n", 2, "empty primary key"),
+            (KEYS, b"k1,a\n,b\n", 2, "empty primary key"),
+            (KEYS, b"k1,a\nk2\n", 2, "where the first record has 2"),
+            (KEYS, b"", 1, "empty"),
         ];
-        for (operation, text, line, words) in cases {
-            let (got_line, reason) = line_of(verdict(*operation, text));
+        for (rules, text, line, words) in cases {
+            let (got_line, reason) = line_of(verdict(*rules, text));
             assert_eq!(got_line, *line, "{text:?}: {reason}");
             assert!(reason.contains(words), "{text:?}: {reason}");
         }
@@ -487,15 +544,44 @@ mod tests {
 
     #[test]
     fn as_an_upload_check_it_takes_a_good_batch_and_carries_its_fault() {
-        let mut check = CsvCheck::new(Operation::Upsert);
+        let mut check = CsvCheck::new(HEADER);
         for piece in b"id,name\n1,a\n".chunks(3) {
             UploadCheck::feed(&mut check, piece).unwrap();
         }
         UploadCheck::finish(&mut check).unwrap();
 
-        let mut check = CsvCheck::new(Operation::Upsert);
+        let mut check = CsvCheck::new(HEADER);
         UploadCheck::feed(&mut check, b"id,name\n1,\"a\n").unwrap();
         let err = UploadCheck::finish(&mut check).unwrap_err();
         assert_eq!(CsvFault::of(&err).map(|fault| fault.line), Some(2));
+    }
+
+    #[test]
+    fn the_chosen_delimiter_and_line_ending_apply() {
+        let pipe_lf = CsvRules {
+            delimiter: b'|',
+            line_ending: LineEnding::Lf,
+            ..HEADER
+        };
+        assert_eq!(verdict(pipe_lf, b"Id|Name\n1|a,b\n2|\"x|y\"\n"), Ok(()));
+        assert_eq!(verdict(pipe_lf, b"Id|Name\n1|a\rb\n"), Ok(()));
+        let (line, reason) = line_of(verdict(pipe_lf, b"Id|Name\n1,a\n"));
+        assert_eq!(line, 2, "{reason}");
+        let tab_crlf = CsvRules {
+            delimiter: b'\t',
+            line_ending: LineEnding::Crlf,
+            ..HEADER
+        };
+        assert_eq!(verdict(tab_crlf, b"Id\tName\r\n1\ta\r\n"), Ok(()));
+        assert_eq!(verdict(tab_crlf, b"Id\tName\r\n1\t\"a\nb\"\r\n"), Ok(()));
+        let (line, reason) = line_of(verdict(tab_crlf, b"Id\tName\r\n1\ta\n"));
+        assert_eq!(line, 2, "{reason}");
+        assert!(reason.contains("CRLF"), "{reason}");
+        let semicolon = CsvRules {
+            delimiter: b';',
+            ..HEADER
+        };
+        let (_, reason) = line_of(verdict(semicolon, b"Id;Name\n1;\"a\"b\n"));
+        assert!(reason.contains("semicolon"), "{reason}");
     }
 }

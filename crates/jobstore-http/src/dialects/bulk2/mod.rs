@@ -1,0 +1,415 @@
+//! Salesforce Bulk API 2.0 ingest and query jobs (`/services/data/v{NN}.{N}/jobs/ingest` and
+//! `…/jobs/query`), a view of the canonical jobs mapped as `docs/dialect-bulk2.md` describes:
+//! an ingest job is an `ingest` job labelled `bulk2`, created `open`; its uploads are data
+//! batches checked as CSV with the job's column delimiter and line ending while they stream
+//! ([`crate::dialects::csv`]). A query job is a `query` job labelled `bulk2`, queued at once
+//! with its SOQL in the payload for a worker to run. Here: the settings, the routes and the handlers; the wire types
+//! are in `wire`, the fault documents in `faults`, the list parameters in `list`. This API
+//! sees only the jobs it created (`Store::get_labelled`).
+
+mod faults;
+mod list;
+mod wire;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::{Body as _, Incoming};
+use jobstore::{Error, Job, State, Store, UploadLimits};
+use serde_json::json;
+
+use self::wire::{Action, JobDetail, JobInfo};
+use crate::api::{Answering, Api};
+use crate::app::App;
+use crate::auth::{Permission, Principal};
+use crate::body::{self, ResponseBody};
+use crate::dialects::DialectConfig;
+use crate::dialects::csv::CsvCheck;
+use crate::fault::{ApiError, ErrorKind, Faults};
+use crate::router::{self, Miss, Route};
+
+/// The API's name: the label of its jobs.
+const NAME: &str = "bulk2";
+
+/// The path every route of this API starts with.
+const PREFIX: &str = "/services/data/";
+
+/// The content type the daemon's JSON answers carry.
+const JSON: &str = "application/json";
+/// The content type of this API's JSON answers.
+const JSON_UTF8: &str = "application/json;charset=UTF-8";
+
+/// Bulk API 2.0, with its settings (the `bulk2_*` of [`DialectConfig`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Bulk2 {
+    queue: String,
+    max_batch_bytes: u64,
+    max_batches: u32,
+}
+
+/// The routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Name {
+    IngestJobs,
+    IngestJob,
+    Batches,
+    QueryJobs,
+    QueryJob,
+}
+
+static ROUTES: [Route<Name>; 5] = [
+    route(
+        "/services/data/{version}/jobs/ingest",
+        &[Method::GET, Method::POST],
+        Name::IngestJobs,
+    ),
+    route(
+        "/services/data/{version}/jobs/ingest/{id}",
+        &[Method::GET, Method::PATCH, Method::DELETE],
+        Name::IngestJob,
+    ),
+    route(
+        "/services/data/{version}/jobs/ingest/{id}/batches",
+        &[Method::PUT],
+        Name::Batches,
+    ),
+    route(
+        "/services/data/{version}/jobs/query",
+        &[Method::GET, Method::POST],
+        Name::QueryJobs,
+    ),
+    route(
+        "/services/data/{version}/jobs/query/{id}",
+        &[Method::GET, Method::PATCH, Method::DELETE],
+        Name::QueryJob,
+    ),
+];
+
+/// The core kind of ingest jobs.
+const INGEST: &str = "ingest";
+/// The core kind of query jobs.
+const QUERY: &str = "query";
+
+const fn route(path: &'static str, methods: &'static [Method], name: Name) -> Route<Name> {
+    Route {
+        path,
+        methods,
+        name,
+    }
+}
+
+type Answer = Result<Response<ResponseBody>, ApiError>;
+
+/// The request a handler answers: who asks, the job id (if the route has one) and the API
+/// version of the path.
+struct Asked<'a> {
+    app: &'a App,
+    principal: Principal,
+    id: Option<i64>,
+    version: f64,
+    /// The core kind of the jobs the route is about.
+    kind: &'static str,
+}
+
+impl Asked<'_> {
+    fn id(&self) -> Result<i64, ApiError> {
+        self.id
+            .ok_or_else(|| ApiError::from(Error::JobNotFound { id: 0 }))
+    }
+}
+
+impl Bulk2 {
+    /// The API with the settings of `config`.
+    pub(crate) fn new(config: &DialectConfig) -> Bulk2 {
+        Bulk2 {
+            queue: config.bulk2_queue.clone(),
+            max_batch_bytes: config.bulk2_max_batch_bytes,
+            max_batches: config.bulk2_max_batches,
+        }
+    }
+
+    async fn answer(&self, app: &App, mut request: Request<Incoming>) -> Answer {
+        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+        let matched = router::route(&ROUTES, &mut request).map_err(|miss| match miss {
+            Miss::NotFound => ApiError::new(ErrorKind::RouteNotFound, faults::NOT_FOUND_MESSAGE),
+            Miss::MethodNotAllowed(allow) => ApiError {
+                message: format!("HTTP Method '{method}' not allowed. Allowed are {allow}"),
+                ..ApiError::method_not_allowed(&method, &path, allow)
+            },
+        })?;
+        let version = wire::version(matched.params.text("version"))
+            .ok_or_else(|| ApiError::new(ErrorKind::RouteNotFound, faults::NOT_FOUND_MESSAGE))?;
+        let asked = Asked {
+            app,
+            principal: app.authenticate(&request)?,
+            id: matched.params.id("id"),
+            version,
+            kind: match matched.route.name {
+                Name::QueryJobs | Name::QueryJob => QUERY,
+                _ => INGEST,
+            },
+        };
+        match (matched.route.name, request.method().clone()) {
+            (Name::IngestJobs | Name::QueryJobs, Method::POST) => {
+                self.create(&asked, request).await
+            }
+            (Name::IngestJobs | Name::QueryJobs, _) => list(&asked, request.uri().query()).await,
+            (Name::IngestJob | Name::QueryJob, Method::GET) => get(&asked).await,
+            (Name::IngestJob | Name::QueryJob, Method::PATCH) => patch(&asked, request).await,
+            (Name::IngestJob | Name::QueryJob, _) => delete(&asked).await,
+            (Name::Batches, _) => self.upload(&asked, request).await,
+        }
+    }
+
+    /// `POST …/jobs/ingest` and `POST …/jobs/query`.
+    async fn create(&self, asked: &Asked<'_>, request: Request<Incoming>) -> Answer {
+        let principal = &asked.principal;
+        principal.require(Permission::Write)?;
+        let body = asked.app.json_body(request).await?;
+        let new = if asked.kind == QUERY {
+            wire::new_query(body, principal, &self.queue, asked.version)?
+        } else {
+            wire::new_ingest(body, principal, &self.queue, asked.version)?
+        };
+        let job = asked
+            .app
+            .write(principal, move |store| store.enqueue_call(new))
+            .await?;
+        Ok(body::json(StatusCode::OK, &JobInfo::from(&job)))
+    }
+
+    /// `PUT …/jobs/ingest/{id}/batches`: the body streamed into a new data batch through the
+    /// CSV check with the job's delimiter and line ending, within this API's limits.
+    async fn upload(&self, asked: &Asked<'_>, request: Request<Incoming>) -> Answer {
+        let (app, principal, id) = (asked.app, &asked.principal, asked.id()?);
+        principal.require(Permission::Write)?;
+        check_content_type(request.headers())?;
+        let job = app
+            .call(principal, move |store| store.get_labelled(id, NAME))
+            .await?;
+        if job.kind != INGEST {
+            return Err(Error::JobNotFound { id }.into());
+        }
+        let limit = self.max_batch_bytes;
+        if request.body().size_hint().lower() > limit {
+            return Err(Error::DataBatchTooLarge { limit }.into());
+        }
+        let limits = UploadLimits {
+            max_batches: Some(self.max_batches),
+            max_batch_bytes: Some(limit),
+        };
+        let check = CsvCheck::new(wire::csv_rules(&job));
+        match app
+            .append_body(principal, id, request, check, limits)
+            .await?
+        {
+            Ok(_) => Ok(body::empty(StatusCode::CREATED)),
+            Err(Error::DataRead(err)) => Err(faults::unreadable(&err)),
+            Err(err) => Err(Action::Upload.refuse(err, &job)),
+        }
+    }
+}
+
+/// Uploads are `text/csv` (a request without a Content-Type is taken as CSV).
+fn check_content_type(headers: &http::HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or("");
+    let media = text.split(';').next().unwrap_or("").trim();
+    if media.eq_ignore_ascii_case("text/csv") {
+        return Ok(());
+    }
+    let message = format!("data is uploaded as `Content-Type: text/csv`, not `{text}`");
+    Err(
+        crate::dialects::salesforce::own("INVALID_CONTENT_TYPE", message)
+            .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+    )
+}
+
+/// Runs a blocking store call on this API's job of the route's kind in the principal's scope: `f` gets the
+/// job as read first; a state change it asks and the core refuses is worded for `action`.
+async fn call<T, F>(asked: &Asked<'_>, action: Action, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Store, &Job) -> jobstore::Result<T> + Send + 'static,
+{
+    let (id, kind) = (asked.id()?, asked.kind);
+    asked
+        .app
+        .call(&asked.principal, move |store| {
+            let job = store.get_labelled(id, NAME)?;
+            if job.kind != kind {
+                return Err(Error::JobNotFound { id });
+            }
+            Ok(f(&store, &job).map_err(|err| action.refuse(err, &job)))
+        })
+        .await?
+}
+
+/// `GET …/jobs/ingest` and `…/jobs/query`: a page of jobs of the route's kind, oldest
+/// first, with the locator of the next.
+async fn list(asked: &Asked<'_>, query: Option<&str>) -> Answer {
+    asked.principal.require(Permission::Read)?;
+    let listing = list::listing(query, asked.kind, list::PAGE)?;
+    let (jobs, more) = if listing.none {
+        (Vec::new(), false)
+    } else {
+        let query = listing.query;
+        let page = asked
+            .app
+            .call(&asked.principal, move |store| store.list(&query))
+            .await?;
+        (page.jobs, page.has_more)
+    };
+    let records: Vec<JobInfo> = jobs.iter().map(JobInfo::from).collect();
+    let next = listing.offset + jobs.len() as u64;
+    let next_url = more.then(|| {
+        format!(
+            "/services/data/v{:.1}/jobs/{}?queryLocator={next}",
+            asked.version,
+            if asked.kind == QUERY {
+                "query"
+            } else {
+                "ingest"
+            }
+        )
+    });
+    Ok(body::json(
+        StatusCode::OK,
+        &json!({ "done": !more, "records": records, "nextRecordsUrl": next_url }),
+    ))
+}
+
+/// `GET …/jobs/ingest/{id}`.
+async fn get(asked: &Asked<'_>) -> Answer {
+    asked.principal.require(Permission::Read)?;
+    let detail = call(asked, Action::Upload, |store, job| {
+        Ok(JobDetail::new(job, store.now()))
+    })
+    .await?;
+    Ok(body::json(StatusCode::OK, &detail))
+}
+
+/// `PATCH …/jobs/ingest/{id}`: close or abort.
+async fn patch(asked: &Asked<'_>, request: Request<Incoming>) -> Answer {
+    asked.principal.require(Permission::Write)?;
+    let body = asked.app.json_body::<serde_json::Value>(request).await?;
+    let action = Action::try_from(body)?;
+    if asked.kind == QUERY && action == Action::Close {
+        let message = "a query job can only be set to Aborted";
+        return Err(crate::dialects::salesforce::own("INVALIDJOBSTATE", message));
+    }
+    let actor = asked.principal.name.clone();
+    let job = call(asked, action, move |store, job| {
+        // An abort of an Open or UploadComplete job deletes its data in the same transaction;
+        // of an InProgress job, it asks the worker to stop.
+        if action == Action::Abort {
+            store.cancel(job.id, &actor)
+        } else {
+            store.close_upload(job.id, &actor)
+        }
+    })
+    .await?;
+    Ok(body::json(StatusCode::OK, &JobInfo::from(&job)))
+}
+
+/// `DELETE …/jobs/ingest/{id}`: UploadComplete (never claimed) or finished; aborted and
+/// deleted in one transaction, so a worker cannot claim the job in between.
+async fn delete(asked: &Asked<'_>) -> Answer {
+    asked.principal.require(Permission::Write)?;
+    let deletable = [
+        State::Queued,
+        State::Succeeded,
+        State::Cancelled,
+        State::Failed,
+    ];
+    call(asked, Action::Delete, move |store, job| {
+        if wire::state_of(job) != wire::state_name(job.state) {
+            return Err(Error::InvalidTransition {
+                job: job.id,
+                from: Some(job.state),
+                event: "delete",
+            });
+        }
+        store.discard(job.id, &deletable)
+    })
+    .await?;
+    Ok(body::empty(StatusCode::NO_CONTENT))
+}
+
+/// JSON answers name their charset, as the vendor's do.
+fn with_charset(response: &mut Response<ResponseBody>) {
+    let headers = response.headers_mut();
+    if headers.get(header::CONTENT_TYPE) == Some(&HeaderValue::from_static(JSON)) {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
+    }
+}
+
+impl Api for Bulk2 {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    /// `/services/data/{version}/jobs/ingest`, `…/jobs/query` and everything under them.
+    fn owns(&self, path: &str) -> bool {
+        let Some(rest) = path.strip_prefix(PREFIX) else {
+            return false;
+        };
+        let Some((_, rest)) = rest.split_once('/') else {
+            return false;
+        };
+        ["jobs/ingest", "jobs/query"].into_iter().any(|jobs| {
+            rest.strip_prefix(jobs)
+                .is_some_and(|tail| tail.is_empty() || tail.starts_with('/'))
+        })
+    }
+
+    fn template(&self, path: &str) -> Option<&'static str> {
+        router::template_of(&ROUTES, path)
+    }
+
+    fn routes(&self) -> Vec<(&'static str, &'static [Method])> {
+        router::listing(&ROUTES)
+    }
+
+    fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
+        Box::pin(async move {
+            let mut response = self
+                .answer(app, request)
+                .await
+                .unwrap_or_else(|err| Faults::render(self, &err));
+            with_charset(&mut response);
+            response
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_owns_its_paths_and_names_its_routes() {
+        let api = Bulk2::new(&DialectConfig::default());
+        for (path, template) in [
+            ("/services/data/v58.0/jobs/ingest/", Some(ROUTES[0].path)),
+            (
+                "/services/data/v41.0/jobs/ingest/42/batches",
+                Some(ROUTES[2].path),
+            ),
+            ("/services/data/v58.0/jobs/ingest/42/other", None),
+            ("/services/data/v58.0/jobs/query/42", Some(ROUTES[4].path)),
+        ] {
+            assert!(api.owns(path), "{path}");
+            assert_eq!(api.template(path), template, "{path}");
+        }
+        for path in [
+            "/services/data/v58.0/sobjects",
+            "/services/data/v58.0/jobs/ingestx",
+            "/services/data/v58.0/jobs/queryx",
+            "/services/data",
+            "/api/v1/ingest/jobs",
+        ] {
+            assert!(!api.owns(path), "{path}");
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! The Bulk API 2.0 wire: the API version in the path, the state names, the operations, the
+//! create and PATCH bodies (checked member by member, each refusal naming the member) and the
+//! job documents.
+
+use jobstore::{Job, NewJob, State};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::NAME;
+use crate::auth::Principal;
+use crate::dialects::csv::{CsvRules, LineEnding};
+use crate::dialects::salesforce;
+use crate::fault::ApiError;
+use crate::time::rfc3339_millis;
+
+/// The oldest API version that has Bulk API 2.0 jobs at these paths.
+const FIRST_VERSION: u32 = 41;
+
+/// The API version a path segment names (`v58.0`), as its number; `None` for anything else or
+/// a version before 41.0.
+pub(crate) fn version(segment: &str) -> Option<f64> {
+    let (major, minor) = segment.strip_prefix('v')?.split_once('.')?;
+    let digits = |text: &str| {
+        !text.is_empty() && text.len() <= 3 && text.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !digits(major) || minor.len() != 1 || !digits(minor) {
+        return None;
+    }
+    let number: u32 = major.parse().ok()?;
+    let minor: u32 = minor.parse().ok()?;
+    (number >= FIRST_VERSION).then(|| f64::from(number) + f64::from(minor) / 10.0)
+}
+
+/// The Bulk API 2.0 name of a core state (a queued job that waits for a retry shows
+/// InProgress: see [`state_of`]).
+pub(crate) fn state_name(state: State) -> &'static str {
+    match state {
+        State::Open => "Open",
+        State::Queued => "UploadComplete",
+        State::Running => "InProgress",
+        State::Succeeded => "JobComplete",
+        State::Failed => "Failed",
+        State::Cancelled => "Aborted",
+    }
+}
+
+/// The Bulk API 2.0 state of `job`: states only move forward, so a job claimed before (it has
+/// a `started_at`) stays InProgress while it waits, queued, for a retry.
+pub(crate) fn state_of(job: &Job) -> &'static str {
+    if job.state == State::Queued && job.started_at.is_some() {
+        state_name(State::Running)
+    } else {
+        state_name(job.state)
+    }
+}
+
+/// The operations of ingest jobs.
+const OPERATIONS: [&str; 5] = ["insert", "update", "upsert", "delete", "hardDelete"];
+
+/// The column delimiters: their names and bytes.
+const DELIMITERS: [(&str, u8); 6] = [
+    ("COMMA", b','),
+    ("SEMICOLON", b';'),
+    ("PIPE", b'|'),
+    ("TAB", b'\t'),
+    ("CARET", b'^'),
+    ("BACKQUOTE", b'`'),
+];
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    salesforce::own("INVALIDJOB", message)
+}
+
+/// A string member of `members`, if present: `Err` when it is not a non-empty string.
+fn text(members: &Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
+    match members.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+        Some(other) => Err(invalid(format!(
+            "`{name}` must be a non-empty string, got {other}"
+        ))),
+    }
+}
+
+/// `name`, one of `allowed` (case-sensitive, as the vendor's enumerations), or `default`.
+fn choice(
+    members: &Map<String, Value>,
+    name: &str,
+    allowed: &[&'static str],
+    default: &'static str,
+) -> Result<&'static str, ApiError> {
+    let Some(given) = text(members, name)? else {
+        return Ok(default);
+    };
+    allowed
+        .iter()
+        .find(|choice| **choice == given)
+        .copied()
+        .ok_or_else(|| {
+            invalid(format!(
+                "`{name}` must be {}, got `{given}`",
+                allowed.join(", ")
+            ))
+        })
+}
+
+/// The members shared by ingest and query jobs: `contentType`, `columnDelimiter`,
+/// `lineEnding`, answered as the payload members of the same names.
+fn format_members(members: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let names = DELIMITERS.map(|(name, _)| name);
+    let mut out = Map::new();
+    choice(members, "contentType", &["CSV"], "CSV")?;
+    out.insert(
+        "columnDelimiter".into(),
+        json!(choice(members, "columnDelimiter", &names, "COMMA")?),
+    );
+    out.insert(
+        "lineEnding".into(),
+        json!(choice(members, "lineEnding", &["LF", "CRLF"], "LF")?),
+    );
+    Ok(out)
+}
+
+fn object_of(body: Value) -> Result<Map<String, Value>, ApiError> {
+    match body {
+        Value::Object(members) => Ok(members),
+        _ => Err(invalid("the request body must be a JSON object")),
+    }
+}
+
+fn refuse_unknown(members: &Map<String, Value>, known: &[&str]) -> Result<(), ApiError> {
+    match members.keys().find(|name| !known.contains(&name.as_str())) {
+        Some(other) => Err(invalid(format!(
+            "unknown member `{other}`; a job has {}",
+            known.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The job a `POST …/jobs/ingest` body asks for: kind `ingest` on `queue`, open for uploads,
+/// its `object` the target, every member in the payload with the API version.
+pub(crate) fn new_ingest(
+    body: Value,
+    principal: &Principal,
+    queue: &str,
+    version: f64,
+) -> Result<NewJob, ApiError> {
+    let members = object_of(body)?;
+    refuse_unknown(
+        &members,
+        &[
+            "object",
+            "operation",
+            "externalIdFieldName",
+            "columnDelimiter",
+            "lineEnding",
+            "contentType",
+            "assignmentRuleId",
+        ],
+    )?;
+    let object = text(&members, "object")?
+        .ok_or_else(|| invalid("`object` is required: the sObject the records go to"))?;
+    let operation = text(&members, "operation")?.ok_or_else(|| {
+        invalid("`operation` is required: insert, update, upsert, delete or hardDelete")
+    })?;
+    let operation = OPERATIONS
+        .iter()
+        .find(|op| **op == operation)
+        .ok_or_else(|| {
+            invalid(format!(
+                "`operation` must be {}, got `{operation}`",
+                OPERATIONS.join(", ")
+            ))
+        })?;
+    let external = text(&members, "externalIdFieldName")?;
+    if *operation == "upsert" && external.is_none() {
+        return Err(invalid(
+            "`externalIdFieldName` is required for an upsert: the field that matches records",
+        ));
+    }
+    let mut payload = format_members(&members)?;
+    payload.insert("object".into(), json!(object));
+    payload.insert("operation".into(), json!(operation));
+    payload.insert("apiVersion".into(), json!(version));
+    if let Some(external) = external {
+        payload.insert("externalIdFieldName".into(), json!(external));
+    }
+    if let Some(rule) = text(&members, "assignmentRuleId")? {
+        payload.insert("assignmentRuleId".into(), json!(rule));
+    }
+    Ok(NewJob::new("ingest")
+        .queue(queue)
+        .dialect(NAME)
+        .upload(true)
+        .name(format!("{operation} {object}"))
+        .target(object)
+        .created_by(principal.name.clone())
+        .payload(Value::Object(payload)))
+}
+
+/// The job a `POST …/jobs/query` body asks for: kind `query` on `queue`, queued for a worker
+/// at once (it has no uploads), its SOQL `query` in the payload for the worker to run, its
+/// target the object the query reads (the word after `FROM`).
+pub(crate) fn new_query(
+    body: Value,
+    principal: &Principal,
+    queue: &str,
+    version: f64,
+) -> Result<NewJob, ApiError> {
+    let members = object_of(body)?;
+    refuse_unknown(
+        &members,
+        &[
+            "operation",
+            "query",
+            "columnDelimiter",
+            "lineEnding",
+            "contentType",
+        ],
+    )?;
+    let operation = choice(&members, "operation", &["query", "queryAll"], "query")?;
+    let query = text(&members, "query")?
+        .ok_or_else(|| invalid("`query` is required: the SOQL query the job runs"))?;
+    let object = soql_object(&query).ok_or_else(|| {
+        salesforce::own(
+            "INVALIDJOB",
+            format!("`query` must be a SOQL SELECT … FROM <object> query, got `{query}`"),
+        )
+    })?;
+    let mut payload = format_members(&members)?;
+    payload.insert("object".into(), json!(object));
+    payload.insert("operation".into(), json!(operation));
+    payload.insert("query".into(), json!(query));
+    payload.insert("apiVersion".into(), json!(version));
+    Ok(NewJob::new("query")
+        .queue(queue)
+        .dialect(NAME)
+        .name(format!("{operation} {object}"))
+        .target(object)
+        .created_by(principal.name.clone())
+        .payload(Value::Object(payload)))
+}
+
+/// The object a SOQL query reads: the word after its first `FROM`, if it starts with SELECT.
+fn soql_object(query: &str) -> Option<String> {
+    let mut words = query.split_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("select") {
+        return None;
+    }
+    words.find(|word| word.eq_ignore_ascii_case("from"))?;
+    let object = words.next()?;
+    let valid = object
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    valid.then(|| object.to_owned())
+}
+
+/// The rules a batch of `job` is checked by: a header row, the job's delimiter and line end.
+pub(crate) fn csv_rules(job: &Job) -> CsvRules {
+    let delimiter = job.payload.get("columnDelimiter").and_then(Value::as_str);
+    let delimiter = DELIMITERS
+        .iter()
+        .find(|(name, _)| Some(*name) == delimiter)
+        .map_or(b',', |(_, byte)| *byte);
+    let line_ending = match job.payload.get("lineEnding").and_then(Value::as_str) {
+        Some("CRLF") => LineEnding::Crlf,
+        _ => LineEnding::Lf,
+    };
+    CsvRules {
+        header: true,
+        delimiter,
+        line_ending,
+    }
+}
+
+/// A change a request asks of a job: its words when the job's state refuses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// `PUT …/batches`.
+    Upload,
+    /// `PATCH` to `UploadComplete`.
+    Close,
+    /// `PATCH` to `Aborted`.
+    Abort,
+    /// `DELETE`.
+    Delete,
+}
+
+impl TryFrom<Value> for Action {
+    type Error = ApiError;
+
+    /// A `PATCH` body: `{"state": "UploadComplete"}` (close) or `{"state": "Aborted"}`
+    /// (abort); the state's name exactly, as the vendor matches it.
+    fn try_from(body: Value) -> Result<Action, ApiError> {
+        let state = match &body {
+            Value::Object(members) => members.get("state").and_then(Value::as_str),
+            _ => None,
+        };
+        match state {
+            Some("UploadComplete") => Ok(Action::Close),
+            Some("Aborted") => Ok(Action::Abort),
+            _ => Err(salesforce::own(
+                "INVALIDJOBSTATE",
+                format!(
+                    "a job can only be set to UploadComplete or Aborted, with the body \
+                     {{\"state\": \"UploadComplete\" | \"Aborted\"}}; got {body}"
+                ),
+            )),
+        }
+    }
+}
+
+/// The API version a job was created with (as its payload holds it).
+fn api_version(job: &Job) -> f64 {
+    job.payload
+        .get("apiVersion")
+        .and_then(Value::as_f64)
+        .unwrap_or(f64::from(FIRST_VERSION))
+}
+
+fn payload_text(job: &Job, name: &str, default: &str) -> String {
+    job.payload
+        .get(name)
+        .and_then(Value::as_str)
+        .unwrap_or(default)
+        .to_owned()
+}
+
+/// An ingest job as create, PATCH and list answer it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct JobInfo {
+    id: String,
+    operation: String,
+    object: String,
+    created_by_id: String,
+    created_date: String,
+    system_modstamp: String,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_id_field_name: Option<String>,
+    concurrency_mode: &'static str,
+    content_type: &'static str,
+    api_version: f64,
+    job_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_url: Option<String>,
+    line_ending: String,
+    column_delimiter: String,
+}
+
+impl From<&Job> for JobInfo {
+    fn from(job: &Job) -> JobInfo {
+        let version = api_version(job);
+        let ingest = job.kind == "ingest";
+        JobInfo {
+            id: job.id.to_string(),
+            operation: payload_text(job, "operation", "insert"),
+            object: job.target.clone(),
+            created_by_id: job.created_by.clone(),
+            created_date: rfc3339_millis(job.created_at),
+            system_modstamp: rfc3339_millis(job.updated_at),
+            state: state_of(job),
+            external_id_field_name: job
+                .payload
+                .get("externalIdFieldName")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            concurrency_mode: "Parallel",
+            content_type: "CSV",
+            api_version: version,
+            job_type: if ingest { "V2Ingest" } else { "V2Query" },
+            content_url: ingest
+                .then(|| format!("services/data/v{version:.1}/jobs/ingest/{}/batches", job.id)),
+            line_ending: payload_text(job, "lineEnding", "LF"),
+            column_delimiter: payload_text(job, "columnDelimiter", "COMMA"),
+        }
+    }
+}
+
+/// `GET …/jobs/ingest/{id}`: the job with its counters, every one always present.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct JobDetail {
+    #[serde(flatten)]
+    info: JobInfo,
+    /// Attempts after the first.
+    retries: i64,
+    /// Milliseconds the latest attempt ran (so far, while it runs).
+    total_processing_time: i64,
+    api_active_processing_time: i64,
+    apex_processing_time: i64,
+    /// The worker's progress members of the same names (0 when not numbers).
+    number_records_processed: i64,
+    number_records_failed: i64,
+    /// Why a failed job failed; `null` otherwise.
+    error_message: Option<String>,
+}
+
+impl JobDetail {
+    /// The document of `job` at `now`.
+    pub(crate) fn new(job: &Job, now: i64) -> JobDetail {
+        let counter = |name: &str| {
+            let value = job.progress.get(name);
+            let count = value.and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
+            count.unwrap_or(0).max(0)
+        };
+        let ran = |started: i64| job.finished_at.unwrap_or(now).saturating_sub(started);
+        let total = job.started_at.map_or(0, ran).max(0);
+        JobDetail {
+            info: JobInfo::from(job),
+            retries: job.attempt.saturating_sub(1).max(0),
+            total_processing_time: total,
+            api_active_processing_time: total,
+            apex_processing_time: 0,
+            number_records_processed: counter("numberRecordsProcessed"),
+            number_records_failed: counter("numberRecordsFailed"),
+            error_message: job.error.clone().filter(|_| job.state == State::Failed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_from_41_on() {
+        assert_eq!(version("v58.0"), Some(58.0));
+        assert_eq!(version("v41.0"), Some(41.0));
+        for bad in ["v40.0", "58.0", "v58", "v58.00", "vx.0", "v58.", "walk"] {
+            assert_eq!(version(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_state_has_its_own_name() {
+        let names: std::collections::BTreeSet<_> = State::ALL.map(state_name).into();
+        assert_eq!(names.len(), State::ALL.len());
+    }
+
+    #[test]
+    fn bodies_are_checked_member_by_member() {
+        let principal = Principal::anonymous_local();
+        let create = |body: Value| new_ingest(body, &principal, "q", 58.0);
+        let job = create(json!({"object": "Account", "operation": "upsert",
+            "externalIdFieldName": "Ext__c", "columnDelimiter": "PIPE", "lineEnding": "CRLF"}));
+        let payload = job.ok().map(|job| job.payload);
+        assert_eq!(
+            payload,
+            Some(
+                json!({"object": "Account", "operation": "upsert", "apiVersion": 58.0,
+                "externalIdFieldName": "Ext__c", "columnDelimiter": "PIPE", "lineEnding": "CRLF"})
+            )
+        );
+        for bad in [
+            json!([]),
+            json!({"operation": "insert"}),
+            json!({"object": "A", "operation": "merge"}),
+            json!({"object": "A", "operation": "upsert"}),
+            json!({"object": "A", "operation": "insert", "columnDelimiter": "COLON"}),
+            json!({"object": "A", "operation": "insert", "lineEnding": "CR"}),
+            json!({"object": "A", "operation": "insert", "contentType": "JSON"}),
+            json!({"object": "A", "operation": "insert", "x": 1}),
+        ] {
+            let code = create(bad.clone()).err().map(|f| f.vendor_code);
+            assert_eq!(code, Some(Some("INVALIDJOB")), "{bad}");
+        }
+        let patch = |body: Value| Action::try_from(body).map_err(|f| f.vendor_code);
+        assert_eq!(patch(json!({"state": "UploadComplete"})), Ok(Action::Close));
+        assert_eq!(patch(json!({"state": "Aborted"})), Ok(Action::Abort));
+        for bad in [json!({"state": "Open"}), json!({"state": 3}), json!({})] {
+            assert_eq!(patch(bad.clone()), Err(Some("INVALIDJOBSTATE")), "{bad}");
+        }
+    }
+
+    #[test]
+    fn query_jobs_name_their_object() {
+        let principal = Principal::anonymous_local();
+        let create = |body: Value| new_query(body, &principal, "q", 58.0);
+        let job = create(json!({"operation": "queryAll",
+            "query": "SELECT Id, Name FROM Account WHERE Name != 'x'"}));
+        let job = job
+            .ok()
+            .map(|job| (job.target, job.kind, job.payload["operation"].clone()));
+        assert_eq!(
+            job,
+            Some(("Account".to_owned(), "query".to_owned(), json!("queryAll")))
+        );
+        for bad in [
+            json!({"operation": "query"}),
+            json!({"operation": "select", "query": "SELECT Id FROM A"}),
+            json!({"query": "DELETE FROM A"}),
+            json!({"query": "SELECT Id"}),
+            json!({"query": "SELECT Id FROM A", "object": "A"}),
+        ] {
+            let code = create(bad.clone()).err().map(|f| f.vendor_code);
+            assert_eq!(code, Some(Some("INVALIDJOB")), "{bad}");
+        }
+    }
+}
