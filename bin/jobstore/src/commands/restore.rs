@@ -2,8 +2,9 @@
 //!
 //! `litestream restore` writes the replica's newest state (or the state at `--timestamp`) into
 //! a temporary file beside the database; the file is opened with the store (migrated like any
-//! other), checked (`jobstore check`), checkpointed into one self-contained file, and only then
-//! renamed into place. Nothing that exists is overwritten.
+//! other) and checked (`jobstore check`); the store then writes it out as one self-contained
+//! file (`VACUUM INTO`, no WAL beside it), which alone is renamed into place. Nothing that
+//! exists is overwritten.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -44,7 +45,7 @@ pub(crate) fn restore(db: Option<PathBuf>, args: &RestoreArgs) -> Result<ExitCod
         );
     }
     let restoring = restoring_path(&db);
-    remove_leftovers(&restoring)?;
+    remove_leftovers(&db, &restoring)?;
 
     let source = run_litestream(&db, &restoring, args)?;
 
@@ -76,12 +77,14 @@ pub(crate) fn restore(db: Option<PathBuf>, args: &RestoreArgs) -> Result<ExitCod
         .into_iter()
         .next();
     let now = store.now();
-    // One self-contained file: the WAL copied in and removed before the rename.
-    store.checkpoint()?;
+    // One self-contained file, written whole by the store (`VACUUM INTO`) from the checked
+    // one: no WAL to carry along, whatever the store's close writes into the checked file's.
+    let assembled = assembled_path(&db);
+    store.backup_to(&assembled)?;
     drop(store);
-    settle_wal(&restoring)?;
-    std::fs::rename(&restoring, &db)
-        .with_context(|| format!("cannot move {} to {}", restoring.display(), db.display()))?;
+    remove_files(&restoring)?;
+    std::fs::rename(&assembled, &db)
+        .with_context(|| format!("cannot move {} to {}", assembled.display(), db.display()))?;
     if let Some(dir) = db.parent() {
         std::fs::File::open(dir)
             .and_then(|dir| dir.sync_all())
@@ -115,9 +118,19 @@ fn restoring_path(db: &Path) -> PathBuf {
     db.with_file_name(name)
 }
 
-/// Deletes what an earlier restore left at `restoring` (a file that failed its check).
-fn remove_leftovers(restoring: &Path) -> Result<()> {
+/// The self-contained copy of the checked file that is moved into place: `.NAME.restored`.
+fn assembled_path(db: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(db.file_name().unwrap_or(db.as_os_str()));
+    name.push(".restored");
+    db.with_file_name(name)
+}
+
+/// Deletes what an earlier restore left at `restoring` (a file that failed its check, or a
+/// copy not moved into place).
+fn remove_leftovers(db: &Path, restoring: &Path) -> Result<()> {
     for path in [
+        assembled_path(db),
         restoring.to_path_buf(),
         litestream::wal_path(restoring),
         litestream::sibling(restoring, "-shm"),
@@ -173,22 +186,20 @@ fn run_litestream(db: &Path, restoring: &Path, args: &RestoreArgs) -> Result<Str
     Ok(source)
 }
 
-/// After the checkpoint and close, the WAL is gone or empty; an empty one is deleted so the
-/// file moves alone.
-fn settle_wal(restoring: &Path) -> Result<()> {
-    for suffix in ["-wal", "-shm"] {
-        let path = litestream::sibling(restoring, suffix);
-        match std::fs::metadata(&path) {
-            Ok(meta) if suffix == "-wal" && meta.len() > 0 => bail!(
-                "{} still holds {} bytes after the checkpoint; the restored file is kept at {}",
-                path.display(),
-                meta.len(),
-                restoring.display()
-            ),
-            Ok(_) => std::fs::remove_file(&path)
-                .with_context(|| format!("cannot delete {}", path.display()))?,
+/// Deletes the checked file and its WAL and shared-memory files once the assembled copy is
+/// written.
+fn remove_files(restoring: &Path) -> Result<()> {
+    for path in [
+        restoring.to_path_buf(),
+        litestream::wal_path(restoring),
+        litestream::sibling(restoring, "-shm"),
+    ] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+            Err(err) => {
+                return Err(err).with_context(|| format!("cannot delete {}", path.display()));
+            }
         }
     }
     Ok(())
