@@ -176,14 +176,17 @@ CREATE TABLE job_steps (
 -- A batch is visible once `complete` is 1; an upload cut off half way stays 0 until its
 -- `uploader` (the process writing it, "pid:start-time") is found gone and it is deleted, or
 -- (uploader unknown) until the idle purge.
--- (`uploader` came by ALTER TABLE, which puts it on the line before the key.)
+-- A batch with a `name` is an output the job's worker uploaded under the lease `lease_token`
+-- (`results/failed`, ...), never part of its input data.
+-- (`uploader`, `name` and `lease_token` came by ALTER TABLE, which puts them on the line
+-- before the key.)
 CREATE TABLE job_data_batches (
     job_id     INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     batch      INTEGER NOT NULL CHECK (batch >= 1),
     bytes      INTEGER NOT NULL DEFAULT 0 CHECK (bytes >= 0),
     complete   INTEGER NOT NULL DEFAULT 0 CHECK (complete IN (0, 1)),
     created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL, uploader TEXT,
+    updated_at INTEGER NOT NULL, uploader TEXT, name TEXT, lease_token INTEGER,
     PRIMARY KEY (job_id, batch)
 );
 
@@ -242,9 +245,11 @@ SELECT
     (SELECT count(*) FROM job_steps s WHERE s.job_id = j.id) AS steps,
     (SELECT count(*) FROM job_steps s WHERE s.job_id = j.id AND s.status IN ('ok', 'error'))
         AS steps_done,
-    (SELECT count(*) FROM job_data_batches b WHERE b.job_id = j.id AND b.complete = 1)
+    (SELECT count(*) FROM job_data_batches b WHERE b.job_id = j.id AND b.complete = 1
+        AND b.name IS NULL)
         AS data_batches,
-    (SELECT ifnull(sum(b.bytes), 0) FROM job_data_batches b WHERE b.job_id = j.id AND b.complete = 1)
+    (SELECT ifnull(sum(b.bytes), 0) FROM job_data_batches b WHERE b.job_id = j.id AND b.complete = 1
+        AND b.name IS NULL)
         AS data_bytes,
     (SELECT count(*) FROM job_logs l WHERE l.job_id = j.id) AS log_lines,
     j.error

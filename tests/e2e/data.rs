@@ -314,3 +314,109 @@ fn a_refused_upload_leaves_its_keep_alive_connection_good() {
     let info = api.get(&next).expect_json(200);
     assert_eq!(info["data_batches"], 0, "{info}");
 }
+
+#[test]
+fn outputs_are_uploaded_under_the_lease_and_read_back_by_name() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let id = id_of(&api.create(&json!({"kind": "ingest", "upload": true, "queue": "out"})));
+    let octets = [("Content-Type", "application/octet-stream")];
+    let input = b"id\n1\n2\n".to_vec();
+    api.request(
+        "PUT",
+        &format!("/v1/jobs/{id}/data"),
+        &octets,
+        input.clone(),
+    )
+    .expect(201);
+    api.post(&format!("/v1/jobs/{id}/close"), &json!({}))
+        .expect(200);
+    // Not leased yet: no output.
+    let failed = format!("/v1/jobs/{id}/outputs/results%2Ffailed");
+    assert_error(
+        &api.request(
+            "PUT",
+            &format!("{failed}?worker=w&lease_token=1"),
+            &octets,
+            b"x".to_vec(),
+        ),
+        409,
+        "stale_lease",
+    );
+    let claimed = api.claim("w", "out", 1);
+    let token = claimed[0]["lease_token"].as_i64().unwrap_or_default();
+    let lease = format!("worker=w&lease_token={token}");
+
+    let large = pattern(700_001, 5);
+    let first = api
+        .request("PUT", &format!("{failed}?{lease}"), &octets, large.clone())
+        .expect_json(201);
+    assert_eq!(first["bytes"], 700_001);
+    api.request(
+        "PUT",
+        &format!("{failed}?{lease}"),
+        &octets,
+        Body::Chunked(vec![b"tail".to_vec()]),
+    )
+    .expect(201);
+    let read = api.get(&failed);
+    read.expect(200);
+    assert_eq!(
+        read.header("content-type"),
+        Some("application/octet-stream")
+    );
+    assert!(
+        read.body == [large, b"tail".to_vec()].concat(),
+        "output changed"
+    );
+    // A name never written reads empty; the input is untouched.
+    let none = api.get(&format!("/v1/jobs/{id}/outputs/query%2Fresults"));
+    none.expect(200);
+    assert!(none.body.is_empty());
+    assert!(api.get(&format!("/v1/jobs/{id}/data")).body == input);
+    let info = api.get(&format!("/v1/jobs/{id}")).expect_json(200);
+    assert_eq!(info["data_batches"], 1);
+
+    // Another token, a missing lease, a bad name.
+    assert_error(
+        &api.request(
+            "PUT",
+            &format!("{failed}?worker=w&lease_token={}", token + 1),
+            &octets,
+            b"x".to_vec(),
+        ),
+        409,
+        "stale_lease",
+    );
+    assert_error(
+        &api.request("PUT", &failed, &octets, b"x".to_vec()),
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &api.get(&format!("/v1/jobs/{id}/outputs/..")),
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &api.get("/v1/jobs/999999/outputs/results"),
+        404,
+        "job_not_found",
+    );
+
+    // Outputs stay readable once the job is done, and go when it is deleted.
+    api.post(
+        &format!("/v1/jobs/{id}/complete"),
+        &json!({"worker": "w", "lease_token": token}),
+    )
+    .expect(200);
+    assert_eq!(api.get(&failed).body.len(), 700_005);
+    api.request("DELETE", &format!("/v1/jobs/{id}"), &[], Body::None)
+        .expect(204);
+    assert_eq!(
+        daemon.sql(&format!(
+            "SELECT count(*) FROM job_data_chunks WHERE job_id = {id}"
+        )),
+        "0"
+    );
+}

@@ -529,3 +529,63 @@ fn a_query_job_is_queued_for_a_worker_and_can_be_aborted_or_deleted() {
         "INVALIDJOB",
     );
 }
+
+#[test]
+fn per_record_results_are_the_csv_outputs_of_the_worker() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let id = id(&create(
+        &api,
+        json!({"object": "Account", "operation": "insert"}),
+    ));
+    upload(&api, id, "Name\nAcme\nGlobex\nInitech\n").expect(201);
+    // Nothing uploaded yet: each result is an empty CSV.
+    for path in ["successfulResults", "failedResults", "unprocessedrecords"] {
+        let answer = api.get(&format!("{JOBS}/{id}/{path}"));
+        answer.expect(200);
+        assert_eq!(answer.header("content-type"), Some("text/csv"));
+        assert!(answer.body.is_empty(), "{path}");
+    }
+    patch(&api, id, "UploadComplete").expect(200);
+    let lease = claim(&api);
+    let successful = "\"sf__Id\",\"sf__Created\",Name\n\"001000000000001AAA\",\"true\",Acme\n";
+    let failed = "\"sf__Id\",\"sf__Error\",Name\n\"\",\"REQUIRED_FIELD_MISSING:x\",Globex\n";
+    let unprocessed = "Name\nInitech\n";
+    for (name, csv) in [
+        ("results%2Fsuccessful", successful),
+        ("results%2Ffailed", failed),
+        ("results%2Funprocessed", unprocessed),
+    ] {
+        api.request(
+            "PUT",
+            &format!(
+                "/v1/jobs/{id}/outputs/{name}?worker=w&lease_token={}",
+                lease.1
+            ),
+            &[CSV],
+            csv,
+        )
+        .expect(201);
+    }
+    worker_call(&api, lease, "complete", json!({}));
+    for (path, csv) in [
+        ("successfulResults", successful),
+        ("failedResults", failed),
+        ("unprocessedrecords", unprocessed),
+        ("unprocessedRecords", unprocessed),
+    ] {
+        let answer = api.get(&format!("{JOBS}/{id}/{path}"));
+        answer.expect(200);
+        assert_eq!(answer.text(), csv, "{path}");
+    }
+    // The input is unchanged; an unknown job is refused.
+    assert_eq!(
+        api.get(&format!("/v1/jobs/{id}/data")).text(),
+        "Name\nAcme\nGlobex\nInitech\n"
+    );
+    assert_fault(
+        &api.get(&format!("{JOBS}/999999/failedResults")),
+        404,
+        "NOT_FOUND",
+    );
+}

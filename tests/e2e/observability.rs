@@ -14,6 +14,7 @@ const CONTRACT: &[(&str, &[&str])] = &[
     ("/v1/jobs/{id}/cancel", &["post"]),
     ("/v1/jobs/{id}/restart", &["post"]),
     ("/v1/jobs/{id}/data", &["get", "put"]),
+    ("/v1/jobs/{id}/outputs/{name}", &["get", "put"]),
     ("/v1/jobs/{id}/close", &["post"]),
     ("/v1/jobs/{id}/logs", &["get", "post"]),
     ("/v1/jobs/{id}/events", &["get"]),

@@ -1151,3 +1151,64 @@ fn eventually_stderr(worker: &Worker, what: &str, check: impl Fn(&str) -> bool) 
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn files_the_command_writes_to_its_output_directory_become_the_jobs_outputs() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let dir = daemon.dir().to_path_buf();
+    let command = script(
+        &dir,
+        "outputs.sh",
+        r###"echo "$JOBSTORE_OUTPUT_DIR" > "outdir-$JOBSTORE_ATTEMPT"
+mkdir -p "$JOBSTORE_OUTPUT_DIR/results" "$JOBSTORE_OUTPUT_DIR/query"
+echo "attempt $JOBSTORE_ATTEMPT" > "$JOBSTORE_OUTPUT_DIR/query/results"
+if [ "$JOBSTORE_ATTEMPT" = 1 ]; then
+    echo "a first try that fails" >&2
+    exit 3
+fi
+printf 'sf__Id,sf__Created,Name\n001,true,Acme\n' > "$JOBSTORE_OUTPUT_DIR/results/successful"
+: > "$JOBSTORE_OUTPUT_DIR/results/unprocessed"
+yes 0123456789abcdef | head -c 9437185 > "$JOBSTORE_OUTPUT_DIR/big"
+"###,
+    );
+    let worker = Worker::exec(daemon.addr(), &dir, &command, &[]);
+    let id = id_of(&api.create(&json!({"kind": "sync", "queue": "q", "max_attempts": 3})));
+    let done = wait_state(&api, id, "succeeded", &worker);
+    assert_eq!(done["attempt"], 2, "{done}");
+
+    let output = |name: &str| {
+        let answer = api.get(&format!(
+            "/v1/jobs/{id}/outputs/{}",
+            name.replace('/', "%2F")
+        ));
+        answer.expect(200);
+        answer.body
+    };
+    // The second attempt's file replaced the first's.
+    assert_eq!(output("query/results"), b"attempt 2\n");
+    assert_eq!(
+        output("results/successful"),
+        b"sf__Id,sf__Created,Name\n001,true,Acme\n"
+    );
+    assert!(output("results/unprocessed").is_empty());
+    // Larger than one request's piece: several batches that read back as one file.
+    let big = output("big");
+    let expected: Vec<u8> = b"0123456789abcdef\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(9_437_185)
+        .collect();
+    assert!(big == expected, "the large output changed");
+    // The input is not touched, and each attempt's directory is gone.
+    assert_eq!(job(&api, id)["data_batches"], 0);
+    for attempt in [1, 2] {
+        let used = std::fs::read_to_string(dir.join(format!("outdir-{attempt}"))).unwrap();
+        assert!(
+            !Path::new(used.trim()).exists(),
+            "{used} is still there\n{}",
+            worker.stderr()
+        );
+    }
+}

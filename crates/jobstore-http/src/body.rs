@@ -22,7 +22,8 @@ use crate::fault::{ApiError, ErrorKind};
 /// Every response body: full or streamed.
 pub(crate) type ResponseBody = BoxBody<Bytes, io::Error>;
 
-fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+/// A whole body.
+pub(crate) fn full(bytes: impl Into<Bytes>) -> ResponseBody {
     Full::new(bytes.into())
         .map_err(|never: Infallible| match never {})
         .boxed()

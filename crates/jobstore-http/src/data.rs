@@ -18,7 +18,7 @@ use std::io;
 use bytes::Bytes;
 use http::Request;
 use hyper::body::Incoming;
-use jobstore::{BatchUpload, DataBatch, DataReader, Error, UploadLimits};
+use jobstore::{BatchUpload, DataBatch, DataReader, Error, Lease, Store, UploadLimits, WriteCall};
 
 use crate::body::{self, BodyStop, ChannelBody, Pace};
 use crate::{ApiError, App, Principal};
@@ -67,15 +67,52 @@ impl App {
         principal: &Principal,
         id: i64,
         request: Request<Incoming>,
-        mut check: impl UploadCheck,
+        check: impl UploadCheck,
         limits: UploadLimits,
+    ) -> Result<jobstore::Result<DataBatch>, ApiError> {
+        self.stream_body(
+            principal,
+            move |store| store.begin_upload_call(id, limits),
+            request,
+            check,
+        )
+        .await
+    }
+
+    /// Streams a request body, as it is, into a new batch of the output `name` of job `id`,
+    /// uploaded under `lease` (see [`jobstore::Store::begin_output_call`]).
+    ///
+    /// # Errors
+    /// As [`App::append_body`]; the inner error is also [`Error::StaleLease`] when `lease` is
+    /// not (or no longer) the job's current one.
+    pub(crate) async fn append_output_body(
+        &self,
+        principal: &Principal,
+        id: i64,
+        lease: Lease,
+        name: String,
+        request: Request<Incoming>,
+    ) -> Result<jobstore::Result<DataBatch>, ApiError> {
+        self.stream_body(
+            principal,
+            move |store| store.begin_output_call(id, &lease, &name, UploadLimits::default()),
+            request,
+            AsIs,
+        )
+        .await
+    }
+
+    /// Streams a request body through `check` into the batch `begin` starts.
+    async fn stream_body(
+        &self,
+        principal: &Principal,
+        begin: impl FnOnce(Store) -> WriteCall<BatchUpload>,
+        request: Request<Incoming>,
+        mut check: impl UploadCheck,
     ) -> Result<jobstore::Result<DataBatch>, ApiError> {
         let mut pace = self.pace(&request);
         let mut body = request.into_body();
-        let mut upload = match self
-            .write_typed(principal, move |store| store.begin_upload_call(id, limits))
-            .await?
-        {
+        let mut upload = match self.write_typed(principal, begin).await? {
             Ok(upload) => upload,
             Err(err) => return Ok(Err(err)),
         };

@@ -238,10 +238,14 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         sql: include_str!("../migrations/0005_labelled_list_indexes.sql"),
     },
+    Migration {
+        version: 6,
+        sql: include_str!("../migrations/0006_named_outputs.sql"),
+    },
 ];
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Each step runs with its `user_version` bump in
 /// one `BEGIN IMMEDIATE` transaction, so two processes opening one file never both migrate it.

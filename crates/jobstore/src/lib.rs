@@ -78,12 +78,12 @@ pub use list::{
 pub use model::{
     CheckReport, ClaimRequest, Completion, DEFAULT_TENANT, DataBatch, Definition, DefinitionStep,
     Execution, Failure, Heartbeat, HeartbeatAnswer, Job, JobEvent, Lease, LogLevel, LogLine,
-    NATIVE, NewJob, QueueCount, Scope, Step, StepReport, StepStatus,
+    NATIVE, NewJob, Output, QueueCount, Scope, Step, StepReport, StepStatus,
 };
 pub use state::{Event, State, transition};
 pub use store::{
-    BatchUpload, DataReader, MAX_CLAIM, MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_CALL, Store,
-    StoreOptions, UploadLimits, WriteCall,
+    BatchUpload, DataReader, MAX_CLAIM, MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_CALL,
+    MAX_OUTPUT_NAME_BYTES, Store, StoreOptions, UploadLimits, WriteCall, valid_output_name,
 };
 pub use worker::{HandlerResult, JobContext, JobError, Worker, WorkerHandle};
 pub use writer::WriterStats;

@@ -622,6 +622,17 @@ pub struct DataBatch {
     pub created_at: i64,
 }
 
+/// One named output of a job ([`Store::outputs`](crate::Store::outputs)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Output {
+    /// Its name, as the worker gave it.
+    pub name: String,
+    /// How many batches it was uploaded in.
+    pub batches: i64,
+    /// Its size.
+    pub bytes: i64,
+}
+
 /// Jobs in one queue and state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueCount {

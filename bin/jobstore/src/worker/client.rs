@@ -176,7 +176,7 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Option<Vec<u8>>,
+        body: Option<(&'static str, Vec<u8>)>,
         timeout: Duration,
     ) -> Result<http::Response<Incoming>, CallError> {
         let unreachable = |err: anyhow::Error| CallError::Unreachable(err);
@@ -189,8 +189,8 @@ impl Client {
                 request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
             }
             let request = match body {
-                Some(bytes) => request
-                    .header(header::CONTENT_TYPE, "application/json")
+                Some((content_type, bytes)) => request
+                    .header(header::CONTENT_TYPE, content_type)
                     .body(Full::new(Bytes::from(bytes)))?,
                 None => request.body(Full::new(Bytes::new()))?,
             };
@@ -226,35 +226,27 @@ impl Client {
     ) -> Result<Value, CallError> {
         let bytes = serde_json::to_vec(body).map_err(|err| CallError::Unreachable(err.into()))?;
         let response = self
-            .send(method, path, Some(bytes), timeout.unwrap_or(self.timeout))
+            .send(
+                method,
+                path,
+                Some(("application/json", bytes)),
+                timeout.unwrap_or(self.timeout),
+            )
             .await?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|err| CallError::Unreachable(err.into()))?
-            .to_bytes();
-        let value: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).map_err(|err| CallError::Unreachable(err.into()))?
-        };
-        if status.is_success() {
-            Ok(value)
-        } else {
-            Err(CallError::Refused {
-                status,
-                kind: value["error"]["type"]
-                    .as_str()
-                    .unwrap_or("unknown")
-                    .to_owned(),
-                message: value["error"]["message"]
-                    .as_str()
-                    .unwrap_or("no message")
-                    .to_owned(),
-            })
-        }
+        answer(response).await
+    }
+
+    /// PUTs raw bytes and decodes the JSON answer; a non-2xx answer is [`CallError::Refused`].
+    pub(super) async fn put_bytes(&self, path: &str, bytes: Vec<u8>) -> Result<Value, CallError> {
+        let response = self
+            .send(
+                Method::PUT,
+                path,
+                Some(("application/octet-stream", bytes)),
+                self.timeout,
+            )
+            .await?;
+        answer(response).await
     }
 
     /// GETs a streamed body (job data).
@@ -270,6 +262,37 @@ impl Client {
                 message: format!("GET {path} answered {status}"),
             })
         }
+    }
+}
+
+/// The JSON answer of a call; a non-2xx answer is [`CallError::Refused`].
+async fn answer(response: http::Response<Incoming>) -> Result<Value, CallError> {
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|err| CallError::Unreachable(err.into()))?
+        .to_bytes();
+    let value: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).map_err(|err| CallError::Unreachable(err.into()))?
+    };
+    if status.is_success() {
+        Ok(value)
+    } else {
+        Err(CallError::Refused {
+            status,
+            kind: value["error"]["type"]
+                .as_str()
+                .unwrap_or("unknown")
+                .to_owned(),
+            message: value["error"]["message"]
+                .as_str()
+                .unwrap_or("no message")
+                .to_owned(),
+        })
     }
 }
 

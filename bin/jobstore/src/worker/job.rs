@@ -180,7 +180,20 @@ pub(super) async fn run(shared: Arc<Shared>, job: Claimed) {
         buffer: Mutex::new(LogBuffer::default()),
         ready: tokio::sync::Notify::new(),
     });
-    let mut child = match spawn(&shared, &job, &spec) {
+    let outputs = match OutputDir::create(&job) {
+        Ok(outputs) => outputs,
+        Err(err) => {
+            let failure = json!({
+                "worker": shared.config.name,
+                "lease_token": job.lease_token,
+                "error": format!("cannot make the output directory: {err}"),
+                "retryable": true,
+            });
+            report_final(&shared, job.id, "fail", &failure).await;
+            return;
+        }
+    };
+    let mut child = match spawn(&shared, &job, &spec, &outputs) {
         Ok(child) => child,
         Err(err) => {
             let failure = json!({
@@ -374,6 +387,22 @@ pub(super) async fn run(shared: Arc<Shared>, job: Claimed) {
             return;
         }
     }
+    // Output files are sent only by a command that ran to its end: a stopped one left a part.
+    let mut upload_error = None;
+    if stop.is_none() {
+        match upload_outputs(&shared, &job, &outputs).await {
+            Ok(()) => {}
+            Err(Upload::LeaseLost(err)) => {
+                log::warn!(
+                    "job {}: lease lost while uploading outputs ({err}); nothing more is reported",
+                    job.id
+                );
+                return;
+            }
+            Err(Upload::Failed(message)) => upload_error = Some(message),
+        }
+    }
+    drop(outputs);
     let worker = shared.config.name.clone();
     let code = status.and_then(|s| s.code());
     let (action, body) = match (stop, status) {
@@ -423,7 +452,13 @@ pub(super) async fn run(shared: Arc<Shared>, job: Claimed) {
             )
         }
     };
-    let mut body = body;
+    let (action, mut body) = match upload_error {
+        Some(error) if action == "complete" => {
+            note(&shared, job.id, error.clone()).await;
+            ("fail", json!({"error": error, "retryable": true}))
+        }
+        _ => (action, body),
+    };
     body["worker"] = json!(worker);
     body["lease_token"] = json!(job.lease_token);
     report_final(&shared, job.id, action, &body).await;
@@ -435,7 +470,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn spawn(shared: &Shared, job: &Claimed, spec: &CommandSpec) -> std::io::Result<Child> {
+fn spawn(
+    shared: &Shared,
+    job: &Claimed,
+    spec: &CommandSpec,
+    outputs: &OutputDir,
+) -> std::io::Result<Child> {
     let (program, args) = spec
         .argv
         .split_first()
@@ -448,6 +488,7 @@ fn spawn(shared: &Shared, job: &Claimed, spec: &CommandSpec) -> std::io::Result<
         .env("JOBSTORE_JOB_KIND", &job.kind)
         .env("JOBSTORE_ATTEMPT", job.attempt.to_string())
         .env("JOBSTORE_URL", shared.client.url())
+        .env("JOBSTORE_OUTPUT_DIR", &outputs.0)
         .envs(
             shared
                 .config
@@ -523,6 +564,157 @@ async fn note(shared: &Shared, id: i64, message: String) {
         .client
         .json(Method::POST, &format!("/v1/jobs/{id}/logs"), &line, None)
         .await;
+}
+
+/// The largest piece of an output file sent in one request; a larger file is sent as several
+/// batches of its output, which read back as one.
+const OUTPUT_PIECE: usize = 8 * 1024 * 1024;
+
+/// A directory of the attempt's own for the command's output files (`JOBSTORE_OUTPUT_DIR`),
+/// readable by this user only and removed with everything in it when dropped.
+struct OutputDir(std::path::PathBuf);
+
+impl OutputDir {
+    fn create(job: &Claimed) -> std::io::Result<OutputDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let path = std::env::temp_dir().join(format!(
+            "jobstore-outputs-{}-{}-{}",
+            std::process::id(),
+            job.id,
+            job.lease_token
+        ));
+        match std::fs::remove_dir_all(&path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        Ok(OutputDir(path))
+    }
+
+    /// The regular files under the directory, as (output name, path), by name. A name is the
+    /// file's path below the directory with `/` between its parts; symbolic links and other
+    /// special files are skipped.
+    fn files(&self) -> std::io::Result<Vec<(String, std::path::PathBuf)>> {
+        let mut found = Vec::new();
+        let mut pending = vec![(String::new(), self.0.clone())];
+        while let Some((prefix, dir)) = pending.pop() {
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    pending.push((format!("{name}/"), entry.path()));
+                } else if kind.is_file() {
+                    found.push((name, entry.path()));
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+}
+
+impl Drop for OutputDir {
+    fn drop(&mut self) {
+        if let Err(err) = std::fs::remove_dir_all(&self.0) {
+            log::warn!("cannot remove {}: {err}", self.0.display());
+        }
+    }
+}
+
+/// Why the output files were not all sent.
+enum Upload {
+    /// The lease is gone: nothing more may be reported.
+    LeaseLost(CallError),
+    /// The attempt fails with this error.
+    Failed(String),
+}
+
+/// Sends every file of the output directory as the output of its name, a piece of at most
+/// [`OUTPUT_PIECE`] bytes per request, retrying a daemon that cannot be reached.
+async fn upload_outputs(shared: &Shared, job: &Claimed, outputs: &OutputDir) -> Result<(), Upload> {
+    let files = outputs
+        .files()
+        .map_err(|err| Upload::Failed(format!("cannot read the output directory: {err}")))?;
+    for (name, path) in files {
+        if !jobstore::valid_output_name(&name) {
+            return Err(Upload::Failed(format!(
+                "output file `{name}` has no valid output name (`/`-separated parts of letters, \
+                 digits, '.', '_' and '-', at most {} bytes)",
+                jobstore::MAX_OUTPUT_NAME_BYTES
+            )));
+        }
+        let target = format!(
+            "/v1/jobs/{}/outputs/{}?worker={}&lease_token={}",
+            job.id,
+            encode_segment(&name),
+            encode_segment(&shared.config.name),
+            job.lease_token
+        );
+        let unreadable = |err: std::io::Error| {
+            Upload::Failed(format!("cannot read output file `{name}`: {err}"))
+        };
+        let mut file = std::fs::File::open(&path).map_err(unreadable)?;
+        let mut first = true;
+        loop {
+            let read = tokio::task::spawn_blocking(move || {
+                use std::io::Read;
+                let mut piece = Vec::new();
+                let read = (&mut file)
+                    .take(OUTPUT_PIECE as u64)
+                    .read_to_end(&mut piece);
+                (file, read.map(|_| piece))
+            })
+            .await
+            .map_err(|err| Upload::Failed(format!("reading output file `{name}` failed: {err}")))?;
+            file = read.0;
+            let piece = read.1.map_err(unreadable)?;
+            if piece.is_empty() && !first {
+                break;
+            }
+            first = false;
+            let full = piece.len() == OUTPUT_PIECE;
+            put_piece(shared, &target, &name, piece).await?;
+            if !full {
+                break;
+            }
+        }
+        log::info!("job {}: output `{name}` sent", job.id);
+    }
+    Ok(())
+}
+
+/// Sends one piece of an output, retrying while the daemon cannot be reached.
+async fn put_piece(
+    shared: &Shared,
+    target: &str,
+    name: &str,
+    piece: Vec<u8>,
+) -> Result<(), Upload> {
+    let mut delay = Duration::from_millis(100);
+    let mut tries = 0;
+    loop {
+        match shared.client.put_bytes(target, piece.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(err) if err.lease_lost() => return Err(Upload::LeaseLost(err)),
+            Err(err @ CallError::Refused { .. }) => {
+                return Err(Upload::Failed(format!(
+                    "output `{name}` was refused: {err}"
+                )));
+            }
+            Err(err) if tries >= 20 => {
+                return Err(Upload::Failed(format!(
+                    "output `{name}` could not be sent: {err}"
+                )));
+            }
+            Err(err) => {
+                log::warn!("output `{name}`: sending failed, retrying: {err}");
+                tries += 1;
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 fn encode_segment(text: &str) -> String {

@@ -37,6 +37,23 @@ fn job_id(matched: &Matched<Name>) -> Result<i64, ApiError> {
     })
 }
 
+/// The output name of a matched route, checked.
+fn output_name(matched: &Matched<Name>) -> Result<String, ApiError> {
+    let name = matched.params.text("name");
+    if jobstore::valid_output_name(name) {
+        Ok(name.to_owned())
+    } else {
+        Err(ApiError::new(
+            ErrorKind::InvalidRequest,
+            format!(
+                "`{name}` is not an output name: 1 to {} bytes of letters, digits, '.', '_' \
+                 and '-' in '/'-separated parts, none empty, '.' or '..'",
+                jobstore::MAX_OUTPUT_NAME_BYTES
+            ),
+        ))
+    }
+}
+
 /// Answers one native route.
 pub(super) async fn handle(
     native: &Native,
@@ -111,6 +128,46 @@ pub(super) async fn handle(
                 principal.require(Permission::Read)?;
             }
             download(app, principal, id).await
+        }
+        (Name::Output, Method::PUT) => {
+            let id = id()?;
+            principal.require(Permission::Work)?;
+            let name = output_name(matched)?;
+            let mut query = Query::parse(query.as_deref())?;
+            let worker = query
+                .one("worker")?
+                .ok_or_else(|| ApiError::new(ErrorKind::InvalidQuery, "worker: required"))?;
+            let token = query
+                .int("lease_token", i64::MIN, i64::MAX)?
+                .ok_or_else(|| ApiError::new(ErrorKind::InvalidQuery, "lease_token: required"))?;
+            query.finish()?;
+            let lease = Lease { worker, token };
+            let batch = app
+                .append_output_body(principal, id, lease, name, request)
+                .await??;
+            Ok(body::json(
+                StatusCode::CREATED,
+                &wire::DataBatch::from(batch),
+            ))
+        }
+        (Name::Output, _) => {
+            let id = id()?;
+            if !principal.may(Permission::Work) {
+                principal.require(Permission::Read)?;
+            }
+            let name = output_name(matched)?;
+            let reader = app
+                .call(principal, move |store| store.read_output(id, &name))
+                .await?;
+            let stream = match reader {
+                Some(reader) => BodyExt::boxed(crate::data::stream(id, reader)),
+                None => body::full(bytes::Bytes::new()),
+            };
+            Ok(body::with_type(
+                StatusCode::OK,
+                "application/octet-stream",
+                stream,
+            ))
         }
         (Name::Logs, Method::GET) => {
             let id = id()?;

@@ -40,6 +40,7 @@ pub(crate) enum Name {
     Complete,
     Fail,
     Data,
+    Output,
     Logs,
     Events,
     Step,
@@ -53,7 +54,7 @@ const GET: &[Method] = &[Method::GET];
 const POST: &[Method] = &[Method::POST];
 
 /// Every native route. The OpenAPI document describes exactly these (a test checks it).
-pub(crate) static ROUTES: [Route<Name>; 20] = [
+pub(crate) static ROUTES: [Route<Name>; 21] = [
     route("/healthz", GET, Name::Health),
     route("/metrics", GET, Name::Metrics),
     route("/v1/openapi.json", GET, Name::OpenApi),
@@ -70,6 +71,11 @@ pub(crate) static ROUTES: [Route<Name>; 20] = [
         "/v1/jobs/{id}/data",
         &[Method::GET, Method::PUT],
         Name::Data,
+    ),
+    route(
+        "/v1/jobs/{id}/outputs/{name}",
+        &[Method::GET, Method::PUT],
+        Name::Output,
     ),
     route(
         "/v1/jobs/{id}/logs",

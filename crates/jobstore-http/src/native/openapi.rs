@@ -66,6 +66,8 @@ enum Path {
     Job,
     /// `{id}` names a job and `{step}` one of its steps.
     JobStep,
+    /// `{id}` names a job and `{name}` one of its outputs.
+    JobOutput,
     /// `{id}` names a definition.
     Definition,
 }
@@ -275,6 +277,36 @@ fn spec(name: Name, method: &Method) -> Option<Spec> {
                 (413, "the batch is past its limit (`data_batch_too_large`)"),
             ],
         ),
+        Name::Output if get => spec(
+            "download_output",
+            "A named output of the job: its batches, in order (empty when none was uploaded)",
+            Some("`read` (or `work`)"),
+            Path::JobOutput,
+            I::Nothing,
+            O::Bytes,
+            &[(400, "not a valid output name (`invalid_request`)")],
+        ),
+        Name::Output => spec(
+            "upload_output",
+            "Append a batch to a named output of a running job, under its lease",
+            Some("`work`"),
+            Path::JobOutput,
+            I::Bytes,
+            O::Json(201, "DataBatch"),
+            &[
+                (
+                    400,
+                    "the body broke off (`invalid_data`), not a valid output name, or the \
+                     lease missing from the query (`invalid_request`)",
+                ),
+                (
+                    409,
+                    "not the job's current lease (`stale_lease`), or the job holds the most \
+                     output batches allowed (`too_many_data_batches`)",
+                ),
+                (413, "the batch is past its limit (`data_batch_too_large`)"),
+            ],
+        ),
         Name::Logs if get => spec(
             "get_logs",
             "The job's log as text",
@@ -471,6 +503,11 @@ fn operation(spec: &Spec, components: &Components) -> Operation {
             op = op.parameter(parameter);
         }
     }
+    if spec.id == "upload_output" {
+        for parameter in wire::OutputParams::into_params(|| Some(ParameterIn::Query)) {
+            op = op.parameter(parameter);
+        }
+    }
     if spec.id == "create_job" {
         op = op.parameter(
             ParameterBuilder::new()
@@ -535,6 +572,19 @@ fn path_parameters(path: Path) -> Vec<Parameter> {
                 ObjectBuilder::new()
                     .schema_type(Type::String)
                     .min_length(Some(1)),
+            ),
+        ],
+        Path::JobOutput => vec![
+            job(),
+            parameter(
+                "name",
+                "The output's name: `/`-separated parts of letters, digits, `.`, `_` and \
+                 `-` (`results/failed`), its `/` escaped as `%2F` in the path",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(jobstore::MAX_OUTPUT_NAME_BYTES))
+                    .pattern(Some("^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")),
             ),
         ],
         Path::Definition => vec![parameter(
@@ -746,6 +796,7 @@ fn refusals(spec: &Spec) -> Vec<(u16, Response)> {
     }
     match spec.path {
         Path::Job => add(404, "no such job in the token's tenant (`job_not_found`)"),
+        Path::JobOutput => add(404, "no such job in the token's tenant (`job_not_found`)"),
         Path::JobStep => add(
             404,
             "no such job in the token's tenant (`job_not_found`), or the job has no such \

@@ -1027,6 +1027,21 @@ pub(crate) struct ListParams {
     cursor: Option<String>,
 }
 
+/// The query of `PUT /v1/jobs/{id}/outputs/{name}`: the lease the output is uploaded under.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "read by the output handler's query parser, described here"
+)]
+pub(crate) struct OutputParams {
+    /// The worker holding the lease.
+    #[param(min_length = 1)]
+    worker: String,
+    /// The lease's fencing token.
+    lease_token: i64,
+}
+
 /// The sort fields, from the core's whitelist.
 fn sort_fields() -> Schema {
     ObjectBuilder::new()

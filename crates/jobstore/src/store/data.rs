@@ -13,9 +13,9 @@ use std::io::{self, Read};
 
 use rusqlite::{OptionalExtension, params};
 
-use super::rows::{EventRow, insert_event, load_job, next_state};
+use super::rows::{EventRow, check_lease, insert_event, load_job, next_state};
 use super::{CHUNK_BYTES, Store, WriteCall};
-use crate::model::DataBatch;
+use crate::model::{DataBatch, Lease, Output};
 use crate::state::{Event, State};
 use crate::{Error, Result};
 
@@ -78,8 +78,8 @@ impl Store {
                 next_state(&job, Event::Upload)?;
                 let (count, last): (u32, i64) = conn
                     .prepare_cached(
-                        "SELECT count(*), ifnull(max(batch), 0) FROM job_data_batches \
-                         WHERE job_id = ?1",
+                        "SELECT count(*) FILTER (WHERE name IS NULL), ifnull(max(batch), 0) \
+                         FROM job_data_batches WHERE job_id = ?1",
                     )?
                     .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?)))?;
                 if count >= limit_batches {
@@ -104,10 +104,190 @@ impl Store {
                     total: 0,
                     next_chunk: 0,
                     pending: Vec::new(),
+                    output: None,
                 })
             },
             |_| false,
         )
+    }
+
+    /// Uploads one batch of the named output `name` of a running job under its `lease`,
+    /// reading `source` to its end ([`Store::begin_output_call`] for the rules).
+    ///
+    /// # Errors
+    /// As [`Store::begin_output_call`] and [`BatchUpload::finish_call`];
+    /// [`Error::DataRead`] when `source` fails. Nothing of the batch is kept then.
+    pub fn append_output(
+        &self,
+        id: i64,
+        lease: &Lease,
+        name: &str,
+        mut source: impl Read,
+    ) -> Result<DataBatch> {
+        let mut upload = self
+            .begin_output_call(id, lease, name, UploadLimits::default())
+            .wait()?;
+        let streamed = loop {
+            let buffer = match read_chunk(&mut source) {
+                Ok(buffer) => buffer,
+                Err(err) => break Err(Error::DataRead(err)),
+            };
+            if buffer.is_empty() {
+                break Ok(());
+            }
+            if let Err(err) = upload.push(&buffer) {
+                break Err(err);
+            }
+            if let Err(err) = upload.write_chunks() {
+                break Err(err);
+            }
+        };
+        match streamed {
+            Ok(()) => upload.finish_call().wait(),
+            Err(err) => {
+                upload.abandon();
+                Err(err)
+            }
+        }
+    }
+
+    /// Starts a batch of the named output `name` of a `running` job, uploaded by the worker
+    /// that holds its `lease`, to be filled through the [`BatchUpload`] it answers like an
+    /// input batch. Outputs are what a job produced (`results/failed`, `query/results`, ...):
+    /// they are never part of its input data ([`Store::read_data`],
+    /// [`Store::data_batches`]), are read by name with [`Store::read_output`] and go with the
+    /// job's data (a delete, a purge, a cancel).
+    ///
+    /// Batches of one name read as one stream, in upload order. The first batch of a name
+    /// under a new lease replaces what earlier attempts left under that name. A job holds at
+    /// most as many output batches as input batches (the stricter of `limits` and the store's
+    /// options), and an output batch is as large as an input batch at most. The lease is
+    /// checked when the batch starts and again in the write that completes it.
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`]; [`Error::StaleLease`] when `lease` is not the job's current
+    /// one; [`Error::InvalidInput`] for a name that is not [a valid output name](valid_output_name);
+    /// [`Error::TooManyDataBatches`].
+    pub fn begin_output_call(
+        &self,
+        id: i64,
+        lease: &Lease,
+        name: &str,
+        limits: UploadLimits,
+    ) -> WriteCall<BatchUpload> {
+        let tenant = self.tenant_filter();
+        let now = self.now();
+        let limit_batches = stricter(self.options().max_batches_per_job, limits.max_batches);
+        let limit_bytes = stricter(self.options().max_batch_bytes, limits.max_batch_bytes);
+        let store = self.clone();
+        let lease = lease.clone();
+        let name = name.to_owned();
+        WriteCall::new(
+            self,
+            move |conn| {
+                check_output_name(&name)?;
+                let job = load_job(conn, tenant.as_deref(), id)?;
+                check_lease(&job, &lease)?;
+                conn.prepare_cached(
+                    "DELETE FROM job_data_batches WHERE job_id = ?1 AND name = ?2 \
+                     AND lease_token IS NOT ?3",
+                )?
+                .execute(params![id, name, lease.token])?;
+                let (count, last): (u32, i64) = conn
+                    .prepare_cached(
+                        "SELECT count(*) FILTER (WHERE name IS NOT NULL), \
+                         ifnull(max(batch), 0) FROM job_data_batches WHERE job_id = ?1",
+                    )?
+                    .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                if count >= limit_batches {
+                    return Err(Error::TooManyDataBatches {
+                        job: id,
+                        limit: limit_batches,
+                    });
+                }
+                conn.prepare_cached(
+                    "INSERT INTO job_data_batches (job_id, batch, created_at, updated_at, \
+                     uploader, name, lease_token) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    id,
+                    last + 1,
+                    now,
+                    uploader::this_process(),
+                    name,
+                    lease.token
+                ])?;
+                Ok(BatchUpload {
+                    claim: BatchClaim {
+                        store,
+                        job: id,
+                        batch: last + 1,
+                        live: true,
+                    },
+                    limit: limit_bytes,
+                    total: 0,
+                    next_chunk: 0,
+                    pending: Vec::new(),
+                    output: Some(lease),
+                })
+            },
+            |_| false,
+        )
+    }
+
+    /// The job's named outputs with their complete batches and bytes, by name.
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`].
+    pub fn outputs(&self, id: i64) -> Result<Vec<Output>> {
+        let tenant = self.tenant_filter();
+        self.read(|conn| {
+            load_job(conn, tenant.as_deref(), id)?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT name, count(*), sum(bytes) FROM job_data_batches \
+                 WHERE job_id = ?1 AND complete = 1 AND name IS NOT NULL \
+                 GROUP BY name ORDER BY name",
+            )?;
+            let rows = stmt.query_map(params![id], |row| {
+                Ok(Output {
+                    name: row.get(0)?,
+                    batches: row.get(1)?,
+                    bytes: row.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    /// Reads the named output `name` of the job: its complete batches in order, as a stream
+    /// that fetches one chunk at a time; `None` when the job has no output of that name.
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`]; [`Error::InvalidInput`] for an invalid name.
+    pub fn read_output(&self, id: i64, name: &str) -> Result<Option<DataReader>> {
+        check_output_name(name)?;
+        let tenant = self.tenant_filter();
+        let exists = self.read(|conn| {
+            load_job(conn, tenant.as_deref(), id)?;
+            Ok(conn
+                .prepare_cached(
+                    "SELECT 1 FROM job_data_batches WHERE job_id = ?1 AND name = ?2 \
+                     AND complete = 1 LIMIT 1",
+                )?
+                .query_row(params![id, name], |_| Ok(()))
+                .optional()?
+                .is_some())
+        })?;
+        Ok(exists.then(|| DataReader {
+            store: self.clone(),
+            job: id,
+            only_batch: None,
+            name: Some(name.to_owned()),
+            position: (0, i64::MAX),
+            buffer: Vec::new(),
+            offset: 0,
+            done: false,
+        }))
     }
 
     /// Deletes the incomplete batches that can never be completed: those of uploads that
@@ -208,7 +388,7 @@ impl Store {
             load_job(conn, tenant.as_deref(), id)?;
             let mut stmt = conn.prepare_cached(
                 "SELECT batch, bytes, created_at FROM job_data_batches \
-                 WHERE job_id = ?1 AND complete = 1 ORDER BY batch",
+                 WHERE job_id = ?1 AND complete = 1 AND name IS NULL ORDER BY batch",
             )?;
             let rows = stmt.query_map(params![id], |row| {
                 Ok(DataBatch {
@@ -233,6 +413,7 @@ impl Store {
             store: self.clone(),
             job: id,
             only_batch: batch,
+            name: None,
             position: (batch.map_or(0, |b| b - 1), i64::MAX),
             buffer: Vec::new(),
             offset: 0,
@@ -249,6 +430,40 @@ pub struct UploadLimits {
     pub max_batches: Option<u32>,
     /// The largest batch, in bytes.
     pub max_batch_bytes: Option<u64>,
+}
+
+/// The longest output name, in bytes.
+pub const MAX_OUTPUT_NAME_BYTES: usize = 100;
+
+/// Whether `name` may name an output: 1 to [`MAX_OUTPUT_NAME_BYTES`] bytes of ASCII letters,
+/// digits, `.`, `_` and `-`, in `/`-separated parts that are neither empty nor `.` or `..`
+/// (`results/failed`, `query/results`), so that it is safe as a file name and in a URL path.
+#[must_use]
+pub fn valid_output_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_OUTPUT_NAME_BYTES
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+}
+
+fn check_output_name(name: &str) -> Result<()> {
+    if valid_output_name(name) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "name",
+            format!(
+                "an output name is 1 to {MAX_OUTPUT_NAME_BYTES} bytes of letters, digits, \
+                 '.', '_' and '-' in '/'-separated parts, none empty, '.' or '..'"
+            ),
+        ))
+    }
 }
 
 fn stricter<T: Ord + Copy>(store: T, caller: Option<T>) -> T {
@@ -269,6 +484,8 @@ pub struct BatchUpload {
     total: u64,
     next_chunk: i64,
     pending: Vec<u8>,
+    /// The lease an output batch is uploaded under; `None` for input data.
+    output: Option<Lease>,
 }
 
 impl BatchUpload {
@@ -297,9 +514,10 @@ impl BatchUpload {
         self.next_chunk += 1;
         let (id, batch) = (self.claim.job, self.claim.batch);
         let now = self.claim.store.now();
+        let output = self.output.clone();
         Some(WriteCall::new(
             &self.claim.store,
-            move |conn| write_chunk(conn, id, batch, index, &chunk, now),
+            move |conn| write_chunk(conn, id, batch, index, &chunk, now, output.as_ref()),
             |_| false,
         ))
     }
@@ -317,10 +535,11 @@ impl BatchUpload {
     }
 
     /// Writes what is still buffered and makes the batch visible, in one write that first
-    /// checks the job is still `open`.
+    /// checks the job is still `open` (an output: that its lease is still the current one).
     ///
     /// # Errors
-    /// [`Error::InvalidTransition`] when the job left `open` meanwhile, [`Error::JobNotFound`]
+    /// [`Error::InvalidTransition`] when the job left `open` meanwhile (an output:
+    /// [`Error::StaleLease`] when its lease is no longer current), [`Error::JobNotFound`]
     /// when it was deleted; storage errors. Nothing of the batch is kept then.
     pub fn finish_call(self) -> WriteCall<DataBatch> {
         let BatchUpload {
@@ -328,6 +547,7 @@ impl BatchUpload {
             total,
             next_chunk,
             pending,
+            output,
             ..
         } = self;
         let store = claim.store.clone();
@@ -337,9 +557,12 @@ impl BatchUpload {
             move |conn| {
                 let (id, batch) = (claim.job, claim.batch);
                 for (index, chunk) in (next_chunk..).zip(pending.chunks(CHUNK_BYTES)) {
-                    write_chunk(conn, id, batch, index, chunk, now)?;
+                    write_chunk(conn, id, batch, index, chunk, now, output.as_ref())?;
                 }
-                let sealed = seal(conn, id, batch, total, now)?;
+                let sealed = match &output {
+                    None => seal(conn, id, batch, total, now)?,
+                    Some(lease) => seal_output(conn, id, batch, lease, now)?,
+                };
                 claim.settle();
                 Ok(sealed)
             },
@@ -429,16 +652,19 @@ fn write_chunk(
     index: i64,
     data: &[u8],
     now: i64,
+    output: Option<&Lease>,
 ) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO job_data_chunks (job_id, batch, chunk, data) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![id, batch, index, data])
     .map_err(|err| {
-        // The batch row is gone: the job was aborted or deleted meanwhile.
-        match load_job(conn, None, id) {
-            Ok(job) => next_state(&job, Event::Upload).err().unwrap_or(err.into()),
-            Err(gone) => gone,
+        // The batch row is gone: the job was aborted or deleted meanwhile (an output's
+        // lease was lost and a later attempt replaced it).
+        match (load_job(conn, None, id), output) {
+            (Ok(job), None) => next_state(&job, Event::Upload).err().unwrap_or(err.into()),
+            (Ok(job), Some(lease)) => check_lease(&job, lease).err().unwrap_or(err.into()),
+            (Err(gone), _) => gone,
         }
     })?;
     conn.prepare_cached(
@@ -495,6 +721,31 @@ fn seal(
     })
 }
 
+/// Marks an output batch complete while its lease is still the job's current one.
+fn seal_output(
+    conn: &rusqlite::Connection,
+    id: i64,
+    batch: i64,
+    lease: &Lease,
+    now: i64,
+) -> Result<DataBatch> {
+    let job = load_job(conn, None, id)?;
+    check_lease(&job, lease)?;
+    let (bytes, created_at): (i64, i64) = conn
+        .prepare_cached(
+            "UPDATE job_data_batches SET complete = 1, updated_at = ?1 \
+             WHERE job_id = ?2 AND batch = ?3 RETURNING bytes, created_at",
+        )?
+        .query_row(params![now, id, batch], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    Ok(DataBatch {
+        batch,
+        bytes,
+        created_at,
+    })
+}
+
 /// Reads up to one chunk, filling it unless the source ends first.
 fn read_chunk(source: &mut impl Read) -> io::Result<Vec<u8>> {
     let mut buffer = vec![0_u8; CHUNK_BYTES];
@@ -517,6 +768,8 @@ pub struct DataReader {
     store: Store,
     job: i64,
     only_batch: Option<i64>,
+    /// The output read; `None` for the input data.
+    name: Option<String>,
     /// The (batch, chunk) read last; `(b, i64::MAX)` means "after every chunk of batch b".
     position: (i64, i64),
     buffer: Vec<u8>,
@@ -526,7 +779,7 @@ pub struct DataReader {
 
 const NEXT_CHUNK: &str = "SELECT c.batch, c.chunk, c.data FROM job_data_chunks c \
      JOIN job_data_batches b ON b.job_id = c.job_id AND b.batch = c.batch \
-     WHERE c.job_id = ?1 AND b.complete = 1 AND (?2 IS NULL OR c.batch = ?2) \
+     WHERE c.job_id = ?1 AND b.complete = 1 AND (?2 IS NULL OR c.batch = ?2) AND b.name IS ?5 \
      AND (c.batch > ?3 OR (c.batch = ?3 AND c.chunk > ?4)) \
      ORDER BY c.batch, c.chunk LIMIT 1";
 
@@ -559,9 +812,10 @@ impl DataReader {
         let next: Option<(i64, i64, Vec<u8>)> = self.store.read(|conn| {
             Ok(conn
                 .prepare_cached(NEXT_CHUNK)?
-                .query_row(params![self.job, self.only_batch, batch, chunk], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                })
+                .query_row(
+                    params![self.job, self.only_batch, batch, chunk, self.name],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
                 .optional()?)
         })?;
         match next {

@@ -11,6 +11,7 @@ mod group_commit;
 mod lifecycle;
 mod listing;
 mod model;
+mod outputs;
 mod schema;
 mod support;
 mod worker;

@@ -53,9 +53,18 @@ enum Name {
     Batches,
     QueryJobs,
     QueryJob,
+    /// A per-record result of an ingest job: the output it reads.
+    Results(&'static str),
 }
 
-static ROUTES: [Route<Name>; 5] = [
+/// The output of the records a worker loaded, as `sf__Id,sf__Created,` and the record.
+const SUCCESSFUL: &str = "results/successful";
+/// The output of the records that failed, as `sf__Id,sf__Error,` and the record.
+const FAILED: &str = "results/failed";
+/// The output of the records never processed, as uploaded.
+const UNPROCESSED: &str = "results/unprocessed";
+
+static ROUTES: [Route<Name>; 9] = [
     route(
         "/services/data/{version}/jobs/ingest",
         &[Method::GET, Method::POST],
@@ -70,6 +79,26 @@ static ROUTES: [Route<Name>; 5] = [
         "/services/data/{version}/jobs/ingest/{id}/batches",
         &[Method::PUT],
         Name::Batches,
+    ),
+    route(
+        "/services/data/{version}/jobs/ingest/{id}/successfulResults",
+        &[Method::GET],
+        Name::Results(SUCCESSFUL),
+    ),
+    route(
+        "/services/data/{version}/jobs/ingest/{id}/failedResults",
+        &[Method::GET],
+        Name::Results(FAILED),
+    ),
+    route(
+        "/services/data/{version}/jobs/ingest/{id}/unprocessedrecords",
+        &[Method::GET],
+        Name::Results(UNPROCESSED),
+    ),
+    route(
+        "/services/data/{version}/jobs/ingest/{id}/unprocessedRecords",
+        &[Method::GET],
+        Name::Results(UNPROCESSED),
     ),
     route(
         "/services/data/{version}/jobs/query",
@@ -156,6 +185,7 @@ impl Bulk2 {
             (Name::IngestJob | Name::QueryJob, Method::PATCH) => patch(&asked, request).await,
             (Name::IngestJob | Name::QueryJob, _) => delete(&asked).await,
             (Name::Batches, _) => self.upload(&asked, request).await,
+            (Name::Results(output), _) => results(&asked, output).await,
         }
     }
 
@@ -277,6 +307,22 @@ async fn list(asked: &Asked<'_>, query: Option<&str>) -> Answer {
         StatusCode::OK,
         &json!({ "done": !more, "records": records, "nextRecordsUrl": next_url }),
     ))
+}
+
+/// `GET …/jobs/ingest/{id}/successfulResults`, `failedResults`, `unprocessedrecords`: the
+/// CSV the job's worker uploaded as `output`, streamed; empty when it uploaded none.
+async fn results(asked: &Asked<'_>, output: &'static str) -> Answer {
+    asked.principal.require(Permission::Read)?;
+    let id = asked.id()?;
+    let reader = call(asked, Action::Upload, move |store, _| {
+        store.read_output(id, output)
+    })
+    .await?;
+    let stream = match reader {
+        Some(reader) => http_body_util::BodyExt::boxed(crate::data::stream(id, reader)),
+        None => body::full(bytes::Bytes::new()),
+    };
+    Ok(body::with_type(StatusCode::OK, "text/csv", stream))
 }
 
 /// `GET …/jobs/ingest/{id}`.

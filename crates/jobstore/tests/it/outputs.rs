@@ -1,0 +1,299 @@
+//! Named outputs: uploaded under the job's lease, read back by name byte for byte, never part
+//! of the input data, gone with the job.
+
+use std::io::Read;
+
+use jobstore::{
+    ClaimRequest, Error, Failure, Lease, NewJob, SCHEMA_VERSION, State, Store, migrate_to,
+    valid_output_name,
+};
+
+use crate::support::Fixture;
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed) ^ ((i >> 9) as u8))
+        .collect()
+}
+
+fn read_output(store: &Store, id: i64, name: &str) -> Option<Vec<u8>> {
+    let mut reader = store.read_output(id, name).unwrap()?;
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).unwrap();
+    Some(out)
+}
+
+fn read_input(store: &Store, id: i64) -> Vec<u8> {
+    let mut out = Vec::new();
+    store
+        .read_data(id, None)
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// An upload job with `input` as its one batch, claimed: its id and lease.
+fn running_with_input(f: &Fixture, input: &[u8]) -> (i64, Lease) {
+    let job = f.store.enqueue(NewJob::new("ingest").upload(true)).unwrap();
+    f.store.append_data(job.id, input).unwrap();
+    f.store.close_upload(job.id, "test").unwrap();
+    let claimed = f.store.claim(&ClaimRequest::new("w", "default")).unwrap();
+    assert_eq!(claimed.len(), 1);
+    (job.id, claimed[0].lease().unwrap())
+}
+
+fn row_count(f: &Fixture, table: &str, id: i64) -> i64 {
+    f.sql()
+        .query_row(
+            &format!("SELECT count(*) FROM {table} WHERE job_id = ?1"),
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn outputs_round_trip_by_name_and_leave_the_input_alone() {
+    let f = Fixture::new();
+    let input = pattern(300_000, 1);
+    let (id, lease) = running_with_input(&f, &input);
+    let before = f.store.data_batches(id).unwrap();
+
+    let failed = [pattern(600_001, 2), pattern(5, 3)];
+    for part in &failed {
+        f.store
+            .append_output(id, &lease, "results/failed", &part[..])
+            .unwrap();
+    }
+    let successful = pattern(1000, 4);
+    f.store
+        .append_output(id, &lease, "results/successful", &successful[..])
+        .unwrap();
+
+    assert_eq!(
+        read_output(&f.store, id, "results/failed").unwrap(),
+        failed.concat()
+    );
+    assert_eq!(
+        read_output(&f.store, id, "results/successful").unwrap(),
+        successful
+    );
+    assert_eq!(read_output(&f.store, id, "results/unprocessed"), None);
+
+    // The input reads, lists and counts as before.
+    assert_eq!(read_input(&f.store, id), input);
+    assert_eq!(f.store.data_batches(id).unwrap(), before);
+    let (batches, bytes): (i64, i64) = f
+        .sql()
+        .query_row(
+            "SELECT data_batches, data_bytes FROM jobs_overview WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((batches, bytes), (1, input.len() as i64));
+    // One input batch number reads no output.
+    let mut second = Vec::new();
+    f.store
+        .read_data(id, Some(2))
+        .unwrap()
+        .read_to_end(&mut second)
+        .unwrap();
+    assert!(second.is_empty());
+
+    let listed = f.store.outputs(id).unwrap();
+    let summary: Vec<(&str, i64, i64)> = listed
+        .iter()
+        .map(|o| (o.name.as_str(), o.batches, o.bytes))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("results/failed", 2, 600_006),
+            ("results/successful", 1, 1000)
+        ]
+    );
+
+    // Still readable once the job finished.
+    f.store.complete(id, &lease, serde_json::json!({})).unwrap();
+    assert_eq!(
+        read_output(&f.store, id, "results/successful").unwrap(),
+        successful
+    );
+    assert!(f.store.check().unwrap().is_ok());
+}
+
+#[test]
+fn a_stale_or_missing_lease_is_refused_and_keeps_nothing() {
+    let f = Fixture::new();
+    let (id, lease) = running_with_input(&f, b"a,b\n");
+    let stale = Lease {
+        worker: lease.worker.clone(),
+        token: lease.token + 1,
+    };
+    let err = f
+        .store
+        .append_output(id, &stale, "results/failed", &b"x"[..])
+        .unwrap_err();
+    assert!(matches!(err, Error::StaleLease { .. }), "{err:?}");
+
+    // The lease is lost while the batch uploads: the completing write refuses it.
+    let mut upload = f
+        .store
+        .begin_output_call(id, &lease, "results/failed", Default::default())
+        .wait()
+        .unwrap();
+    upload.push(b"partial").unwrap();
+    f.store
+        .fail(id, &lease, Failure::retryable("lost"))
+        .unwrap();
+    let err = upload.finish_call().wait().unwrap_err();
+    assert!(matches!(err, Error::StaleLease { .. }), "{err:?}");
+    assert_eq!(read_output(&f.store, id, "results/failed"), None);
+    // The refused batch is deleted in the background.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while row_count(&f, "job_data_batches", id) != 1 {
+        assert!(std::time::Instant::now() < deadline, "the batch stayed");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+
+    // A job nobody leased takes no output.
+    let queued = f.store.enqueue(NewJob::new("q")).unwrap();
+    let err = f
+        .store
+        .append_output(queued.id, &lease, "results/failed", &b"x"[..])
+        .unwrap_err();
+    assert!(matches!(err, Error::StaleLease { .. }), "{err:?}");
+}
+
+#[test]
+fn a_later_attempt_replaces_the_outputs_of_an_earlier_one() {
+    let f = Fixture::new();
+    let (id, first) = running_with_input(&f, b"in\n");
+    f.store
+        .append_output(id, &first, "query/results", &b"first\n"[..])
+        .unwrap();
+    f.store
+        .append_output(id, &first, "results/failed", &b"kept\n"[..])
+        .unwrap();
+    let retried = f
+        .store
+        .fail(id, &first, Failure::retryable("again"))
+        .unwrap();
+    assert_eq!(retried.state, State::Queued);
+    f.clock.set(retried.run_at);
+    let claimed = f.store.claim(&ClaimRequest::new("w", "default")).unwrap();
+    let second = claimed[0].lease().unwrap();
+    f.store
+        .append_output(id, &second, "query/results", &b"second\n"[..])
+        .unwrap();
+    f.store
+        .append_output(id, &second, "query/results", &b"more\n"[..])
+        .unwrap();
+    assert_eq!(
+        read_output(&f.store, id, "query/results").unwrap(),
+        b"second\nmore\n"
+    );
+    assert_eq!(
+        read_output(&f.store, id, "results/failed").unwrap(),
+        b"kept\n"
+    );
+}
+
+#[test]
+fn names_are_short_safe_text() {
+    for good in ["results/failed", "query/results", "a", "x.csv", "a-b_c/d.e"] {
+        assert!(valid_output_name(good), "{good}");
+    }
+    let long = "a".repeat(101);
+    for bad in [
+        "", "/a", "a/", "a//b", "..", "a/../b", ".", "a b", "a\\b", "é", "a?b", &long,
+    ] {
+        assert!(!valid_output_name(bad), "{bad:?}");
+    }
+    let f = Fixture::new();
+    let (id, lease) = running_with_input(&f, b"x");
+    let err = f
+        .store
+        .append_output(id, &lease, "../etc", &b"x"[..])
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+    assert!(matches!(
+        f.store.read_output(id, "a b"),
+        Err(Error::InvalidInput { .. })
+    ));
+}
+
+#[test]
+fn outputs_are_bounded_like_input_batches() {
+    let f = Fixture::with(|o| {
+        o.max_batch_bytes = 10;
+        o.max_batches_per_job = 2;
+    });
+    let (id, lease) = running_with_input(&f, b"in");
+    let err = f
+        .store
+        .append_output(id, &lease, "big", &[0_u8; 11][..])
+        .unwrap_err();
+    assert!(matches!(err, Error::DataBatchTooLarge { .. }), "{err:?}");
+    // The input batch does not count against the outputs.
+    f.store.append_output(id, &lease, "a", &b"1"[..]).unwrap();
+    f.store.append_output(id, &lease, "b", &b"2"[..]).unwrap();
+    let err = f
+        .store
+        .append_output(id, &lease, "c", &b"3"[..])
+        .unwrap_err();
+    assert!(matches!(err, Error::TooManyDataBatches { .. }), "{err:?}");
+}
+
+#[test]
+fn outputs_go_with_the_job() {
+    let f = Fixture::with(|o| o.max_batches_per_job = 5);
+    let (id, lease) = running_with_input(&f, b"in");
+    f.store
+        .append_output(id, &lease, "results/failed", &pattern(300_000, 9)[..])
+        .unwrap();
+    f.store.complete(id, &lease, serde_json::json!({})).unwrap();
+    assert!(row_count(&f, "job_data_chunks", id) > 1);
+    f.clock.advance(10_000);
+    assert_eq!(f.store.purge_finished(1).unwrap(), 1);
+    assert_eq!(row_count(&f, "job_data_batches", id), 0);
+    assert_eq!(row_count(&f, "job_data_chunks", id), 0);
+
+    let (id, lease) = running_with_input(&f, b"in");
+    f.store
+        .append_output(id, &lease, "query/results", &b"r"[..])
+        .unwrap();
+    f.store.complete(id, &lease, serde_json::json!({})).unwrap();
+    f.store.delete(id).unwrap();
+    assert_eq!(row_count(&f, "job_data_batches", id), 0);
+    assert_eq!(row_count(&f, "job_data_chunks", id), 0);
+}
+
+#[test]
+fn a_database_of_the_previous_version_takes_outputs_after_its_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        migrate_to(&conn, SCHEMA_VERSION - 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO jobs (kind, state, run_at, created_at, updated_at) \
+             VALUES ('old', 'queued', 1, 1, 1);
+             INSERT INTO job_data_batches (job_id, batch, bytes, complete, created_at, updated_at) \
+             VALUES (1, 1, 3, 1, 1, 1);
+             INSERT INTO job_data_chunks (job_id, batch, chunk, data) VALUES (1, 1, 0, x'616263');",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let claimed = store.claim(&ClaimRequest::new("w", "default")).unwrap();
+    let lease = claimed[0].lease().unwrap();
+    store
+        .append_output(1, &lease, "results/successful", &b"ok"[..])
+        .unwrap();
+    assert_eq!(read_input(&store, 1), b"abc");
+    assert_eq!(store.data_batches(1).unwrap().len(), 1);
+    assert_eq!(read_output(&store, 1, "results/successful").unwrap(), b"ok");
+}
