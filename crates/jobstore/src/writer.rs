@@ -185,7 +185,12 @@ impl Drop for Writer {
     fn drop(&mut self) {
         drop(self.queue.take());
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            // The last handle of a store can be dropped on the writer thread itself (a value
+            // holding the store, answered to a caller that went away, is dropped there): the
+            // thread ends on its own once the queue is closed, and must not wait for itself.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
 //! [`WriteCall`]: a checked store write that the caller either waits for or is called back
 //! about, so that an async server or a worker that must not block can use the same calls.
 
+use std::sync::Arc;
+
 use rusqlite::Connection;
 
 use super::Store;
@@ -76,10 +78,11 @@ impl<T: Send + 'static> WriteCall<T> {
             Ok(write) => write,
             Err(err) => return done(Err(err)),
         };
-        let signal_store = store.clone();
+        // The callback holds the signal, not the store: it is dropped on the writer thread.
+        let signal = Arc::clone(store.signal());
         store.inner.writer.submit(write, move |answer: Result<T>| {
             if answer.as_ref().is_ok_and(wakes_workers) {
-                signal_store.signal().notify();
+                signal.notify();
             }
             done(answer);
         });

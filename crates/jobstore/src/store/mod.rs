@@ -95,7 +95,7 @@ pub(crate) struct JobSignal {
 
 impl JobSignal {
     /// Wakes this process's waiting workers and the registered listeners.
-    fn notify(&self) {
+    pub(crate) fn notify(&self) {
         self.wake_all();
         let listeners = self.listeners.lock().map(|l| l.clone()).unwrap_or_default();
         for listener in listeners {
@@ -131,7 +131,7 @@ struct Inner {
     writer: Writer,
     pool: ReadPool,
     options: StoreOptions,
-    signal: JobSignal,
+    signal: Arc<JobSignal>,
     /// Incomplete batches (job, batch) whose delete failed; see `reclaim_abandoned_batches`.
     abandoned_batches: std::sync::Mutex<Vec<(i64, i64)>>,
 }
@@ -189,7 +189,7 @@ impl Store {
                 writer,
                 pool,
                 options,
-                signal: JobSignal::default(),
+                signal: Arc::default(),
                 abandoned_batches: std::sync::Mutex::default(),
             }),
             scope: Scope::default(),
@@ -237,7 +237,7 @@ impl Store {
         self.inner.writer.stats()
     }
 
-    pub(crate) fn signal(&self) -> &JobSignal {
+    pub(crate) fn signal(&self) -> &Arc<JobSignal> {
         &self.inner.signal
     }
 

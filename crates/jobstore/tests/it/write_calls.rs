@@ -186,3 +186,31 @@ fn a_panicking_callback_does_not_take_the_writer_down() {
     assert_eq!(later.id, 2);
     assert_eq!(f.store.get(1).unwrap().state, State::Queued);
 }
+
+/// The last handle of a store may be dropped on its writer thread: an answer that holds the
+/// store (a caller's callback, an upload handed to a caller that went away) is dropped there.
+/// The writer then closes on its own; it must not wait for itself.
+#[test]
+fn the_last_store_handle_dropped_on_the_writer_thread_closes_it() {
+    let Fixture {
+        dir: _dir, store, ..
+    } = Fixture::new();
+    let held = store.clone();
+    let (go, wait) = mpsc::channel::<()>();
+    let (done, finished) = mpsc::channel::<bool>();
+    store
+        .enqueue_call(NewJob::new("k"))
+        .then(move |answer: jobstore::Result<jobstore::Job>| {
+            // Wait until every other handle is gone, then drop the last one here.
+            let _ = wait.recv_timeout(Duration::from_secs(10));
+            drop(held);
+            let _ = done.send(answer.is_ok());
+        });
+    drop(store);
+    go.send(()).expect("the callback waits");
+    assert_eq!(
+        finished.recv_timeout(Duration::from_secs(10)),
+        Ok(true),
+        "dropping the last handle on the writer thread did not return"
+    );
+}
