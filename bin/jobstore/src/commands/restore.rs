@@ -85,6 +85,7 @@ pub(crate) fn restore(db: Option<PathBuf>, args: &RestoreArgs) -> Result<ExitCod
     remove_files(&restoring)?;
     std::fs::rename(&assembled, &db)
         .with_context(|| format!("cannot move {} to {}", assembled.display(), db.display()))?;
+    give_to_directory_owner(&db);
     if let Some(dir) = db.parent() {
         std::fs::File::open(dir)
             .and_then(|dir| dir.sync_all())
@@ -184,6 +185,33 @@ fn run_litestream(db: &Path, restoring: &Path, args: &RestoreArgs) -> Result<Str
         );
     }
     Ok(source)
+}
+
+/// Gives the restored file to the owner of the directory it was restored into, when the two
+/// differ: a restore run as root into the daemon's state directory leaves a file the daemon's
+/// user can write (systemd does not hand over a file made inside a directory it already owns).
+/// Only reported when it cannot be done.
+fn give_to_directory_owner(db: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let dir = match db.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let (Ok(dir_meta), Ok(file_meta)) = (std::fs::metadata(dir), std::fs::metadata(db)) else {
+        return;
+    };
+    if (dir_meta.uid(), dir_meta.gid()) == (file_meta.uid(), file_meta.gid()) {
+        return;
+    }
+    if let Err(err) = std::os::unix::fs::chown(db, Some(dir_meta.uid()), Some(dir_meta.gid())) {
+        println!(
+            "{} is owned by uid {}, its directory by uid {}: give it to the daemon's user \
+             before starting it ({err})",
+            db.display(),
+            file_meta.uid(),
+            dir_meta.uid()
+        );
+    }
 }
 
 /// Deletes the checked file and its WAL and shared-memory files once the assembled copy is
