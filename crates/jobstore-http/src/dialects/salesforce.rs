@@ -3,10 +3,13 @@
 //! daemon's error kinds to its codes; a refusal an API makes itself may carry a code of its
 //! own ([`own`]).
 
-use http::Response;
+use std::io;
+
+use http::{HeaderValue, Response, header};
 use serde::Serialize;
 
 use crate::body::ResponseBody;
+use crate::dialects::csv::CsvFault;
 use crate::fault::{self, ApiError, ErrorKind};
 
 /// A 400 that the API answers with a code of its own (`REQUIRED_FIELD_MISSING`, `INVALIDJOB`).
@@ -40,4 +43,29 @@ pub(crate) fn render(
         message,
     };
     fault::respond(err, &[item])
+}
+
+/// A CSV batch whose reading failed: a CSV fault names its line; otherwise the body broke off.
+pub(crate) fn unreadable(err: &io::Error) -> ApiError {
+    match CsvFault::of(err) {
+        Some(fault) => ApiError::new(
+            ErrorKind::InvalidData,
+            format!("the batch is not valid CSV and was not kept: {fault}"),
+        ),
+        None => own(
+            "CLIENTINPUTERROR",
+            format!("the request body broke off; the batch was not kept: {err}"),
+        ),
+    }
+}
+
+/// JSON answers name their charset, as Salesforce's do: `application/json;charset=UTF-8`.
+pub(crate) fn with_charset(response: &mut Response<ResponseBody>) {
+    let headers = response.headers_mut();
+    if headers.get(header::CONTENT_TYPE) == Some(&HeaderValue::from_static("application/json")) {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json;charset=UTF-8"),
+        );
+    }
 }

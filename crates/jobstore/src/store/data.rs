@@ -27,30 +27,9 @@ impl Store {
     /// [`Error::TooManyDataBatches`]; [`Error::DataBatchTooLarge`]; [`Error::DataRead`] when
     /// `source` fails (a validating reader refuses content this way). In every case nothing
     /// of the batch is kept.
-    pub fn append_data(&self, id: i64, mut source: impl Read) -> Result<DataBatch> {
-        let mut upload = self.begin_upload_call(id, UploadLimits::default()).wait()?;
-        let streamed = loop {
-            let buffer = match read_chunk(&mut source) {
-                Ok(buffer) => buffer,
-                Err(err) => break Err(Error::DataRead(err)),
-            };
-            if buffer.is_empty() {
-                break Ok(());
-            }
-            if let Err(err) = upload.push(&buffer) {
-                break Err(err);
-            }
-            if let Err(err) = upload.write_chunks() {
-                break Err(err);
-            }
-        };
-        match streamed {
-            Ok(()) => upload.finish_call().wait(),
-            Err(err) => {
-                upload.abandon();
-                Err(err)
-            }
-        }
+    pub fn append_data(&self, id: i64, source: impl Read) -> Result<DataBatch> {
+        let upload = self.begin_upload_call(id, UploadLimits::default()).wait()?;
+        upload.fill_from(source)
     }
 
     /// Starts a new data batch of an `open` job, to be filled through the [`BatchUpload`] it
@@ -93,19 +72,7 @@ impl Store {
                      uploader) VALUES (?1, ?2, ?3, ?3, ?4)",
                 )?
                 .execute(params![id, last + 1, now, uploader::this_process()])?;
-                Ok(BatchUpload {
-                    claim: BatchClaim {
-                        store,
-                        job: id,
-                        batch: last + 1,
-                        live: true,
-                    },
-                    limit: limit_bytes,
-                    total: 0,
-                    next_chunk: 0,
-                    pending: Vec::new(),
-                    output: None,
-                })
+                Ok(BatchUpload::started(store, id, last + 1, limit_bytes, None))
             },
             |_| false,
         )
@@ -122,33 +89,11 @@ impl Store {
         id: i64,
         lease: &Lease,
         name: &str,
-        mut source: impl Read,
+        source: impl Read,
     ) -> Result<DataBatch> {
-        let mut upload = self
-            .begin_output_call(id, lease, name, UploadLimits::default())
-            .wait()?;
-        let streamed = loop {
-            let buffer = match read_chunk(&mut source) {
-                Ok(buffer) => buffer,
-                Err(err) => break Err(Error::DataRead(err)),
-            };
-            if buffer.is_empty() {
-                break Ok(());
-            }
-            if let Err(err) = upload.push(&buffer) {
-                break Err(err);
-            }
-            if let Err(err) = upload.write_chunks() {
-                break Err(err);
-            }
-        };
-        match streamed {
-            Ok(()) => upload.finish_call().wait(),
-            Err(err) => {
-                upload.abandon();
-                Err(err)
-            }
-        }
+        self.begin_output_call(id, lease, name, UploadLimits::default())
+            .wait()?
+            .fill_from(source)
     }
 
     /// Starts a batch of the named output `name` of a `running` job, uploaded by the worker
@@ -217,19 +162,13 @@ impl Store {
                     name,
                     lease.token
                 ])?;
-                Ok(BatchUpload {
-                    claim: BatchClaim {
-                        store,
-                        job: id,
-                        batch: last + 1,
-                        live: true,
-                    },
-                    limit: limit_bytes,
-                    total: 0,
-                    next_chunk: 0,
-                    pending: Vec::new(),
-                    output: Some(lease),
-                })
+                Ok(BatchUpload::started(
+                    store,
+                    id,
+                    last + 1,
+                    limit_bytes,
+                    Some(lease),
+                ))
             },
             |_| false,
         )
@@ -489,6 +428,50 @@ pub struct BatchUpload {
 }
 
 impl BatchUpload {
+    /// The upload of batch `batch` of job `id`, just reserved; `output` is the lease of an
+    /// output batch, `None` for input data.
+    fn started(store: Store, id: i64, batch: i64, limit: u64, output: Option<Lease>) -> Self {
+        BatchUpload {
+            claim: BatchClaim {
+                store,
+                job: id,
+                batch,
+                live: true,
+            },
+            limit,
+            total: 0,
+            next_chunk: 0,
+            pending: Vec::new(),
+            output,
+        }
+    }
+
+    /// Reads `source` to its end into the batch, chunk by chunk, and completes it; on any
+    /// failure the batch is abandoned (nothing of it is kept).
+    fn fill_from(mut self, mut source: impl Read) -> Result<DataBatch> {
+        let streamed = loop {
+            let buffer = match read_chunk(&mut source) {
+                Ok(buffer) => buffer,
+                Err(err) => break Err(Error::DataRead(err)),
+            };
+            if buffer.is_empty() {
+                break Ok(());
+            }
+            if let Err(err) = self.push(&buffer) {
+                break Err(err);
+            }
+            if let Err(err) = self.write_chunks() {
+                break Err(err);
+            }
+        };
+        match streamed {
+            Ok(()) => self.finish_call().wait(),
+            Err(err) => {
+                self.abandon();
+                Err(err)
+            }
+        }
+    }
     /// Adds the next bytes of the batch. Then write every whole chunk buffered with
     /// [`BatchUpload::chunk_call`] (until it answers `None`) before pushing more.
     ///

@@ -2,15 +2,12 @@
 //! 403 included. Every kind has its code ([`code`]); a state change the core refuses is worded
 //! for what the request asked ([`Action::refuse`]).
 
-use std::io;
-
 use http::Response;
 use jobstore::{Error, Job};
 
 use super::Bulk2;
 use super::wire::{self, Action};
 use crate::body::ResponseBody;
-use crate::dialects::csv::CsvFault;
 use crate::dialects::salesforce;
 use crate::fault::{ApiError, ErrorKind, Faults};
 
@@ -45,20 +42,6 @@ pub(crate) fn code(kind: ErrorKind) -> &'static str {
         K::MethodNotAllowed => "METHOD_NOT_ALLOWED",
         K::BodyTimeout => "REQUEST_TIMEOUT",
         K::TooManyRequests => "REQUEST_LIMIT_EXCEEDED",
-    }
-}
-
-/// A batch whose reading failed: a CSV fault names its line; otherwise the body broke off.
-pub(crate) fn unreadable(err: &io::Error) -> ApiError {
-    match CsvFault::of(err) {
-        Some(fault) => ApiError::new(
-            ErrorKind::InvalidData,
-            format!("the batch is not valid CSV and was not kept: {fault}"),
-        ),
-        None => salesforce::own(
-            "CLIENTINPUTERROR",
-            format!("the request body broke off; the batch was not kept: {err}"),
-        ),
     }
 }
 

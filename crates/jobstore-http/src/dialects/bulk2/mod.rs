@@ -11,7 +11,7 @@ mod faults;
 mod list;
 mod wire;
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::{Body as _, Incoming};
 use jobstore::{Error, Job, State, Store, UploadLimits};
 use serde_json::json;
@@ -21,8 +21,8 @@ use crate::api::{Answering, Api};
 use crate::app::App;
 use crate::auth::{Permission, Principal};
 use crate::body::{self, ResponseBody};
-use crate::dialects::DialectConfig;
 use crate::dialects::csv::CsvCheck;
+use crate::dialects::{DialectConfig, salesforce};
 use crate::fault::{ApiError, ErrorKind, Faults};
 use crate::router::{self, Miss, Route};
 
@@ -31,11 +31,6 @@ const NAME: &str = "bulk2";
 
 /// The path every route of this API starts with.
 const PREFIX: &str = "/services/data/";
-
-/// The content type the daemon's JSON answers carry.
-const JSON: &str = "application/json";
-/// The content type of this API's JSON answers.
-const JSON_UTF8: &str = "application/json;charset=UTF-8";
 
 /// Bulk API 2.0, with its settings (the `bulk2_*` of [`DialectConfig`]).
 #[derive(Debug, Clone)]
@@ -232,7 +227,7 @@ impl Bulk2 {
             .await?
         {
             Ok(_) => Ok(body::empty(StatusCode::CREATED)),
-            Err(Error::DataRead(err)) => Err(faults::unreadable(&err)),
+            Err(Error::DataRead(err)) => Err(salesforce::unreadable(&err)),
             Err(err) => Err(Action::Upload.refuse(err, &job)),
         }
     }
@@ -382,14 +377,6 @@ async fn delete(asked: &Asked<'_>) -> Answer {
     Ok(body::empty(StatusCode::NO_CONTENT))
 }
 
-/// JSON answers name their charset, as the vendor's do.
-fn with_charset(response: &mut Response<ResponseBody>) {
-    let headers = response.headers_mut();
-    if headers.get(header::CONTENT_TYPE) == Some(&HeaderValue::from_static(JSON)) {
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
-    }
-}
-
 impl Api for Bulk2 {
     fn name(&self) -> &'static str {
         NAME
@@ -423,7 +410,7 @@ impl Api for Bulk2 {
                 .answer(app, request)
                 .await
                 .unwrap_or_else(|err| Faults::render(self, &err));
-            with_charset(&mut response);
+            salesforce::with_charset(&mut response);
             response
         })
     }

@@ -10,7 +10,7 @@ mod faults;
 mod list;
 mod wire;
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::{Body as _, Incoming};
 use jobstore::{Direction, Error, Job, ListQuery, Scope, SortField, State, Store, UploadLimits};
 use serde_json::json;
@@ -30,11 +30,6 @@ const NAME: &str = "datacloud";
 
 /// The path every route of this API starts with.
 const PREFIX: &str = "/api/v1/ingest/jobs";
-
-/// The content type the daemon's JSON answers carry.
-const JSON: &str = "application/json";
-/// The content type of this API's JSON answers.
-const JSON_UTF8: &str = "application/json;charset=UTF-8";
 
 /// The Data Cloud Ingest API, with its settings (the `datacloud_*` of [`DialectConfig`]).
 #[derive(Debug, Clone)]
@@ -156,7 +151,7 @@ impl DataCloud {
             .await?
         {
             Ok(_) => Ok(body::empty(StatusCode::ACCEPTED)),
-            Err(Error::DataRead(err)) => Err(faults::unreadable(&err)),
+            Err(Error::DataRead(err)) => Err(salesforce::unreadable(&err)),
             Err(err) => Err(Action::Upload.refuse(err, &job)),
         }
     }
@@ -248,14 +243,6 @@ async fn delete(app: &App, principal: &Principal, id: i64) -> Answer {
     Ok(body::empty(StatusCode::NO_CONTENT))
 }
 
-/// JSON answers name their charset, as the vendor's do: `application/json;charset=UTF-8`.
-fn with_charset(response: &mut Response<ResponseBody>) {
-    let headers = response.headers_mut();
-    if headers.get(header::CONTENT_TYPE) == Some(&HeaderValue::from_static(JSON)) {
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
-    }
-}
-
 impl Api for DataCloud {
     fn name(&self) -> &'static str {
         NAME
@@ -280,7 +267,7 @@ impl Api for DataCloud {
                 .answer(app, request)
                 .await
                 .unwrap_or_else(|err| Faults::render(self, &err));
-            with_charset(&mut response);
+            salesforce::with_charset(&mut response);
             response
         })
     }
