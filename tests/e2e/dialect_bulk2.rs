@@ -589,3 +589,166 @@ fn per_record_results_are_the_csv_outputs_of_the_worker() {
         "NOT_FOUND",
     );
 }
+
+/// Uploads `csv` as a batch of the query results of a running job.
+#[track_caller]
+fn upload_results(api: &Client, (id, token): (i64, i64), csv: &str) {
+    api.request(
+        "PUT",
+        &format!("/v1/jobs/{id}/outputs/query%2Fresults?worker=w&lease_token={token}"),
+        &[CSV],
+        csv.as_bytes().to_vec(),
+    )
+    .expect(201);
+}
+
+/// Follows `Sforce-Locator` from the first page to the last, `max` records a page (the
+/// server's default when `None`): answers each page's body and record count, and checks that
+/// asking a locator again answers the same page.
+#[track_caller]
+fn pages(api: &Client, id: i64, max: Option<u64>) -> Vec<(String, u64)> {
+    let mut pages = Vec::new();
+    let mut locator: Option<String> = None;
+    loop {
+        let mut params = Vec::new();
+        if let Some(max) = max {
+            params.push(format!("maxRecords={max}"));
+        }
+        if let Some(locator) = &locator {
+            params.push(format!("locator={locator}"));
+        }
+        let path = format!("{QUERIES}/{id}/results?{}", params.join("&"));
+        let answer = api.get(&path);
+        answer.expect(200);
+        assert_eq!(answer.header("content-type"), Some("text/csv"));
+        let records: u64 = answer
+            .header("sforce-numberofrecords")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("Sforce-NumberOfRecords on {path}"));
+        let next = answer
+            .header("sforce-locator")
+            .unwrap_or_else(|| panic!("Sforce-Locator on {path}"))
+            .to_owned();
+        let again = api.get(&path);
+        assert_eq!(again.text(), answer.text(), "{path} asked twice");
+        assert_eq!(again.header("sforce-locator"), Some(next.as_str()));
+        pages.push((answer.text(), records));
+        if next == "null" {
+            return pages;
+        }
+        assert!(pages.len() < 1000, "the pages never end");
+        locator = Some(next);
+    }
+}
+
+#[test]
+fn query_results_page_by_max_records_with_locators() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let job = api
+        .post(QUERIES, &json!({"query": "SELECT Id, Name FROM Account"}))
+        .expect_json(200);
+    let query_id = id(&job);
+    let results = format!("{QUERIES}/{query_id}/results");
+    // Not before the job is JobComplete.
+    let early = assert_fault(&api.get(&results), 409, "INVALIDJOBSTATE");
+    assert!(early.contains("UploadComplete"), "{early}");
+
+    // The worker's CSV, in two batches: a quoted field with a line feed and doubled
+    // quotes, a CRLF inside quotes, and a last record without a line ending.
+    let header = "\"Id\",\"Name\"\n";
+    let records = [
+        "\"001A\",\"Acme\"\n",
+        "\"001B\",\"Line one\nline two\"\n",
+        "\"001C\",\"Say \"\"hi\"\"\"\n",
+        "\"001D\",\"a\r\nb\"\n",
+        "\"001E\",\"Globex\"",
+    ];
+    let lease = claim(&api);
+    upload_results(
+        &api,
+        lease,
+        &format!("{header}{}{}", records[0], records[1]),
+    );
+    upload_results(&api, lease, &records[2..].concat());
+    assert_fault(&api.get(&results), 409, "INVALIDJOBSTATE");
+    worker_call(&api, lease, "complete", json!({}));
+
+    // One page by default: the whole CSV.
+    let all = pages(&api, query_id, None);
+    assert_eq!(all, [(format!("{header}{}", records.concat()), 5)]);
+    // Pages of 2: each starts with the header row; together they are every record once.
+    let paged = pages(&api, query_id, Some(2));
+    assert_eq!(
+        paged,
+        [
+            (format!("{header}{}{}", records[0], records[1]), 2),
+            (format!("{header}{}{}", records[2], records[3]), 2),
+            (format!("{header}{}", records[4]), 1),
+        ]
+    );
+    assert_eq!(pages(&api, query_id, Some(5)).len(), 1);
+
+    // Parameters are checked; results are read with the version the job was created with.
+    for bad in [
+        "maxRecords=0",
+        "maxRecords=x",
+        "locator=MTAwMDA",
+        "locator=1-0-999999",
+        "x=1",
+    ] {
+        assert_fault(
+            &api.get(&format!("{results}?{bad}")),
+            400,
+            "INVALID_QUERY_FILTER_OPERATOR",
+        );
+    }
+    let other_version = format!("/services/data/v59.0/jobs/query/{query_id}/results");
+    let message = assert_fault(&api.get(&other_version), 409, "INVALIDJOBSTATE");
+    assert!(message.contains("58.0"), "{message}");
+    // Another API's job, or an ingest job, is not found.
+    let ingest = id(&create(&api, json!({"object": "A", "operation": "insert"})));
+    assert_fault(
+        &api.get(&format!("{QUERIES}/{ingest}/results")),
+        404,
+        "NOT_FOUND",
+    );
+
+    // A query that found nothing (the worker uploaded no results): an empty last page.
+    let empty = id(&api
+        .post(QUERIES, &json!({"query": "SELECT Id FROM Contact"}))
+        .expect_json(200));
+    let lease = claim(&api);
+    assert_eq!(lease.0, empty);
+    worker_call(&api, lease, "complete", json!({}));
+    assert_eq!(pages(&api, empty, None), [(String::new(), 0)]);
+}
+
+#[test]
+fn large_query_results_page_across_stored_chunks() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let query_id = id(&api
+        .post(QUERIES, &json!({"query": "SELECT Id, Name FROM Account"}))
+        .expect_json(200));
+    let lease = claim(&api);
+    // 20,000 records, about 600 KiB: several 256 KiB chunks in the store.
+    let header = "Id,Name\n";
+    let records: Vec<String> = (0..20_000)
+        .map(|i| format!("{i:018},\"Account number {i}\"\n"))
+        .collect();
+    upload_results(&api, lease, &format!("{header}{}", records.concat()));
+    worker_call(&api, lease, "complete", json!({}));
+
+    let paged = pages(&api, query_id, Some(7_000));
+    let counts: Vec<u64> = paged.iter().map(|(_, n)| *n).collect();
+    assert_eq!(counts, [7_000, 7_000, 6_000]);
+    let mut seen = String::new();
+    for (body, _) in &paged {
+        let rest = body
+            .strip_prefix(header)
+            .unwrap_or_else(|| panic!("a page starts with the header row"));
+        seen.push_str(rest);
+    }
+    assert!(seen == records.concat(), "every record once, in order");
+}

@@ -168,9 +168,20 @@ impl App {
 }
 
 /// A response body streaming what `reader` reads (job `id`'s complete batches, in order).
-pub(crate) fn stream(id: i64, mut reader: DataReader) -> ChannelBody {
+pub(crate) fn stream(id: i64, reader: DataReader) -> ChannelBody {
+    stream_after(id, Bytes::new(), reader)
+}
+
+/// A response body of `first`, then what `reader` reads.
+pub(crate) fn stream_after(id: i64, first: Bytes, mut reader: DataReader) -> ChannelBody {
     let (sender, stream) = ChannelBody::new();
     tokio::spawn(async move {
+        if !first.is_empty() {
+            match sender.reserve().await {
+                Ok(room) => room.send(Ok(first)),
+                Err(_) => return,
+            }
+        }
         // The next chunk is read only once the client took the previous one.
         while let Ok(room) = sender.reserve().await {
             let read = tokio::task::spawn_blocking(move || {

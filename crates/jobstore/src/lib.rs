@@ -82,7 +82,7 @@ pub use model::{
 };
 pub use state::{Event, State, transition};
 pub use store::{
-    BatchUpload, DataReader, MAX_CLAIM, MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_CALL,
+    BatchUpload, DataPosition, DataReader, MAX_CLAIM, MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_CALL,
     MAX_OUTPUT_NAME_BYTES, Store, StoreOptions, UploadLimits, WriteCall, valid_output_name,
 };
 pub use worker::{HandlerResult, JobContext, JobError, Worker, WorkerHandle};

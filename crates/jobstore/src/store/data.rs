@@ -9,7 +9,7 @@
 //! half way leaves an incomplete batch that readers never see; its row names the uploading
 //! process, so [`Store::reclaim_abandoned_batches`] deletes it once that process is gone.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 use rusqlite::{OptionalExtension, params};
 
@@ -204,27 +204,69 @@ impl Store {
     /// # Errors
     /// [`Error::JobNotFound`]; [`Error::InvalidInput`] for an invalid name.
     pub fn read_output(&self, id: i64, name: &str) -> Result<Option<DataReader>> {
+        self.read_output_at(id, name, DataPosition::START)
+    }
+
+    /// Reads the named output `name` of the job from `from`, a position an earlier reader of
+    /// the same output stood at ([`DataReader::position`]): a page after a page, each
+    /// starting without reading what came before.
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`]; [`Error::InvalidInput`] for an invalid name, or a position
+    /// that is not in this output (another job's, or of an output since replaced).
+    pub fn read_output_at(
+        &self,
+        id: i64,
+        name: &str,
+        from: DataPosition,
+    ) -> Result<Option<DataReader>> {
         check_output_name(name)?;
         let tenant = self.tenant_filter();
         let exists = self.read(|conn| {
             load_job(conn, tenant.as_deref(), id)?;
-            Ok(conn
+            let exists = conn
                 .prepare_cached(
                     "SELECT 1 FROM job_data_batches WHERE job_id = ?1 AND name = ?2 \
                      AND complete = 1 LIMIT 1",
                 )?
                 .query_row(params![id, name], |_| Ok(()))
                 .optional()?
-                .is_some())
+                .is_some();
+            if exists && from != DataPosition::START {
+                let length: Option<i64> = conn
+                    .prepare_cached(
+                        "SELECT length(c.data) FROM job_data_chunks c \
+                         JOIN job_data_batches b ON b.job_id = c.job_id AND b.batch = c.batch \
+                         WHERE c.job_id = ?1 AND c.batch = ?2 AND c.chunk = ?3 \
+                         AND b.complete = 1 AND b.name = ?4",
+                    )?
+                    .query_row(params![id, from.batch, from.chunk, name], |row| row.get(0))
+                    .optional()?;
+                if length.is_none_or(|length| usize::try_from(length).unwrap_or(0) < from.offset) {
+                    return Err(Error::invalid(
+                        "position",
+                        format!("`{from}` is not a position in output `{name}` of job {id}"),
+                    ));
+                }
+            }
+            Ok(exists)
         })?;
+        let (position, resume) = if from == DataPosition::START {
+            ((0, i64::MAX), None)
+        } else {
+            ((from.batch, from.chunk - 1), Some(from))
+        };
         Ok(exists.then(|| DataReader {
             store: self.clone(),
             job: id,
             only_batch: None,
             name: Some(name.to_owned()),
-            position: (0, i64::MAX),
+            position,
             buffer: Vec::new(),
             offset: 0,
+            chunk_len: 0,
+            resume,
+            remaining: None,
             done: false,
         }))
     }
@@ -356,6 +398,9 @@ impl Store {
             position: (batch.map_or(0, |b| b - 1), i64::MAX),
             buffer: Vec::new(),
             offset: 0,
+            chunk_len: 0,
+            resume: None,
+            remaining: None,
             done: false,
         })
     }
@@ -747,6 +792,9 @@ fn read_chunk(source: &mut impl Read) -> io::Result<Vec<u8>> {
 
 /// The data of a job as a byte stream: complete batches in order, one chunk in memory at a
 /// time. Each chunk is one short read, so a slow reader never holds a read transaction open.
+/// It reads through `Read`, `BufRead` or [`DataReader::next_chunk`]; [`DataReader::position`]
+/// says where it stands, for a later reader to go on from there
+/// ([`Store::read_output_at`]).
 pub struct DataReader {
     store: Store,
     job: i64,
@@ -757,7 +805,63 @@ pub struct DataReader {
     position: (i64, i64),
     buffer: Vec<u8>,
     offset: usize,
+    /// The length of the chunk read last, of which `buffer[offset..]` is what is left.
+    chunk_len: usize,
+    /// The position a reader made by [`Store::read_output_at`] starts from, until its first
+    /// chunk is fetched (and that many bytes of it passed over).
+    resume: Option<DataPosition>,
+    /// Bytes still to give before the reader ends early ([`DataReader::limit`]).
+    remaining: Option<u64>,
     done: bool,
+}
+
+/// Where a [`DataReader`] stands in a job's data or output: a stored chunk and how far into
+/// it. Its text form (`batch-chunk-offset`, digits and dashes, safe in a URL) round-trips
+/// through `Display` and `FromStr`, for an API that hands it to a client as an opaque
+/// locator of the next page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataPosition {
+    batch: i64,
+    chunk: i64,
+    offset: usize,
+}
+
+impl DataPosition {
+    /// Before the first byte.
+    pub const START: DataPosition = DataPosition {
+        batch: 0,
+        chunk: i64::MAX,
+        offset: 0,
+    };
+}
+
+impl std::fmt::Display for DataPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}-{}", self.batch, self.chunk, self.offset)
+    }
+}
+
+impl std::str::FromStr for DataPosition {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<DataPosition> {
+        let invalid = || Error::invalid("position", format!("`{text}` is not a data position"));
+        let mut parts = text.split('-');
+        let mut next = || parts.next().ok_or_else(invalid);
+        let (batch, chunk, offset) = (next()?, next()?, next()?);
+        if parts.next().is_some() {
+            return Err(invalid());
+        }
+        let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        if !(digits(batch) && digits(chunk) && digits(offset)) {
+            return Err(invalid());
+        }
+        Ok(DataPosition {
+            batch: batch.parse().map_err(|_| invalid())?,
+            chunk: chunk.parse().map_err(|_| invalid())?,
+            offset: offset.parse().map_err(|_| invalid())?,
+        })
+    }
 }
 
 const NEXT_CHUNK: &str = "SELECT c.batch, c.chunk, c.data FROM job_data_chunks c \
@@ -776,18 +880,60 @@ impl DataReader {
         if self.offset >= self.buffer.len() && !self.done {
             self.fetch()?;
         }
-        if self.offset >= self.buffer.len() {
+        let available = self.available();
+        if available == 0 {
             return Ok(None);
         }
-        // The chunk leaves whole (no copy, no buffer kept behind) unless `read` took part of it.
-        let rest = if self.offset == 0 {
+        // The chunk leaves whole (no copy, no buffer kept behind) unless `read` took part of
+        // it or the limit ends inside it.
+        let rest = if self.offset == 0 && available == self.buffer.len() {
             std::mem::take(&mut self.buffer)
         } else {
-            self.buffer.split_off(self.offset)
+            let rest = self.buffer[self.offset..self.offset + available].to_vec();
+            self.offset += available;
+            self.spend(available);
+            return Ok(Some(rest));
         };
-        self.buffer = Vec::new();
         self.offset = 0;
+        self.spend(available);
         Ok(Some(rest))
+    }
+
+    /// Ends the reader after `bytes` more bytes (or at the end of the data, if sooner).
+    #[must_use]
+    pub fn limit(mut self, bytes: u64) -> DataReader {
+        self.remaining = Some(bytes);
+        self
+    }
+
+    /// Where the reader stands: the next byte it gives is the first byte a reader made with
+    /// [`Store::read_output_at`] at this position gives.
+    pub fn position(&self) -> DataPosition {
+        if let Some(resume) = self.resume {
+            return resume;
+        }
+        let (batch, chunk) = self.position;
+        let left = self.buffer.len().saturating_sub(self.offset);
+        DataPosition {
+            batch,
+            chunk,
+            offset: self.chunk_len - left,
+        }
+    }
+
+    /// Bytes of the current chunk that may be given now.
+    fn available(&self) -> usize {
+        let left = self.buffer.len().saturating_sub(self.offset);
+        match self.remaining {
+            Some(remaining) => left.min(usize::try_from(remaining).unwrap_or(usize::MAX)),
+            None => left,
+        }
+    }
+
+    fn spend(&mut self, given: usize) {
+        if let Some(remaining) = &mut self.remaining {
+            *remaining = remaining.saturating_sub(given as u64);
+        }
     }
 
     fn fetch(&mut self) -> Result<()> {
@@ -802,10 +948,30 @@ impl DataReader {
                 .optional()?)
         })?;
         match next {
+            Some((batch, chunk, _))
+                if self
+                    .resume
+                    .is_some_and(|resume| (resume.batch, resume.chunk) != (batch, chunk)) =>
+            {
+                return Err(Error::invalid(
+                    "position",
+                    "the output was replaced since the position was taken",
+                ));
+            }
             Some((batch, chunk, data)) => {
                 self.position = (batch, chunk);
+                self.chunk_len = data.len();
+                self.offset = self
+                    .resume
+                    .take()
+                    .map_or(0, |resume| resume.offset.min(data.len()));
                 self.buffer = data;
-                self.offset = 0;
+            }
+            None if self.resume.is_some() => {
+                return Err(Error::invalid(
+                    "position",
+                    "the output was replaced since the position was taken",
+                ));
             }
             None => self.done = true,
         }
@@ -815,16 +981,27 @@ impl DataReader {
 
 impl Read for DataReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.offset >= self.buffer.len() {
-            if self.done {
-                return Ok(0);
-            }
+        let available = self.fill_buf()?;
+        let n = out.len().min(available.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for DataReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.offset >= self.buffer.len() && self.remaining != Some(0) && !self.done {
             self.fetch().map_err(io::Error::other)?;
         }
-        let n = out.len().min(self.buffer.len() - self.offset);
-        out[..n].copy_from_slice(&self.buffer[self.offset..self.offset + n]);
-        self.offset += n;
-        Ok(n)
+        let available = self.available();
+        Ok(&self.buffer[self.offset..self.offset + available])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        let amount = amount.min(self.available());
+        self.offset += amount;
+        self.spend(amount);
     }
 }
 

@@ -23,7 +23,9 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub use call::WriteCall;
-pub use data::{BatchUpload, DataReader, MAX_OUTPUT_NAME_BYTES, UploadLimits, valid_output_name};
+pub use data::{
+    BatchUpload, DataPosition, DataReader, MAX_OUTPUT_NAME_BYTES, UploadLimits, valid_output_name,
+};
 pub use jobs::{MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_CALL};
 pub use worker_calls::MAX_CLAIM;
 

@@ -1,11 +1,11 @@
 //! Named outputs: uploaded under the job's lease, read back by name byte for byte, never part
 //! of the input data, gone with the job.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 
 use jobstore::{
-    ClaimRequest, Error, Failure, Lease, NewJob, SCHEMA_VERSION, State, Store, migrate_to,
-    valid_output_name,
+    ClaimRequest, DataPosition, Error, Failure, Lease, NewJob, SCHEMA_VERSION, State, Store,
+    migrate_to, valid_output_name,
 };
 
 use crate::support::Fixture;
@@ -296,4 +296,166 @@ fn a_database_of_the_previous_version_takes_outputs_after_its_upgrade() {
     assert_eq!(read_input(&store, 1), b"abc");
     assert_eq!(store.data_batches(1).unwrap().len(), 1);
     assert_eq!(read_output(&store, 1, "results/successful").unwrap(), b"ok");
+}
+
+/// A reader paged through an output: each page a new reader at the position where the last
+/// one stopped (through its text form, as an API hands it to a client), bounded by a limit.
+#[test]
+fn an_output_reads_in_pages_from_the_positions_readers_stopped_at() {
+    let f = Fixture::new();
+    let (id, lease) = running_with_input(&f, b"in");
+    // Two batches over several 256 KiB chunks, so pages start inside chunks, at chunk ends
+    // and across batches.
+    let parts = [pattern(600_001, 5), pattern(262_144, 6), pattern(7, 7)];
+    for part in &parts {
+        f.store
+            .append_output(id, &lease, "query/results", &part[..])
+            .unwrap();
+    }
+    let whole = parts.concat();
+
+    for page in [4_096_usize, 262_144, 300_000, 2_000_000] {
+        let mut read = Vec::new();
+        let mut at = DataPosition::START;
+        loop {
+            let text = at.to_string();
+            let from: DataPosition = text.parse().unwrap();
+            assert_eq!(from, at, "{text}");
+            let mut reader = f
+                .store
+                .read_output_at(id, "query/results", from)
+                .unwrap()
+                .unwrap()
+                .limit(page as u64);
+            let before = read.len();
+            reader.read_to_end(&mut read).unwrap();
+            assert!(read.len() - before <= page);
+            if read.len() == before {
+                break;
+            }
+            at = reader.position();
+        }
+        assert_eq!(read.len(), whole.len(), "pages of {page}");
+        assert!(read == whole, "pages of {page}");
+    }
+
+    // Pages of one byte across the end of the first chunk and of the first batch, read
+    // through `next_chunk` as the daemon streams.
+    for start in [262_140_u64, 599_997] {
+        let mut reader = f
+            .store
+            .read_output(id, "query/results")
+            .unwrap()
+            .unwrap()
+            .limit(start);
+        let mut read = Vec::new();
+        reader.read_to_end(&mut read).unwrap();
+        let mut at = reader.position();
+        for _ in 0..8 {
+            let mut reader = f
+                .store
+                .read_output_at(id, "query/results", at)
+                .unwrap()
+                .unwrap()
+                .limit(1);
+            let chunk = reader.next_chunk().unwrap().unwrap();
+            assert_eq!(chunk.len(), 1);
+            assert_eq!(reader.next_chunk().unwrap(), None);
+            read.extend_from_slice(&chunk);
+            at = reader.position();
+        }
+        f.store
+            .read_output_at(id, "query/results", at)
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut read)
+            .unwrap();
+        assert!(read == whole, "one-byte pages from {start}");
+    }
+
+    // `BufRead` stops where it was told: the position after consuming a prefix.
+    let mut reader = f.store.read_output(id, "query/results").unwrap().unwrap();
+    let first = reader.fill_buf().unwrap().len();
+    assert!(first > 10);
+    reader.consume(10);
+    let rest = {
+        let mut rest = Vec::new();
+        f.store
+            .read_output_at(id, "query/results", reader.position())
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut rest)
+            .unwrap();
+        rest
+    };
+    assert!(rest == whole[10..]);
+}
+
+#[test]
+fn a_position_that_is_not_in_the_output_is_refused() {
+    let f = Fixture::new();
+    let (id, lease) = running_with_input(&f, b"in");
+    f.store
+        .append_output(id, &lease, "query/results", &pattern(1000, 1)[..])
+        .unwrap();
+    f.store
+        .append_output(id, &lease, "results/failed", &pattern(10, 2)[..])
+        .unwrap();
+    let mut reader = f.store.read_output(id, "results/failed").unwrap().unwrap();
+    reader.read_to_end(&mut Vec::new()).unwrap();
+    let failed_end = reader.position();
+
+    let mut reader = f.store.read_output(id, "query/results").unwrap().unwrap();
+    reader.read_to_end(&mut Vec::new()).unwrap();
+    let end = reader.position().to_string();
+    let parts: Vec<i64> = end.split('-').map(|part| part.parse().unwrap()).collect();
+    let (batch, chunk, offset) = (parts[0], parts[1], parts[2]);
+    assert_eq!(offset, 1000, "{end}");
+    for text in [
+        format!("{batch}-{chunk}-{}", offset + 1),
+        format!("{batch}-{}-0", chunk + 1),
+        format!("{}-0-0", batch + 5),
+        // The input batch.
+        "1-0-0".to_owned(),
+    ] {
+        let position: DataPosition = text.parse().unwrap();
+        assert!(
+            matches!(
+                f.store.read_output_at(id, "query/results", position),
+                Err(Error::InvalidInput { .. })
+            ),
+            "{text}"
+        );
+    }
+    // The end of another output of the same job is not a place in this one.
+    assert!(matches!(
+        f.store.read_output_at(id, "query/results", failed_end),
+        Err(Error::InvalidInput { .. })
+    ));
+    for text in [
+        "",
+        "1-0",
+        "1-0-0-0",
+        "a-0-0",
+        "-1-0-0",
+        "1--0",
+        "1-0-99999999999999999999999",
+    ] {
+        assert!(
+            matches!(
+                text.parse::<DataPosition>(),
+                Err(Error::InvalidInput { .. })
+            ),
+            "{text:?}"
+        );
+    }
+    // A position at the very end reads nothing.
+    let mut rest = Vec::new();
+    f.store
+        .read_output_at(id, "query/results", end.parse().unwrap())
+        .unwrap()
+        .unwrap()
+        .read_to_end(&mut rest)
+        .unwrap();
+    assert!(rest.is_empty());
 }

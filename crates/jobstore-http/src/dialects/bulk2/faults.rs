@@ -70,6 +70,7 @@ impl Action {
             Action::Delete => {
                 "only jobs in UploadComplete, JobComplete, Aborted or Failed can be deleted"
             }
+            Action::Results => "its results are read once it is JobComplete",
         };
         ApiError::new(
             ErrorKind::InvalidTransition,

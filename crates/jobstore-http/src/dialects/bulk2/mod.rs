@@ -9,6 +9,7 @@
 
 mod faults;
 mod list;
+mod pages;
 mod wire;
 
 use http::{Method, Request, Response, StatusCode, header};
@@ -48,6 +49,8 @@ enum Name {
     Batches,
     QueryJobs,
     QueryJob,
+    /// The result pages of a query job.
+    QueryResults,
     /// A per-record result of an ingest job: the output it reads.
     Results(&'static str),
 }
@@ -59,7 +62,7 @@ const FAILED: &str = "results/failed";
 /// The output of the records never processed, as uploaded.
 const UNPROCESSED: &str = "results/unprocessed";
 
-static ROUTES: [Route<Name>; 9] = [
+static ROUTES: [Route<Name>; 10] = [
     route(
         "/services/data/{version}/jobs/ingest",
         &[Method::GET, Method::POST],
@@ -104,6 +107,11 @@ static ROUTES: [Route<Name>; 9] = [
         "/services/data/{version}/jobs/query/{id}",
         &[Method::GET, Method::PATCH, Method::DELETE],
         Name::QueryJob,
+    ),
+    route(
+        "/services/data/{version}/jobs/query/{id}/results",
+        &[Method::GET],
+        Name::QueryResults,
     ),
 ];
 
@@ -167,7 +175,7 @@ impl Bulk2 {
             id: matched.params.id("id"),
             version,
             kind: match matched.route.name {
-                Name::QueryJobs | Name::QueryJob => QUERY,
+                Name::QueryJobs | Name::QueryJob | Name::QueryResults => QUERY,
                 _ => INGEST,
             },
         };
@@ -181,6 +189,7 @@ impl Bulk2 {
             (Name::IngestJob | Name::QueryJob, _) => delete(&asked).await,
             (Name::Batches, _) => self.upload(&asked, request).await,
             (Name::Results(output), _) => results(&asked, output).await,
+            (Name::QueryResults, _) => query_results(&asked, request.uri().query()).await,
         }
     }
 
@@ -318,6 +327,71 @@ async fn results(asked: &Asked<'_>, output: &'static str) -> Answer {
         None => body::full(bytes::Bytes::new()),
     };
     Ok(body::with_type(StatusCode::OK, "text/csv", stream))
+}
+
+/// `GET …/jobs/query/{id}/results`: a page of a JobComplete query job's result CSV
+/// (`pages`), asked with the API version the job was created with.
+async fn query_results(asked: &Asked<'_>, query: Option<&str>) -> Answer {
+    asked.principal.require(Permission::Read)?;
+    let wanted = pages::request(query)?;
+    let (id, version) = (asked.id()?, asked.version);
+    let found = call(asked, Action::Results, move |store, job| {
+        if job.state != State::Succeeded {
+            return Err(Error::InvalidTransition {
+                job: id,
+                from: Some(job.state),
+                event: "results",
+            });
+        }
+        let created = job
+            .payload
+            .get("apiVersion")
+            .and_then(serde_json::Value::as_f64);
+        if created.is_some_and(|created| (created - version).abs() > 0.01) {
+            return Ok(Err(ApiError::new(
+                ErrorKind::InvalidTransition,
+                format!(
+                    "job {id} was created with API version {:.1}: its results are read with \
+                     the same version, not {version:.1}",
+                    created.unwrap_or_default()
+                ),
+            )));
+        }
+        let page = match pages::find(store, id, wanted) {
+            Ok(Some(page)) => page,
+            Ok(None) => return Ok(Ok(None)),
+            Err(Error::InvalidInput { field, .. }) if field == "position" => {
+                let locator = wanted.from.map(|from| from.to_string()).unwrap_or_default();
+                let message = format!("unknown locator `{locator}`");
+                return Ok(Err(crate::query::invalid(message)));
+            }
+            Err(err) => return Err(err),
+        };
+        let reader = page.reader(store, id)?;
+        Ok(Ok(Some((page, reader))))
+    })
+    .await??;
+    let (records, next, stream) = match found {
+        None => (0, None, body::full(bytes::Bytes::new())),
+        Some((page, reader)) => {
+            let header = bytes::Bytes::from(page.header);
+            let stream = match reader {
+                Some(reader) if page.bytes > 0 => {
+                    http_body_util::BodyExt::boxed(crate::data::stream_after(id, header, reader))
+                }
+                _ => body::full(header),
+            };
+            (page.records, page.next, stream)
+        }
+    };
+    let mut response = body::with_type(StatusCode::OK, "text/csv", stream);
+    let headers = response.headers_mut();
+    headers.insert("Sforce-NumberOfRecords", records.into());
+    let locator = next.map_or_else(|| "null".to_owned(), |next| next.to_string());
+    if let Ok(locator) = http::HeaderValue::from_str(&locator) {
+        headers.insert("Sforce-Locator", locator);
+    }
+    Ok(response)
 }
 
 /// `GET …/jobs/ingest/{id}`.

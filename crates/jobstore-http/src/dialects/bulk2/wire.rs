@@ -285,6 +285,8 @@ pub(crate) enum Action {
     Abort,
     /// `DELETE`.
     Delete,
+    /// `GET …/results` of a query job.
+    Results,
 }
 
 impl TryFrom<Value> for Action {
