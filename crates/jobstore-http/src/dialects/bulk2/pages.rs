@@ -19,8 +19,10 @@ use crate::query::{self, Query};
 /// The output a query job's worker writes its result CSV to.
 pub(crate) const OUTPUT: &str = "query/results";
 
-/// Records in a page when the client gives no `maxRecords` (simple-salesforce's own default).
-const DEFAULT_RECORDS: u64 = 50_000;
+/// Records in a page when the client gives no `maxRecords`: all of them. jsforce asks without
+/// it and parses every page into one CSV stream, where a second page's header row would be
+/// read as a record; the page streams, so its size costs no memory.
+const DEFAULT_RECORDS: u64 = u64::MAX;
 
 /// The longest header row read; a longer one is not a CSV header a client could use.
 const MAX_HEADER_BYTES: usize = 1 << 20;
@@ -180,7 +182,7 @@ fn scan(
     count: u64,
     mut take: impl FnMut(&[u8]) -> bool,
 ) -> io::Result<bool> {
-    let goal = ends.records + count;
+    let goal = ends.records.saturating_add(count);
     loop {
         let available = reader.fill_buf()?;
         if available.is_empty() {
