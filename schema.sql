@@ -1,4 +1,4 @@
--- jobstore: the canonical current schema (version 5), for people reading the database.
+-- jobstore: the canonical current schema (version 7), for people reading the database.
 --
 -- The migrations in crates/jobstore/migrations/ build exactly this schema (a test compares
 -- sqlite_master of both); change them together. Times are INTEGER milliseconds since the Unix
@@ -80,6 +80,7 @@ CREATE INDEX jobs_by_tenant_created_by ON jobs (tenant, created_by, id);
 CREATE INDEX jobs_by_tenant_definition ON jobs (tenant, ifnull(definition_id, ''), id);
 CREATE INDEX jobs_by_tenant_started ON jobs (tenant, ifnull(started_at, -1), id);
 CREATE INDEX jobs_by_tenant_finished ON jobs (tenant, ifnull(finished_at, -1), id);
+CREATE INDEX jobs_by_tenant_queue ON jobs (tenant, queue, created_at, id);
 
 -- List sorts of the jobs of every API but the native one (migration 5): an API lists only
 -- its own jobs (`dialect = ?`), so these partial indexes lead with (tenant, label) and hold no
@@ -111,6 +112,40 @@ CREATE INDEX jobs_executions_by_started
     ON jobs (tenant, ifnull(started_at, -1), id, definition_id) WHERE definition_id IS NOT NULL;
 CREATE INDEX jobs_executions_by_finished
     ON jobs (tenant, ifnull(finished_at, -1), id, definition_id) WHERE definition_id IS NOT NULL;
+
+-- Jobs by tenant, queue and state (migration 7), kept by the triggers below in the
+-- transaction of every write, whoever writes: `Store::stats` reads these few rows instead of
+-- counting the jobs. A row that falls to 0 stays.
+CREATE TABLE job_counts (
+    tenant TEXT    NOT NULL,
+    queue  TEXT    NOT NULL,
+    state  TEXT    NOT NULL,
+    jobs   INTEGER NOT NULL CHECK (jobs >= 0),
+    PRIMARY KEY (tenant, queue, state)
+) WITHOUT ROWID;
+
+CREATE TRIGGER job_counts_on_insert AFTER INSERT ON jobs
+BEGIN
+    INSERT INTO job_counts (tenant, queue, state, jobs)
+    VALUES (new.tenant, new.queue, new.state, 1)
+    ON CONFLICT (tenant, queue, state) DO UPDATE SET jobs = jobs + 1;
+END;
+
+CREATE TRIGGER job_counts_on_update AFTER UPDATE OF tenant, queue, state ON jobs
+WHEN old.tenant IS NOT new.tenant OR old.queue IS NOT new.queue OR old.state IS NOT new.state
+BEGIN
+    UPDATE job_counts SET jobs = jobs - 1
+    WHERE tenant = old.tenant AND queue = old.queue AND state = old.state;
+    INSERT INTO job_counts (tenant, queue, state, jobs)
+    VALUES (new.tenant, new.queue, new.state, 1)
+    ON CONFLICT (tenant, queue, state) DO UPDATE SET jobs = jobs + 1;
+END;
+
+CREATE TRIGGER job_counts_on_delete AFTER DELETE ON jobs
+BEGIN
+    UPDATE job_counts SET jobs = jobs - 1
+    WHERE tenant = old.tenant AND queue = old.queue AND state = old.state;
+END;
 
 -- The history of every job: one row per transition, written in the transaction that made it.
 CREATE TABLE job_events (

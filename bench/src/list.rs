@@ -1,8 +1,9 @@
 //! Scenario 4: list pages on the prefilled database — for every sort field the dialects use
-//! and each filter (none, a state set, a kind, a dialect): the first page, and the page 10,000
-//! pages deep (100 jobs a page) by keyset cursor and by offset; p50 and p99 in µs. Raw SQLite
-//! runs the same statements (as the core builds them) and steps the rows without decoding
-//! them into jobs.
+//! and each filter (none, a state set, a kind, a dialect, a queue): the first page, and the
+//! page 10,000 pages deep (100 jobs a page) by keyset cursor and by offset; p50 and p99 in µs.
+//! Raw SQLite runs the same statements (as the core builds them) and steps the rows without
+//! decoding them into jobs. Then `Store::stats`, against raw SQLite counting the jobs by
+//! queue and state.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -42,6 +43,9 @@ pub enum Filter {
     States,
     /// `kind = ingest`.
     Kind,
+    /// `queue = imports` (a quarter of the jobs), with the native sorts a dashboard or an
+    /// operator uses: creation (the default) and id.
+    Queue,
     /// `dialect = c360`, whatever the sort (C360 itself offers id, created_at, name, source,
     /// target and created_by as plain sorts).
     Dialect,
@@ -55,10 +59,11 @@ pub enum Filter {
 
 impl Filter {
     /// Every filter, in the order of the report.
-    pub const ALL: [Filter; 5] = [
+    pub const ALL: [Filter; 6] = [
         Filter::None,
         Filter::States,
         Filter::Kind,
+        Filter::Queue,
         Filter::Dialect,
         Filter::Route,
     ];
@@ -69,6 +74,7 @@ impl Filter {
             Filter::None => "none",
             Filter::States => "states",
             Filter::Kind => "kind",
+            Filter::Queue => "queue",
             Filter::Dialect => "dialect",
             Filter::Route => "route",
         }
@@ -88,7 +94,11 @@ impl Filter {
 
     /// Whether this filter is measured with `sort`.
     fn applies_to(self, sort: SortField) -> bool {
-        self != Filter::Route || self.route(sort).is_some()
+        match self {
+            Filter::Route => self.route(sort).is_some(),
+            Filter::Queue => matches!(sort, SortField::CreatedAt | SortField::Id),
+            _ => true,
+        }
     }
 
     fn name(self, sort: SortField) -> &'static str {
@@ -96,6 +106,7 @@ impl Filter {
             (Filter::None, _) => "none",
             (Filter::States, _) => "state in (failed, cancelled)",
             (Filter::Kind, _) => "kind = ingest",
+            (Filter::Queue, _) => "queue = imports",
             (Filter::Dialect, _) => "dialect = c360",
             (Filter::Route, Some(Route::DataCloud)) => "route: dialect = datacloud",
             (Filter::Route, _) => "route: definition_id is not null (ocapi)",
@@ -107,6 +118,7 @@ impl Filter {
             (Filter::None, _) => {}
             (Filter::States, _) => query.states = vec![State::Failed, State::Cancelled],
             (Filter::Kind, _) => query.kinds = vec!["ingest".into()],
+            (Filter::Queue, _) => query.queues = vec!["imports".into()],
             (Filter::Dialect, _) => query.dialects = vec!["c360".into()],
             (Filter::Route, Some(Route::DataCloud)) => query.dialects = vec!["datacloud".into()],
             (Filter::Route, _) => query.with_definition = true,
@@ -122,10 +134,8 @@ impl Filter {
                 "state IN (SELECT value FROM json_each(?))",
                 Some("[\"failed\",\"cancelled\"]"),
             )),
-            (Filter::Kind, _) => Some((
-                "kind IN (SELECT value FROM json_each(?))",
-                Some("[\"ingest\"]"),
-            )),
+            (Filter::Kind, _) => Some(("kind = ?", Some("ingest"))),
+            (Filter::Queue, _) => Some(("queue = ?", Some("imports"))),
             (Filter::Dialect, _) => Some(("dialect = ? AND dialect <> 'native'", Some("c360"))),
             (Filter::Route, Some(Route::DataCloud)) => {
                 Some(("dialect = ? AND dialect <> 'native'", Some("datacloud")))
@@ -163,6 +173,48 @@ pub fn run(path: &Path, config: &ListConfig) -> Result<()> {
             }
         }
     }
+    stats(&store, &conn, config)
+}
+
+/// `Store::stats` (counts kept by the schema's triggers), and raw SQLite counting the jobs
+/// by queue and state as `stats` did before them.
+fn stats(store: &Store, conn: &rusqlite::Connection, config: &ListConfig) -> Result<()> {
+    let sampling = Sampling {
+        samples: config.keyset_samples,
+        at_least: 2,
+        budget: config.budget,
+    };
+    let jobs: i64 = store.stats()?.iter().map(|count| count.jobs).sum();
+    let mut latencies = Vec::with_capacity(sampling.samples);
+    let start = Instant::now();
+    while sampling.more(latencies.len(), start) {
+        let t = Instant::now();
+        let counts = store.stats()?;
+        latencies.push(micros_since(t));
+        std::hint::black_box(counts);
+    }
+    let emit = |store_name: &str, latencies: &mut Vec<u64>| {
+        Record::new("stats", store_name, "counts by queue and state")
+            .set("jobs", jobs)
+            .set("samples", latencies.len())
+            .latencies(latencies)
+            .emit();
+    };
+    emit("jobstore", &mut latencies);
+    let mut latencies = Vec::with_capacity(sampling.samples);
+    let start = Instant::now();
+    while sampling.more(latencies.len(), start) {
+        let t = Instant::now();
+        let mut stmt = conn.prepare_cached(
+            "SELECT queue, state, count(*) FROM jobs WHERE tenant = ? GROUP BY queue, state",
+        )?;
+        let mut rows = stmt.query([raw::TENANT])?;
+        while let Some(row) = rows.next()? {
+            std::hint::black_box(row.get_ref(2)?);
+        }
+        latencies.push(micros_since(t));
+    }
+    emit("raw count", &mut latencies);
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! The prefilled database of scenarios 3 and 4: N finished jobs (1M in a full run) with
-//! varied kinds, dialects, sources, targets, creators, definitions and times, written with
+//! varied kinds, queues, dialects, sources, targets, creators, definitions and times, written with
 //! one `INSERT … SELECT` per 100k rows, then opened and closed once by the store (which runs
 //! its own `PRAGMA optimize` on close, as a long-running daemon's file would have had).
 
@@ -17,7 +17,9 @@ const INSERT: &str = "WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 F
         CASE i % 8 WHEN 0 THEN 'export' WHEN 1 THEN 'import' WHEN 2 THEN 'ingest' \
             WHEN 3 THEN 'sync' WHEN 4 THEN 'report' WHEN 5 THEN 'cleanup' WHEN 6 THEN 'backup' \
             ELSE 'notify' END, \
-        'default', printf('job %07d', (i * 7919) % ?3), printf('src-%03d', i % 200), \
+        CASE i % 4 WHEN 0 THEN 'imports' WHEN 1 THEN 'exports' WHEN 2 THEN 'reports' \
+            ELSE 'default' END, \
+        printf('job %07d', (i * 7919) % ?3), printf('src-%03d', i % 200), \
         printf('tgt-%03d', (i * 31) % 150), printf('user-%02d', i % 50), \
         CASE i % 5 WHEN 0 THEN 'native' WHEN 1 THEN 'aep' WHEN 2 THEN 'c360' \
             WHEN 3 THEN 'datacloud' ELSE 'ocapi' END, \

@@ -500,6 +500,44 @@ fn targets(md: &mut String, run: &Run) {
             );
         }
     }
+    let queue_pages: Vec<&Value> = lists
+        .iter()
+        .copied()
+        .filter(|r| str_of(r, "filter").starts_with("queue") && str_of(r, "page") != "deep offset")
+        .collect();
+    if !queue_pages.is_empty() {
+        let (p99, case) = queue_pages
+            .iter()
+            .filter_map(|r| {
+                num(r, "p99_us").map(|p| {
+                    (
+                        p,
+                        format!("{}, {} page", str_of(r, "case"), str_of(r, "page")),
+                    )
+                })
+            })
+            .fold((0.0, String::new()), |a, b| if b.0 > a.0 { b } else { a });
+        let _ = writeln!(
+            md,
+            "| list with a queue filter, first and keyset pages: p99 ≤ 5 ms | worst p99 {} µs ({case}) | – | {} |",
+            thousands(p99),
+            verdict(Some(p99 <= 5000.0)),
+        );
+    }
+    let stats = |store: &str| run.one("stats", &[("store", store.into())]);
+    if let Some(kept) = stats("jobstore") {
+        let p99 = num(kept, "p99_us").unwrap_or(f64::MAX);
+        let _ = writeln!(
+            md,
+            "| stats at {} jobs: p99 ≤ 5 ms | p99 {} µs (counting the jobs instead: p99 {} µs) | – | {} |",
+            thousands(num(kept, "jobs").unwrap_or(0.0)),
+            thousands(p99),
+            stats("raw count")
+                .and_then(|r| num(r, "p99_us"))
+                .map_or("–".into(), thousands),
+            verdict(Some(p99 <= 5000.0)),
+        );
+    }
     if let Some(idle) = run.one("memory", &[("case", "idle (1 s after start)".into())]) {
         let rss = num(idle, "rss_mb").unwrap_or(0.0);
         let _ = writeln!(

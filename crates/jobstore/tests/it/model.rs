@@ -652,6 +652,26 @@ fn compare_all(f: &Fixture, m: &mut Model) -> Result<(), TestCaseError> {
         let model = m.jobs.get_mut(&job.id).expect("compared ids above");
         compare_job(job, model)?;
     }
+    // The counts `stats` reads (kept by triggers) agree with the model's jobs.
+    let mut want_counts: BTreeMap<State, i64> = BTreeMap::new();
+    for job in m.jobs.values() {
+        *want_counts.entry(job.state).or_default() += 1;
+    }
+    let stats = f
+        .store
+        .with_scope(Scope::All)
+        .stats()
+        .map_err(|err| TestCaseError::fail(format!("stats: {err:?}")))?;
+    let got_counts: BTreeMap<State, i64> = stats
+        .iter()
+        .map(|count| (count.state, count.jobs))
+        .collect();
+    prop_assert!(
+        stats.iter().all(|count| count.queue == "default"),
+        "{:?}",
+        stats
+    );
+    prop_assert_eq!(got_counts, want_counts, "stats");
     for id in &m.created {
         if !m.jobs.contains_key(id) {
             let got = f.store.get(*id);

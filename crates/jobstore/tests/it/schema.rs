@@ -1,7 +1,9 @@
 //! The schema: migrations reproduce `schema.sql` from every earlier version, a newer database
 //! is refused and left untouched, a file that is not a database is never "repaired".
 
-use jobstore::{Error, SCHEMA_VERSION, Store, migrate_to};
+use jobstore::{Error, NewJob, SCHEMA_VERSION, Scope, State, Store, migrate_to};
+
+use crate::support::Fixture;
 use rusqlite::Connection;
 
 const SCHEMA_SQL: &str = include_str!("../../../../schema.sql");
@@ -72,6 +74,10 @@ fn every_earlier_version_upgrades_to_the_current_schema_keeping_its_rows() {
         let store = Store::open(&path).unwrap();
         if from >= 1 {
             assert_eq!(store.get(1).unwrap().kind, "old");
+            // The counts of migration 7 start from the jobs already there.
+            let stats = store.stats().unwrap();
+            assert_eq!(stats.len(), 1, "{stats:?}");
+            assert_eq!((stats[0].state, stats[0].jobs), (State::Queued, 1));
         }
         drop(store);
         let migrated = Connection::open(&path).unwrap();
@@ -167,4 +173,65 @@ fn the_schema_refuses_what_the_state_machine_forbids() {
         )
         .err();
     assert!(err.is_some_and(|e| e.to_string().contains("UNIQUE")));
+}
+
+/// `job_counts` follows every write, the store's and another program's, and `check` notices
+/// when it does not.
+#[test]
+fn job_counts_follow_every_write_and_check_compares_them() {
+    let f = Fixture::new();
+    let a = f.store.enqueue(NewJob::new("k").queue("q1")).unwrap();
+    f.store.enqueue(NewJob::new("k").queue("q2")).unwrap();
+    f.store.cancel(a.id, "test").unwrap();
+    let conn = f.sql();
+    // Writes from outside the store: an insert, a move to another queue, a delete.
+    conn.execute(
+        "INSERT INTO jobs (tenant, kind, queue, state, run_at, created_at, updated_at) \
+         VALUES ('other', 'k', 'q1', 'queued', 1, 1, 1)",
+        [],
+    )
+    .unwrap();
+    conn.execute("UPDATE jobs SET queue = 'q3' WHERE queue = 'q2'", [])
+        .unwrap();
+    f.store.discard(a.id, &[State::Cancelled]).unwrap();
+    let counts = |conn: &Connection| -> Vec<(String, String, String, i64)> {
+        conn.prepare(
+            "SELECT tenant, queue, state, jobs FROM job_counts WHERE jobs > 0 ORDER BY 1, 2, 3",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+    };
+    assert_eq!(
+        counts(&conn),
+        [
+            ("default".into(), "q3".into(), "queued".into(), 1),
+            ("other".into(), "q1".into(), "queued".into(), 1),
+        ]
+    );
+    let stats = f.store.with_scope(Scope::All).stats().unwrap();
+    assert_eq!(
+        stats
+            .iter()
+            .map(|c| (c.queue.as_str(), c.state, c.jobs))
+            .collect::<Vec<_>>(),
+        [("q1", State::Queued, 1), ("q3", State::Queued, 1)]
+    );
+    // (The row written with SQL has no create event, which `check` reports too.)
+    let counts_problem = |problems: &[String]| {
+        problems
+            .iter()
+            .any(|p| p.starts_with("job counts (job_counts) that differ from the jobs"))
+    };
+    assert!(!counts_problem(&f.store.check().unwrap().problems));
+
+    conn.execute(
+        "UPDATE job_counts SET jobs = jobs + 1 WHERE queue = 'q3'",
+        [],
+    )
+    .unwrap();
+    let report = f.store.check().unwrap();
+    assert!(counts_problem(&report.problems), "{:?}", report.problems);
 }
