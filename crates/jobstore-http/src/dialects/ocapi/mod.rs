@@ -57,21 +57,21 @@ enum Name {
 
 /// Every route, below the optional `/s/-` prefix. The version is validated before routing.
 static ROUTES: [Route<Name>; 3] = [
-    Route {
-        path: "/dw/data/{version}/jobs/{job_id}/executions",
-        methods: &[Method::POST],
-        name: Name::Executions,
-    },
-    Route {
-        path: "/dw/data/{version}/jobs/{job_id}/executions/{id}",
-        methods: &[Method::GET, Method::DELETE],
-        name: Name::Execution,
-    },
-    Route {
-        path: "/dw/data/{version}/job_execution_search",
-        methods: &[Method::POST],
-        name: Name::Search,
-    },
+    Route::new(
+        "/dw/data/{version}/jobs/{job_id}/executions",
+        &[Method::POST],
+        Name::Executions,
+    ),
+    Route::new(
+        "/dw/data/{version}/jobs/{job_id}/executions/{id}",
+        &[Method::GET, Method::DELETE],
+        Name::Execution,
+    ),
+    Route::new(
+        "/dw/data/{version}/job_execution_search",
+        &[Method::POST],
+        Name::Search,
+    ),
 ];
 
 /// `path` without the `/s/-` prefix real hosts use.
@@ -92,9 +92,7 @@ impl Api for Ocapi {
     }
 
     fn owns(&self, path: &str) -> bool {
-        without_site(path)
-            .strip_prefix("/dw/data")
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        router::under(without_site(path), "/dw/data")
     }
 
     fn template(&self, path: &str) -> Option<&'static str> {
