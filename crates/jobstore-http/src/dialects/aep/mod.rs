@@ -98,9 +98,7 @@ impl Routed for Aep {
             (Name::Job, _) => {
                 principal.require(Permission::Read)?;
                 let id = job_id(&matched)?;
-                let job = app
-                    .call(principal, move |store| store.get_labelled(id, NAME))
-                    .await?;
+                let job = app.labelled_job(principal, id, NAME).await?;
                 Ok(body::json(StatusCode::OK, &ExportJob::from(&job)))
             }
         }
@@ -114,17 +112,12 @@ impl Aep {
         let identity = Identity::from_headers(request.headers())?;
         let idempotency = app::idempotency_key(request.headers()).map_err(ApiError::bad_request)?;
         let body: Value = app.json_body(request).await?;
-        let mut new = ExportRequest::try_from(body)?
+        let new = ExportRequest::try_from(body)?
             .into_new_job(identity)
             .queue(self.queue.clone())
             .dialect(NAME)
             .created_by(principal.name.clone());
-        if let Some(key) = idempotency {
-            new = new.idempotency_key(key);
-        }
-        let job = app
-            .write(principal, move |store| store.enqueue_call(new))
-            .await?;
+        let job = app.enqueue(principal, new, idempotency).await?;
         let mut response = body::json(StatusCode::OK, &ExportJob::from(&job));
         // The vendor's create answer names the job's href in `X-Location`.
         if let Ok(location) = HeaderValue::from_str(&format!("{BASE}/{}", job.id)) {

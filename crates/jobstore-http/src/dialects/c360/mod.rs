@@ -110,15 +110,10 @@ impl C360 {
         let body: Value = app.json_body(request).await?;
         let create = CreateJobRequest::try_from(body)?;
         create.check_data_source(&self.connected_sources)?;
-        let mut new = NewJob::from(create)
+        let new = NewJob::from(create)
             .queue(self.queue.clone())
             .created_by(principal.name.clone());
-        if let Some(key) = idempotency {
-            new = new.idempotency_key(key);
-        }
-        let job = app
-            .write(principal, move |store| store.enqueue_call(new))
-            .await?;
+        let job = app.enqueue(principal, new, idempotency).await?;
         let mut response = body::json(StatusCode::CREATED, &JobDocument::try_from(&job)?);
         if let Ok(location) = HeaderValue::from_str(&format!("{JOBS}/{}", job.id)) {
             response.headers_mut().insert(header::LOCATION, location);
@@ -132,9 +127,7 @@ async fn get(app: &App, principal: &Principal, matched: &Matched<Name>) -> Answe
     principal.require(Permission::Read)?;
     let not_found = || ApiError::new(ErrorKind::JobNotFound, "");
     let id = matched.params.id("jobId").ok_or_else(not_found)?;
-    let job = app
-        .call(principal, move |store| store.get_labelled(id, NAME))
-        .await?;
+    let job = app.labelled_job(principal, id, NAME).await?;
     let document = JobDocument::try_from(&job).map_err(|_| not_found())?;
     Ok(body::json(StatusCode::OK, &document))
 }

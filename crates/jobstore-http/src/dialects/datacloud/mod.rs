@@ -78,13 +78,8 @@ impl DataCloud {
         principal.require(Permission::Write)?;
         let idempotency = crate::app::idempotency_key(request.headers())
             .map_err(|message| salesforce::own("INVALIDJOB", message))?;
-        let mut new = wire::new_job(app.json_body(request).await?, principal, &self.queue)?;
-        if let Some(key) = idempotency {
-            new = new.idempotency_key(key);
-        }
-        let job = app
-            .write(principal, move |store| store.enqueue_call(new))
-            .await?;
+        let new = wire::new_job(app.json_body(request).await?, principal, &self.queue)?;
+        let job = app.enqueue(principal, new, idempotency).await?;
         Ok(body::json(StatusCode::CREATED, &JobInfo::from(&job)))
     }
 
@@ -99,9 +94,7 @@ impl DataCloud {
     ) -> Answer {
         principal.require(Permission::Write)?;
         wire::check_content_type(request.headers())?;
-        let job = app
-            .call(principal, move |store| store.get_labelled(id, NAME))
-            .await?;
+        let job = app.labelled_job(principal, id, NAME).await?;
         // A batch announced past the limit is refused before a byte of it is read.
         let limit = self.max_batch_bytes;
         if request.body().size_hint().lower() > limit {
@@ -156,12 +149,8 @@ async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
 /// `GET /api/v1/ingest/jobs/{id}`.
 async fn get(app: &App, principal: &Principal, id: i64) -> Answer {
     principal.require(Permission::Read)?;
-    let detail = app
-        .call(principal, move |store| {
-            let job = store.get_labelled(id, NAME)?;
-            Ok(JobDetail::new(&job, store.now()))
-        })
-        .await?;
+    let job = app.labelled_job(principal, id, NAME).await?;
+    let detail = JobDetail::new(&job, app.store().now());
     Ok(body::json(StatusCode::OK, &detail))
 }
 
