@@ -74,7 +74,7 @@ impl Default for DialectConfig {
 pub(crate) fn registered(config: &DialectConfig) -> Vec<Arc<dyn Api>> {
     vec![
         Arc::new(c360::C360::new(config)),
-        Arc::new(ocapi::Ocapi::new(config)),
+        Arc::new(ocapi::Ocapi),
         Arc::new(aep::Aep::new(config)),
         Arc::new(datacloud::DataCloud::new(config)),
         Arc::new(bulk2::Bulk2::new(config)),

@@ -23,7 +23,6 @@ use crate::api::{Answering, Api};
 use crate::app::App;
 use crate::auth::{Permission, Principal};
 use crate::body::{self, ResponseBody};
-use crate::dialects::DialectConfig;
 use crate::fault::{ApiError, ErrorKind};
 use crate::query::{Query, choose};
 use crate::router::{self, Matched, Miss, Route};
@@ -39,13 +38,6 @@ const FIRST: (u32, u32) = (17, 4);
 /// queue its definition was stored with.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Ocapi;
-
-impl Ocapi {
-    /// The API under the daemon's dialect settings.
-    pub(crate) fn new(_config: &DialectConfig) -> Ocapi {
-        Ocapi
-    }
-}
 
 /// The routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
