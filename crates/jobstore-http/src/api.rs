@@ -2,6 +2,10 @@
 //! vendor's) is a value of a type implementing [`Api`], holding its own settings. The server
 //! offers a request's path to each in turn; the one that owns it answers every request under
 //! it, faults included, in its own shape.
+//!
+//! Most APIs are [`Routed`]: they declare their route table, their prefix and their faults,
+//! and the skeleton does the rest of [`Api`] for them: matching, 404 and 405, HEAD,
+//! authentication and the rendering of every fault.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,7 +15,10 @@ use hyper::body::Incoming;
 use jobstore::Store;
 
 use crate::app::App;
+use crate::auth::Principal;
 use crate::body::ResponseBody;
+use crate::fault::{ApiError, Faults};
+use crate::router::{self, Matched, Miss, Route};
 
 /// An answer being computed (a boxed future, so that APIs can sit behind `dyn Api`).
 pub(crate) type Answering<'a> = Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send + 'a>>;
@@ -43,5 +50,91 @@ pub trait Api: Send + Sync + 'static {
     fn maintain(&self, store: &Store) -> jobstore::Result<u64> {
         let _ = store;
         Ok(0)
+    }
+}
+
+/// A handler's answer: the response, or the fault its API renders.
+pub(crate) type Answer = Result<Response<ResponseBody>, ApiError>;
+
+/// An API the skeleton serves from its route table. For every request under its prefix the
+/// skeleton matches the route (404, 405 with `Allow`, HEAD as GET), authenticates the caller
+/// (401, 429), hands the matched request to [`Routed::answer`], renders a fault through the
+/// API's [`Faults`] and lets the API [`finish`](Routed::finish) the response.
+pub(crate) trait Routed: Faults + Send + Sync + 'static {
+    /// What the API calls its routes.
+    type Name: Send + Sync + 'static;
+
+    /// The API's name ([`Api::name`]).
+    const NAME: &'static str;
+
+    /// The prefix the API owns, with everything below it ([`router::under`]).
+    const PREFIX: &'static str;
+
+    /// The route table.
+    fn table(&self) -> &'static [Route<Self::Name>];
+
+    /// The refusal of a request that matched no route: the native wording unless the API
+    /// words it as its vendor does.
+    fn miss(&self, miss: Miss, method: &Method, path: &str) -> ApiError {
+        miss.error(method, path)
+    }
+
+    /// Answers a request matched to a route, from an authenticated caller.
+    fn answer(
+        &self,
+        app: &App,
+        principal: &Principal,
+        matched: Matched<Self::Name>,
+        request: Request<Incoming>,
+    ) -> impl Future<Output = Answer> + Send;
+
+    /// What the API adds to every response, faults included (nothing by default).
+    fn finish(&self, response: &mut Response<ResponseBody>) {
+        let _ = response;
+    }
+
+    /// The API's periodic maintenance ([`Api::maintain`]; none by default).
+    ///
+    /// # Errors
+    /// A store error; the next tick tries again.
+    fn maintain(&self, store: &Store) -> jobstore::Result<u64> {
+        let _ = store;
+        Ok(0)
+    }
+}
+
+impl<T: Routed> Api for T {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+
+    fn owns(&self, path: &str) -> bool {
+        router::under(path, T::PREFIX)
+    }
+
+    fn template(&self, path: &str) -> Option<&'static str> {
+        router::template_of(self.table(), path)
+    }
+
+    fn routes(&self) -> Vec<(&'static str, &'static [Method])> {
+        router::listing(self.table())
+    }
+
+    fn handle<'a>(&'a self, app: &'a App, mut request: Request<Incoming>) -> Answering<'a> {
+        Box::pin(async move {
+            let answered = async {
+                let matched = router::route(self.table(), &mut request)
+                    .map_err(|miss| self.miss(miss, request.method(), request.uri().path()))?;
+                let principal = app.authenticate(&request)?;
+                self.answer(app, &principal, matched, request).await
+            };
+            let mut response = answered.await.unwrap_or_else(|err| self.render(&err));
+            self.finish(&mut response);
+            response
+        })
+    }
+
+    fn maintain(&self, store: &Store) -> jobstore::Result<u64> {
+        Routed::maintain(self, store)
     }
 }

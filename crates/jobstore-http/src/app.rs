@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, header};
 use hyper::body::Incoming;
-use jobstore::{ClaimRequest, Job, Store, WriteCall};
+use jobstore::{ClaimRequest, Job, NewJob, Store, WriteCall};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, watch};
 
@@ -180,6 +180,34 @@ impl App {
         F: FnOnce(Store) -> WriteCall<T>,
     {
         self.settle(f(self.store.with_scope(principal.scope())))
+            .await
+    }
+
+    /// Enqueues `new` in the principal's scope, under the `Idempotency-Key` the request sent
+    /// ([`idempotency_key`]), if any.
+    pub(crate) async fn enqueue(
+        &self,
+        principal: &Principal,
+        new: NewJob,
+        idempotency: Option<String>,
+    ) -> Result<Job, ApiError> {
+        let new = match idempotency {
+            Some(key) => new.idempotency_key(key),
+            None => new,
+        };
+        self.write(principal, move |store| store.enqueue_call(new))
+            .await
+    }
+
+    /// The job `id` of the API labelled `label` in the principal's scope
+    /// ([`Store::get_labelled`]): another API's job is not found, like an unknown id.
+    pub(crate) async fn labelled_job(
+        &self,
+        principal: &Principal,
+        id: i64,
+        label: &'static str,
+    ) -> Result<Job, ApiError> {
+        self.call(principal, move |store| store.get_labelled(id, label))
             .await
     }
 

@@ -270,6 +270,12 @@ impl ApiError {
         self
     }
 
+    /// The same error with another message (a vendor's wording).
+    pub fn says(mut self, message: impl Into<String>) -> ApiError {
+        self.message = message.into();
+        self
+    }
+
     /// 400 `invalid_request`.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(ErrorKind::InvalidRequest, message)

@@ -3,8 +3,17 @@
 //! fields, directions, states) and the refusal of unknown parameters, naming the known ones.
 //! Every refusal is an [`ErrorKind::InvalidQuery`] that an API renders in its own shape.
 
+use std::collections::BTreeMap;
+
+use jobstore::Direction;
+
 use crate::fault::{ApiError, ErrorKind};
 use crate::router::percent_decode;
+
+/// The sort directions as every API spells them (an API that takes other cases lowercases
+/// first).
+pub(crate) const DIRECTIONS: [(&str, Direction); 2] =
+    [("asc", Direction::Asc), ("desc", Direction::Desc)];
 
 /// What a page size past the maximum gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +223,29 @@ pub(crate) fn choose<T: Copy>(
         })
 }
 
+/// The text of `choice` in `choices` (the first, where several name it; `""` where none
+/// does): a choice table read backwards, to render what was chosen.
+pub(crate) fn name_of<T: PartialEq>(choices: &[(&'static str, T)], choice: &T) -> &'static str {
+    choices
+        .iter()
+        .find(|(_, value)| value == choice)
+        .map_or("", |(text, _)| text)
+}
+
+/// A ranked sort of core values by the vendor's values they show as: each core value (a
+/// state, a kind) ranked by the number of values that sort before its vendor value, so that
+/// values shown alike tie. What [`jobstore::ListQuery::sort_rank`] takes.
+pub(crate) fn ranks<K: Ord>(
+    shown: impl IntoIterator<Item = (&'static str, K)>,
+) -> BTreeMap<String, i64> {
+    let shown: Vec<(&str, K)> = shown.into_iter().collect();
+    let rank = |key: &K| shown.iter().filter(|(_, other)| other < key).count();
+    shown
+        .iter()
+        .map(|(value, key)| ((*value).to_owned(), i64::try_from(rank(key)).unwrap_or(0)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +306,9 @@ mod tests {
         assert_eq!(query.choice("order", &choices), Ok(Some(2)));
         let err = choose("order", "up", &choices).unwrap_err();
         assert!(err.message.contains("valid: asc, desc"), "{}", err.message);
+        let ranks = ranks([("x", "B"), ("y", "A"), ("z", "B")]);
+        assert!(ranks["y"] < ranks["x"] && ranks["x"] == ranks["z"]);
+        let named = [("a", 1), ("b", 2), ("also-b", 2)];
+        assert_eq!((name_of(&named, &2), name_of(&named, &3)), ("b", ""));
     }
 }

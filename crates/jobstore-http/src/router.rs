@@ -5,6 +5,8 @@
 
 use http::Method;
 
+use crate::fault::ApiError;
+
 /// One route: a path template (`/v1/jobs/{id}/data`), the methods it serves and the name the
 /// API dispatches on.
 #[derive(Debug)]
@@ -15,6 +17,17 @@ pub(crate) struct Route<R: 'static> {
     pub methods: &'static [Method],
     /// What the API calls the route.
     pub name: R,
+}
+
+impl<R> Route<R> {
+    /// A route serving `methods` on `path`, called `name` by its API.
+    pub(crate) const fn new(path: &'static str, methods: &'static [Method], name: R) -> Route<R> {
+        Route {
+            path,
+            methods,
+            name,
+        }
+    }
 }
 
 /// A request matched to a route.
@@ -35,6 +48,24 @@ pub(crate) enum Miss {
     NotFound,
     /// A template matches, with other methods: the `Allow` value.
     MethodNotAllowed(String),
+}
+
+impl Miss {
+    /// The refusal in the native wording (`no route for …`, `… is not allowed on …` with the
+    /// `Allow` list); an API that words it otherwise replaces the message.
+    pub(crate) fn error(self, method: &Method, path: &str) -> ApiError {
+        match self {
+            Miss::NotFound => ApiError::no_route(path),
+            Miss::MethodNotAllowed(allow) => ApiError::method_not_allowed(method, path, allow),
+        }
+    }
+}
+
+/// Whether `path` is `prefix` or below it, in whole segments: an API owns a whole prefix
+/// (`/a/b` owns `/a/b` and `/a/b/c`, not `/a/bc`).
+pub(crate) fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The decoded path parameters of a match.

@@ -1,10 +1,11 @@
 //! The vendors' job APIs, each a view of the canonical jobs in a folder of its own: `mod.rs`
-//! (the API's settings, route table, `Api` implementation and handlers), `wire.rs` (its
-//! documents and their conversions to and from core types), `faults.rs` (its fault document
-//! and the exhaustive table from the daemon's error kinds to its codes), and `list.rs` or
-//! `search.rs` (its list parameters). No SQL, no state logic, no table of their own: a job
-//! created through an API is an ordinary job labelled with the API's name, which the native
-//! API, workers, `jobstore jobs` and `sqlite3` all see.
+//! (the API's settings, route table, its `Api` — through [`crate::api::Routed`] where the
+//! skeleton's flow fits — and handlers), `wire.rs` (its documents and their conversions to and
+//! from core types), `faults.rs` (its fault document and the exhaustive table from the
+//! daemon's error kinds to its codes), and `list.rs` or `search.rs` (its list parameters). No
+//! SQL, no state logic, no table of their own: a job created through an API is an ordinary job
+//! labelled with the API's name, which the native API, workers, `jobstore jobs` and `sqlite3`
+//! all see.
 //!
 //! Adding an API is its folder, a `mod` line and a line in [`registered`].
 
@@ -74,7 +75,7 @@ impl Default for DialectConfig {
 pub(crate) fn registered(config: &DialectConfig) -> Vec<Arc<dyn Api>> {
     vec![
         Arc::new(c360::C360::new(config)),
-        Arc::new(ocapi::Ocapi::new(config)),
+        Arc::new(ocapi::Ocapi),
         Arc::new(aep::Aep::new(config)),
         Arc::new(datacloud::DataCloud::new(config)),
         Arc::new(bulk2::Bulk2::new(config)),

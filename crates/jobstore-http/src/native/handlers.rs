@@ -76,10 +76,8 @@ pub(super) async fn handle(
             let idempotency =
                 crate::app::idempotency_key(request.headers()).map_err(ApiError::bad_request)?;
             let create: CreateJob = app.json_body(request).await?;
-            let new = new_job(create, principal, idempotency)?;
-            let job = app
-                .write(principal, move |store| store.enqueue_call(new))
-                .await?;
+            let new = new_job(create, principal)?;
+            let job = app.enqueue(principal, new, idempotency).await?;
             Ok(body::json(StatusCode::CREATED, &wire::Job::from(job)))
         }
         (Name::Jobs, Method::GET) => {
@@ -443,11 +441,7 @@ async fn download(app: &App, principal: &Principal, id: i64) -> Answer {
     ))
 }
 
-fn new_job(
-    create: CreateJob,
-    principal: &Principal,
-    idempotency: Option<String>,
-) -> Result<NewJob, ApiError> {
+fn new_job(create: CreateJob, principal: &Principal) -> Result<NewJob, ApiError> {
     let mut new = NewJob::new(create.kind).created_by(principal.name.clone());
     if let Some(queue) = create.queue {
         new = new.queue(queue);
@@ -481,9 +475,6 @@ fn new_job(
     }
     if let Some(restartable) = create.restartable {
         new = new.restartable(restartable);
-    }
-    if let Some(key) = idempotency {
-        new = new.idempotency_key(key);
     }
     if let Some(tenant) = create.tenant {
         if !principal.is_admin() {

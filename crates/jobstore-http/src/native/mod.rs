@@ -15,7 +15,7 @@ use crate::app::App;
 use crate::auth::Permission;
 use crate::body::{self, ResponseBody};
 use crate::fault::{self, ApiError, Faults};
-use crate::router::{self, Miss, Route};
+use crate::router::{self, Route};
 
 /// The native API, with the default queue of job definitions that name none.
 #[derive(Debug, Clone)]
@@ -55,52 +55,44 @@ const POST: &[Method] = &[Method::POST];
 
 /// Every native route. The OpenAPI document describes exactly these (a test checks it).
 pub(crate) static ROUTES: [Route<Name>; 21] = [
-    route("/healthz", GET, Name::Health),
-    route("/metrics", GET, Name::Metrics),
-    route("/v1/openapi.json", GET, Name::OpenApi),
-    route("/v1/stats", GET, Name::Stats),
-    route("/v1/jobs", &[Method::GET, Method::POST], Name::Jobs),
-    route("/v1/jobs/{id}", &[Method::GET, Method::DELETE], Name::Job),
-    route("/v1/jobs/{id}/cancel", POST, Name::Cancel),
-    route("/v1/jobs/{id}/restart", POST, Name::Restart),
-    route("/v1/jobs/{id}/close", POST, Name::Close),
-    route("/v1/jobs/{id}/heartbeat", POST, Name::Heartbeat),
-    route("/v1/jobs/{id}/complete", POST, Name::Complete),
-    route("/v1/jobs/{id}/fail", POST, Name::Fail),
-    route(
+    Route::new("/healthz", GET, Name::Health),
+    Route::new("/metrics", GET, Name::Metrics),
+    Route::new("/v1/openapi.json", GET, Name::OpenApi),
+    Route::new("/v1/stats", GET, Name::Stats),
+    Route::new("/v1/jobs", &[Method::GET, Method::POST], Name::Jobs),
+    Route::new("/v1/jobs/{id}", &[Method::GET, Method::DELETE], Name::Job),
+    Route::new("/v1/jobs/{id}/cancel", POST, Name::Cancel),
+    Route::new("/v1/jobs/{id}/restart", POST, Name::Restart),
+    Route::new("/v1/jobs/{id}/close", POST, Name::Close),
+    Route::new("/v1/jobs/{id}/heartbeat", POST, Name::Heartbeat),
+    Route::new("/v1/jobs/{id}/complete", POST, Name::Complete),
+    Route::new("/v1/jobs/{id}/fail", POST, Name::Fail),
+    Route::new(
         "/v1/jobs/{id}/data",
         &[Method::GET, Method::PUT],
         Name::Data,
     ),
-    route(
+    Route::new(
         "/v1/jobs/{id}/outputs/{name}",
         &[Method::GET, Method::PUT],
         Name::Output,
     ),
-    route(
+    Route::new(
         "/v1/jobs/{id}/logs",
         &[Method::GET, Method::POST],
         Name::Logs,
     ),
-    route("/v1/jobs/{id}/events", GET, Name::Events),
-    route("/v1/jobs/{id}/steps/{step}", POST, Name::Step),
-    route("/v1/definitions", GET, Name::Definitions),
-    route(
+    Route::new("/v1/jobs/{id}/events", GET, Name::Events),
+    Route::new("/v1/jobs/{id}/steps/{step}", POST, Name::Step),
+    Route::new("/v1/definitions", GET, Name::Definitions),
+    Route::new(
         "/v1/definitions/{id}",
         &[Method::GET, Method::PUT],
         Name::Definition,
     ),
-    route("/v1/definitions/{id}/executions", POST, Name::Executions),
-    route("/v1/claim", POST, Name::Claim),
+    Route::new("/v1/definitions/{id}/executions", POST, Name::Executions),
+    Route::new("/v1/claim", POST, Name::Claim),
 ];
-
-const fn route(path: &'static str, methods: &'static [Method], name: Name) -> Route<Name> {
-    Route {
-        path,
-        methods,
-        name,
-    }
-}
 
 /// The native fault document.
 struct NativeFaults;
@@ -150,10 +142,8 @@ impl Native {
     ) -> Result<Response<ResponseBody>, ApiError> {
         let path = request.uri().path().to_owned();
         let method = request.method().clone();
-        let matched = router::route(&ROUTES, &mut request).map_err(|miss| match miss {
-            Miss::NotFound => ApiError::no_route(&path),
-            Miss::MethodNotAllowed(allow) => ApiError::method_not_allowed(&method, &path, allow),
-        })?;
+        let matched =
+            router::route(&ROUTES, &mut request).map_err(|miss| miss.error(&method, &path))?;
         match matched.route.name {
             Name::Health => return Ok(body::text(StatusCode::OK, "text/plain", "ok\n".into())),
             Name::OpenApi => return Ok(body::json(StatusCode::OK, openapi::document())),

@@ -6,12 +6,9 @@
 use http::Response;
 use serde::Serialize;
 
+use super::Aep;
 use crate::body::ResponseBody;
 use crate::fault::{self, ApiError, Faults};
-
-/// Renders every fault of the API as a problem document.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Problems;
 
 /// The fault document.
 #[derive(Debug, Serialize)]
@@ -23,7 +20,8 @@ struct Problem<'a> {
     detail: &'a str,
 }
 
-impl Faults for Problems {
+/// Every fault of the API is a problem document.
+impl Faults for Aep {
     fn render(&self, err: &ApiError) -> Response<ResponseBody> {
         let problem = Problem {
             kind: err.kind.as_str(),
@@ -38,12 +36,14 @@ impl Faults for Problems {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialects::DialectConfig;
     use crate::fault::ErrorKind;
 
     #[test]
     fn every_kind_is_titled_by_its_status() {
+        let api = Aep::new(&DialectConfig::default());
         for kind in ErrorKind::ALL {
-            let response = Problems.render(&ApiError::new(kind, "x"));
+            let response = api.render(&ApiError::new(kind, "x"));
             assert_eq!(response.status(), kind.status(), "{kind:?}");
             assert!(kind.status().canonical_reason().is_some(), "{kind:?}");
         }

@@ -25,15 +25,14 @@ const DEFAULT_LIMIT: u32 = 20;
 const MAX_LIMIT: u32 = 1000;
 
 /// The `sort` fields: the job document's members (`creationTime` also by the name `page`
-/// gives it, `createdTime`) and the field each sorts by.
+/// gives it, `createdTime`, the first: the name `page.sortField` renders) and the field each
+/// sorts by.
 const SORT_FIELDS: [(&str, SortField); 4] = [
     ("createdTime", SortField::CreatedAt),
     ("creationTime", SortField::CreatedAt),
     ("updateTime", SortField::UpdatedAt),
     ("id", SortField::Id),
 ];
-
-const DIRECTIONS: [(&str, Direction); 2] = [("asc", Direction::Asc), ("desc", Direction::Desc)];
 
 /// Which page of the list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,16 +150,10 @@ impl ListParams {
     /// `page.sortField` and `page.sort`.
     pub(super) fn sort_names(&self) -> (&'static str, &'static str) {
         let (sort, direction) = self.order();
-        let field = match sort {
-            SortField::UpdatedAt => "updateTime",
-            SortField::Id => "id",
-            _ => "createdTime",
-        };
-        let direction = match direction {
-            Direction::Asc => "asc",
-            Direction::Desc => "desc",
-        };
-        (field, direction)
+        (
+            query::name_of(&SORT_FIELDS, &sort),
+            query::name_of(&query::DIRECTIONS, &direction),
+        )
     }
 
     /// `link.next` of `page`: the same query for the page after it, `""` on the last page.
@@ -226,7 +219,7 @@ fn sort(text: &str) -> Result<(SortField, Direction), ApiError> {
     }
     let field = query::choose("sort", field, &SORT_FIELDS)?;
     let direction = match direction {
-        Some(direction) => query::choose("sort direction", direction, &DIRECTIONS)?,
+        Some(direction) => query::choose("sort direction", direction, &query::DIRECTIONS)?,
         None => Direction::Desc,
     };
     Ok((field, direction))

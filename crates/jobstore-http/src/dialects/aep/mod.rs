@@ -13,20 +13,19 @@ mod faults;
 mod list;
 mod wire;
 
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use self::faults::Problems;
 use self::list::ListParams;
 use self::wire::{CANCELLING, ExportJob, ExportJobPage, ExportRequest, Identity};
-use crate::api::{Answering, Api};
+use crate::api::{Answer, Routed};
 use crate::app::{self, App};
 use crate::auth::{Permission, Principal};
-use crate::body::{self, ResponseBody};
+use crate::body;
 use crate::dialects::DialectConfig;
-use crate::fault::{ApiError, ErrorKind, Faults};
-use crate::router::{self, Matched, Miss, Route};
+use crate::fault::{ApiError, ErrorKind};
+use crate::router::{Matched, Route};
 
 /// Every path of the API starts here.
 const BASE: &str = "/data/core/ups/export/jobs";
@@ -52,104 +51,73 @@ impl Aep {
 
 /// The routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Name {
+pub(crate) enum Name {
     Jobs,
     Job,
 }
 
 static ROUTES: [Route<Name>; 2] = [
-    Route {
-        path: BASE,
-        methods: &[Method::GET, Method::POST],
-        name: Name::Jobs,
-    },
-    Route {
-        path: "/data/core/ups/export/jobs/{id}",
-        methods: &[Method::GET, Method::DELETE],
-        name: Name::Job,
-    },
+    Route::new(BASE, &[Method::GET, Method::POST], Name::Jobs),
+    Route::new(
+        "/data/core/ups/export/jobs/{id}",
+        &[Method::GET, Method::DELETE],
+        Name::Job,
+    ),
 ];
 
-type Answer = Result<Response<ResponseBody>, ApiError>;
+/// The API owns anything under the collection: a path below it that names nothing is
+/// answered 404 in this API's fault shape.
+impl Routed for Aep {
+    type Name = Name;
+    const NAME: &'static str = NAME;
+    const PREFIX: &'static str = BASE;
 
-impl Api for Aep {
-    fn name(&self) -> &'static str {
-        NAME
+    fn table(&self) -> &'static [Route<Name>] {
+        &ROUTES
     }
 
-    /// Anything under the collection: a path below it that names nothing is answered 404 in
-    /// this API's fault shape.
-    fn owns(&self, path: &str) -> bool {
-        path.strip_prefix(BASE)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    }
-
-    fn template(&self, path: &str) -> Option<&'static str> {
-        router::template_of(&ROUTES, path)
-    }
-
-    fn routes(&self) -> Vec<(&'static str, &'static [Method])> {
-        router::listing(&ROUTES)
-    }
-
-    fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
-        Box::pin(async move {
-            self.answer(app, request)
-                .await
-                .unwrap_or_else(|err| Problems.render(&err))
-        })
-    }
-}
-
-impl Aep {
-    async fn answer(&self, app: &App, mut request: Request<Incoming>) -> Answer {
-        let path = request.uri().path().to_owned();
-        let method = request.method().clone();
-        let matched = router::route(&ROUTES, &mut request).map_err(|miss| match miss {
-            Miss::NotFound => ApiError::no_route(&path),
-            Miss::MethodNotAllowed(allow) => ApiError::method_not_allowed(&method, &path, allow),
-        })?;
-        let principal = app.authenticate(&request)?;
+    async fn answer(
+        &self,
+        app: &App,
+        principal: &Principal,
+        matched: Matched<Name>,
+        request: Request<Incoming>,
+    ) -> Answer {
         match (matched.route.name, request.method()) {
-            (Name::Jobs, &Method::POST) => self.create(app, &principal, request).await,
+            (Name::Jobs, &Method::POST) => self.create(app, principal, request).await,
             (Name::Jobs, _) => {
                 principal.require(Permission::Read)?;
-                list(app, &principal, request.uri().query()).await
+                list(app, principal, request.uri().query()).await
             }
             (Name::Job, &Method::DELETE) => {
                 principal.require(Permission::Write)?;
                 let id = job_id(&matched)?;
                 app.drain_body(request).await?;
-                delete(app, &principal, id).await
+                delete(app, principal, id).await
             }
             (Name::Job, _) => {
                 principal.require(Permission::Read)?;
                 let id = job_id(&matched)?;
-                let job = app
-                    .call(&principal, move |store| store.get_labelled(id, NAME))
-                    .await?;
+                let job = app.labelled_job(principal, id, NAME).await?;
                 Ok(body::json(StatusCode::OK, &ExportJob::from(&job)))
             }
         }
     }
+}
 
+impl Aep {
     /// `POST /data/core/ups/export/jobs`.
     async fn create(&self, app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
         principal.require(Permission::Write)?;
         let identity = Identity::from_headers(request.headers())?;
         let idempotency = app::idempotency_key(request.headers()).map_err(ApiError::bad_request)?;
         let body: Value = app.json_body(request).await?;
-        let mut new = ExportRequest::try_from(body)?
+        let new = ExportRequest::try_from(body)?
             .into_new_job(identity)
             .queue(self.queue.clone())
             .dialect(NAME)
             .created_by(principal.name.clone());
-        if let Some(key) = idempotency {
-            new = new.idempotency_key(key);
-        }
-        let job = app
-            .write(principal, move |store| store.enqueue_call(new))
-            .await?;
+        let job = app.enqueue(principal, new, idempotency).await?;
         let mut response = body::json(StatusCode::OK, &ExportJob::from(&job));
         // The vendor's create answer names the job's href in `X-Location`.
         if let Ok(location) = HeaderValue::from_str(&format!("{BASE}/{}", job.id)) {
@@ -203,6 +171,7 @@ async fn delete(app: &App, principal: &Principal, id: i64) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Api;
 
     #[test]
     fn owns_everything_under_the_collection_and_routes_two_templates() {

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::list::page_offset;
 use crate::fault::ApiError;
+use crate::query;
 use crate::time::{self, Form};
 
 /// The kind of every export job.
@@ -75,12 +76,7 @@ impl Status {
 
     /// The status's name.
     pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Status::New => "NEW",
-            Status::Processing => "PROCESSING",
-            Status::Succeeded => "SUCCEEDED",
-            Status::Failed => "FAILED",
-        }
+        query::name_of(&STATUSES, &self)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use http::Response;
 
+use super::C360;
 use crate::body::ResponseBody;
 use crate::dialects::salesforce;
 use crate::fault::{ApiError, ErrorKind, Faults};
@@ -37,9 +38,7 @@ fn code(kind: ErrorKind) -> &'static str {
 }
 
 /// Renders every fault of this API.
-pub(super) struct C360Faults;
-
-impl Faults for C360Faults {
+impl Faults for C360 {
     fn render(&self, err: &ApiError) -> Response<ResponseBody> {
         salesforce::render(err, code, "The requested job does not exist")
     }
@@ -48,17 +47,16 @@ impl Faults for C360Faults {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialects::DialectConfig;
 
     #[test]
     fn every_kind_renders_with_its_status() {
+        let api = C360::new(&DialectConfig::default());
         for kind in ErrorKind::ALL {
-            let response = C360Faults.render(&ApiError::new(kind, "x"));
+            let response = api.render(&ApiError::new(kind, "x"));
             assert_eq!(response.status(), kind.status(), "{kind:?}");
         }
         let own = salesforce::own("REQUIRED_FIELD_MISSING", "jobType");
-        assert_eq!(
-            C360Faults.render(&own).status(),
-            http::StatusCode::BAD_REQUEST
-        );
+        assert_eq!(api.render(&own).status(), http::StatusCode::BAD_REQUEST);
     }
 }

@@ -59,9 +59,8 @@ impl ListParams {
         let sort = query
             .choice("sortBy", &SORTS)?
             .unwrap_or(SortField::CreatedAt);
-        let directions = [("asc", Direction::Asc), ("desc", Direction::Desc)];
         let direction = query
-            .choice("sortDirection", &directions)?
+            .choice("sortDirection", &query::DIRECTIONS)?
             .unwrap_or(Direction::Desc);
         let sources = data_sources("source", query.all("source"))?;
         let targets = data_sources("target", query.all("target"))?;
@@ -138,14 +137,8 @@ fn data_sources(name: &str, values: Vec<String>) -> Result<Vec<String>, ApiError
 /// C360 order (statuses and types alphabetically).
 fn rank(sort: SortField) -> BTreeMap<String, i64> {
     match sort {
-        SortField::State => State::ALL
-            .into_iter()
-            .map(|state| (state.as_str().to_owned(), Status::of_state(state) as i64))
-            .collect(),
-        SortField::Kind => JobType::ALL
-            .into_iter()
-            .map(|t| (t.as_str().to_owned(), t.category() as i64))
-            .collect(),
+        SortField::State => query::ranks(State::ALL.map(|s| (s.as_str(), Status::of_state(s)))),
+        SortField::Kind => query::ranks(JobType::ALL.map(|t| (t.as_str(), t.category()))),
         _ => BTreeMap::new(),
     }
 }

@@ -11,21 +11,20 @@ mod faults;
 mod list;
 mod wire;
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 use jobstore::NewJob;
 use serde_json::Value;
 
-use self::faults::C360Faults;
 use self::list::ListParams;
 use self::wire::{CreateJobRequest, JobDocument, ListEnvelope};
-use crate::api::{Answering, Api};
+use crate::api::{Answer, Routed};
 use crate::app::App;
 use crate::auth::{Permission, Principal};
-use crate::body::{self, ResponseBody};
+use crate::body;
 use crate::dialects::{DialectConfig, salesforce};
-use crate::fault::{ApiError, ErrorKind, Faults};
-use crate::router::{self, Matched, Miss, Route};
+use crate::fault::{ApiError, ErrorKind};
+use crate::router::{Matched, Miss, Route};
 
 /// The label of jobs created here.
 const NAME: &str = "c360";
@@ -54,77 +53,55 @@ impl C360 {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Name {
+pub(crate) enum Name {
     Jobs,
     Job,
 }
 
 static ROUTES: [Route<Name>; 2] = [
-    Route {
-        path: JOBS,
-        methods: &[Method::GET, Method::POST],
-        name: Name::Jobs,
-    },
-    Route {
-        path: "/datamanager/datatools/v1.0/jobs/{jobId}",
-        methods: &[Method::GET],
-        name: Name::Job,
-    },
+    Route::new(JOBS, &[Method::GET, Method::POST], Name::Jobs),
+    Route::new(
+        "/datamanager/datatools/v1.0/jobs/{jobId}",
+        &[Method::GET],
+        Name::Job,
+    ),
 ];
 
-type Answer = Result<Response<ResponseBody>, ApiError>;
+impl Routed for C360 {
+    type Name = Name;
+    const NAME: &'static str = NAME;
+    const PREFIX: &'static str = DOMAIN;
 
-impl Api for C360 {
-    fn name(&self) -> &'static str {
-        NAME
+    fn table(&self) -> &'static [Route<Name>] {
+        &ROUTES
     }
 
-    fn owns(&self, path: &str) -> bool {
-        path.strip_prefix(DOMAIN)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    fn miss(&self, miss: Miss, method: &Method, path: &str) -> ApiError {
+        let message = match &miss {
+            Miss::NotFound => format!("The requested resource does not exist: {path}"),
+            Miss::MethodNotAllowed(allow) => {
+                format!("HTTP method '{method}' not allowed on {path}. Allowed are [{allow}]")
+            }
+        };
+        miss.error(method, path).says(message)
     }
 
-    fn template(&self, path: &str) -> Option<&'static str> {
-        router::template_of(&ROUTES, path)
-    }
-
-    fn routes(&self) -> Vec<(&'static str, &'static [Method])> {
-        router::listing(&ROUTES)
-    }
-
-    fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
-        Box::pin(async move {
-            self.answer(app, request)
-                .await
-                .unwrap_or_else(|err| C360Faults.render(&err))
-        })
+    async fn answer(
+        &self,
+        app: &App,
+        principal: &Principal,
+        matched: Matched<Name>,
+        request: Request<Incoming>,
+    ) -> Answer {
+        match (matched.route.name, request.method()) {
+            (Name::Jobs, &Method::POST) => self.create(app, principal, request).await,
+            (Name::Jobs, _) => list(app, principal, request.uri().query()).await,
+            (Name::Job, _) => get(app, principal, &matched).await,
+        }
     }
 }
 
 impl C360 {
-    async fn answer(&self, app: &App, mut request: Request<Incoming>) -> Answer {
-        let path = request.uri().path().to_owned();
-        let method = request.method().clone();
-        let matched = router::route(&ROUTES, &mut request).map_err(|miss| match miss {
-            Miss::NotFound => ApiError::new(
-                ErrorKind::RouteNotFound,
-                format!("The requested resource does not exist: {path}"),
-            ),
-            Miss::MethodNotAllowed(allow) => ApiError {
-                message: format!(
-                    "HTTP method '{method}' not allowed on {path}. Allowed are [{allow}]"
-                ),
-                ..ApiError::method_not_allowed(&method, &path, allow)
-            },
-        })?;
-        let principal = app.authenticate(&request)?;
-        match (matched.route.name, request.method()) {
-            (Name::Jobs, &Method::POST) => self.create(app, &principal, request).await,
-            (Name::Jobs, _) => list(app, &principal, request.uri().query()).await,
-            (Name::Job, _) => get(app, &principal, &matched).await,
-        }
-    }
-
     /// `POST .../jobs`: runs a data job.
     async fn create(&self, app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
         principal.require(Permission::Write)?;
@@ -133,15 +110,10 @@ impl C360 {
         let body: Value = app.json_body(request).await?;
         let create = CreateJobRequest::try_from(body)?;
         create.check_data_source(&self.connected_sources)?;
-        let mut new = NewJob::from(create)
+        let new = NewJob::from(create)
             .queue(self.queue.clone())
             .created_by(principal.name.clone());
-        if let Some(key) = idempotency {
-            new = new.idempotency_key(key);
-        }
-        let job = app
-            .write(principal, move |store| store.enqueue_call(new))
-            .await?;
+        let job = app.enqueue(principal, new, idempotency).await?;
         let mut response = body::json(StatusCode::CREATED, &JobDocument::try_from(&job)?);
         if let Ok(location) = HeaderValue::from_str(&format!("{JOBS}/{}", job.id)) {
             response.headers_mut().insert(header::LOCATION, location);
@@ -155,9 +127,7 @@ async fn get(app: &App, principal: &Principal, matched: &Matched<Name>) -> Answe
     principal.require(Permission::Read)?;
     let not_found = || ApiError::new(ErrorKind::JobNotFound, "");
     let id = matched.params.id("jobId").ok_or_else(not_found)?;
-    let job = app
-        .call(principal, move |store| store.get_labelled(id, NAME))
-        .await?;
+    let job = app.labelled_job(principal, id, NAME).await?;
     let document = JobDocument::try_from(&job).map_err(|_| not_found())?;
     Ok(body::json(StatusCode::OK, &document))
 }
@@ -184,6 +154,7 @@ async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Api;
 
     #[test]
     fn the_api_owns_its_domain_only() {

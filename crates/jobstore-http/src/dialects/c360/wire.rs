@@ -16,42 +16,25 @@ pub(super) const EXTERNAL: &str = "external://";
 /// The worker phase that makes a running job UPDATE.
 pub(super) const UPDATE_PHASE: &str = "update";
 
-/// A C360 `jobType`: the job's kind in the core.
+/// A C360 `jobType` (the job's kind in the core) and the `type` it is of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum JobType {
-    /// B2C Commerce to file staging.
-    B2CtoFS,
-    /// Global profile hub to file staging.
-    GPtoFS,
-    /// File staging to B2C Commerce.
-    FStoB2C,
-    /// File staging to global profile hub.
-    FStoGP,
-    /// Global profile hub to analytics.
-    Analytics,
-    /// Delete all profiles.
-    Flush,
-}
+pub(super) struct JobType(&'static str, Category);
 
 impl JobType {
+    /// Every job type: B2C Commerce to file staging, global profile hub to file staging,
+    /// file staging to B2C Commerce, file staging to global profile hub, global profile hub
+    /// to analytics, delete all profiles.
     pub(super) const ALL: [JobType; 6] = [
-        JobType::B2CtoFS,
-        JobType::GPtoFS,
-        JobType::FStoB2C,
-        JobType::FStoGP,
-        JobType::Analytics,
-        JobType::Flush,
+        JobType("B2CtoFS", Category::Export),
+        JobType("GPtoFS", Category::Export),
+        JobType("FStoB2C", Category::Load),
+        JobType("FStoGP", Category::Import),
+        JobType("Analytics", Category::Analytics),
+        JobType("Flush", Category::Flush),
     ];
 
     pub(super) fn as_str(self) -> &'static str {
-        match self {
-            JobType::B2CtoFS => "B2CtoFS",
-            JobType::GPtoFS => "GPtoFS",
-            JobType::FStoB2C => "FStoB2C",
-            JobType::FStoGP => "FStoGP",
-            JobType::Analytics => "Analytics",
-            JobType::Flush => "Flush",
-        }
+        self.0
     }
 
     fn parse(text: &str) -> Option<JobType> {
@@ -60,13 +43,12 @@ impl JobType {
 
     /// The job's `type`.
     pub(super) fn category(self) -> Category {
-        match self {
-            JobType::B2CtoFS | JobType::GPtoFS => Category::Export,
-            JobType::FStoB2C => Category::Load,
-            JobType::FStoGP => Category::Import,
-            JobType::Analytics => Category::Analytics,
-            JobType::Flush => Category::Flush,
-        }
+        self.1
+    }
+
+    /// Whether a data source that is not connected must carry the `external://` prefix.
+    fn checks_source(self) -> bool {
+        matches!(self.0, "GPtoFS" | "FStoGP")
     }
 
     fn valid_list() -> String {
@@ -213,7 +195,7 @@ impl CreateJobRequest {
         let Some(source) = &self.source else {
             return Ok(());
         };
-        let checked = matches!(self.job_type, JobType::GPtoFS | JobType::FStoGP);
+        let checked = self.job_type.checks_source();
         let refusal = match source.strip_prefix(EXTERNAL) {
             Some("") => {
                 format!("source `{source}`: {EXTERNAL} must be followed by a data source name")

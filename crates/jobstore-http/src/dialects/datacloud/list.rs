@@ -25,8 +25,6 @@ const FIELDS: [(&str, SortField); 5] = [
     ("state", SortField::State),
 ];
 
-const DIRECTIONS: [(&str, Direction); 2] = [("asc", Direction::Asc), ("desc", Direction::Desc)];
-
 /// The list query of the parameters in `raw`: this API's jobs, latest change first.
 ///
 /// # Errors
@@ -100,7 +98,7 @@ fn order_by(value: &str) -> Result<(SortField, Direction), ApiError> {
     let mut words = lower.split_whitespace();
     let sort = query::choose("orderBy", words.next().unwrap_or(""), &FIELDS)?;
     let direction = match words.next() {
-        Some(word) => query::choose("orderBy direction", word, &DIRECTIONS)?,
+        Some(word) => query::choose("orderBy direction", word, &query::DIRECTIONS)?,
         None => Direction::Desc,
     };
     if words.next().is_some() {

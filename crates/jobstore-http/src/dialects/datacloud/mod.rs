@@ -16,14 +16,14 @@ use jobstore::{Direction, Error, Job, ListQuery, Scope, SortField, State, Store,
 use serde_json::json;
 
 use self::wire::{Action, JobDetail, JobInfo, Operation};
-use crate::api::{Answering, Api};
+use crate::api::{Answer, Routed};
 use crate::app::App;
 use crate::auth::{Permission, Principal};
 use crate::body::{self, ResponseBody};
 use crate::dialects::csv::{CsvCheck, CsvRules};
 use crate::dialects::{DialectConfig, salesforce};
-use crate::fault::{ApiError, ErrorKind, Faults};
-use crate::router::{self, Miss, Route};
+use crate::fault::ApiError;
+use crate::router::{Matched, Miss, Route};
 
 /// The API's name: the label of its jobs.
 const NAME: &str = "datacloud";
@@ -42,35 +42,25 @@ pub(crate) struct DataCloud {
 
 /// The routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Name {
+pub(crate) enum Name {
     Jobs,
     Job,
     Batches,
 }
 
 static ROUTES: [Route<Name>; 3] = [
-    route(PREFIX, &[Method::GET, Method::POST], Name::Jobs),
-    route(
+    Route::new(PREFIX, &[Method::GET, Method::POST], Name::Jobs),
+    Route::new(
         "/api/v1/ingest/jobs/{id}",
         &[Method::GET, Method::PATCH, Method::DELETE],
         Name::Job,
     ),
-    route(
+    Route::new(
         "/api/v1/ingest/jobs/{id}/batches",
         &[Method::PUT],
         Name::Batches,
     ),
 ];
-
-const fn route(path: &'static str, methods: &'static [Method], name: Name) -> Route<Name> {
-    Route {
-        path,
-        methods,
-        name,
-    }
-}
-
-type Answer = Result<Response<ResponseBody>, ApiError>;
 
 impl DataCloud {
     /// The API with the settings of `config`.
@@ -83,42 +73,13 @@ impl DataCloud {
         }
     }
 
-    async fn answer(&self, app: &App, mut request: Request<Incoming>) -> Answer {
-        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-        let matched = router::route(&ROUTES, &mut request).map_err(|miss| match miss {
-            Miss::NotFound => ApiError::new(ErrorKind::RouteNotFound, faults::NOT_FOUND_MESSAGE),
-            Miss::MethodNotAllowed(allow) => ApiError {
-                message: format!("HTTP Method '{method}' not allowed. Allowed are {allow}"),
-                ..ApiError::method_not_allowed(&method, &path, allow)
-            },
-        })?;
-        let principal = &app.authenticate(&request)?;
-        let id = || {
-            let id = matched.params.id("id");
-            id.ok_or_else(|| ApiError::from(Error::JobNotFound { id: 0 }))
-        };
-        match (matched.route.name, request.method().clone()) {
-            (Name::Jobs, Method::POST) => self.create(app, principal, request).await,
-            (Name::Jobs, _) => list(app, principal, request.uri().query()).await,
-            (Name::Job, Method::GET) => get(app, principal, id()?).await,
-            (Name::Job, Method::PATCH) => patch(app, principal, id()?, request).await,
-            (Name::Job, _) => delete(app, principal, id()?).await,
-            (Name::Batches, _) => self.upload(app, principal, id()?, request).await,
-        }
-    }
-
     /// `POST /api/v1/ingest/jobs`.
     async fn create(&self, app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
         principal.require(Permission::Write)?;
         let idempotency = crate::app::idempotency_key(request.headers())
             .map_err(|message| salesforce::own("INVALIDJOB", message))?;
-        let mut new = wire::new_job(app.json_body(request).await?, principal, &self.queue)?;
-        if let Some(key) = idempotency {
-            new = new.idempotency_key(key);
-        }
-        let job = app
-            .write(principal, move |store| store.enqueue_call(new))
-            .await?;
+        let new = wire::new_job(app.json_body(request).await?, principal, &self.queue)?;
+        let job = app.enqueue(principal, new, idempotency).await?;
         Ok(body::json(StatusCode::CREATED, &JobInfo::from(&job)))
     }
 
@@ -133,9 +94,7 @@ impl DataCloud {
     ) -> Answer {
         principal.require(Permission::Write)?;
         wire::check_content_type(request.headers())?;
-        let job = app
-            .call(principal, move |store| store.get_labelled(id, NAME))
-            .await?;
+        let job = app.labelled_job(principal, id, NAME).await?;
         // A batch announced past the limit is refused before a byte of it is read.
         let limit = self.max_batch_bytes;
         if request.body().size_hint().lower() > limit {
@@ -190,12 +149,8 @@ async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
 /// `GET /api/v1/ingest/jobs/{id}`.
 async fn get(app: &App, principal: &Principal, id: i64) -> Answer {
     principal.require(Permission::Read)?;
-    let detail = app
-        .call(principal, move |store| {
-            let job = store.get_labelled(id, NAME)?;
-            Ok(JobDetail::new(&job, store.now()))
-        })
-        .await?;
+    let job = app.labelled_job(principal, id, NAME).await?;
+    let detail = JobDetail::new(&job, app.store().now());
     Ok(body::json(StatusCode::OK, &detail))
 }
 
@@ -243,33 +198,49 @@ async fn delete(app: &App, principal: &Principal, id: i64) -> Answer {
     Ok(body::empty(StatusCode::NO_CONTENT))
 }
 
-impl Api for DataCloud {
-    fn name(&self) -> &'static str {
-        NAME
+impl Routed for DataCloud {
+    type Name = Name;
+    const NAME: &'static str = NAME;
+    const PREFIX: &'static str = PREFIX;
+
+    fn table(&self) -> &'static [Route<Name>] {
+        &ROUTES
     }
 
-    fn owns(&self, path: &str) -> bool {
-        path.strip_prefix(PREFIX)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    fn miss(&self, miss: Miss, method: &Method, path: &str) -> ApiError {
+        let message = match &miss {
+            Miss::NotFound => faults::NOT_FOUND_MESSAGE.to_owned(),
+            Miss::MethodNotAllowed(allow) => {
+                format!("HTTP Method '{method}' not allowed. Allowed are {allow}")
+            }
+        };
+        miss.error(method, path).says(message)
     }
 
-    fn template(&self, path: &str) -> Option<&'static str> {
-        router::template_of(&ROUTES, path)
+    async fn answer(
+        &self,
+        app: &App,
+        principal: &Principal,
+        matched: Matched<Name>,
+        request: Request<Incoming>,
+    ) -> Answer {
+        let id = || {
+            let id = matched.params.id("id");
+            id.ok_or_else(|| ApiError::from(Error::JobNotFound { id: 0 }))
+        };
+        match (matched.route.name, request.method().clone()) {
+            (Name::Jobs, Method::POST) => self.create(app, principal, request).await,
+            (Name::Jobs, _) => list(app, principal, request.uri().query()).await,
+            (Name::Job, Method::GET) => get(app, principal, id()?).await,
+            (Name::Job, Method::PATCH) => patch(app, principal, id()?, request).await,
+            (Name::Job, _) => delete(app, principal, id()?).await,
+            (Name::Batches, _) => self.upload(app, principal, id()?, request).await,
+        }
     }
 
-    fn routes(&self) -> Vec<(&'static str, &'static [Method])> {
-        router::listing(&ROUTES)
-    }
-
-    fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
-        Box::pin(async move {
-            let mut response = self
-                .answer(app, request)
-                .await
-                .unwrap_or_else(|err| Faults::render(self, &err));
-            salesforce::with_charset(&mut response);
-            response
-        })
+    /// JSON answers name their charset, as the vendor's do.
+    fn finish(&self, response: &mut Response<ResponseBody>) {
+        salesforce::with_charset(response);
     }
 
     /// Deletes the Data Cloud jobs still Open or UploadComplete `datacloud_retention_ms` after
@@ -321,6 +292,7 @@ mod tests {
     use jobstore::{ClaimRequest, Failure, ManualClock, NewJob, StoreOptions};
 
     use super::*;
+    use crate::api::Api;
     use crate::auth::Principal;
 
     #[test]
@@ -383,9 +355,9 @@ mod tests {
         store.cancel(aborted, "t").unwrap();
         clock.advance(config.datacloud_retention_ms - 1);
         let young = enqueue(new("upsert"));
-        assert_eq!(api.maintain(&store).ok(), Some(0));
+        assert_eq!(Api::maintain(&api, &store).ok(), Some(0));
         clock.advance(2);
-        assert_eq!(api.maintain(&store).ok(), Some(2));
+        assert_eq!(Api::maintain(&api, &store).ok(), Some(2));
         for id in [open, closed] {
             let gone = store.get(id);
             assert!(matches!(gone, Err(Error::JobNotFound { .. })), "{id}");

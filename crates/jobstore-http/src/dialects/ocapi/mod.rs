@@ -23,7 +23,6 @@ use crate::api::{Answering, Api};
 use crate::app::App;
 use crate::auth::{Permission, Principal};
 use crate::body::{self, ResponseBody};
-use crate::dialects::DialectConfig;
 use crate::fault::{ApiError, ErrorKind};
 use crate::query::{Query, choose};
 use crate::router::{self, Matched, Miss, Route};
@@ -40,13 +39,6 @@ const FIRST: (u32, u32) = (17, 4);
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Ocapi;
 
-impl Ocapi {
-    /// The API under the daemon's dialect settings.
-    pub(crate) fn new(_config: &DialectConfig) -> Ocapi {
-        Ocapi
-    }
-}
-
 /// The routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Name {
@@ -57,21 +49,21 @@ enum Name {
 
 /// Every route, below the optional `/s/-` prefix. The version is validated before routing.
 static ROUTES: [Route<Name>; 3] = [
-    Route {
-        path: "/dw/data/{version}/jobs/{job_id}/executions",
-        methods: &[Method::POST],
-        name: Name::Executions,
-    },
-    Route {
-        path: "/dw/data/{version}/jobs/{job_id}/executions/{id}",
-        methods: &[Method::GET, Method::DELETE],
-        name: Name::Execution,
-    },
-    Route {
-        path: "/dw/data/{version}/job_execution_search",
-        methods: &[Method::POST],
-        name: Name::Search,
-    },
+    Route::new(
+        "/dw/data/{version}/jobs/{job_id}/executions",
+        &[Method::POST],
+        Name::Executions,
+    ),
+    Route::new(
+        "/dw/data/{version}/jobs/{job_id}/executions/{id}",
+        &[Method::GET, Method::DELETE],
+        Name::Execution,
+    ),
+    Route::new(
+        "/dw/data/{version}/job_execution_search",
+        &[Method::POST],
+        Name::Search,
+    ),
 ];
 
 /// `path` without the `/s/-` prefix real hosts use.
@@ -92,9 +84,7 @@ impl Api for Ocapi {
     }
 
     fn owns(&self, path: &str) -> bool {
-        without_site(path)
-            .strip_prefix("/dw/data")
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        router::under(without_site(path), "/dw/data")
     }
 
     fn template(&self, path: &str) -> Option<&'static str> {

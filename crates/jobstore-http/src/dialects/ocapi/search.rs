@@ -2,8 +2,6 @@
 //! of nested conditions (`all_of`, `any_of`, `none_of`) over the executions of the caller's
 //! tenant, which the core evaluates, pages by offset and counts.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use http::{Request, Response};
 use hyper::body::Incoming;
 use jobstore::{Direction, Error, ListQuery, Pagination, SortField, State};
@@ -17,7 +15,7 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::body::ResponseBody;
 use crate::fault::ErrorKind;
-use crate::query::choose;
+use crate::query::{self, choose};
 use crate::time::{self, Form};
 
 /// `count` of a search when the request names none.
@@ -105,10 +103,7 @@ impl Field {
     }
 
     fn name(self) -> &'static str {
-        FIELDS
-            .iter()
-            .find(|(_, field)| *field == self)
-            .map_or("", |(name, _)| name)
+        query::name_of(&FIELDS, &self)
     }
 
     fn is_time(self) -> bool {
@@ -208,13 +203,13 @@ pub(crate) async fn search(
     for (n, clause) in search.sorts.iter().enumerate() {
         let field = Field::parse(&clause.field, "FieldNotSortableException")?;
         let order = clause.sort_order.as_deref().unwrap_or("asc");
-        let directions = [("asc", Direction::Asc), ("desc", Direction::Desc)];
-        let direction = enumerated("sort", "sort_order", order, &directions)?;
+        let direction = enumerated("sort", "sort_order", order, &query::DIRECTIONS)?;
         if n == 0 {
             list.direction = direction;
             list.sort = Some(field.sort());
             if field == Field::Status {
-                list.sort_rank = status_ranks();
+                // The states in the order of the vendor's status strings.
+                list.sort_rank = query::ranks(State::ALL.map(|s| (s.as_str(), wire::status(s))));
             }
         }
         sorts.push(json!({"field": clause.field, "sort_order": order}));
@@ -260,20 +255,6 @@ fn neighbours(start: u64, count: u64, total: u64) -> (Option<Value>, Option<Valu
     let before = start.saturating_sub(count);
     let previous = (start > 0).then(|| page(before, start - before));
     (next, previous)
-}
-
-/// The rank of each state in a sort by `status`: the vendor's status strings in order.
-fn status_ranks() -> BTreeMap<String, i64> {
-    let statuses: BTreeSet<&str> = State::ALL.into_iter().map(wire::status).collect();
-    (0..)
-        .zip(statuses)
-        .flat_map(|(rank, status)| {
-            State::ALL
-                .into_iter()
-                .filter(move |state| wire::status(*state) == status)
-                .map(move |state| (state.as_str().to_owned(), rank))
-        })
-        .collect()
 }
 
 /// A query document as a condition on jobs (a filters-only [`ListQuery`]), inside `levels`

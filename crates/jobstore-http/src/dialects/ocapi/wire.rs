@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::faults::{self, Fault};
 use crate::body::{self, ResponseBody};
+use crate::dialects::salesforce;
 use crate::time::rfc3339_millis;
 
 /// A job with what its document shows besides the job row.
@@ -307,9 +308,6 @@ pub(crate) fn ok<T: Serialize>(value: &T) -> Response<ResponseBody> {
     body::json(StatusCode::OK, value)
 }
 
-/// The content type of every JSON answer, as every sample of the vendor's prints it.
-const CONTENT_TYPE: &str = "application/json;charset=UTF-8";
-
 /// The `Expires` of every answer with a body, as every sample of the vendor's prints it.
 const EXPIRES: &str = "Thu, 01-Jan-1970 00:00:00 GMT";
 
@@ -317,20 +315,15 @@ const EXPIRES: &str = "Thu, 01-Jan-1970 00:00:00 GMT";
 const CACHE_CONTROL: &str = "no-cache,no-store,must-revalidate";
 
 /// The headers of the vendor's samples on an answer with a body, faults included:
-/// `Content-Type: application/json;charset=UTF-8`, `Expires` in the past and `Cache-Control`
-/// forbidding any cache. A 204 keeps only its own headers, as the vendor's DELETE sample.
+/// `Content-Type: application/json;charset=UTF-8` (as every Salesforce API says it),
+/// `Expires` in the past and `Cache-Control` forbidding any cache. A 204 keeps only its own
+/// headers, as the vendor's DELETE sample.
 pub(crate) fn vendor_headers(response: &mut Response<ResponseBody>) {
     if response.status() == StatusCode::NO_CONTENT {
         return;
     }
+    salesforce::with_charset(response);
     let headers = response.headers_mut();
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    if json {
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    }
     headers.insert(header::EXPIRES, HeaderValue::from_static(EXPIRES));
     headers.insert(
         header::CACHE_CONTROL,
