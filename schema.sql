@@ -82,36 +82,38 @@ CREATE INDEX jobs_by_tenant_started ON jobs (tenant, ifnull(started_at, -1), id)
 CREATE INDEX jobs_by_tenant_finished ON jobs (tenant, ifnull(finished_at, -1), id);
 CREATE INDEX jobs_by_tenant_queue ON jobs (tenant, queue, created_at, id);
 
--- List sorts of the jobs of every API but the native one (migration 5): an API lists only
--- its own jobs (`dialect = ?`), so these partial indexes lead with (tenant, label) and hold no
--- native job. The list query adds the literal `dialect <> 'native'`, which SQLite needs to
--- use a partial index. `kind` trails: a filter on kinds and the count need no job row.
-CREATE INDEX jobs_labelled_by_id ON jobs (tenant, dialect, id, kind)
+-- List sorts of the jobs of every API but the native one (migrations 5 and 7): an API lists
+-- only its own jobs (`dialect = ?`), so these partial indexes lead with (tenant, label) and
+-- hold no native job. The list query adds the literal `dialect <> 'native'`, which SQLite
+-- needs to use a partial index. `kind` and `state` trail: a filter on kinds or states, the
+-- count and the skipped jobs of an offset page need no job row.
+CREATE INDEX jobs_labelled_by_id ON jobs (tenant, dialect, id, id, kind, state)
     WHERE dialect <> 'native';
-CREATE INDEX jobs_labelled_by_created ON jobs (tenant, dialect, created_at, id, kind)
+CREATE INDEX jobs_labelled_by_created ON jobs (tenant, dialect, created_at, id, kind, state)
     WHERE dialect <> 'native';
-CREATE INDEX jobs_labelled_by_updated ON jobs (tenant, dialect, updated_at, id, kind)
+CREATE INDEX jobs_labelled_by_updated ON jobs (tenant, dialect, updated_at, id, kind, state)
     WHERE dialect <> 'native';
 CREATE INDEX jobs_labelled_by_state ON jobs (tenant, dialect, state, id, kind)
     WHERE dialect <> 'native';
-CREATE INDEX jobs_labelled_by_name ON jobs (tenant, dialect, name, id, kind)
+CREATE INDEX jobs_labelled_by_name ON jobs (tenant, dialect, name, id, kind, state)
     WHERE dialect <> 'native';
-CREATE INDEX jobs_labelled_by_source ON jobs (tenant, dialect, source, id, kind)
+CREATE INDEX jobs_labelled_by_source ON jobs (tenant, dialect, source, id, kind, state)
     WHERE dialect <> 'native';
-CREATE INDEX jobs_labelled_by_target ON jobs (tenant, dialect, target, id, kind)
+CREATE INDEX jobs_labelled_by_target ON jobs (tenant, dialect, target, id, kind, state)
     WHERE dialect <> 'native';
-CREATE INDEX jobs_labelled_by_created_by ON jobs (tenant, dialect, created_by, id, kind)
+CREATE INDEX jobs_labelled_by_created_by ON jobs (tenant, dialect, created_by, id, kind, state)
     WHERE dialect <> 'native';
 -- Executions of a definition (sorted by id, definition, start and finish;
--- `definition_id` trails so that its IS NOT NULL test needs no job row).
-CREATE INDEX jobs_executions_by_id ON jobs (tenant, id, definition_id)
-    WHERE definition_id IS NOT NULL;
+-- `definition_id` and `state` trail so that its IS NOT NULL test and a status filter need no
+-- job row).
+CREATE INDEX jobs_executions_by_id
+    ON jobs (tenant, id, definition_id, state) WHERE definition_id IS NOT NULL;
 CREATE INDEX jobs_executions_by_definition
-    ON jobs (tenant, ifnull(definition_id, ''), id, definition_id) WHERE definition_id IS NOT NULL;
+    ON jobs (tenant, ifnull(definition_id, ''), id, definition_id, state) WHERE definition_id IS NOT NULL;
 CREATE INDEX jobs_executions_by_started
-    ON jobs (tenant, ifnull(started_at, -1), id, definition_id) WHERE definition_id IS NOT NULL;
+    ON jobs (tenant, ifnull(started_at, -1), id, definition_id, state) WHERE definition_id IS NOT NULL;
 CREATE INDEX jobs_executions_by_finished
-    ON jobs (tenant, ifnull(finished_at, -1), id, definition_id) WHERE definition_id IS NOT NULL;
+    ON jobs (tenant, ifnull(finished_at, -1), id, definition_id, state) WHERE definition_id IS NOT NULL;
 
 -- Jobs by tenant, queue and state (migration 7), kept by the triggers below in the
 -- transaction of every write, whoever writes: `Store::stats` reads these few rows instead of

@@ -479,24 +479,45 @@ fn targets(md: &mut String, run: &Run) {
                 .filter_map(|r| num(r, "p99_us").map(|p| (p, str_of(r, "case").to_owned())))
                 .fold((0.0, String::new()), |a, b| if b.0 > a.0 { b } else { a })
         };
+        // A first or keyset page within 5 ms; a page 10,000 pages deep by page number (the
+        // vendor APIs' offsets) within 50 ms.
+        let limit_us = |page: &str| {
+            if page == "deep offset" {
+                50_000.0
+            } else {
+                5_000.0
+            }
+        };
         let over = |page: &str| {
             lists
                 .iter()
-                .filter(|r| str_of(r, "page") == page && num(r, "p99_us").unwrap_or(0.0) > 5000.0)
+                .filter(|r| {
+                    str_of(r, "page") == page && num(r, "p99_us").unwrap_or(0.0) > limit_us(page)
+                })
                 .count()
         };
         let count = |page: &str| lists.iter().filter(|r| str_of(r, "page") == page).count();
         let matches = lists.first().and_then(|r| num(r, "matches")).unwrap_or(0.0);
-        for page in ["first", "deep keyset", "deep offset"] {
+        for (page, what) in [
+            ("first", "first page"),
+            ("deep keyset", "deep keyset page"),
+            (
+                "deep offset",
+                "page 10,000 pages deep by page number (vendor lists)",
+            ),
+        ] {
             let (p99, case) = worst(page);
+            let limit = limit_us(page);
             let _ = writeln!(
                 md,
-                "| list at {} jobs, {page} page: p99 ≤ 5 ms | worst p99 {} µs ({case}); {} of {} cases over 5 ms | – | {} |",
+                "| list at {} jobs, {what}: p99 ≤ {} ms | worst p99 {} µs ({case}); {} of {} cases over {} ms | – | {} |",
                 thousands(matches),
+                limit / 1000.0,
                 thousands(p99),
                 over(page),
                 count(page),
-                verdict(Some(p99 <= 5000.0)),
+                limit / 1000.0,
+                verdict(Some(p99 <= limit)),
             );
         }
     }
@@ -772,10 +793,12 @@ fn list(md: &mut String, run: &Run) {
         md,
         "Pages of 100 on the prefilled file ({} finished jobs), newest first, for every sort \
          field the dialects use and each filter: the first page, and the page 10,000 pages deep \
-         (or the last full page when fewer jobs match) by keyset cursor and by offset. p50 / p99 \
-         µs through `Store::list` (which decodes each row into a job) and through raw SQLite \
-         running the same statement (stepping the rows only; its offset pages cost what the \
-         store's do, SQLite walks the skipped rows either way, so they are not repeated).\n",
+         (or the last full page when fewer jobs match) by keyset cursor and, for the lists a \
+         vendor API pages by page number (its label, its route, its status filter), by offset; \
+         the native API pages by cursor only. p50 / p99 µs through `Store::list` (which decodes \
+         each row into a job) and through raw SQLite running the same statement (stepping the \
+         rows only; its offset pages cost what the store's do, SQLite walks the skipped rows \
+         either way, so they are not repeated).\n",
         thousands(matches)
     );
     md.push_str("| sort (desc) | filter | matches | depth | first | deep, keyset | deep, offset | raw first | raw deep keyset |\n|---|---|---|---|---|---|---|---|---|\n");
@@ -795,15 +818,19 @@ fn list(md: &mut String, run: &Run) {
                     && str_of(r, "page") == page
             })
         };
-        let cell = |r: Option<&Value>| {
+        let cell_within = |r: Option<&Value>, limit_us: f64| {
+            if r.is_none() {
+                return "–".to_owned();
+            }
             let p99 = r.and_then(|r| num(r, "p99_us")).unwrap_or(0.0);
             let text = format!("{} / {}", us(r, "p50_us"), us(r, "p99_us"));
-            if p99 > 5000.0 {
+            if p99 > limit_us {
                 format!("**{text}**")
             } else {
                 text
             }
         };
+        let cell = |r: Option<&Value>| cell_within(r, 5000.0);
         let deep = pick("jobstore", "deep keyset");
         let _ = writeln!(
             md,
@@ -812,12 +839,12 @@ fn list(md: &mut String, run: &Run) {
             us(deep, "depth"),
             cell(pick("jobstore", "first")),
             cell(deep),
-            cell(pick("jobstore", "deep offset")),
+            cell_within(pick("jobstore", "deep offset"), 50_000.0),
             cell(pick("raw", "first")),
             cell(pick("raw", "deep keyset")),
         );
     }
-    md.push_str("\nBold: p99 over 5 ms.\n\n");
+    md.push_str("\nBold: p99 over 5 ms (over 50 ms for a page by page number).\n\n");
     let plans: Vec<&Value> = records
         .iter()
         .copied()

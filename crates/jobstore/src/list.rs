@@ -1123,13 +1123,15 @@ mod tests {
     /// The pages (first, after a cursor, at an offset) and the count of one API's jobs are
     /// answered from the partial indexes of labelled jobs (or, for executions of a definition,
     /// from theirs), never by the general sort indexes that hold every job; a filter on
-    /// kinds is answered in the index too.
+    /// kinds or states is answered in the index too (covering: no job row is read before the
+    /// page's own).
     #[test]
     fn labelled_lists_use_the_partial_indexes() {
         let conn = migrated();
         let labelled = |sort| ListQuery {
             dialects: vec!["acme".into()],
             kinds: vec!["import".into(), "export".into()],
+            states: vec![State::Failed, State::Cancelled],
             sort: Some(sort),
             count_total: true,
             ..ListQuery::default()
@@ -1137,6 +1139,7 @@ mod tests {
         // An execution search as an API sends it (an empty nested condition included).
         let executions = |sort| ListQuery {
             with_definition: true,
+            states: vec![State::Running, State::Queued],
             all_of: vec![ListQuery::default()],
             sort: Some(sort),
             count_total: true,
