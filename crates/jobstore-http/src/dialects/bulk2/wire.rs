@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::NAME;
 use crate::auth::Principal;
 use crate::dialects::csv::{CsvRules, LineEnding};
-use crate::dialects::salesforce::{self, bulk, bulk::Counters};
+use crate::dialects::salesforce::bulk::{self, Counters, create_members, invalid_job, text_member};
 use crate::fault::ApiError;
 use crate::time::rfc3339_millis;
 
@@ -45,21 +45,6 @@ const DELIMITERS: [(&str, u8); 6] = [
     ("BACKQUOTE", b'`'),
 ];
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    salesforce::own("INVALIDJOB", message)
-}
-
-/// A string member of `members`, if present: `Err` when it is not a non-empty string.
-fn text(members: &Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
-    match members.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
-        Some(other) => Err(invalid(format!(
-            "`{name}` must be a non-empty string, got {other}"
-        ))),
-    }
-}
-
 /// `name`, one of `allowed` (case-sensitive, as the vendor's enumerations), or `default`.
 fn choice(
     members: &Map<String, Value>,
@@ -67,7 +52,7 @@ fn choice(
     allowed: &[&'static str],
     default: &'static str,
 ) -> Result<&'static str, ApiError> {
-    let Some(given) = text(members, name)? else {
+    let Some(given) = text_member(members, name)? else {
         return Ok(default);
     };
     allowed
@@ -75,7 +60,7 @@ fn choice(
         .find(|choice| **choice == given)
         .copied()
         .ok_or_else(|| {
-            invalid(format!(
+            invalid_job(format!(
                 "`{name}` must be {}, got `{given}`",
                 allowed.join(", ")
             ))
@@ -99,16 +84,9 @@ fn format_members(members: &Map<String, Value>) -> Result<Map<String, Value>, Ap
     Ok(out)
 }
 
-fn object_of(body: Value) -> Result<Map<String, Value>, ApiError> {
-    match body {
-        Value::Object(members) => Ok(members),
-        _ => Err(invalid("the request body must be a JSON object")),
-    }
-}
-
 fn refuse_unknown(members: &Map<String, Value>, known: &[&str]) -> Result<(), ApiError> {
     match members.keys().find(|name| !known.contains(&name.as_str())) {
-        Some(other) => Err(invalid(format!(
+        Some(other) => Err(invalid_job(format!(
             "unknown member `{other}`; a job has {}",
             known.join(", ")
         ))),
@@ -124,7 +102,7 @@ pub(crate) fn new_ingest(
     queue: &str,
     version: f64,
 ) -> Result<NewJob, ApiError> {
-    let members = object_of(body)?;
+    let members = create_members(body)?;
     refuse_unknown(
         &members,
         &[
@@ -137,23 +115,23 @@ pub(crate) fn new_ingest(
             "assignmentRuleId",
         ],
     )?;
-    let object = text(&members, "object")?
-        .ok_or_else(|| invalid("`object` is required: the sObject the records go to"))?;
-    let operation = text(&members, "operation")?.ok_or_else(|| {
-        invalid("`operation` is required: insert, update, upsert, delete or hardDelete")
+    let object = text_member(&members, "object")?
+        .ok_or_else(|| invalid_job("`object` is required: the sObject the records go to"))?;
+    let operation = text_member(&members, "operation")?.ok_or_else(|| {
+        invalid_job("`operation` is required: insert, update, upsert, delete or hardDelete")
     })?;
     let operation = OPERATIONS
         .iter()
         .find(|op| **op == operation)
         .ok_or_else(|| {
-            invalid(format!(
+            invalid_job(format!(
                 "`operation` must be {}, got `{operation}`",
                 OPERATIONS.join(", ")
             ))
         })?;
-    let external = text(&members, "externalIdFieldName")?;
+    let external = text_member(&members, "externalIdFieldName")?;
     if *operation == "upsert" && external.is_none() {
-        return Err(invalid(
+        return Err(invalid_job(
             "`externalIdFieldName` is required for an upsert: the field that matches records",
         ));
     }
@@ -164,7 +142,7 @@ pub(crate) fn new_ingest(
     if let Some(external) = external {
         payload.insert("externalIdFieldName".into(), json!(external));
     }
-    if let Some(rule) = text(&members, "assignmentRuleId")? {
+    if let Some(rule) = text_member(&members, "assignmentRuleId")? {
         payload.insert("assignmentRuleId".into(), json!(rule));
     }
     Ok(NewJob::new("ingest")
@@ -186,7 +164,7 @@ pub(crate) fn new_query(
     queue: &str,
     version: f64,
 ) -> Result<NewJob, ApiError> {
-    let members = object_of(body)?;
+    let members = create_members(body)?;
     refuse_unknown(
         &members,
         &[
@@ -198,13 +176,12 @@ pub(crate) fn new_query(
         ],
     )?;
     let operation = choice(&members, "operation", &["query", "queryAll"], "query")?;
-    let query = text(&members, "query")?
-        .ok_or_else(|| invalid("`query` is required: the SOQL query the job runs"))?;
+    let query = text_member(&members, "query")?
+        .ok_or_else(|| invalid_job("`query` is required: the SOQL query the job runs"))?;
     let object = soql_object(&query).ok_or_else(|| {
-        salesforce::own(
-            "INVALIDJOB",
-            format!("`query` must be a SOQL SELECT … FROM <object> query, got `{query}`"),
-        )
+        invalid_job(format!(
+            "`query` must be a SOQL SELECT … FROM <object> query, got `{query}`"
+        ))
     })?;
     let mut payload = format_members(&members)?;
     payload.insert("object".into(), json!(object));

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::NAME;
 use crate::auth::Principal;
-use crate::dialects::salesforce::{self, bulk, bulk::Counters};
+use crate::dialects::salesforce::bulk::{self, Counters, create_members, invalid_job, text_member};
 use crate::fault::ApiError;
 use crate::time::rfc3339_millis;
 
@@ -51,12 +51,7 @@ impl Operation {
 /// `columnDelimiter` (`COMMA`) and `lineEnding` (`LF` or `CRLF`, both accepted anyway); any
 /// other member is refused.
 pub(crate) fn new_job(body: Value, principal: &Principal, queue: &str) -> Result<NewJob, ApiError> {
-    let Value::Object(members) = body else {
-        return Err(salesforce::own(
-            "INVALIDJOB",
-            "the request body must be a JSON object",
-        ));
-    };
+    let members = create_members(body)?;
     for (name, value) in &members {
         let allowed: &[&str] = match name.as_str() {
             "object" | "sourceName" | "operation" => continue,
@@ -64,38 +59,31 @@ pub(crate) fn new_job(body: Value, principal: &Principal, queue: &str) -> Result
             "columnDelimiter" => &["COMMA"],
             "lineEnding" => &["LF", "CRLF"],
             other => {
-                return Err(salesforce::own(
-                    "INVALIDJOB",
-                    format!("unknown member `{other}`; a job has object, sourceName and operation"),
-                ));
+                return Err(invalid_job(format!(
+                    "unknown member `{other}`; a job has object, sourceName and operation"
+                )));
             }
         };
         if !value.as_str().is_some_and(|v| allowed.contains(&v)) {
             let allowed = allowed.join(" or ");
-            return Err(salesforce::own(
-                "INVALIDJOB",
-                format!("`{name}` must be {allowed}, got {value}"),
-            ));
+            return Err(invalid_job(format!(
+                "`{name}` must be {allowed}, got {value}"
+            )));
         }
     }
-    let text = |name: &str| match members.get(name) {
-        None | Some(Value::Null) => Err(salesforce::own(
-            "INVALIDJOB",
-            format!("`{name}` is required: a job has object, sourceName and operation"),
-        )),
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-        Some(other) => Err(salesforce::own(
-            "INVALIDJOB",
-            format!("`{name}` must be a non-empty string, got {other}"),
-        )),
+    let text = |name: &str| {
+        text_member(&members, name)?.ok_or_else(|| {
+            invalid_job(format!(
+                "`{name}` is required: a job has object, sourceName and operation"
+            ))
+        })
     };
     let (object, source) = (text("object")?, text("sourceName")?);
     let operation = text("operation")?;
     let operation = Operation::parse(&operation).ok_or_else(|| {
-        salesforce::own(
-            "INVALIDJOB",
-            format!("`operation` must be upsert or delete, got `{operation}`"),
-        )
+        invalid_job(format!(
+            "`operation` must be upsert or delete, got `{operation}`"
+        ))
     })?;
     let payload = json!({"object": object, "sourceName": source, "operation": operation.as_str()});
     Ok(NewJob::new("ingest")

@@ -1,13 +1,14 @@
 //! A bulk job as the two Salesforce bulk ingest APIs show it, Data Cloud's Ingest API
 //! (`datacloud`) and Bulk API 2.0 (`bulk2`): the vendor's state names of the core states, the
 //! changes a request asks of a job ([`Action`]) and how a `PATCH` body names one
-//! ([`PatchBody`]), the counters of a job's detail document ([`Counters`]), and the fault
-//! codes ([`code`]) and the wording of a path that matches no route ([`miss`]) both answer
-//! with. Where the two differ, the difference is a parameter named for what it is.
+//! ([`PatchBody`]), the members of a create body ([`text_member`]), the counters of a job's
+//! detail document ([`Counters`]), and the fault codes ([`code`]) and the wording of a path
+//! that matches no route ([`miss`]) both answer with. Where the two differ, the difference is
+//! a parameter named for what it is.
 
 use http::Method;
 use jobstore::{Job, State};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::own;
 use crate::fault::{ApiError, ErrorKind};
@@ -147,6 +148,34 @@ impl Action {
                 Err(own("INVALIDJOBSTATE", message))
             }
         }
+    }
+}
+
+/// A refused create body (`INVALIDJOB`), the message naming the member.
+pub(crate) fn invalid_job(message: impl Into<String>) -> ApiError {
+    own("INVALIDJOB", message)
+}
+
+/// The members of a create body: it must be a JSON object.
+pub(crate) fn create_members(body: Value) -> Result<Map<String, Value>, ApiError> {
+    match body {
+        Value::Object(members) => Ok(members),
+        _ => Err(invalid_job("the request body must be a JSON object")),
+    }
+}
+
+/// The string member `name` of a create body, if present (`null` is absent); refused when it
+/// is not a non-empty string.
+pub(crate) fn text_member(
+    members: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<String>, ApiError> {
+    match members.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+        Some(other) => Err(invalid_job(format!(
+            "`{name}` must be a non-empty string, got {other}"
+        ))),
     }
 }
 
