@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use super::own;
 use crate::fault::{ApiError, ErrorKind};
 use crate::router::Miss;
+use crate::time::elapsed;
 
 /// The message of every 404, as Salesforce words it: an unknown path, an unknown id, another
 /// tenant's job and a job of another API are answered alike.
@@ -204,10 +205,9 @@ impl Counters {
             let count = value.and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
             count.unwrap_or(0).max(0)
         };
-        let ran = |started: i64| job.finished_at.unwrap_or(now).saturating_sub(started);
         Counters {
             retries: job.attempt.saturating_sub(1).max(0),
-            processing_time: job.started_at.map_or(0, ran).max(0),
+            processing_time: elapsed(job.started_at, job.finished_at, now),
             records_processed: counter("numberRecordsProcessed"),
             records_failed: counter("numberRecordsFailed"),
             error_message: job.error.clone().filter(|_| job.state == State::Failed),
