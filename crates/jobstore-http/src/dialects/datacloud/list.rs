@@ -96,17 +96,14 @@ fn shown_as(state: State) -> Vec<ListQuery> {
 fn order_by(value: &str) -> Result<(SortField, Direction), ApiError> {
     let lower = value.to_ascii_lowercase();
     let mut words = lower.split_whitespace();
-    let sort = query::choose("orderBy", words.next().unwrap_or(""), &FIELDS)?;
-    let direction = match words.next() {
-        Some(word) => query::choose("orderBy direction", word, &query::DIRECTIONS)?,
-        None => Direction::Desc,
-    };
+    let field = words.next().unwrap_or("");
+    let sorted = query::sort("orderBy", field, words.next(), &FIELDS)?;
     if words.next().is_some() {
         return Err(query::invalid(format!(
             "orderBy is a field and an optional ASC or DESC, got `{value}`"
         )));
     }
-    Ok((sort, direction))
+    Ok(sorted)
 }
 
 #[cfg(test)]
