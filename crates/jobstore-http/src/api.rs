@@ -57,9 +57,10 @@ pub trait Api: Send + Sync + 'static {
 pub(crate) type Answer = Result<Response<ResponseBody>, ApiError>;
 
 /// An API the skeleton serves from its route table. For every request under its prefix the
-/// skeleton matches the route (404, 405 with `Allow`, HEAD as GET), authenticates the caller
-/// (401, 429), hands the matched request to [`Routed::answer`], renders a fault through the
-/// API's [`Faults`] and lets the API [`finish`](Routed::finish) the response.
+/// skeleton matches the route (404, 405 with `Allow`, HEAD as GET), lets the API
+/// [`admit`](Routed::admit) the match, authenticates the caller (401, 429), hands the matched
+/// request to [`Routed::answer`], renders a fault through the API's [`Faults`] and lets the
+/// API [`finish`](Routed::finish) the response.
 pub(crate) trait Routed: Faults + Send + Sync + 'static {
     /// What the API calls its routes.
     type Name: Send + Sync + 'static;
@@ -67,16 +68,31 @@ pub(crate) trait Routed: Faults + Send + Sync + 'static {
     /// The API's name ([`Api::name`]).
     const NAME: &'static str;
 
-    /// The prefix the API owns, with everything below it ([`router::under`]).
+    /// The prefix every path of the API starts with: the API owns it, with everything below
+    /// it ([`router::under`]), unless it owns less ([`Routed::owns_path`]).
     const PREFIX: &'static str;
 
     /// The route table.
     fn table(&self) -> &'static [Route<Self::Name>];
 
+    /// Whether `path` is the API's ([`Api::owns`]): [`Routed::PREFIX`] and everything below
+    /// it unless the API owns only some of the paths under its prefix.
+    fn owns_path(&self, path: &str) -> bool {
+        router::under(path, Self::PREFIX)
+    }
+
     /// The refusal of a request that matched no route: the native wording unless the API
     /// words it as its vendor does.
     fn miss(&self, miss: Miss, method: &Method, path: &str) -> ApiError {
         miss.error(method, path)
+    }
+
+    /// Refuses a matched request before its caller is authenticated, as a path that matches
+    /// no route is refused: a path parameter the API does not serve (an API version it does
+    /// not have). Every match passes by default.
+    fn admit(&self, matched: &Matched<Self::Name>) -> Result<(), ApiError> {
+        let _ = matched;
+        Ok(())
     }
 
     /// Answers a request matched to a route, from an authenticated caller.
@@ -109,7 +125,7 @@ impl<T: Routed> Api for T {
     }
 
     fn owns(&self, path: &str) -> bool {
-        router::under(path, T::PREFIX)
+        self.owns_path(path)
     }
 
     fn template(&self, path: &str) -> Option<&'static str> {
@@ -125,6 +141,7 @@ impl<T: Routed> Api for T {
             let answered = async {
                 let matched = router::route(self.table(), &mut request)
                     .map_err(|miss| self.miss(miss, request.method(), request.uri().path()))?;
+                self.admit(&matched)?;
                 let principal = app.authenticate(&request)?;
                 self.answer(app, &principal, matched, request).await
             };

@@ -223,6 +223,26 @@ pub(crate) fn choose<T: Copy>(
         })
 }
 
+/// A sort parameter's choices: the field named `field` among `fields` and the direction named
+/// `direction` (`asc` or `desc`), descending when none is named; refused under the names
+/// `{name}` and `{name} direction`. How the two are written in one value is the API's.
+///
+/// # Errors
+/// A field or direction not among the choices; the message lists them.
+pub(crate) fn sort<T: Copy>(
+    name: &str,
+    field: &str,
+    direction: Option<&str>,
+    fields: &[(&str, T)],
+) -> Result<(T, Direction), ApiError> {
+    let field = choose(name, field, fields)?;
+    let direction = match direction {
+        Some(direction) => choose(&format!("{name} direction"), direction, &DIRECTIONS)?,
+        None => Direction::Desc,
+    };
+    Ok((field, direction))
+}
+
 /// The text of `choice` in `choices` (the first, where several name it; `""` where none
 /// does): a choice table read backwards, to render what was chosen.
 pub(crate) fn name_of<T: PartialEq>(choices: &[(&'static str, T)], choice: &T) -> &'static str {
@@ -308,6 +328,14 @@ mod tests {
         assert!(err.message.contains("valid: asc, desc"), "{}", err.message);
         let ranks = ranks([("x", "B"), ("y", "A"), ("z", "B")]);
         assert!(ranks["y"] < ranks["x"] && ranks["x"] == ranks["z"]);
+        let fields = [("id", 1)];
+        assert_eq!(sort("s", "id", None, &fields), Ok((1, Direction::Desc)));
+        assert_eq!(
+            sort("s", "id", Some("asc"), &fields),
+            Ok((1, Direction::Asc))
+        );
+        let err = sort("s", "id", Some("up"), &fields).unwrap_err();
+        assert!(err.message.starts_with("s direction: "), "{}", err.message);
         let named = [("a", 1), ("b", 2), ("also-b", 2)];
         assert_eq!((name_of(&named, &2), name_of(&named, &3)), ("b", ""));
     }

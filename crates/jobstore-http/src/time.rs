@@ -1,5 +1,6 @@
 //! RFC 3339 times, rendered and parsed once for every API: the store keeps milliseconds since
-//! the Unix epoch (UTC).
+//! the Unix epoch (UTC). Also the running time of a job or a step as the APIs show it
+//! ([`elapsed`]).
 
 /// `2021-06-10T13:25:40.000Z` for milliseconds since the Unix epoch (UTC).
 pub(crate) fn rfc3339_millis(ms: i64) -> String {
@@ -14,6 +15,12 @@ pub(crate) fn rfc3339_millis(ms: i64) -> String {
         (rem % 3600) / 60,
         rem % 60
     )
+}
+
+/// Milliseconds from `start` to `end`, or to `now` while not ended; 0 before the start: how
+/// long a job or a step ran (so far).
+pub(crate) fn elapsed(start: Option<i64>, end: Option<i64>, now: i64) -> i64 {
+    start.map_or(0, |start| end.unwrap_or(now).saturating_sub(start).max(0))
 }
 
 /// How much of RFC 3339 a parse insists on.
@@ -170,6 +177,14 @@ pub(crate) fn millis_offset(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn elapsed_time_runs_to_the_end_or_to_now() {
+        assert_eq!(elapsed(None, None, 50), 0);
+        assert_eq!(elapsed(Some(10), None, 50), 40);
+        assert_eq!(elapsed(Some(10), Some(30), 50), 20);
+        assert_eq!(elapsed(Some(60), None, 50), 0);
+    }
 
     #[test]
     fn known_instants_render_exactly() {

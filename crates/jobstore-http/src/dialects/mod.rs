@@ -7,6 +7,10 @@
 //! labelled with the API's name, which the native API, workers, `jobstore jobs` and `sqlite3`
 //! all see.
 //!
+//! Beside the folders, what several APIs share: `salesforce/` (the fault document of the
+//! Salesforce-style APIs, and the bulk job and its calls that Data Cloud and Bulk API 2.0
+//! share) and `csv.rs` (the streaming CSV check of the two bulk ingest APIs).
+//!
 //! Adding an API is its folder, a `mod` line and a line in [`registered`].
 
 pub(crate) mod aep;

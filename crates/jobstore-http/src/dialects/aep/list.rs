@@ -217,12 +217,7 @@ fn sort(text: &str) -> Result<(SortField, Direction), ApiError> {
             "sort: one field as `field:asc` or `field:desc`, got `{text}`"
         )));
     }
-    let field = query::choose("sort", field, &SORT_FIELDS)?;
-    let direction = match direction {
-        Some(direction) => query::choose("sort direction", direction, &query::DIRECTIONS)?,
-        None => Direction::Desc,
-    };
-    Ok((field, direction))
+    query::sort("sort", field, direction, &SORT_FIELDS)
 }
 
 #[cfg(test)]

@@ -12,20 +12,21 @@ mod list;
 mod pages;
 mod wire;
 
-use http::{Method, Request, Response, StatusCode, header};
-use hyper::body::{Body as _, Incoming};
-use jobstore::{Error, Job, State, Store, UploadLimits};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use jobstore::{Error, State, UploadLimits};
 use serde_json::json;
 
-use self::wire::{Action, JobDetail, JobInfo};
-use crate::api::{Answering, Api};
+use self::wire::{JobDetail, JobInfo};
+use crate::api::{Answer, Routed};
 use crate::app::App;
 use crate::auth::{Permission, Principal};
 use crate::body::{self, ResponseBody};
-use crate::dialects::csv::CsvCheck;
+use crate::dialects::salesforce::bulk::{self, Action, PatchBody};
+use crate::dialects::salesforce::jobs::{self, BulkJobs, Charset};
 use crate::dialects::{DialectConfig, salesforce};
-use crate::fault::{ApiError, ErrorKind, Faults};
-use crate::router::{self, Miss, Route};
+use crate::fault::{ApiError, ErrorKind};
+use crate::router::{Matched, Miss, Route};
 
 /// The API's name: the label of its jobs.
 const NAME: &str = "bulk2";
@@ -37,13 +38,13 @@ const PREFIX: &str = "/services/data/";
 #[derive(Debug, Clone)]
 pub(crate) struct Bulk2 {
     queue: String,
-    max_batch_bytes: u64,
-    max_batches: u32,
+    /// The upload count and upload size limits of an ingest job.
+    limits: UploadLimits,
 }
 
 /// The routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Name {
+pub(crate) enum Name {
     IngestJobs,
     IngestJob,
     Batches,
@@ -63,52 +64,52 @@ const FAILED: &str = "results/failed";
 const UNPROCESSED: &str = "results/unprocessed";
 
 static ROUTES: [Route<Name>; 10] = [
-    route(
+    Route::new(
         "/services/data/{version}/jobs/ingest",
         &[Method::GET, Method::POST],
         Name::IngestJobs,
     ),
-    route(
+    Route::new(
         "/services/data/{version}/jobs/ingest/{id}",
         &[Method::GET, Method::PATCH, Method::DELETE],
         Name::IngestJob,
     ),
-    route(
+    Route::new(
         "/services/data/{version}/jobs/ingest/{id}/batches",
         &[Method::PUT],
         Name::Batches,
     ),
-    route(
+    Route::new(
         "/services/data/{version}/jobs/ingest/{id}/successfulResults",
         &[Method::GET],
         Name::Results(SUCCESSFUL),
     ),
-    route(
+    Route::new(
         "/services/data/{version}/jobs/ingest/{id}/failedResults",
         &[Method::GET],
         Name::Results(FAILED),
     ),
-    route(
+    Route::new(
         "/services/data/{version}/jobs/ingest/{id}/unprocessedrecords",
         &[Method::GET],
         Name::Results(UNPROCESSED),
     ),
-    route(
+    Route::new(
         "/services/data/{version}/jobs/ingest/{id}/unprocessedRecords",
         &[Method::GET],
         Name::Results(UNPROCESSED),
     ),
-    route(
+    Route::new(
         "/services/data/{version}/jobs/query",
         &[Method::GET, Method::POST],
         Name::QueryJobs,
     ),
-    route(
+    Route::new(
         "/services/data/{version}/jobs/query/{id}",
         &[Method::GET, Method::PATCH, Method::DELETE],
         Name::QueryJob,
     ),
-    route(
+    Route::new(
         "/services/data/{version}/jobs/query/{id}/results",
         &[Method::GET],
         Name::QueryResults,
@@ -120,24 +121,13 @@ const INGEST: &str = "ingest";
 /// The core kind of query jobs.
 const QUERY: &str = "query";
 
-const fn route(path: &'static str, methods: &'static [Method], name: Name) -> Route<Name> {
-    Route {
-        path,
-        methods,
-        name,
-    }
-}
-
-type Answer = Result<Response<ResponseBody>, ApiError>;
-
-/// The request a handler answers: who asks, the job id (if the route has one) and the API
-/// version of the path.
+/// The request a handler answers: who asks, the job id (if the route has one), the API
+/// version of the path and the core kind of the jobs the route is about.
 struct Asked<'a> {
     app: &'a App,
-    principal: Principal,
+    principal: &'a Principal,
     id: Option<i64>,
     version: f64,
-    /// The core kind of the jobs the route is about.
     kind: &'static str,
 }
 
@@ -146,6 +136,22 @@ impl Asked<'_> {
         self.id
             .ok_or_else(|| ApiError::from(Error::JobNotFound { id: 0 }))
     }
+
+    /// This API's jobs of the route's kind.
+    fn jobs(&self) -> BulkJobs {
+        BulkJobs {
+            label: NAME,
+            kind: Some(self.kind),
+            uploads: "data",
+        }
+    }
+}
+
+/// The API version of the path (`v58.0`); a version this API does not serve is an unknown
+/// path.
+fn version(matched: &Matched<Name>) -> Result<f64, ApiError> {
+    wire::version(matched.params.text("version"))
+        .ok_or_else(|| ApiError::new(ErrorKind::RouteNotFound, bulk::NOT_FOUND))
 }
 
 impl Bulk2 {
@@ -153,49 +159,16 @@ impl Bulk2 {
     pub(crate) fn new(config: &DialectConfig) -> Bulk2 {
         Bulk2 {
             queue: config.bulk2_queue.clone(),
-            max_batch_bytes: config.bulk2_max_batch_bytes,
-            max_batches: config.bulk2_max_batches,
-        }
-    }
-
-    async fn answer(&self, app: &App, mut request: Request<Incoming>) -> Answer {
-        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-        let matched = router::route(&ROUTES, &mut request).map_err(|miss| match miss {
-            Miss::NotFound => ApiError::new(ErrorKind::RouteNotFound, faults::NOT_FOUND_MESSAGE),
-            Miss::MethodNotAllowed(allow) => ApiError {
-                message: format!("HTTP Method '{method}' not allowed. Allowed are {allow}"),
-                ..ApiError::method_not_allowed(&method, &path, allow)
+            limits: UploadLimits {
+                max_batches: Some(config.bulk2_max_batches),
+                max_batch_bytes: Some(config.bulk2_max_batch_bytes),
             },
-        })?;
-        let version = wire::version(matched.params.text("version"))
-            .ok_or_else(|| ApiError::new(ErrorKind::RouteNotFound, faults::NOT_FOUND_MESSAGE))?;
-        let asked = Asked {
-            app,
-            principal: app.authenticate(&request)?,
-            id: matched.params.id("id"),
-            version,
-            kind: match matched.route.name {
-                Name::QueryJobs | Name::QueryJob | Name::QueryResults => QUERY,
-                _ => INGEST,
-            },
-        };
-        match (matched.route.name, request.method().clone()) {
-            (Name::IngestJobs | Name::QueryJobs, Method::POST) => {
-                self.create(&asked, request).await
-            }
-            (Name::IngestJobs | Name::QueryJobs, _) => list(&asked, request.uri().query()).await,
-            (Name::IngestJob | Name::QueryJob, Method::GET) => get(&asked).await,
-            (Name::IngestJob | Name::QueryJob, Method::PATCH) => patch(&asked, request).await,
-            (Name::IngestJob | Name::QueryJob, _) => delete(&asked).await,
-            (Name::Batches, _) => self.upload(&asked, request).await,
-            (Name::Results(output), _) => results(&asked, output).await,
-            (Name::QueryResults, _) => query_results(&asked, request.uri().query()).await,
         }
     }
 
     /// `POST …/jobs/ingest` and `POST …/jobs/query`.
     async fn create(&self, asked: &Asked<'_>, request: Request<Incoming>) -> Answer {
-        let principal = &asked.principal;
+        let principal = asked.principal;
         principal.require(Permission::Write)?;
         let body = asked.app.json_body(request).await?;
         let new = if asked.kind == QUERY {
@@ -203,80 +176,31 @@ impl Bulk2 {
         } else {
             wire::new_ingest(body, principal, &self.queue, asked.version)?
         };
-        let job = asked
-            .app
-            .write(principal, move |store| store.enqueue_call(new))
-            .await?;
+        let job = asked.app.enqueue(principal, new, None).await?;
         Ok(body::json(StatusCode::OK, &JobInfo::from(&job)))
     }
 
     /// `PUT …/jobs/ingest/{id}/batches`: the body streamed into a new data batch through the
-    /// CSV check with the job's delimiter and line ending, within this API's limits.
+    /// CSV check with the job's delimiter and line ending, within this API's limits
+    /// ([`BulkJobs::upload`]).
     async fn upload(&self, asked: &Asked<'_>, request: Request<Incoming>) -> Answer {
-        let (app, principal, id) = (asked.app, &asked.principal, asked.id()?);
-        principal.require(Permission::Write)?;
-        check_content_type(request.headers())?;
-        let job = app
-            .call(principal, move |store| store.get_labelled(id, NAME))
+        let id = asked.id()?;
+        asked.principal.require(Permission::Write)?;
+        let expected = "data is uploaded as `Content-Type: text/csv`";
+        jobs::check_csv_type(request.headers(), Charset::Any, expected)?;
+        asked
+            .jobs()
+            .upload(
+                asked.app,
+                asked.principal,
+                id,
+                request,
+                self.limits,
+                wire::csv_rules,
+            )
             .await?;
-        if job.kind != INGEST {
-            return Err(Error::JobNotFound { id }.into());
-        }
-        let limit = self.max_batch_bytes;
-        if request.body().size_hint().lower() > limit {
-            return Err(Error::DataBatchTooLarge { limit }.into());
-        }
-        let limits = UploadLimits {
-            max_batches: Some(self.max_batches),
-            max_batch_bytes: Some(limit),
-        };
-        let check = CsvCheck::new(wire::csv_rules(&job));
-        match app
-            .append_body(principal, id, request, check, limits)
-            .await?
-        {
-            Ok(_) => Ok(body::empty(StatusCode::CREATED)),
-            Err(Error::DataRead(err)) => Err(salesforce::unreadable(&err)),
-            Err(err) => Err(Action::Upload.refuse(err, &job)),
-        }
+        Ok(body::empty(StatusCode::CREATED))
     }
-}
-
-/// Uploads are `text/csv` (a request without a Content-Type is taken as CSV).
-fn check_content_type(headers: &http::HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let text = value.to_str().unwrap_or("");
-    let media = text.split(';').next().unwrap_or("").trim();
-    if media.eq_ignore_ascii_case("text/csv") {
-        return Ok(());
-    }
-    let message = format!("data is uploaded as `Content-Type: text/csv`, not `{text}`");
-    Err(
-        crate::dialects::salesforce::own("INVALID_CONTENT_TYPE", message)
-            .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE),
-    )
-}
-
-/// Runs a blocking store call on this API's job of the route's kind in the principal's scope: `f` gets the
-/// job as read first; a state change it asks and the core refuses is worded for `action`.
-async fn call<T, F>(asked: &Asked<'_>, action: Action, f: F) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce(&Store, &Job) -> jobstore::Result<T> + Send + 'static,
-{
-    let (id, kind) = (asked.id()?, asked.kind);
-    asked
-        .app
-        .call(&asked.principal, move |store| {
-            let job = store.get_labelled(id, NAME)?;
-            if job.kind != kind {
-                return Err(Error::JobNotFound { id });
-            }
-            Ok(f(&store, &job).map_err(|err| action.refuse(err, &job)))
-        })
-        .await?
 }
 
 /// `GET …/jobs/ingest` and `…/jobs/query`: a page of jobs of the route's kind, oldest
@@ -290,7 +214,7 @@ async fn list(asked: &Asked<'_>, query: Option<&str>) -> Answer {
         let query = listing.query;
         let page = asked
             .app
-            .call(&asked.principal, move |store| store.list(&query))
+            .call(asked.principal, move |store| store.list(&query))
             .await?;
         (page.jobs, page.has_more)
     };
@@ -318,10 +242,12 @@ async fn list(asked: &Asked<'_>, query: Option<&str>) -> Answer {
 async fn results(asked: &Asked<'_>, output: &'static str) -> Answer {
     asked.principal.require(Permission::Read)?;
     let id = asked.id()?;
-    let reader = call(asked, Action::Upload, move |store, _| {
-        store.read_output(id, output)
-    })
-    .await?;
+    let reader = asked
+        .jobs()
+        .read(asked.app, asked.principal, id, move |store, _| {
+            store.read_output(id, output)
+        })
+        .await?;
     let stream = match reader {
         Some(reader) => http_body_util::BodyExt::boxed(crate::data::stream(id, reader)),
         None => body::full(bytes::Bytes::new()),
@@ -335,42 +261,46 @@ async fn query_results(asked: &Asked<'_>, query: Option<&str>) -> Answer {
     asked.principal.require(Permission::Read)?;
     let wanted = pages::request(query)?;
     let (id, version) = (asked.id()?, asked.version);
-    let found = call(asked, Action::Results, move |store, job| {
-        if job.state != State::Succeeded {
-            return Err(Error::InvalidTransition {
-                job: id,
-                from: Some(job.state),
-                event: "results",
-            });
-        }
-        let created = job
-            .payload
-            .get("apiVersion")
-            .and_then(serde_json::Value::as_f64);
-        if created.is_some_and(|created| (created - version).abs() > 0.01) {
-            return Ok(Err(ApiError::new(
-                ErrorKind::InvalidTransition,
-                format!(
-                    "job {id} was created with API version {:.1}: its results are read with \
-                     the same version, not {version:.1}",
-                    created.unwrap_or_default()
-                ),
-            )));
-        }
-        let page = match pages::find(store, id, wanted) {
-            Ok(Some(page)) => page,
-            Ok(None) => return Ok(Ok(None)),
-            Err(Error::InvalidInput { field, .. }) if field == "position" => {
-                let locator = wanted.from.map(|from| from.to_string()).unwrap_or_default();
-                let message = format!("unknown locator `{locator}`");
-                return Ok(Err(crate::query::invalid(message)));
+    let jobs = asked.jobs();
+    let found = jobs
+        .read(asked.app, asked.principal, id, move |store, job| {
+            if job.state != State::Succeeded {
+                return Ok(Err(ApiError::new(
+                    ErrorKind::InvalidTransition,
+                    format!(
+                        "job {id} is {}: its results are read once it is JobComplete",
+                        bulk::state_of(job)
+                    ),
+                )));
             }
-            Err(err) => return Err(err),
-        };
-        let reader = page.reader(store, id)?;
-        Ok(Ok(Some((page, reader))))
-    })
-    .await??;
+            let created = job
+                .payload
+                .get("apiVersion")
+                .and_then(serde_json::Value::as_f64);
+            if created.is_some_and(|created| (created - version).abs() > 0.01) {
+                return Ok(Err(ApiError::new(
+                    ErrorKind::InvalidTransition,
+                    format!(
+                        "job {id} was created with API version {:.1}: its results are read with \
+                     the same version, not {version:.1}",
+                        created.unwrap_or_default()
+                    ),
+                )));
+            }
+            let page = match pages::find(store, id, wanted) {
+                Ok(Some(page)) => page,
+                Ok(None) => return Ok(Ok(None)),
+                Err(Error::InvalidInput { field, .. }) if field == "position" => {
+                    let locator = wanted.from.map(|from| from.to_string()).unwrap_or_default();
+                    let message = format!("unknown locator `{locator}`");
+                    return Ok(Err(crate::query::invalid(message)));
+                }
+                Err(err) => return Err(err),
+            };
+            let reader = page.reader(store, id)?;
+            Ok(Ok(Some((page, reader))))
+        })
+        .await??;
     let (records, next, stream) = match found {
         None => (0, None, body::full(bytes::Bytes::new())),
         Some((page, reader)) => {
@@ -397,67 +327,52 @@ async fn query_results(asked: &Asked<'_>, query: Option<&str>) -> Answer {
 /// `GET …/jobs/ingest/{id}`.
 async fn get(asked: &Asked<'_>) -> Answer {
     asked.principal.require(Permission::Read)?;
-    let detail = call(asked, Action::Upload, |store, job| {
-        Ok(JobDetail::new(job, store.now()))
-    })
-    .await?;
+    let detail = asked
+        .jobs()
+        .read(asked.app, asked.principal, asked.id()?, |store, job| {
+            Ok(JobDetail::new(job, store.now()))
+        })
+        .await?;
     Ok(body::json(StatusCode::OK, &detail))
 }
 
-/// `PATCH …/jobs/ingest/{id}`: close or abort.
+/// `PATCH …/jobs/ingest/{id}`: close or abort ([`BulkJobs::patch`]); a query job is only
+/// aborted.
 async fn patch(asked: &Asked<'_>, request: Request<Incoming>) -> Answer {
     asked.principal.require(Permission::Write)?;
-    let body = asked.app.json_body::<serde_json::Value>(request).await?;
-    let action = Action::try_from(body)?;
+    let body = asked.app.json_body(request).await?;
+    let action = Action::patched(body, PatchBody::StateAsSpelled)?;
     if asked.kind == QUERY && action == Action::Close {
         let message = "a query job can only be set to Aborted";
-        return Err(crate::dialects::salesforce::own("INVALIDJOBSTATE", message));
+        return Err(salesforce::own("INVALIDJOBSTATE", message));
     }
-    let actor = asked.principal.name.clone();
-    let job = call(asked, action, move |store, job| {
-        // An abort of an Open or UploadComplete job deletes its data in the same transaction;
-        // of an InProgress job, it asks the worker to stop.
-        if action == Action::Abort {
-            store.cancel(job.id, &actor)
-        } else {
-            store.close_upload(job.id, &actor)
-        }
-    })
-    .await?;
+    let (app, principal) = (asked.app, asked.principal);
+    let job = asked
+        .jobs()
+        .patch(app, principal, asked.id()?, action)
+        .await?;
     Ok(body::json(StatusCode::OK, &JobInfo::from(&job)))
 }
 
-/// `DELETE …/jobs/ingest/{id}`: UploadComplete (never claimed) or finished; aborted and
-/// deleted in one transaction, so a worker cannot claim the job in between.
+/// `DELETE …/jobs/ingest/{id}`: UploadComplete or finished ([`BulkJobs::delete`]).
 async fn delete(asked: &Asked<'_>) -> Answer {
     asked.principal.require(Permission::Write)?;
-    let deletable = [
-        State::Queued,
-        State::Succeeded,
-        State::Cancelled,
-        State::Failed,
-    ];
-    call(asked, Action::Delete, move |store, job| {
-        if wire::state_of(job) != wire::state_name(job.state) {
-            return Err(Error::InvalidTransition {
-                job: job.id,
-                from: Some(job.state),
-                event: "delete",
-            });
-        }
-        store.discard(job.id, &deletable)
-    })
-    .await?;
+    let (app, principal) = (asked.app, asked.principal);
+    asked.jobs().delete(app, principal, asked.id()?).await?;
     Ok(body::empty(StatusCode::NO_CONTENT))
 }
 
-impl Api for Bulk2 {
-    fn name(&self) -> &'static str {
-        NAME
+impl Routed for Bulk2 {
+    type Name = Name;
+    const NAME: &'static str = NAME;
+    const PREFIX: &'static str = PREFIX;
+
+    fn table(&self) -> &'static [Route<Name>] {
+        &ROUTES
     }
 
     /// `/services/data/{version}/jobs/ingest`, `…/jobs/query` and everything under them.
-    fn owns(&self, path: &str) -> bool {
+    fn owns_path(&self, path: &str) -> bool {
         let Some(rest) = path.strip_prefix(PREFIX) else {
             return false;
         };
@@ -470,29 +385,57 @@ impl Api for Bulk2 {
         })
     }
 
-    fn template(&self, path: &str) -> Option<&'static str> {
-        router::template_of(&ROUTES, path)
+    fn miss(&self, miss: Miss, method: &Method, path: &str) -> ApiError {
+        bulk::miss(miss, method, path)
     }
 
-    fn routes(&self) -> Vec<(&'static str, &'static [Method])> {
-        router::listing(&ROUTES)
+    /// A version this API does not serve (`latest`, `v40.0`) is an unknown path, refused
+    /// before the caller is authenticated.
+    fn admit(&self, matched: &Matched<Name>) -> Result<(), ApiError> {
+        version(matched).map(|_| ())
     }
 
-    fn handle<'a>(&'a self, app: &'a App, request: Request<Incoming>) -> Answering<'a> {
-        Box::pin(async move {
-            let mut response = self
-                .answer(app, request)
-                .await
-                .unwrap_or_else(|err| Faults::render(self, &err));
-            salesforce::with_charset(&mut response);
-            response
-        })
+    async fn answer(
+        &self,
+        app: &App,
+        principal: &Principal,
+        matched: Matched<Name>,
+        request: Request<Incoming>,
+    ) -> Answer {
+        let asked = Asked {
+            app,
+            principal,
+            id: matched.params.id("id"),
+            version: version(&matched)?,
+            kind: match matched.route.name {
+                Name::QueryJobs | Name::QueryJob | Name::QueryResults => QUERY,
+                _ => INGEST,
+            },
+        };
+        match (matched.route.name, request.method().clone()) {
+            (Name::IngestJobs | Name::QueryJobs, Method::POST) => {
+                self.create(&asked, request).await
+            }
+            (Name::IngestJobs | Name::QueryJobs, _) => list(&asked, request.uri().query()).await,
+            (Name::IngestJob | Name::QueryJob, Method::GET) => get(&asked).await,
+            (Name::IngestJob | Name::QueryJob, Method::PATCH) => patch(&asked, request).await,
+            (Name::IngestJob | Name::QueryJob, _) => delete(&asked).await,
+            (Name::Batches, _) => self.upload(&asked, request).await,
+            (Name::Results(output), _) => results(&asked, output).await,
+            (Name::QueryResults, _) => query_results(&asked, request.uri().query()).await,
+        }
+    }
+
+    /// JSON answers name their charset, as the vendor's do.
+    fn finish(&self, response: &mut Response<ResponseBody>) {
+        salesforce::with_charset(response);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Api;
 
     #[test]
     fn the_api_owns_its_paths_and_names_its_routes() {

@@ -1,15 +1,16 @@
-//! The Bulk API 2.0 wire: the API version in the path, the state names, the operations, the
-//! create and PATCH bodies (checked member by member, each refusal naming the member) and the
-//! job documents.
+//! The Bulk API 2.0 wire: the API version in the path, the operations, the create bodies
+//! (checked member by member, each refusal naming the member) and the job documents. The state
+//! names and the PATCH body are those of every Salesforce bulk job
+//! (`dialects::salesforce::bulk`).
 
-use jobstore::{Job, NewJob, State};
+use jobstore::{Job, NewJob};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::NAME;
 use crate::auth::Principal;
 use crate::dialects::csv::{CsvRules, LineEnding};
-use crate::dialects::salesforce;
+use crate::dialects::salesforce::bulk::{self, Counters, create_members, invalid_job, text_member};
 use crate::fault::ApiError;
 use crate::time::rfc3339_millis;
 
@@ -31,29 +32,6 @@ pub(crate) fn version(segment: &str) -> Option<f64> {
     (number >= FIRST_VERSION).then(|| f64::from(number) + f64::from(minor) / 10.0)
 }
 
-/// The Bulk API 2.0 name of a core state (a queued job that waits for a retry shows
-/// InProgress: see [`state_of`]).
-pub(crate) fn state_name(state: State) -> &'static str {
-    match state {
-        State::Open => "Open",
-        State::Queued => "UploadComplete",
-        State::Running => "InProgress",
-        State::Succeeded => "JobComplete",
-        State::Failed => "Failed",
-        State::Cancelled => "Aborted",
-    }
-}
-
-/// The Bulk API 2.0 state of `job`: states only move forward, so a job claimed before (it has
-/// a `started_at`) stays InProgress while it waits, queued, for a retry.
-pub(crate) fn state_of(job: &Job) -> &'static str {
-    if job.state == State::Queued && job.started_at.is_some() {
-        state_name(State::Running)
-    } else {
-        state_name(job.state)
-    }
-}
-
 /// The operations of ingest jobs.
 const OPERATIONS: [&str; 5] = ["insert", "update", "upsert", "delete", "hardDelete"];
 
@@ -67,21 +45,6 @@ const DELIMITERS: [(&str, u8); 6] = [
     ("BACKQUOTE", b'`'),
 ];
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    salesforce::own("INVALIDJOB", message)
-}
-
-/// A string member of `members`, if present: `Err` when it is not a non-empty string.
-fn text(members: &Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
-    match members.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
-        Some(other) => Err(invalid(format!(
-            "`{name}` must be a non-empty string, got {other}"
-        ))),
-    }
-}
-
 /// `name`, one of `allowed` (case-sensitive, as the vendor's enumerations), or `default`.
 fn choice(
     members: &Map<String, Value>,
@@ -89,7 +52,7 @@ fn choice(
     allowed: &[&'static str],
     default: &'static str,
 ) -> Result<&'static str, ApiError> {
-    let Some(given) = text(members, name)? else {
+    let Some(given) = text_member(members, name)? else {
         return Ok(default);
     };
     allowed
@@ -97,7 +60,7 @@ fn choice(
         .find(|choice| **choice == given)
         .copied()
         .ok_or_else(|| {
-            invalid(format!(
+            invalid_job(format!(
                 "`{name}` must be {}, got `{given}`",
                 allowed.join(", ")
             ))
@@ -121,16 +84,9 @@ fn format_members(members: &Map<String, Value>) -> Result<Map<String, Value>, Ap
     Ok(out)
 }
 
-fn object_of(body: Value) -> Result<Map<String, Value>, ApiError> {
-    match body {
-        Value::Object(members) => Ok(members),
-        _ => Err(invalid("the request body must be a JSON object")),
-    }
-}
-
 fn refuse_unknown(members: &Map<String, Value>, known: &[&str]) -> Result<(), ApiError> {
     match members.keys().find(|name| !known.contains(&name.as_str())) {
-        Some(other) => Err(invalid(format!(
+        Some(other) => Err(invalid_job(format!(
             "unknown member `{other}`; a job has {}",
             known.join(", ")
         ))),
@@ -146,7 +102,7 @@ pub(crate) fn new_ingest(
     queue: &str,
     version: f64,
 ) -> Result<NewJob, ApiError> {
-    let members = object_of(body)?;
+    let members = create_members(body)?;
     refuse_unknown(
         &members,
         &[
@@ -159,23 +115,23 @@ pub(crate) fn new_ingest(
             "assignmentRuleId",
         ],
     )?;
-    let object = text(&members, "object")?
-        .ok_or_else(|| invalid("`object` is required: the sObject the records go to"))?;
-    let operation = text(&members, "operation")?.ok_or_else(|| {
-        invalid("`operation` is required: insert, update, upsert, delete or hardDelete")
+    let object = text_member(&members, "object")?
+        .ok_or_else(|| invalid_job("`object` is required: the sObject the records go to"))?;
+    let operation = text_member(&members, "operation")?.ok_or_else(|| {
+        invalid_job("`operation` is required: insert, update, upsert, delete or hardDelete")
     })?;
     let operation = OPERATIONS
         .iter()
         .find(|op| **op == operation)
         .ok_or_else(|| {
-            invalid(format!(
+            invalid_job(format!(
                 "`operation` must be {}, got `{operation}`",
                 OPERATIONS.join(", ")
             ))
         })?;
-    let external = text(&members, "externalIdFieldName")?;
+    let external = text_member(&members, "externalIdFieldName")?;
     if *operation == "upsert" && external.is_none() {
-        return Err(invalid(
+        return Err(invalid_job(
             "`externalIdFieldName` is required for an upsert: the field that matches records",
         ));
     }
@@ -186,7 +142,7 @@ pub(crate) fn new_ingest(
     if let Some(external) = external {
         payload.insert("externalIdFieldName".into(), json!(external));
     }
-    if let Some(rule) = text(&members, "assignmentRuleId")? {
+    if let Some(rule) = text_member(&members, "assignmentRuleId")? {
         payload.insert("assignmentRuleId".into(), json!(rule));
     }
     Ok(NewJob::new("ingest")
@@ -208,7 +164,7 @@ pub(crate) fn new_query(
     queue: &str,
     version: f64,
 ) -> Result<NewJob, ApiError> {
-    let members = object_of(body)?;
+    let members = create_members(body)?;
     refuse_unknown(
         &members,
         &[
@@ -220,13 +176,12 @@ pub(crate) fn new_query(
         ],
     )?;
     let operation = choice(&members, "operation", &["query", "queryAll"], "query")?;
-    let query = text(&members, "query")?
-        .ok_or_else(|| invalid("`query` is required: the SOQL query the job runs"))?;
+    let query = text_member(&members, "query")?
+        .ok_or_else(|| invalid_job("`query` is required: the SOQL query the job runs"))?;
     let object = soql_object(&query).ok_or_else(|| {
-        salesforce::own(
-            "INVALIDJOB",
-            format!("`query` must be a SOQL SELECT … FROM <object> query, got `{query}`"),
-        )
+        invalid_job(format!(
+            "`query` must be a SOQL SELECT … FROM <object> query, got `{query}`"
+        ))
     })?;
     let mut payload = format_members(&members)?;
     payload.insert("object".into(), json!(object));
@@ -271,45 +226,6 @@ pub(crate) fn csv_rules(job: &Job) -> CsvRules {
         header: true,
         delimiter,
         line_ending,
-    }
-}
-
-/// A change a request asks of a job: its words when the job's state refuses it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Action {
-    /// `PUT …/batches`.
-    Upload,
-    /// `PATCH` to `UploadComplete`.
-    Close,
-    /// `PATCH` to `Aborted`.
-    Abort,
-    /// `DELETE`.
-    Delete,
-    /// `GET …/results` of a query job.
-    Results,
-}
-
-impl TryFrom<Value> for Action {
-    type Error = ApiError;
-
-    /// A `PATCH` body: `{"state": "UploadComplete"}` (close) or `{"state": "Aborted"}`
-    /// (abort); the state's name exactly, as the vendor matches it.
-    fn try_from(body: Value) -> Result<Action, ApiError> {
-        let state = match &body {
-            Value::Object(members) => members.get("state").and_then(Value::as_str),
-            _ => None,
-        };
-        match state {
-            Some("UploadComplete") => Ok(Action::Close),
-            Some("Aborted") => Ok(Action::Abort),
-            _ => Err(salesforce::own(
-                "INVALIDJOBSTATE",
-                format!(
-                    "a job can only be set to UploadComplete or Aborted, with the body \
-                     {{\"state\": \"UploadComplete\" | \"Aborted\"}}; got {body}"
-                ),
-            )),
-        }
     }
 }
 
@@ -363,7 +279,7 @@ impl From<&Job> for JobInfo {
             created_by_id: job.created_by.clone(),
             created_date: rfc3339_millis(job.created_at),
             system_modstamp: rfc3339_millis(job.updated_at),
-            state: state_of(job),
+            state: bulk::state_of(job),
             external_id_field_name: job
                 .payload
                 .get("externalIdFieldName")
@@ -381,44 +297,38 @@ impl From<&Job> for JobInfo {
     }
 }
 
-/// `GET …/jobs/ingest/{id}`: the job with its counters, every one always present.
+/// `GET …/jobs/ingest/{id}`: the job with its counters ([`Counters`]), every one always
+/// present.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct JobDetail {
     #[serde(flatten)]
     info: JobInfo,
-    /// Attempts after the first.
     retries: i64,
-    /// Milliseconds the latest attempt ran (so far, while it runs).
     total_processing_time: i64,
+    /// The total processing time again.
     api_active_processing_time: i64,
+    /// 0: no Apex runs here.
     apex_processing_time: i64,
-    /// The worker's progress members of the same names (0 when not numbers).
     number_records_processed: i64,
     number_records_failed: i64,
-    /// Why a failed job failed; `null` otherwise.
+    /// `null` but on a Failed job.
     error_message: Option<String>,
 }
 
 impl JobDetail {
     /// The document of `job` at `now`.
     pub(crate) fn new(job: &Job, now: i64) -> JobDetail {
-        let counter = |name: &str| {
-            let value = job.progress.get(name);
-            let count = value.and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
-            count.unwrap_or(0).max(0)
-        };
-        let ran = |started: i64| job.finished_at.unwrap_or(now).saturating_sub(started);
-        let total = job.started_at.map_or(0, ran).max(0);
+        let counters = Counters::of(job, now);
         JobDetail {
             info: JobInfo::from(job),
-            retries: job.attempt.saturating_sub(1).max(0),
-            total_processing_time: total,
-            api_active_processing_time: total,
+            retries: counters.retries,
+            total_processing_time: counters.processing_time,
+            api_active_processing_time: counters.processing_time,
             apex_processing_time: 0,
-            number_records_processed: counter("numberRecordsProcessed"),
-            number_records_failed: counter("numberRecordsFailed"),
-            error_message: job.error.clone().filter(|_| job.state == State::Failed),
+            number_records_processed: counters.records_processed,
+            number_records_failed: counters.records_failed,
+            error_message: counters.error_message,
         }
     }
 }
@@ -434,12 +344,6 @@ mod tests {
         for bad in ["v40.0", "58.0", "v58", "v58.00", "vx.0", "v58.", "walk"] {
             assert_eq!(version(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn every_state_has_its_own_name() {
-        let names: std::collections::BTreeSet<_> = State::ALL.map(state_name).into();
-        assert_eq!(names.len(), State::ALL.len());
     }
 
     #[test]
@@ -468,12 +372,6 @@ mod tests {
         ] {
             let code = create(bad.clone()).err().map(|f| f.vendor_code);
             assert_eq!(code, Some(Some("INVALIDJOB")), "{bad}");
-        }
-        let patch = |body: Value| Action::try_from(body).map_err(|f| f.vendor_code);
-        assert_eq!(patch(json!({"state": "UploadComplete"})), Ok(Action::Close));
-        assert_eq!(patch(json!({"state": "Aborted"})), Ok(Action::Abort));
-        for bad in [json!({"state": "Open"}), json!({"state": 3}), json!({})] {
-            assert_eq!(patch(bad.clone()), Err(Some("INVALIDJOBSTATE")), "{bad}");
         }
     }
 

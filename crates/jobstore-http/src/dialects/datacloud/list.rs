@@ -6,7 +6,7 @@
 use jobstore::{Direction, ListQuery, Pagination, SortField, State};
 
 use super::NAME;
-use super::wire;
+use crate::dialects::salesforce::bulk;
 use crate::fault::ApiError;
 use crate::query::{self, OverMax, PageSize, Query};
 
@@ -40,8 +40,8 @@ pub(crate) fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     };
     let mut states = Vec::new();
     for name in query.list("states").into_iter().chain(query.list("state")) {
-        let state = wire::state_named(&name).ok_or_else(|| {
-            let valid = State::ALL.map(wire::state_name).join(", ");
+        let state = bulk::state_named(&name).ok_or_else(|| {
+            let valid = State::ALL.map(bulk::state_name).join(", ");
             query::invalid(format!("unknown state `{name}`; valid states: {valid}"))
         })?;
         if !states.contains(&state) {
@@ -69,7 +69,7 @@ pub(crate) fn started() -> ListQuery {
 }
 
 /// The conditions of the jobs shown in the Data Cloud state named by `state` (see
-/// [`wire::state_of`]): UploadComplete is a queued job never claimed; InProgress is a running
+/// [`bulk::state_of`]): UploadComplete is a queued job never claimed; InProgress is a running
 /// job or a queued one claimed before (waiting for a retry).
 fn shown_as(state: State) -> Vec<ListQuery> {
     let only = |state| ListQuery {
@@ -96,17 +96,14 @@ fn shown_as(state: State) -> Vec<ListQuery> {
 fn order_by(value: &str) -> Result<(SortField, Direction), ApiError> {
     let lower = value.to_ascii_lowercase();
     let mut words = lower.split_whitespace();
-    let sort = query::choose("orderBy", words.next().unwrap_or(""), &FIELDS)?;
-    let direction = match words.next() {
-        Some(word) => query::choose("orderBy direction", word, &query::DIRECTIONS)?,
-        None => Direction::Desc,
-    };
+    let field = words.next().unwrap_or("");
+    let sorted = query::sort("orderBy", field, words.next(), &FIELDS)?;
     if words.next().is_some() {
         return Err(query::invalid(format!(
             "orderBy is a field and an optional ASC or DESC, got `{value}`"
         )));
     }
-    Ok((sort, direction))
+    Ok(sorted)
 }
 
 #[cfg(test)]

@@ -1,32 +1,43 @@
 //! Salesforce Data Cloud Ingest API bulk jobs (`/api/v1/ingest/jobs`), a view of the canonical
 //! jobs mapped as `docs/dialect-datacloud.md` describes: a bulk job is an `ingest` job labelled
 //! `datacloud`, created `open`; its batches are data batches checked as CSV while they stream
-//! (`dialects::csv`). Here: the settings, the routes and the handlers; the wire types are in `wire`, the
-//! fault documents in `faults`, the list parameters in `list`. Which move a job's state allows,
-//! and how many batches it may hold, is the store's answer, worded here for the request. This
-//! API sees only the jobs it created (`Store::get_labelled`).
+//! (`dialects::csv`). Here: the settings, the routes, the handlers and the retention; the wire
+//! types are in `wire`, the fault documents in `faults`, the list parameters in `list`. Which
+//! move a job's state allows, and how many batches it may hold, is the store's answer. The state
+//! names, the PATCH body, the calls on a job and the words of their refusals are those of
+//! Bulk API 2.0 too (`dialects::salesforce::{bulk, jobs}`). This API sees only the jobs it
+//! created (`Store::get_labelled`).
 
 mod faults;
 mod list;
 mod wire;
 
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Incoming;
 use jobstore::{Direction, Error, Job, ListQuery, Scope, SortField, State, Store, UploadLimits};
 use serde_json::json;
 
-use self::wire::{Action, JobDetail, JobInfo, Operation};
+use self::wire::{JobDetail, JobInfo, Operation};
 use crate::api::{Answer, Routed};
 use crate::app::App;
 use crate::auth::{Permission, Principal};
 use crate::body::{self, ResponseBody};
-use crate::dialects::csv::{CsvCheck, CsvRules};
+use crate::dialects::csv::CsvRules;
+use crate::dialects::salesforce::bulk::{self, Action, PatchBody};
+use crate::dialects::salesforce::jobs::{self, BulkJobs, Charset};
 use crate::dialects::{DialectConfig, salesforce};
 use crate::fault::ApiError;
 use crate::router::{Matched, Miss, Route};
 
 /// The API's name: the label of its jobs.
 const NAME: &str = "datacloud";
+
+/// The jobs of this API (all of kind `ingest`), and how its refusals name their uploads.
+const JOBS: BulkJobs = BulkJobs {
+    label: NAME,
+    kind: None,
+    uploads: "batches",
+};
 
 /// The path every route of this API starts with.
 const PREFIX: &str = "/api/v1/ingest/jobs";
@@ -35,8 +46,8 @@ const PREFIX: &str = "/api/v1/ingest/jobs";
 #[derive(Debug, Clone)]
 pub(crate) struct DataCloud {
     queue: String,
-    max_batch_bytes: u64,
-    max_batches: u32,
+    /// The batch count and batch size limits of an upload.
+    limits: UploadLimits,
     retention_ms: i64,
 }
 
@@ -67,8 +78,10 @@ impl DataCloud {
     pub(crate) fn new(config: &DialectConfig) -> DataCloud {
         DataCloud {
             queue: config.datacloud_queue.clone(),
-            max_batch_bytes: config.datacloud_max_batch_bytes,
-            max_batches: config.datacloud_max_batches,
+            limits: UploadLimits {
+                max_batches: Some(config.datacloud_max_batches),
+                max_batch_bytes: Some(config.datacloud_max_batch_bytes),
+            },
             retention_ms: config.datacloud_retention_ms,
         }
     }
@@ -84,7 +97,7 @@ impl DataCloud {
     }
 
     /// `PUT /api/v1/ingest/jobs/{id}/batches`: the body streamed into a new data batch through
-    /// the CSV check, within this API's batch limits (see [`App::append_body`]).
+    /// the CSV check, within this API's batch limits ([`BulkJobs::upload`]).
     async fn upload(
         &self,
         app: &App,
@@ -93,48 +106,13 @@ impl DataCloud {
         request: Request<Incoming>,
     ) -> Answer {
         principal.require(Permission::Write)?;
-        wire::check_content_type(request.headers())?;
-        let job = app.labelled_job(principal, id, NAME).await?;
-        // A batch announced past the limit is refused before a byte of it is read.
-        let limit = self.max_batch_bytes;
-        if request.body().size_hint().lower() > limit {
-            return Err(Error::DataBatchTooLarge { limit }.into());
-        }
-        let limits = UploadLimits {
-            max_batches: Some(self.max_batches),
-            max_batch_bytes: Some(limit),
-        };
-        let check = CsvCheck::new(CsvRules::comma(Operation::of(&job) == Operation::Upsert));
-        match app
-            .append_body(principal, id, request, check, limits)
-            .await?
-        {
-            Ok(_) => Ok(body::empty(StatusCode::ACCEPTED)),
-            Err(Error::DataRead(err)) => Err(salesforce::unreadable(&err)),
-            Err(err) => Err(Action::Upload.refuse(err, &job)),
-        }
+        let expected = "batches are uploaded as `Content-Type: text/csv` (UTF-8)";
+        jobs::check_csv_type(request.headers(), Charset::Utf8, expected)?;
+        let rules = |job: &Job| CsvRules::comma(Operation::of(job) == Operation::Upsert);
+        JOBS.upload(app, principal, id, request, self.limits, rules)
+            .await?;
+        Ok(body::empty(StatusCode::ACCEPTED))
     }
-}
-
-/// Runs a blocking store call on this API's job `id` in the principal's scope: `f` gets the
-/// job as read first; a state change it asks and the core refuses is worded for `action`
-/// and the job's Data Cloud state.
-async fn call<T, F>(
-    app: &App,
-    principal: &Principal,
-    id: i64,
-    action: Action,
-    f: F,
-) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce(&Store, &Job) -> jobstore::Result<T> + Send + 'static,
-{
-    app.call(principal, move |store| {
-        let job = store.get_labelled(id, NAME)?;
-        Ok(f(&store, &job).map_err(|err| action.refuse(err, &job)))
-    })
-    .await?
 }
 
 /// `GET /api/v1/ingest/jobs`.
@@ -154,47 +132,19 @@ async fn get(app: &App, principal: &Principal, id: i64) -> Answer {
     Ok(body::json(StatusCode::OK, &detail))
 }
 
-/// `PATCH /api/v1/ingest/jobs/{id}`: close or abort.
+/// `PATCH /api/v1/ingest/jobs/{id}`: close or abort ([`BulkJobs::patch`]).
 async fn patch(app: &App, principal: &Principal, id: i64, request: Request<Incoming>) -> Answer {
     principal.require(Permission::Write)?;
-    let action = Action::try_from(app.json_body::<serde_json::Value>(request).await?)?;
-    let actor = principal.name.clone();
-    let job = call(app, principal, id, action, move |store, _| {
-        // An abort of an Open or UploadComplete job deletes its data in the same transaction;
-        // of an InProgress job, it asks the worker to stop (it sees the request on its next
-        // heartbeat) and the answer still says InProgress.
-        if action == Action::Abort {
-            store.cancel(id, &actor)
-        } else {
-            store.close_upload(id, &actor)
-        }
-    })
-    .await?;
+    let body = app.json_body(request).await?;
+    let action = Action::patched(body, PatchBody::OnlyStateAnyCase)?;
+    let job = JOBS.patch(app, principal, id, action).await?;
     Ok(body::json(StatusCode::OK, &JobInfo::from(&job)))
 }
 
-/// `DELETE /api/v1/ingest/jobs/{id}`: UploadComplete (a live, queued job in the core, never
-/// claimed) or finished. The store aborts and deletes in one transaction, so a worker cannot
-/// claim the job in between; a queued job waiting for a retry is InProgress and refused.
+/// `DELETE /api/v1/ingest/jobs/{id}`: UploadComplete or finished ([`BulkJobs::delete`]).
 async fn delete(app: &App, principal: &Principal, id: i64) -> Answer {
     principal.require(Permission::Write)?;
-    let deletable = [
-        State::Queued,
-        State::Succeeded,
-        State::Cancelled,
-        State::Failed,
-    ];
-    call(app, principal, id, Action::Delete, move |store, job| {
-        if wire::state_of(job) != wire::state_name(job.state) {
-            return Err(Error::InvalidTransition {
-                job: id,
-                from: Some(job.state),
-                event: "delete",
-            });
-        }
-        store.discard(id, &deletable)
-    })
-    .await?;
+    JOBS.delete(app, principal, id).await?;
     Ok(body::empty(StatusCode::NO_CONTENT))
 }
 
@@ -208,13 +158,7 @@ impl Routed for DataCloud {
     }
 
     fn miss(&self, miss: Miss, method: &Method, path: &str) -> ApiError {
-        let message = match &miss {
-            Miss::NotFound => faults::NOT_FOUND_MESSAGE.to_owned(),
-            Miss::MethodNotAllowed(allow) => {
-                format!("HTTP Method '{method}' not allowed. Allowed are {allow}")
-            }
-        };
-        miss.error(method, path).says(message)
+        bulk::miss(miss, method, path)
     }
 
     async fn answer(
@@ -344,7 +288,7 @@ mod tests {
             .fail(retried, &lease, Failure::retryable("flaky"))
             .unwrap();
         assert_eq!(
-            (waiting.state, wire::state_of(&waiting)),
+            (waiting.state, bulk::state_of(&waiting)),
             (State::Queued, "InProgress")
         );
         let closed = enqueue(new("delete"));

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::faults::{self, Fault};
 use crate::body::{self, ResponseBody};
 use crate::dialects::salesforce;
-use crate::time::rfc3339_millis;
+use crate::time::{elapsed, rfc3339_millis};
 
 /// A job with what its document shows besides the job row.
 pub(crate) struct ExecutionView {
@@ -141,11 +141,6 @@ pub(crate) fn present(mut value: Value) -> Value {
     value
 }
 
-/// Milliseconds from `start` to `end` (or `now` while not ended); 0 before the start.
-fn duration(start: Option<i64>, end: Option<i64>, now: i64) -> i64 {
-    start.map_or(0, |start| end.unwrap_or(now).saturating_sub(start).max(0))
-}
-
 /// The `job_execution` document, members in the vendor's order; `v` is `None` inside a
 /// search result.
 pub(crate) fn job_execution(view: &ExecutionView, v: Option<&str>) -> Value {
@@ -178,7 +173,7 @@ pub(crate) fn job_execution(view: &ExecutionView, v: Option<&str>) -> Value {
         "_type": "job_execution",
         "_resource_state": view.resource_state(),
         "client_id": job.created_by,
-        "duration": duration(job.started_at, job.finished_at, view.now),
+        "duration": elapsed(job.started_at, job.finished_at, view.now),
         "end_time": job.finished_at.map(rfc3339_millis),
         "execution_scopes": scopes,
         "execution_status": execution_status(job),
@@ -231,7 +226,7 @@ fn step_execution(execution: i64, step: &Step, now: i64) -> Value {
     };
     present(json!({
         "_type": "job_step_execution",
-        "duration": duration(step.started_at, step.finished_at, now),
+        "duration": elapsed(step.started_at, step.finished_at, now),
         "end_time": step.finished_at.map(rfc3339_millis),
         "execution_scope": step.execution_scope,
         "execution_status": execution_status,

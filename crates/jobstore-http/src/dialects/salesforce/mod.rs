@@ -1,7 +1,14 @@
 //! The fault document of Salesforce's REST APIs, `[{"errorCode": "...", "message": "..."}]`,
-//! shared by the APIs modelled on them. Each API keeps its own exhaustive table from the
-//! daemon's error kinds to its codes; a refusal an API makes itself may carry a code of its
-//! own ([`own`]).
+//! shared by the APIs modelled on them. Each API has an exhaustive table from the daemon's
+//! error kinds to its codes; a refusal an API makes itself may carry a code of its own
+//! ([`own`]).
+//!
+//! The two bulk ingest APIs among them, Data Cloud's and Bulk API 2.0, share more: a bulk
+//! job's states, changes, counters and fault codes (`bulk`), and the calls they make on their
+//! jobs (`jobs`).
+
+pub(crate) mod bulk;
+pub(crate) mod jobs;
 
 use std::io;
 
