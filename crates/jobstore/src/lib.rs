@@ -77,13 +77,15 @@ pub use list::{
 };
 pub use model::{
     CheckReport, ClaimRequest, Completion, DEFAULT_TENANT, DataBatch, Definition, DefinitionStep,
-    Execution, Failure, Heartbeat, HeartbeatAnswer, Job, JobEvent, Lease, LogLevel, LogLine,
-    NATIVE, NewJob, Output, QueueCount, Scope, Step, StepReport, StepStatus,
+    Execution, Failure, Heartbeat, HeartbeatAnswer, Job, JobEvent, Lease, LiveCount, LogLevel,
+    LogLine, NATIVE, NewJob, Output, QueueActivity, QueueCount, Scope, Step, StepReport,
+    StepStatus, ThroughputBucket,
 };
 pub use state::{Event, State, transition};
 pub use store::{
     BatchUpload, DataPosition, DataReader, MAX_CLAIM, MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_CALL,
-    MAX_OUTPUT_NAME_BYTES, Store, StoreOptions, UploadLimits, WriteCall, valid_output_name,
+    MAX_OUTPUT_NAME_BYTES, MAX_THROUGHPUT_BUCKETS, Store, StoreOptions, UploadLimits, WriteCall,
+    valid_output_name,
 };
 pub use worker::{HandlerResult, JobContext, JobError, Worker, WorkerHandle};
 pub use writer::WriterStats;

@@ -644,6 +644,51 @@ pub struct QueueCount {
     pub jobs: i64,
 }
 
+/// Jobs created and finished in one interval of time ([`Store::throughput`](crate::Store::throughput)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThroughputBucket {
+    /// The interval's start (ms since the Unix epoch); it lasts the bucket length asked for.
+    pub start: i64,
+    /// Jobs created in it (still stored).
+    pub created: i64,
+    /// Jobs that ended `succeeded` in it (still stored, not restarted since).
+    pub succeeded: i64,
+    /// Jobs that ended `failed` in it (still stored, not restarted since).
+    pub failed: i64,
+}
+
+/// What waits and runs in one queue ([`Store::queue_activity`](crate::Store::queue_activity)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueActivity {
+    /// The queue.
+    pub queue: String,
+    /// Jobs `queued` (due or scheduled).
+    pub queued: i64,
+    /// Jobs `queued` whose `run_at` has come: what workers could claim now.
+    pub due: i64,
+    /// Jobs `running`.
+    pub running: i64,
+    /// Jobs that ended `failed` since the time asked for.
+    pub failed_since: i64,
+    /// The due job that has waited longest (smallest `run_at`), if any.
+    pub oldest_due_id: Option<i64>,
+    /// Since when it waits (its `run_at`).
+    pub oldest_due_since: Option<i64>,
+}
+
+/// The live jobs of one tenant's queue ([`Store::live_counts`](crate::Store::live_counts)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveCount {
+    /// The tenant.
+    pub tenant: String,
+    /// The queue.
+    pub queue: String,
+    /// Jobs `queued` (due or scheduled).
+    pub queued: i64,
+    /// Jobs `running`.
+    pub running: i64,
+}
+
 /// What an integrity check found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckReport {

@@ -14,24 +14,6 @@ use crate::model::{CheckReport, QueueCount};
 use crate::state::{Event, State};
 use crate::{Error, Result};
 
-/// `scope_tenants!()`: the tenants a maintenance statement covers, as the common table
-/// `tenants(name)`: the
-/// scope's tenant (`?2`), or with `?2` NULL every tenant, found by hopping along
-/// `jobs_by_tenant_id` (one index seek per tenant, never a scan). Each tenant's rows are then
-/// sought in a `(tenant, …)` index the transitions keep anyway. `CROSS JOIN` keeps the tenants
-/// the outer loop and `INDEXED BY` names the index: left to itself SQLite built a temporary
-/// index over the whole table, or walked the whole index. So rescue and purge need no index of
-/// their own for every claim and finish to pay for.
-macro_rules! scope_tenants {
-    () => {
-        "WITH RECURSIVE tenants(name) AS ( \
-         SELECT CASE WHEN ?2 IS NULL THEN (SELECT min(tenant) FROM jobs) ELSE ?2 END \
-         UNION ALL \
-         SELECT (SELECT min(tenant) FROM jobs WHERE tenant > tenants.name) FROM tenants \
-         WHERE ?2 IS NULL AND tenants.name IS NOT NULL) "
-    };
-}
-
 /// Running jobs whose lease expired before `?1`, in `?2`'s scope, oldest expiry first, `?3` at
 /// most.
 const EXPIRED_LEASES: &str = concat!(

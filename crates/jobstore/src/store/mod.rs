@@ -8,6 +8,25 @@
 //! is a compare-and-set `UPDATE … WHERE id = ? AND state = ? [AND lease_token = ?]`, with its
 //! `job_events` row in the same transaction.
 
+/// `scope_tenants!()`: the tenants a maintenance statement covers, as the common table
+/// `tenants(name)`: the
+/// scope's tenant (`?2`), or with `?2` NULL every tenant, found by hopping along
+/// `jobs_by_tenant_id` (one index seek per tenant, never a scan). Each tenant's rows are then
+/// sought in a `(tenant, …)` index the transitions keep anyway. `CROSS JOIN` keeps the tenants
+/// the outer loop and `INDEXED BY` names the index: left to itself SQLite built a temporary
+/// index over the whole table, or walked the whole index. So rescue, purge and the activity
+/// summaries need no index of their own for every claim and finish to pay for.
+macro_rules! scope_tenants {
+    () => {
+        "WITH RECURSIVE tenants(name) AS ( \
+         SELECT CASE WHEN ?2 IS NULL THEN (SELECT min(tenant) FROM jobs) ELSE ?2 END \
+         UNION ALL \
+         SELECT (SELECT min(tenant) FROM jobs WHERE tenant > tenants.name) FROM tenants \
+         WHERE ?2 IS NULL AND tenants.name IS NOT NULL) "
+    };
+}
+
+mod activity;
 mod call;
 mod data;
 mod definitions;
@@ -22,6 +41,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+pub use activity::MAX_THROUGHPUT_BUCKETS;
 pub use call::WriteCall;
 pub use data::{
     BatchUpload, DataPosition, DataReader, MAX_OUTPUT_NAME_BYTES, UploadLimits, valid_output_name,

@@ -3,6 +3,7 @@
 // Test helpers outside #[test] functions unwrap too: a panic is the test failing.
 #![allow(clippy::unwrap_used)]
 
+mod activity;
 mod bad_input;
 mod checkpoints;
 mod data;
