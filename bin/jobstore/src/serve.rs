@@ -308,15 +308,17 @@ fn reload_tls(tls: &Tls) {
 /// or held back): its emergency checkpoint is at about 500 MB.
 const UNCHECKPOINTED_WAL_WARNING: u64 = 1 << 30;
 
-/// Rescues expired leases, purges by retention and checkpoints the WAL (under Litestream:
-/// watches its size instead), each on its interval.
+/// Rescues expired leases, purges by retention, checkpoints the WAL (under Litestream:
+/// watches its size instead) and samples queue depth (for `GET /v1/queues/depth`), each on
+/// its interval.
 async fn maintain(app: Arc<App>, config: ServeConfig, mut stopped: watch::Receiver<bool>) {
     let store = app.store().clone();
     let m = config.maintenance;
     let mut rescue = tokio::time::interval(m.rescue_interval);
     let mut purge = tokio::time::interval(m.purge_interval);
     let mut checkpoint = tokio::time::interval(m.checkpoint_interval);
-    for timer in [&mut rescue, &mut purge, &mut checkpoint] {
+    let mut depth = tokio::time::interval(jobstore_http::DEPTH_SAMPLE_INTERVAL);
+    for timer in [&mut rescue, &mut purge, &mut checkpoint, &mut depth] {
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     loop {
@@ -343,6 +345,13 @@ async fn maintain(app: Arc<App>, config: ServeConfig, mut stopped: watch::Receiv
                         done.push_str(&format!(", {api}: {} jobs", changed?));
                     }
                     Ok(done)
+                })
+            }
+            _ = depth.tick() => {
+                let app = Arc::clone(&app);
+                Box::new(move || {
+                    app.sample_queue_depth()?;
+                    Ok("sampled queue depth".to_owned())
                 })
             }
             _ = checkpoint.tick() => match config.replication {

@@ -14,6 +14,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::api::Api;
 use crate::auth::{Principal, Tokens};
+use crate::depth::DepthHistory;
 use crate::fault::{ApiError, ErrorKind};
 use crate::{body, conn, metrics};
 
@@ -85,6 +86,8 @@ pub struct App {
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) metrics: metrics::Metrics,
     token_slots: Arc<conn::TokenSlots>,
+    /// Queue depth sampled since the daemon started.
+    pub(crate) depth: DepthHistory,
 }
 
 impl App {
@@ -101,6 +104,7 @@ impl App {
         let jobs_ready = Arc::new(Notify::new());
         let wake = Arc::clone(&jobs_ready);
         store.on_jobs_available(move || wake.notify_waiters());
+        let depth = DepthHistory::new(store.now());
         Arc::new(App {
             store: store.with_scope(jobstore::Scope::All),
             tokens: RwLock::new(tokens.map(Arc::new)),
@@ -110,6 +114,7 @@ impl App {
             shutdown,
             metrics: metrics::Metrics::default(),
             token_slots: Arc::default(),
+            depth,
         })
     }
 
@@ -137,6 +142,18 @@ impl App {
             .iter()
             .map(|api| (api.name(), api.maintain(&self.store)))
             .collect()
+    }
+
+    /// Samples every tenant's queue depth into the history `GET /v1/queues/depth` answers
+    /// (the server calls it on a blocking thread every [`crate::DEPTH_SAMPLE_INTERVAL`]).
+    ///
+    /// # Errors
+    /// A store error; the sample is skipped.
+    pub fn sample_queue_depth(&self) -> jobstore::Result<()> {
+        let at = self.store.now();
+        let counts = self.store.live_counts()?;
+        self.depth.record(at, counts);
+        Ok(())
     }
 
     /// Runs a blocking store call in the principal's scope.

@@ -6,7 +6,8 @@
 //!   dispatch of each request to the [`Api`] that owns its path, over plain HTTP or TLS
 //!   ([`Tls`]);
 //! - the APIs: the native one (`native`) and each vendor's (`dialects`), each a route table,
-//!   its wire types, its faults and its handlers;
+//!   its wire types, its faults and its handlers; and the web dashboard (`dashboard`), its
+//!   embedded page served the same way, reading and acting through the native API;
 //! - the skeleton every API is built on: the [`App`] (store calls, authentication, bounded
 //!   bodies), `router`, `query`, `fault`, `time`, `body`, `data`, `auth`, `conn`, `metrics`.
 //!
@@ -18,7 +19,9 @@ mod app;
 pub mod auth;
 mod body;
 mod conn;
+mod dashboard;
 mod data;
+mod depth;
 mod dialects;
 mod fault;
 mod metrics;
@@ -34,6 +37,8 @@ use std::sync::Arc;
 pub use api::Api;
 pub use app::{App, Limits};
 pub use auth::{Principal, Tokens};
+pub use dashboard::Dashboard;
+pub use depth::SAMPLE_INTERVAL as DEPTH_SAMPLE_INTERVAL;
 pub use dialects::DialectConfig;
 pub use fault::{ApiError, ErrorKind};
 pub use native::Native;
@@ -43,9 +48,11 @@ pub use server::{handle, serve};
 pub use tls::Tls;
 
 /// Every API the daemon serves, in the order a path is offered to them: the vendors' (see
-/// `dialects::registered`), then the native API, which owns every other path.
+/// `dialects::registered`), the dashboard (`/` and `/ui/`), then the native API, which owns
+/// every other path.
 pub fn apis(config: &DialectConfig) -> Vec<Arc<dyn Api>> {
     let mut apis = dialects::registered(config);
+    apis.push(Arc::new(Dashboard));
     apis.push(Arc::new(Native {
         definition_queue: config.ocapi_queue.clone(),
     }));

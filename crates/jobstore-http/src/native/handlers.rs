@@ -27,6 +27,12 @@ use crate::router::Matched;
 
 type Answer = Result<Response<ResponseBody>, ApiError>;
 
+/// One minute, the interval of `GET /v1/throughput` (ms).
+const MINUTE: i64 = 60_000;
+
+/// One hour, the window of a queue's recent failures (ms).
+const HOUR: i64 = 3_600_000;
+
 /// The job id of a matched route; a path segment that is not an id names no job.
 fn job_id(matched: &Matched<Name>) -> Result<i64, ApiError> {
     matched.params.id("id").ok_or_else(|| {
@@ -324,6 +330,62 @@ pub(super) async fn handle(
             let jobs = app.claim_waiting(principal, request, wait).await?;
             Ok(body::json(StatusCode::OK, &Claimed::from(jobs)))
         }
+        (Name::Throughput, _) => {
+            principal.require(Permission::Read)?;
+            let mut query = Query::parse(query.as_deref())?;
+            let minutes = query.int("minutes", 1, 1440)?.unwrap_or(60);
+            query.finish()?;
+            let answer = app
+                .call(principal, move |store| {
+                    let current = store.now().div_euclid(MINUTE) * MINUTE;
+                    let since = current - (minutes - 1) * MINUTE;
+                    store.throughput(since, MINUTE)
+                })
+                .await?;
+            Ok(body::json(
+                StatusCode::OK,
+                &wire::Throughput::new(MINUTE, answer),
+            ))
+        }
+        (Name::Queues, _) => {
+            principal.require(Permission::Read)?;
+            let queues = app
+                .call(principal, |store| {
+                    store.queue_activity(store.now().saturating_sub(HOUR))
+                })
+                .await?;
+            Ok(body::json(StatusCode::OK, &wire::Queues::from(queues)))
+        }
+        (Name::QueueDepth, _) => {
+            principal.require(Permission::Read)?;
+            let samples = app
+                .depth
+                .view(&principal.scope())
+                .into_iter()
+                .map(|row| wire::DepthSample {
+                    at: row.at,
+                    queue: row.queue,
+                    queued: row.queued,
+                    running: row.running,
+                })
+                .collect();
+            let depth = wire::QueueDepth {
+                interval_ms: i64::try_from(crate::depth::SAMPLE_INTERVAL.as_millis())
+                    .unwrap_or(i64::MAX),
+                since: app.depth.since,
+                samples,
+            };
+            Ok(body::json(StatusCode::OK, &depth))
+        }
+        (Name::Workers, _) => {
+            principal.require(Permission::Read)?;
+            let jobs = app
+                .call(principal, |store| {
+                    store.running_jobs(jobstore::MAX_PAGE_SIZE)
+                })
+                .await?;
+            Ok(body::json(StatusCode::OK, &wire::Workers::from(jobs)))
+        }
         // The router admits only a route's own methods; health, metrics and the document are
         // answered before the handlers.
         _ => Err(ApiError::internal()),
@@ -497,6 +559,7 @@ fn list_query(raw: Option<&str>, max_page: u32) -> Result<ListQuery, ApiError> {
         targets: query.all("target"),
         created_by: query.all("created_by"),
         definitions: query.all("definition"),
+        dialects: query.all("dialect"),
         tenant: query.one("tenant")?,
         created_after: time(&mut query, "created_after")?,
         created_before: time(&mut query, "created_before")?,

@@ -48,13 +48,17 @@ pub(crate) enum Name {
     Definition,
     Executions,
     Claim,
+    Throughput,
+    Queues,
+    QueueDepth,
+    Workers,
 }
 
 const GET: &[Method] = &[Method::GET];
 const POST: &[Method] = &[Method::POST];
 
 /// Every native route. The OpenAPI document describes exactly these (a test checks it).
-pub(crate) static ROUTES: [Route<Name>; 21] = [
+pub(crate) static ROUTES: [Route<Name>; 25] = [
     Route::new("/healthz", GET, Name::Health),
     Route::new("/metrics", GET, Name::Metrics),
     Route::new("/v1/openapi.json", GET, Name::OpenApi),
@@ -92,6 +96,10 @@ pub(crate) static ROUTES: [Route<Name>; 21] = [
     ),
     Route::new("/v1/definitions/{id}/executions", POST, Name::Executions),
     Route::new("/v1/claim", POST, Name::Claim),
+    Route::new("/v1/throughput", GET, Name::Throughput),
+    Route::new("/v1/queues", GET, Name::Queues),
+    Route::new("/v1/queues/depth", GET, Name::QueueDepth),
+    Route::new("/v1/workers", GET, Name::Workers),
 ];
 
 /// The native fault document.

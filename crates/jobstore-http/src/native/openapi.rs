@@ -397,6 +397,42 @@ fn spec(name: Name, method: &Method) -> Option<Spec> {
             O::Json(200, "Claimed"),
             &[],
         ),
+        Name::Throughput => spec(
+            "throughput",
+            "Jobs created, succeeded and failed per minute",
+            Some("`read`"),
+            Path::None,
+            I::Nothing,
+            O::Json(200, "Throughput"),
+            &[(400, "`minutes` unknown, repeated or out of range")],
+        ),
+        Name::Queues => spec(
+            "queues",
+            "Each queue's waiting, running and recently failed jobs",
+            Some("`read`"),
+            Path::None,
+            I::Nothing,
+            O::Json(200, "Queues"),
+            &[],
+        ),
+        Name::QueueDepth => spec(
+            "queue_depth",
+            "Queue depth over time, sampled since the daemon started",
+            Some("`read`"),
+            Path::None,
+            I::Nothing,
+            O::Json(200, "QueueDepth"),
+            &[],
+        ),
+        Name::Workers => spec(
+            "workers",
+            "The workers holding leases, with their running jobs",
+            Some("`read`"),
+            Path::None,
+            I::Nothing,
+            O::Json(200, "Workers"),
+            &[],
+        ),
     })
     .filter(|_| {
         // A method the route does not serve has no operation.
@@ -500,6 +536,11 @@ fn operation(spec: &Spec, components: &Components) -> Operation {
     }
     if spec.id == "list_jobs" {
         for parameter in wire::ListParams::into_params(|| Some(ParameterIn::Query)) {
+            op = op.parameter(parameter);
+        }
+    }
+    if spec.id == "throughput" {
+        for parameter in wire::ThroughputParams::into_params(|| Some(ParameterIn::Query)) {
             op = op.parameter(parameter);
         }
     }
@@ -897,6 +938,14 @@ fn components() -> Components {
     add::<wire::DefinitionBody>(&mut schemas);
     add::<wire::DefinitionStepBody>(&mut schemas);
     add::<wire::ExecuteBody>(&mut schemas);
+    add::<wire::ThroughputBucket>(&mut schemas);
+    add::<wire::Throughput>(&mut schemas);
+    add::<wire::QueueSummary>(&mut schemas);
+    add::<wire::Queues>(&mut schemas);
+    add::<wire::DepthSample>(&mut schemas);
+    add::<wire::QueueDepth>(&mut schemas);
+    add::<wire::BusyWorker>(&mut schemas);
+    add::<wire::Workers>(&mut schemas);
     ComponentsBuilder::new()
         .schemas_from_iter(schemas)
         .security_scheme(

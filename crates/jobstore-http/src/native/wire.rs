@@ -192,6 +192,17 @@ pub struct Job {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = u64)]
     data_bytes: Option<i64>,
+    /// Its data batches in order: number, size and upload time (one job only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = batches_schema)]
+    batches: Option<Vec<DataBatch>>,
+}
+
+/// `batches` of a job: an array of [`DataBatch`], present only on one job.
+fn batches_schema() -> Array {
+    Array::new(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+        "DataBatch",
+    )))
 }
 
 /// `steps` of a job: an array of [`Step`], present only on one job.
@@ -237,6 +248,7 @@ impl From<jobstore::Job> for Job {
             steps: None,
             data_batches: None,
             data_bytes: None,
+            batches: None,
         }
     }
 }
@@ -252,6 +264,7 @@ impl Job {
             steps: Some(steps.into_iter().map(Step::from).collect()),
             data_batches: Some(batches.len() as u64),
             data_bytes: Some(batches.iter().map(|b| b.bytes).sum()),
+            batches: Some(batches.iter().copied().map(DataBatch::from).collect()),
             ..Job::from(job)
         }
     }
@@ -488,6 +501,159 @@ impl From<Vec<jobstore::QueueCount>> for Stats {
         Stats {
             stats: counts.into_iter().map(QueueCount::from).collect(),
         }
+    }
+}
+
+/// Jobs created and ended in one minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub(crate) struct ThroughputBucket {
+    /// The minute's start (ms since the Unix epoch).
+    start: i64,
+    /// Jobs created in it.
+    created: i64,
+    /// Jobs that ended `succeeded` in it.
+    succeeded: i64,
+    /// Jobs that ended `failed` in it.
+    failed: i64,
+}
+
+impl From<jobstore::ThroughputBucket> for ThroughputBucket {
+    fn from(bucket: jobstore::ThroughputBucket) -> Self {
+        ThroughputBucket {
+            start: bucket.start,
+            created: bucket.created,
+            succeeded: bucket.succeeded,
+            failed: bucket.failed,
+        }
+    }
+}
+
+/// `GET /v1/throughput`: jobs created, succeeded and failed per minute, oldest first, the
+/// current minute last. Jobs count where they are now: a deleted job no longer counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub(crate) struct Throughput {
+    /// The length of each interval (ms): 60000.
+    bucket_ms: i64,
+    /// One per minute, every minute of the window.
+    buckets: Vec<ThroughputBucket>,
+}
+
+impl Throughput {
+    /// The answer for `buckets` of `bucket_ms` each.
+    pub(crate) fn new(bucket_ms: i64, buckets: Vec<jobstore::ThroughputBucket>) -> Self {
+        Throughput {
+            bucket_ms,
+            buckets: buckets.into_iter().map(ThroughputBucket::from).collect(),
+        }
+    }
+}
+
+/// What waits and runs in one queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub(crate) struct QueueSummary {
+    /// The queue.
+    queue: String,
+    /// Jobs `queued` (due or scheduled).
+    queued: i64,
+    /// Jobs `queued` whose `run_at` has come.
+    due: i64,
+    /// Jobs `running`.
+    running: i64,
+    /// Jobs that ended `failed` in the last hour.
+    failed_last_hour: i64,
+    /// The due job that has waited longest.
+    #[schema(required = true)]
+    oldest_due_id: Option<i64>,
+    /// Since when it waits (its `run_at`, ms since the Unix epoch).
+    #[schema(required = true)]
+    oldest_due_since: Option<i64>,
+}
+
+impl From<jobstore::QueueActivity> for QueueSummary {
+    fn from(activity: jobstore::QueueActivity) -> Self {
+        QueueSummary {
+            queue: activity.queue,
+            queued: activity.queued,
+            due: activity.due,
+            running: activity.running,
+            failed_last_hour: activity.failed_since,
+            oldest_due_id: activity.oldest_due_id,
+            oldest_due_since: activity.oldest_due_since,
+        }
+    }
+}
+
+/// `GET /v1/queues`: every queue with live jobs or failures in the last hour, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub(crate) struct Queues {
+    /// One per queue.
+    queues: Vec<QueueSummary>,
+}
+
+impl From<Vec<jobstore::QueueActivity>> for Queues {
+    fn from(queues: Vec<jobstore::QueueActivity>) -> Self {
+        Queues {
+            queues: queues.into_iter().map(QueueSummary::from).collect(),
+        }
+    }
+}
+
+/// One queue's live jobs at one sample.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub(crate) struct DepthSample {
+    /// When the sample was taken (ms since the Unix epoch).
+    pub(crate) at: i64,
+    /// The queue.
+    pub(crate) queue: String,
+    /// Jobs `queued` then.
+    pub(crate) queued: i64,
+    /// Jobs `running` then.
+    pub(crate) running: i64,
+}
+
+/// `GET /v1/queues/depth`: queue depth over time, sampled by this daemon since it started
+/// (at most the last hour); a queue without live jobs at a sample has no row in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub(crate) struct QueueDepth {
+    /// How often the daemon samples (ms).
+    pub(crate) interval_ms: i64,
+    /// When this daemon started (ms since the Unix epoch): no sample is older.
+    pub(crate) since: i64,
+    /// The samples, oldest first, by queue within one sample.
+    pub(crate) samples: Vec<DepthSample>,
+}
+
+/// The jobs one worker runs.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub(crate) struct BusyWorker {
+    /// The worker's name (the jobs' `lease_owner`).
+    worker: String,
+    /// Its running jobs.
+    jobs: Vec<Job>,
+}
+
+/// `GET /v1/workers`: the workers holding leases on running jobs, by name, with those jobs
+/// (at most 1000 jobs in all).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub(crate) struct Workers {
+    /// One per worker.
+    workers: Vec<BusyWorker>,
+}
+
+impl From<Vec<jobstore::Job>> for Workers {
+    fn from(jobs: Vec<jobstore::Job>) -> Self {
+        let mut workers: Vec<BusyWorker> = Vec::new();
+        for job in jobs {
+            let worker = job.lease_owner.clone().unwrap_or_default();
+            match workers.last_mut() {
+                Some(last) if last.worker == worker => last.jobs.push(Job::from(job)),
+                _ => workers.push(BusyWorker {
+                    worker,
+                    jobs: vec![Job::from(job)],
+                }),
+            }
+        }
+        Workers { workers }
     }
 }
 
@@ -1007,6 +1173,9 @@ pub(crate) struct ListParams {
     created_by: Option<Vec<String>>,
     /// Executions of any of these definitions.
     definition: Option<Vec<String>>,
+    /// Jobs created through any of these APIs (`native`, `c360`, `ocapi`, `aep`,
+    /// `datacloud`, `bulk2`).
+    dialect: Option<Vec<String>>,
     /// Admins only (403 otherwise): the jobs of this tenant.
     tenant: Option<String>,
     /// Jobs created at or after this time (ms since the Unix epoch).
@@ -1025,6 +1194,19 @@ pub(crate) struct ListParams {
     /// The `next_cursor` of the previous page, with the same filters and sort.
     #[param(min_length = 1)]
     cursor: Option<String>,
+}
+
+/// The query of `GET /v1/throughput`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "read by the throughput handler's query parser, described here"
+)]
+pub(crate) struct ThroughputParams {
+    /// How many minutes back, the current one included; default 60.
+    #[param(minimum = 1, maximum = 1440)]
+    minutes: Option<u32>,
 }
 
 /// The query of `PUT /v1/jobs/{id}/outputs/{name}`: the lease the output is uploaded under.
@@ -1148,7 +1330,11 @@ mod tests {
                     "exit_code": "OK", "message": "done", "started_at": 1600,
                     "finished_at": 1700, "updated_at": 1700
                 }],
-                "data_batches": 2, "data_bytes": 42
+                "data_batches": 2, "data_bytes": 42,
+                "batches": [
+                    {"batch": 1, "bytes": 10, "created_at": 1100},
+                    {"batch": 2, "bytes": 32, "created_at": 1200}
+                ]
             }"#,
         )
         .unwrap_or_default();
@@ -1167,7 +1353,7 @@ mod tests {
                 .as_object()
                 .is_some_and(|o| o.contains_key("result"))
         );
-        for key in ["steps", "data_batches", "data_bytes"] {
+        for key in ["steps", "data_batches", "data_bytes", "batches"] {
             assert!(rendered.get(key).is_none(), "{key}");
         }
     }
