@@ -262,7 +262,7 @@
       const now = Date.now();
       depth.replaceChildren(perQueue.size === 0
         ? empty(`No sample with queued or running jobs yet: the daemon samples every ${samples.interval_ms / 1000} s since it started (${ago(samples.since)}).`)
-        : Charts.lines([...perQueue].map(([name, points]) => ({ name, points })), Math.max(samples.since, now - 3600000), now, 'Queued jobs per queue'));
+        : Charts.lines([...perQueue].map(([name, points]) => ({ name, points })), Math.min(now - 300000, Math.max(samples.since, now - 3600000)), now, 'Queued jobs per queue'));
       const due = queues.queues.filter((q) => q.oldest_due_id !== null);
       waiting.replaceChildren(due.length === 0 ? empty('No job is waiting for a worker.')
         : table(['Queue', '#Due', 'Job', 'Waiting since'], due.map((q) => h('tr', null,

@@ -55,7 +55,10 @@ window.Charts = (() => {
       const d = s.points
         .map((p, k) => `${k === 0 ? 'M' : 'L'}${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`)
         .join(' ');
-      const path = node('path', { d, class: `line s${i % 8}` });
+      // A lone point has no line to draw: a ring marks it.
+      const path = s.points.length === 1
+        ? node('circle', { cx: px(s.points[0][0]).toFixed(1), cy: py(s.points[0][1]).toFixed(1), r: 3, class: `line s${i % 8}` })
+        : node('path', { d, class: `line s${i % 8}` });
       const title = node('title');
       title.textContent = s.name;
       path.appendChild(title);
