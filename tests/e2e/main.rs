@@ -14,6 +14,7 @@ mod bad_input;
 mod claims;
 mod cli;
 mod crash;
+mod dashboard;
 mod data;
 mod definitions;
 mod exact_json;
