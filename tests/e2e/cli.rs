@@ -62,9 +62,20 @@ fn jobs_check_and_backup_on_the_database_file() {
 
     assert_eq!(listed(&db), expected);
 
-    // The human table names every job.
+    // The human table names every job, with its creation time in human form.
     let table = on(&db, &["jobs", "list"]);
     let table = table.success();
+    assert!(
+        table.lines().next().is_some_and(|h| h.ends_with("CREATED")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .skip(1)
+            .all(|l| l.ends_with(" ago") || l.ends_with("just now")),
+        "{table}"
+    );
     for id in [first, second, third] {
         assert!(
             table
@@ -80,7 +91,7 @@ fn jobs_check_and_backup_on_the_database_file() {
     assert_eq!(shown["job"]["state"], "succeeded");
     assert_eq!(shown["job"]["result"], json!({"rows": 3}));
     // The same document as the native API's, but for what only one job's answer carries.
-    for member in ["steps", "data_batches", "data_bytes"] {
+    for member in ["steps", "data_batches", "data_bytes", "batches"] {
         served.as_object_mut().map(|doc| doc.remove(member));
     }
     assert_eq!(
@@ -101,6 +112,16 @@ fn jobs_check_and_backup_on_the_database_file() {
         human.contains("export") && human.contains("create"),
         "{human}"
     );
+    // History times are readable: UTC to the millisecond and how long ago.
+    let history = human
+        .lines()
+        .find(|l| l.contains(" create "))
+        .unwrap_or_else(|| panic!("no create event in {human}"));
+    assert!(
+        history.contains(" UTC (") && (history.contains(" ago)") || history.contains("just now)")),
+        "{history}"
+    );
+    assert!(human.lines().any(|l| l.starts_with("created ")), "{human}");
     let missing = on(&db, &["jobs", "show", "999999"]);
     assert!(
         !missing.status.success(),

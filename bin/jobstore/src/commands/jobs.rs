@@ -7,6 +7,7 @@ use anyhow::Result;
 use jobstore::{Direction, Job, ListQuery, SortField, State, Store};
 use jobstore_http::{EventDocument, JobDocument, StepDocument};
 
+use super::human;
 use crate::cli::JobsCommand;
 
 /// Runs one `jobstore jobs …` command on `store`.
@@ -39,7 +40,7 @@ pub(crate) fn run(store: &Store, command: JobsCommand) -> Result<ExitCode> {
                 let jobs: Vec<JobDocument> = page.jobs.into_iter().map(JobDocument::from).collect();
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
             } else {
-                print_table(&page.jobs);
+                print_table(&page.jobs, store.now());
             }
         }
         JobsCommand::Show { id, json } => {
@@ -54,7 +55,22 @@ pub(crate) fn run(store: &Store, command: JobsCommand) -> Result<ExitCode> {
                 });
                 println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
+                let now = store.now();
+                let times = [
+                    ("created", Some(job.created_at)),
+                    ("run at", Some(job.run_at)),
+                    ("started", job.started_at),
+                    ("finished", job.finished_at),
+                    ("lease expires", job.lease_expires_at),
+                    ("heartbeat", job.heartbeat_at),
+                    ("cancel asked", job.cancel_requested_at),
+                ];
                 println!("{}", serde_json::to_string_pretty(&JobDocument::from(job))?);
+                for (what, at) in times {
+                    if let Some(at) = at {
+                        println!("{what:<14} {}", human::when(now, at));
+                    }
+                }
                 for step in steps {
                     println!(
                         "step {:<24} {:<8} {}",
@@ -66,7 +82,7 @@ pub(crate) fn run(store: &Store, command: JobsCommand) -> Result<ExitCode> {
                 for event in events {
                     println!(
                         "{} {:<14} {:>9} -> {:<9} {} {}",
-                        event.at,
+                        human::when(now, event.at),
                         event.event,
                         event.from.map_or("", State::as_str),
                         event.to,
@@ -101,21 +117,23 @@ fn describe(job: &Job) -> String {
     }
 }
 
-/// Prints `jobs` as a table, one line per job under a header.
-fn print_table(jobs: &[Job]) {
+/// Prints `jobs` as a table, one line per job under a header; CREATED as how long ago, at
+/// `now`.
+fn print_table(jobs: &[Job], now: i64) {
     println!(
-        "{:>8} {:<10} {:<16} {:<12} {:<10} {:>7}",
-        "ID", "TENANT", "KIND", "QUEUE", "STATE", "ATTEMPT"
+        "{:>8} {:<10} {:<16} {:<12} {:<10} {:>7}  {}",
+        "ID", "TENANT", "KIND", "QUEUE", "STATE", "ATTEMPT", "CREATED"
     );
     for job in jobs {
         println!(
-            "{:>8} {:<10} {:<16} {:<12} {:<10} {:>7}",
+            "{:>8} {:<10} {:<16} {:<12} {:<10} {:>7}  {}",
             job.id,
             job.tenant,
             job.kind,
             job.queue,
             job.state.as_str(),
-            format!("{}/{}", job.attempt, job.max_attempts)
+            format!("{}/{}", job.attempt, job.max_attempts),
+            human::ago(now, job.created_at)
         );
     }
 }

@@ -4,6 +4,7 @@
 //! Litestream owns checkpoints.
 
 pub(crate) mod daemons;
+pub(crate) mod human;
 pub(crate) mod jobs;
 pub(crate) mod maintenance;
 pub(crate) mod restore;
