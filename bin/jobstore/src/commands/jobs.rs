@@ -121,8 +121,8 @@ fn describe(job: &Job) -> String {
 /// `now`.
 fn print_table(jobs: &[Job], now: i64) {
     println!(
-        "{:>8} {:<10} {:<16} {:<12} {:<10} {:>7}  {}",
-        "ID", "TENANT", "KIND", "QUEUE", "STATE", "ATTEMPT", "CREATED"
+        "{:>8} {:<10} {:<16} {:<12} {:<10} {:>7}  CREATED",
+        "ID", "TENANT", "KIND", "QUEUE", "STATE", "ATTEMPT"
     );
     for job in jobs {
         println!(
