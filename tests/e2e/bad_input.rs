@@ -110,9 +110,9 @@ fn malformed_bodies_routes_and_methods() {
         unchanged("an oversized chunked body");
     }
 
-    // Unknown routes: 404 in the same shape.
+    // Unknown routes: 404 in the same shape (`/` is the dashboard's redirect).
     for path in [
-        "/",
+        "/ui/missing.js",
         "/v2/jobs",
         "/v1/nope",
         "/v1/jobs/1/explode",

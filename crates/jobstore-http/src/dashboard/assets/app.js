@@ -188,7 +188,9 @@
     if (stopCurrent) stopCurrent();
     stopCurrent = null;
   }
-  // Calls fn now and every `ms` while the page is shown and fn does not answer false.
+  // Calls fn now and again `ms` after each answer while the page is shown and fn does not
+  // answer false; never sooner than five times the last refresh took, so that a slow count
+  // (a very large database) is not asked for back to back.
   function every(ms, fn) {
     stop();
     let alive = true;
@@ -196,13 +198,14 @@
     const loop = async () => {
       if (!alive) return;
       let again = true;
+      const started = performance.now();
       try {
         again = (await fn()) !== false;
       } catch (err) {
         report(err);
         if (err instanceof ApiError && err.status === 401) again = false;
       }
-      if (alive && again) handle = setTimeout(loop, ms);
+      if (alive && again) handle = setTimeout(loop, Math.max(ms, 5 * (performance.now() - started)));
     };
     stopCurrent = () => { alive = false; clearTimeout(handle); };
     loop();
