@@ -2,7 +2,8 @@
 //! [`SAMPLE_INTERVAL`] into a bounded ring ([`SAMPLES_KEPT`] samples: the last hour), kept in
 //! memory since the daemon started. The tables keep no history of depth: rebuilding it from
 //! `job_events` would read every transition of the window (no index on their time), so the
-//! daemon samples instead, at the cost of one indexed count of the live jobs per sample.
+//! daemon samples instead, at the cost of one read of the per-queue counts the triggers keep
+//! (`job_counts`) per sample (docs/dashboard.md has the measurements).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;

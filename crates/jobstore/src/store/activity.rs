@@ -33,7 +33,8 @@ const FINISHED_SINCE: &str = concat!(
      GROUP BY 1, 2, 3"
 );
 
-/// The live jobs of `?2`'s scope by tenant, queue and state; with the number due at `?1`.
+/// The live jobs of `?2`'s scope by tenant, queue and state; with the number due at `?1`
+/// (which `job_counts` cannot tell).
 const LIVE: &str = concat!(
     scope_tenants!(),
     "SELECT jobs.tenant, jobs.queue, jobs.state, count(*), sum(jobs.run_at <= ?1) \
@@ -51,6 +52,11 @@ const OLDEST_DUE: &str = concat!(
      WHERE jobs.tenant = tenants.name AND jobs.state = 'queued' AND jobs.run_at <= ?1 \
      GROUP BY 1, 2"
 );
+
+/// The live jobs of `?1`'s scope (every tenant when NULL) by tenant, queue and state, from the
+/// counts the triggers keep.
+const LIVE_COUNTS: &str = "SELECT tenant, queue, state, jobs FROM job_counts \
+     WHERE (?1 IS NULL OR tenant = ?1) AND state IN ('queued', 'running') AND jobs > 0";
 
 /// The ids of up to `?1` running jobs of `?2`'s scope.
 const RUNNING_IDS: &str = concat!(
@@ -209,27 +215,37 @@ impl Store {
     }
 
     /// The jobs queued and running in each tenant's queue, by tenant and queue (what the
-    /// daemon samples to draw queue depth over time).
+    /// daemon samples to draw queue depth over time). Read from `job_counts`, which the
+    /// triggers keep: its cost follows the tenants, queues and states, not the jobs.
     ///
     /// # Errors
     /// Storage errors only.
     pub fn live_counts(&self) -> Result<Vec<LiveCount>> {
-        let now = self.now();
         let tenant = self.tenant_filter();
         let mut counts: BTreeMap<(String, String), LiveCount> = BTreeMap::new();
         self.read(|conn| {
-            for live in live_rows(conn, now, tenant.as_deref())? {
+            let mut stmt = conn.prepare_cached(LIVE_COUNTS)?;
+            let rows = stmt.query_map(params![tenant], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                ))
+            })?;
+            for row in rows {
+                let (tenant, queue, state, jobs) = row?;
                 let count = counts
-                    .entry((live.tenant.clone(), live.queue.clone()))
+                    .entry((tenant.clone(), queue.clone()))
                     .or_insert_with(|| LiveCount {
-                        tenant: live.tenant.clone(),
-                        queue: live.queue.clone(),
+                        tenant,
+                        queue,
                         queued: 0,
                         running: 0,
                     });
-                match live.state.as_str() {
-                    "queued" => count.queued += live.jobs,
-                    _ => count.running += live.jobs,
+                match state.as_str() {
+                    "queued" => count.queued += jobs,
+                    _ => count.running += jobs,
                 }
             }
             Ok(())
@@ -266,7 +282,6 @@ impl Store {
 
 /// One row of [`LIVE`].
 struct LiveRow {
-    tenant: String,
     queue: String,
     state: String,
     jobs: i64,
@@ -278,7 +293,6 @@ fn live_rows(conn: &rusqlite::Connection, now: i64, tenant: Option<&str>) -> Res
     let rows = stmt
         .query_map(params![now, tenant], |row| {
             Ok(LiveRow {
-                tenant: row.get(0)?,
                 queue: row.get(1)?,
                 state: row.get(2)?,
                 jobs: row.get(3)?,
