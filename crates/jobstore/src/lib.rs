@@ -51,6 +51,11 @@
 //! # }
 //! ```
 //!
+//! # Storage
+//! The store's logic is one code path over a storage [`driver`]: [`Store::open`] uses the
+//! [`sqlite`] driver (one file, a single writer thread with group commit); another engine's
+//! driver, in a crate of its own, is given to [`Store::with_driver`].
+//!
 //! # Durability
 //! Every call that answers `Ok` has committed. With [`Durability::Full`] (the default) the
 //! commit was fsynced and survives power loss; with [`Durability::Normal`] it survives a crash
@@ -59,18 +64,18 @@
 //! retry with an idempotency key.
 
 mod clock;
-mod db;
+pub mod driver;
 mod error;
 pub mod exact_json;
 mod list;
 mod model;
+pub mod sqlite;
 pub mod state;
 mod store;
 mod worker;
-mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use db::{AUTOCHECKPOINT_PAGES, Checkpoints, Durability, SCHEMA_VERSION, migrate_to};
+pub use driver::WriterStats;
 pub use error::{Error, Result};
 pub use list::{
     Cursor, CursorValue, Direction, JobPage, ListQuery, MAX_PAGE_SIZE, Pagination, SortField,
@@ -81,6 +86,7 @@ pub use model::{
     LogLine, NATIVE, NewJob, Output, QueueActivity, QueueCount, Scope, Step, StepReport,
     StepStatus, ThroughputBucket,
 };
+pub use sqlite::{AUTOCHECKPOINT_PAGES, Checkpoints, Durability, SCHEMA_VERSION, migrate_to};
 pub use state::{Event, State, transition};
 pub use store::{
     BatchUpload, DataPosition, DataReader, MAX_CLAIM, MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_CALL,
@@ -88,4 +94,3 @@ pub use store::{
     valid_output_name,
 };
 pub use worker::{HandlerResult, JobContext, JobError, Worker, WorkerHandle};
-pub use writer::WriterStats;

@@ -3,16 +3,15 @@
 
 use std::sync::Arc;
 
-use rusqlite::Connection;
-
 use super::Store;
+use crate::driver::WriteTx;
 use crate::{Error, Result};
 
-type WriteFn<T> = Box<dyn FnOnce(&Connection) -> Result<T> + Send>;
+type WriteFn<T> = Box<dyn FnOnce(&mut dyn WriteTx) -> Result<T> + Send>;
 
 /// A store write, its input already checked, not yet queued. Run it with
 /// [`WriteCall::wait`] (block until it committed) or [`WriteCall::then`] (queue it and return
-/// at once; the answer arrives in a callback after the commit).
+/// at once; the answer arrives in a callback after the commit), with every driver.
 ///
 /// Both give the same answer: `Ok` only once the transaction holding the write committed.
 /// Input refused before the write gets its error through the same path.
@@ -27,7 +26,7 @@ pub struct WriteCall<T> {
 impl<T: Send + 'static> WriteCall<T> {
     pub(super) fn new(
         store: &Store,
-        write: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+        write: impl FnOnce(&mut dyn WriteTx) -> Result<T> + Send + 'static,
         wakes_workers: fn(&T) -> bool,
     ) -> WriteCall<T> {
         WriteCall {
@@ -56,7 +55,7 @@ impl<T: Send + 'static> WriteCall<T> {
             body,
             wakes_workers,
         } = self;
-        let answer = store.inner.writer.write(body?)?;
+        let answer = store.write(body?)?;
         if wakes_workers(&answer) {
             store.signal().notify();
         }
@@ -64,7 +63,7 @@ impl<T: Send + 'static> WriteCall<T> {
     }
 
     /// Queues the write and returns at once. `done` gets what [`WriteCall::wait`] would have
-    /// answered, after the commit, on the store's writer thread (or at once, on this thread,
+    /// answered, after the commit, on the driver's thread (SQLite: the writer thread; or at once, on this thread,
     /// for input refused before the write). `done` must be quick and must not call the store
     /// and wait: the writer answers the rest of its group after it. Sending the answer down a
     /// channel is the intended use.
@@ -80,7 +79,7 @@ impl<T: Send + 'static> WriteCall<T> {
         };
         // The callback holds the signal, not the store: it is dropped on the writer thread.
         let signal = Arc::clone(store.signal());
-        store.inner.writer.submit(write, move |answer: Result<T>| {
+        store.submit(write, move |answer: Result<T>| {
             if answer.as_ref().is_ok_and(wakes_workers) {
                 signal.notify();
             }

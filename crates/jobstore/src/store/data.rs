@@ -7,14 +7,14 @@
 //! If reading the source fails, the batch grows past its limit or the job leaves `open`, the
 //! batch is deleted and the caller gets the error: nothing of it is kept. A process killed
 //! half way leaves an incomplete batch that readers never see; its row names the uploading
-//! process, so [`Store::reclaim_abandoned_batches`] deletes it once that process is gone.
+//! process, so [`Store::reclaim_abandoned_batches`] deletes it once that process is gone (the
+//! driver tells which uploaders are gone).
 
 use std::io::{self, BufRead, Read};
 
-use rusqlite::{OptionalExtension, params};
-
-use super::rows::{EventRow, check_lease, insert_event, load_job, next_state};
+use super::rows::{check_lease, insert_event, load_job, next_state};
 use super::{CHUNK_BYTES, Store, WriteCall};
+use crate::driver::{ChunkQuery, EventRow, WriteTx};
 use crate::model::{DataBatch, Lease, Output};
 use crate::state::{Event, State};
 use crate::{Error, Result};
@@ -52,26 +52,17 @@ impl Store {
         let store = self.clone();
         WriteCall::new(
             self,
-            move |conn| {
-                let job = load_job(conn, tenant.as_deref(), id)?;
+            move |tx| {
+                let job = load_job(tx, tenant.as_deref(), id)?;
                 next_state(&job, Event::Upload)?;
-                let (count, last): (u32, i64) = conn
-                    .prepare_cached(
-                        "SELECT count(*) FILTER (WHERE name IS NULL), ifnull(max(batch), 0) \
-                         FROM job_data_batches WHERE job_id = ?1",
-                    )?
-                    .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                let (count, last) = tx.batch_count(id, false)?;
                 if count >= limit_batches {
                     return Err(Error::TooManyDataBatches {
                         job: id,
                         limit: limit_batches,
                     });
                 }
-                conn.prepare_cached(
-                    "INSERT INTO job_data_batches (job_id, batch, created_at, updated_at, \
-                     uploader) VALUES (?1, ?2, ?3, ?3, ?4)",
-                )?
-                .execute(params![id, last + 1, now, uploader::this_process()])?;
+                tx.insert_batch(id, last + 1, now, None)?;
                 Ok(BatchUpload::started(store, id, last + 1, limit_bytes, None))
             },
             |_| false,
@@ -129,39 +120,19 @@ impl Store {
         let name = name.to_owned();
         WriteCall::new(
             self,
-            move |conn| {
+            move |tx| {
                 check_output_name(&name)?;
-                let job = load_job(conn, tenant.as_deref(), id)?;
+                let job = load_job(tx, tenant.as_deref(), id)?;
                 check_lease(&job, &lease)?;
-                conn.prepare_cached(
-                    "DELETE FROM job_data_batches WHERE job_id = ?1 AND name = ?2 \
-                     AND lease_token IS NOT ?3",
-                )?
-                .execute(params![id, name, lease.token])?;
-                let (count, last): (u32, i64) = conn
-                    .prepare_cached(
-                        "SELECT count(*) FILTER (WHERE name IS NOT NULL), \
-                         ifnull(max(batch), 0) FROM job_data_batches WHERE job_id = ?1",
-                    )?
-                    .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                tx.delete_replaced_output(id, &name, lease.token)?;
+                let (count, last) = tx.batch_count(id, true)?;
                 if count >= limit_batches {
                     return Err(Error::TooManyDataBatches {
                         job: id,
                         limit: limit_batches,
                     });
                 }
-                conn.prepare_cached(
-                    "INSERT INTO job_data_batches (job_id, batch, created_at, updated_at, \
-                     uploader, name, lease_token) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)",
-                )?
-                .execute(params![
-                    id,
-                    last + 1,
-                    now,
-                    uploader::this_process(),
-                    name,
-                    lease.token
-                ])?;
+                tx.insert_batch(id, last + 1, now, Some((&name, lease.token)))?;
                 Ok(BatchUpload::started(
                     store,
                     id,
@@ -180,21 +151,9 @@ impl Store {
     /// [`Error::JobNotFound`].
     pub fn outputs(&self, id: i64) -> Result<Vec<Output>> {
         let tenant = self.tenant_filter();
-        self.read(|conn| {
-            load_job(conn, tenant.as_deref(), id)?;
-            let mut stmt = conn.prepare_cached(
-                "SELECT name, count(*), sum(bytes) FROM job_data_batches \
-                 WHERE job_id = ?1 AND complete = 1 AND name IS NOT NULL \
-                 GROUP BY name ORDER BY name",
-            )?;
-            let rows = stmt.query_map(params![id], |row| {
-                Ok(Output {
-                    name: row.get(0)?,
-                    batches: row.get(1)?,
-                    bytes: row.get(2)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        self.read(|tx| {
+            load_job(tx, tenant.as_deref(), id)?;
+            tx.outputs(id)
         })
     }
 
@@ -222,27 +181,12 @@ impl Store {
     ) -> Result<Option<DataReader>> {
         check_output_name(name)?;
         let tenant = self.tenant_filter();
-        let exists = self.read(|conn| {
-            load_job(conn, tenant.as_deref(), id)?;
-            let exists = conn
-                .prepare_cached(
-                    "SELECT 1 FROM job_data_batches WHERE job_id = ?1 AND name = ?2 \
-                     AND complete = 1 LIMIT 1",
-                )?
-                .query_row(params![id, name], |_| Ok(()))
-                .optional()?
-                .is_some();
+        let exists = self.read(|tx| {
+            load_job(tx, tenant.as_deref(), id)?;
+            let exists = tx.output_exists(id, name)?;
             if exists && from != DataPosition::START {
-                let length: Option<i64> = conn
-                    .prepare_cached(
-                        "SELECT length(c.data) FROM job_data_chunks c \
-                         JOIN job_data_batches b ON b.job_id = c.job_id AND b.batch = c.batch \
-                         WHERE c.job_id = ?1 AND c.batch = ?2 AND c.chunk = ?3 \
-                         AND b.complete = 1 AND b.name = ?4",
-                    )?
-                    .query_row(params![id, from.batch, from.chunk, name], |row| row.get(0))
-                    .optional()?;
-                if length.is_none_or(|length| usize::try_from(length).unwrap_or(0) < from.offset) {
+                let length = tx.output_chunk_len(id, name, from.batch, from.chunk)?;
+                if length.is_none_or(|length| length < from.offset) {
                     return Err(Error::invalid(
                         "position",
                         format!("`{from}` is not a position in output `{name}` of job {id}"),
@@ -280,36 +224,19 @@ impl Store {
     /// # Errors
     /// Storage errors; what could not be deleted is tried again on the next call.
     pub fn reclaim_abandoned_batches(&self) -> Result<u64> {
-        let uploaders: Vec<String> = self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT DISTINCT uploader FROM job_data_batches \
-                 WHERE complete = 0 AND uploader IS NOT NULL",
-            )?;
-            let rows = stmt.query_map([], |row| row.get(0))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
-        })?;
-        let gone: Vec<String> = uploaders
-            .into_iter()
-            .filter(|tag| !uploader::is_running(tag))
-            .collect();
+        let gone = self.inner.driver.gone_uploaders()?;
         let abandoned = std::mem::take(&mut *self.abandoned_batches());
         if abandoned.is_empty() && gone.is_empty() {
             return Ok(0);
         }
         let retry = abandoned.clone();
-        let outcome = self.write(move |conn| {
+        let outcome = self.write(move |tx| {
             let mut deleted = 0;
-            let mut delete = conn.prepare_cached(
-                "DELETE FROM job_data_batches WHERE job_id = ?1 AND batch = ?2 AND complete = 0",
-            )?;
             for (job, batch) in &retry {
-                deleted += delete.execute(params![job, batch])?;
+                deleted += tx.delete_batch(*job, *batch, true)?;
             }
-            let mut delete = conn.prepare_cached(
-                "DELETE FROM job_data_batches WHERE complete = 0 AND uploader = ?1",
-            )?;
             for tag in &gone {
-                deleted += delete.execute(params![tag])?;
+                deleted += tx.delete_uploader_batches(tag)?;
             }
             Ok(deleted as u64)
         });
@@ -327,20 +254,14 @@ impl Store {
         let tenant = self.tenant_filter();
         let now = self.now();
         let actor = actor.to_owned();
-        let job = self.write(move |conn| {
-            let job = load_job(conn, tenant.as_deref(), id)?;
+        let job = self.write(move |tx| {
+            let job = load_job(tx, tenant.as_deref(), id)?;
             let to = next_state(&job, Event::Close)?;
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE jobs SET state = ?1, run_at = max(run_at, ?2), updated_at = ?2 \
-                     WHERE id = ?3 AND state = ?4",
-                )?
-                .execute(params![to.as_str(), now, id, job.state.as_str()])?;
-            if changed != 1 {
+            if !tx.close_upload(id, job.state, to, now)? {
                 return Err(Error::JobNotFound { id });
             }
             insert_event(
-                conn,
+                tx,
                 &EventRow {
                     job: id,
                     at: now,
@@ -351,7 +272,7 @@ impl Store {
                     detail: None,
                 },
             )?;
-            load_job(conn, None, id)
+            load_job(tx, None, id)
         })?;
         if job.state == State::Queued {
             self.signal().notify();
@@ -365,20 +286,9 @@ impl Store {
     /// [`Error::JobNotFound`].
     pub fn data_batches(&self, id: i64) -> Result<Vec<DataBatch>> {
         let tenant = self.tenant_filter();
-        self.read(|conn| {
-            load_job(conn, tenant.as_deref(), id)?;
-            let mut stmt = conn.prepare_cached(
-                "SELECT batch, bytes, created_at FROM job_data_batches \
-                 WHERE job_id = ?1 AND complete = 1 AND name IS NULL ORDER BY batch",
-            )?;
-            let rows = stmt.query_map(params![id], |row| {
-                Ok(DataBatch {
-                    batch: row.get(0)?,
-                    bytes: row.get(1)?,
-                    created_at: row.get(2)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        self.read(|tx| {
+            load_job(tx, tenant.as_deref(), id)?;
+            tx.data_batches(id)
         })
     }
 
@@ -389,7 +299,7 @@ impl Store {
     /// [`Error::JobNotFound`].
     pub fn read_data(&self, id: i64, batch: Option<i64>) -> Result<DataReader> {
         let tenant = self.tenant_filter();
-        self.read(|conn| load_job(conn, tenant.as_deref(), id))?;
+        self.read(|tx| load_job(tx, tenant.as_deref(), id))?;
         Ok(DataReader {
             store: self.clone(),
             job: id,
@@ -545,7 +455,7 @@ impl BatchUpload {
         let output = self.output.clone();
         Some(WriteCall::new(
             &self.claim.store,
-            move |conn| write_chunk(conn, id, batch, index, &chunk, now, output.as_ref()),
+            move |tx| write_chunk(tx, id, batch, index, &chunk, now, output.as_ref()),
             |_| false,
         ))
     }
@@ -582,14 +492,14 @@ impl BatchUpload {
         let now = store.now();
         WriteCall::new(
             &store,
-            move |conn| {
+            move |tx| {
                 let (id, batch) = (claim.job, claim.batch);
                 for (index, chunk) in (next_chunk..).zip(pending.chunks(CHUNK_BYTES)) {
-                    write_chunk(conn, id, batch, index, chunk, now, output.as_ref())?;
+                    write_chunk(tx, id, batch, index, chunk, now, output.as_ref())?;
                 }
                 let sealed = match &output {
-                    None => seal(conn, id, batch, total, now)?,
-                    Some(lease) => seal_output(conn, id, batch, lease, now)?,
+                    None => seal(tx, id, batch, total, now)?,
+                    Some(lease) => seal_output(tx, id, batch, lease, now)?,
                 };
                 claim.settle();
                 Ok(sealed)
@@ -643,11 +553,8 @@ impl BatchClaim {
         let (store, id, batch) = (self.store.clone(), self.job, self.batch);
         WriteCall::new(
             &self.store,
-            move |conn| {
-                conn.prepare_cached(
-                    "DELETE FROM job_data_batches WHERE job_id = ?1 AND batch = ?2",
-                )?
-                .execute(params![id, batch])?;
+            move |tx| {
+                tx.delete_batch(id, batch, false)?;
                 Ok(())
             },
             |_| false,
@@ -674,7 +581,7 @@ impl Drop for BatchClaim {
 
 /// Writes chunk `index` of a batch and adds its size to the batch.
 fn write_chunk(
-    conn: &rusqlite::Connection,
+    tx: &mut dyn WriteTx,
     id: i64,
     batch: i64,
     index: i64,
@@ -682,56 +589,27 @@ fn write_chunk(
     now: i64,
     output: Option<&Lease>,
 ) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO job_data_chunks (job_id, batch, chunk, data) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![id, batch, index, data])
-    .map_err(|err| {
+    tx.insert_chunk(id, batch, index, data, now).map_err(|err| {
         // The batch row is gone: the job was aborted or deleted meanwhile (an output's
         // lease was lost and a later attempt replaced it).
-        match (load_job(conn, None, id), output) {
-            (Ok(job), None) => next_state(&job, Event::Upload).err().unwrap_or(err.into()),
-            (Ok(job), Some(lease)) => check_lease(&job, lease).err().unwrap_or(err.into()),
+        match (load_job(tx, None, id), output) {
+            (Ok(job), None) => next_state(&job, Event::Upload).err().unwrap_or(err),
+            (Ok(job), Some(lease)) => check_lease(&job, lease).err().unwrap_or(err),
             (Err(gone), _) => gone,
         }
-    })?;
-    conn.prepare_cached(
-        "UPDATE job_data_batches SET bytes = bytes + ?1, updated_at = ?2 \
-         WHERE job_id = ?3 AND batch = ?4",
-    )?
-    .execute(params![
-        i64::try_from(data.len()).unwrap_or(i64::MAX),
-        now,
-        id,
-        batch
-    ])?;
-    Ok(())
+    })
 }
 
 /// Marks a batch complete once the job is still `open`, with the upload's event row.
-fn seal(
-    conn: &rusqlite::Connection,
-    id: i64,
-    batch: i64,
-    bytes: u64,
-    now: i64,
-) -> Result<DataBatch> {
-    let job = load_job(conn, None, id)?;
+fn seal(tx: &mut dyn WriteTx, id: i64, batch: i64, bytes: u64, now: i64) -> Result<DataBatch> {
+    let job = load_job(tx, None, id)?;
     let to = next_state(&job, Event::Upload)?;
-    let (stored, created_at): (i64, i64) = conn
-        .prepare_cached(
-            "UPDATE job_data_batches SET complete = 1, updated_at = ?1 \
-             WHERE job_id = ?2 AND batch = ?3 RETURNING bytes, created_at",
-        )?
-        .query_row(params![now, id, batch], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?;
+    let (stored, created_at) = tx.seal_batch(id, batch, now)?;
     debug_assert_eq!(u64::try_from(stored).ok(), Some(bytes));
-    conn.prepare_cached("UPDATE jobs SET updated_at = ?1 WHERE id = ?2 AND state = ?3")?
-        .execute(params![now, id, to.as_str()])?;
+    tx.touch_job(id, Some(to), now)?;
     let detail = format!("batch {batch}, {stored} bytes");
     insert_event(
-        conn,
+        tx,
         &EventRow {
             job: id,
             at: now,
@@ -751,22 +629,15 @@ fn seal(
 
 /// Marks an output batch complete while its lease is still the job's current one.
 fn seal_output(
-    conn: &rusqlite::Connection,
+    tx: &mut dyn WriteTx,
     id: i64,
     batch: i64,
     lease: &Lease,
     now: i64,
 ) -> Result<DataBatch> {
-    let job = load_job(conn, None, id)?;
+    let job = load_job(tx, None, id)?;
     check_lease(&job, lease)?;
-    let (bytes, created_at): (i64, i64) = conn
-        .prepare_cached(
-            "UPDATE job_data_batches SET complete = 1, updated_at = ?1 \
-             WHERE job_id = ?2 AND batch = ?3 RETURNING bytes, created_at",
-        )?
-        .query_row(params![now, id, batch], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?;
+    let (bytes, created_at) = tx.seal_batch(id, batch, now)?;
     Ok(DataBatch {
         batch,
         bytes,
@@ -864,12 +735,6 @@ impl std::str::FromStr for DataPosition {
     }
 }
 
-const NEXT_CHUNK: &str = "SELECT c.batch, c.chunk, c.data FROM job_data_chunks c \
-     JOIN job_data_batches b ON b.job_id = c.job_id AND b.batch = c.batch \
-     WHERE c.job_id = ?1 AND b.complete = 1 AND (?2 IS NULL OR c.batch = ?2) AND b.name IS ?5 \
-     AND (c.batch > ?3 OR (c.batch = ?3 AND c.chunk > ?4)) \
-     ORDER BY c.batch, c.chunk LIMIT 1";
-
 impl DataReader {
     /// The next stored chunk whole (at most 256 KiB), or `None` at the end: one short read,
     /// for a server that streams the data without holding a thread between chunks.
@@ -938,15 +803,17 @@ impl DataReader {
 
     fn fetch(&mut self) -> Result<()> {
         let (batch, chunk) = self.position;
-        let next: Option<(i64, i64, Vec<u8>)> = self.store.read(|conn| {
-            Ok(conn
-                .prepare_cached(NEXT_CHUNK)?
-                .query_row(
-                    params![self.job, self.only_batch, batch, chunk, self.name],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                )
-                .optional()?)
-        })?;
+        let query = ChunkQuery {
+            job: self.job,
+            only_batch: self.only_batch,
+            name: self.name.as_deref(),
+            after_batch: batch,
+            after_chunk: chunk,
+        };
+        let next = self
+            .store
+            .read(|tx| tx.next_chunk(&query))?
+            .map(|c| (c.batch, c.chunk, c.data));
         match next {
             Some((batch, chunk, _))
                 if self
@@ -1002,73 +869,5 @@ impl BufRead for DataReader {
         let amount = amount.min(self.available());
         self.offset += amount;
         self.spend(amount);
-    }
-}
-
-/// Names the process that uploads a batch, so that another process can tell whether that
-/// upload can still finish. SQLite's WAL mode keeps every process of one file on one machine,
-/// so a process id (with its start time, against reuse) names it.
-mod uploader {
-    use std::sync::OnceLock;
-
-    /// This process as `"pid:start-time"`, or `None` where `/proc` cannot tell its start time.
-    pub(super) fn this_process() -> Option<&'static str> {
-        static TAG: OnceLock<Option<String>> = OnceLock::new();
-        TAG.get_or_init(|| tag_of(std::process::id())).as_deref()
-    }
-
-    /// Whether the process named by `tag` is still running. A tag that does not parse is
-    /// taken as running: only a certainly dead uploader's batches are deleted.
-    pub(super) fn is_running(tag: &str) -> bool {
-        let Some(pid) = tag
-            .split(':')
-            .next()
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            return true;
-        };
-        if this_process() == Some(tag) {
-            return true;
-        }
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat) => start_time(&stat).is_some_and(|start| tag == format!("{pid}:{start}")),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => false,
-            // Unreadable for another reason: assume it runs.
-            Err(_) => true,
-        }
-    }
-
-    fn tag_of(pid: u32) -> Option<String> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        Some(format!("{pid}:{}", start_time(&stat)?))
-    }
-
-    /// Field 22 of `/proc/PID/stat`, the start time in clock ticks since boot. The command
-    /// name (field 2) is in parentheses and may hold spaces, so count after its last `)`.
-    fn start_time(stat: &str) -> Option<u64> {
-        let after_name = &stat[stat.rfind(')')? + 1..];
-        after_name.split_whitespace().nth(19)?.parse().ok()
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn this_process_runs_and_a_dead_or_reused_pid_does_not() {
-            let me = this_process().unwrap_or_else(|| panic!("no /proc here"));
-            assert!(is_running(me));
-            let pid = me.split(':').next().unwrap_or_default();
-            assert!(!is_running(&format!("{pid}:1")), "same pid, other start");
-            // pid_max is at most 2^22 on Linux.
-            assert!(!is_running("4194305:1"));
-            assert!(is_running("not a tag"));
-        }
-
-        #[test]
-        fn the_start_time_is_read_past_a_command_name_with_spaces() {
-            let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 0";
-            assert_eq!(start_time(stat), Some(987_654));
-        }
     }
 }

@@ -3,12 +3,11 @@
 //! `definition:{id}` lets at most one execution of a definition be live at a time, enforced by
 //! the partial unique index.
 
-use rusqlite::{Connection, OptionalExtension, params};
-
 use super::Store;
 use super::jobs::{JobInsert, insert_job};
 use super::rows::check_document;
-use crate::model::{DEFAULT_TENANT, Definition, DefinitionStep, Execution, Job, NewJob, Scope};
+use crate::driver::Reader;
+use crate::model::{DEFAULT_TENANT, Definition, Execution, Job, NewJob, Scope};
 use crate::state::State;
 use crate::{Error, Result};
 
@@ -52,44 +51,9 @@ impl Store {
         }
         let tenant = self.definition_tenant();
         let now = self.now();
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO job_definitions (tenant, id, description, queue, restartable, \
-                 enabled, valid, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) \
-                 ON CONFLICT (tenant, id) DO UPDATE SET description = excluded.description, \
-                 queue = excluded.queue, restartable = excluded.restartable, \
-                 enabled = excluded.enabled, valid = excluded.valid, updated_at = excluded.updated_at",
-            )?
-            .execute(params![
-                tenant,
-                definition.id,
-                definition.description,
-                definition.queue,
-                definition.restartable,
-                definition.enabled,
-                definition.valid,
-                now
-            ])?;
-            conn.prepare_cached(
-                "DELETE FROM job_definition_steps WHERE tenant = ?1 AND definition_id = ?2",
-            )?
-            .execute(params![tenant, definition.id])?;
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO job_definition_steps (tenant, definition_id, position, step_id, \
-                 step_type_id, description, execution_scope) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for (position, step) in definition.steps.iter().enumerate() {
-                insert.execute(params![
-                    tenant,
-                    definition.id,
-                    position as i64,
-                    step.step_id,
-                    step.step_type_id,
-                    step.description,
-                    step.execution_scope
-                ])?;
-            }
-            load_definition(conn, &tenant, &definition.id)
+        self.write(move |tx| {
+            tx.put_definition(&tenant, &definition, now)?;
+            load_definition(tx, &tenant, &definition.id)
         })
     }
 
@@ -99,7 +63,7 @@ impl Store {
     /// [`Error::DefinitionNotFound`].
     pub fn definition(&self, id: &str) -> Result<Definition> {
         let tenant = self.definition_tenant();
-        self.read(|conn| load_definition(conn, &tenant, id))
+        self.read(|tx| load_definition(tx, &tenant, id))
     }
 
     /// Every definition of the tenant, by id.
@@ -108,13 +72,10 @@ impl Store {
     /// Storage errors only.
     pub fn definitions(&self) -> Result<Vec<Definition>> {
         let tenant = self.definition_tenant();
-        self.read(|conn| {
-            let ids = conn
-                .prepare_cached("SELECT id FROM job_definitions WHERE tenant = ?1 ORDER BY id")?
-                .query_map(params![tenant], |row| row.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+        self.read(|tx| {
+            let ids = tx.definition_ids(&tenant)?;
             ids.iter()
-                .map(|id| load_definition(conn, &tenant, id))
+                .map(|id| load_definition(tx, &tenant, id))
                 .collect()
         })
     }
@@ -134,8 +95,8 @@ impl Store {
         let tenant = self.definition_tenant();
         let now = self.now();
         let definition_id = definition_id.to_owned();
-        let job = self.write(move |conn| {
-            let definition = load_definition(conn, &tenant, &definition_id)?;
+        let job = self.write(move |tx| {
+            let definition = load_definition(tx, &tenant, &definition_id)?;
             if !definition.enabled {
                 return Err(Error::DefinitionDisabled {
                     definition: definition.id,
@@ -156,24 +117,10 @@ impl Store {
                 if !definition.restartable {
                     return Err(Error::NotRestartable { job: 0 });
                 }
-                let latest: Option<(i64, String)> = conn
-                    .prepare_cached(
-                        "SELECT id, state FROM jobs WHERE tenant = ?1 AND definition_id = ?2 \
-                         ORDER BY id DESC LIMIT 1",
-                    )?
-                    .query_row(params![tenant, definition.id], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })
-                    .optional()?;
-                match latest {
-                    Some((id, state))
-                        if state == State::Failed.as_str()
-                            || state == State::Cancelled.as_str() =>
-                    {
-                        Some(id)
-                    }
+                match tx.latest_execution(&tenant, &definition.id)? {
+                    Some((id, State::Failed | State::Cancelled)) => Some(id),
                     // A live execution is the more useful answer than "nothing to restart".
-                    Some((id, state)) if State::LIVE.iter().any(|s| s.as_str() == state) => {
+                    Some((id, state)) if State::LIVE.contains(&state) => {
                         return Err(Error::JobAlreadyRunning {
                             unique_key: definition_unique_key(&definition.id),
                             job: id,
@@ -206,8 +153,8 @@ impl Store {
                 restart_of,
                 fingerprint: String::new(),
             };
-            let job = insert_job(conn, now, &insert)?;
-            insert_steps(conn, job.id, &definition.steps, restart_of, now)?;
+            let job = insert_job(tx, now, &insert)?;
+            tx.insert_steps(job.id, &definition.steps, restart_of, now)?;
             Ok(job)
         })?;
         self.signal().notify();
@@ -215,78 +162,7 @@ impl Store {
     }
 }
 
-fn insert_steps(
-    conn: &Connection,
-    job: i64,
-    steps: &[DefinitionStep],
-    restart_of: Option<i64>,
-    now: i64,
-) -> Result<()> {
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO job_steps (job_id, position, step_id, step_type_id, description, \
-         execution_scope, status, exit_code, message, started_at, finished_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', NULL, NULL, NULL, NULL, ?7)",
-    )?;
-    for (position, step) in steps.iter().enumerate() {
-        insert.execute(params![
-            job,
-            position as i64,
-            step.step_id,
-            step.step_type_id,
-            step.description,
-            step.execution_scope,
-            now
-        ])?;
-    }
-    if let Some(previous) = restart_of {
-        // Steps that finished well in the restarted execution are not run again.
-        conn.prepare_cached(
-            "UPDATE job_steps AS s SET status = 'ok', exit_code = p.exit_code, \
-             message = p.message, started_at = p.started_at, finished_at = p.finished_at \
-             FROM job_steps AS p WHERE s.job_id = ?1 AND p.job_id = ?2 \
-             AND p.step_id = s.step_id AND p.status = 'ok'",
-        )?
-        .execute(params![job, previous])?;
-    }
-    Ok(())
-}
-
-fn load_definition(conn: &Connection, tenant: &str, id: &str) -> Result<Definition> {
-    let head = conn
-        .prepare_cached(
-            "SELECT description, queue, restartable, enabled, valid, created_at, updated_at \
-             FROM job_definitions WHERE tenant = ?1 AND id = ?2",
-        )?
-        .query_row(params![tenant, id], |row| {
-            Ok(Definition {
-                id: id.to_owned(),
-                description: row.get(0)?,
-                queue: row.get(1)?,
-                restartable: row.get(2)?,
-                enabled: row.get(3)?,
-                valid: row.get(4)?,
-                steps: Vec::new(),
-                created_at: row.get(5)?,
-                updated_at: row.get(6)?,
-            })
-        })
-        .optional()?;
-    let Some(mut definition) = head else {
-        return Err(Error::DefinitionNotFound { id: id.to_owned() });
-    };
-    definition.steps = conn
-        .prepare_cached(
-            "SELECT step_id, step_type_id, description, execution_scope \
-             FROM job_definition_steps WHERE tenant = ?1 AND definition_id = ?2 ORDER BY position",
-        )?
-        .query_map(params![tenant, id], |row| {
-            Ok(DefinitionStep {
-                step_id: row.get(0)?,
-                step_type_id: row.get(1)?,
-                description: row.get(2)?,
-                execution_scope: row.get(3)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(definition)
+fn load_definition<R: Reader + ?Sized>(tx: &mut R, tenant: &str, id: &str) -> Result<Definition> {
+    tx.definition(tenant, id)?
+        .ok_or_else(|| Error::DefinitionNotFound { id: id.to_owned() })
 }

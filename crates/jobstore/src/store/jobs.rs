@@ -1,14 +1,10 @@
 //! Job lifecycle calls made by clients: create, read, list, cancel, restart, delete, and the
 //! job's history, steps and log.
 
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
-
-use super::rows::{
-    EventRow, JOB_COLUMNS, check_document, insert_event, job_from_row, load_job, next_state,
-    unique_conflict,
-};
+use super::rows::{check_document, insert_event, load_job, next_state};
 use super::{Store, WriteCall};
-use crate::list::{Cursor, JobPage, ListQuery};
+use crate::driver::{EventRow, JobRow, WriteTx};
+use crate::list::{JobPage, ListQuery};
 use crate::model::{DEFAULT_TENANT, Job, JobEvent, LogLevel, LogLine, NewJob, Scope, Step};
 use crate::state::{Event, State, transition};
 use crate::{Error, Result};
@@ -18,13 +14,6 @@ pub const MAX_LOG_LINE_BYTES: usize = 64 * 1024;
 
 /// The most log lines appended in one call.
 pub const MAX_LOG_LINES_PER_CALL: usize = 10_000;
-
-/// Inserts a job and answers its id; [`JobInsert::job`] builds the rest of the row.
-const INSERT_JOB: &str = "INSERT INTO jobs (tenant, kind, queue, name, source, target, \
-     created_by, dialect, state, priority, run_at, max_attempts, unique_key, definition_id, \
-     restart_of, restartable, payload, created_at, updated_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18) \
-     RETURNING id";
 
 /// A validated job ready to insert.
 pub(crate) struct JobInsert {
@@ -127,7 +116,7 @@ impl Store {
         let now = self.now();
         WriteCall::new(
             self,
-            move |conn| insert_job(conn, now, &insert),
+            move |tx| insert_job(tx, now, &insert),
             |job| job.state == State::Queued,
         )
     }
@@ -142,10 +131,10 @@ impl Store {
             .map(|new| self.prepare_insert(new))
             .collect::<Result<Vec<_>>>()?;
         let now = self.now();
-        let jobs = self.write(move |conn| {
+        let jobs = self.write(move |tx| {
             inserts
                 .iter()
-                .map(|insert| insert_job(conn, now, insert))
+                .map(|insert| insert_job(tx, now, insert))
                 .collect::<Result<Vec<_>>>()
         })?;
         if jobs.iter().any(|job| job.state == State::Queued) {
@@ -160,7 +149,7 @@ impl Store {
     /// [`Error::JobNotFound`] when it does not exist or belongs to another tenant.
     pub fn get(&self, id: i64) -> Result<Job> {
         let tenant = self.tenant_filter();
-        self.read(|conn| load_job(conn, tenant.as_deref(), id))
+        self.read(|tx| load_job(tx, tenant.as_deref(), id))
     }
 
     /// The job, if it carries `label` (its `dialect`, the API that created it): to an API, a
@@ -183,38 +172,9 @@ impl Store {
     /// [`Error::InvalidInput`] for a page size out of range, [`Error::InvalidCursor`] for a
     /// cursor of another sort.
     pub fn list(&self, query: &ListQuery) -> Result<JobPage> {
+        query.check()?;
         let tenant = self.tenant_filter();
-        let sql = query.to_sql(tenant.as_deref(), JOB_COLUMNS)?;
-        self.read(|conn| {
-            let mut jobs = conn
-                .prepare_cached(&sql.select)?
-                .query_map(params_from_iter(sql.params.iter()), job_from_row)?
-                .collect::<rusqlite::Result<Vec<Job>>>()?;
-            let limit = usize::try_from(sql.limit).unwrap_or(usize::MAX);
-            let has_more = jobs.len() > limit;
-            jobs.truncate(limit);
-            let total = match &sql.count {
-                Some(count) => Some(
-                    conn.prepare_cached(count)?
-                        .query_row(params_from_iter(sql.count_params.iter()), |row| {
-                            row.get::<_, i64>(0)
-                        })?,
-                ),
-                None => None,
-            };
-            let next_cursor = if has_more {
-                jobs.last()
-                    .map(|job| Cursor::after(job, sql.sort, sql.direction))
-            } else {
-                None
-            };
-            Ok(JobPage {
-                jobs,
-                next_cursor,
-                has_more,
-                total: total.map(|t| u64::try_from(t).unwrap_or(0)),
-            })
-        })
+        self.read(|tx| tx.list_jobs(tenant.as_deref(), query))
     }
 
     /// Cancels a job. An `open` or `queued` job is `cancelled` at once (its uploaded data is
@@ -228,29 +188,19 @@ impl Store {
         let tenant = self.tenant_filter();
         let now = self.now();
         let actor = actor.to_owned();
-        self.write(move |conn| {
-            let job = load_job(conn, tenant.as_deref(), id)?;
+        self.write(move |tx| {
+            let job = load_job(tx, tenant.as_deref(), id)?;
             let to = next_state(&job, Event::Cancel)?;
             if job.state == State::Running && job.cancel_requested_at.is_some() {
                 return Ok(job);
             }
-            let finished_at = to.is_terminal().then_some(now);
-            let updated = conn
-                .prepare_cached(&format!(
-                    "UPDATE jobs SET state = ?1, cancel_requested_at = ?2, finished_at = ?3, \
-                     updated_at = ?2 WHERE id = ?4 AND state = ?5 RETURNING {JOB_COLUMNS}"
-                ))?
-                .query_row(
-                    params![to.as_str(), now, finished_at, id, job.state.as_str()],
-                    job_from_row,
-                )?;
+            let updated = tx.cancel_job(&job, to, now)?;
             if to.is_terminal() {
-                conn.prepare_cached("DELETE FROM job_data_batches WHERE job_id = ?1")?
-                    .execute(params![id])?;
+                tx.delete_job_data(id)?;
             }
             let detail = (to == State::Running).then_some("cancel requested");
             insert_event(
-                conn,
+                tx,
                 &EventRow {
                     job: id,
                     at: now,
@@ -276,33 +226,15 @@ impl Store {
         let tenant = self.tenant_filter();
         let now = self.now();
         let actor = actor.to_owned();
-        let job = self.write(move |conn| {
-            let job = load_job(conn, tenant.as_deref(), id)?;
+        let job = self.write(move |tx| {
+            let job = load_job(tx, tenant.as_deref(), id)?;
             let to = next_state(&job, Event::Restart)?;
             if !job.restartable {
                 return Err(Error::NotRestartable { job: id });
             }
-            let updated = conn
-                .prepare_cached(&format!(
-                    "UPDATE jobs SET state = ?1, attempt = 0, run_at = ?2, updated_at = ?2, \
-                     finished_at = NULL, started_at = NULL, cancel_requested_at = NULL, \
-                     heartbeat_at = NULL, error = NULL, result = NULL, progress = '{{}}', \
-                     phase = NULL WHERE id = ?3 AND state = ?4 RETURNING {JOB_COLUMNS}"
-                ))?
-                .query_row(
-                    params![to.as_str(), now, id, job.state.as_str()],
-                    job_from_row,
-                )
-                .map_err(|err| {
-                    unique_conflict(conn, err, &job.tenant, job.unique_key.as_deref())
-                })?;
-            conn.prepare_cached(
-                "UPDATE job_steps SET status = 'pending', exit_code = NULL, message = NULL, \
-                 started_at = NULL, finished_at = NULL, updated_at = ?2 WHERE job_id = ?1",
-            )?
-            .execute(params![id, now])?;
+            let updated = tx.restart_job(&job, to, now)?;
             insert_event(
-                conn,
+                tx,
                 &EventRow {
                     job: id,
                     at: now,
@@ -325,13 +257,10 @@ impl Store {
     /// [`Error::JobNotFound`]; [`Error::InvalidTransition`] for a job that is not finished.
     pub fn delete(&self, id: i64) -> Result<()> {
         let tenant = self.tenant_filter();
-        self.write(move |conn| {
-            let job = load_job(conn, tenant.as_deref(), id)?;
+        self.write(move |tx| {
+            let job = load_job(tx, tenant.as_deref(), id)?;
             next_state(&job, Event::Delete)?;
-            let deleted = conn
-                .prepare_cached("DELETE FROM jobs WHERE id = ?1 AND state = ?2")?
-                .execute(params![id, job.state.as_str()])?;
-            if deleted == 1 {
+            if tx.delete_job(id, job.state)? {
                 log::info!("deleted job {id} ({})", job.state);
                 Ok(())
             } else {
@@ -350,8 +279,8 @@ impl Store {
     pub fn discard(&self, id: i64, only_in: &[State]) -> Result<()> {
         let tenant = self.tenant_filter();
         let only_in = only_in.to_vec();
-        self.write(move |conn| {
-            let job = load_job(conn, tenant.as_deref(), id)?;
+        self.write(move |tx| {
+            let job = load_job(tx, tenant.as_deref(), id)?;
             let refuse = || Error::InvalidTransition {
                 job: id,
                 from: Some(job.state),
@@ -370,10 +299,7 @@ impl Store {
                 }
             };
             transition(Some(finished), Event::Delete)?;
-            let deleted = conn
-                .prepare_cached("DELETE FROM jobs WHERE id = ?1 AND state = ?2")?
-                .execute(params![id, job.state.as_str()])?;
-            if deleted == 1 {
+            if tx.delete_job(id, job.state)? {
                 log::info!("discarded job {id} ({})", job.state);
                 Ok(())
             } else {
@@ -388,37 +314,9 @@ impl Store {
     /// [`Error::JobNotFound`].
     pub fn events(&self, id: i64) -> Result<Vec<JobEvent>> {
         let tenant = self.tenant_filter();
-        self.read(|conn| {
-            load_job(conn, tenant.as_deref(), id)?;
-            let mut stmt = conn.prepare_cached(
-                "SELECT id, at, event, from_state, to_state, actor, detail FROM job_events \
-                 WHERE job_id = ?1 ORDER BY id",
-            )?;
-            let rows = stmt.query_map(params![id], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, Option<String>>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, String>(5)?,
-                    row.get::<_, Option<String>>(6)?,
-                ))
-            })?;
-            let mut events = Vec::new();
-            for row in rows {
-                let (seq, at, event, from, to, actor, detail) = row?;
-                events.push(JobEvent {
-                    seq,
-                    at,
-                    event,
-                    from: from.map(|f| f.parse()).transpose()?,
-                    to: to.parse()?,
-                    actor,
-                    detail,
-                });
-            }
-            Ok(events)
+        self.read(|tx| {
+            load_job(tx, tenant.as_deref(), id)?;
+            tx.events(id)
         })
     }
 
@@ -428,9 +326,9 @@ impl Store {
     /// [`Error::JobNotFound`].
     pub fn steps(&self, id: i64) -> Result<Vec<Step>> {
         let tenant = self.tenant_filter();
-        self.read(|conn| {
-            load_job(conn, tenant.as_deref(), id)?;
-            read_steps(conn, id)
+        self.read(|tx| {
+            load_job(tx, tenant.as_deref(), id)?;
+            tx.steps(id)
         })
     }
 
@@ -449,14 +347,13 @@ impl Store {
         }
         let tenant = self.tenant_filter();
         let now = self.now();
-        self.write(move |conn| {
-            load_job(conn, tenant.as_deref(), id)?;
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO job_logs (job_id, at, level, message) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for (level, message) in &lines {
-                insert.execute(params![id, now, level.as_str(), truncate(message)])?;
-            }
+        self.write(move |tx| {
+            load_job(tx, tenant.as_deref(), id)?;
+            let cut: Vec<(LogLevel, &str)> = lines
+                .iter()
+                .map(|(level, message)| (*level, truncate(message)))
+                .collect();
+            tx.insert_log(id, now, &cut)?;
             Ok(lines.len())
         })
     }
@@ -467,89 +364,42 @@ impl Store {
     /// [`Error::JobNotFound`].
     pub fn log(&self, id: i64, after_seq: i64, limit: u32) -> Result<Vec<LogLine>> {
         let tenant = self.tenant_filter();
-        self.read(|conn| {
-            load_job(conn, tenant.as_deref(), id)?;
-            let mut stmt = conn.prepare_cached(
-                "SELECT id, at, level, message FROM job_logs WHERE job_id = ?1 AND id > ?2 \
-                 ORDER BY id LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(params![id, after_seq, limit], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                ))
-            })?;
-            let mut lines = Vec::new();
-            for row in rows {
-                let (seq, at, level, message) = row?;
-                lines.push(LogLine {
-                    seq,
-                    at,
-                    level: level.parse()?,
-                    message,
-                });
-            }
-            Ok(lines)
+        self.read(|tx| {
+            load_job(tx, tenant.as_deref(), id)?;
+            tx.log(id, after_seq, limit)
         })
     }
 }
 
 /// Inserts one job with its `create` event and idempotency key.
-pub(crate) fn insert_job(conn: &Connection, now: i64, insert: &JobInsert) -> Result<Job> {
+pub(crate) fn insert_job(tx: &mut dyn WriteTx, now: i64, insert: &JobInsert) -> Result<Job> {
     let new = &insert.new;
-    if let Some(key) = &new.idempotency_key {
-        let seen: Option<(i64, String)> = conn
-            .prepare_cached(
-                "SELECT job_id, fingerprint FROM idempotency_keys WHERE tenant = ?1 AND key = ?2",
-            )?
-            .query_row(params![insert.tenant, key], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .optional()?;
-        if let Some((job, fingerprint)) = seen {
-            if fingerprint != insert.fingerprint {
-                return Err(Error::IdempotencyKeyReused {
-                    key: key.clone(),
-                    job,
-                });
-            }
-            return load_job(conn, Some(&insert.tenant), job);
+    if let Some(key) = &new.idempotency_key
+        && let Some((job, fingerprint)) = tx.idempotency_key(&insert.tenant, key)?
+    {
+        if fingerprint != insert.fingerprint {
+            return Err(Error::IdempotencyKeyReused {
+                key: key.clone(),
+                job,
+            });
         }
+        return load_job(tx, Some(&insert.tenant), job);
     }
     let state = transition(None, Event::Create { upload: new.upload })?;
-    let id: i64 = conn
-        .prepare_cached(INSERT_JOB)?
-        .query_row(
-            params![
-                insert.tenant,
-                new.kind,
-                new.queue,
-                new.name,
-                new.source,
-                new.target,
-                new.created_by,
-                new.dialect,
-                state.as_str(),
-                new.priority,
-                new.run_at.unwrap_or(now),
-                new.max_attempts,
-                new.unique_key,
-                insert.definition_id,
-                insert.restart_of,
-                new.restartable,
-                insert.payload_text,
-                now,
-            ],
-            |row| row.get(0),
-        )
-        .map_err(|err| unique_conflict(conn, err, &insert.tenant, new.unique_key.as_deref()))?;
+    let id = tx.insert_job(&JobRow {
+        tenant: &insert.tenant,
+        new,
+        payload: &insert.payload_text,
+        state,
+        definition_id: insert.definition_id.as_deref(),
+        restart_of: insert.restart_of,
+        now,
+    })?;
     // The row as inserted, built here rather than read back: decoding it again (its payload
     // included) was a tenth of an enqueue's cost. A test compares it with a fresh read.
     let job = insert.job(id, state, now);
     insert_event(
-        conn,
+        tx,
         &EventRow {
             job: job.id,
             at: now,
@@ -561,61 +411,9 @@ pub(crate) fn insert_job(conn: &Connection, now: i64, insert: &JobInsert) -> Res
         },
     )?;
     if let Some(key) = &new.idempotency_key {
-        conn.prepare_cached(
-            "INSERT INTO idempotency_keys (tenant, key, job_id, fingerprint, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![insert.tenant, key, job.id, insert.fingerprint, now])?;
+        tx.insert_idempotency_key(&insert.tenant, key, job.id, &insert.fingerprint, now)?;
     }
     Ok(job)
-}
-
-pub(crate) fn read_steps(conn: &Connection, id: i64) -> Result<Vec<Step>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT position, step_id, step_type_id, description, execution_scope, status, \
-         exit_code, message, started_at, finished_at, updated_at FROM job_steps \
-         WHERE job_id = ?1 ORDER BY position",
-    )?;
-    let rows = stmt.query_map(params![id], |row| {
-        Ok((
-            (
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, String>(4)?,
-                row.get::<_, String>(5)?,
-            ),
-            (
-                row.get::<_, Option<String>>(6)?,
-                row.get::<_, Option<String>>(7)?,
-                row.get::<_, Option<i64>>(8)?,
-                row.get::<_, Option<i64>>(9)?,
-                row.get::<_, i64>(10)?,
-            ),
-        ))
-    })?;
-    let mut steps = Vec::new();
-    for row in rows {
-        let (
-            (position, step_id, step_type_id, description, execution_scope, status),
-            (exit_code, message, started_at, finished_at, updated_at),
-        ) = row?;
-        steps.push(Step {
-            position,
-            step_id,
-            step_type_id,
-            description,
-            execution_scope,
-            status: status.parse()?,
-            exit_code,
-            message,
-            started_at,
-            finished_at,
-            updated_at,
-        });
-    }
-    Ok(steps)
 }
 
 /// The longest kind, queue, name, key or other short text field.

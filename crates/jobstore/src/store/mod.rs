@@ -1,30 +1,14 @@
-//! The store: the public, synchronous API over one SQLite file.
+//! The store: the public, synchronous API, one code path over every engine.
 //!
-//! Writes go to the single writer thread ([`crate::writer`]) as closures and are group
-//! committed; reads use the r2d2 pool in short statements. Each submodule adds one family of
-//! calls to [`Store`]: job lifecycle, worker calls, uploaded data, definitions, maintenance.
+//! Each call checks its input, then runs as a write (a closure over the driver's typed
+//! operations, [`crate::driver::WriteTx`], run in the driver's transaction: with SQLite, on
+//! the single writer thread, group committed) or a read (one short call on a read connection,
+//! [`crate::driver::Reader`]). Each submodule adds one family of calls to [`Store`]: job
+//! lifecycle, worker calls, uploaded data, definitions, maintenance.
 //!
 //! **Invariant:** every write of `jobs.state` is asked of [`crate::state::transition`] first and
-//! is a compare-and-set `UPDATE … WHERE id = ? AND state = ? [AND lease_token = ?]`, with its
-//! `job_events` row in the same transaction.
-
-/// `scope_tenants!()`: the tenants a maintenance statement covers, as the common table
-/// `tenants(name)`: the
-/// scope's tenant (`?2`), or with `?2` NULL every tenant, found by hopping along
-/// `jobs_by_tenant_id` (one index seek per tenant, never a scan). Each tenant's rows are then
-/// sought in a `(tenant, …)` index the transitions keep anyway. `CROSS JOIN` keeps the tenants
-/// the outer loop and `INDEXED BY` names the index: left to itself SQLite built a temporary
-/// index over the whole table, or walked the whole index. So rescue, purge and the activity
-/// summaries need no index of their own for every claim and finish to pay for.
-macro_rules! scope_tenants {
-    () => {
-        "WITH RECURSIVE tenants(name) AS ( \
-         SELECT CASE WHEN ?2 IS NULL THEN (SELECT min(tenant) FROM jobs) ELSE ?2 END \
-         UNION ALL \
-         SELECT (SELECT min(tenant) FROM jobs WHERE tenant > tenants.name) FROM tenants \
-         WHERE ?2 IS NULL AND tenants.name IS NOT NULL) "
-    };
-}
+//! is a compare-and-set on the state read (`WHERE id = ? AND state = ? [AND lease_token = ?]`
+//! in the driver), with its event row in the same transaction.
 
 mod activity;
 mod call;
@@ -35,11 +19,10 @@ mod maintenance;
 mod rows;
 mod worker_calls;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
-
-use rusqlite::Connection;
 
 pub use activity::MAX_THROUGHPUT_BUCKETS;
 pub use call::WriteCall;
@@ -49,13 +32,14 @@ pub use data::{
 pub use jobs::{MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_CALL};
 pub use worker_calls::MAX_CLAIM;
 
-use crate::Result;
 use crate::clock::{Clock, SystemClock};
-use crate::db::{self, Checkpoints, ConnectionSettings, Durability, ReadPool};
+use crate::driver::{Driver, Op, Reader, WriteTx};
 use crate::model::Scope;
-use crate::writer::Writer;
+use crate::sqlite::{Checkpoints, Durability, SqliteDriver};
+use crate::{Error, Result};
 
-/// Settings of a store; [`StoreOptions::default`] suits most uses.
+/// Settings of a store; [`StoreOptions::default`] suits most uses. The first five are the
+/// SQLite driver's ([`Store::open_with`]); the rest hold for every engine.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// `full` (default) or `normal`; see [`Durability`].
@@ -149,16 +133,15 @@ impl JobSignal {
 }
 
 struct Inner {
-    path: PathBuf,
-    writer: Writer,
-    pool: ReadPool,
+    driver: Arc<dyn Driver>,
     options: StoreOptions,
     signal: Arc<JobSignal>,
     /// Incomplete batches (job, batch) whose delete failed; see `reclaim_abandoned_batches`.
     abandoned_batches: std::sync::Mutex<Vec<(i64, i64)>>,
 }
 
-/// A handle on one job store file. Cheap to clone; clones share the writer and the pool.
+/// A handle on one job store. Cheap to clone; clones share the driver (with SQLite: the
+/// writer and the pool).
 ///
 /// A handle acts within one [`Scope`]: [`Store::open`] gives the default tenant's scope, as an
 /// embedded program needs; [`Store::with_scope`] gives another tenant's or every tenant's.
@@ -171,7 +154,7 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.inner.path)
+            .field("driver", &self.inner.driver.describe())
             .field("scope", &self.scope)
             .finish()
     }
@@ -192,30 +175,23 @@ impl Store {
     /// # Errors
     /// As [`Store::open`].
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
-        let path = path.as_ref().to_path_buf();
-        let settings = ConnectionSettings {
-            durability: options.durability,
-            busy_timeout: options.busy_timeout,
-            checkpoints: options.checkpoints,
-        };
-        let conn = db::open_writer(&path, settings)?;
-        let pool = db::open_read_pool(&path, settings, options.read_connections)?;
-        let writer = Writer::start(
-            conn,
-            options.lock_wait,
-            options.checkpoints == Checkpoints::Store,
-        )?;
-        Ok(Store {
+        let driver = SqliteDriver::open(path, &options)?;
+        Ok(Store::with_driver(Arc::new(driver), options))
+    }
+
+    /// A store over `driver`, another engine's (the SQLite driver is opened by
+    /// [`Store::open_with`]); the options' engine settings are the driver's business, the
+    /// rest (limits, lease, retries, clock) hold here.
+    pub fn with_driver(driver: Arc<dyn Driver>, options: StoreOptions) -> Store {
+        Store {
             inner: Arc::new(Inner {
-                path,
-                writer,
-                pool,
+                driver,
                 options,
                 signal: Arc::default(),
                 abandoned_batches: std::sync::Mutex::default(),
             }),
             scope: Scope::default(),
-        })
+        }
     }
 
     /// The same store acting within `scope`.
@@ -231,9 +207,14 @@ impl Store {
         &self.scope
     }
 
-    /// The database file.
+    /// The database file (empty for an engine that keeps none).
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        self.inner.driver.path().unwrap_or(Path::new(""))
+    }
+
+    /// The driver under the store.
+    pub fn driver(&self) -> &Arc<dyn Driver> {
+        &self.inner.driver
     }
 
     /// The options the store was opened with.
@@ -256,7 +237,7 @@ impl Store {
 
     /// How many writes the writer ran and in how many commits (group commit at work).
     pub fn writer_stats(&self) -> crate::WriterStats {
-        self.inner.writer.stats()
+        self.inner.driver.writer_stats()
     }
 
     pub(crate) fn signal(&self) -> &Arc<JobSignal> {
@@ -275,18 +256,37 @@ impl Store {
         self.scope.tenant().map(str::to_owned)
     }
 
-    /// Runs `f` on the writer, in the next group commit.
+    /// Runs `f` in the driver's next transaction and answers once it committed.
     fn write<T, F>(&self, f: F) -> Result<T>
     where
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&mut dyn WriteTx) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.inner.writer.write(f)
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.submit(f, move |result| {
+            // The caller may have given up waiting; nothing to do then.
+            let _ = reply.send(result);
+        });
+        answer.recv().map_err(|_| Error::Closed)?
     }
 
-    /// Runs `f` on a pooled read connection.
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let conn = self.inner.pool.get()?;
-        f(&conn)
+    /// Queues `f` for the driver's next transaction and returns at once; `done` gets what
+    /// [`Store::write`] would have answered, after the commit.
+    fn submit<T, F, R>(&self, f: F, done: R)
+    where
+        F: FnOnce(&mut dyn WriteTx) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+        R: FnOnce(Result<T>) + Send + 'static,
+    {
+        self.inner.driver.submit(Box::new(Op {
+            write: f,
+            reply: done,
+        }));
+    }
+
+    /// Runs `f` on a read connection.
+    fn read<T>(&self, f: impl FnOnce(&mut dyn Reader) -> Result<T>) -> Result<T> {
+        let mut reader = self.inner.driver.reader()?;
+        f(&mut *reader)
     }
 }

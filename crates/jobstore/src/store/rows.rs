@@ -1,121 +1,26 @@
-//! Row mapping and the small SQL helpers every family of store calls shares: reading a job,
-//! writing an event row, checking a lease.
+//! The small helpers every family of store calls shares: reading a job that must exist,
+//! writing an event, asking the state machine, checking a lease, sizes, backoff.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
-
+use crate::driver::{EventRow, Reader, WriteTx};
 use crate::model::{Job, Lease};
 use crate::state::{Event, State};
 use crate::{Error, Result};
-
-/// The columns of `jobs` in the order [`job_from_row`] reads them.
-pub(crate) const JOB_COLUMNS: &str = "id, tenant, kind, queue, name, source, target, created_by, \
-     dialect, state, priority, run_at, attempt, max_attempts, lease_owner, lease_token, \
-     lease_expires_at, heartbeat_at, cancel_requested_at, unique_key, definition_id, restart_of, \
-     restartable, payload, result, error, progress, phase, created_at, updated_at, started_at, \
-     finished_at";
-
-fn json_column(row: &Row<'_>, index: usize) -> rusqlite::Result<serde_json::Value> {
-    let text: String = row.get(index)?;
-    serde_json::from_str(&text).map_err(|err| {
-        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, err.into())
-    })
-}
-
-fn state_column(row: &Row<'_>, index: usize) -> rusqlite::Result<State> {
-    let text: String = row.get(index)?;
-    text.parse().map_err(|err: Error| {
-        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, err.into())
-    })
-}
-
-/// Reads a row selected with [`JOB_COLUMNS`].
-pub(crate) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
-    let result: Option<String> = row.get(24)?;
-    let result = match result {
-        Some(text) => Some(serde_json::from_str(&text).map_err(|err| {
-            rusqlite::Error::FromSqlConversionFailure(24, rusqlite::types::Type::Text, err.into())
-        })?),
-        None => None,
-    };
-    Ok(Job {
-        id: row.get(0)?,
-        tenant: row.get(1)?,
-        kind: row.get(2)?,
-        queue: row.get(3)?,
-        name: row.get(4)?,
-        source: row.get(5)?,
-        target: row.get(6)?,
-        created_by: row.get(7)?,
-        dialect: row.get(8)?,
-        state: state_column(row, 9)?,
-        priority: row.get(10)?,
-        run_at: row.get(11)?,
-        attempt: row.get(12)?,
-        max_attempts: row.get(13)?,
-        lease_owner: row.get(14)?,
-        lease_token: row.get(15)?,
-        lease_expires_at: row.get(16)?,
-        heartbeat_at: row.get(17)?,
-        cancel_requested_at: row.get(18)?,
-        unique_key: row.get(19)?,
-        definition_id: row.get(20)?,
-        restart_of: row.get(21)?,
-        restartable: row.get(22)?,
-        payload: json_column(row, 23)?,
-        result,
-        error: row.get(25)?,
-        progress: json_column(row, 26)?,
-        phase: row.get(27)?,
-        created_at: row.get(28)?,
-        updated_at: row.get(29)?,
-        started_at: row.get(30)?,
-        finished_at: row.get(31)?,
-    })
-}
-
-const SELECT_JOB: &str = "SELECT id, tenant, kind, queue, name, source, target, created_by, \
-     dialect, state, priority, run_at, attempt, max_attempts, lease_owner, lease_token, \
-     lease_expires_at, heartbeat_at, cancel_requested_at, unique_key, definition_id, restart_of, \
-     restartable, payload, result, error, progress, phase, created_at, updated_at, started_at, \
-     finished_at FROM jobs WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)";
 
 /// Reads one job visible in the scope (`tenant` `None`: any tenant).
 ///
 /// # Errors
 /// [`Error::JobNotFound`] when there is none.
-pub(crate) fn load_job(conn: &Connection, tenant: Option<&str>, id: i64) -> Result<Job> {
-    conn.prepare_cached(SELECT_JOB)?
-        .query_row(params![id, tenant], job_from_row)
-        .optional()?
-        .ok_or(Error::JobNotFound { id })
+pub(crate) fn load_job<R: Reader + ?Sized>(
+    tx: &mut R,
+    tenant: Option<&str>,
+    id: i64,
+) -> Result<Job> {
+    tx.load_job(tenant, id)?.ok_or(Error::JobNotFound { id })
 }
 
-const INSERT_EVENT: &str = "INSERT INTO job_events (job_id, at, event, from_state, to_state, \
-     actor, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-
-/// One transition of one job, for the history.
-pub(crate) struct EventRow<'a> {
-    pub job: i64,
-    pub at: i64,
-    pub event: &'a str,
-    pub from: Option<State>,
-    pub to: State,
-    pub actor: &'a str,
-    pub detail: Option<&'a str>,
-}
-
-/// Appends a row to `job_events`; called in the transaction that made the transition.
-pub(crate) fn insert_event(conn: &Connection, event: &EventRow<'_>) -> Result<()> {
-    conn.prepare_cached(INSERT_EVENT)?.execute(params![
-        event.job,
-        event.at,
-        event.event,
-        event.from.map(State::as_str),
-        event.to.as_str(),
-        event.actor,
-        event.detail,
-    ])?;
-    Ok(())
+/// Appends one event; called in the write that made the transition.
+pub(crate) fn insert_event(tx: &mut dyn WriteTx, event: &EventRow<'_>) -> Result<()> {
+    tx.insert_events(std::slice::from_ref(event))
 }
 
 /// Asks the state machine, naming the job in a refusal.
@@ -146,37 +51,6 @@ pub(crate) fn check_lease(job: &Job, lease: &Lease) -> Result<()> {
             worker: lease.worker.clone(),
             lease_token: lease.token,
         })
-    }
-}
-
-/// Maps a unique-index violation on `jobs (tenant, unique_key)` to the job that holds the key.
-pub(crate) fn unique_conflict(
-    conn: &Connection,
-    err: rusqlite::Error,
-    tenant: &str,
-    unique_key: Option<&str>,
-) -> Error {
-    let is_unique = matches!(
-        &err,
-        rusqlite::Error::SqliteFailure(code, _)
-            if code.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-    );
-    let Some(key) = unique_key.filter(|_| is_unique) else {
-        return Error::Sqlite(err);
-    };
-    let holder = conn
-        .prepare_cached(
-            "SELECT id FROM jobs WHERE tenant = ?1 AND unique_key = ?2 \
-             AND state IN ('open', 'queued', 'running')",
-        )
-        .and_then(|mut stmt| stmt.query_row(params![tenant, key], |row| row.get(0)))
-        .optional();
-    match holder {
-        Ok(Some(job)) => Error::JobAlreadyRunning {
-            unique_key: key.to_owned(),
-            job,
-        },
-        _ => Error::Sqlite(err),
     }
 }
 

@@ -2,13 +2,9 @@
 //! the claim carries the lease (worker and fencing token) and is refused with
 //! [`Error::StaleLease`] once that lease is no longer the job's current one.
 
-use rusqlite::{OptionalExtension, params};
-
-use super::rows::{
-    EventRow, JOB_COLUMNS, backoff_ms, check_document, check_lease, insert_event, job_from_row,
-    load_job, next_state,
-};
+use super::rows::{backoff_ms, check_document, check_lease, insert_event, load_job, next_state};
 use super::{Store, WriteCall};
+use crate::driver::{ClaimJobs, CompleteRow, EventRow, HeartbeatRow, ReleaseRow, StepRow, WriteTx};
 use crate::model::{
     ClaimRequest, Completion, Failure, Heartbeat, HeartbeatAnswer, Job, Lease, StepReport,
 };
@@ -17,27 +13,6 @@ use crate::{Error, Result};
 
 /// The most jobs one claim may lease.
 pub const MAX_CLAIM: u32 = 1000;
-
-/// One statement leases the jobs: no read-then-write window another worker could slip into.
-/// `state = 'queued'` is literal so that the partial index `jobs_claim` serves it; the state
-/// written (`?1`) is what `transition(Queued, Claim)` answered. With one queue the index
-/// yields the jobs in claim order and the scan stops at the limit; with several, SQLite merges
-/// their candidates in a sort.
-const CLAIM_ONE_QUEUE: &str = "UPDATE jobs SET state = ?1, attempt = attempt + 1, \
-     leases = leases + 1, lease_token = leases + 1, lease_owner = ?2, lease_expires_at = ?3, \
-     heartbeat_at = NULL, started_at = ?4, updated_at = ?4 \
-     WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = ?5 AND run_at <= ?4 \
-         AND (?6 IS NULL OR tenant = ?6) ORDER BY priority, run_at, id LIMIT {max}) \
-     RETURNING ";
-
-/// [`CLAIM_ONE_QUEUE`] for several queues, given as a JSON array in `?5`.
-const CLAIM_MANY_QUEUES: &str = "UPDATE jobs SET state = ?1, attempt = attempt + 1, \
-     leases = leases + 1, lease_token = leases + 1, lease_owner = ?2, lease_expires_at = ?3, \
-     heartbeat_at = NULL, started_at = ?4, updated_at = ?4 \
-     WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' \
-         AND queue IN (SELECT value FROM json_each(?5)) AND run_at <= ?4 \
-         AND (?6 IS NULL OR tenant = ?6) ORDER BY priority, run_at, id LIMIT {max}) \
-     RETURNING ";
 
 impl Store {
     /// Leases up to `request.max` runnable jobs of the given queues, in priority, then
@@ -78,47 +53,45 @@ impl Store {
         let to = transition(Some(State::Queued), Event::Claim)?;
         let tenant = self.tenant_filter();
         let now = self.now();
-        let (claim, queues) = match request.queues.as_slice() {
-            [queue] => (CLAIM_ONE_QUEUE, queue.clone()),
-            queues => (CLAIM_MANY_QUEUES, serde_json::to_string(queues)?),
-        };
+        let queues = request.queues.clone();
         let worker = request.worker.clone();
         let expires = now.saturating_add(request.lease_ms);
         let max = request.max;
-        let write = move |conn: &rusqlite::Connection| {
-            let mut jobs = conn
-                // The limit is written into the text, not bound: a bound LIMIT inside the
-                // subquery made SQLite re-prepare the statement on every call. `max` is an
-                // integer checked above, one cached statement per value.
-                .prepare_cached(&format!(
-                    "{}{JOB_COLUMNS}",
-                    claim.replace("{max}", &max.to_string())
-                ))?
-                .query_map(
-                    params![to.as_str(), worker, expires, now, queues, tenant],
-                    job_from_row,
-                )?
-                .collect::<rusqlite::Result<Vec<Job>>>()?;
+        let write = move |tx: &mut dyn WriteTx| {
+            let mut jobs = tx.claim(&ClaimJobs {
+                queues: &queues,
+                tenant: tenant.as_deref(),
+                worker: &worker,
+                to,
+                now,
+                expires,
+                max,
+            })?;
             jobs.sort_by_key(|job| (job.priority, job.run_at, job.id));
-            for job in &jobs {
-                let detail = format!(
-                    "attempt {}, lease {}",
-                    job.attempt,
-                    job.lease_token.unwrap_or_default()
-                );
-                insert_event(
-                    conn,
-                    &EventRow {
-                        job: job.id,
-                        at: now,
-                        event: Event::Claim.name(),
-                        from: Some(State::Queued),
-                        to,
-                        actor: &worker,
-                        detail: Some(&detail),
-                    },
-                )?;
-            }
+            let details: Vec<String> = jobs
+                .iter()
+                .map(|job| {
+                    format!(
+                        "attempt {}, lease {}",
+                        job.attempt,
+                        job.lease_token.unwrap_or_default()
+                    )
+                })
+                .collect();
+            let events: Vec<EventRow<'_>> = jobs
+                .iter()
+                .zip(&details)
+                .map(|(job, detail)| EventRow {
+                    job: job.id,
+                    at: now,
+                    event: Event::Claim.name(),
+                    from: Some(State::Queued),
+                    to,
+                    actor: &worker,
+                    detail: Some(detail),
+                })
+                .collect();
+            tx.insert_events(&events)?;
             Ok(jobs)
         };
         Ok(WriteCall::new(self, write, |_| false))
@@ -151,29 +124,21 @@ impl Store {
         let now = self.now();
         let lease = lease.clone();
         let phase = beat.phase;
-        self.write(move |conn| {
-            let job = load_job(conn, tenant.as_deref(), id)?;
+        self.write(move |tx| {
+            let job = load_job(tx, tenant.as_deref(), id)?;
             check_lease(&job, &lease)?;
             let to = next_state(&job, Event::Heartbeat)?;
             let expires = now.saturating_add(lease_ms);
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE jobs SET state = ?1, lease_expires_at = ?2, heartbeat_at = ?3, \
-                     updated_at = ?3, progress = CASE WHEN ?4 IS NULL THEN progress \
-                         ELSE json_patch(progress, ?4) END, \
-                     phase = ifnull(?5, phase) \
-                     WHERE id = ?6 AND state = 'running' AND lease_token = ?7",
-                )?
-                .execute(params![
-                    to.as_str(),
-                    expires,
-                    now,
-                    progress,
-                    phase,
-                    id,
-                    lease.token
-                ])?;
-            if changed != 1 {
+            let changed = tx.heartbeat(&HeartbeatRow {
+                id,
+                lease_token: lease.token,
+                to,
+                expires,
+                now,
+                progress: progress.as_deref(),
+                phase: phase.as_deref(),
+            })?;
+            if !changed {
                 return Err(stale(&job, &lease));
             }
             Ok(HeartbeatAnswer {
@@ -200,21 +165,12 @@ impl Store {
         let now = self.now();
         let lease = lease.clone();
         let step_id = step_id.to_owned();
-        self.write(move |conn| {
-            let job = load_job(conn, tenant.as_deref(), id)?;
+        self.write(move |tx| {
+            let job = load_job(tx, tenant.as_deref(), id)?;
             check_lease(&job, &lease)?;
-            let current: Option<String> = conn
-                .prepare_cached("SELECT status FROM job_steps WHERE job_id = ?1 AND step_id = ?2")?
-                .query_row(params![id, step_id], |row| row.get(0))
-                .map(Some)
-                .or_else(|err| match err {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    other => Err(other),
-                })?;
-            let Some(current) = current else {
+            let Some(from) = tx.step_status(id, &step_id)? else {
                 return Err(Error::StepNotFound { job: id, step_id });
             };
-            let from: StepStatus = current.parse()?;
             let allowed = matches!(
                 (from, report.status),
                 (StepStatus::Pending, StepStatus::Running)
@@ -230,25 +186,18 @@ impl Store {
                 });
             }
             let finished = report.status.is_finished().then_some(now);
-            conn.prepare_cached(
-                "UPDATE job_steps SET status = ?1, exit_code = ifnull(?2, exit_code), \
-                 message = ifnull(?3, message), started_at = ifnull(started_at, ?4), \
-                 finished_at = ?5, updated_at = ?4 WHERE job_id = ?6 AND step_id = ?7",
-            )?
-            .execute(params![
-                report.status.as_str(),
-                report.exit_code,
-                report.message,
+            tx.update_step(&StepRow {
+                job: id,
+                step_id: &step_id,
+                status: report.status,
+                exit_code: report.exit_code.as_deref(),
+                message: report.message.as_deref(),
                 now,
-                finished,
-                id,
-                step_id
-            ])?;
-            conn.prepare_cached("UPDATE jobs SET updated_at = ?1 WHERE id = ?2")?
-                .execute(params![now, id])?;
+                finished_at: finished,
+            })?;
             let detail = format!("step {step_id}: {}", report.status.as_str());
             insert_event(
-                conn,
+                tx,
                 &EventRow {
                     job: id,
                     at: now,
@@ -291,7 +240,7 @@ impl Store {
         let (tenant, now) = (self.tenant_filter(), self.now());
         WriteCall::new(
             self,
-            move |conn| finish.run(conn, tenant.as_deref(), now)?,
+            move |tx| finish.run(tx, tenant.as_deref(), now)?,
             |_| false,
         )
     }
@@ -324,11 +273,11 @@ impl Store {
         let (tenant, now) = (self.tenant_filter(), self.now());
         WriteCall::new(
             self,
-            move |conn| {
+            move |tx| {
                 prepared
                     .into_iter()
                     .map(|finish| match finish {
-                        Ok(finish) => finish.run(conn, tenant.as_deref(), now),
+                        Ok(finish) => finish.run(tx, tenant.as_deref(), now),
                         Err(err) => Ok(Err(err)),
                     })
                     .collect()
@@ -363,8 +312,8 @@ impl Store {
         let now = self.now();
         let lease = lease.clone();
         let (base, max) = self.retry_bounds();
-        let write = move |conn: &rusqlite::Connection| {
-            let job = load_job(conn, tenant.as_deref(), id)?;
+        let write = move |tx: &mut dyn WriteTx| {
+            let job = load_job(tx, tenant.as_deref(), id)?;
             check_lease(&job, &lease)?;
             let event = Event::Fail {
                 fatal: !failure.retryable,
@@ -373,7 +322,7 @@ impl Store {
             };
             let to = next_state(&job, event)?;
             let updated = release_lease(
-                conn,
+                tx,
                 &job,
                 to,
                 now,
@@ -381,7 +330,7 @@ impl Store {
                 &failure.error,
             )?;
             insert_event(
-                conn,
+                tx,
                 &EventRow {
                     job: id,
                     at: now,
@@ -408,7 +357,7 @@ impl Store {
 
 /// Ends a lease after a failure or an expiry: back to `queued` after `delay_ms`, or finished.
 pub(crate) fn release_lease(
-    conn: &rusqlite::Connection,
+    tx: &mut dyn WriteTx,
     job: &Job,
     to: State,
     now: i64,
@@ -420,30 +369,14 @@ pub(crate) fn release_lease(
     } else {
         (job.run_at, Some(now))
     };
-    let updated = conn
-        .prepare_cached(&format!(
-            "UPDATE jobs SET state = ?1, run_at = ?2, finished_at = ?3, error = ?4, \
-             updated_at = ?5, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
-             WHERE id = ?6 AND state = 'running' AND lease_token = ?7 RETURNING {JOB_COLUMNS}"
-        ))?
-        .query_row(
-            params![
-                to.as_str(),
-                run_at,
-                finished_at,
-                error,
-                now,
-                job.id,
-                job.lease_token
-            ],
-            job_from_row,
-        )?;
-    if to == State::Cancelled {
-        // A cancelled job keeps no uploaded data, however it got there.
-        conn.prepare_cached("DELETE FROM job_data_batches WHERE job_id = ?1")?
-            .execute(params![job.id])?;
-    }
-    Ok(updated)
+    tx.release_lease(&ReleaseRow {
+        job,
+        to,
+        run_at,
+        finished_at,
+        error,
+        now,
+    })
 }
 
 fn stale(job: &Job, lease: &Lease) -> Error {
@@ -465,44 +398,27 @@ impl PreparedCompletion {
     /// Finishes the job under its lease with one compare-and-set `UPDATE`; the job is read
     /// only when that matched nothing, to say why. The outer error is the database's (the
     /// whole write fails), the inner one this job's refusal (nothing of it was written).
-    fn run(
-        self,
-        conn: &rusqlite::Connection,
-        tenant: Option<&str>,
-        now: i64,
-    ) -> Result<Result<Job>> {
+    fn run(self, tx: &mut dyn WriteTx, tenant: Option<&str>, now: i64) -> Result<Result<Job>> {
         let to = transition(Some(State::Running), Event::Complete)?;
-        let updated = conn
-            .prepare_cached(&format!(
-                "UPDATE jobs SET state = ?1, result = ?2, finished_at = ?3, updated_at = ?3, \
-                 lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
-                 WHERE id = ?4 AND state = 'running' AND lease_token = ?5 AND lease_owner = ?6 \
-                     AND (?7 IS NULL OR tenant = ?7) \
-                 RETURNING {JOB_COLUMNS}"
-            ))?
-            .query_row(
-                params![
-                    to.as_str(),
-                    self.result,
-                    now,
-                    self.id,
-                    self.lease.token,
-                    self.lease.worker,
-                    tenant
-                ],
-                job_from_row,
-            )
-            .optional()?;
+        let updated = tx.complete_job(&CompleteRow {
+            id: self.id,
+            lease_token: self.lease.token,
+            worker: &self.lease.worker,
+            tenant,
+            to,
+            result: &self.result,
+            now,
+        })?;
         let Some(updated) = updated else {
             // Not found (or another tenant's), or not under this lease.
-            return Ok(match load_job(conn, tenant, self.id) {
+            return Ok(match load_job(tx, tenant, self.id) {
                 Ok(job) => Err(stale(&job, &self.lease)),
                 Err(err @ Error::JobNotFound { .. }) => Err(err),
                 Err(err) => return Err(err),
             });
         };
         insert_event(
-            conn,
+            tx,
             &EventRow {
                 job: self.id,
                 at: now,

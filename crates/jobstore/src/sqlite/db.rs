@@ -220,31 +220,31 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
-        sql: include_str!("../migrations/0001_initial.sql"),
+        sql: include_str!("../../migrations/0001_initial.sql"),
     },
     Migration {
         version: 2,
-        sql: include_str!("../migrations/0002_dialect_list_indexes.sql"),
+        sql: include_str!("../../migrations/0002_dialect_list_indexes.sql"),
     },
     Migration {
         version: 3,
-        sql: include_str!("../migrations/0003_fewer_write_indexes.sql"),
+        sql: include_str!("../../migrations/0003_fewer_write_indexes.sql"),
     },
     Migration {
         version: 4,
-        sql: include_str!("../migrations/0004_batch_uploader.sql"),
+        sql: include_str!("../../migrations/0004_batch_uploader.sql"),
     },
     Migration {
         version: 5,
-        sql: include_str!("../migrations/0005_labelled_list_indexes.sql"),
+        sql: include_str!("../../migrations/0005_labelled_list_indexes.sql"),
     },
     Migration {
         version: 6,
-        sql: include_str!("../migrations/0006_named_outputs.sql"),
+        sql: include_str!("../../migrations/0006_named_outputs.sql"),
     },
     Migration {
         version: 7,
-        sql: include_str!("../migrations/0007_job_counts.sql"),
+        sql: include_str!("../../migrations/0007_job_counts.sql"),
     },
 ];
 

@@ -1,9 +1,9 @@
 //! The single writer: one thread owns the only write connection and commits the writes of
 //! concurrent callers together (group commit).
 //!
-//! A caller hands over a closure and either waits for its answer ([`Writer::write`]) or is
-//! called back with it once the transaction committed ([`Writer::submit`], for callers that
-//! must not block, such as an async server). The writer takes every write
+//! The store hands over each write as a [`WriteOp`] (a closure over the typed operations of
+//! [`crate::driver::WriteTx`], with where its answer goes: a waiting caller, or a callback for
+//! callers that must not block, such as an async server). The writer takes every write
 //! waiting in its queue (up to [`MAX_GROUP`]), opens one `BEGIN IMMEDIATE`, runs each write in
 //! its own `SAVEPOINT` (a failing write rolls back to its savepoint alone), commits once and
 //! then answers each caller. One fsync serves the whole group; a lone caller waits for one
@@ -22,72 +22,13 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode};
 
+use super::ops::Conn;
+use crate::driver::{PendingReply, WriteOp, WriterStats};
 use crate::{Error, Result};
 
 /// The most writes committed in one transaction. Bounds the time a write waits behind others
 /// and the size of one WAL append.
 pub(crate) const MAX_GROUP: usize = 512;
-
-/// A write as the writer thread sees it: run it, or refuse it without running.
-trait WriteOp: Send {
-    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn PendingReply>;
-    fn refuse(self: Box<Self>, err: Error);
-}
-
-/// The outcome of a write that ran, held until its transaction commits or fails.
-trait PendingReply {
-    fn succeeded(&self) -> bool;
-    fn finish(self: Box<Self>, commit: Result<()>);
-}
-
-struct Op<F, R> {
-    write: F,
-    reply: R,
-}
-
-struct Reply<T, R> {
-    result: Result<T>,
-    reply: R,
-}
-
-impl<F, T, R> WriteOp for Op<F, R>
-where
-    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-    T: Send + 'static,
-    R: FnOnce(Result<T>) + Send + 'static,
-{
-    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn PendingReply> {
-        let Op { write, reply } = *self;
-        let result = write(conn);
-        Box::new(Reply { result, reply })
-    }
-
-    fn refuse(self: Box<Self>, err: Error) {
-        answer(self.reply, Err(err));
-    }
-}
-
-impl<T: Send + 'static, R: FnOnce(Result<T>) + Send + 'static> PendingReply for Reply<T, R> {
-    fn succeeded(&self) -> bool {
-        self.result.is_ok()
-    }
-
-    fn finish(self: Box<Self>, commit: Result<()>) {
-        let result = match (self.result, commit) {
-            (Ok(value), Ok(())) => Ok(value),
-            (Ok(_), Err(err)) | (Err(err), _) => Err(err),
-        };
-        answer(self.reply, result);
-    }
-}
-
-/// Hands `result` to the caller's reply. A reply that panics (a caller's callback) is logged
-/// and contained: the writer thread must outlive any one caller.
-fn answer<T>(reply: impl FnOnce(Result<T>), result: Result<T>) {
-    if catch_unwind(AssertUnwindSafe(|| reply(result))).is_err() {
-        log::error!("a write's answer callback panicked");
-    }
-}
 
 /// The handle callers use to reach the writer thread. Dropping it stops the thread after it
 /// has answered every write already queued.
@@ -95,15 +36,6 @@ pub(crate) struct Writer {
     queue: Option<Sender<Box<dyn WriteOp>>>,
     thread: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
-}
-
-/// What the writer has done since the store opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WriterStats {
-    /// Writes run (each in its own savepoint).
-    pub writes: u64,
-    /// Transactions committed (each holding one or more writes: one fsync each under FULL).
-    pub commits: u64,
 }
 
 #[derive(Default)]
@@ -142,40 +74,16 @@ impl Writer {
         }
     }
 
-    /// Runs `write` in the writer's next transaction and answers once it committed.
-    ///
-    /// # Errors
-    /// The write's own error (its savepoint was rolled back, nothing of it is kept);
-    /// [`Error::OutcomeUnknown`] when the commit failed; [`Error::Busy`] when another process
-    /// held the lock too long; [`Error::Closed`] when the writer is gone.
-    pub(crate) fn write<T, F>(&self, write: F) -> Result<T>
-    where
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        let (reply, answer) = mpsc::sync_channel(1);
-        self.submit(write, move |result| {
-            // The caller may have given up waiting; nothing to do then.
-            let _ = reply.send(result);
-        });
-        answer.recv().map_err(|_| Error::Closed)?
-    }
-
-    /// Queues `write` for the writer's next transaction and returns at once; `done` gets the
-    /// answer [`Writer::write`] would have returned, on the writer thread, after the commit
-    /// (or at once with [`Error::Closed`] when the writer is gone). `done` must be quick: the
-    /// writer answers the rest of the group after it.
-    pub(crate) fn submit<T, F, R>(&self, write: F, done: R)
-    where
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-        T: Send + 'static,
-        R: FnOnce(Result<T>) + Send + 'static,
-    {
+    /// Queues `op` for the writer's next transaction and returns at once; the op is
+    /// answered on the writer thread after the commit (or at once with [`Error::Closed`] when
+    /// the writer is gone). Its answer must be quick: the writer answers the rest of the group
+    /// after it.
+    pub(crate) fn submit(&self, op: Box<dyn WriteOp>) {
         let Some(queue) = self.queue.as_ref() else {
-            done(Err(Error::Closed));
+            op.refuse(Error::Closed);
             return;
         };
-        if let Err(mpsc::SendError(op)) = queue.send(Box::new(Op { write, reply: done })) {
+        if let Err(mpsc::SendError(op)) = queue.send(op) {
             op.refuse(Error::Closed);
         }
     }
@@ -277,7 +185,7 @@ fn commit_group(
             op.refuse(Error::Sqlite(err));
             continue;
         }
-        let ran = catch_unwind(AssertUnwindSafe(|| op.run(conn)));
+        let ran = catch_unwind(AssertUnwindSafe(|| op.run(&mut Conn(conn))));
         let reply = match ran {
             Ok(reply) => Some(reply),
             Err(_) => {
