@@ -150,6 +150,8 @@ impl ErrorKind {
             Error::SchemaTooNew { .. }
             | Error::SettingNotApplied { .. }
             | Error::Sqlite(_)
+            | Error::Storage(_)
+            | Error::Unsupported { .. }
             | Error::Pool(_)
             | Error::Io(_)
             | Error::Json(_) => K::Internal,

@@ -167,7 +167,7 @@ pub enum Error {
     /// The commit of a write failed in a way that may still have committed it (an I/O error
     /// during COMMIT). Read back, or retry with an idempotency key; never assume "not done".
     #[error("outcome of the write is unknown: {0}")]
-    OutcomeUnknown(#[source] rusqlite::Error),
+    OutcomeUnknown(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The database stayed locked by another process past the busy timeout; nothing was written.
     #[error("database busy: another process held the write lock past the timeout")]
     Busy,
@@ -177,6 +177,16 @@ pub enum Error {
     /// An error from SQLite; the write it belonged to was rolled back.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// An error from a storage engine other than SQLite, in its driver's words; the write it
+    /// belonged to was rolled back.
+    #[error("storage: {0}")]
+    Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The storage driver does not implement this operation (yet); nothing was done.
+    #[error("the storage driver does not support `{operation}`")]
+    Unsupported {
+        /// The operation asked for.
+        operation: &'static str,
+    },
     /// No pooled read connection could be had.
     #[error("connection pool: {0}")]
     Pool(#[from] r2d2::Error),

@@ -240,7 +240,9 @@ fn commit_group(
                 let _ = conn.execute_batch("ROLLBACK");
             }
             for reply in pending {
-                reply.finish(Err(Error::OutcomeUnknown(copy_sqlite_error(&err))));
+                reply.finish(Err(Error::OutcomeUnknown(Box::new(copy_sqlite_error(
+                    &err,
+                )))));
             }
         }
     }
