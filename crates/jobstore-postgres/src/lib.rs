@@ -10,6 +10,10 @@
 //! [`migrate`] is safe to run from every daemon at once: the migrations run in one
 //! transaction under an advisory lock, and each is recorded in `jobstore_migrations`.
 
+mod driver;
+
+pub use driver::{PostgresDriver, PostgresOptions};
+
 use postgres::{Client, GenericClient};
 
 /// The schema version this build writes and reads.
