@@ -1,5 +1,6 @@
-//! The PostgreSQL storage of jobstore, for several daemons sharing one database: its schema
-//! and the migrations that build it.
+//! The PostgreSQL storage of jobstore, for several daemons sharing one database: its schema,
+//! the migrations that build it, and its driver ([`PostgresDriver`], for
+//! `jobstore::Store::with_driver`; begun: see its module for what it does yet).
 //!
 //! The schema keeps the meaning of the SQLite store's (`crates/jobstore/migrations`): the
 //! same tables, states, `CHECK`s, partial unique index of live unique keys, events written in
