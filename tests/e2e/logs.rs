@@ -1,4 +1,5 @@
-//! Job logs: lines appended as JSON and as plain text, read back as one text file in order.
+//! Job logs: lines appended as JSON and as plain text, read back as one text file in order;
+//! the last lines (`tail`) and the lines after one (`after`), as a live viewer reads.
 
 use serde_json::json;
 
@@ -96,5 +97,93 @@ fn log_lines_append_and_read_back_in_order() {
         api.get(&path).text(),
         text,
         "a refused append changed the log"
+    );
+}
+
+/// The messages of a text log answer, in order.
+fn messages(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|line| line.splitn(3, ' ').nth(2).unwrap_or("").trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_viewer_reads_the_tail_then_only_the_new_lines() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let id = id_of(&api.create(&json!({"kind": "export"})));
+    let other = id_of(&api.create(&json!({"kind": "export"})));
+    let path = format!("/v1/jobs/{id}/logs");
+    let lines: Vec<_> = (1..=30)
+        .map(|n| json!({"message": format!("line {n}")}))
+        .collect();
+    api.post(&path, &json!({ "lines": lines })).expect_json(200);
+    // Another job's lines interleave in the log table; they never show here.
+    api.post(
+        &format!("/v1/jobs/{other}/logs"),
+        &json!({"lines": [{"message": "other job"}]}),
+    )
+    .expect_json(200);
+
+    let tail = api.get(&format!("{path}?tail=5"));
+    tail.expect(200);
+    assert_eq!(
+        messages(&tail.text()),
+        ["line 26", "line 27", "line 28", "line 29", "line 30"]
+    );
+    let seq: i64 = tail
+        .header("jobstore-log-seq")
+        .and_then(|seq| seq.parse().ok())
+        .expect("Jobstore-Log-Seq");
+
+    // Nothing new: no lines, and the same place to read on from.
+    let none = api.get(&format!("{path}?after={seq}"));
+    assert!(none.text().is_empty(), "{}", none.text());
+    assert_eq!(
+        none.header("jobstore-log-seq"),
+        Some(seq.to_string().as_str())
+    );
+
+    api.post(
+        &path,
+        &json!({"lines": [{"message": "line 31"}, {"message": "line 32"}, {"message": "line 33"}]}),
+    )
+    .expect_json(200);
+    let page = api.get(&format!("{path}?after={seq}"));
+    assert_eq!(messages(&page.text()), ["line 31", "line 32", "line 33"]);
+    let next: i64 = page
+        .header("jobstore-log-seq")
+        .and_then(|seq| seq.parse().ok())
+        .expect("Jobstore-Log-Seq");
+    assert!(next > seq);
+    // A viewer that fell behind catches up with the tail of what it missed.
+    let caught_up = api.get(&format!("{path}?after={seq}&tail=1"));
+    assert_eq!(messages(&caught_up.text()), ["line 33"]);
+    assert_eq!(
+        caught_up.header("jobstore-log-seq"),
+        Some(next.to_string().as_str())
+    );
+
+    // A tail longer than the log is the whole log; the whole log is still the default.
+    assert_eq!(
+        messages(&api.get(&format!("{path}?tail=1000")).text()).len(),
+        33
+    );
+    assert_eq!(messages(&api.get(&path).text()).len(), 33);
+
+    for bad in [
+        "tail=0",
+        "tail=10001",
+        "after=-1",
+        "after=x",
+        "tail=1&tail=2",
+        "limit=5",
+    ] {
+        assert_error(&api.get(&format!("{path}?{bad}")), 400, "invalid_request");
+    }
+    assert_error(
+        &api.get("/v1/jobs/999999/logs?tail=5"),
+        404,
+        "job_not_found",
     );
 }

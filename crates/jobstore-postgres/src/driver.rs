@@ -380,6 +380,9 @@ impl Reader for Conn<r2d2::PooledConnection<Manager>> {
     fn log(&mut self, job: i64, after_seq: i64, limit: u32) -> Result<Vec<LogLine>> {
         read_log(&mut *self.0, job, after_seq, limit)
     }
+    fn log_tail(&mut self, job: i64, after_seq: i64, limit: u32) -> Result<Vec<LogLine>> {
+        read_log_tail(&mut *self.0, job, after_seq, limit)
+    }
     fn data_batches(&mut self, _job: i64) -> Result<Vec<DataBatch>> {
         Err(unsupported("uploaded data"))
     }
@@ -513,6 +516,30 @@ fn read_log<C: GenericClient>(
             &[&job, &after_seq, &i64::from(limit)],
         )
         .map_err(storage)?;
+    log_lines(&rows)
+}
+
+/// The job's last `limit` log lines after line `after_seq`, oldest first.
+fn read_log_tail<C: GenericClient>(
+    client: &mut C,
+    job: i64,
+    after_seq: i64,
+    limit: u32,
+) -> Result<Vec<LogLine>> {
+    let rows = client
+        .query(
+            "SELECT id, at, level, message FROM job_logs WHERE job_id = $1 AND id > $2 \
+             ORDER BY id DESC LIMIT $3",
+            &[&job, &after_seq, &i64::from(limit)],
+        )
+        .map_err(storage)?;
+    let mut lines = log_lines(&rows)?;
+    lines.reverse();
+    Ok(lines)
+}
+
+/// Log lines from rows of `id, at, level, message`.
+fn log_lines(rows: &[postgres::Row]) -> Result<Vec<LogLine>> {
     rows.iter()
         .map(|row| {
             let level: String = row.get(2);
@@ -568,6 +595,9 @@ impl Reader for Conn<postgres::Transaction<'_>> {
     }
     fn log(&mut self, job: i64, after_seq: i64, limit: u32) -> Result<Vec<LogLine>> {
         read_log(&mut self.0, job, after_seq, limit)
+    }
+    fn log_tail(&mut self, job: i64, after_seq: i64, limit: u32) -> Result<Vec<LogLine>> {
+        read_log_tail(&mut self.0, job, after_seq, limit)
     }
     fn data_batches(&mut self, _job: i64) -> Result<Vec<DataBatch>> {
         Err(unsupported("uploaded data"))

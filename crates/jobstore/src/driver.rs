@@ -406,6 +406,12 @@ pub trait Reader {
     /// Storage errors.
     fn log(&mut self, job: i64, after_seq: i64, limit: u32) -> Result<Vec<LogLine>>;
 
+    /// The job's last `limit` log lines after line `after_seq`, oldest first.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn log_tail(&mut self, job: i64, after_seq: i64, limit: u32) -> Result<Vec<LogLine>>;
+
     /// The job's complete input batches, in order.
     ///
     /// # Errors

@@ -25,6 +25,13 @@ use crate::fault::{ApiError, ErrorKind};
 use crate::query::{OverMax, PageSize, Query};
 use crate::router::Matched;
 
+/// The most log lines one `GET …/logs?tail=` or `?after=` answers (read on from its
+/// `Jobstore-Log-Seq` for more).
+const LOG_PAGE: i64 = 10_000;
+
+/// The header of `GET …/logs` naming the `seq` to read on from (`?after=`).
+const LOG_SEQ: &str = "jobstore-log-seq";
+
 type Answer = Result<Response<ResponseBody>, ApiError>;
 
 /// One minute, the interval of `GET /v1/throughput` (ms).
@@ -176,19 +183,30 @@ pub(super) async fn handle(
         (Name::Logs, Method::GET) => {
             let id = id()?;
             principal.require(Permission::Read)?;
+            let mut query = Query::parse(query.as_deref())?;
+            let tail = query.int("tail", 1, LOG_PAGE)?;
+            let after = query.int("after", 0, i64::MAX)?;
+            query.finish()?;
+            let lines_of = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
             let lines = app
-                .call(principal, move |store| {
-                    let mut all = Vec::new();
-                    let mut after = 0;
-                    loop {
-                        let page = store.log(id, after, 10_000)?;
-                        let Some(last) = page.last() else { break };
-                        after = last.seq;
-                        all.extend(page);
+                .call(principal, move |store| match (tail, after) {
+                    (Some(tail), after) => store.log_tail(id, after.unwrap_or(0), lines_of(tail)),
+                    (None, Some(after)) => store.log(id, after, lines_of(LOG_PAGE)),
+                    (None, None) => {
+                        let mut all = Vec::new();
+                        let mut after = 0;
+                        loop {
+                            let page = store.log(id, after, lines_of(LOG_PAGE))?;
+                            let Some(last) = page.last() else { break };
+                            after = last.seq;
+                            all.extend(page);
+                        }
+                        Ok(all)
                     }
-                    Ok(all)
                 })
                 .await?;
+            // Where a viewer reads on from (`?after=`): the last line's, or where it asked.
+            let seq = lines.last().map_or(after.unwrap_or(0), |line| line.seq);
             let mut text = String::new();
             for line in lines {
                 text.push_str(&format!(
@@ -198,11 +216,9 @@ pub(super) async fn handle(
                     line.message
                 ));
             }
-            Ok(body::text(
-                StatusCode::OK,
-                "text/plain; charset=utf-8",
-                text,
-            ))
+            let mut response = body::text(StatusCode::OK, "text/plain; charset=utf-8", text);
+            response.headers_mut().insert(LOG_SEQ, seq.into());
+            Ok(response)
         }
         (Name::Logs, _) => {
             let id = id()?;

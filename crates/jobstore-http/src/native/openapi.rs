@@ -309,12 +309,15 @@ fn spec(name: Name, method: &Method) -> Option<Spec> {
         ),
         Name::Logs if get => spec(
             "get_logs",
-            "The job's log as text",
+            "The job's log as text; its last lines (`tail`), or the lines after one (`after`)",
             Some("`read`"),
             Path::Job,
             I::Nothing,
             O::Text("text/plain"),
-            &[],
+            &[(
+                400,
+                "`tail` with `after` or `limit`; a parameter unknown, repeated or out of range",
+            )],
         ),
         Name::Logs => spec(
             "append_logs",
@@ -541,6 +544,11 @@ fn operation(spec: &Spec, components: &Components) -> Operation {
     }
     if spec.id == "throughput" {
         for parameter in wire::ThroughputParams::into_params(|| Some(ParameterIn::Query)) {
+            op = op.parameter(parameter);
+        }
+    }
+    if spec.id == "get_logs" {
+        for parameter in wire::LogParams::into_params(|| Some(ParameterIn::Query)) {
             op = op.parameter(parameter);
         }
     }

@@ -1209,6 +1209,25 @@ pub(crate) struct ThroughputParams {
     minutes: Option<u32>,
 }
 
+/// The query of `GET /v1/jobs/{id}/logs`: the whole log without one; `after` for the lines
+/// after one (10,000 at most), `tail` for the last lines (of those after `after`, if given),
+/// as a live viewer reads.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "read by the log handler's query parser, described here"
+)]
+pub(crate) struct LogParams {
+    /// Only the last this many lines.
+    #[param(minimum = 1, maximum = 10000)]
+    tail: Option<u32>,
+    /// Only the lines after the one of this `seq` (the `Jobstore-Log-Seq` of an earlier
+    /// answer).
+    #[param(minimum = 0)]
+    after: Option<i64>,
+}
+
 /// The query of `PUT /v1/jobs/{id}/outputs/{name}`: the lease the output is uploaded under.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -380,28 +380,22 @@ impl<C: Deref<Target = Connection>> Reader for Conn<C> {
     }
 
     fn log(&mut self, job: i64, after_seq: i64, limit: u32) -> Result<Vec<LogLine>> {
-        let mut stmt = self.0.prepare_cached(
+        log_lines(
+            &self.0,
             "SELECT id, at, level, message FROM job_logs WHERE job_id = ?1 AND id > ?2 \
              ORDER BY id LIMIT ?3",
+            params![job, after_seq, limit],
+        )
+    }
+
+    fn log_tail(&mut self, job: i64, after_seq: i64, limit: u32) -> Result<Vec<LogLine>> {
+        let mut lines = log_lines(
+            &self.0,
+            "SELECT id, at, level, message FROM job_logs WHERE job_id = ?1 AND id > ?2 \
+             ORDER BY id DESC LIMIT ?3",
+            params![job, after_seq, limit],
         )?;
-        let rows = stmt.query_map(params![job, after_seq, limit], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-            ))
-        })?;
-        let mut lines = Vec::new();
-        for row in rows {
-            let (seq, at, level, message) = row?;
-            lines.push(LogLine {
-                seq,
-                at,
-                level: level.parse()?,
-                message,
-            });
-        }
+        lines.reverse();
         Ok(lines)
     }
 
@@ -1291,4 +1285,28 @@ pub(crate) fn check(conn: &Connection) -> Result<Vec<String>> {
         }
     }
     Ok(problems)
+}
+
+/// The log lines `sql` selects (`id, at, level, message`) with `params`, in its order.
+fn log_lines(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<LogLine>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?,
+        ))
+    })?;
+    let mut lines = Vec::new();
+    for row in rows {
+        let (seq, at, level, message) = row?;
+        lines.push(LogLine {
+            seq,
+            at,
+            level: level.parse()?,
+            message,
+        });
+    }
+    Ok(lines)
 }

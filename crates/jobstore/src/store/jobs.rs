@@ -369,6 +369,20 @@ impl Store {
             tx.log(id, after_seq, limit)
         })
     }
+
+    /// The last `lines` log lines of a job after line `after_seq` (0: of the whole log),
+    /// oldest first: the tail a viewer starts from (or catches up with) before it reads on
+    /// with [`Store::log`] after the last one's `seq`.
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`].
+    pub fn log_tail(&self, id: i64, after_seq: i64, lines: u32) -> Result<Vec<LogLine>> {
+        let tenant = self.tenant_filter();
+        self.read(|tx| {
+            load_job(tx, tenant.as_deref(), id)?;
+            tx.log_tail(id, after_seq, lines)
+        })
+    }
 }
 
 /// Inserts one job with its `create` event and idempotency key.

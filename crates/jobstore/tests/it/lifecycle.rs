@@ -623,3 +623,52 @@ fn rescue_and_purge_cover_every_tenant_of_their_scope() {
     }
     assert!(f.store.check().unwrap().is_ok());
 }
+
+/// The tail of a job's log, oldest first, and reading on from its last line.
+#[test]
+fn a_log_tail_then_the_lines_after_it() {
+    let f = Fixture::new();
+    let job = f.store.enqueue(NewJob::new("k")).unwrap();
+    let other = f.store.enqueue(NewJob::new("k")).unwrap();
+    for n in 1..=20 {
+        f.store
+            .append_log(
+                job.id,
+                vec![(jobstore::LogLevel::Info, format!("line {n}"))],
+            )
+            .unwrap();
+        f.store
+            .append_log(
+                other.id,
+                vec![(jobstore::LogLevel::Info, format!("other {n}"))],
+            )
+            .unwrap();
+    }
+    let text = |lines: &[jobstore::LogLine]| -> Vec<String> {
+        lines.iter().map(|l| l.message.clone()).collect()
+    };
+    let tail = f.store.log_tail(job.id, 0, 3).unwrap();
+    assert_eq!(text(&tail), ["line 18", "line 19", "line 20"]);
+    assert_eq!(f.store.log_tail(job.id, 0, 100).unwrap().len(), 20);
+    // The tail of what came after a line: a viewer that fell behind catches up.
+    let early = f.store.log(job.id, 0, 5).unwrap();
+    let after_five = early.last().map(|l| l.seq).unwrap();
+    assert_eq!(
+        text(&f.store.log_tail(job.id, after_five, 2).unwrap()),
+        ["line 19", "line 20"]
+    );
+    assert_eq!(f.store.log_tail(job.id, after_five, 100).unwrap().len(), 15);
+    let last = tail.last().map(|l| l.seq).unwrap();
+    assert!(f.store.log(job.id, last, 10).unwrap().is_empty());
+    f.store
+        .append_log(
+            job.id,
+            vec![(jobstore::LogLevel::Warn, "line 21".to_owned())],
+        )
+        .unwrap();
+    assert_eq!(text(&f.store.log(job.id, last, 10).unwrap()), ["line 21"]);
+    assert!(matches!(
+        f.store.log_tail(999_999, 0, 3),
+        Err(jobstore::Error::JobNotFound { id: 999_999 })
+    ));
+}

@@ -46,6 +46,9 @@
       throw new ApiError(response.status, type, message);
     }
     if (options.as === 'text') return response.text();
+    if (options.as === 'log') {
+      return { text: await response.text(), seq: response.headers.get('Jobstore-Log-Seq') };
+    }
     if (options.as === 'blob') return response.blob();
     if (response.status === 204) return null;
     return response.json();
@@ -467,8 +470,31 @@
     return JSON.stringify(value, null, 2);
   }
 
+  // The tail of a job's log: the last LOG_TAIL lines once, then only the lines after the
+  // last one read (`?after=`, with the seq the daemon answers in Jobstore-Log-Seq).
+  const LOG_TAIL = 500;
+  function logTail(id) {
+    let seq = null;
+    let lines = [];
+    let more = false;
+    return async () => {
+      const path = seq === null ? `/v1/jobs/${id}/logs?tail=${LOG_TAIL}` : `/v1/jobs/${id}/logs?after=${seq}`;
+      const page = await call('GET', path, { as: 'log' });
+      const fresh = page.text.split('\n').filter((line) => line !== '');
+      if (seq === null && fresh.length === LOG_TAIL) more = true;
+      lines = lines.concat(fresh);
+      if (lines.length > LOG_TAIL) {
+        more = true;
+        lines = lines.slice(-LOG_TAIL);
+      }
+      if (page.seq !== null) seq = page.seq;
+      return { lines, more };
+    };
+  }
+
   function jobPage(view, id) {
     const open = new Map([['payload', true], ['result', true], ['progress', true]]);
+    const readLog = logTail(id);
     const collapsible = (key, title, value) => {
       const details = h('details', { open: open.get(key) === true, 'data-section': key },
         h('summary', null, title), h('pre', { class: 'doc' }, json(value)));
@@ -521,9 +547,7 @@
         }
         throw err;
       }
-      const [events, log] = await Promise.all([
-        get(`/v1/jobs/${id}/events`), call('GET', `/v1/jobs/${id}/logs`, { as: 'text' }),
-      ]);
+      const [events, log] = await Promise.all([get(`/v1/jobs/${id}/events`), readLog()]);
       const live = !TERMINAL.has(job.state);
       const vendor = VENDOR_PATHS[job.dialect];
       const facts = [
@@ -547,8 +571,7 @@
       const total = Number(progress.total);
       const steps = job.steps || [];
       const batches = job.batches || [];
-      const lines = log.split('\n').filter((line) => line !== '');
-      const tail = lines.slice(-500);
+      const tail = log.lines;
       view.replaceChildren(
         h('h1', null, `Job ${job.id} · ${job.kind} `, badge(job.state), live ? h('span', { class: 'live', title: 'Refreshed every 2 s' }, '● live') : null),
         h('div', { class: 'toolbar' },
@@ -576,7 +599,7 @@
             batches.length === 0 ? empty('No data uploaded.')
               : h('div', null, table(['#Batch', '#Size', 'Uploaded'], batches.map((b) => h('tr', null, num(b.batch), num(bytes(b.bytes)), h('td', null, when(b.created_at))))),
                 h('p', null, h('button', { type: 'button', id: 'download', onclick: () => download(job) }, 'Download all data'))))),
-        panel(`Log (${lines.length} lines${lines.length > tail.length ? `, the last ${tail.length} shown` : ''})`,
+        panel(log.more ? `Log (the last ${tail.length} lines)` : `Log (${tail.length} lines)`,
           live ? h('span', { class: 'live' }, '● tail, live') : null,
           h('pre', { class: 'log', id: 'log' }, tail.length ? tail.join('\n') : '(empty)')),
         panel('History', table(['When', 'Event', 'From', 'To', 'Actor', 'Detail'], events.events.map((e) => h('tr', null,
