@@ -12,6 +12,7 @@
 //! transaction under an advisory lock, and each is recorded in `jobstore_migrations`.
 
 mod driver;
+mod ops;
 
 pub use driver::{PostgresDriver, PostgresOptions};
 
