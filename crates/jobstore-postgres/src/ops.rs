@@ -1039,12 +1039,9 @@ impl WriteTx for Conn<postgres::Transaction<'_>> {
         data: &[u8],
         now: i64,
     ) -> Result<()> {
-        self.0
-            .execute(
-                "INSERT INTO job_data_chunks (job_id, batch, chunk, data) VALUES ($1, $2, $3, $4)",
-                &[&job, &batch, &chunk, &data],
-            )
-            .map_err(storage)?;
+        // The batch row first: it is locked for the chunk's foreign key, and a batch that is
+        // gone (the job aborted meanwhile) is an answer here, not a failed statement (which
+        // would abort the transaction the store goes on reading in).
         let grown = self
             .0
             .execute(
@@ -1058,13 +1055,18 @@ impl WriteTx for Conn<postgres::Transaction<'_>> {
                 ],
             )
             .map_err(storage)?;
-        if grown == 1 {
-            Ok(())
-        } else {
-            Err(Error::Storage(
+        if grown != 1 {
+            return Err(Error::Storage(
                 format!("data batch {batch} of job {job} is gone").into(),
-            ))
+            ));
         }
+        self.0
+            .execute(
+                "INSERT INTO job_data_chunks (job_id, batch, chunk, data) VALUES ($1, $2, $3, $4)",
+                &[&job, &batch, &chunk, &data],
+            )
+            .map_err(storage)?;
+        Ok(())
     }
 
     fn seal_batch(&mut self, job: i64, batch: i64, now: i64) -> Result<(i64, i64)> {

@@ -291,8 +291,15 @@ fn build(
 
     let tenant = match (scope_tenant, &query.tenant) {
         (Some(scope), Some(asked)) if scope != asked => {
-            // Another tenant's jobs are invisible, not forbidden: an empty page.
-            Some("\u{0}no-such-tenant".to_owned())
+            // Another tenant's jobs are invisible, not forbidden: an empty page (SQLite: a
+            // tenant no job has; PostgreSQL's text holds no NUL, so it says FALSE).
+            match dialect {
+                Dialect::Sqlite => Some("\u{0}no-such-tenant".to_owned()),
+                Dialect::Postgres => {
+                    clauses.push("FALSE");
+                    Some(scope.to_owned())
+                }
+            }
         }
         (Some(scope), _) => Some(scope.to_owned()),
         (None, asked) => asked.clone(),
