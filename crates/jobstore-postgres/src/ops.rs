@@ -150,6 +150,42 @@ fn count(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
+/// How often a statement that lost a deadlock is run again.
+const DEADLOCK_RETRIES: u32 = 5;
+
+/// Runs `statement` on a savepoint of `tx`, again when PostgreSQL chose it as a deadlock's
+/// victim. A statement that changes many jobs at once (a claim, a purge) updates the per-slot
+/// job counts from its row triggers in the order it meets the rows, so two of them on other
+/// daemons can wait for each other; rolling back to the savepoint releases what it locked,
+/// the other goes on, and the rerun finds its own rows (`SKIP LOCKED`) without it.
+fn deadlock_retried<T>(
+    tx: &mut postgres::Transaction<'_>,
+    mut statement: impl FnMut(&mut postgres::Transaction<'_>) -> std::result::Result<T, postgres::Error>,
+) -> Result<T> {
+    let mut retries = 0;
+    loop {
+        let mut savepoint = tx.savepoint("deadlock_retried").map_err(storage)?;
+        match statement(&mut savepoint) {
+            Ok(value) => {
+                savepoint.commit().map_err(storage)?;
+                return Ok(value);
+            }
+            Err(err)
+                if err.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+                    && retries < DEADLOCK_RETRIES =>
+            {
+                savepoint.rollback().map_err(storage)?;
+                retries += 1;
+                log::debug!("a statement lost a deadlock; running it again ({retries})");
+            }
+            Err(err) => {
+                let _ = savepoint.rollback();
+                return Err(storage(err));
+            }
+        }
+    }
+}
+
 /// A list statement's value as PostgreSQL binds it.
 fn pg_param(param: &SqlParam) -> Box<dyn ToSql + Sync> {
     match param {
@@ -817,19 +853,19 @@ impl WriteTx for Conn<postgres::Transaction<'_>> {
     }
 
     fn claim(&mut self, claim: &ClaimJobs<'_>) -> Result<Vec<Job>> {
-        let rows = self
-            .0
-            .query(
-                &format!(
-                    "UPDATE jobs SET state = $1, attempt = attempt + 1, leases = leases + 1, \
-                     lease_token = leases + 1, lease_owner = $2, lease_expires_at = $3, \
-                     heartbeat_at = NULL, started_at = $4, updated_at = $4 \
-                     WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' \
-                         AND queue = ANY($5) AND run_at <= $4 \
-                         AND ($6::text IS NULL OR tenant = $6) \
-                         ORDER BY priority, run_at, id LIMIT $7 FOR UPDATE SKIP LOCKED) \
-                     RETURNING {JOB_COLUMNS}"
-                ),
+        let sql = format!(
+            "UPDATE jobs SET state = $1, attempt = attempt + 1, leases = leases + 1, \
+             lease_token = leases + 1, lease_owner = $2, lease_expires_at = $3, \
+             heartbeat_at = NULL, started_at = $4, updated_at = $4 \
+             WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' \
+                 AND queue = ANY($5) AND run_at <= $4 \
+                 AND ($6::text IS NULL OR tenant = $6) \
+                 ORDER BY priority, run_at, id LIMIT $7 FOR UPDATE SKIP LOCKED) \
+             RETURNING {JOB_COLUMNS}"
+        );
+        let rows = deadlock_retried(&mut self.0, |tx| {
+            tx.query(
+                &sql,
                 &[
                     &claim.to.as_str(),
                     &claim.worker,
@@ -840,7 +876,7 @@ impl WriteTx for Conn<postgres::Transaction<'_>> {
                     &i64::from(claim.max),
                 ],
             )
-            .map_err(storage)?;
+        })?;
         jobs_from_rows(&rows)
     }
 
@@ -1251,28 +1287,26 @@ impl WriteTx for Conn<postgres::Transaction<'_>> {
     }
 
     fn purge_finished(&mut self, tenant: Option<&str>, before: i64, limit: i64) -> Result<usize> {
-        let deleted = self
-            .0
-            .execute(
+        let deleted = deadlock_retried(&mut self.0, |tx| {
+            tx.execute(
                 "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
                  WHERE coalesce(finished_at, -1) >= 0 AND coalesce(finished_at, -1) < $1 \
                  AND ($2::text IS NULL OR tenant = $2) LIMIT $3 FOR UPDATE SKIP LOCKED)",
                 &[&before, &tenant, &limit],
             )
-            .map_err(storage)?;
+        })?;
         Ok(count(deleted))
     }
 
     fn purge_open(&mut self, tenant: Option<&str>, before: i64, limit: i64) -> Result<usize> {
-        let deleted = self
-            .0
-            .execute(
+        let deleted = deadlock_retried(&mut self.0, |tx| {
+            tx.execute(
                 "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = 'open' \
                  AND created_at < $1 AND ($2::text IS NULL OR tenant = $2) \
                  LIMIT $3 FOR UPDATE SKIP LOCKED)",
                 &[&before, &tenant, &limit],
             )
-            .map_err(storage)?;
+        })?;
         Ok(count(deleted))
     }
 
