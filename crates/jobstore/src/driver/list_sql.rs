@@ -1,5 +1,5 @@
 //! The list query's SQL for every engine: [`list_sql`] assembles the statement of a checked
-//! query ([`ListQuery::check`]) from constant fragments chosen by which filters are present and
+//! query (`ListQuery::check`) from constant fragments chosen by which filters are present and
 //! from the sort field, a whitelisted enum; every value is a bound parameter ([`SqlParam`],
 //! which each driver converts to its engine's values), except the literal `dialect <>
 //! 'native'` (an engine uses a partial index only when the query's `WHERE` implies the
@@ -258,7 +258,7 @@ impl Dialect {
     }
 }
 
-/// Builds the statements of a checked query ([`ListQuery::check`]) for `dialect`, selecting
+/// Builds the statements of a checked query (`ListQuery::check`) for `dialect`, selecting
 /// `columns` of `jobs`. `scope_tenant` is the caller's scope (`None`: every tenant).
 ///
 /// # Errors
