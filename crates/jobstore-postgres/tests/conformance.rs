@@ -312,3 +312,46 @@ fn two_stores_on_one_database_never_lease_one_job_twice() {
     ids.dedup();
     assert_eq!((claimed, ids.len()), (200, 200));
 }
+
+/// Uploads begun at once through two stores on one database (each with several writers):
+/// exactly as many begin as the batch limit leaves room for.
+#[test]
+fn a_batch_limit_holds_across_daemons() {
+    let url = support::fresh_database();
+    let open = || {
+        let driver = PostgresDriver::connect(&url, &PostgresOptions::default()).expect("postgres");
+        Store::with_driver(Arc::new(driver), StoreOptions::default())
+    };
+    let (a, b) = (open(), open());
+    let job = a
+        .enqueue(NewJob::new("ingest").upload(true))
+        .expect("enqueue");
+    let limits = UploadLimits {
+        max_batches: Some(2),
+        max_batch_bytes: None,
+    };
+    let begun: Vec<_> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..8)
+            .map(|n| {
+                let store = if n % 2 == 0 { &a } else { &b };
+                scope.spawn(move || store.begin_upload_call(job.id, limits).wait())
+            })
+            .collect();
+        racers
+            .into_iter()
+            .map(|r| r.join().expect("racer"))
+            .collect()
+    });
+    assert_eq!(begun.iter().filter(|b| b.is_ok()).count(), 2, "{begun:?}");
+    assert!(
+        begun
+            .iter()
+            .filter_map(|b| b.as_ref().err())
+            .all(|err| matches!(err, Error::TooManyDataBatches { limit: 2, .. })),
+        "{begun:?}"
+    );
+    for upload in begun.into_iter().flatten() {
+        upload.finish_call().wait().expect("finish");
+    }
+    assert_eq!(b.data_batches(job.id).expect("batches").len(), 2);
+}
