@@ -1,6 +1,19 @@
 //! The PostgreSQL storage of jobstore, for several daemons sharing one database: its schema,
 //! the migrations that build it, and its driver ([`PostgresDriver`], for
-//! `jobstore::Store::with_driver`; begun: see its module for what it does yet).
+//! `jobstore::Store::with_driver`): the whole storage seam with the SQLite driver's meaning
+//! (jobs, lists, uploaded data and outputs, definitions, the activity summaries, check),
+//! safe for several daemons at once. Backup is the engine's own (`pg_dump`,
+//! `pg_basebackup`, a managed service's snapshots): [`PostgresDriver`] answers
+//! `Error::Unsupported` for it, and leaves checkpoints to the server.
+//!
+//! **Uploaders.** Each driver instance names itself `jobstore-<64 random bits>`, sets that as
+//! the `application_name` of every connection it opens, and writes it as the uploader of the
+//! data batches it reserves. An uploader is gone once no session of the server carries its
+//! name (`pg_stat_activity`): the server tells, across machines, with no clock to trust. A
+//! daemon killed mid-upload loses its sessions at once; a vanished machine's last until the
+//! server's TCP keepalive gives up, and its batches are left alone until then. Behind a
+//! pooler that keeps server sessions open (PgBouncer) a name can outlive its daemon: there the
+//! idle purge of incomplete batches (`Store::purge_incomplete_batches`) reclaims them.
 //!
 //! The schema keeps the meaning of the SQLite store's (`crates/jobstore/migrations`): the
 //! same tables, states, `CHECK`s, partial unique index of live unique keys, events written in
@@ -12,6 +25,7 @@
 //! transaction under an advisory lock, and each is recorded in `jobstore_migrations`.
 
 mod driver;
+mod ops;
 
 pub use driver::{PostgresDriver, PostgresOptions};
 

@@ -1,6 +1,7 @@
-//! The beginning of the conformance suite: the same behaviour checks run on the SQLite driver
-//! and on the PostgreSQL driver (a throwaway cluster, `support`), through the one `Store` API.
-//! What the PostgreSQL driver does not do yet must answer `Error::Unsupported`.
+//! Checks of the PostgreSQL driver beside the core's behaviour tests (`tests/core`): a few
+//! behaviours run on the SQLite driver and on the PostgreSQL driver side by side (a throwaway
+//! cluster, `support`), and what only PostgreSQL has: several stores on one database, the
+//! uploaders of daemons that are gone, backup and checkpoints left to the server.
 
 mod support;
 
@@ -8,6 +9,7 @@ use std::sync::Arc;
 
 use jobstore::{
     ClaimRequest, Error, Failure, Heartbeat, ManualClock, NewJob, State, Store, StoreOptions,
+    UploadLimits,
 };
 use jobstore_postgres::{PostgresDriver, PostgresOptions};
 use serde_json::json;
@@ -167,26 +169,115 @@ fn unique_and_idempotency_keys_cancel_and_restart() {
 }
 
 #[test]
-fn what_the_postgres_driver_does_not_do_yet_is_refused_not_faked() {
+fn backup_is_the_engines_own_and_checkpoints_are_the_servers() {
     let url = support::fresh_database();
     let driver = PostgresDriver::connect(&url, &PostgresOptions::default()).expect("postgres");
     let store = Store::with_driver(Arc::new(driver), StoreOptions::default());
-    let job = store
-        .enqueue(NewJob::new("k").upload(true))
-        .expect("enqueue");
-    let unsupported = |result: Result<(), Error>| {
-        assert!(
-            matches!(result, Err(Error::Unsupported { .. })),
-            "{result:?}"
-        );
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(matches!(
+        store.backup_to(dir.path().join("copy")),
+        Err(Error::Unsupported { .. })
+    ));
+    assert!(store.checkpoint().expect("checkpoint"));
+    assert!(store.check().expect("check").is_ok());
+}
+
+/// A daemon's uploads are named by its instance; once no session of the server carries that
+/// name (the daemon is gone), another daemon reclaims its incomplete batches, and never a
+/// live daemon's or one of an uploader it cannot judge.
+#[test]
+fn batches_of_a_gone_daemon_are_reclaimed_and_a_live_ones_are_kept() {
+    let url = support::fresh_database();
+    let open = || {
+        let driver = PostgresDriver::connect(&url, &PostgresOptions::default()).expect("postgres");
+        Store::with_driver(Arc::new(driver), StoreOptions::default())
     };
-    unsupported(store.list(&jobstore::ListQuery::default()).map(|_| ()));
-    unsupported(store.append_data(job.id, &b"abc"[..]).map(|_| ()));
-    unsupported(store.definitions().map(|_| ()));
-    unsupported(store.throughput(store.now() - 60_000, 60_000).map(|_| ()));
-    unsupported(store.check().map(|_| ()));
-    // Nothing was written by the refused upload.
-    assert_eq!(store.events(job.id).expect("events").len(), 1);
+    let (live, survivor) = (open(), open());
+    let job = survivor
+        .enqueue(NewJob::new("ingest").upload(true))
+        .expect("enqueue");
+    let mut upload = live
+        .begin_upload_call(job.id, UploadLimits::default())
+        .wait()
+        .expect("begin upload");
+    upload.push(&[7_u8; 300_000]).expect("push");
+    if let Some(chunk) = upload.chunk_call() {
+        chunk.wait().expect("chunk");
+    }
+    let mut client = support::connect(&url);
+    let name: String = client
+        .query_one(
+            "SELECT uploader FROM job_data_batches WHERE job_id = $1",
+            &[&job.id],
+        )
+        .expect("uploader")
+        .get(0);
+    assert!(name.starts_with("jobstore-"), "{name}");
+    let sessions: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&name],
+        )
+        .expect("sessions")
+        .get(0);
+    assert!(
+        sessions >= 1,
+        "the live daemon's connections carry its name"
+    );
+    // What a killed daemon leaves (a batch and a chunk under a name no session carries), one
+    // under a name of no jobstore daemon, and one whose uploader is unknown.
+    for (batch, uploader) in [
+        (7_i64, Some("jobstore-00000000dead0000")),
+        (8, Some("4194305:1")),
+        (9, None),
+    ] {
+        client
+            .execute(
+                "INSERT INTO job_data_batches (job_id, batch, created_at, updated_at, uploader) \
+                 VALUES ($1, $2, 0, 0, $3)",
+                &[&job.id, &batch, &uploader],
+            )
+            .expect("batch");
+        client
+            .execute(
+                "INSERT INTO job_data_chunks (job_id, batch, chunk, data) \
+                 VALUES ($1, $2, 0, '\\x00')",
+                &[&job.id, &batch],
+            )
+            .expect("chunk");
+    }
+    assert_eq!(survivor.reclaim_abandoned_batches().expect("reclaim"), 1);
+    let batches = |client: &mut postgres::Client| -> Vec<i64> {
+        client
+            .query(
+                "SELECT batch FROM job_data_batches WHERE job_id = $1 ORDER BY batch",
+                &[&job.id],
+            )
+            .expect("batches")
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    };
+    assert_eq!(
+        batches(&mut client),
+        [1, 8, 9],
+        "the live upload and the unknown ones stay"
+    );
+    // The live upload still finishes, whole, and reads back through the other daemon.
+    let done = upload.finish_call().wait().expect("finish");
+    assert_eq!(done.bytes, 300_000);
+    assert_eq!(survivor.reclaim_abandoned_batches().expect("reclaim"), 0);
+    let mut read = Vec::new();
+    std::io::Read::read_to_end(
+        &mut survivor.read_data(job.id, None).expect("read data"),
+        &mut read,
+    )
+    .expect("read");
+    assert_eq!(read, vec![7_u8; 300_000]);
+    client
+        .execute("DELETE FROM job_data_batches WHERE batch IN (8, 9)", &[])
+        .expect("tidy");
+    assert!(survivor.check().expect("check").is_ok());
 }
 
 #[test]
@@ -220,4 +311,47 @@ fn two_stores_on_one_database_never_lease_one_job_twice() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!((claimed, ids.len()), (200, 200));
+}
+
+/// Uploads begun at once through two stores on one database (each with several writers):
+/// exactly as many begin as the batch limit leaves room for.
+#[test]
+fn a_batch_limit_holds_across_daemons() {
+    let url = support::fresh_database();
+    let open = || {
+        let driver = PostgresDriver::connect(&url, &PostgresOptions::default()).expect("postgres");
+        Store::with_driver(Arc::new(driver), StoreOptions::default())
+    };
+    let (a, b) = (open(), open());
+    let job = a
+        .enqueue(NewJob::new("ingest").upload(true))
+        .expect("enqueue");
+    let limits = UploadLimits {
+        max_batches: Some(2),
+        max_batch_bytes: None,
+    };
+    let begun: Vec<_> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..8)
+            .map(|n| {
+                let store = if n % 2 == 0 { &a } else { &b };
+                scope.spawn(move || store.begin_upload_call(job.id, limits).wait())
+            })
+            .collect();
+        racers
+            .into_iter()
+            .map(|r| r.join().expect("racer"))
+            .collect()
+    });
+    assert_eq!(begun.iter().filter(|b| b.is_ok()).count(), 2, "{begun:?}");
+    assert!(
+        begun
+            .iter()
+            .filter_map(|b| b.as_ref().err())
+            .all(|err| matches!(err, Error::TooManyDataBatches { limit: 2, .. })),
+        "{begun:?}"
+    );
+    for upload in begun.into_iter().flatten() {
+        upload.finish_call().wait().expect("finish");
+    }
+    assert_eq!(b.data_batches(job.id).expect("batches").len(), 2);
 }

@@ -29,6 +29,8 @@
 //! The engines: [`crate::sqlite`] (the embedded default, [`crate::Store::open`]); another
 //! engine's driver is given to [`crate::Store::with_driver`].
 
+pub mod list_sql;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 

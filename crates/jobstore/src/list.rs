@@ -1,7 +1,8 @@
 //! Listing jobs: filters, whitelisted sort fields, keyset cursors and page/offset paging.
 //!
 //! What a query may ask is checked here, once, for every engine ([`ListQuery::check`]); each
-//! driver builds the statement of a checked query (SQLite: `sqlite/list.rs`).
+//! driver builds the statement of a checked query with the shared builder
+//! ([`crate::driver::list_sql`]) in its engine's dialect.
 //!
 //! **Invariant:** no SQL text is built from a caller's string: a driver assembles the
 //! statement from constant fragments chosen by which filters are present and from the sort

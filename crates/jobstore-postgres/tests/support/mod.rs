@@ -2,7 +2,8 @@
 //! database, e.g. `postgres://postgres@127.0.0.1:5433`), or else a throwaway cluster of this
 //! test process's own, made with the PostgreSQL 15 server binaries on a free port on
 //! 127.0.0.1 (as the `postgres` user when the tests run as root: initdb refuses root) and
-//! stopped by a watcher once the process is gone. Each test gets a database of its own.
+//! stopped and removed by a watcher once the process is gone. Each test gets a database of its
+//! own.
 
 #![allow(dead_code)]
 
@@ -104,10 +105,11 @@ fn start_cluster() -> Server {
         .stdout(Stdio::null()));
     // Stops the cluster once this process is gone, however it ends.
     let stop = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {prefix}{BIN}/pg_ctl -D '{data}' -m immediate stop >/dev/null 2>&1",
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {prefix}{BIN}/pg_ctl -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{dir}'",
         pid = std::process::id(),
         prefix = if root { "runuser -u postgres -- " } else { "" },
         data = data.display(),
+        dir = dir.path().display(),
     );
     // The watcher outlives this process on purpose: it is never waited for.
     #[allow(clippy::zombie_processes)]

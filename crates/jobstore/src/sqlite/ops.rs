@@ -9,7 +9,7 @@ use crate::driver::{
     Chunk, ChunkQuery, ClaimJobs, CompleteRow, EventRow, FinishedCount, HeartbeatRow, JobRow,
     OldestDue, Reader, ReleaseRow, StateCount, StepRow, WriteTx,
 };
-use crate::list::{Cursor, JobPage, ListQuery};
+use crate::list::{JobPage, ListQuery};
 use crate::model::{
     DataBatch, Definition, DefinitionStep, Job, JobEvent, LogLevel, LogLine, Output, QueueCount,
     Step, StepStatus,
@@ -269,13 +269,10 @@ impl<C: Deref<Target = Connection>> Reader for Conn<C> {
     fn list_jobs(&mut self, tenant: Option<&str>, query: &ListQuery) -> Result<JobPage> {
         let conn = &*self.0;
         let sql = query.to_sql(tenant, JOB_COLUMNS)?;
-        let mut jobs = conn
+        let jobs = conn
             .prepare_cached(&sql.select)?
             .query_map(params_from_iter(sql.params.iter()), job_from_row)?
             .collect::<rusqlite::Result<Vec<Job>>>()?;
-        let limit = usize::try_from(sql.limit).unwrap_or(usize::MAX);
-        let has_more = jobs.len() > limit;
-        jobs.truncate(limit);
         let total = match &sql.count {
             Some(count) => Some(
                 conn.prepare_cached(count)?
@@ -285,18 +282,7 @@ impl<C: Deref<Target = Connection>> Reader for Conn<C> {
             ),
             None => None,
         };
-        let next_cursor = if has_more {
-            jobs.last()
-                .map(|job| Cursor::after(job, sql.sort, sql.direction))
-        } else {
-            None
-        };
-        Ok(JobPage {
-            jobs,
-            next_cursor,
-            has_more,
-            total: total.map(|t| u64::try_from(t).unwrap_or(0)),
-        })
+        Ok(sql.shared.page(jobs, total))
     }
 
     fn events(&mut self, job: i64) -> Result<Vec<JobEvent>> {

@@ -8,14 +8,14 @@ use jobstore::{ClaimRequest, Error, NewJob, State, UploadLimits};
 use crate::support::Fixture;
 
 /// Bytes that differ at every position, so a misplaced chunk shows.
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
+pub(crate) fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ ((i >> 8) as u8))
         .collect()
 }
 
-fn count(f: &Fixture, sql: &str, id: i64) -> i64 {
-    f.sql().query_row(sql, [id], |r| r.get(0)).unwrap()
+pub(crate) fn count(f: &Fixture, sql: &str, id: i64) -> i64 {
+    f.count(sql, &[id])
 }
 
 /// The batch rows and chunk rows of a job, complete or not.
@@ -23,12 +23,12 @@ fn data_rows(f: &Fixture, id: i64) -> (i64, i64) {
     (
         count(
             f,
-            "SELECT count(*) FROM job_data_batches WHERE job_id = ?1",
+            "SELECT count(*) FROM job_data_batches WHERE job_id = $1",
             id,
         ),
         count(
             f,
-            "SELECT count(*) FROM job_data_chunks WHERE job_id = ?1",
+            "SELECT count(*) FROM job_data_chunks WHERE job_id = $1",
             id,
         ),
     )
@@ -79,7 +79,7 @@ fn batches_round_trip_in_order_across_chunk_boundaries() {
     assert_eq!(
         count(
             &f,
-            "SELECT count(*) FROM job_data_chunks WHERE job_id = ?1 AND batch = 1",
+            "SELECT count(*) FROM job_data_chunks WHERE job_id = $1 AND batch = 1",
             job.id
         ),
         3
@@ -120,7 +120,7 @@ fn abort_deletes_the_data_in_the_same_transaction() {
         assert_eq!(
             count(
                 &f,
-                &format!("SELECT count(*) FROM {table} WHERE job_id = ?1"),
+                &format!("SELECT count(*) FROM {table} WHERE job_id = $1"),
                 job.id
             ),
             0,
@@ -129,7 +129,7 @@ fn abort_deletes_the_data_in_the_same_transaction() {
         assert_eq!(
             count(
                 &f,
-                &format!("SELECT count(*) FROM {table} WHERE job_id = ?1"),
+                &format!("SELECT count(*) FROM {table} WHERE job_id = $1"),
                 keep.id
             ),
             1,
@@ -225,43 +225,11 @@ fn a_batch_is_invisible_until_complete_and_an_abort_mid_upload_refuses_it() {
     assert_eq!(
         count(
             &f,
-            "SELECT count(*) FROM job_data_chunks WHERE job_id = ?1",
+            "SELECT count(*) FROM job_data_chunks WHERE job_id = $1",
             job.id
         ),
         0
     );
-}
-
-#[test]
-fn abandoned_incomplete_batches_are_purged() {
-    let f = Fixture::new();
-    let job = f.store.enqueue(NewJob::new("ingest").upload(true)).unwrap();
-    // An upload whose process died: a batch row left incomplete, written by hand.
-    let conn = f.sql();
-    conn.execute(
-        "INSERT INTO job_data_batches (job_id, batch, bytes, complete, created_at, updated_at) \
-         VALUES (?1, 1, 3, 0, 0, 0)",
-        [job.id],
-    )
-    .unwrap();
-    conn.execute(
-        "INSERT INTO job_data_chunks (job_id, batch, chunk, data) VALUES (?1, 1, 0, x'616263')",
-        [job.id],
-    )
-    .unwrap();
-    assert!(f.store.data_batches(job.id).unwrap().is_empty());
-    assert_eq!(f.store.purge_incomplete_batches(60_000).unwrap(), 1);
-    assert_eq!(
-        count(
-            &f,
-            "SELECT count(*) FROM job_data_chunks WHERE job_id = ?1",
-            job.id
-        ),
-        0
-    );
-    // The next batch takes number 1 again: numbering follows complete uploads.
-    let batch = f.store.append_data(job.id, &b"x"[..]).unwrap();
-    assert_eq!(batch.batch, 1);
 }
 
 #[test]
@@ -278,71 +246,6 @@ fn open_uploads_past_their_age_are_purged() {
     assert!(f.store.get(stale.id).is_err());
     assert!(f.store.get(fresh.id).is_ok());
     assert!(f.store.check().unwrap().is_ok());
-}
-
-#[test]
-fn batches_of_a_dead_uploader_are_reclaimed_and_a_live_ones_are_kept() {
-    let f = Fixture::new();
-    let job = f.store.enqueue(NewJob::new("ingest").upload(true)).unwrap();
-    // An upload of this process, half way: its batch row names this process.
-    let mut live = f
-        .store
-        .begin_upload_call(job.id, UploadLimits::default())
-        .wait()
-        .unwrap();
-    live.push(&pattern(300_000, 4)).unwrap();
-    if let Some(chunk) = live.chunk_call() {
-        chunk.wait().unwrap();
-    }
-    let me: String = f
-        .sql()
-        .query_row(
-            "SELECT uploader FROM job_data_batches WHERE job_id = ?1",
-            [job.id],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert!(me.starts_with(&format!("{}:", std::process::id())), "{me}");
-    // What a killed process leaves: a batch and a chunk under a process that is gone, and
-    // one whose uploader is unknown (made before uploaders were recorded).
-    let sql = f.sql();
-    for (batch, uploader) in [(7, Some("4194305:1")), (8, None)] {
-        sql.execute(
-            "INSERT INTO job_data_batches (job_id, batch, created_at, updated_at, uploader) \
-             VALUES (?1, ?2, 0, 0, ?3)",
-            rusqlite::params![job.id, batch, uploader],
-        )
-        .unwrap();
-        sql.execute(
-            "INSERT INTO job_data_chunks (job_id, batch, chunk, data) VALUES (?1, ?2, 0, x'00')",
-            rusqlite::params![job.id, batch],
-        )
-        .unwrap();
-    }
-
-    assert_eq!(f.store.reclaim_abandoned_batches().unwrap(), 1);
-    let left: Vec<i64> = {
-        let mut stmt = sql
-            .prepare("SELECT batch FROM job_data_batches WHERE job_id = ?1 ORDER BY batch")
-            .unwrap();
-        stmt.query_map([job.id], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap()
-    };
-    assert_eq!(left, vec![1, 8], "the live upload and the unknown one stay");
-    assert_eq!(
-        count(
-            &f,
-            "SELECT count(*) FROM job_data_chunks WHERE job_id = ?1 AND batch = 7",
-            job.id
-        ),
-        0
-    );
-    // The live upload still finishes, whole.
-    let done = live.finish_call().wait().unwrap();
-    assert_eq!(done.bytes, 300_000);
-    assert_eq!(f.store.reclaim_abandoned_batches().unwrap(), 0);
 }
 
 #[test]

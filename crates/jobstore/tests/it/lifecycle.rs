@@ -311,15 +311,11 @@ fn only_finished_jobs_can_be_deleted_and_deletion_takes_everything() {
     f.store.cancel(job.id, "").unwrap();
     f.store.delete(job.id).unwrap();
     assert!(matches!(f.store.get(job.id), Err(Error::JobNotFound { id }) if id == job.id));
-    let conn = f.sql();
     for table in ["job_events", "job_logs"] {
-        let n: i64 = conn
-            .query_row(
-                &format!("SELECT count(*) FROM {table} WHERE job_id = ?1"),
-                [job.id],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let n = f.count(
+            &format!("SELECT count(*) FROM {table} WHERE job_id = $1"),
+            &[job.id],
+        );
         assert_eq!(n, 0, "{table}");
     }
     // Ids are never reused.
@@ -362,11 +358,7 @@ fn an_idempotency_key_returns_the_first_job() {
     let first = f.store.enqueue(new.clone()).unwrap();
     let again = f.store.enqueue(new).unwrap();
     assert_eq!(first, again);
-    let count: i64 = f
-        .sql()
-        .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(count, 1);
+    assert_eq!(f.count("SELECT count(*) FROM jobs", &[]), 1);
     match f.store.enqueue(
         NewJob::new("export")
             .idempotency_key("req-1")
@@ -466,24 +458,6 @@ fn purge_removes_old_finished_jobs_only() {
 }
 
 #[test]
-fn backup_writes_a_consistent_copy() {
-    let f = Fixture::new();
-    f.store.enqueue(NewJob::new("a")).unwrap();
-    let dest = f.dir.path().join("backup.db");
-    f.store.backup_to(&dest).unwrap();
-    let copy = jobstore::Store::open(&dest).unwrap();
-    let page = copy
-        .with_scope(jobstore::Scope::All)
-        .list(&jobstore::ListQuery::default())
-        .unwrap();
-    assert_eq!(page.jobs.len(), 1);
-    assert!(matches!(
-        f.store.backup_to(&dest),
-        Err(Error::InvalidInput { .. })
-    ));
-}
-
-#[test]
 fn stats_count_jobs_by_queue_and_state() {
     let f = Fixture::new();
     f.store.enqueue(NewJob::new("a")).unwrap();
@@ -522,11 +496,7 @@ fn discard_takes_a_waiting_job_in_one_step_but_never_a_running_one() {
         f.store.get(upload.id),
         Err(Error::JobNotFound { .. })
     ));
-    let chunks: i64 = f
-        .sql()
-        .query_row("SELECT count(*) FROM job_data_chunks", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(chunks, 0);
+    assert_eq!(f.count("SELECT count(*) FROM job_data_chunks", &[]), 0);
 
     let running = f.store.enqueue(NewJob::new("a")).unwrap();
     claim_one(&f, "w");

@@ -830,12 +830,15 @@ fn apply(f: &Fixture, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn sql_err(err: rusqlite::Error) -> TestCaseError {
-    TestCaseError::fail(format!("sql: {err}"))
+/// An integer column as the tables hold it.
+fn int(cell: &Option<String>) -> Result<i64, TestCaseError> {
+    cell.as_deref()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| TestCaseError::fail(format!("not an integer: {cell:?}")))
 }
 
 /// The store's own check, and the history and data of every job against its row and the
-/// model, read with plain SQL as an operator would.
+/// model, read with plain SQL as an operator would (SQL every engine takes).
 fn check_tables(f: &Fixture, m: &Model) -> Result<(), TestCaseError> {
     let report = f
         .store
@@ -843,18 +846,17 @@ fn check_tables(f: &Fixture, m: &Model) -> Result<(), TestCaseError> {
         .map_err(|err| TestCaseError::fail(format!("check: {err:?}")))?;
     prop_assert!(report.is_ok(), "store.check(): {:?}", report.problems);
 
-    let conn = f.sql();
-    let count = |sql: &str, id: i64| -> Result<i64, TestCaseError> {
-        conn.query_row(sql, [id], |row| row.get(0)).map_err(sql_err)
-    };
     for (&id, job) in &m.jobs {
-        let (state, attempt, leases, token): (String, i64, i64, Option<i64>) = conn
-            .query_row(
-                "SELECT state, attempt, leases, lease_token FROM jobs WHERE id = ?1",
-                [id],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-            )
-            .map_err(sql_err)?;
+        let rows = f.rows(
+            "SELECT state, attempt, leases, lease_token FROM jobs WHERE id = $1",
+            &[id],
+        );
+        let [row] = rows.as_slice() else {
+            return Err(TestCaseError::fail(format!("job {id}: {rows:?}")));
+        };
+        let state = row[0].clone().unwrap_or_default();
+        let (attempt, leases) = (int(&row[1])?, int(&row[2])?);
+        let token = row[3].as_ref().map(|_| int(&row[3])).transpose()?;
         prop_assert_eq!(&state, job.state.as_str(), "job {} state column", id);
         prop_assert_eq!(leases, job.leases, "job {} leases column", id);
         prop_assert!(
@@ -867,18 +869,22 @@ fn check_tables(f: &Fixture, m: &Model) -> Result<(), TestCaseError> {
             prop_assert_eq!(token, Some(leases), "job {}: token of the last claim", id);
         }
 
-        let events: Vec<(String, Option<String>, String, i64)> = conn
-            .prepare(
-                "SELECT event, from_state, to_state, at FROM job_events WHERE job_id = ?1 \
+        let events = f
+            .rows(
+                "SELECT event, from_state, to_state, at FROM job_events WHERE job_id = $1 \
                  ORDER BY id",
+                &[id],
             )
-            .map_err(sql_err)?
-            .query_map([id], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            .into_iter()
+            .map(|row| {
+                Ok((
+                    row[0].clone().unwrap_or_default(),
+                    row[1].clone(),
+                    row[2].clone().unwrap_or_default(),
+                    int(&row[3])?,
+                ))
             })
-            .map_err(sql_err)?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(sql_err)?;
+            .collect::<Result<Vec<(String, Option<String>, String, i64)>, TestCaseError>>()?;
         let Some(((first, first_from, _, _), _)) = events.split_first() else {
             return Err(TestCaseError::fail(format!("job {id} has no events")));
         };
@@ -907,15 +913,15 @@ fn check_tables(f: &Fixture, m: &Model) -> Result<(), TestCaseError> {
         let want: BTreeMap<&str, i64> = job.events.iter().map(|(k, v)| (*k, *v)).collect();
         prop_assert_eq!(by_name, want, "job {}: events by name", id);
 
-        let batches = count(
-            "SELECT count(*) FROM job_data_batches WHERE job_id = ?1 AND complete = 1",
-            id,
-        )?;
+        let batches = f.count(
+            "SELECT count(*) FROM job_data_batches WHERE job_id = $1 AND complete",
+            &[id],
+        );
         prop_assert_eq!(batches, job.batches, "job {}: data batches", id);
-        let incomplete = count(
-            "SELECT count(*) FROM job_data_batches WHERE job_id = ?1 AND complete = 0",
-            id,
-        )?;
+        let incomplete = f.count(
+            "SELECT count(*) FROM job_data_batches WHERE job_id = $1 AND NOT complete",
+            &[id],
+        );
         prop_assert_eq!(incomplete, 0, "job {}: incomplete batches", id);
     }
 
@@ -930,45 +936,40 @@ fn check_tables(f: &Fixture, m: &Model) -> Result<(), TestCaseError> {
             "idempotency_keys",
         ] {
             let column = if table == "jobs" { "id" } else { "job_id" };
-            let left = count(
-                &format!("SELECT count(*) FROM {table} WHERE {column} = ?1"),
-                *id,
-            )?;
+            let left = f.count(
+                &format!("SELECT count(*) FROM {table} WHERE {column} = $1"),
+                &[*id],
+            );
             prop_assert_eq!(left, 0, "deleted job {} left rows in {}", id, table);
         }
     }
 
-    let conn_count = |sql: &str| -> Result<i64, TestCaseError> {
-        conn.query_row(sql, [], |row| row.get(0)).map_err(sql_err)
-    };
     prop_assert_eq!(
-        conn_count(
+        f.count(
             "SELECT count(*) FROM (SELECT tenant, unique_key FROM jobs \
              WHERE unique_key IS NOT NULL AND state IN ('open', 'queued', 'running') \
-             GROUP BY tenant, unique_key HAVING count(*) > 1)"
-        )?,
+             GROUP BY tenant, unique_key HAVING count(*) > 1) AS shared",
+            &[]
+        ),
         0,
         "two live jobs share a unique key"
     );
     prop_assert_eq!(
-        conn_count("SELECT count(*) FROM job_events WHERE job_id NOT IN (SELECT id FROM jobs)")?,
+        f.count(
+            "SELECT count(*) FROM job_events WHERE job_id NOT IN (SELECT id FROM jobs)",
+            &[]
+        ),
         0,
         "events of missing jobs"
     );
     prop_assert_eq!(
-        conn_count("SELECT count(*) FROM jobs")?,
+        f.count("SELECT count(*) FROM jobs", &[]),
         m.jobs.len() as i64,
         "job rows"
     );
     if let Some(last) = m.created.last() {
-        let seq =
-            conn_count("SELECT ifnull(max(seq), 0) FROM sqlite_sequence WHERE name = 'jobs'")?;
-        prop_assert!(
-            seq >= *last,
-            "AUTOINCREMENT sequence {} behind id {}",
-            seq,
-            last
-        );
+        let seq = f.id_high_water();
+        prop_assert!(seq >= *last, "id sequence {} behind id {}", seq, last);
     }
     Ok(())
 }

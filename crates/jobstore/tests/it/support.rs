@@ -1,4 +1,10 @@
 //! Fixtures: a store on a fresh file in its own temporary folder, on a manual clock.
+//!
+//! The driver-agnostic modules of this suite run on PostgreSQL too
+//! (`crates/jobstore-postgres/tests/core`), with a fixture of the same shape there. They
+//! read the tables only through [`Fixture::rows`], [`Fixture::count`], [`Fixture::snapshot`]
+//! and [`Fixture::id_high_water`], in SQL both engines take (`$1` placeholders, no engine's
+//! own functions); what inspects SQLite itself (`sql()`, the file) is in `sqlite_only`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +45,47 @@ impl Fixture {
     /// A separate plain connection to the file, as `sqlite3` would open it.
     pub(crate) fn sql(&self) -> Connection {
         Connection::open(self.path()).expect("open raw connection")
+    }
+
+    /// The rows `sql` answers, every value as text (`None` for NULL); `$1`, `$2`, … are
+    /// `params` (SQLite numbers `$n` parameters in order of appearance).
+    pub(crate) fn rows(&self, sql: &str, params: &[i64]) -> Vec<Vec<Option<String>>> {
+        let conn = self.sql();
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        let columns = stmt.column_count();
+        stmt.query_map(rusqlite::params_from_iter(params.iter()), |row| {
+            (0..columns)
+                .map(|i| {
+                    Ok(match row.get::<_, rusqlite::types::Value>(i)? {
+                        rusqlite::types::Value::Null => None,
+                        rusqlite::types::Value::Integer(n) => Some(n.to_string()),
+                        rusqlite::types::Value::Real(x) => Some(x.to_string()),
+                        rusqlite::types::Value::Text(t) => Some(t),
+                        rusqlite::types::Value::Blob(b) => Some(format!("{b:?}")),
+                    })
+                })
+                .collect()
+        })
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows")
+    }
+
+    /// The integer in the first column of the first row `sql` answers.
+    pub(crate) fn count(&self, sql: &str, params: &[i64]) -> i64 {
+        let rows = self.rows(sql, params);
+        rows.first()
+            .and_then(|row| row.first().cloned().flatten())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no integer from {sql}: {rows:?}"))
+    }
+
+    /// The highest job id ever handed out (ids are never reused).
+    pub(crate) fn id_high_water(&self) -> i64 {
+        self.count(
+            "SELECT ifnull(max(seq), 0) FROM sqlite_sequence WHERE name = 'jobs'",
+            &[],
+        )
     }
 
     /// Every row of every job table, as text: compared before and after a refused call.

@@ -16,14 +16,13 @@ fn claim(f: &Fixture, worker: &str, max: u32) -> Vec<jobstore::Job> {
     f.store.claim(&request).expect("claim")
 }
 
+/// Events of one name (a constant of these tests, written into the statement).
 fn event_count(f: &Fixture, event: &str) -> i64 {
-    f.sql()
-        .query_row(
-            "SELECT count(*) FROM job_events WHERE event = ?1",
-            [event],
-            |row| row.get(0),
-        )
-        .unwrap()
+    assert!(event.chars().all(|c| c.is_ascii_alphabetic()), "{event}");
+    f.count(
+        &format!("SELECT count(*) FROM job_events WHERE event = '{event}'"),
+        &[],
+    )
 }
 
 #[test]
@@ -121,13 +120,8 @@ fn a_write_call_answers_through_its_callback_after_the_commit() {
         .unwrap()
         .unwrap();
     // Committed by the time the callback ran: a fresh connection sees it.
-    let state: String = f
-        .sql()
-        .query_row("SELECT state FROM jobs WHERE id = ?1", [job.id], |row| {
-            row.get(0)
-        })
-        .unwrap();
-    assert_eq!(state, "queued");
+    let state = f.rows("SELECT state FROM jobs WHERE id = $1", &[job.id]);
+    assert_eq!(state, [[Some("queued".to_owned())]]);
 
     // Refused input arrives through the same callback, and nothing is written.
     let before = f.snapshot();
