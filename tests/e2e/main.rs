@@ -24,6 +24,7 @@ mod list;
 mod logs;
 mod maintenance;
 mod observability;
+mod postgres;
 mod reliability;
 mod replication;
 mod routes;

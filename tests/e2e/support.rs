@@ -42,6 +42,8 @@ pub(crate) struct Options {
     pub env: Vec<(String, String)>,
     /// The certificates clients trust (PEM files), for a daemon that serves HTTPS.
     pub trust: Vec<PathBuf>,
+    /// `--db`: the database, when not the test directory's `jobstore.db`.
+    pub db: Option<OsString>,
 }
 
 /// The binary under test with the environment a test controls: no `JOBSTORE_*` settings or
@@ -246,7 +248,10 @@ impl Daemon {
 
     /// A daemon in `dir` listening on `listen` (`127.0.0.1:0`: a free port).
     fn start_listening(dir: TempDir, options: Options, listen: &str) -> Daemon {
-        let db = dir.path().join("jobstore.db");
+        let db = options
+            .db
+            .clone()
+            .unwrap_or_else(|| dir.path().join("jobstore.db").into_os_string());
         let mut command = binary();
         command
             .arg("serve")

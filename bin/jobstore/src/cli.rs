@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "jobstore", version, about)]
 pub(crate) struct Cli {
-    /// The database file [env: JOBSTORE_DB] [default: ./jobstore.db].
+    /// The database: a SQLite file, or a PostgreSQL database by its postgres:// URL, which
+    /// several daemons may share [env: JOBSTORE_DB] [default: ./jobstore.db].
     #[arg(long, global = true)]
     pub db: Option<PathBuf>,
     #[command(subcommand)]

@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod config;
 mod litestream;
+mod location;
 mod serve;
 mod systemd;
 mod worker;

@@ -10,13 +10,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use jobstore::{Store, StoreOptions};
+use jobstore::StoreOptions;
 use jobstore_http::tls::Reloaded;
 use jobstore_http::{App, Tls, Tokens};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::config::{Replication, ServeConfig};
+use crate::location::Location;
 use crate::{litestream, systemd};
 
 /// Runs the daemon until a shutdown signal.
@@ -133,18 +134,30 @@ async fn serve(config: ServeConfig) -> Result<()> {
         checkpoints: config.replication.checkpoints(),
         ..StoreOptions::default()
     };
-    if config.replication == Replication::None && litestream::meta_dir(&config.db).is_dir() {
-        log::warn!(
-            "{} is there: Litestream replicates this database, but replication is not set to \
-             \"litestream\" and the daemon's own checkpoints will make it take full snapshots",
-            litestream::meta_dir(&config.db).display()
-        );
+    let location = Location::of(&config.db);
+    match location.file() {
+        Some(file)
+            if config.replication == Replication::None && litestream::meta_dir(file).is_dir() =>
+        {
+            log::warn!(
+                "{} is there: Litestream replicates this database, but replication is not set \
+                 to \"litestream\" and the daemon's own checkpoints will make it take full \
+                 snapshots",
+                litestream::meta_dir(file).display()
+            );
+        }
+        None if config.replication != Replication::None => bail!(
+            "replication = \"{}\" is for a SQLite file; {} is a PostgreSQL database, which the \
+             server replicates (streaming replicas, a managed service)",
+            config.replication.as_str(),
+            location.describe()
+        ),
+        _ => {}
     }
-    let db = config.db.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open_with(&db, options))
+    let opening = location.clone();
+    let store = tokio::task::spawn_blocking(move || opening.open(options))
         .await
-        .context("opening the store panicked")?
-        .with_context(|| format!("cannot open {}", config.db.display()))?;
+        .context("opening the store panicked")??;
     // Batches of uploads that a killed process left behind go before the first request.
     let reclaiming = store.clone();
     match tokio::task::spawn_blocking(move || reclaiming.reclaim_abandoned_batches()).await {
@@ -186,7 +199,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
 
     log::info!(
         "database {} (durability {}, replication {})",
-        config.db.display(),
+        location.describe(),
         config.durability.as_str(),
         config.replication.as_str()
     );

@@ -1,4 +1,5 @@
-//! The maintenance commands on the database file: `migrate`, `check`, `backup` and `stats`.
+//! The maintenance commands on the database: `migrate`, `check`, `backup` (a SQLite file's)
+//! and `stats`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -6,14 +7,15 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use super::Database;
+use crate::location::Location;
 
-/// `jobstore migrate`: opening the file already brought it to the current schema.
+/// `jobstore migrate`: opening the database already brought it to the current schema.
 pub(crate) fn migrate(db: &Database) -> Result<ExitCode> {
-    println!(
-        "{}: schema version {}",
-        db.path.display(),
-        jobstore::SCHEMA_VERSION
-    );
+    let version = match db.location {
+        Location::Sqlite(_) => jobstore::SCHEMA_VERSION,
+        Location::Postgres(_) => jobstore_postgres::SCHEMA_VERSION,
+    };
+    println!("{}: schema version {version}", db.location.describe());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -34,7 +36,7 @@ pub(crate) fn check(db: &Database) -> Result<ExitCode> {
 /// `jobstore backup DEST`: writes a consistent copy of the file to `dest`.
 pub(crate) fn backup(db: &Database, dest: &Path) -> Result<ExitCode> {
     db.store.backup_to(dest)?;
-    println!("backed up {} to {}", db.path.display(), dest.display());
+    println!("backed up {} to {}", db.location.describe(), dest.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,7 +1,7 @@
 //! What each command does once the command line is parsed. The maintenance and job commands
-//! work straight on the database file, through the core store. Beside a file that Litestream
-//! replicates (its `.NAME-litestream` directory is there) they never checkpoint the WAL:
-//! Litestream owns checkpoints.
+//! work straight on the database (a SQLite file or a PostgreSQL database), through the core
+//! store. Beside a file that Litestream replicates (its `.NAME-litestream` directory is there)
+//! they never checkpoint the WAL: Litestream owns checkpoints.
 
 pub(crate) mod daemons;
 pub(crate) mod human;
@@ -13,38 +13,36 @@ pub(crate) mod tokens;
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use jobstore::{Checkpoints, Scope, Store, StoreOptions};
 
 use crate::litestream;
+use crate::location::Location;
 
-/// The database file, opened for a command that works on it directly.
+/// The database, opened for a command that works on it directly.
 pub(crate) struct Database {
-    /// The file's path as resolved from `--db`, `JOBSTORE_DB` or the default.
-    pub path: PathBuf,
-    /// The store on the file, seeing every tenant.
+    /// Where it is, as resolved from `--db`, `JOBSTORE_DB` or the default.
+    pub location: Location,
+    /// The store on it, seeing every tenant.
     pub store: Store,
 }
 
 impl Database {
-    /// Opens (creating or migrating) the file named by `--db`, else `JOBSTORE_DB`, else
-    /// `./jobstore.db`.
+    /// Opens (creating or migrating) the database named by `--db`, else `JOBSTORE_DB`, else
+    /// `./jobstore.db`: a SQLite file, or a PostgreSQL database by its `postgres://` URL.
     pub(crate) fn open(flag: Option<PathBuf>) -> Result<Self> {
-        let path = db_path(flag);
-        let checkpoints = if litestream::meta_dir(&path).is_dir() {
-            Checkpoints::External
-        } else {
-            Checkpoints::Store
+        let location = Location::of(&db_path(flag));
+        let checkpoints = match location.file() {
+            Some(path) if litestream::meta_dir(path).is_dir() => Checkpoints::External,
+            _ => Checkpoints::Store,
         };
         let options = StoreOptions {
             checkpoints,
             ..StoreOptions::default()
         };
-        let store = Store::open_with(&path, options)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        // The operator at the file sees every tenant.
-        let store = store.with_scope(Scope::All);
-        Ok(Self { path, store })
+        // The operator at the database sees every tenant.
+        let store = location.open(options)?.with_scope(Scope::All);
+        Ok(Self { location, store })
     }
 }
 

@@ -15,6 +15,7 @@ use jobstore::{Direction, ListQuery, Scope, SortField, Store};
 use super::db_path;
 use crate::cli::RestoreArgs;
 use crate::litestream;
+use crate::location::Location;
 
 /// Litestream's config file in the package.
 const PACKAGED_CONFIG: &str = "/etc/jobstore/litestream.yml";
@@ -22,7 +23,16 @@ const PACKAGED_CONFIG: &str = "/etc/jobstore/litestream.yml";
 /// `jobstore restore`: restores, checks, and moves the file into place; exit 1 when the check
 /// finds a problem (the restored file is kept for inspection).
 pub(crate) fn restore(db: Option<PathBuf>, args: &RestoreArgs) -> Result<ExitCode> {
-    let db = std::path::absolute(db_path(db)).context("the database path")?;
+    let named = db_path(db);
+    if Location::of(&named).file().is_none() {
+        bail!(
+            "{} is a PostgreSQL database: restore it with the server's own tools \
+             (pg_restore, a base backup or the service's snapshots); jobstore restore \
+             brings back a SQLite file from its Litestream replica",
+            Location::of(&named).describe()
+        );
+    }
+    let db = std::path::absolute(named).context("the database path")?;
     for path in [
         db.clone(),
         litestream::wal_path(&db),
