@@ -35,6 +35,7 @@ mod logs;
 mod maintenance;
 mod observability;
 mod postgres;
+mod postgres_crash;
 mod reliability;
 mod replication;
 mod routes;
