@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Client, Daemon, Options, add_token, assert_error, eventually, id_of, jobstore, temp_dir,
+    Client, Daemon, Options, add_token, assert_error, database_in, eventually, id_of, jobstore,
+    temp_dir,
 };
 
 fn listed_ids(api: &Client) -> BTreeSet<i64> {
@@ -336,11 +337,10 @@ fn sighup_reloads_the_tokens_file() {
 #[test]
 fn refuses_to_listen_beyond_loopback_without_tokens() {
     let dir = temp_dir();
-    let db = dir.path().join("jobstore.db");
     let output = jobstore([
         "serve".into(),
         "--db".into(),
-        db.into_os_string(),
+        database_in(dir.path()),
         "--listen".into(),
         "0.0.0.0:0".into(),
     ]);

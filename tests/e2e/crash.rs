@@ -1,6 +1,6 @@
 //! Crash safety: clients create jobs while the daemon is killed with SIGKILL and restarted,
 //! again and again. Every job whose creation was answered 2xx is there afterwards, and the
-//! file passes `jobstore check`.
+//! database passes `jobstore check`.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -100,6 +100,6 @@ fn acknowledged_creates_survive_repeated_sigkill() {
     assert!(lost.is_empty(), "acknowledged jobs lost: {lost:?}");
 
     daemon.stop();
-    let check = jobstore(["--db".into(), daemon.db().into_os_string(), "check".into()]);
+    let check = jobstore(["--db".into(), daemon.database().to_owned(), "check".into()]);
     assert_eq!(check.success().trim(), "ok");
 }

@@ -1217,7 +1217,7 @@ fn batch_count_and_size_are_bounded_by_the_dialect_settings() {
 
 /// The daemon's process id: the `jobstore serve` whose command line names its database.
 fn daemon_pid(daemon: &Daemon) -> u32 {
-    let db = daemon.db().to_string_lossy().into_owned();
+    let db = daemon.database().to_string_lossy().into_owned();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;

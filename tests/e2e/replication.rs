@@ -42,6 +42,7 @@ fn wal_bytes(db: &Path) -> u64 {
 
 #[test]
 fn with_litestream_replication_the_daemon_never_checkpoints() {
+    crate::support::sqlite_only!("reads the WAL and -shm files to see that no checkpoint ran");
     let mut daemon = Daemon::with_config(
         "replication = \"litestream\"\n[maintenance]\ncheckpoint_interval_ms = 20\n",
     );
@@ -98,6 +99,7 @@ fn with_litestream_replication_the_daemon_never_checkpoints() {
 
 #[test]
 fn without_replication_the_daemon_checkpoints_as_before() {
+    crate::support::sqlite_only!("reads the WAL file to see the daemon's checkpoints");
     let mut daemon = Daemon::with_config("[maintenance]\ncheckpoint_interval_ms = 20\n");
     let api = daemon.client();
     let db = daemon.db();
@@ -119,6 +121,7 @@ fn without_replication_the_daemon_checkpoints_as_before() {
 
 #[test]
 fn a_daemon_beside_litestream_state_without_the_setting_warns() {
+    crate::support::sqlite_only!("Litestream's state sits beside a database file");
     let dir = temp_dir();
     std::fs::create_dir(dir.path().join(".jobstore.db-litestream")).unwrap();
     let daemon = Daemon::with_config_in(dir, "", None);
@@ -159,6 +162,7 @@ fn restore(db: &Path, litestream: &Path) -> crate::support::Output {
 
 #[test]
 fn restore_checks_the_file_before_moving_it_into_place_and_overwrites_nothing() {
+    crate::support::sqlite_only!("restores a database file from a Litestream replica");
     let mut daemon = Daemon::start();
     let api = daemon.client();
     for n in 0..3 {

@@ -3,15 +3,20 @@
 //! `std::net::TcpStream` (or over rustls for a daemon serving HTTPS), raw-socket helpers for
 //! the timeout tests, and runners for the binary's other commands (`token add`, `jobs`,
 //! `check`, `backup`, `tls self-signed`).
+//!
+//! The engine: with `JOBSTORE_E2E_POSTGRES=1` in the environment, every daemon started
+//! without [`Options::db`] keeps its jobs in a fresh database of the PostgreSQL test cluster
+//! (`crate::cluster`) instead of the file `DIR/jobstore.db` ([`database_in`]); a test about
+//! the SQLite file itself says so with [`sqlite_only!`] and does not run then.
 
 use std::collections::BTreeSet;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -31,7 +36,62 @@ pub(crate) const SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a one-shot command (`token add`, `jobs list`, ...) may run.
 const COMMAND_WAIT: Duration = Duration::from_secs(30);
 
-/// What to start a daemon with, beyond `serve --db DIR/jobstore.db --listen 127.0.0.1:0`.
+/// The environment variable that puts the daemons of the suite on PostgreSQL (`1`; unset,
+/// empty or `0`: SQLite files).
+pub(crate) const ON_POSTGRES: &str = "JOBSTORE_E2E_POSTGRES";
+
+/// Whether this run's daemons keep their jobs in PostgreSQL ([`ON_POSTGRES`]).
+pub(crate) fn on_postgres() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os(ON_POSTGRES).is_some_and(|v| !v.is_empty() && v != "0"))
+}
+
+/// Whether a test about the SQLite file must not run: on PostgreSQL it says so, with `reason`,
+/// on stderr and answers `true`. Called through [`sqlite_only!`].
+pub(crate) fn skipped_on_postgres(reason: &str) -> bool {
+    if on_postgres() {
+        let test = thread::current().name().unwrap_or("this test").to_owned();
+        eprintln!("{test}: SQLite only, not run on PostgreSQL: {reason}");
+    }
+    on_postgres()
+}
+
+/// Marks a test as one about the SQLite file (`reason` says how): on PostgreSQL
+/// ([`ON_POSTGRES`]) the test returns at once, saying why.
+macro_rules! sqlite_only {
+    ($reason:expr) => {
+        if $crate::support::skipped_on_postgres($reason) {
+            return;
+        }
+    };
+}
+pub(crate) use sqlite_only;
+
+/// The file holding the URL of the PostgreSQL database of a test directory's daemons.
+const POSTGRES_URL_FILE: &str = "postgres-url";
+
+/// The database of the daemons started in `dir` without [`Options::db`]: the file
+/// `DIR/jobstore.db`, or on PostgreSQL a fresh database of the test cluster, the same one for
+/// the directory's whole life (its URL is kept in `DIR/postgres-url`), so a daemon restarted on
+/// the directory finds its jobs.
+pub(crate) fn database_in(dir: &Path) -> OsString {
+    if !on_postgres() {
+        return dir.join("jobstore.db").into_os_string();
+    }
+    let kept = dir.join(POSTGRES_URL_FILE);
+    match std::fs::read_to_string(&kept) {
+        Ok(url) => url.into(),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            let url = crate::cluster::fresh_database();
+            std::fs::write(&kept, &url).unwrap_or_else(|err| panic!("write {kept:?}: {err}"));
+            url.into()
+        }
+        Err(err) => panic!("read {kept:?}: {err}"),
+    }
+}
+
+/// What to start a daemon with, beyond `serve --db DB --listen 127.0.0.1:0` (`DB`: see
+/// [`database_in`]).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Options {
     /// `--tokens FILE`.
@@ -42,7 +102,7 @@ pub(crate) struct Options {
     pub env: Vec<(String, String)>,
     /// The certificates clients trust (PEM files), for a daemon that serves HTTPS.
     pub trust: Vec<PathBuf>,
-    /// `--db`: the database, when not the test directory's `jobstore.db`.
+    /// `--db`: the database, when not the test directory's own ([`database_in`]).
     pub db: Option<OsString>,
 }
 
@@ -195,6 +255,8 @@ pub(crate) struct Daemon {
     addr: SocketAddr,
     /// How clients reach a daemon that serves HTTPS.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// What `--db` named.
+    database: OsString,
 }
 
 impl Daemon {
@@ -251,7 +313,7 @@ impl Daemon {
         let db = options
             .db
             .clone()
-            .unwrap_or_else(|| dir.path().join("jobstore.db").into_os_string());
+            .unwrap_or_else(|| database_in(dir.path()));
         let mut command = binary();
         command
             .arg("serve")
@@ -308,6 +370,7 @@ impl Daemon {
             process,
             addr,
             tls,
+            database: db,
         }
     }
 
@@ -326,17 +389,51 @@ impl Daemon {
         self.process.pid()
     }
 
-    /// The database file.
+    /// The database file (SQLite only: a test that needs it is [`sqlite_only!`]).
+    #[track_caller]
     pub(crate) fn db(&self) -> PathBuf {
+        assert!(
+            !on_postgres(),
+            "the daemon's database is not a file on PostgreSQL: mark the test sqlite_only!"
+        );
         self.dir().join("jobstore.db")
     }
 
-    /// A SQL query on the database file with the `sqlite3` command-line tool (a second
-    /// process, as an operator reads it); answers its output, trimmed.
+    /// The database, as `--db` named it: a file or a PostgreSQL URL (for the commands run on
+    /// the daemon's database).
+    pub(crate) fn database(&self) -> &OsStr {
+        &self.database
+    }
+
+    /// A SQL query on the daemon's database by a second client, as an operator reads it: the
+    /// `sqlite3` command-line tool on a file, a connection of its own on PostgreSQL. Answers
+    /// the rows, a line each, columns joined by `|`, trimmed. Write `query` for both engines.
     #[track_caller]
     pub(crate) fn sql(&self, query: &str) -> String {
+        if let Some(url) = self
+            .database
+            .to_str()
+            .filter(|db| db.starts_with("postgres"))
+        {
+            let rows = crate::cluster::connect(url)
+                .simple_query(query)
+                .unwrap_or_else(|err| panic!("{query}: {err}"));
+            let lines: Vec<String> = rows
+                .iter()
+                .filter_map(|message| match message {
+                    postgres::SimpleQueryMessage::Row(row) => Some(
+                        (0..row.len())
+                            .map(|i| row.get(i).unwrap_or_default())
+                            .collect::<Vec<_>>()
+                            .join("|"),
+                    ),
+                    _ => None,
+                })
+                .collect();
+            return lines.join("\n").trim().to_owned();
+        }
         let output = Command::new("sqlite3")
-            .arg(self.db())
+            .arg(&self.database)
             .arg(query)
             .output()
             .expect("run sqlite3 (the command-line tool)");

@@ -20,8 +20,8 @@ use serde_json::json;
 
 use crate::support::{
     Body, Daemon, Options, Process, TLS_NAME, add_token, assert_error, connect, control_env,
-    eventually, id_of, jobstore, listening, peer_certificate, pem_certificate, read_response, send,
-    temp_dir, tls_config, tls_connect, try_connect,
+    database_in, eventually, id_of, jobstore, listening, peer_certificate, pem_certificate,
+    read_response, send, temp_dir, tls_config, tls_connect, try_connect,
 };
 
 /// A certificate and key made by `jobstore tls self-signed --out DIR`.
@@ -492,7 +492,7 @@ fn socket_activation_serves_https() {
         ])
         .arg("serve")
         .arg("--db")
-        .arg(dir.path().join("jobstore.db"))
+        .arg(database_in(dir.path()))
         .args(tls_args(&pair));
     let process = Process::spawn(command, dir.path(), "the activated daemon", None);
     let tls = tls_config(std::slice::from_ref(&pair.cert));
@@ -539,7 +539,7 @@ fn plain_http_beyond_loopback_with_tokens_is_refused_at_startup() {
         let mut args: Vec<OsString> = vec![
             "serve".into(),
             "--db".into(),
-            dir.path().join("jobstore.db").into(),
+            database_in(dir.path()),
             "--listen".into(),
             "192.0.2.1:0".into(),
             "--config".into(),
@@ -581,6 +581,9 @@ fn plain_http_beyond_loopback_with_tokens_is_refused_at_startup() {
 
 #[test]
 fn beyond_loopback_is_served_over_https_or_with_the_plaintext_allowance() {
+    crate::support::sqlite_only!(
+        "the daemon runs in a network namespace of its own, which cannot reach the database server"
+    );
     // `0.0.0.0` in a network namespace of its own, which has only a loopback interface (down):
     // the daemon binds every address of a network that reaches nothing.
     let dir = temp_dir();

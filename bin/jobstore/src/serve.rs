@@ -7,10 +7,10 @@
 //! bind, `STOPPING=1` on drain, `WATCHDOG=1` at half of `WATCHDOG_USEC` while the store answers.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result, bail};
-use jobstore::StoreOptions;
+use jobstore::{Store, StoreOptions};
 use jobstore_http::tls::Reloaded;
 use jobstore_http::{App, Tls, Tokens};
 use tokio::signal::unix::{SignalKind, signal};
@@ -31,7 +31,15 @@ pub(crate) fn run(config: ServeConfig) -> Result<()> {
         .thread_name("jobstore-http")
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(serve(config))
+    // The store's last handle goes here, after the runtime and every task that held one: the
+    // PostgreSQL driver closes its connections by blocking on a runtime of their own, which a
+    // thread of this runtime may not do (a connection task that drops the last handle at the
+    // end of a drain panicked, and the daemon aborted instead of exiting 0).
+    let kept = OnceLock::new();
+    let served = runtime.block_on(serve(config, &kept));
+    drop(runtime);
+    drop(kept);
+    served
 }
 
 /// The tokens file: the configured one, else systemd's credential `tokens`
@@ -112,7 +120,8 @@ fn load_tls(config: &ServeConfig) -> Result<Option<Arc<Tls>>> {
     Ok(Some(Arc::new(tls)))
 }
 
-async fn serve(config: ServeConfig) -> Result<()> {
+/// Serves until a shutdown signal; `kept` gets a handle of the store as soon as it opens.
+async fn serve(config: ServeConfig, kept: &OnceLock<Store>) -> Result<()> {
     let tokens = load_tokens(&config)?;
     let tls = load_tls(&config)?;
     let refused = |address| {
@@ -158,6 +167,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
     let store = tokio::task::spawn_blocking(move || opening.open(options))
         .await
         .context("opening the store panicked")??;
+    let _ = kept.set(store.clone());
     // Batches of uploads that a killed process left behind go before the first request.
     let reclaiming = store.clone();
     match tokio::task::spawn_blocking(move || reclaiming.reclaim_abandoned_batches()).await {

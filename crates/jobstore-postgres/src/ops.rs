@@ -845,15 +845,22 @@ impl WriteTx for Conn<postgres::Transaction<'_>> {
     }
 
     fn insert_log(&mut self, job: i64, now: i64, lines: &[(LogLevel, &str)]) -> Result<()> {
-        let statement = self
-            .0
-            .prepare("INSERT INTO job_logs (job_id, at, level, message) VALUES ($1, $2, $3, $4)")
-            .map_err(storage)?;
-        for (level, message) in lines {
-            self.0
-                .execute(&statement, &[&job, &now, &level.as_str(), message])
-                .map_err(storage)?;
+        if lines.is_empty() {
+            return Ok(());
         }
+        // One statement for all the lines (a round trip per line held a worker's chatty
+        // command to about 1,500 lines a second); their ids follow their order.
+        let levels: Vec<&str> = lines.iter().map(|(level, _)| level.as_str()).collect();
+        let messages: Vec<&str> = lines.iter().map(|(_, message)| *message).collect();
+        self.0
+            .execute(
+                "INSERT INTO job_logs (job_id, at, level, message) \
+                 SELECT $1, $2, line.level, line.message \
+                 FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS line (level, message, n) \
+                 ORDER BY line.n",
+                &[&job, &now, &levels, &messages],
+            )
+            .map_err(storage)?;
         Ok(())
     }
 

@@ -190,7 +190,8 @@ impl Dialect {
             Dialect::Sqlite => {
                 "ifnull((SELECT r.value FROM json_each(?) AS r WHERE r.key = SORT), 9223372036854775807)"
             }
-            Dialect::Postgres => "coalesce((?::jsonb ->> SORT)::bigint, 9223372036854775807)",
+            // Bound as text (as SQLite's is): a parameter typed `jsonb` would refuse it.
+            Dialect::Postgres => "coalesce((?::text::jsonb ->> SORT)::bigint, 9223372036854775807)",
         }
     }
 

@@ -1,7 +1,7 @@
 //! Listing: every sort field in both directions, filters, keyset pages that never repeat or
 //! skip a job while jobs are created in between, and page/offset paging with totals.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use jobstore::{
     ClaimRequest, Definition, DefinitionStep, Direction, Execution, Failure, Job, ListQuery,
@@ -135,6 +135,40 @@ fn every_sort_field_orders_both_ways_and_pages_through_every_job_once() {
             expected.truncate(offset_ids.len());
             assert_eq!(offset_ids, expected, "offset {sort:?} {direction:?}");
         }
+    }
+}
+
+#[test]
+fn a_ranked_sort_orders_by_the_ranks_given_then_by_id_with_unlisted_values_last() {
+    let f = Fixture::new();
+    let all = seed(&f, 30);
+    let ranks: BTreeMap<String, i64> = [("Flush".to_owned(), 0), ("B2CtoFS".to_owned(), 1)]
+        .into_iter()
+        .collect();
+    let rank = |job: &Job| ranks.get(&job.kind).copied().unwrap_or(i64::MAX);
+    for direction in [Direction::Asc, Direction::Desc] {
+        let mut expected: Vec<&Job> = all.iter().collect();
+        expected.sort_by_key(|job| (rank(job), job.id));
+        if direction == Direction::Desc {
+            expected.reverse();
+        }
+        let expected: Vec<i64> = expected.iter().map(|job| job.id).collect();
+        let mut got = Vec::new();
+        for page_number in 0..5 {
+            let page = f
+                .store
+                .list(&ListQuery {
+                    sort: Some(SortField::Kind),
+                    sort_rank: ranks.clone(),
+                    direction,
+                    limit: Some(7),
+                    page: Pagination::Offset(page_number * 7),
+                    ..ListQuery::default()
+                })
+                .unwrap();
+            got.extend(page.jobs.iter().map(|job| job.id));
+        }
+        assert_eq!(got, expected, "{direction:?}");
     }
 }
 
