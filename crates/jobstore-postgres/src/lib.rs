@@ -24,8 +24,11 @@
 //! [`migrate`] is safe to run from every daemon at once: the migrations run in one
 //! transaction under an advisory lock, and each is recorded in `jobstore_migrations`.
 
+mod connect;
 mod driver;
 mod ops;
+mod wake;
+mod writers;
 
 pub use driver::{PostgresDriver, PostgresOptions};
 
