@@ -72,7 +72,8 @@ fn two_daemons_share_the_jobs_of_one_database() {
         "cancelled"
     );
 
-    // A claim waiting on one finds a job created on the other (the periodic re-poll).
+    // A claim waiting on one finds a job created on the other (woken by the other's NOTIFY;
+    // the periodic re-poll is the fallback).
     let waiter = std::thread::spawn(move || {
         let started = Instant::now();
         let jobs = a
