@@ -3,7 +3,7 @@
 //! [`CHANNEL`].
 //!
 //! - The **notifier** thread sends `NOTIFY` when the store tells the driver that a commit of
-//!   this process may have made jobs claimable ([`Notifier::jobs_available`], called on the
+//!   this process may have made jobs claimable ([`Wakes::jobs_available`], called on the
 //!   writer that answered the write: it only sets a flag). Tellings that arrive while one
 //!   `NOTIFY` is under way are merged into the next one, so a burst of creates costs a few
 //!   notifications, never one per job, and no write waits for any. Its connection commits
@@ -22,7 +22,12 @@
 //! serialises the commits of every transaction that notified, cluster-wide (a lock held from
 //! the notification queue's insert to the end of the commit, its WAL flush included), so every
 //! create would commit one at a time behind the others. Out of band, one notification stands
-//! for many commits, and none of them waits.
+//! for many commits, and none of them waits. Measured on a 2-core machine (pgbench, 8
+//! clients, one-row inserts, `fsync` on): about 6,000 inserts/s alone; 1,500–2,000/s with a
+//! `pg_notify` in each insert's transaction; 5,400–5,600/s beside a separate connection that
+//! notified 200 times a second with asynchronous commit. What this gives up: a job written
+//! by anything but a jobstore store (by hand, with `psql`) notifies no one; the re-poll finds
+//! it.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
