@@ -1,8 +1,10 @@
 //! Several daemons on one PostgreSQL database (`serve --db postgres://…`): a job created
 //! through one is visible, claimable, cancellable and listed through the other; fencing holds
 //! across them; a waiting claim on one finds a job created on the other; a vendor API's job is
-//! served by either; `migrate`, `check`, `stats` and `jobs` work on the URL. The server is a
-//! throwaway cluster of this test binary's own (see the module below).
+//! served by either; `migrate`, `check`, `stats` and `jobs` work on the URL; both ride out a
+//! restart of the server (503 `storage_unavailable` while it is down, served again after, no
+//! acknowledged job lost). The server is a throwaway cluster of this test binary's own (see
+//! the module below), or one of the test's own that it stops and starts.
 
 #[path = "../../crates/jobstore-postgres/tests/support/mod.rs"]
 mod cluster;
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{Daemon, Options, assert_error, id_of, jobstore, temp_dir};
+use crate::support::{Daemon, Options, assert_error, eventually, id_of, jobstore, temp_dir};
 
 fn daemon_on(url: &str) -> Daemon {
     Daemon::start_with(
@@ -70,7 +72,8 @@ fn two_daemons_share_the_jobs_of_one_database() {
         "cancelled"
     );
 
-    // A claim waiting on one finds a job created on the other (the periodic re-poll).
+    // A claim waiting on one finds a job created on the other (woken by the other's NOTIFY;
+    // the periodic re-poll is the fallback).
     let waiter = std::thread::spawn(move || {
         let started = Instant::now();
         let jobs = a
@@ -164,5 +167,164 @@ fn the_commands_work_on_a_database_url() {
         refused.stderr.contains("postgres:***@"),
         "{}",
         refused.stderr
+    );
+}
+
+/// A daemon on `url` whose waiting claims re-poll only every minute: a job of another daemon
+/// reaches them in time only by a wake-up.
+fn daemon_without_repoll(url: &str) -> Daemon {
+    let dir = temp_dir();
+    let config = dir.path().join("jobstore.toml");
+    std::fs::write(&config, "[limits]\nclaim_poll_ms = 60000\n").expect("write the config");
+    Daemon::start_with(
+        dir,
+        Options {
+            db: Some(url.into()),
+            args: vec!["--config".into(), config.into_os_string()],
+            ..Options::default()
+        },
+    )
+}
+
+/// How long a refusal may take while the server is down: the daemons answer at once (the
+/// bound keeps a loaded machine from failing the test).
+const REFUSED_WITHIN: Duration = Duration::from_secs(5);
+
+/// `client` answers `method path` with 503 `storage_unavailable` and `Retry-After`, within
+/// [`REFUSED_WITHIN`]; answers how long it took.
+#[track_caller]
+fn refused(
+    client: &crate::support::Client,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> Duration {
+    let started = Instant::now();
+    let response = match method {
+        "GET" => client.get(path),
+        _ => client.post(path, body),
+    };
+    let took = started.elapsed();
+    assert_error(&response, 503, "storage_unavailable");
+    assert!(
+        response.header("retry-after").is_some(),
+        "{method} {path}: no Retry-After"
+    );
+    assert!(took < REFUSED_WITHIN, "{method} {path} took {took:?}");
+    took
+}
+
+#[test]
+fn two_daemons_ride_out_a_postgres_restart() {
+    let cluster = cluster::PrivateCluster::start();
+    let url = cluster.fresh_database();
+    let (one, two) = (daemon_without_repoll(&url), daemon_without_repoll(&url));
+    let (a, b) = (one.client(), two.client());
+    let mut acknowledged = Vec::new();
+    for n in 0..6 {
+        let client = if n % 2 == 0 { &a } else { &b };
+        acknowledged.push(id_of(
+            &client.create(&json!({"kind": "export", "queue": "kept", "payload": {"n": n}})),
+        ));
+    }
+
+    cluster.stop();
+    let mut slowest = Duration::ZERO;
+    for client in [&a, &b] {
+        let job = format!("/v1/jobs/{}", acknowledged[0]);
+        for (method, path, body) in [
+            (
+                "POST",
+                "/v1/jobs",
+                json!({"kind": "export", "queue": "kept"}),
+            ),
+            ("GET", job.as_str(), json!(null)),
+            ("GET", "/v1/jobs?queue=kept", json!(null)),
+            (
+                "POST",
+                "/v1/claim",
+                json!({"worker": "w", "queues": ["kept"], "wait_ms": 2000}),
+            ),
+            ("POST", &format!("{job}/cancel"), json!({})),
+            ("GET", "/v1/stats", json!(null)),
+        ] {
+            slowest = slowest.max(refused(client, method, path, &body));
+        }
+        // A vendor API says it in its own words, with the same status.
+        let vendor = client.get("/datamanager/datatools/v1.0/jobs");
+        assert_eq!(vendor.status, 503, "{}", vendor.text());
+        assert_eq!(vendor.json()[0]["errorCode"], "SERVER_UNAVAILABLE");
+        assert!(vendor.header("retry-after").is_some());
+        // Liveness does not depend on the database: the daemon is alive and will recover.
+        assert_eq!(client.get("/healthz").expect(200).text(), "ok\n");
+    }
+    eprintln!("while PostgreSQL was down, the slowest refusal took {slowest:?}");
+
+    cluster.start_again();
+    let up = Instant::now();
+    let mut recovered = Vec::new();
+    for client in [&a, &b] {
+        eventually(
+            "a create after the restart",
+            Duration::from_secs(30),
+            || {
+                client
+                    .try_request(
+                        "POST",
+                        "/v1/jobs",
+                        &[("Content-Type", "application/json")],
+                        json!({"kind": "export", "queue": "after"}),
+                    )
+                    .is_ok_and(|response| response.status == 201)
+            },
+        );
+        recovered.push(up.elapsed());
+    }
+    eprintln!("after PostgreSQL started again, each daemon created again after {recovered:?}");
+
+    // Every job acknowledged before the stop is there, claimed through one daemon and
+    // completed through the other.
+    let claimed = b.claim("w", "kept", 10);
+    let mut ids: Vec<i64> = claimed.iter().map(id_of).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, acknowledged);
+    for job in &claimed {
+        a.post(
+            &format!("/v1/jobs/{}/complete", id_of(job)),
+            &json!({"worker": "w", "lease_token": job["lease_token"], "result": {"ok": true}}),
+        )
+        .expect(200);
+    }
+    for id in &acknowledged {
+        assert_eq!(
+            b.get(&format!("/v1/jobs/{id}")).expect_json(200)["state"],
+            "succeeded"
+        );
+    }
+
+    // A claim waiting on one daemon is woken by a create on the other (its re-poll is a
+    // minute away): the wake-ups came back with the server.
+    let waiting = one.client();
+    let waiter = std::thread::spawn(move || {
+        let started = Instant::now();
+        let answer = waiting
+            .post(
+                "/v1/claim",
+                &json!({"worker": "w-wait", "queues": ["wake"], "wait_ms": 30_000}),
+            )
+            .expect_json(200);
+        (answer, started.elapsed())
+    });
+    eventually("the claim waits", Duration::from_secs(10), || {
+        a.get("/metrics")
+            .text()
+            .contains("\njobstore_claims_waiting 1\n")
+    });
+    let late = id_of(&b.create(&json!({"kind": "late", "queue": "wake"})));
+    let (answer, waited) = waiter.join().expect("the waiting claim");
+    assert_eq!(answer["jobs"][0]["id"], json!(late), "{answer}");
+    assert!(
+        waited < Duration::from_secs(20),
+        "woken only by the re-poll: {waited:?}"
     );
 }

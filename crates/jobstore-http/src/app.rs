@@ -278,8 +278,10 @@ impl App {
     }
 
     /// Claims jobs, waiting up to `wait` for some to arrive. An enqueue in this daemon wakes
-    /// the wait at once; jobs of other processes and scheduled jobs are found by polling
-    /// every `claim_poll_interval`. A shutdown answers at once with what there is.
+    /// the wait at once, and so does one in another daemon whose driver tells (PostgreSQL's
+    /// `NOTIFY`); what no wake-up announces (scheduled jobs, another process on a SQLite
+    /// file) is found by polling every `claim_poll_interval`. A shutdown answers at once with
+    /// what there is.
     pub(crate) async fn claim_waiting(
         &self,
         principal: &Principal,

@@ -59,6 +59,9 @@ pub enum ErrorKind {
     OutcomeUnknown,
     /// The database stayed locked by another process.
     Busy,
+    /// The storage engine cannot be reached (its server down, restarting, or the connection
+    /// lost); nothing was written.
+    StorageUnavailable,
     /// The store is closing.
     ShuttingDown,
     /// Our fault; the reason is in the log, not the answer.
@@ -86,7 +89,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for the tests that check each API renders each one.
-    pub const ALL: [ErrorKind; 32] = [
+    pub const ALL: [ErrorKind; 33] = [
         ErrorKind::JobNotFound,
         ErrorKind::DefinitionNotFound,
         ErrorKind::StepNotFound,
@@ -108,6 +111,7 @@ impl ErrorKind {
         ErrorKind::IdempotencyKeyReused,
         ErrorKind::OutcomeUnknown,
         ErrorKind::Busy,
+        ErrorKind::StorageUnavailable,
         ErrorKind::ShuttingDown,
         ErrorKind::Internal,
         ErrorKind::InvalidJson,
@@ -146,6 +150,7 @@ impl ErrorKind {
             Error::IdempotencyKeyReused { .. } => K::IdempotencyKeyReused,
             Error::OutcomeUnknown(_) => K::OutcomeUnknown,
             Error::Busy => K::Busy,
+            Error::Unavailable(_) => K::StorageUnavailable,
             Error::Closed => K::ShuttingDown,
             Error::SchemaTooNew { .. }
             | Error::SettingNotApplied { .. }
@@ -183,7 +188,11 @@ impl ErrorKind {
             | K::InvalidQuery
             | K::InvalidJson => S::BAD_REQUEST,
             K::IdempotencyKeyReused => S::UNPROCESSABLE_ENTITY,
-            K::OutcomeUnknown | K::Busy | K::ShuttingDown | K::Overloaded => S::SERVICE_UNAVAILABLE,
+            K::OutcomeUnknown
+            | K::Busy
+            | K::StorageUnavailable
+            | K::ShuttingDown
+            | K::Overloaded => S::SERVICE_UNAVAILABLE,
             K::Internal => S::INTERNAL_SERVER_ERROR,
             K::Unauthorized => S::UNAUTHORIZED,
             K::Forbidden => S::FORBIDDEN,
@@ -218,6 +227,7 @@ impl ErrorKind {
             K::IdempotencyKeyReused => "idempotency_key_reused",
             K::OutcomeUnknown => "outcome_unknown",
             K::Busy => "busy",
+            K::StorageUnavailable => "storage_unavailable",
             K::ShuttingDown => "shutting_down",
             K::Internal => "internal",
             K::InvalidJson => "invalid_json",
@@ -456,6 +466,10 @@ mod tests {
             ),
             (Error::Busy, StatusCode::SERVICE_UNAVAILABLE),
             (Error::Closed, StatusCode::SERVICE_UNAVAILABLE),
+            (
+                Error::Unavailable("connection refused".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
             (
                 Error::Io(std::io::Error::other("disk")),
                 StatusCode::INTERNAL_SERVER_ERROR,

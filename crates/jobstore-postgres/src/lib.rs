@@ -15,6 +15,12 @@
 //! pooler that keeps server sessions open (PgBouncer) a name can outlive its daemon: there the
 //! idle purge of incomplete batches (`Store::purge_incomplete_batches`) reclaims them.
 //!
+//! **Outages and wake-ups.** A server that restarts or goes away is ridden out: while it is
+//! out of reach every call is refused at once with `Error::Unavailable` (the daemon's 503
+//! `storage_unavailable`), and the same driver serves again once it is back, its connections
+//! opened anew. A job one daemon makes claimable wakes the waiting claims of the others at once
+//! (`LISTEN`/`NOTIFY`); their periodic re-poll is the fallback. The driver's module says how.
+//!
 //! The schema keeps the meaning of the SQLite store's (`crates/jobstore/migrations`): the
 //! same tables, states, `CHECK`s, partial unique index of live unique keys, events written in
 //! the transaction of their change, data in bounded chunks, idempotency keys and tenants.
@@ -24,8 +30,11 @@
 //! [`migrate`] is safe to run from every daemon at once: the migrations run in one
 //! transaction under an advisory lock, and each is recorded in `jobstore_migrations`.
 
+mod connect;
 mod driver;
 mod ops;
+mod wake;
+mod writers;
 
 pub use driver::{PostgresDriver, PostgresOptions};
 

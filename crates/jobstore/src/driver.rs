@@ -23,6 +23,22 @@
 //!   the write committed, with the commit's error when it did not; a commit that may have
 //!   happened anyway is [`Error::OutcomeUnknown`], never "not done".
 //!
+//! And for the writes of one job ([`WriteOp::job`]):
+//! - **in order:** they run and commit in the order they were submitted, as a driver with one
+//!   queue and one writer does anyway. A caller may queue a write without waiting for it
+//!   (dropping an upload deletes its batch so; the embedded worker reports outcomes so) and
+//!   count on the job's next write finding it done. Writes of different jobs may run in any
+//!   order.
+//!
+//! An engine out of reach (its server down, restarting, or the connection lost) is
+//! [`Error::Unavailable`]: nothing was written, and the call may be repeated later.
+//!
+//! **Wake-ups.** The store wakes its own waiting claims after a commit that may have made jobs
+//! claimable, and tells its driver ([`Driver::jobs_available`]); a driver whose database other
+//! processes share passes that on to them, and wakes this store's claims for theirs through
+//! the [`Waker`] the store gave it ([`Driver::set_waker`]). Both default to nothing: a
+//! database only this process writes needs neither.
+//!
 //! **Boundary:** no SQL outside the drivers. The store passes values and states, never
 //! statement text.
 //!
@@ -33,6 +49,7 @@ pub mod list_sql;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use std::sync::Weak;
 
 use crate::list::{JobPage, ListQuery};
 use crate::model::{
@@ -40,6 +57,7 @@ use crate::model::{
     QueueCount, Step, StepStatus,
 };
 use crate::state::State;
+use crate::store::JobSignal;
 use crate::{Error, Result};
 
 /// What the writer has done since the store opened.
@@ -99,6 +117,54 @@ pub trait Driver: Send + Sync + 'static {
     /// # Errors
     /// Storage errors only.
     fn check(&self) -> Result<Vec<String>>;
+
+    /// Takes the store's waker ([`crate::Store::with_driver`] gives it once): a driver whose
+    /// database other processes share wakes the store's waiting claims with it when one of
+    /// them made jobs claimable. The default keeps nothing.
+    fn set_waker(&self, waker: Waker) {
+        let _ = waker;
+    }
+
+    /// Told after a commit of this process that may have made jobs claimable (the store woke
+    /// its own waiting claims already): a driver whose database other processes share tells
+    /// them. Called on the thread that answered the write (a writer thread): it must return
+    /// at once. The default does nothing.
+    fn jobs_available(&self) {}
+}
+
+/// Wakes a store's waiting claims (the embedded worker's, the daemon's long polls) and its
+/// [`crate::Store::on_jobs_available`] listeners, as a commit of the store's own process that
+/// made jobs claimable does. A driver gets it from [`Driver::set_waker`]. It holds the store
+/// weakly: a driver keeping it keeps no store alive.
+#[derive(Clone)]
+pub struct Waker {
+    signal: Weak<JobSignal>,
+}
+
+impl Waker {
+    pub(crate) fn new(signal: Weak<JobSignal>) -> Waker {
+        Waker { signal }
+    }
+
+    /// Wakes the store's waiting claims and listeners (returning quickly; the listeners must
+    /// be quick). Answers `false` once the store is gone.
+    pub fn wake(&self) -> bool {
+        match self.signal.upgrade() {
+            Some(signal) => {
+                signal.wake_listeners();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Waker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waker")
+            .field("store_alive", &(self.signal.strong_count() > 0))
+            .finish()
+    }
 }
 
 /// A write as a driver sees it: run it in the current transaction, or refuse it unrun.
@@ -108,6 +174,13 @@ pub trait WriteOp: Send {
 
     /// Answers `err` without running (the driver is closed, the lock was not had).
     fn refuse(self: Box<Self>, err: Error);
+
+    /// The job this write concerns, when it concerns one: a driver runs the writes of one job
+    /// in the order they were submitted (see the module's promises). `None` (creates,
+    /// claims, maintenance): any order.
+    fn job(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// The outcome of a write that ran, held until its transaction commits or fails.
@@ -120,8 +193,9 @@ pub trait PendingReply {
     fn finish(self: Box<Self>, commit: Result<()>);
 }
 
-/// One write and where its answer goes.
+/// One write, the job it concerns, and where its answer goes.
 pub(crate) struct Op<F, R> {
+    pub job: Option<i64>,
     pub write: F,
     pub reply: R,
 }
@@ -138,13 +212,17 @@ where
     R: FnOnce(Result<T>) + Send + 'static,
 {
     fn run(self: Box<Self>, tx: &mut dyn WriteTx) -> Box<dyn PendingReply> {
-        let Op { write, reply } = *self;
+        let Op { write, reply, .. } = *self;
         let result = write(tx);
         Box::new(Reply { result, reply })
     }
 
     fn refuse(self: Box<Self>, err: Error) {
         answer(self.reply, Err(err));
+    }
+
+    fn job(&self) -> Option<i64> {
+        self.job
     }
 }
 

@@ -174,6 +174,11 @@ pub enum Error {
     /// The store is shutting down; the write was not attempted.
     #[error("the store is closed")]
     Closed,
+    /// The storage engine cannot be reached: its server refused or lost the connection, is
+    /// shutting down or starting up. Nothing was written (a commit whose answer was lost is
+    /// [`Error::OutcomeUnknown`] instead); the same call may succeed once the server is back.
+    #[error("the storage engine cannot be reached: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// An error from SQLite; the write it belonged to was rolled back.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -199,10 +204,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether the same call may succeed if repeated unchanged (a lock, or an unknown outcome
-    /// retried with an idempotency key).
+    /// Whether the same call may succeed if repeated unchanged (a lock, a storage engine out
+    /// of reach, or an unknown outcome retried with an idempotency key).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Busy | Error::OutcomeUnknown(_))
+        matches!(
+            self,
+            Error::Busy | Error::OutcomeUnknown(_) | Error::Unavailable(_)
+        )
     }
 
     pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> Error {

@@ -872,8 +872,9 @@ fn refusals(spec: &Spec) -> Vec<(u16, Response)> {
     }
     add(
         503,
-        "every connection is busy (`overloaded`), or the store is busy, closing, or not sure \
-         a write was kept (`busy`, `shutting_down`, `outcome_unknown`)",
+        "every connection is busy (`overloaded`), or the store is busy, closing, cannot reach \
+         its database, or is not sure a write was kept (`busy`, `shutting_down`, \
+         `storage_unavailable`, `outcome_unknown`)",
     );
     reasons.sort_by_key(|(status, _)| *status);
     reasons

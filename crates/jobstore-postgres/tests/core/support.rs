@@ -40,13 +40,11 @@ impl Fixture {
         };
         configure(&mut options);
         let url = cluster::fresh_database();
-        // One writer: the SQLite driver's writes are applied in the order they were submitted,
-        // and these tests rely on it where a write is not waited for (a dropped upload's
-        // discard, then the next upload). Several writers run writes in any order; what they
-        // must keep (one lease per job, the batch limit) is tested with several stores on one
-        // database in `conformance.rs`.
+        // The production default of 4 writers: the tests may count on what the driver promises
+        // (the writes of one job in the order they were submitted, as a dropped upload's
+        // discard, then the next upload of the job), and on nothing more (writes of different
+        // jobs run in any order).
         let pg = PostgresOptions {
-            writers: 1,
             read_connections: 4,
             ..PostgresOptions::default()
         };

@@ -18,12 +18,15 @@ type WriteFn<T> = Box<dyn FnOnce(&mut dyn WriteTx) -> Result<T> + Send>;
 #[must_use = "a WriteCall does nothing until it is waited on or sent with `then`"]
 pub struct WriteCall<T> {
     store: Store,
+    /// The job the write concerns (the driver keeps the writes of one job in order).
+    job: Option<i64>,
     body: Result<WriteFn<T>>,
     /// Whether a successful answer may have made jobs claimable (wakes waiting workers).
     wakes_workers: fn(&T) -> bool,
 }
 
 impl<T: Send + 'static> WriteCall<T> {
+    /// A write that concerns no one job (a create, a claim).
     pub(super) fn new(
         store: &Store,
         write: impl FnOnce(&mut dyn WriteTx) -> Result<T> + Send + 'static,
@@ -31,14 +34,29 @@ impl<T: Send + 'static> WriteCall<T> {
     ) -> WriteCall<T> {
         WriteCall {
             store: store.clone(),
+            job: None,
             body: Ok(Box::new(write)),
             wakes_workers,
+        }
+    }
+
+    /// A write of job `job`.
+    pub(super) fn on_job(
+        store: &Store,
+        job: i64,
+        write: impl FnOnce(&mut dyn WriteTx) -> Result<T> + Send + 'static,
+        wakes_workers: fn(&T) -> bool,
+    ) -> WriteCall<T> {
+        WriteCall {
+            job: Some(job),
+            ..WriteCall::new(store, write, wakes_workers)
         }
     }
 
     pub(super) fn refused(store: &Store, err: Error) -> WriteCall<T> {
         WriteCall {
             store: store.clone(),
+            job: None,
             body: Err(err),
             wakes_workers: |_| false,
         }
@@ -52,10 +70,11 @@ impl<T: Send + 'static> WriteCall<T> {
     pub fn wait(self) -> Result<T> {
         let WriteCall {
             store,
+            job,
             body,
             wakes_workers,
         } = self;
-        let answer = store.write(body?)?;
+        let answer = store.write_on(job, body?)?;
         if wakes_workers(&answer) {
             store.signal().notify();
         }
@@ -70,6 +89,7 @@ impl<T: Send + 'static> WriteCall<T> {
     pub fn then(self, done: impl FnOnce(Result<T>) + Send + 'static) {
         let WriteCall {
             store,
+            job,
             body,
             wakes_workers,
         } = self;
@@ -79,7 +99,7 @@ impl<T: Send + 'static> WriteCall<T> {
         };
         // The callback holds the signal, not the store: it is dropped on the writer thread.
         let signal = Arc::clone(store.signal());
-        store.submit(write, move |answer: Result<T>| {
+        store.submit(job, write, move |answer: Result<T>| {
             if answer.as_ref().is_ok_and(wakes_workers) {
                 signal.notify();
             }
@@ -92,6 +112,7 @@ impl<T> std::fmt::Debug for WriteCall<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WriteCall")
             .field("store", &self.store)
+            .field("job", &self.job)
             .field("refused", &self.body.as_ref().err())
             .finish()
     }

@@ -50,8 +50,9 @@ impl Store {
         let limit_batches = stricter(self.options().max_batches_per_job, limits.max_batches);
         let limit_bytes = stricter(self.options().max_batch_bytes, limits.max_batch_bytes);
         let store = self.clone();
-        WriteCall::new(
+        WriteCall::on_job(
             self,
+            id,
             move |tx| {
                 let job = load_job(tx, tenant.as_deref(), id)?;
                 next_state(&job, Event::Upload)?;
@@ -118,8 +119,9 @@ impl Store {
         let store = self.clone();
         let lease = lease.clone();
         let name = name.to_owned();
-        WriteCall::new(
+        WriteCall::on_job(
             self,
+            id,
             move |tx| {
                 check_output_name(&name)?;
                 let job = load_job(tx, tenant.as_deref(), id)?;
@@ -254,7 +256,7 @@ impl Store {
         let tenant = self.tenant_filter();
         let now = self.now();
         let actor = actor.to_owned();
-        let job = self.write(move |tx| {
+        let job = self.write_on(Some(id), move |tx| {
             let job = load_job(tx, tenant.as_deref(), id)?;
             let to = next_state(&job, Event::Close)?;
             if !tx.close_upload(id, job.state, to, now)? {
@@ -453,8 +455,9 @@ impl BatchUpload {
         let (id, batch) = (self.claim.job, self.claim.batch);
         let now = self.claim.store.now();
         let output = self.output.clone();
-        Some(WriteCall::new(
+        Some(WriteCall::on_job(
             &self.claim.store,
+            id,
             move |tx| write_chunk(tx, id, batch, index, &chunk, now, output.as_ref()),
             |_| false,
         ))
@@ -490,8 +493,10 @@ impl BatchUpload {
         } = self;
         let store = claim.store.clone();
         let now = store.now();
-        WriteCall::new(
+        let job = claim.job;
+        WriteCall::on_job(
             &store,
+            job,
             move |tx| {
                 let (id, batch) = (claim.job, claim.batch);
                 for (index, chunk) in (next_chunk..).zip(pending.chunks(CHUNK_BYTES)) {
@@ -551,8 +556,9 @@ impl BatchClaim {
             return;
         }
         let (store, id, batch) = (self.store.clone(), self.job, self.batch);
-        WriteCall::new(
+        WriteCall::on_job(
             &self.store,
+            id,
             move |tx| {
                 tx.delete_batch(id, batch, false)?;
                 Ok(())

@@ -188,7 +188,7 @@ impl Store {
         let tenant = self.tenant_filter();
         let now = self.now();
         let actor = actor.to_owned();
-        self.write(move |tx| {
+        self.write_on(Some(id), move |tx| {
             let job = load_job(tx, tenant.as_deref(), id)?;
             let to = next_state(&job, Event::Cancel)?;
             if job.state == State::Running && job.cancel_requested_at.is_some() {
@@ -226,7 +226,7 @@ impl Store {
         let tenant = self.tenant_filter();
         let now = self.now();
         let actor = actor.to_owned();
-        let job = self.write(move |tx| {
+        let job = self.write_on(Some(id), move |tx| {
             let job = load_job(tx, tenant.as_deref(), id)?;
             let to = next_state(&job, Event::Restart)?;
             if !job.restartable {
@@ -257,7 +257,7 @@ impl Store {
     /// [`Error::JobNotFound`]; [`Error::InvalidTransition`] for a job that is not finished.
     pub fn delete(&self, id: i64) -> Result<()> {
         let tenant = self.tenant_filter();
-        self.write(move |tx| {
+        self.write_on(Some(id), move |tx| {
             let job = load_job(tx, tenant.as_deref(), id)?;
             next_state(&job, Event::Delete)?;
             if tx.delete_job(id, job.state)? {
@@ -279,7 +279,7 @@ impl Store {
     pub fn discard(&self, id: i64, only_in: &[State]) -> Result<()> {
         let tenant = self.tenant_filter();
         let only_in = only_in.to_vec();
-        self.write(move |tx| {
+        self.write_on(Some(id), move |tx| {
             let job = load_job(tx, tenant.as_deref(), id)?;
             let refuse = || Error::InvalidTransition {
                 job: id,
@@ -347,7 +347,7 @@ impl Store {
         }
         let tenant = self.tenant_filter();
         let now = self.now();
-        self.write(move |tx| {
+        self.write_on(Some(id), move |tx| {
             load_job(tx, tenant.as_deref(), id)?;
             let cut: Vec<(LogLevel, &str)> = lines
                 .iter()

@@ -21,7 +21,7 @@ mod worker_calls;
 
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
 pub use activity::MAX_THROUGHPUT_BUCKETS;
@@ -33,7 +33,7 @@ pub use jobs::{MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_CALL};
 pub use worker_calls::MAX_CLAIM;
 
 use crate::clock::{Clock, SystemClock};
-use crate::driver::{Driver, Op, Reader, WriteTx};
+use crate::driver::{Driver, Op, Reader, Waker, WriteTx};
 use crate::model::Scope;
 use crate::sqlite::{Checkpoints, Durability, SqliteDriver};
 use crate::{Error, Result};
@@ -91,17 +91,42 @@ impl Default for StoreOptions {
 /// Size of one stored data chunk. Batches are streamed in and out a chunk at a time.
 pub(crate) const CHUNK_BYTES: usize = 256 * 1024;
 
-/// Tells waiting workers that jobs may be ready (an enqueue, a close, a retry in this process).
-#[derive(Default)]
+/// Tells waiting workers that jobs may be ready (an enqueue, a close, a retry in this process;
+/// or, through the driver's [`Waker`](crate::driver::Waker), a commit of another process on a
+/// shared database).
 pub(crate) struct JobSignal {
     generation: Mutex<u64>,
     changed: Condvar,
     listeners: Mutex<Vec<Arc<dyn Fn() + Send + Sync>>>,
+    /// The driver, told of this process's own commits that may have made jobs claimable so
+    /// that it can tell other processes. Weak: the driver holds the signal (through its
+    /// waker) and the store holds the driver.
+    driver: Weak<dyn Driver>,
 }
 
 impl JobSignal {
-    /// Wakes this process's waiting workers and the registered listeners.
+    fn new(driver: Weak<dyn Driver>) -> JobSignal {
+        JobSignal {
+            generation: Mutex::new(0),
+            changed: Condvar::new(),
+            listeners: Mutex::default(),
+            driver,
+        }
+    }
+
+    /// After a commit of this process that may have made jobs claimable: wakes this
+    /// process's waiting workers and the registered listeners, and tells the driver (which
+    /// tells the other processes on the same database, if any).
     pub(crate) fn notify(&self) {
+        self.wake_listeners();
+        if let Some(driver) = self.driver.upgrade() {
+            driver.jobs_available();
+        }
+    }
+
+    /// Wakes this process's waiting workers and the registered listeners (jobs made
+    /// claimable by another process: the driver's waker).
+    pub(crate) fn wake_listeners(&self) {
         self.wake_all();
         let listeners = self.listeners.lock().map(|l| l.clone()).unwrap_or_default();
         for listener in listeners {
@@ -182,12 +207,18 @@ impl Store {
     /// A store over `driver`, another engine's (the SQLite driver is opened by
     /// [`Store::open_with`]); the options' engine settings are the driver's business, the
     /// rest (limits, lease, retries, clock) hold here.
+    ///
+    /// The driver gets the store's [`Waker`] ([`Driver::set_waker`]): a driver whose database
+    /// other processes share wakes the store's waiting claims with it when they made jobs
+    /// claimable.
     pub fn with_driver(driver: Arc<dyn Driver>, options: StoreOptions) -> Store {
+        let signal = Arc::new(JobSignal::new(Arc::downgrade(&driver)));
+        driver.set_waker(Waker::new(Arc::downgrade(&signal)));
         Store {
             inner: Arc::new(Inner {
                 driver,
                 options,
-                signal: Arc::default(),
+                signal,
                 abandoned_batches: std::sync::Mutex::default(),
             }),
             scope: Scope::default(),
@@ -227,7 +258,8 @@ impl Store {
         self.inner.options.clock.now_ms()
     }
 
-    /// Calls `listener` after every commit that may have made a job claimable in this process
+    /// Calls `listener` after every commit that may have made a job claimable in this process,
+    /// and when the driver tells of such a commit by another process sharing the database
     /// (the daemon wakes its long-polling claims with it). It must return quickly.
     pub fn on_jobs_available(&self, listener: impl Fn() + Send + Sync + 'static) {
         if let Ok(mut listeners) = self.inner.signal.listeners.lock() {
@@ -262,23 +294,35 @@ impl Store {
         F: FnOnce(&mut dyn WriteTx) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
+        self.write_on(None, f)
+    }
+
+    /// [`Store::write`] of a write that concerns job `job`: the driver runs the writes of one
+    /// job in the order they were submitted ([`crate::driver::WriteOp::job`]).
+    fn write_on<T, F>(&self, job: Option<i64>, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut dyn WriteTx) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.submit(f, move |result| {
+        self.submit(job, f, move |result| {
             // The caller may have given up waiting; nothing to do then.
             let _ = reply.send(result);
         });
         answer.recv().map_err(|_| Error::Closed)?
     }
 
-    /// Queues `f` for the driver's next transaction and returns at once; `done` gets what
-    /// [`Store::write`] would have answered, after the commit.
-    fn submit<T, F, R>(&self, f: F, done: R)
+    /// Queues `f` (a write of `job`, if it concerns one) for the driver's next transaction
+    /// and returns at once; `done` gets what [`Store::write`] would have answered, after the
+    /// commit.
+    fn submit<T, F, R>(&self, job: Option<i64>, f: F, done: R)
     where
         F: FnOnce(&mut dyn WriteTx) -> Result<T> + Send + 'static,
         T: Send + 'static,
         R: FnOnce(Result<T>) + Send + 'static,
     {
         self.inner.driver.submit(Box::new(Op {
+            job,
             write: f,
             reply: done,
         }));

@@ -124,7 +124,7 @@ impl Store {
         let now = self.now();
         let lease = lease.clone();
         let phase = beat.phase;
-        self.write(move |tx| {
+        self.write_on(Some(id), move |tx| {
             let job = load_job(tx, tenant.as_deref(), id)?;
             check_lease(&job, &lease)?;
             let to = next_state(&job, Event::Heartbeat)?;
@@ -165,7 +165,7 @@ impl Store {
         let now = self.now();
         let lease = lease.clone();
         let step_id = step_id.to_owned();
-        self.write(move |tx| {
+        self.write_on(Some(id), move |tx| {
             let job = load_job(tx, tenant.as_deref(), id)?;
             check_lease(&job, &lease)?;
             let Some(from) = tx.step_status(id, &step_id)? else {
@@ -238,8 +238,9 @@ impl Store {
             Err(err) => return WriteCall::refused(self, err),
         };
         let (tenant, now) = (self.tenant_filter(), self.now());
-        WriteCall::new(
+        WriteCall::on_job(
             self,
+            id,
             move |tx| finish.run(tx, tenant.as_deref(), now)?,
             |_| false,
         )
@@ -343,7 +344,7 @@ impl Store {
             )?;
             Ok(updated)
         };
-        WriteCall::new(self, write, |job| job.state == State::Queued)
+        WriteCall::on_job(self, id, write, |job| job.state == State::Queued)
     }
 
     pub(crate) fn retry_bounds(&self) -> (i64, i64) {

@@ -48,4 +48,16 @@ mod tests {
             assert!(kind.status().canonical_reason().is_some(), "{kind:?}");
         }
     }
+
+    /// A database out of reach is a 503 problem typed `storage_unavailable`, with
+    /// `Retry-After`.
+    #[test]
+    fn storage_out_of_reach_is_a_503_problem() {
+        let api = Aep::new(&DialectConfig::default());
+        let err = ApiError::from(jobstore::Error::Unavailable("refused".into()));
+        let response = api.render(&err);
+        assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(http::header::RETRY_AFTER));
+        assert_eq!(err.kind.as_str(), "storage_unavailable");
+    }
 }

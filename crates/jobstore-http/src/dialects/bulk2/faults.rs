@@ -40,4 +40,15 @@ mod tests {
             );
         }
     }
+
+    /// A database out of reach is the vendor's 503, with `Retry-After`, like a busy store.
+    #[test]
+    fn storage_out_of_reach_is_server_unavailable() {
+        let api = Bulk2::new(&crate::DialectConfig::default());
+        let err = ApiError::from(jobstore::Error::Unavailable("refused".into()));
+        let response = api.render(&err);
+        assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(http::header::RETRY_AFTER));
+        assert_eq!(code(err.kind), "SERVER_UNAVAILABLE");
+    }
 }

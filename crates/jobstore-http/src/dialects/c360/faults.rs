@@ -32,7 +32,9 @@ fn code(kind: ErrorKind) -> &'static str {
         | K::TooManyDataBatches => "CONFLICT",
         K::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
         K::TooManyRequests => "REQUEST_LIMIT_EXCEEDED",
-        K::OutcomeUnknown | K::Busy | K::ShuttingDown | K::Overloaded => "SERVER_UNAVAILABLE",
+        K::OutcomeUnknown | K::Busy | K::StorageUnavailable | K::ShuttingDown | K::Overloaded => {
+            "SERVER_UNAVAILABLE"
+        }
         K::Internal => "UNKNOWN_EXCEPTION",
     }
 }
@@ -58,5 +60,17 @@ mod tests {
         }
         let own = salesforce::own("REQUIRED_FIELD_MISSING", "jobType");
         assert_eq!(api.render(&own).status(), http::StatusCode::BAD_REQUEST);
+    }
+
+    /// A database out of reach is the vendor's 503, with `Retry-After`, like a busy store.
+    #[test]
+    fn storage_out_of_reach_is_server_unavailable() {
+        let api = C360::new(&DialectConfig::default());
+        let err = ApiError::from(jobstore::Error::Unavailable("refused".into()));
+        let response = api.render(&err);
+        assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(http::header::RETRY_AFTER));
+        assert_eq!(code(err.kind), code(ErrorKind::Busy));
+        assert_eq!(code(err.kind), "SERVER_UNAVAILABLE");
     }
 }

@@ -63,7 +63,7 @@ fn vendor(kind: ErrorKind) -> (&'static str, StatusCode) {
         K::UnknownSortField => ("FieldNotSortableException", own),
         K::InvalidQuery => ("MalformedParameterException", own),
         K::InvalidJson => ("BodyDecodingException", own),
-        K::OutcomeUnknown | K::Busy | K::ShuttingDown | K::Overloaded => {
+        K::OutcomeUnknown | K::Busy | K::StorageUnavailable | K::ShuttingDown | K::Overloaded => {
             ("ServiceUnavailableException", own)
         }
         K::Internal => ("InternalServerErrorException", own),
@@ -324,5 +324,10 @@ mod tests {
         let busy = about_execution("7", ApiError::from(Error::Busy));
         assert_eq!(busy.kind, "ServiceUnavailableException");
         assert!(busy.arguments.is_empty());
+        let down = about_job("Nightly", Error::Unavailable("refused".into()));
+        assert_eq!(down.kind, "ServiceUnavailableException");
+        let response = down.render("19.5");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
     }
 }

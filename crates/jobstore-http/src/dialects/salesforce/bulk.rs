@@ -53,7 +53,9 @@ pub(crate) fn code(kind: ErrorKind, query: &'static str) -> &'static str {
         K::InvalidRequest => "INVALID_INPUT",
         K::InvalidJson => "JSON_PARSER_ERROR",
         K::IdempotencyKeyReused => "DUPLICATE_VALUE",
-        K::OutcomeUnknown | K::Busy | K::ShuttingDown | K::Overloaded => "SERVER_UNAVAILABLE",
+        K::OutcomeUnknown | K::Busy | K::StorageUnavailable | K::ShuttingDown | K::Overloaded => {
+            "SERVER_UNAVAILABLE"
+        }
         K::Internal => "UNKNOWN_EXCEPTION",
         K::Unauthorized => "INVALID_SESSION_ID",
         K::Forbidden => "INSUFFICIENT_ACCESS",

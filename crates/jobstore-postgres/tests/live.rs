@@ -1,0 +1,317 @@
+//! The driver alive across daemons and outages: a job created through one driver instance
+//! wakes a claim waiting on another at once (`LISTEN`/`NOTIFY`, not the re-poll); sessions the
+//! server ends are replaced without a refusal; a server restart is answered with
+//! `Error::Unavailable` promptly while it is down and survived by the same driver once it is
+//! back; a dropped driver leaves no thread and no session behind.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use jobstore::{ClaimRequest, Error, NewJob, State, Store, StoreOptions, Worker};
+use jobstore_postgres::{PostgresDriver, PostgresOptions};
+use serde_json::json;
+
+/// A store on its own driver instance (the production defaults: 4 writers) over `url`.
+fn store_on(url: &str) -> (Store, String) {
+    let driver = PostgresDriver::connect(url, &PostgresOptions::default()).expect("connect");
+    let name = driver.instance_name().to_owned();
+    (
+        Store::with_driver(Arc::new(driver), StoreOptions::default()),
+        name,
+    )
+}
+
+/// Waits up to `timeout` for `check`.
+#[track_caller]
+fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// How many sessions of the server at `url` carry `name` as their application name (and, if
+/// given, last ran a statement beginning with `query`).
+fn sessions(url: &str, name: &str, query: Option<&str>) -> i64 {
+    let mut admin = support::connect(url);
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+             AND ($2::text IS NULL OR starts_with(query, $2))",
+            &[&name, &query],
+        )
+        .and_then(|row| row.try_get(0))
+        .expect("count the sessions")
+}
+
+/// The listener of driver instance `name` is connected and listening.
+fn listening(url: &str, name: &str) -> bool {
+    sessions(url, name, Some("LISTEN")) == 1
+}
+
+/// The fallback re-poll of the waiting claims in these tests: far longer than any test waits,
+/// so only a wake-up can find a job in time.
+const NO_REPOLL: Duration = Duration::from_secs(60);
+
+/// How long a wake-up may take here (it takes milliseconds; the bound only keeps a busy
+/// machine from failing the test, and stays far below [`NO_REPOLL`]).
+const WAKE_WITHIN: Duration = Duration::from_secs(10);
+
+#[test]
+fn a_claim_waiting_on_one_store_is_woken_by_a_create_on_another() {
+    let url = support::fresh_database();
+    let (one, one_name) = store_on(&url);
+    let (two, _) = store_on(&url);
+    // Once listening, the listener wakes the store once (for what it may have missed while
+    // connecting): let that pass, so that only the create below can wake it.
+    eventually("the listener", WAKE_WITHIN, || listening(&url, &one_name));
+    std::thread::sleep(Duration::from_millis(300));
+    let (woken, wakes) = mpsc::channel();
+    one.on_jobs_available(move || {
+        let _ = woken.send(());
+    });
+    let (ran, runs) = mpsc::channel();
+    let worker = Worker::new(one.clone(), ["wake"])
+        .poll_interval(NO_REPOLL)
+        .rescue_interval(None)
+        .start(move |job| {
+            let _ = ran.send(job.job().id);
+            Ok(json!({"ran": true}))
+        })
+        .expect("start the worker");
+    // The worker's first claim committed (it found nothing) and it now waits: its only other
+    // way to the job is the re-poll a minute later.
+    eventually("the worker's first claim", WAKE_WITHIN, || {
+        one.writer_stats().commits >= 1
+    });
+
+    let started = Instant::now();
+    let job = two
+        .enqueue(NewJob::new("export").queue("wake"))
+        .expect("create through the other store");
+    let ran = runs
+        .recv_timeout(WAKE_WITHIN)
+        .expect("the waiting worker was woken and ran the job");
+    assert_eq!(ran, job.id);
+    assert!(
+        wakes.recv_timeout(WAKE_WITHIN).is_ok(),
+        "the listener was told"
+    );
+    eprintln!("woken across stores in {:?}", started.elapsed());
+    worker.shutdown();
+    assert_eq!(two.get(job.id).expect("get").state, State::Succeeded);
+}
+
+#[test]
+fn sessions_the_server_ends_are_replaced_without_a_refusal() {
+    let url = support::fresh_database();
+    let (store, name) = store_on(&url);
+    let (_other, other_name) = store_on(&url);
+    let jobs: Vec<i64> = (0..8)
+        .map(|_| store.enqueue(NewJob::new("k")).expect("enqueue").id)
+        .collect();
+    eventually("the listeners", WAKE_WITHIN, || {
+        listening(&url, &name) && listening(&url, &other_name)
+    });
+    let (woken, wakes) = mpsc::channel();
+    store.on_jobs_available(move || {
+        let _ = woken.send(());
+    });
+
+    // Every session of this driver instance ends, as a server restart ends them.
+    let mut admin = support::connect(&url);
+    let ended: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = $1) AS ended",
+            &[&name],
+        )
+        .and_then(|row| row.try_get(0))
+        .expect("end the sessions");
+    assert!(
+        ended >= 5,
+        "the writers, a pooled reader and the listener: {ended}"
+    );
+
+    // Each writer finds its connection ended at BEGIN and runs the write on a new one; the
+    // pool drops what it finds closed; nothing is refused.
+    for id in &jobs {
+        store
+            .cancel(*id, "test")
+            .expect("a write after the sessions ended");
+    }
+    store
+        .enqueue(NewJob::new("k"))
+        .expect("a create after the sessions ended");
+    for id in &jobs {
+        assert_eq!(store.get(*id).expect("a read").state, State::Cancelled);
+    }
+    // The listener connected again and woke the store once (notifications may have been
+    // lost meanwhile), and listens again.
+    assert!(wakes.recv_timeout(WAKE_WITHIN).is_ok());
+    eventually("the listener again", WAKE_WITHIN, || listening(&url, &name));
+    assert!(
+        listening(&url, &other_name),
+        "another instance was left alone"
+    );
+}
+
+#[test]
+fn a_dropped_driver_ends_its_threads_and_sessions_promptly() {
+    let url = support::fresh_database();
+    let (store, name) = store_on(&url);
+    store.enqueue(NewJob::new("k")).expect("enqueue");
+    eventually("the listener", WAKE_WITHIN, || listening(&url, &name));
+    let started = Instant::now();
+    // The last handle: the driver is dropped with it, and joins its writers, its notifier
+    // and its listener before the drop returns.
+    drop(store);
+    let took = started.elapsed();
+    eprintln!("the driver dropped in {took:?}");
+    assert!(took < Duration::from_secs(3), "dropping took {took:?}");
+    eventually("every session of the instance ended", WAKE_WITHIN, || {
+        sessions(&url, &name, None) == 0
+    });
+}
+
+/// How long a refusal may take while the server is down. The driver refuses at once (no
+/// connection attempt waits on a port that refuses); the bound keeps a loaded machine from
+/// failing the test, and stays far below the 10 s pool timeout a read once waited.
+const REFUSED_WITHIN: Duration = Duration::from_secs(3);
+
+/// Runs `call` and answers its error, asserting it is `Error::Unavailable` and came within
+/// [`REFUSED_WITHIN`]; answers how long it took.
+#[track_caller]
+fn refused<T: std::fmt::Debug>(what: &str, call: impl FnOnce() -> jobstore::Result<T>) -> Duration {
+    let started = Instant::now();
+    let answer = call();
+    let took = started.elapsed();
+    assert!(
+        matches!(answer, Err(Error::Unavailable(_))),
+        "{what}: {answer:?}"
+    );
+    assert!(took < REFUSED_WITHIN, "{what} took {took:?}");
+    took
+}
+
+#[test]
+fn a_server_restart_is_refused_while_down_and_survived_by_the_same_driver() {
+    let cluster = support::PrivateCluster::start();
+    let url = cluster.fresh_database();
+    let (one, one_name) = store_on(&url);
+    let (two, _) = store_on(&url);
+    let before: Vec<i64> = (0..6)
+        .map(|n| {
+            one.enqueue(NewJob::new("k").queue("before").payload(json!({"n": n})))
+                .expect("enqueue")
+                .id
+        })
+        .collect();
+    eventually("the listener", WAKE_WITHIN, || listening(&url, &one_name));
+
+    cluster.stop();
+    // A read first, before any write told the driver that the server is gone: the pool finds
+    // its connections closed and cannot open one.
+    let first_read = refused("a read first", || two.get(before[0]));
+    eprintln!("while down, the first read was refused in {first_read:?}");
+    let mut slowest = Duration::ZERO;
+    // Writes on every writer (jobs of different ids), creates, claims, reads, lists, pings:
+    // each refused as out of reach, promptly, again and again.
+    for round in 0..3 {
+        for id in &before {
+            slowest = slowest.max(refused("a cancel", || one.cancel(*id, "test")));
+        }
+        slowest = slowest.max(refused("a create", || one.enqueue(NewJob::new("k"))));
+        slowest = slowest.max(refused("a claim", || {
+            two.claim(&ClaimRequest::new("w", "before"))
+        }));
+        slowest = slowest.max(refused("a read", || one.get(before[0])));
+        slowest = slowest.max(refused("a list", || {
+            two.list(&jobstore::ListQuery::default())
+        }));
+        slowest = slowest.max(refused("a ping", || one.ping()));
+        if round == 0 {
+            // Past the writers' first pauses: they try to connect again and are refused.
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+    }
+    eprintln!("while down, the slowest refusal took {slowest:?}");
+
+    cluster.start_again();
+    let up = Instant::now();
+    // The same drivers serve again by themselves: creates, reads, claims, completes.
+    let mut created = None;
+    eventually(
+        "a create after the restart",
+        Duration::from_secs(20),
+        || {
+            created = one.enqueue(NewJob::new("k").queue("after")).ok();
+            created.is_some()
+        },
+    );
+    let first_write = up.elapsed();
+    eventually("a read after the restart", Duration::from_secs(20), || {
+        two.get(before[0]).is_ok()
+    });
+    eprintln!(
+        "after the restart: the first create in {first_write:?}, reads on the other store \
+         in {:?}",
+        up.elapsed()
+    );
+    let claimed = two
+        .claim(&ClaimRequest {
+            max: 10,
+            ..ClaimRequest::new("w", "before")
+        })
+        .expect("claim after the restart");
+    assert_eq!(
+        claimed.len(),
+        before.len(),
+        "every job made before the stop"
+    );
+    for job in &claimed {
+        let lease = job.lease().expect("a lease");
+        one.complete(job.id, &lease, json!({"ok": true}))
+            .expect("complete through the other store");
+    }
+    for id in &before {
+        assert_eq!(two.get(*id).expect("get").state, State::Succeeded);
+    }
+
+    // Wake-ups work again: the listener connected anew, and a create on the other store
+    // wakes this one.
+    eventually("the listener again", Duration::from_secs(20), || {
+        listening(&url, &one_name)
+    });
+    let (woken, wakes) = mpsc::channel();
+    one.on_jobs_available(move || {
+        let _ = woken.send(());
+    });
+    let (ran, runs) = mpsc::channel();
+    let worker = Worker::new(one.clone(), ["wake"])
+        .poll_interval(NO_REPOLL)
+        .rescue_interval(None)
+        .start(move |job| {
+            let _ = ran.send(job.job().id);
+            Ok(json!({}))
+        })
+        .expect("start the worker");
+    let commits = one.writer_stats().commits;
+    eventually("the worker's first claim", WAKE_WITHIN, || {
+        one.writer_stats().commits > commits
+    });
+    while wakes.try_recv().is_ok() {}
+    let job = two
+        .enqueue(NewJob::new("k").queue("wake"))
+        .expect("create on the other store");
+    assert!(
+        wakes.recv_timeout(WAKE_WITHIN).is_ok(),
+        "woken after the restart"
+    );
+    assert_eq!(runs.recv_timeout(WAKE_WITHIN).ok(), Some(job.id));
+    worker.shutdown();
+}
