@@ -172,7 +172,8 @@ pub struct PostgresDriver {
     url_shown: String,
     shared: Arc<writers::Shared>,
     writers: Vec<JoinHandle<()>>,
-    pool: r2d2::Pool<Manager>,
+    /// Taken by `drop`, which closes its connections on a thread of their own.
+    pool: Option<r2d2::Pool<Manager>>,
     pool_timeout: Duration,
     wakes: Arc<Wakes>,
     notifier: Option<JoinHandle<()>>,
@@ -259,7 +260,7 @@ impl PostgresDriver {
             url_shown: format!("{host}/{}", config.get_dbname().unwrap_or_default()),
             shared,
             writers,
-            pool,
+            pool: Some(pool),
             pool_timeout: options.pool_timeout,
             wakes,
             notifier: Some(notifier),
@@ -277,16 +278,16 @@ impl PostgresDriver {
     /// [`Error::Unavailable`] at once; else the pool's, waiting up to the pool timeout (and
     /// looking again every [`POOL_LOOK`] whether the server went out of reach meanwhile).
     fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>> {
+        let pool = self.pool.as_ref().ok_or(Error::Closed)?;
         let deadline = Instant::now() + self.pool_timeout;
         loop {
             if let Some(reason) = self.shared.health.down() {
-                return self
-                    .pool
+                return pool
                     .try_get()
                     .ok_or_else(|| Error::Unavailable(reason.into()));
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.pool.get_timeout(left.min(POOL_LOOK)) {
+            match pool.get_timeout(left.min(POOL_LOOK)) {
                 Ok(conn) => return Ok(conn),
                 Err(err) if left <= POOL_LOOK => return Err(Error::Pool(err)),
                 Err(_) => {}
@@ -306,6 +307,17 @@ impl Drop for PostgresDriver {
         }
         // The last handle of a store may be dropped on a writer thread (in a caller's
         // callback): that thread ends by itself once it returns to its loop.
+        // A `postgres::Client` closes its session on a runtime of its own, which panics when
+        // dropped inside another runtime: an embedding program may drop the last store handle
+        // in an async task. The pooled connections are closed on a thread of their own.
+        if let Some(pool) = self.pool.take() {
+            threads.extend(
+                std::thread::Builder::new()
+                    .name("jobstore-pg-close".into())
+                    .spawn(move || drop(pool))
+                    .ok(),
+            );
+        }
         let current = std::thread::current().id();
         for thread in threads {
             if thread.thread().id() != current {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use jobstore::{ClaimRequest, Error, NewJob, State, Store, StoreOptions, Worker};
+use jobstore::{ClaimRequest, Error, ListQuery, NewJob, State, Store, StoreOptions, Worker};
 use jobstore_postgres::{PostgresDriver, PostgresOptions};
 use serde_json::json;
 
@@ -176,6 +176,27 @@ fn a_dropped_driver_ends_its_threads_and_sessions_promptly() {
     eventually("every session of the instance ended", WAKE_WITHIN, || {
         sessions(&url, &name, None) == 0
     });
+}
+
+/// An embedding program may drop its last store handle in an async task: the driver's
+/// connections (each with a runtime of its own inside `postgres`) must not be closed on the
+/// task's runtime thread, where dropping a runtime panics.
+#[test]
+fn the_last_handle_may_be_dropped_inside_an_async_runtime() {
+    let url = support::fresh_database();
+    let (store, _) = store_on(&url);
+    store.enqueue(NewJob::new("k")).expect("enqueue");
+    // A read leaves its connection in the pool, open.
+    assert_eq!(
+        store.list(&ListQuery::default()).expect("list").jobs.len(),
+        1
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .expect("a runtime");
+    let dropped = runtime.block_on(async move { tokio::spawn(async move { drop(store) }).await });
+    assert!(dropped.is_ok(), "dropping the store panicked: {dropped:?}");
 }
 
 /// How long a refusal may take while the server is down. The driver refuses at once (no
