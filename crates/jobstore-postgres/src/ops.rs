@@ -100,16 +100,20 @@ fn merge_patch(target: &mut serde_json::Value, patch: serde_json::Value) {
     }
 }
 
-fn unique_key_holder<C: GenericClient>(client: &mut C, tenant: &str, key: &str) -> Option<i64> {
-    client
+/// The live job holding `key` in `tenant`, if one does.
+fn unique_key_holder<C: GenericClient>(
+    client: &mut C,
+    tenant: &str,
+    key: &str,
+) -> Result<Option<i64>> {
+    let row = client
         .query_opt(
             "SELECT id FROM jobs WHERE tenant = $1 AND unique_key = $2 \
              AND state IN ('open', 'queued', 'running')",
             &[&tenant, &key],
         )
-        .ok()
-        .flatten()
-        .and_then(|row| row.try_get(0).ok())
+        .map_err(storage)?;
+    row.map(|row| row.try_get(0).map_err(storage)).transpose()
 }
 
 /// Maps a violation of `jobs_unique_live` to the job that holds the key. The statement's
@@ -689,50 +693,53 @@ impl WriteTx for Conn<postgres::Transaction<'_>> {
 
     fn insert_job(&mut self, row: &JobRow<'_>) -> Result<i64> {
         let new = row.new;
-        let mut savepoint = self.0.savepoint("insert_job").map_err(storage)?;
-        let inserted = savepoint.query_one(
-            "INSERT INTO jobs (tenant, kind, queue, name, source, target, created_by, dialect, \
-             state, priority, run_at, max_attempts, unique_key, definition_id, restart_of, \
-             restartable, payload, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-             $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::text::json, $18, $18) RETURNING id",
-            &[
-                &row.tenant,
-                &new.kind,
-                &new.queue,
-                &new.name,
-                &new.source,
-                &new.target,
-                &new.created_by,
-                &new.dialect,
-                &row.state.as_str(),
-                &new.priority,
-                &new.run_at.unwrap_or(row.now),
-                &new.max_attempts,
-                &new.unique_key,
-                &row.definition_id,
-                &row.restart_of,
-                &new.restartable,
-                &row.payload,
-                &row.now,
-            ],
-        );
-        match inserted {
-            Ok(inserted) => {
-                savepoint.commit().map_err(storage)?;
-                Ok(inserted.get(0))
-            }
-            Err(err) if is_unique_violation(&err) && new.unique_key.is_some() => {
-                savepoint.rollback().map_err(storage)?;
-                let key = new.unique_key.clone().unwrap_or_default();
-                match unique_key_holder(&mut self.0, row.tenant, &key) {
-                    Some(job) => Err(Error::JobAlreadyRunning {
-                        unique_key: key,
-                        job,
-                    }),
-                    None => Err(storage(err)),
-                }
-            }
-            Err(err) => Err(storage(err)),
+        // A live job holding the unique key leaves the insert undone (no savepoint, no
+        // round trips for one): no row comes back, and the holder is named.
+        let inserted = self
+            .0
+            .query_opt(
+                "INSERT INTO jobs (tenant, kind, queue, name, source, target, created_by, \
+                 dialect, state, priority, run_at, max_attempts, unique_key, definition_id, \
+                 restart_of, restartable, payload, created_at, updated_at) VALUES ($1, $2, $3, \
+                 $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::text::json, \
+                 $18, $18) \
+                 ON CONFLICT (tenant, unique_key) WHERE unique_key IS NOT NULL \
+                     AND state IN ('open', 'queued', 'running') DO NOTHING \
+                 RETURNING id",
+                &[
+                    &row.tenant,
+                    &new.kind,
+                    &new.queue,
+                    &new.name,
+                    &new.source,
+                    &new.target,
+                    &new.created_by,
+                    &new.dialect,
+                    &row.state.as_str(),
+                    &new.priority,
+                    &new.run_at.unwrap_or(row.now),
+                    &new.max_attempts,
+                    &new.unique_key,
+                    &row.definition_id,
+                    &row.restart_of,
+                    &new.restartable,
+                    &row.payload,
+                    &row.now,
+                ],
+            )
+            .map_err(storage)?;
+        if let Some(inserted) = inserted {
+            return Ok(inserted.get(0));
+        }
+        let key = new.unique_key.clone().unwrap_or_default();
+        match unique_key_holder(&mut self.0, row.tenant, &key)? {
+            Some(job) => Err(Error::JobAlreadyRunning {
+                unique_key: key,
+                job,
+            }),
+            None => Err(Error::Storage(
+                "an insert that no unique key refused answered no row".into(),
+            )),
         }
     }
 
@@ -740,29 +747,26 @@ impl WriteTx for Conn<postgres::Transaction<'_>> {
         if events.is_empty() {
             return Ok(());
         }
-        let statement = self
-            .0
-            .prepare(
+        // One statement for all of them (a claim or a complete_many writes one per job); their
+        // ids follow their order.
+        let jobs: Vec<i64> = events.iter().map(|e| e.job).collect();
+        let ats: Vec<i64> = events.iter().map(|e| e.at).collect();
+        let names: Vec<&str> = events.iter().map(|e| e.event).collect();
+        let froms: Vec<Option<&str>> = events.iter().map(|e| e.from.map(State::as_str)).collect();
+        let tos: Vec<&str> = events.iter().map(|e| e.to.as_str()).collect();
+        let actors: Vec<&str> = events.iter().map(|e| e.actor).collect();
+        let details: Vec<Option<&str>> = events.iter().map(|e| e.detail).collect();
+        self.0
+            .execute(
                 "INSERT INTO job_events (job_id, at, event, from_state, to_state, actor, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 SELECT e.job_id, e.at, e.event, e.from_state, e.to_state, e.actor, e.detail \
+                 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+                     $6::text[], $7::text[]) WITH ORDINALITY \
+                     AS e (job_id, at, event, from_state, to_state, actor, detail, n) \
+                 ORDER BY e.n",
+                &[&jobs, &ats, &names, &froms, &tos, &actors, &details],
             )
             .map_err(storage)?;
-        for event in events {
-            self.0
-                .execute(
-                    &statement,
-                    &[
-                        &event.job,
-                        &event.at,
-                        &event.event,
-                        &event.from.map(State::as_str),
-                        &event.to.as_str(),
-                        &event.actor,
-                        &event.detail,
-                    ],
-                )
-                .map_err(storage)?;
-        }
         Ok(())
     }
 
@@ -806,7 +810,7 @@ impl WriteTx for Conn<postgres::Transaction<'_>> {
             Err(err) if is_unique_violation(&err) && job.unique_key.is_some() => {
                 savepoint.rollback().map_err(storage)?;
                 let key = job.unique_key.clone().unwrap_or_default();
-                return match unique_key_holder(&mut self.0, &job.tenant, &key) {
+                return match unique_key_holder(&mut self.0, &job.tenant, &key)? {
                     Some(holder) => Err(Error::JobAlreadyRunning {
                         unique_key: key,
                         job: holder,
