@@ -152,12 +152,13 @@ impl ErrorKind {
             Error::Busy => K::Busy,
             Error::Unavailable(_) => K::StorageUnavailable,
             Error::Closed => K::ShuttingDown,
+            // Every read connection stayed busy past the pool's wait.
+            Error::Pool(_) => K::Overloaded,
             Error::SchemaTooNew { .. }
             | Error::SettingNotApplied { .. }
             | Error::Sqlite(_)
             | Error::Storage(_)
             | Error::Unsupported { .. }
-            | Error::Pool(_)
             | Error::Io(_)
             | Error::Json(_) => K::Internal,
         }
