@@ -1212,3 +1212,52 @@ yes 0123456789abcdef | head -c 9437185 > "$JOBSTORE_OUTPUT_DIR/big"
         );
     }
 }
+
+/// A command that ends while the daemon's PostgreSQL server is down: the worker's report is
+/// answered 503 `storage_unavailable`, and the worker sends it again until the server is back
+/// (the lease still holds), so the job succeeds in its first attempt instead of running again.
+#[test]
+fn an_outcome_refused_while_postgres_is_down_is_reported_once_it_is_back() {
+    let cluster = crate::cluster::PrivateCluster::start();
+    let daemon = Daemon::start_with(
+        temp_dir(),
+        Options {
+            db: Some(cluster.fresh_database().into()),
+            ..Options::default()
+        },
+    );
+    let api = daemon.client();
+    let dir = daemon.dir().to_path_buf();
+    let command = script(
+        &dir,
+        "wait.sh",
+        "while [ ! -e release ]; do sleep 0.05; done\n\
+         echo '##jobstore result {\"done\": true}'\n",
+    );
+    // A lease far longer than the outage: only the report waits for the server.
+    let worker = Worker::exec(daemon.addr(), &dir, &command, &[("--lease-ms", "60000")]);
+    let id = id_of(&api.create(&json!({"kind": "export", "queue": "q"})));
+    wait_state(&api, id, "running", &worker);
+
+    cluster.stop();
+    std::fs::write(dir.join("release"), "").unwrap();
+    let deadline = Instant::now() + JOB_WAIT;
+    while !worker.stderr().contains("storage_unavailable") {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never met the outage; its stderr:\n{}",
+            worker.stderr()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    cluster.start_again();
+
+    let done = wait_state(&api, id, "succeeded", &worker);
+    assert_eq!(done["result"], json!({"done": true}), "{done}");
+    assert_eq!(done["attempt"], 1, "{done}");
+    let claims = events(&api, id)
+        .iter()
+        .filter(|event| event["event"] == "claim")
+        .count();
+    assert_eq!(claims, 1, "the job ran again: {:?}", events(&api, id));
+}

@@ -37,6 +37,16 @@ pub(super) enum CallError {
 }
 
 impl CallError {
+    /// Whether the same call may succeed later: the daemon was out of reach, or answered 503
+    /// (its database out of reach, shutting down, overloaded). Retried, a call whose first
+    /// try did commit meets the state it made and is refused.
+    pub(super) fn is_transient(&self) -> bool {
+        match self {
+            CallError::Unreachable(_) => true,
+            CallError::Refused { status, .. } => *status == StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
     /// Whether the lease is gone: the job was rescued, re-claimed or finished meanwhile.
     pub(super) fn lease_lost(&self) -> bool {
         matches!(self, CallError::Refused { kind, .. }

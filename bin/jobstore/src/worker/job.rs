@@ -684,7 +684,7 @@ async fn upload_outputs(shared: &Shared, job: &Claimed, outputs: &OutputDir) -> 
     Ok(())
 }
 
-/// Sends one piece of an output, retrying while the daemon cannot be reached.
+/// Sends one piece of an output, retrying while the daemon cannot be reached or answers 503.
 async fn put_piece(
     shared: &Shared,
     target: &str,
@@ -697,7 +697,7 @@ async fn put_piece(
         match shared.client.put_bytes(target, piece.clone()).await {
             Ok(_) => return Ok(()),
             Err(err) if err.lease_lost() => return Err(Upload::LeaseLost(err)),
-            Err(err @ CallError::Refused { .. }) => {
+            Err(err) if !err.is_transient() => {
                 return Err(Upload::Failed(format!(
                     "output `{name}` was refused: {err}"
                 )));
@@ -761,7 +761,8 @@ async fn ship_logs(shared: Arc<Shared>, id: i64, logs: Arc<LogShip>) {
     }
 }
 
-/// Reports the outcome, retrying while the daemon is unreachable (the lease may still hold).
+/// Reports the outcome, retrying while the daemon is unreachable or answers 503 (the lease may
+/// still hold: a daemon whose database restarts answers 503 until it is back).
 async fn report_final(shared: &Shared, id: i64, action: &str, body: &Value) {
     let mut delay = Duration::from_millis(100);
     for _ in 0..40 {
@@ -777,7 +778,7 @@ async fn report_final(shared: &Shared, id: i64, action: &str, body: &Value) {
                 );
                 return;
             }
-            Err(err @ CallError::Refused { .. }) => {
+            Err(err) if !err.is_transient() => {
                 log::warn!("job {id}: {action} refused: {err}");
                 return;
             }

@@ -22,7 +22,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use self::client::{CallError, Client};
+use self::client::Client;
 use self::config::WorkerConfig;
 use self::job::{Claimed, Shared};
 
@@ -100,13 +100,10 @@ async fn work(config: WorkerConfig) -> Result<()> {
                 answer["jobs"].as_array().cloned().unwrap_or_default()
             }
             Err(err) => {
-                match &err {
-                    CallError::Unreachable(_) => {
-                        log::warn!("claim failed, retrying in {backoff:?}: {err}")
-                    }
-                    CallError::Refused { .. } => {
-                        log::error!("claim refused, retrying in {backoff:?}: {err}")
-                    }
+                if err.is_transient() {
+                    log::warn!("claim failed, retrying in {backoff:?}: {err}");
+                } else {
+                    log::error!("claim refused, retrying in {backoff:?}: {err}");
                 }
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
