@@ -13,9 +13,6 @@
 mod support;
 
 /// The PostgreSQL test server, a fresh database per daemon directory.
-// `postgres.rs` still includes the same file as a module of its own (a second server when it
-// runs); once it says `use crate::cluster;` instead, this allowance goes.
-#[allow(clippy::duplicate_mod)]
 #[path = "../../crates/jobstore-postgres/tests/support/mod.rs"]
 mod cluster;
 

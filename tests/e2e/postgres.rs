@@ -3,16 +3,14 @@
 //! across them; a waiting claim on one finds a job created on the other; a vendor API's job is
 //! served by either; `migrate`, `check`, `stats` and `jobs` work on the URL; both ride out a
 //! restart of the server (503 `storage_unavailable` while it is down, served again after, no
-//! acknowledged job lost). The server is a throwaway cluster of this test binary's own (see
-//! the module below), or one of the test's own that it stops and starts.
-
-#[path = "../../crates/jobstore-postgres/tests/support/mod.rs"]
-mod cluster;
+//! acknowledged job lost). The server is the test binary's throwaway cluster
+//! ([`crate::cluster`]), or one of the test's own that it stops and starts.
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::cluster;
 use crate::support::{Daemon, Options, assert_error, eventually, id_of, jobstore, temp_dir};
 
 fn daemon_on(url: &str) -> Daemon {
