@@ -24,6 +24,7 @@
 //! [`migrate`] is safe to run from every daemon at once: the migrations run in one
 //! transaction under an advisory lock, and each is recorded in `jobstore_migrations`.
 
+pub mod copy;
 mod driver;
 mod ops;
 
