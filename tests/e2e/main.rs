@@ -13,6 +13,7 @@ mod auth;
 mod bad_input;
 mod claims;
 mod cli;
+mod copy;
 mod crash;
 mod dashboard;
 mod data;
