@@ -20,6 +20,7 @@ mod auth;
 mod bad_input;
 mod claims;
 mod cli;
+mod copy;
 mod crash;
 mod dashboard;
 mod data;

@@ -50,6 +50,35 @@ pub(crate) enum Command {
     /// Inspect and change jobs (every tenant's).
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Copy a SQLite file's store into a PostgreSQL database (moving a node to PostgreSQL).
+    ///
+    /// Everything the store keeps is copied with the same ids: every job (every state,
+    /// leases, attempts, unique and idempotency keys, tenants), its events, steps, logs,
+    /// uploaded data and outputs, and every definition.
+    ///
+    /// The file is read in one read transaction (it is never written or migrated):
+    /// the copy is the file as it was when the command began, even while a daemon still
+    /// writes to it, and what is written after that moment is not copied. Stop the daemon
+    /// (or at least every writer) before copying, then start the daemons on the database.
+    ///
+    /// The database is migrated, then must hold no jobs or definitions (a copy never
+    /// merges). The copy is one transaction: everything is there when the command succeeds,
+    /// nothing when it fails. Check the result with `jobstore check --db URL` and
+    /// `jobstore stats --db URL`.
+    Copy(CopyArgs),
+}
+
+/// The flags of `jobstore copy`.
+#[derive(Args, Debug)]
+pub(crate) struct CopyArgs {
+    /// The SQLite file to copy, at this build's schema version (`jobstore migrate --db FILE`
+    /// brings an older one there).
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// The PostgreSQL database to copy into, by its URL: postgres://USER@HOST:PORT/DB (a
+    /// password in it is never shown) [env: JOBSTORE_COPY_TO].
+    #[arg(long, value_name = "URL", env = "JOBSTORE_COPY_TO", hide_env = true)]
+    pub to: String,
 }
 
 /// The flags of `jobstore serve`.

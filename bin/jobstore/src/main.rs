@@ -18,7 +18,7 @@ use anyhow::Result;
 use clap::Parser;
 
 use cli::{Cli, Command};
-use commands::{Database, daemons, jobs, maintenance, restore, tls, tokens};
+use commands::{Database, copy, daemons, jobs, maintenance, restore, tls, tokens};
 
 /// Sets up logging, parses the command line and runs the command; errors go to stderr.
 fn main() -> ExitCode {
@@ -52,5 +52,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Restore(args) => restore::restore(cli.db, &args),
         Command::Stats { json } => maintenance::stats(&Database::open(cli.db)?, json),
         Command::Jobs(command) => jobs::run(&Database::open(cli.db)?.store, command),
+        Command::Copy(args) => copy::run(cli.db.as_deref(), &args),
     }
 }

@@ -31,6 +31,7 @@
 //! transaction under an advisory lock, and each is recorded in `jobstore_migrations`.
 
 mod connect;
+pub mod copy;
 mod driver;
 mod ops;
 mod wake;

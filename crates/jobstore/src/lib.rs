@@ -72,6 +72,7 @@ mod model;
 pub mod sqlite;
 pub mod state;
 mod store;
+pub mod tables;
 mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -3,6 +3,7 @@
 //! store. Beside a file that Litestream replicates (its `.NAME-litestream` directory is there)
 //! they never checkpoint the WAL: Litestream owns checkpoints.
 
+pub(crate) mod copy;
 pub(crate) mod daemons;
 pub(crate) mod human;
 pub(crate) mod jobs;

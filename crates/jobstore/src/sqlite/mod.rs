@@ -4,7 +4,8 @@
 //! single writer thread with group commit and one `SAVEPOINT` per write (`writer`), the r2d2
 //! read pool, every statement (`ops`, and `list` for the list query), WAL checkpoints
 //! ([`Checkpoints`]), `VACUUM INTO` backups, `PRAGMA integrity_check`, and the uploader's
-//! `"pid:start-time"` name that tells a dead uploading process's batches (`uploader`).
+//! `"pid:start-time"` name that tells a dead uploading process's batches (`uploader`), and
+//! [`Snapshot`], a read-only view of a file, row by row, for a copy to another engine.
 //!
 //! Several processes may open one file: each has its own writer, and the busy timeout plus a
 //! retried `BEGIN IMMEDIATE` covers the other's write lock. Claims are one `UPDATE … WHERE id
@@ -13,6 +14,7 @@
 pub(crate) mod db;
 mod list;
 pub(crate) mod ops;
+mod snapshot;
 mod uploader;
 mod writer;
 
@@ -24,6 +26,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::params;
 
 pub use db::{AUTOCHECKPOINT_PAGES, Checkpoints, Durability, SCHEMA_VERSION, migrate_to};
+pub use snapshot::Snapshot;
 
 use self::db::{ConnectionSettings, ReadPool};
 use self::ops::Conn;
