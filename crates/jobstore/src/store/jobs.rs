@@ -464,6 +464,10 @@ fn validate_new_job(new: &NewJob) -> Result<()> {
                 format!("longer than {MAX_FIELD_BYTES} bytes"),
             ));
         }
+        // PostgreSQL's text cannot hold U+0000: refused alike on every engine.
+        if value.is_some_and(|v| v.contains('\0')) {
+            return Err(Error::invalid(field, "must not contain U+0000 (NUL)"));
+        }
     }
     if new.idempotency_key.as_deref() == Some("") {
         return Err(Error::invalid("idempotency_key", "must not be empty"));

@@ -96,6 +96,10 @@ fn invalid_new_jobs_are_refused() {
         (NewJob::new("a").max_attempts(0), "max_attempts"),
         (NewJob::new("a").name("n".repeat(5000)), "name"),
         (NewJob::new("a").idempotency_key(""), "idempotency_key"),
+        // PostgreSQL's text cannot hold U+0000: every engine refuses it alike.
+        (NewJob::new("a\0b"), "kind"),
+        (NewJob::new("a").name("x\0"), "name"),
+        (NewJob::new("a").unique_key("\0"), "unique_key"),
     ] {
         refused(
             &f,
