@@ -326,3 +326,62 @@ fn two_daemons_ride_out_a_postgres_restart() {
         "woken only by the re-poll: {waited:?}"
     );
 }
+
+/// The daemon's sessions on the database `url` names (every driver instance's connections
+/// carry an `application_name` beginning `jobstore-`).
+fn daemon_sessions(url: &str) -> i64 {
+    let database = url.rsplit('/').next().unwrap_or_default().to_owned();
+    cluster::connect(url)
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = $1 AND application_name LIKE 'jobstore-%'",
+            &[&database],
+        )
+        .expect("count sessions")
+        .get(0)
+}
+
+/// `[postgres] writers` and `read_connections` size what a daemon holds open: a burst of
+/// concurrent reads and writes is served with one writer and one read connection, and the
+/// daemon never holds more sessions than those two, its notifier and its listener. The
+/// defaults (4 writers) hold more from the start.
+#[test]
+fn the_postgres_settings_bound_a_daemons_connections() {
+    let url = cluster::fresh_database();
+    let dir = temp_dir();
+    let config = dir.path().join("jobstore.toml");
+    std::fs::write(&config, "[postgres]\nwriters = 1\nread_connections = 1\n").unwrap();
+    let small = Daemon::start_with(
+        dir,
+        Options {
+            db: Some(url.clone().into()),
+            args: vec!["--config".into(), config.into_os_string()],
+            ..Options::default()
+        },
+    );
+    let burst: Vec<_> = (0..16)
+        .map(|n| {
+            let client = small.client();
+            std::thread::spawn(move || {
+                let id = id_of(&client.create(&json!({"kind": "burst", "payload": {"n": n}})));
+                client.get(&format!("/v1/jobs/{id}")).expect(200);
+                client.get("/v1/jobs?kind=burst").expect(200);
+            })
+        })
+        .collect();
+    for thread in burst {
+        thread.join().expect("a request of the burst");
+    }
+    let held = daemon_sessions(&url);
+    assert!(
+        (1..=4).contains(&held),
+        "one writer, one read connection, the notifier and the listener: {held} sessions"
+    );
+    drop(small);
+
+    let url = cluster::fresh_database();
+    let _default = daemon_on(&url);
+    eventually("the default writers", Duration::from_secs(10), || {
+        daemon_sessions(&url) >= 4 + 2
+    });
+}

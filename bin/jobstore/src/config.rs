@@ -35,6 +35,9 @@ pub(crate) struct FileConfig {
     /// Background maintenance.
     #[serde(default)]
     pub maintenance: FileMaintenance,
+    /// Connections to a PostgreSQL database.
+    #[serde(default)]
+    pub postgres: FilePostgres,
     /// The vendor dialects.
     #[serde(default)]
     pub dialects: jobstore_http::DialectConfig,
@@ -82,6 +85,55 @@ pub(crate) struct FileMaintenance {
     pub checkpoint_interval_ms: Option<u64>,
 }
 
+/// `[postgres]` of the config file: only for a `postgres://` database.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FilePostgres {
+    /// Writer connections, each running one write at a time.
+    pub writers: Option<usize>,
+    /// Read connections in the pool.
+    pub read_connections: Option<u32>,
+}
+
+/// The most writer connections a daemon opens.
+const MAX_WRITERS: usize = 64;
+
+/// The most read connections a daemon's pool holds.
+const MAX_READ_CONNECTIONS: u32 = 256;
+
+impl FilePostgres {
+    /// The driver's options: the defaults, with the keys given. Refused for a SQLite `db`
+    /// (the keys would do nothing), and out of range.
+    fn resolve(&self, db: &Path) -> Result<jobstore_postgres::PostgresOptions> {
+        let defaults = jobstore_postgres::PostgresOptions::default();
+        if self.writers.is_none() && self.read_connections.is_none() {
+            return Ok(defaults);
+        }
+        if crate::location::Location::of(db).file().is_some() {
+            bail!(
+                "[postgres] is for a postgres:// database; db is the SQLite file {}",
+                db.display()
+            );
+        }
+        let writers = self.writers.unwrap_or(defaults.writers);
+        if !(1..=MAX_WRITERS).contains(&writers) {
+            bail!("[postgres] writers must be 1 to {MAX_WRITERS}, got {writers}");
+        }
+        let read_connections = self.read_connections.unwrap_or(defaults.read_connections);
+        if !(1..=MAX_READ_CONNECTIONS).contains(&read_connections) {
+            bail!(
+                "[postgres] read_connections must be 1 to {MAX_READ_CONNECTIONS}, got \
+                 {read_connections}"
+            );
+        }
+        Ok(jobstore_postgres::PostgresOptions {
+            writers,
+            read_connections,
+            ..defaults
+        })
+    }
+}
+
 /// What `jobstore serve` runs with.
 #[derive(Debug, Clone)]
 pub(crate) struct ServeConfig {
@@ -107,6 +159,8 @@ pub(crate) struct ServeConfig {
     pub max_batches_per_job: u32,
     /// Background maintenance.
     pub maintenance: Maintenance,
+    /// Connections to a PostgreSQL `db` (the defaults for a SQLite file).
+    pub postgres: jobstore_postgres::PostgresOptions,
     /// The vendor dialects.
     pub dialects: jobstore_http::DialectConfig,
 }
@@ -333,6 +387,7 @@ impl ServeConfig {
             bail!("timeouts must be greater than zero");
         }
         let store_defaults = jobstore::StoreOptions::default();
+        let postgres = file.postgres.resolve(&db)?;
         let dialects = file.dialects;
         let m = file.maintenance;
         Ok(ServeConfig {
@@ -359,6 +414,7 @@ impl ServeConfig {
                 stale_upload_ms: m.stale_upload_ms.unwrap_or(WEEK_MS),
                 checkpoint_interval: ms(m.checkpoint_interval_ms.unwrap_or(30_000).max(10)),
             },
+            postgres,
             dialects,
         })
     }
@@ -402,6 +458,39 @@ mod tests {
             defaults.replication.checkpoints(),
             jobstore::Checkpoints::Store
         );
+    }
+
+    #[test]
+    fn postgres_settings_size_the_driver_and_are_refused_for_a_file() {
+        let dir = tempfile_dir();
+        let file = dir.join("pg.toml");
+        let url = Overrides {
+            db: Some("postgres://jobstore@db.internal/jobs".into()),
+            ..Overrides::default()
+        };
+        std::fs::write(&file, "[postgres]\nwriters = 2\nread_connections = 16\n").unwrap();
+        let config = ServeConfig::resolve(Some(&file), Overrides::default(), url).unwrap();
+        assert_eq!(
+            (config.postgres.writers, config.postgres.read_connections),
+            (2, 16)
+        );
+        let on_file = ServeConfig::resolve(Some(&file), Overrides::default(), Overrides::default());
+        let refusal = format!("{:#}", on_file.unwrap_err());
+        assert!(refusal.contains("SQLite file jobstore.db"), "{refusal}");
+        for (keys, named) in [
+            ("writers = 0", "writers"),
+            ("writers = 65", "writers"),
+            ("read_connections = 0", "read_connections"),
+        ] {
+            std::fs::write(&file, format!("[postgres]\n{keys}\n")).unwrap();
+            let url = Overrides {
+                db: Some("postgres://jobstore@db.internal/jobs".into()),
+                ..Overrides::default()
+            };
+            let refusal = ServeConfig::resolve(Some(&file), Overrides::default(), url);
+            let refusal = format!("{:#}", refusal.unwrap_err());
+            assert!(refusal.contains(named), "{keys}: {refusal}");
+        }
     }
 
     #[test]

@@ -41,16 +41,17 @@ impl Location {
 
     /// Opens the store there, creating or migrating its schema. `options` are the store's;
     /// those that only a SQLite file has (durability, checkpoints, the busy timeout) do not
-    /// apply to PostgreSQL, whose server decides them.
+    /// apply to PostgreSQL, whose server decides them; `postgres` are the connections to a
+    /// PostgreSQL database.
     ///
     /// # Errors
     /// The file or the server cannot be opened, or its schema is newer than this build's.
-    pub(crate) fn open(&self, options: StoreOptions) -> Result<Store> {
+    pub(crate) fn open(&self, options: StoreOptions, postgres: &PostgresOptions) -> Result<Store> {
         match self {
             Location::Sqlite(path) => Store::open_with(path, options)
                 .with_context(|| format!("cannot open {}", path.display())),
             Location::Postgres(url) => {
-                let driver = PostgresDriver::connect(url, &PostgresOptions::default())
+                let driver = PostgresDriver::connect(url, postgres)
                     .with_context(|| format!("cannot open {}", self.describe()))?;
                 Ok(Store::with_driver(Arc::new(driver), options))
             }

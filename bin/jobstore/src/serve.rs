@@ -164,7 +164,8 @@ async fn serve(config: ServeConfig, kept: &OnceLock<Store>) -> Result<()> {
         _ => {}
     }
     let opening = location.clone();
-    let store = tokio::task::spawn_blocking(move || opening.open(options))
+    let postgres = config.postgres.clone();
+    let store = tokio::task::spawn_blocking(move || opening.open(options, &postgres))
         .await
         .context("opening the store panicked")??;
     let _ = kept.set(store.clone());

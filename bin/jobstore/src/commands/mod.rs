@@ -41,8 +41,14 @@ impl Database {
             checkpoints,
             ..StoreOptions::default()
         };
+        // One command's calls, one at a time: a writer and a couple of read connections do.
+        let postgres = jobstore_postgres::PostgresOptions {
+            writers: 1,
+            read_connections: 2,
+            ..jobstore_postgres::PostgresOptions::default()
+        };
         // The operator at the database sees every tenant.
-        let store = location.open(options)?.with_scope(Scope::All);
+        let store = location.open(options, &postgres)?.with_scope(Scope::All);
         Ok(Self { location, store })
     }
 }
