@@ -663,6 +663,18 @@ impl<X: AsClient> Reader for Conn<X> {
 
 impl WriteTx for Conn<postgres::Transaction<'_>> {
     fn idempotency_key(&mut self, tenant: &str, key: &str) -> Result<Option<(i64, String)>> {
+        // Two creates under one key, through two daemons at once (a client retrying through
+        // another daemon while the first still runs), must not both find it free: the second
+        // would fail on the key's primary key and answer 500. A transaction-long advisory lock
+        // on the key (the two-key space, apart from the migrations' one-key lock) makes the
+        // second wait for the first's end; its lookup, a statement of its own, then sees the
+        // first's key if it committed.
+        self.0
+            .execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))",
+                &[&tenant, &key],
+            )
+            .map_err(storage)?;
         let row = self
             .0
             .query_opt(

@@ -355,3 +355,106 @@ fn a_batch_limit_holds_across_daemons() {
     }
     assert_eq!(b.data_batches(job.id).expect("batches").len(), 2);
 }
+
+/// A create under an idempotency key that another daemon's driver is still writing (a client
+/// retrying through a second daemon while the first still runs its create) waits for that
+/// write and then answers by the key, never a storage error from the key's primary key. The
+/// other daemon's create is held open inside its transaction, through the driver's seam.
+#[test]
+fn a_create_waits_for_another_daemons_create_under_the_same_key() {
+    use jobstore::driver::{Driver, JobRow, PendingReply, WriteOp, WriteTx};
+    use std::sync::mpsc;
+
+    /// A create of job `held` under key `k` that stays in its transaction until released.
+    struct HeldCreate {
+        inside: mpsc::Sender<jobstore::Result<i64>>,
+        release: mpsc::Receiver<()>,
+        committed: mpsc::Sender<jobstore::Result<i64>>,
+    }
+    struct Held(i64, mpsc::Sender<jobstore::Result<i64>>);
+    impl PendingReply for Held {
+        fn succeeded(&self) -> bool {
+            true
+        }
+        fn finish(self: Box<Self>, commit: jobstore::Result<()>) {
+            let _ = self.1.send(commit.map(|()| self.0));
+        }
+    }
+    impl WriteOp for HeldCreate {
+        fn run(self: Box<Self>, tx: &mut dyn WriteTx) -> Box<dyn PendingReply> {
+            let new = NewJob::new("held");
+            let created = tx.idempotency_key("default", "k").and_then(|found| {
+                assert!(found.is_none(), "the key is free before the held create");
+                let id = tx.insert_job(&JobRow {
+                    tenant: "default",
+                    new: &new,
+                    payload: "null",
+                    state: State::Queued,
+                    definition_id: None,
+                    restart_of: None,
+                    now: START,
+                })?;
+                tx.insert_idempotency_key("default", "k", id, "another-request", START)?;
+                Ok(id)
+            });
+            let id = created.as_ref().map_or(0, |id| *id);
+            let _ = self.inside.send(created);
+            let _ = self.release.recv();
+            Box::new(Held(id, self.committed))
+        }
+        fn refuse(self: Box<Self>, err: Error) {
+            let _ = self.inside.send(Err(err));
+        }
+    }
+
+    let url = support::fresh_database();
+    let other = PostgresDriver::connect(&url, &PostgresOptions::default()).expect("connect");
+    let store = Store::with_driver(
+        Arc::new(PostgresDriver::connect(&url, &PostgresOptions::default()).expect("connect")),
+        StoreOptions::default(),
+    );
+    let (inside, inside_rx) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    let (committed, committed_rx) = mpsc::channel();
+    other.submit(Box::new(HeldCreate {
+        inside,
+        release: release_rx,
+        committed,
+    }));
+    let held = inside_rx
+        .recv()
+        .expect("the held create ran")
+        .expect("held create");
+
+    let (answer_tx, answer_rx) = mpsc::channel();
+    let creating = store.clone();
+    std::thread::spawn(move || {
+        let _ = answer_tx.send(creating.enqueue(NewJob::new("mine").idempotency_key("k")));
+    });
+    // The create waits for the held one's transaction: no answer while it is open.
+    assert!(
+        answer_rx
+            .recv_timeout(std::time::Duration::from_millis(500))
+            .is_err(),
+        "the create did not wait for the other daemon's create under its key"
+    );
+    release.send(()).expect("release");
+    assert_eq!(
+        committed_rx.recv().expect("committed").expect("commit"),
+        held
+    );
+    match answer_rx.recv().expect("the create's answer") {
+        Err(Error::IdempotencyKeyReused { key, job }) => {
+            assert_eq!((key.as_str(), job), ("k", held))
+        }
+        other => panic!("expected the key's reuse by job {held}, got {other:?}"),
+    }
+    assert_eq!(
+        store
+            .list(&jobstore::ListQuery::default())
+            .expect("list")
+            .jobs
+            .len(),
+        1
+    );
+}
