@@ -305,7 +305,12 @@ fn acknowledged_work_survives_one_of_two_daemons_killed_again_and_again() {
     shared.stop_creating.store(true, Ordering::Relaxed);
     shared.stop_b_workers.store(true, Ordering::Relaxed);
     for thread in creators.into_iter().chain(b_workers) {
-        thread.join().expect("a creator or a worker of B");
+        // A's log says why it refused, if it did.
+        assert!(
+            thread.join().is_ok(),
+            "a creator or a worker of B failed; A's log:\n{}",
+            a.stderr()
+        );
     }
 
     // A alone rescues what B's last life held and finishes every job.
@@ -323,7 +328,11 @@ fn acknowledged_work_survives_one_of_two_daemons_killed_again_and_again() {
     );
     shared.stop_a_workers.store(true, Ordering::Relaxed);
     for thread in a_workers {
-        thread.join().expect("a worker of A");
+        assert!(
+            thread.join().is_ok(),
+            "a worker of A failed; A's log:\n{}",
+            a.stderr()
+        );
     }
 
     // Every acknowledged create is there, and nothing else: a retried create made no second
