@@ -508,12 +508,20 @@ fn text_postgresql_cannot_hold_fails_the_copy_naming_the_row() {
     let clock = Arc::new(ManualClock::new(T0));
     let store = Store::open_with(&path, options(&clock)).unwrap();
     store.enqueue(NewJob::new("export")).unwrap();
-    // SQLite keeps a NUL in text; PostgreSQL's text cannot.
-    let nul = store.enqueue(NewJob::new("export").name("a\0b")).unwrap();
+    let nul = store.enqueue(NewJob::new("export").name("ab")).unwrap();
     store
         .append_log(nul.id, vec![(LogLevel::Info, "x".into())])
         .unwrap();
     drop(store);
+    // A file whose text holds a NUL (SQLite keeps one; PostgreSQL's text cannot): the store
+    // refuses one in a name today, a file written by hand or an older build may hold one.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE jobs SET name = 'a' || char(0) || 'b' WHERE id = ?1",
+        [nul.id],
+    )
+    .unwrap();
+    drop(conn);
     let url = support::fresh_database();
     let err = copy_into(&path, &url).unwrap_err();
     assert!(

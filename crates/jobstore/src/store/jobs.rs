@@ -347,6 +347,15 @@ impl Store {
         }
         let tenant = self.tenant_filter();
         let now = self.now();
+        // A command's output may carry U+0000, which PostgreSQL's text cannot hold: every
+        // engine keeps it as U+FFFD (logs are for reading).
+        let lines: Vec<(LogLevel, String)> = lines
+            .into_iter()
+            .map(|(level, message)| match message.contains('\0') {
+                true => (level, message.replace('\0', "\u{fffd}")),
+                false => (level, message),
+            })
+            .collect();
         self.write_on(Some(id), move |tx| {
             load_job(tx, tenant.as_deref(), id)?;
             let cut: Vec<(LogLevel, &str)> = lines

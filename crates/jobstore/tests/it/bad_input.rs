@@ -3,8 +3,8 @@
 use std::io::{self, Read};
 
 use jobstore::{
-    ClaimRequest, Cursor, Direction, Error, Failure, Heartbeat, ListQuery, NewJob, Pagination,
-    SortField, State,
+    ClaimRequest, Cursor, Direction, Error, Failure, Heartbeat, ListQuery, LogLevel, NewJob,
+    Pagination, SortField, State,
 };
 use serde_json::json;
 
@@ -315,4 +315,18 @@ fn oversized_too_many_or_broken_data_batches_keep_nothing() {
             )
         },
     );
+}
+
+/// A command's output may carry U+0000, which PostgreSQL's text cannot hold: its log line is
+/// kept, the NUL as U+FFFD, on every engine.
+#[test]
+fn a_nul_in_a_log_line_is_kept_as_a_replacement_character() {
+    let f = Fixture::new();
+    let job = f.store.enqueue(NewJob::new("a")).unwrap();
+    f.store
+        .append_log(job.id, vec![(LogLevel::Info, "a\0b".into())])
+        .unwrap();
+    let lines = f.store.log(job.id, 0, 10).unwrap();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].message, "a\u{fffd}b");
 }
