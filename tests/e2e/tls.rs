@@ -517,12 +517,13 @@ fn socket_activation_serves_https() {
         .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {TLS_NAME}\r\n\r\n").as_bytes())
         .unwrap();
     read_response(&mut stream).unwrap().expect(200);
+    // The daemon's stderr reaches the test through a pipe a thread reads: wait for it.
+    let listening = format!("listening on https://{addr}");
+    eventually("the startup lines", Duration::from_secs(10), || {
+        process.stderr().contains(&listening)
+    });
     let log = process.stderr();
     assert!(log.contains("using the socket passed by systemd"), "{log}");
-    assert!(
-        log.contains(&format!("listening on https://{addr}")),
-        "{log}"
-    );
 }
 
 #[test]
