@@ -313,6 +313,8 @@ fn a_server_restart_is_refused_while_down_and_survived_by_the_same_driver() {
         let _ = woken.send(());
     });
     let (ran, runs) = mpsc::channel();
+    // Counted before the worker starts: its first claim may commit before `start` returns.
+    let commits = one.writer_stats().commits;
     let worker = Worker::new(one.clone(), ["wake"])
         .poll_interval(NO_REPOLL)
         .rescue_interval(None)
@@ -321,7 +323,6 @@ fn a_server_restart_is_refused_while_down_and_survived_by_the_same_driver() {
             Ok(json!({}))
         })
         .expect("start the worker");
-    let commits = one.writer_stats().commits;
     eventually("the worker's first claim", WAKE_WITHIN, || {
         one.writer_stats().commits > commits
     });
