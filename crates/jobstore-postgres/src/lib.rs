@@ -33,6 +33,7 @@
 mod connect;
 mod driver;
 mod ops;
+mod session;
 mod wake;
 mod writers;
 
