@@ -134,18 +134,38 @@ fn count(n: u64) -> usize {
 /// How often a statement that lost a deadlock is run again.
 const DEADLOCK_RETRIES: u32 = 5;
 
-/// Runs `statement` on a savepoint of `tx`, again when PostgreSQL chose it as a deadlock's
-/// victim. A statement that changes many jobs at once (a claim, a purge) updates the per-slot
-/// job counts from its row triggers in the order it meets the rows, so two of them on other
-/// daemons can wait for each other; rolling back to the savepoint releases what it locked,
-/// the other goes on, and the rerun finds its own rows (`SKIP LOCKED`) without it. A
-/// statement first prepared inside a savepoint that is then rolled back stays prepared: a
-/// session's prepared statements are not transactional (`session`).
+/// Runs `statement` in `tx`, again when PostgreSQL chose it as a deadlock's victim. A
+/// statement that changes many jobs at once (a claim, a purge) updates the per-slot job counts
+/// from its row triggers in the order it meets the rows, so two of them on other daemons can
+/// wait for each other; undoing the victim releases what it locked, the other goes on, and the
+/// rerun finds its own rows (`SKIP LOCKED`) without it.
+///
+/// Only the statement is undone, never what ran before it in the transaction. When it is the
+/// transaction's first statement (a claim's, a purge's: [`Tx::is_fresh`]), there is nothing
+/// before it: the victim's transaction is rolled back and begun again ([`Tx::begin_again`],
+/// one round trip, and only after a deadlock), with no savepoint around every run (a
+/// `SAVEPOINT` and a `RELEASE`: two round trips each time). Otherwise it runs on a savepoint,
+/// rolled back to after a deadlock. Either way a statement first prepared in what was rolled
+/// back stays prepared: a session's prepared statements are not transactional (`session`).
 fn deadlock_retried<T>(
     tx: &mut Tx<'_>,
     mut statement: impl FnMut(&mut Tx<'_>) -> std::result::Result<T, postgres::Error>,
 ) -> Result<T> {
+    let is_deadlock = |err: &postgres::Error| err.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED);
     let mut retries = 0;
+    if tx.is_fresh() {
+        loop {
+            match statement(tx) {
+                Ok(value) => return Ok(value),
+                Err(err) if is_deadlock(&err) && retries < DEADLOCK_RETRIES => {
+                    tx.begin_again().map_err(storage)?;
+                    retries += 1;
+                    log::debug!("a statement lost a deadlock; running it again ({retries})");
+                }
+                Err(err) => return Err(storage(err)),
+            }
+        }
+    }
     loop {
         let mut savepoint = tx.savepoint("deadlock_retried").map_err(storage)?;
         match statement(&mut savepoint) {
@@ -153,10 +173,7 @@ fn deadlock_retried<T>(
                 savepoint.commit().map_err(storage)?;
                 return Ok(value);
             }
-            Err(err)
-                if err.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
-                    && retries < DEADLOCK_RETRIES =>
-            {
+            Err(err) if is_deadlock(&err) && retries < DEADLOCK_RETRIES => {
                 savepoint.rollback().map_err(storage)?;
                 retries += 1;
                 log::debug!("a statement lost a deadlock; running it again ({retries})");

@@ -220,6 +220,7 @@ impl Session {
         Ok(Tx {
             tx: self.client.transaction()?,
             statements: &mut self.statements,
+            fresh: true,
         })
     }
 }
@@ -243,16 +244,37 @@ impl AsClient for r2d2::PooledConnection<Manager> {
 pub(crate) struct Tx<'a> {
     tx: postgres::Transaction<'a>,
     statements: &'a mut Statements,
+    /// Nothing has run in the transaction since its `BEGIN` (never so for a savepoint).
+    fresh: bool,
 }
 
 impl Tx<'_> {
+    /// Whether nothing has run in the transaction since its `BEGIN` (a savepoint never is
+    /// fresh, nor is its transaction once it was taken).
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
     /// Takes a savepoint (`SAVEPOINT`): a transaction of its own within this one, which
     /// [`Tx::rollback`] undoes alone and [`Tx::commit`] releases.
     pub(crate) fn savepoint(&mut self, name: &str) -> Result<Tx<'_>, postgres::Error> {
+        self.fresh = false;
         Ok(Tx {
             tx: self.tx.savepoint(name)?,
             statements: &mut *self.statements,
+            fresh: false,
         })
+    }
+
+    /// Ends the transaction (`ROLLBACK`, which a transaction that a failed statement aborted
+    /// accepts) and begins another in its place (`BEGIN`): one round trip. Only for a fresh
+    /// transaction ([`Tx::is_fresh`]) whose first statement failed, so that nothing but that
+    /// statement is undone. The statements the session prepared stay prepared (`ROLLBACK`
+    /// does not deallocate them).
+    pub(crate) fn begin_again(&mut self) -> Result<(), postgres::Error> {
+        self.tx.batch_execute("ROLLBACK; BEGIN")?;
+        self.fresh = true;
+        Ok(())
     }
 
     /// `COMMIT` (`RELEASE` for a savepoint).
@@ -269,6 +291,8 @@ impl Tx<'_> {
 impl<'a> AsClient for Tx<'a> {
     type Client = postgres::Transaction<'a>;
     fn parts(&mut self) -> (&mut postgres::Transaction<'a>, &mut Statements) {
+        // Whatever runs on the client from here on makes the transaction no longer fresh.
+        self.fresh = false;
         (&mut self.tx, &mut *self.statements)
     }
 }
