@@ -45,6 +45,13 @@
 //! assumption of the test, now gone), the other was the dropped upload above (a real order,
 //! now kept).
 //!
+//! **Statements prepared once per connection** (`session`): each connection, a writer's or a
+//! pooled reader's, keeps the statements it prepared by their text, so that a statement it
+//! ran before is one round trip (`Bind`/`Execute`) instead of two (`Parse`/`Describe` first).
+//! A connection that replaces an ended one starts with none; at most 256 are kept per
+//! connection, the least recently used dropped first (lists' texts are built from their
+//! filters, so there is no fixed set).
+//!
 //! **When the server goes away.** Every connection is opened with a bounded connect timeout
 //! ([`PostgresOptions::connect_timeout`], 2 s; a URL's own `connect_timeout` wins). An error
 //! that says the server cannot be reached (the connection closed or broke, SQLSTATE class 08,
@@ -81,10 +88,11 @@ use std::time::{Duration, Instant};
 
 use jobstore::driver::{Driver, Reader, Waker, WriteOp, WriterStats};
 use jobstore::{Error, Result};
-use postgres::{Client, Config, NoTls};
+use postgres::{Config, NoTls};
 
 use crate::connect::{self, Health};
 use crate::ops::Conn;
+use crate::session::{AsClient, Session};
 use crate::wake::{self, Wakes};
 use crate::writers::{self, Queues, Writer};
 
@@ -127,20 +135,22 @@ pub(crate) struct Manager {
 }
 
 impl r2d2::ManageConnection for Manager {
-    type Connection = Client;
+    // A connection with the statements prepared on it: one found broken is dropped with them,
+    // and its replacement prepares its own.
+    type Connection = Session;
     type Error = postgres::Error;
 
-    fn connect(&self) -> std::result::Result<Client, postgres::Error> {
-        connect::open(&self.config, &self.health)
+    fn connect(&self) -> std::result::Result<Session, postgres::Error> {
+        connect::open(&self.config, &self.health).map(Session::new)
     }
 
-    fn is_valid(&self, conn: &mut Client) -> std::result::Result<(), postgres::Error> {
-        conn.simple_query("")?;
+    fn is_valid(&self, conn: &mut Session) -> std::result::Result<(), postgres::Error> {
+        conn.client().simple_query("")?;
         self.health.reached();
         Ok(())
     }
 
-    fn has_broken(&self, conn: &mut Client) -> bool {
+    fn has_broken(&self, conn: &mut Session) -> bool {
         conn.is_closed()
     }
 }
@@ -239,7 +249,7 @@ impl PostgresDriver {
         let mut writers = Vec::new();
         for index in 0..writer_count {
             let client = connect::open(&config, &health).map_err(storage)?;
-            let writer = Writer::new(index, client, Arc::clone(&shared));
+            let writer = Writer::new(index, Session::new(client), Arc::clone(&shared));
             writers.push(
                 std::thread::Builder::new()
                     .name(format!("jobstore-pg-writer-{index}"))
@@ -392,7 +402,7 @@ impl Driver for PostgresDriver {
         let mut problems = Vec::new();
         for (what, sql) in crate::ops::CONSISTENCY_CHECKS {
             let count: i64 = conn
-                .query_one(*sql, &[])
+                .query_one(sql, &[])
                 .and_then(|row| row.try_get(0))
                 .map_err(storage)?;
             if count > 0 {

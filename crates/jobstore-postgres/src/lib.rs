@@ -34,6 +34,7 @@ mod connect;
 pub mod copy;
 mod driver;
 mod ops;
+mod session;
 mod wake;
 mod writers;
 

@@ -1,6 +1,8 @@
 //! The typed operations of [`jobstore::driver`] in PostgreSQL's SQL: every statement of the
 //! driver. Reads run on a pooled connection or inside a writer's transaction (one
-//! implementation over [`AsClient`]); writes inside the writer's transaction.
+//! implementation over [`AsClient`]); writes inside the writer's transaction. Each statement
+//! is its SQL text, run through the statements its connection prepared (`session`): prepared
+//! the first time the connection runs it, then one round trip a run.
 
 use std::sync::Arc;
 
@@ -13,11 +15,12 @@ use jobstore::{
     DataBatch, Definition, DefinitionStep, Error, Job, JobEvent, JobPage, ListQuery, LogLevel,
     LogLine, Output, QueueCount, Result, State, Step, StepStatus,
 };
+use postgres::Row;
 use postgres::error::SqlState;
 use postgres::types::{FromSql, ToSql};
-use postgres::{Client, GenericClient, Row};
 
-use crate::driver::{Manager, storage};
+use crate::driver::storage;
+use crate::session::{AsClient, Tx};
 
 /// A connection (a pooled reader, or a writer's transaction) seen through the seam, with the
 /// name this driver instance writes as the uploader of its data batches.
@@ -101,11 +104,7 @@ fn merge_patch(target: &mut serde_json::Value, patch: serde_json::Value) {
 }
 
 /// The live job holding `key` in `tenant`, if one does.
-fn unique_key_holder<C: GenericClient>(
-    client: &mut C,
-    tenant: &str,
-    key: &str,
-) -> Result<Option<i64>> {
+fn unique_key_holder(client: &mut impl AsClient, tenant: &str, key: &str) -> Result<Option<i64>> {
     let row = client
         .query_opt(
             "SELECT id FROM jobs WHERE tenant = $1 AND unique_key = $2 \
@@ -122,28 +121,6 @@ fn is_unique_violation(err: &postgres::Error) -> bool {
     err.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
-/// A connection the operations run on: a pooled reader's client, or a writer's transaction.
-pub(crate) trait AsClient {
-    /// The client type.
-    type Client: GenericClient;
-    /// The client.
-    fn client(&mut self) -> &mut Self::Client;
-}
-
-impl AsClient for r2d2::PooledConnection<Manager> {
-    type Client = Client;
-    fn client(&mut self) -> &mut Client {
-        self
-    }
-}
-
-impl<'a> AsClient for postgres::Transaction<'a> {
-    type Client = postgres::Transaction<'a>;
-    fn client(&mut self) -> &mut postgres::Transaction<'a> {
-        self
-    }
-}
-
 /// A column of a row, or a storage error (never a panic) when it does not convert.
 fn col<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> Result<T> {
     row.try_get(index).map_err(storage)
@@ -157,16 +134,38 @@ fn count(n: u64) -> usize {
 /// How often a statement that lost a deadlock is run again.
 const DEADLOCK_RETRIES: u32 = 5;
 
-/// Runs `statement` on a savepoint of `tx`, again when PostgreSQL chose it as a deadlock's
-/// victim. A statement that changes many jobs at once (a claim, a purge) updates the per-slot
-/// job counts from its row triggers in the order it meets the rows, so two of them on other
-/// daemons can wait for each other; rolling back to the savepoint releases what it locked,
-/// the other goes on, and the rerun finds its own rows (`SKIP LOCKED`) without it.
+/// Runs `statement` in `tx`, again when PostgreSQL chose it as a deadlock's victim. A
+/// statement that changes many jobs at once (a claim, a purge) updates the per-slot job counts
+/// from its row triggers in the order it meets the rows, so two of them on other daemons can
+/// wait for each other; undoing the victim releases what it locked, the other goes on, and the
+/// rerun finds its own rows (`SKIP LOCKED`) without it.
+///
+/// Only the statement is undone, never what ran before it in the transaction. When it is the
+/// transaction's first statement (a claim's, a purge's: [`Tx::is_fresh`]), there is nothing
+/// before it: the victim's transaction is rolled back and begun again ([`Tx::begin_again`],
+/// one round trip, and only after a deadlock), with no savepoint around every run (a
+/// `SAVEPOINT` and a `RELEASE`: two round trips each time). Otherwise it runs on a savepoint,
+/// rolled back to after a deadlock. Either way a statement first prepared in what was rolled
+/// back stays prepared: a session's prepared statements are not transactional (`session`).
 fn deadlock_retried<T>(
-    tx: &mut postgres::Transaction<'_>,
-    mut statement: impl FnMut(&mut postgres::Transaction<'_>) -> std::result::Result<T, postgres::Error>,
+    tx: &mut Tx<'_>,
+    mut statement: impl FnMut(&mut Tx<'_>) -> std::result::Result<T, postgres::Error>,
 ) -> Result<T> {
+    let is_deadlock = |err: &postgres::Error| err.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED);
     let mut retries = 0;
+    if tx.is_fresh() {
+        loop {
+            match statement(tx) {
+                Ok(value) => return Ok(value),
+                Err(err) if is_deadlock(&err) && retries < DEADLOCK_RETRIES => {
+                    tx.begin_again().map_err(storage)?;
+                    retries += 1;
+                    log::debug!("a statement lost a deadlock; running it again ({retries})");
+                }
+                Err(err) => return Err(storage(err)),
+            }
+        }
+    }
     loop {
         let mut savepoint = tx.savepoint("deadlock_retried").map_err(storage)?;
         match statement(&mut savepoint) {
@@ -174,10 +173,7 @@ fn deadlock_retried<T>(
                 savepoint.commit().map_err(storage)?;
                 return Ok(value);
             }
-            Err(err)
-                if err.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
-                    && retries < DEADLOCK_RETRIES =>
-            {
+            Err(err) if is_deadlock(&err) && retries < DEADLOCK_RETRIES => {
                 savepoint.rollback().map_err(storage)?;
                 retries += 1;
                 log::debug!("a statement lost a deadlock; running it again ({retries})");
@@ -224,17 +220,13 @@ fn state_counts(rows: &[Row]) -> Result<Vec<StateCount>> {
 
 impl<X: AsClient> Reader for Conn<X> {
     fn ping(&mut self) -> Result<()> {
-        self.0
-            .client()
-            .query_one("SELECT 1", &[])
-            .map_err(storage)?;
+        self.0.query_one("SELECT 1", &[]).map_err(storage)?;
         Ok(())
     }
 
     fn load_job(&mut self, tenant: Option<&str>, id: i64) -> Result<Option<Job>> {
         let row = self
             .0
-            .client()
             .query_opt(
                 &format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 \
@@ -248,16 +240,16 @@ impl<X: AsClient> Reader for Conn<X> {
 
     fn list_jobs(&mut self, tenant: Option<&str>, query: &ListQuery) -> Result<JobPage> {
         let sql = list_sql(query, Dialect::Postgres, tenant, JOB_COLUMNS)?;
-        let client = self.0.client();
         let params: Vec<_> = sql.params.iter().map(pg_param).collect();
-        let rows = client
+        let rows = self
+            .0
             .query(&sql.select, &bound(&params))
             .map_err(storage)?;
         let jobs = jobs_from_rows(&rows)?;
         let total = match &sql.count {
             Some(count) => {
                 let params: Vec<_> = sql.count_params.iter().map(pg_param).collect();
-                let row = client.query_one(count, &bound(&params)).map_err(storage)?;
+                let row = self.0.query_one(count, &bound(&params)).map_err(storage)?;
                 Some(col::<i64>(&row, 0)?)
             }
             None => None,
@@ -268,7 +260,6 @@ impl<X: AsClient> Reader for Conn<X> {
     fn events(&mut self, job: i64) -> Result<Vec<JobEvent>> {
         let rows = self
             .0
-            .client()
             .query(
                 "SELECT id, at, event, from_state, to_state, actor, detail FROM job_events \
                  WHERE job_id = $1 ORDER BY id",
@@ -295,7 +286,6 @@ impl<X: AsClient> Reader for Conn<X> {
     fn steps(&mut self, job: i64) -> Result<Vec<Step>> {
         let rows = self
             .0
-            .client()
             .query(
                 "SELECT position, step_id, step_type_id, description, execution_scope, status, \
                  exit_code, message, started_at, finished_at, updated_at FROM job_steps \
@@ -326,7 +316,6 @@ impl<X: AsClient> Reader for Conn<X> {
     fn log(&mut self, job: i64, after_seq: i64, limit: u32) -> Result<Vec<LogLine>> {
         let rows = self
             .0
-            .client()
             .query(
                 "SELECT id, at, level, message FROM job_logs WHERE job_id = $1 AND id > $2 \
                  ORDER BY id LIMIT $3",
@@ -339,7 +328,6 @@ impl<X: AsClient> Reader for Conn<X> {
     fn log_tail(&mut self, job: i64, after_seq: i64, limit: u32) -> Result<Vec<LogLine>> {
         let rows = self
             .0
-            .client()
             .query(
                 "SELECT id, at, level, message FROM job_logs WHERE job_id = $1 AND id > $2 \
                  ORDER BY id DESC LIMIT $3",
@@ -354,7 +342,6 @@ impl<X: AsClient> Reader for Conn<X> {
     fn data_batches(&mut self, job: i64) -> Result<Vec<DataBatch>> {
         let rows = self
             .0
-            .client()
             .query(
                 "SELECT batch, bytes, created_at FROM job_data_batches \
                  WHERE job_id = $1 AND complete AND name IS NULL ORDER BY batch",
@@ -375,7 +362,6 @@ impl<X: AsClient> Reader for Conn<X> {
     fn outputs(&mut self, job: i64) -> Result<Vec<Output>> {
         let rows = self
             .0
-            .client()
             .query(
                 "SELECT name, count(*), sum(bytes)::bigint FROM job_data_batches \
                  WHERE job_id = $1 AND complete AND name IS NOT NULL \
@@ -397,7 +383,6 @@ impl<X: AsClient> Reader for Conn<X> {
     fn output_exists(&mut self, job: i64, name: &str) -> Result<bool> {
         Ok(self
             .0
-            .client()
             .query_opt(
                 "SELECT 1 FROM job_data_batches WHERE job_id = $1 AND name = $2 \
                  AND complete LIMIT 1",
@@ -416,7 +401,6 @@ impl<X: AsClient> Reader for Conn<X> {
     ) -> Result<Option<usize>> {
         let row = self
             .0
-            .client()
             .query_opt(
                 "SELECT octet_length(c.data)::bigint FROM job_data_chunks c \
                  JOIN job_data_batches b ON b.job_id = c.job_id AND b.batch = c.batch \
@@ -432,7 +416,6 @@ impl<X: AsClient> Reader for Conn<X> {
     fn next_chunk(&mut self, query: &ChunkQuery<'_>) -> Result<Option<Chunk>> {
         let row = self
             .0
-            .client()
             .query_opt(
                 "SELECT c.batch, c.chunk, c.data FROM job_data_chunks c \
                  JOIN job_data_batches b ON b.job_id = c.job_id AND b.batch = c.batch \
@@ -460,8 +443,8 @@ impl<X: AsClient> Reader for Conn<X> {
     }
 
     fn definition(&mut self, tenant: &str, id: &str) -> Result<Option<Definition>> {
-        let client = self.0.client();
-        let Some(head) = client
+        let Some(head) = self
+            .0
             .query_opt(
                 "SELECT description, queue, restartable, enabled, valid, created_at, updated_at \
                  FROM job_definitions WHERE tenant = $1 AND id = $2",
@@ -471,7 +454,8 @@ impl<X: AsClient> Reader for Conn<X> {
         else {
             return Ok(None);
         };
-        let steps = client
+        let steps = self
+            .0
             .query(
                 "SELECT step_id, step_type_id, description, execution_scope \
                  FROM job_definition_steps WHERE tenant = $1 AND definition_id = $2 \
@@ -504,7 +488,6 @@ impl<X: AsClient> Reader for Conn<X> {
 
     fn definition_ids(&mut self, tenant: &str) -> Result<Vec<String>> {
         self.0
-            .client()
             .query(
                 "SELECT id FROM job_definitions WHERE tenant = $1 ORDER BY id",
                 &[&tenant],
@@ -518,7 +501,6 @@ impl<X: AsClient> Reader for Conn<X> {
     fn queue_counts(&mut self, tenant: Option<&str>) -> Result<Vec<QueueCount>> {
         let rows = self
             .0
-            .client()
             .query(
                 "SELECT queue, state, sum(jobs)::bigint FROM job_counts \
                  WHERE ($1::text IS NULL OR tenant = $1) \
@@ -542,7 +524,6 @@ impl<X: AsClient> Reader for Conn<X> {
         // The counts the triggers keep, summed over their slots.
         let rows = self
             .0
-            .client()
             .query(
                 "SELECT tenant, queue, state, sum(jobs)::bigint, 0::bigint FROM job_counts \
                  WHERE ($1::text IS NULL OR tenant = $1) AND state IN ('queued', 'running') \
@@ -557,7 +538,6 @@ impl<X: AsClient> Reader for Conn<X> {
     fn live_jobs(&mut self, tenant: Option<&str>, now: i64) -> Result<Vec<StateCount>> {
         let rows = self
             .0
-            .client()
             .query(
                 "SELECT tenant, queue, state, count(*), count(*) FILTER (WHERE run_at <= $1) \
                  FROM jobs WHERE ($2::text IS NULL OR tenant = $2) \
@@ -572,7 +552,6 @@ impl<X: AsClient> Reader for Conn<X> {
     fn oldest_due(&mut self, tenant: Option<&str>, now: i64) -> Result<Vec<OldestDue>> {
         let rows = self
             .0
-            .client()
             .query(
                 "SELECT DISTINCT ON (tenant, queue) tenant, queue, run_at, id FROM jobs \
                  WHERE state = 'queued' AND run_at <= $1 \
@@ -601,7 +580,6 @@ impl<X: AsClient> Reader for Conn<X> {
     ) -> Result<Vec<(i64, i64)>> {
         let rows = self
             .0
-            .client()
             .query(
                 "SELECT (created_at - $1) / $3, count(*) FROM jobs \
                  WHERE created_at >= $1 AND ($2::text IS NULL OR tenant = $2) \
@@ -622,7 +600,6 @@ impl<X: AsClient> Reader for Conn<X> {
     ) -> Result<Vec<FinishedCount>> {
         let rows = self
             .0
-            .client()
             .query(
                 "SELECT (coalesce(finished_at, -1) - $1) / $3, state, queue, count(*) \
                  FROM jobs WHERE coalesce(finished_at, -1) >= $1 \
@@ -647,7 +624,6 @@ impl<X: AsClient> Reader for Conn<X> {
     fn running_jobs(&mut self, tenant: Option<&str>, limit: u32) -> Result<Vec<Job>> {
         let rows = self
             .0
-            .client()
             .query(
                 &format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT id FROM jobs \
@@ -661,7 +637,7 @@ impl<X: AsClient> Reader for Conn<X> {
     }
 }
 
-impl WriteTx for Conn<postgres::Transaction<'_>> {
+impl WriteTx for Conn<Tx<'_>> {
     fn idempotency_key(&mut self, tenant: &str, key: &str) -> Result<Option<(i64, String)>> {
         // Two creates under one key, through two daemons at once (a client retrying through
         // another daemon while the first still runs), must not both find it free: the second
@@ -1216,18 +1192,12 @@ impl WriteTx for Conn<postgres::Transaction<'_>> {
                 &[&tenant, &definition.id],
             )
             .map_err(storage)?;
-        let insert = self
-            .0
-            .prepare(
-                "INSERT INTO job_definition_steps (tenant, definition_id, position, step_id, \
-                 step_type_id, description, execution_scope) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .map_err(storage)?;
         for (position, step) in (0_i64..).zip(&definition.steps) {
             self.0
                 .execute(
-                    &insert,
+                    "INSERT INTO job_definition_steps (tenant, definition_id, position, \
+                     step_id, step_type_id, description, execution_scope) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     &[
                         &tenant,
                         &definition.id,
@@ -1266,18 +1236,13 @@ impl WriteTx for Conn<postgres::Transaction<'_>> {
         restart_of: Option<i64>,
         now: i64,
     ) -> Result<()> {
-        let insert = self
-            .0
-            .prepare(
-                "INSERT INTO job_steps (job_id, position, step_id, step_type_id, description, \
-                 execution_scope, status, exit_code, message, started_at, finished_at, \
-                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', NULL, NULL, NULL, NULL, $7)",
-            )
-            .map_err(storage)?;
         for (position, step) in (0_i64..).zip(steps) {
             self.0
                 .execute(
-                    &insert,
+                    "INSERT INTO job_steps (job_id, position, step_id, step_type_id, \
+                     description, execution_scope, status, exit_code, message, started_at, \
+                     finished_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', NULL, NULL, NULL, NULL, $7)",
                     &[
                         &job,
                         &position,

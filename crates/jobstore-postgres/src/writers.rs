@@ -8,10 +8,11 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use jobstore::Error;
 use jobstore::driver::WriteOp;
-use postgres::{Client, Config};
+use postgres::Config;
 
 use crate::connect::{self, Backoff, Detailed, Health};
 use crate::ops::Conn;
+use crate::session::{Session, Tx};
 
 /// A queued write and its place in the order of submission.
 type Queued = (u64, Box<dyn WriteOp>);
@@ -130,21 +131,21 @@ pub(crate) struct Shared {
     pub(crate) name: Arc<str>,
 }
 
-/// One writer: its index among the writers, its connection (none while the server is out of
-/// reach), and when it may try to connect again.
+/// One writer: its index among the writers, its connection with the statements prepared on it
+/// (none while the server is out of reach), and when it may try to connect again.
 pub(crate) struct Writer {
     index: usize,
-    client: Option<Client>,
+    session: Option<Session>,
     backoff: Backoff,
     shared: Arc<Shared>,
 }
 
 impl Writer {
-    /// Writer `index`, on `client` (opened by the driver at start).
-    pub(crate) fn new(index: usize, client: Client, shared: Arc<Shared>) -> Writer {
+    /// Writer `index`, on `session` (opened by the driver at start).
+    pub(crate) fn new(index: usize, session: Session, shared: Arc<Shared>) -> Writer {
         Writer {
             index,
-            client: Some(client),
+            session: Some(session),
             backoff: Backoff::default(),
             shared,
         }
@@ -159,21 +160,22 @@ impl Writer {
     }
 
     /// Makes sure there is an open connection: the one held, or a new one unless the last try
-    /// failed a moment ago.
+    /// failed a moment ago. A new connection is a new session, with none of the statements
+    /// the ended one prepared (the server forgot them with it).
     fn connect(&mut self) -> Result<(), Error> {
         if self
-            .client
+            .session
             .as_ref()
-            .is_some_and(|client| !client.is_closed())
+            .is_some_and(|session| !session.is_closed())
         {
             return Ok(());
         }
-        self.client = None;
+        self.session = None;
         self.backoff.ready()?;
         match connect::open(&self.shared.config, &self.shared.health) {
             Ok(client) => {
                 self.backoff.reset();
-                self.client = Some(client);
+                self.session = Some(Session::new(client));
                 Ok(())
             }
             Err(err) => {
@@ -193,11 +195,11 @@ impl Writer {
                 write.refuse(err);
                 return;
             }
-            let Some(client) = self.client.as_mut() else {
+            let Some(session) = self.session.as_mut() else {
                 write.refuse(Error::Unavailable("no connection".into()));
                 return;
             };
-            let err = match client.transaction() {
+            let err = match session.transaction() {
                 Ok(tx) => {
                     run(tx, write, &self.shared);
                     return;
@@ -208,7 +210,7 @@ impl Writer {
                 write.refuse(connect::classify(err));
                 return;
             }
-            self.client = None;
+            self.session = None;
             let err = Detailed(err);
             if again {
                 write.refuse(Error::Unavailable(Box::new(err)));
@@ -221,7 +223,7 @@ impl Writer {
 }
 
 /// Runs `write` in `tx` and answers it after the `COMMIT` (or the `ROLLBACK`).
-fn run(tx: postgres::Transaction<'_>, write: Box<dyn WriteOp>, shared: &Shared) {
+fn run(tx: Tx<'_>, write: Box<dyn WriteOp>, shared: &Shared) {
     let mut conn = Conn(tx, Arc::clone(&shared.name));
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write.run(&mut conn)));
     let Conn(tx, _) = conn;

@@ -1,14 +1,18 @@
 //! Checks of the PostgreSQL driver beside the core's behaviour tests (`tests/core`): a few
 //! behaviours run on the SQLite driver and on the PostgreSQL driver side by side (a throwaway
 //! cluster, `support`), and what only PostgreSQL has: several stores on one database, the
-//! uploaders of daemons that are gone, backup and checkpoints left to the server.
+//! uploaders of daemons that are gone, backup and checkpoints left to the server, a claim that
+//! loses a deadlock run again.
 
 mod support;
 
 use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
+use jobstore::driver::{ClaimJobs, Driver, PendingReply, WriteOp, WriteTx};
 use jobstore::{
-    ClaimRequest, Error, Failure, Heartbeat, ManualClock, NewJob, State, Store, StoreOptions,
+    ClaimRequest, Error, Failure, Heartbeat, Job, ManualClock, NewJob, State, Store, StoreOptions,
     UploadLimits,
 };
 use jobstore_postgres::{PostgresDriver, PostgresOptions};
@@ -457,4 +461,160 @@ fn a_create_waits_for_another_daemons_create_under_the_same_key() {
             .len(),
         1
     );
+}
+
+/// Makes the claim that `claim` runs (of `job` alone, on the driver instance `name`) lose a
+/// deadlock, and answers what it answered. Another session locks the job counts row that the
+/// claim's trigger takes second (the job's slot of `running`), waits until the claim holds the
+/// first (the slot of `queued`) and waits for it, then asks for that one: each waits for the
+/// other. The claim's session, waiting the longer, finds the deadlock and is its victim (the
+/// other's `deadlock_timeout` is a minute); once the claim is undone the other gets its row
+/// and commits, and the claim, run again, goes through.
+fn lose_a_deadlock<T: Send>(
+    url: &str,
+    name: &str,
+    job: &Job,
+    claim: impl FnOnce() -> T + Send,
+) -> T {
+    let slot = i16::try_from(job.id % 16).expect("a slot");
+    let mut other = support::connect(url);
+    other
+        .batch_execute("SET deadlock_timeout = '60s'")
+        .expect("set");
+    other
+        .execute(
+            "INSERT INTO job_counts (tenant, queue, state, slot, jobs) \
+             VALUES ($1, $2, 'running', $3, 0) ON CONFLICT DO NOTHING",
+            &[&job.tenant, &job.queue, &slot],
+        )
+        .expect("the running row");
+    let lock = |tx: &mut postgres::Transaction<'_>, state: &str| {
+        tx.execute(
+            "UPDATE job_counts SET jobs = jobs \
+             WHERE tenant = $1 AND queue = $2 AND state = $3 AND slot = $4",
+            &[&job.tenant, &job.queue, &state, &slot],
+        )
+    };
+    let mut tx = other.transaction().expect("begin");
+    assert_eq!(lock(&mut tx, "running").expect("lock the running row"), 1);
+    std::thread::scope(|scope| {
+        let claiming = scope.spawn(claim);
+        let mut admin = support::connect(url);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let waiting: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                    &[&name],
+                )
+                .and_then(|row| row.try_get(0))
+                .expect("the sessions");
+            if waiting > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the claim never waited");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Granted once the claim, the deadlock's victim, is undone.
+        assert_eq!(lock(&mut tx, "queued").expect("lock the queued row"), 1);
+        tx.commit().expect("commit");
+        claiming.join().expect("the claim")
+    })
+}
+
+#[test]
+fn a_claim_that_loses_a_deadlock_is_run_again() {
+    let url = support::fresh_database();
+    let driver = PostgresDriver::connect(&url, &PostgresOptions::default()).expect("connect");
+    let name = driver.instance_name().to_owned();
+    let store = Store::with_driver(Arc::new(driver), StoreOptions::default());
+    let job = store
+        .enqueue(NewJob::new("k").queue("contended"))
+        .expect("enqueue");
+    let claimed = lose_a_deadlock(&url, &name, &job, || {
+        store.claim(&ClaimRequest::new("w", "contended"))
+    })
+    .expect("the claim, run again after the deadlock");
+    assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), [job.id]);
+    let job = store.get(job.id).expect("get");
+    assert_eq!((job.state, job.attempt), (State::Running, 1));
+    let report = store.check().expect("check");
+    assert!(report.is_ok(), "{:?}", report.problems);
+}
+
+/// A write that changes a job (`touch`), then claims: its claim is not the transaction's first
+/// statement.
+struct TouchThenClaim {
+    touch: i64,
+    now: i64,
+    answer: mpsc::Sender<jobstore::Result<Vec<Job>>>,
+}
+
+struct Answer(
+    jobstore::Result<Vec<Job>>,
+    mpsc::Sender<jobstore::Result<Vec<Job>>>,
+);
+
+impl WriteOp for TouchThenClaim {
+    fn run(self: Box<Self>, tx: &mut dyn WriteTx) -> Box<dyn PendingReply> {
+        let queues = ["contended".to_owned()];
+        let claimed = tx.touch_job(self.touch, None, self.now).and_then(|()| {
+            tx.claim(&ClaimJobs {
+                queues: &queues,
+                tenant: None,
+                worker: "w",
+                to: State::Running,
+                now: self.now,
+                expires: self.now + 60_000,
+                max: 1,
+            })
+        });
+        Box::new(Answer(claimed, self.answer))
+    }
+
+    fn refuse(self: Box<Self>, err: Error) {
+        let _ = self.answer.send(Err(err));
+    }
+}
+
+impl PendingReply for Answer {
+    fn succeeded(&self) -> bool {
+        self.0.is_ok()
+    }
+
+    fn finish(self: Box<Self>, commit: jobstore::Result<()>) {
+        let _ = self.1.send(commit.and(self.0));
+    }
+}
+
+/// The same deadlock, with a statement before the claim in its transaction: the claim alone is
+/// undone and run again (on a savepoint), the statement before it is kept.
+#[test]
+fn a_claim_after_other_statements_that_loses_a_deadlock_is_run_again_alone() {
+    let url = support::fresh_database();
+    let driver =
+        Arc::new(PostgresDriver::connect(&url, &PostgresOptions::default()).expect("connect"));
+    let name = driver.instance_name().to_owned();
+    let store = Store::with_driver(
+        Arc::clone(&driver) as Arc<dyn Driver>,
+        StoreOptions::default(),
+    );
+    let touched = store.enqueue(NewJob::new("k")).expect("enqueue");
+    let job = store
+        .enqueue(NewJob::new("k").queue("contended"))
+        .expect("enqueue");
+    let now = job.created_at + 1_000;
+    let (answer, answers) = mpsc::channel();
+    let claimed = lose_a_deadlock(&url, &name, &job, move || {
+        driver.submit(Box::new(TouchThenClaim {
+            touch: touched.id,
+            now,
+            answer,
+        }));
+        answers.recv().expect("an answer")
+    })
+    .expect("the claim, run again after the deadlock");
+    assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), [job.id]);
+    assert_eq!(store.get(touched.id).expect("get").updated_at, now);
 }

@@ -2,7 +2,9 @@
 //! wakes a claim waiting on another at once (`LISTEN`/`NOTIFY`, not the re-poll); sessions the
 //! server ends are replaced without a refusal; a server restart is answered with
 //! `Error::Unavailable` promptly while it is down and survived by the same driver once it is
-//! back; a dropped driver leaves no thread and no session behind.
+//! back; a session that replaces an ended one prepares its statements anew, and a statement
+//! outlives the rolled-back transaction that prepared it; a dropped driver leaves no thread
+//! and no session behind.
 
 mod support;
 
@@ -160,6 +162,109 @@ fn sessions_the_server_ends_are_replaced_without_a_refusal() {
     );
 }
 
+/// What the driver's statements count on (`src/session.rs`): a statement prepared inside a
+/// transaction, or inside a savepoint, stays prepared once that is rolled back, also after a
+/// statement failed in it; preparing is not transactional.
+#[test]
+fn a_statement_prepared_in_a_rolled_back_transaction_stays_prepared() {
+    let url = support::fresh_database();
+    let mut client = support::connect(&url);
+    let kept = |client: &mut postgres::Client, text: &str| -> i64 {
+        client
+            .query_one(
+                "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1",
+                &[&text],
+            )
+            .and_then(|row| row.try_get(0))
+            .expect("the session's prepared statements")
+    };
+    let mut tx = client.transaction().expect("begin");
+    let in_transaction = tx.prepare("SELECT $1::bigint + 1").expect("prepare");
+    let mut savepoint = tx.savepoint("nested").expect("savepoint");
+    let in_savepoint = savepoint.prepare("SELECT $1::bigint + 2").expect("prepare");
+    assert!(savepoint.execute("SELECT 1 / 0", &[]).is_err());
+    savepoint.rollback().expect("rollback to the savepoint");
+    let row = tx.query_one(&in_savepoint, &[&1_i64]).expect("run it");
+    assert_eq!(row.get::<_, i64>(0), 3);
+    assert!(tx.execute("SELECT 1 / 0", &[]).is_err());
+    tx.rollback().expect("rollback");
+
+    for (statement, text, answer) in [
+        (&in_transaction, "SELECT $1::bigint + 1", 2_i64),
+        (&in_savepoint, "SELECT $1::bigint + 2", 3),
+    ] {
+        assert_eq!(kept(&mut client, text), 1, "{text}");
+        let row = client.query_one(statement, &[&1_i64]).expect("run it");
+        assert_eq!(row.get::<_, i64>(0), answer);
+    }
+}
+
+/// A statement exists only in the session that prepared it: a session that replaces an ended
+/// one (a writer's, a pooled reader's) must prepare its statements anew, never run the ones the
+/// ended session prepared. One writer and one pooled connection, so that each replacement
+/// takes the place of a session that had prepared the very statements run next.
+#[test]
+fn replaced_sessions_prepare_their_statements_anew() {
+    let url = support::fresh_database();
+    let options = PostgresOptions {
+        writers: 1,
+        read_connections: 1,
+        ..PostgresOptions::default()
+    };
+    let driver = PostgresDriver::connect(&url, &options).expect("connect");
+    let name = driver.instance_name().to_owned();
+    let store = Store::with_driver(Arc::new(driver), StoreOptions::default());
+    // Every statement of a create, a read, a list and a cancel, prepared once on each session.
+    let mut jobs = Vec::new();
+    for _ in 0..2 {
+        let job = store.enqueue(NewJob::new("k")).expect("enqueue");
+        assert_eq!(store.get(job.id).expect("get").state, State::Queued);
+        assert!(
+            !store
+                .list(&ListQuery::default())
+                .expect("list")
+                .jobs
+                .is_empty()
+        );
+        jobs.push(job.id);
+    }
+    store.cancel(jobs[0], "test").expect("cancel");
+
+    for round in 0..2 {
+        // Every session of the instance ends, as a server restart ends them.
+        let mut admin = support::connect(&url);
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = $1",
+                &[&name],
+            )
+            .expect("end the sessions");
+        // The same statements again, on the sessions that replaced them: none is refused.
+        let job = store
+            .enqueue(NewJob::new("k"))
+            .unwrap_or_else(|err| panic!("a create after the sessions ended ({round}): {err}"));
+        assert_eq!(
+            store
+                .get(job.id)
+                .expect("a read after the sessions ended")
+                .state,
+            State::Queued
+        );
+        assert!(
+            !store
+                .list(&ListQuery::default())
+                .expect("a list after the sessions ended")
+                .jobs
+                .is_empty()
+        );
+        store
+            .cancel(job.id, "test")
+            .expect("a cancel after the sessions ended");
+    }
+    assert_eq!(store.get(jobs[0]).expect("get").state, State::Cancelled);
+}
+
 #[test]
 fn a_dropped_driver_ends_its_threads_and_sessions_promptly() {
     let url = support::fresh_database();
@@ -313,6 +418,8 @@ fn a_server_restart_is_refused_while_down_and_survived_by_the_same_driver() {
         let _ = woken.send(());
     });
     let (ran, runs) = mpsc::channel();
+    // Counted before the worker starts: its first claim may commit before `start` returns.
+    let commits = one.writer_stats().commits;
     let worker = Worker::new(one.clone(), ["wake"])
         .poll_interval(NO_REPOLL)
         .rescue_interval(None)
@@ -321,7 +428,6 @@ fn a_server_restart_is_refused_while_down_and_survived_by_the_same_driver() {
             Ok(json!({}))
         })
         .expect("start the worker");
-    let commits = one.writer_stats().commits;
     eventually("the worker's first claim", WAKE_WITHIN, || {
         one.writer_stats().commits > commits
     });
