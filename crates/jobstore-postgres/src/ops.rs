@@ -857,14 +857,24 @@ impl WriteTx for Conn<Tx<'_>> {
     }
 
     fn claim(&mut self, claim: &ClaimJobs<'_>) -> Result<Vec<Job>> {
+        // One queue is an equality, which `jobs_claim` (queue, priority, run_at, id) serves in
+        // claim order, the scan stopping at the limit; `queue = ANY(...)` cannot be read in
+        // that order, and sorts every due job of the queues on each claim. The ids chosen are
+        // an array the update finds by primary key: as `id IN (subquery)`, a generic plan of
+        // the kept statement (the server may switch to one after five runs) joined the whole
+        // table by hash.
+        let (queue_is, queue): (&str, &(dyn ToSql + Sync)) = match claim.queues {
+            [one] => ("queue = $5", one),
+            _ => ("queue = ANY($5)", &claim.queues),
+        };
         let sql = format!(
             "UPDATE jobs SET state = $1, attempt = attempt + 1, leases = leases + 1, \
              lease_token = leases + 1, lease_owner = $2, lease_expires_at = $3, \
              heartbeat_at = NULL, started_at = $4, updated_at = $4 \
-             WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' \
-                 AND queue = ANY($5) AND run_at <= $4 \
+             WHERE id = ANY(ARRAY(SELECT id FROM jobs WHERE state = 'queued' \
+                 AND {queue_is} AND run_at <= $4 \
                  AND ($6::text IS NULL OR tenant = $6) \
-                 ORDER BY priority, run_at, id LIMIT $7 FOR UPDATE SKIP LOCKED) \
+                 ORDER BY priority, run_at, id LIMIT $7 FOR UPDATE SKIP LOCKED)) \
              RETURNING {JOB_COLUMNS}"
         );
         let rows = deadlock_retried(&mut self.0, |tx| {
@@ -875,7 +885,7 @@ impl WriteTx for Conn<Tx<'_>> {
                     &claim.worker,
                     &claim.expires,
                     &claim.now,
-                    &claim.queues,
+                    queue,
                     &claim.tenant,
                     &i64::from(claim.max),
                 ],

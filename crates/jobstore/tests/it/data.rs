@@ -262,8 +262,11 @@ fn a_dropped_upload_deletes_its_batch() {
         chunk.wait().unwrap();
     }
     drop(upload);
-    // The delete was queued without waiting; the next write commits after it.
-    f.store.enqueue(NewJob::new("after")).unwrap();
+    // The delete was queued without waiting; the job's next write commits after it (a
+    // driver runs one job's writes in order; another job's may go first).
+    f.store
+        .append_log(job.id, vec![(jobstore::LogLevel::Info, "after".into())])
+        .unwrap();
     assert_eq!(data_rows(&f, job.id), (0, 0));
 }
 
