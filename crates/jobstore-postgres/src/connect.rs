@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use jobstore::Error;
+use postgres::config::TargetSessionAttrs;
+use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls};
 
 /// The first pause after a failed try to connect; it doubles up to [`MAX_BACKOFF`].
@@ -38,10 +40,20 @@ pub(crate) fn out_of_reach(err: &postgres::Error) -> bool {
     std::error::Error::source(err).is_some_and(|source| source.is::<std::io::Error>())
 }
 
-/// The store's error for `err`: [`Error::Unavailable`] when the server cannot be reached,
-/// else [`Error::Storage`] (the statement failed; its write is rolled back).
+/// Whether `err` says the server takes no writes now: SQLSTATE 25006
+/// `read_only_sql_transaction`, the answer of a standby still in recovery (a multi-host URL
+/// without `target_session_attrs=read-write` may connect to one) or of a server made
+/// read-only (`default_transaction_read_only`). Its transaction wrote nothing and the session
+/// stays open; a standby once promoted takes writes on the same sessions.
+fn read_only(err: &postgres::Error) -> bool {
+    err.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION)
+}
+
+/// The store's error for `err`: [`Error::Unavailable`] when the server cannot be reached or
+/// takes no writes now, else [`Error::Storage`] (the statement failed; its write is rolled
+/// back).
 pub(crate) fn classify(err: postgres::Error) -> Error {
-    if out_of_reach(&err) {
+    if out_of_reach(&err) || read_only(&err) {
         Error::Unavailable(Box::new(Detailed(err)))
     } else {
         Error::Storage(Box::new(Detailed(err)))
@@ -139,6 +151,22 @@ impl Health {
         down.as_ref()
             .filter(|down| down.last.elapsed() < DOWN_FRESH)
             .map(|down| down.reason.clone())
+    }
+}
+
+/// Warns when `config` names several hosts and takes whichever answers first: after a
+/// failover the first reachable host may be a standby (or an old primary brought back as
+/// one), whose sessions refuse every write until it is promoted.
+/// `target_session_attrs=read-write` makes each connection go on to the host that takes
+/// writes.
+pub(crate) fn warn_any_of_several_hosts(config: &Config) {
+    let hosts = config.get_hosts().len().max(config.get_hostaddrs().len());
+    if hosts > 1 && config.get_target_session_attrs() == TargetSessionAttrs::Any {
+        log::warn!(
+            "the database URL names {hosts} hosts without target_session_attrs=read-write: \
+             connections go to the first that answers, a standby included, and its writes \
+             are refused (503) until it is promoted"
+        );
     }
 }
 

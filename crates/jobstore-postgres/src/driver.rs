@@ -57,8 +57,11 @@
 //! that says the server cannot be reached (the connection closed or broke, SQLSTATE class 08,
 //! 57P01 `admin_shutdown`, 57P02, 57P03 `cannot_connect_now` while it starts, 53300 when it
 //! takes no more sessions) is [`Error::Unavailable`]: nothing was written, the daemon answers
-//! 503 `storage_unavailable` with `Retry-After`. A `COMMIT` whose answer was lost stays
-//! [`Error::OutcomeUnknown`] (it may have committed). A writer whose connection ended opens
+//! 503 `storage_unavailable` with `Retry-After`. So is a write refused by a server that takes
+//! no writes now (25006, a standby not yet promoted: `connect::classify`); a multi-host URL
+//! should say `target_session_attrs=read-write`, so that each connection goes to the host that
+//! takes writes (the driver warns at start when it does not). A `COMMIT` whose answer was lost
+//! stays [`Error::OutcomeUnknown`] (it may have committed). A writer whose connection ended opens
 //! another: at once when `BEGIN` finds it ended (every session ends when the server restarts;
 //! the write had not started and runs on the new connection), else on its next write after a
 //! pause that doubles from 100 ms to 1 s while the server stays out of reach; meanwhile each
@@ -209,6 +212,7 @@ impl PostgresDriver {
     /// refuses, or the database was migrated by a newer build.
     pub fn connect(url: &str, options: &PostgresOptions) -> Result<PostgresDriver> {
         let mut config: Config = url.parse().map_err(storage)?;
+        connect::warn_any_of_several_hosts(&config);
         let name: Arc<str> = instance_name().into();
         config.application_name(&name);
         if config.get_connect_timeout().is_none() {

@@ -2,9 +2,10 @@
 //! wakes a claim waiting on another at once (`LISTEN`/`NOTIFY`, not the re-poll); sessions the
 //! server ends are replaced without a refusal; a server restart is answered with
 //! `Error::Unavailable` promptly while it is down and survived by the same driver once it is
-//! back; a session that replaces an ended one prepares its statements anew, and a statement
-//! outlives the rolled-back transaction that prepared it; a dropped driver leaves no thread
-//! and no session behind.
+//! back; writes a read-only server refuses (a standby not yet promoted) are
+//! `Error::Unavailable` too; a session that replaces an ended one prepares its statements
+//! anew, and a statement outlives the rolled-back transaction that prepared it; a dropped
+//! driver leaves no thread and no session behind.
 
 mod support;
 
@@ -441,4 +442,86 @@ fn a_server_restart_is_refused_while_down_and_survived_by_the_same_driver() {
     );
     assert_eq!(runs.recv_timeout(WAKE_WITHIN).ok(), Some(job.id));
     worker.shutdown();
+}
+
+/// A server that takes no writes answers each with SQLSTATE 25006, as a standby does until it
+/// is promoted (a multi-host URL without `target_session_attrs=read-write` may reach one):
+/// the driver refuses those writes as `Error::Unavailable` (503 `storage_unavailable`), not
+/// as a storage error (500), keeps serving reads, and writes again on the same sessions once
+/// the server takes writes. Made read-only here by `default_transaction_read_only`, which
+/// every open session takes at its next transaction: a private cluster, as it changes the
+/// whole server.
+#[test]
+fn writes_a_read_only_server_refuses_are_unavailable_until_it_takes_writes_again() {
+    let cluster = support::PrivateCluster::start();
+    let url = cluster.fresh_database();
+    let (store, _) = store_on(&url);
+    let queued: Vec<i64> = (0..4)
+        .map(|_| store.enqueue(NewJob::new("k")).expect("enqueue").id)
+        .collect();
+    let mut admin = support::connect(&url);
+    // The admin's own session stays writable whatever the server's default.
+    // (One statement a call: ALTER SYSTEM refuses to run inside the implicit transaction of
+    // several.)
+    for statement in [
+        "SET default_transaction_read_only = off",
+        "ALTER SYSTEM SET default_transaction_read_only = on",
+        "SELECT pg_reload_conf()",
+    ] {
+        admin
+            .batch_execute(statement)
+            .expect("make the server read-only");
+    }
+
+    // Each open session takes the setting when it next begins a transaction.
+    eventually(
+        "a create refused by the read-only server",
+        Duration::from_secs(10),
+        || match store.enqueue(NewJob::new("k")) {
+            Ok(_) => false,
+            Err(Error::Unavailable(err)) => {
+                assert!(err.to_string().contains("read-only"), "{err}");
+                true
+            }
+            Err(err) => panic!("a create on a read-only server: {err:?}"),
+        },
+    );
+    // Creates, claims and writes of jobs on every writer: each refused as unavailable.
+    for _ in 0..3 {
+        refused("a create", || store.enqueue(NewJob::new("k")));
+        refused("a claim", || {
+            store.claim(&ClaimRequest::new("w", "default"))
+        });
+        for id in &queued {
+            refused("a cancel", || store.cancel(*id, "test"));
+        }
+    }
+    // Reads are served meanwhile, and nothing was written.
+    for id in &queued {
+        assert_eq!(store.get(*id).expect("a read").state, State::Queued);
+    }
+
+    for statement in [
+        "ALTER SYSTEM RESET default_transaction_read_only",
+        "SELECT pg_reload_conf()",
+    ] {
+        admin
+            .batch_execute(statement)
+            .expect("make the server writable again");
+    }
+    // The same driver writes again, on the sessions it held.
+    eventually("a create once writable", Duration::from_secs(10), || {
+        store.enqueue(NewJob::new("k")).is_ok()
+    });
+    for id in &queued {
+        assert_eq!(
+            store
+                .cancel(*id, "test")
+                .expect("a cancel once writable")
+                .state,
+            State::Cancelled
+        );
+    }
+    let report = store.check().expect("check");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
