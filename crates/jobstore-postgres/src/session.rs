@@ -36,6 +36,7 @@
 
 use std::collections::HashMap;
 
+use postgres::error::SqlState;
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, Row, Statement};
 
@@ -104,8 +105,24 @@ impl<V: Clone> Cache<V> {
     }
 }
 
-/// The statements a session prepared, by their text.
-pub(crate) type Statements = Cache<Statement>;
+/// The statements a session prepared, by their text; and whether the server refused a write
+/// as read-only (a standby, or a primary fenced read-only): the session is then no use for
+/// writes, and a writer opens another (which a URL's `target_session_attrs=read-write` sends
+/// to the host taking writes now).
+#[derive(Debug)]
+pub(crate) struct Statements {
+    kept: Cache<Statement>,
+    refused_writes: bool,
+}
+
+impl Statements {
+    fn new() -> Statements {
+        Statements {
+            kept: Cache::new(MAX_STATEMENTS),
+            refused_writes: false,
+        }
+    }
+}
 
 /// Runs `run` with the statement of `sql` prepared on `client` (kept in `statements`, which
 /// must be that client's session's), preparing it on a miss; forgets it when `run` fails.
@@ -115,17 +132,20 @@ fn prepared<C: GenericClient, T>(
     sql: &str,
     run: impl FnOnce(&mut C, &Statement) -> Result<T, postgres::Error>,
 ) -> Result<T, postgres::Error> {
-    let statement = match statements.get(sql) {
+    let statement = match statements.kept.get(sql) {
         Some(statement) => statement,
         None => {
             let statement = client.prepare(sql)?;
-            statements.insert(sql, statement.clone());
+            statements.kept.insert(sql, statement.clone());
             statement
         }
     };
     let answer = run(client, &statement);
-    if answer.is_err() {
-        statements.remove(sql);
+    if let Err(err) = &answer {
+        statements.kept.remove(sql);
+        if err.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) {
+            statements.refused_writes = true;
+        }
     }
     answer
 }
@@ -201,8 +221,13 @@ impl Session {
     pub(crate) fn new(client: Client) -> Session {
         Session {
             client,
-            statements: Cache::new(MAX_STATEMENTS),
+            statements: Statements::new(),
         }
+    }
+
+    /// Whether the server refused a write of this session as read-only.
+    pub(crate) fn refused_writes(&self) -> bool {
+        self.statements.refused_writes
     }
 
     /// The client, for what runs outside the statements (a simple query).

@@ -190,7 +190,11 @@ impl Writer {
     /// connection that `BEGIN` finds ended (every session ends when the server restarts) is
     /// replaced at once, and the write runs on the new one: it had not started.
     fn write(&mut self, write: Box<dyn WriteOp>) {
+        let mut pending = Some(write);
         for again in [false, true] {
+            let Some(write) = pending.take() else {
+                return;
+            };
             if let Err(err) = self.connect() {
                 write.refuse(err);
                 return;
@@ -199,12 +203,21 @@ impl Writer {
                 write.refuse(Error::Unavailable("no connection".into()));
                 return;
             };
-            let err = match session.transaction() {
+            let failed = match session.transaction() {
                 Ok(tx) => {
                     run(tx, write, &self.shared);
-                    return;
+                    None
                 }
-                Err(err) => err,
+                Err(err) => Some((write, err)),
+            };
+            let Some((write, err)) = failed else {
+                if self.session.as_ref().is_some_and(Session::refused_writes) {
+                    // Fenced read-only, or a standby: the next write opens a session anew, on
+                    // the host that takes writes if the URL names several.
+                    log::warn!("the server refused a write as read-only; connecting again");
+                    self.session = None;
+                }
+                return;
             };
             if !connect::out_of_reach(&err) {
                 write.refuse(connect::classify(err));
@@ -218,6 +231,7 @@ impl Writer {
             }
             log::info!("a writer's connection was ended ({err}); connecting again");
             self.backoff.now();
+            pending = Some(write);
         }
     }
 }

@@ -525,3 +525,67 @@ fn writes_a_read_only_server_refuses_are_unavailable_until_it_takes_writes_again
     let report = store.check().expect("check");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
+
+/// A primary fenced read-only while the driver holds sessions on it, with a second host in
+/// the URL taking writes (`target_session_attrs=read-write`): the writers leave the fenced
+/// server's sessions after its first refusal and write to the other host, without a restart.
+#[test]
+fn writers_leave_a_server_fenced_read_only_for_the_host_taking_writes() {
+    let (fenced, promoted) = (
+        support::PrivateCluster::start(),
+        support::PrivateCluster::start(),
+    );
+    let (old, new) = (fenced.fresh_database(), promoted.fresh_database());
+    let database = old.rsplit('/').next().unwrap_or_default().to_owned();
+    assert_eq!(new.rsplit('/').next(), Some(database.as_str()));
+    // The other host's schema, as a promoted standby would have it.
+    drop(PostgresDriver::connect(&new, &PostgresOptions::default()).expect("migrate"));
+    let port = |base: String| base.rsplit(':').next().unwrap_or_default().to_owned();
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/{database}?target_session_attrs=read-write",
+        port(fenced.base()),
+        port(promoted.base())
+    );
+    let (store, _) = store_on(&url);
+    for _ in 0..4 {
+        store
+            .enqueue(NewJob::new("before"))
+            .expect("a create on the first host");
+    }
+    let mut admin = support::connect(&old);
+    for statement in [
+        "SET default_transaction_read_only = off",
+        "ALTER SYSTEM SET default_transaction_read_only = on",
+        "SELECT pg_reload_conf()",
+    ] {
+        admin
+            .batch_execute(statement)
+            .expect("fence the first host");
+    }
+    let on = |url: &str, id: i64| -> bool {
+        support::connect(url)
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE id = $1 AND kind = 'after'",
+                &[&id],
+            )
+            .expect("count")
+            .get::<_, i64>(0)
+            == 1
+    };
+    // The fencing reaches each session a moment after the reload: a create may still land on
+    // the first host until then, and one is refused once it did. Then the writers move.
+    eventually(
+        "a create on the host taking writes",
+        Duration::from_secs(20),
+        || match store.enqueue(NewJob::new("after")) {
+            Ok(job) => on(&new, job.id),
+            Err(Error::Unavailable(_)) => false,
+            Err(err) => panic!("a create after the fencing: {err:?}"),
+        },
+    );
+    let before: i64 = support::connect(&old)
+        .query_one("SELECT count(*) FROM jobs WHERE kind = 'before'", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(before, 4);
+}
