@@ -73,7 +73,7 @@ fn admin(base: &str) -> Result<Client> {
     Ok(Client::connect(&format!("{base}/postgres"), NoTls)?)
 }
 
-/// Drops `name` if it exists (closing its sessions) and creates it empty; answers its URL.
+/// Drops `name` if it exists (closing its connections) and creates it empty; answers its URL.
 pub fn fresh_database(base: &str, name: &str) -> Result<String> {
     let mut admin = admin(base)?;
     // Two statements: a multi-statement query would run as one transaction, which neither
@@ -83,7 +83,7 @@ pub fn fresh_database(base: &str, name: &str) -> Result<String> {
     Ok(format!("{base}/{name}"))
 }
 
-/// Drops `name` (closing its sessions).
+/// Drops `name` (closing its connections).
 pub fn drop_database(base: &str, name: &str) -> Result<()> {
     admin(base)?.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
     Ok(())
@@ -112,7 +112,7 @@ pub fn emit_server_settings(base: &str) -> Result<()> {
 }
 
 /// Emits what `synchronous_commit` a store's connection runs with, read back with `SHOW` on a
-/// connection to its database (the driver sets no session settings of its own).
+/// connection to its database (the driver sets no setting of its own on its connections).
 pub fn emit_store_settings(store: &str, url: &str, how: &str) -> Result<()> {
     let mut client = Client::connect(url, NoTls)?;
     let level: String = client.query_one("SHOW synchronous_commit", &[])?.get(0);

@@ -99,7 +99,7 @@ fn jobstore_single(config: &PgConfig, threads: u64) -> Result<()> {
     pg::emit_store_settings(
         "jobstore",
         &url,
-        "SHOW on a connection to its database (the driver sets no session setting)",
+        "SHOW on a connection to its database (the driver sets none on its connections)",
     )?;
     pg::drop_database(&config.base, "bench_jobstore")
 }

@@ -38,8 +38,8 @@ const onlyAt = argv.indexOf("--only");
 const only = onlyAt >= 0 ? argv.splice(onlyAt, 2)[1] : "all";
 const config = parseArgs(argv);
 
-// Set while a case's database is dropped: its sessions are ended then, which pg-boss reports
-// on sessions it still had open.
+// Set while a case's database is dropped: its connections are ended then, which pg-boss reports
+// on connections it still had open.
 let tearingDown = false;
 
 async function start(url) {
