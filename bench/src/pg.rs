@@ -171,6 +171,43 @@ pub fn seed(url: &str, n: u64) -> Result<i64> {
     Ok(watermark)
 }
 
+/// Emits the plan PostgreSQL makes for the driver's claim (`EXPLAIN`, with the values a claim
+/// binds) on the database at `url`, as it stands (`jobs` queued jobs): how a claim finds its
+/// jobs, and in which order it updates them (and so their per-slot count rows).
+pub fn emit_claim_plan(url: &str, jobs: u64, max: u32) -> Result<()> {
+    let mut client = Client::connect(url, NoTls)?;
+    let now = crate::raw::now_ms();
+    let queues = vec!["default".to_owned()];
+    let rows = client.query(
+        &format!("EXPLAIN {CLAIM}id"),
+        &[
+            &"running",
+            &"bench-plan",
+            &(now + 600_000),
+            &now,
+            &queues,
+            &Some(TENANT),
+            &i64::from(max),
+        ],
+    )?;
+    let plan: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let line: String = row.get(0);
+            // The operators, without costs or arrows.
+            let operator = line.split("  (cost=").next().unwrap_or("");
+            operator.trim().trim_start_matches("->").trim().to_owned()
+        })
+        .filter(|line| !line.is_empty())
+        .collect();
+    Record::new("pg_plan", "raw", "the driver's claim statement")
+        .set("queued", jobs)
+        .set("max", max)
+        .set("plan", plan.join(" / "))
+        .emit();
+    Ok(())
+}
+
 /// Jobs of the seed (ids above `watermark`) not finished yet.
 pub fn open_jobs(client: &mut Client, watermark: i64) -> Result<i64> {
     Ok(client

@@ -256,6 +256,10 @@ fn emit_drain(config: &PgConfig, store: &str, case: &str, workers: u64, mut outc
 
 /// Scenario 8: drain N queued jobs with 1, 2, 4, 8 workers.
 pub fn drain(config: &PgConfig) -> Result<()> {
+    let url = fresh(config, "bench_plan")?;
+    pg::seed(&url, config.jobs)?;
+    pg::emit_claim_plan(&url, config.jobs, config.claim_batch)?;
+    pg::drop_database(&config.base, "bench_plan")?;
     for &workers in &config.workers {
         for ack in [Ack::PerJob, Ack::PerClaim] {
             let url = fresh(config, "bench_jobstore")?;

@@ -425,6 +425,15 @@ fn drain(md: &mut String, run: &Run) {
             );
         }
     }
+    if let Some(plan) = run.one("pg_plan", &[]) {
+        let _ = writeln!(
+            md,
+            "\nThe driver's claim as PostgreSQL plans it on {} queued jobs (`EXPLAIN`, the values \
+             a claim binds; each operator before its inputs): `{}`.",
+            thousands(num(plan, "queued").unwrap_or(0.0)),
+            str_of(plan, "plan"),
+        );
+    }
     let deadlocked: Vec<String> = run
         .find("pg_drain", &[])
         .iter()
