@@ -262,7 +262,11 @@ fn cap_timer(
 
 /// Runs `work(w, stop)` on `workers` threads until each returns or `cap` sets `stop`;
 /// answers the jobs they finished, their latencies (µs) and the time it took.
-fn on_workers<F>(workers: u64, cap: Duration, work: F) -> Result<(u64, Vec<u64>, Duration)>
+pub(crate) fn on_workers<F>(
+    workers: u64,
+    cap: Duration,
+    work: F,
+) -> Result<(u64, Vec<u64>, Duration)>
 where
     F: Fn(u64, &AtomicBool) -> Result<(u64, Vec<u64>)> + Send + Sync + 'static,
 {

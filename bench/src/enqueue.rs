@@ -43,7 +43,12 @@ fn job(i: u64) -> NewJob {
 
 /// Splits `total` over `threads` and runs `work(thread, count, stop)` on each; answers how
 /// many calls were made in all and how long it took. `work` answers its own count.
-fn on_threads<F>(threads: u64, total: u64, cap: Duration, work: F) -> Result<(u64, Duration)>
+pub(crate) fn on_threads<F>(
+    threads: u64,
+    total: u64,
+    cap: Duration,
+    work: F,
+) -> Result<(u64, Duration)>
 where
     F: Fn(u64, u64, &AtomicBool) -> Result<u64> + Send + Sync + 'static,
 {

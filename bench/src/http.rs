@@ -219,7 +219,7 @@ pub fn run(dir: &Path, levels: &[Level], config: &HttpConfig) -> Result<()> {
         for &clients in &config.clients {
             if !bare_done {
                 let (n, elapsed, mut latencies) = runtime.block_on(load(
-                    bare.addr,
+                    &[bare.addr],
                     clients,
                     config.requests,
                     config.cap,
@@ -233,7 +233,7 @@ pub fn run(dir: &Path, levels: &[Level], config: &HttpConfig) -> Result<()> {
             }
             let sampler = Sampler::start(daemon.pid());
             let (n, elapsed, mut latencies) = runtime.block_on(load(
-                daemon.addr,
+                &[daemon.addr],
                 clients,
                 config.requests,
                 config.cap,
@@ -248,7 +248,7 @@ pub fn run(dir: &Path, levels: &[Level], config: &HttpConfig) -> Result<()> {
                 .set("rss_peak_mb", mb(peak))
                 .emit();
             let (n, elapsed, mut latencies) = runtime.block_on(load(
-                daemon.addr,
+                &[daemon.addr],
                 clients,
                 n,
                 config.cap,
@@ -281,6 +281,93 @@ pub fn run(dir: &Path, levels: &[Level], config: &HttpConfig) -> Result<()> {
             "the store's own setting (config file)",
         )?;
         crate::common::remove_db(&db);
+    }
+    Ok(())
+}
+
+/// How scenario 9 (one daemon against two on one PostgreSQL database) runs.
+#[derive(Debug, Clone)]
+pub struct PgHttpConfig {
+    /// The `jobstore` binary.
+    pub daemon: PathBuf,
+    /// The server, `postgres://user@host:port` (no database).
+    pub base: String,
+    /// Concurrent clients of each measurement, spread evenly over the daemons.
+    pub clients: Vec<u64>,
+    /// Requests per measurement (claim/complete: pairs).
+    pub requests: u64,
+    /// A measurement stops after this long.
+    pub cap: Duration,
+}
+
+/// Scenario 9: the real `jobstore serve --db postgres://…`, one daemon and then two on the
+/// same (fresh) database, each on its own port; the clients are spread over the daemons.
+/// Creates, then claim + complete pairs draining what was created.
+pub fn run_pg(config: &PgHttpConfig) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let name = "bench_http";
+    for &clients in &config.clients {
+        for daemons in [1_u64, 2] {
+            let url = crate::pg::fresh_database(&config.base, name)?;
+            let mut servers = Vec::new();
+            for _ in 0..daemons {
+                servers.push(Server::start({
+                    let mut command = Command::new(&config.daemon);
+                    command
+                        .arg("serve")
+                        .arg("--db")
+                        .arg(&url)
+                        .arg("--listen")
+                        .arg("127.0.0.1:0");
+                    command
+                })?);
+            }
+            crate::pg::checkpoint(&config.base)?;
+            let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+            let case = |what: &str| {
+                if daemons == 1 {
+                    format!("{what}, 1 daemon")
+                } else {
+                    format!("{what}, {daemons} daemons")
+                }
+            };
+            let (n, elapsed, mut latencies) = runtime.block_on(load(
+                &addrs,
+                clients,
+                config.requests,
+                config.cap,
+                Workload::Create,
+            ))?;
+            Record::new("pg_http", "jobstore", &case("POST /v1/jobs (create)"))
+                .set("workload", "create")
+                .set("daemons", daemons)
+                .set("clients", clients)
+                .timed(n, elapsed)
+                .latencies(&mut latencies)
+                .emit();
+            let (n, elapsed, mut latencies) = runtime.block_on(load(
+                &addrs,
+                clients,
+                n,
+                config.cap,
+                Workload::ClaimComplete,
+            ))?;
+            Record::new(
+                "pg_http",
+                "jobstore",
+                &case("POST /v1/claim + POST /v1/jobs/{id}/complete"),
+            )
+            .set("workload", "claim_complete")
+            .set("daemons", daemons)
+            .set("clients", clients)
+            .timed(n, elapsed)
+            .latencies(&mut latencies)
+            .emit();
+            drop(servers);
+            crate::pg::drop_database(&config.base, name)?;
+        }
     }
     Ok(())
 }
@@ -424,10 +511,11 @@ enum Workload {
     ClaimComplete,
 }
 
-/// `clients` connections send requests one after another until `total` are done or `cap`
-/// passed. Answers the count, the time, and each request's latency (µs).
+/// `clients` connections (client i to `addrs[i % addrs.len()]`) send requests one after
+/// another until `total` are done or `cap` passed. Answers the count, the time, and each
+/// request's latency (µs).
 async fn load(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     clients: u64,
     total: u64,
     cap: Duration,
@@ -435,7 +523,8 @@ async fn load(
 ) -> Result<(u64, Duration, Vec<u64>)> {
     let issued = Arc::new(AtomicU64::new(0));
     let mut senders = Vec::new();
-    for _ in 0..clients {
+    for client in 0..clients {
+        let addr = addrs[usize::try_from(client)? % addrs.len().max(1)];
         senders.push(connect(addr).await?);
     }
     let start = Instant::now();

@@ -1,5 +1,5 @@
-//! `jobstore-bench`: the benchmark of jobstore against raw SQLite doing the same SQL, and the
-//! report that puts those figures beside the peers'. Each subcommand runs one scenario and
+//! `jobstore-bench`: the benchmark of jobstore against raw SQLite and raw PostgreSQL doing the
+//! same SQL, and the report that puts those figures beside the peers'. Each subcommand runs one scenario and
 //! prints one JSON line per figure on stdout (a human summary goes to stderr); `bench/run`
 //! runs them all and then `report` writes `BENCHMARKS.md` and `bench/drain.svg`.
 //!
@@ -10,6 +10,10 @@
 //! jobstore-bench list     --dir D --prefill M --keyset-samples K --offset-samples O [--sorts id,kind] [--filters none,states,kind,dialect,route]
 //! jobstore-bench http     --dir D --daemon PATH --clients 1,16,64 --requests N --cap S --upload-mb 150
 //! jobstore-bench bare-server
+//! jobstore-bench pg-settings --pg postgres://postgres@127.0.0.1:PORT
+//! jobstore-bench pg-enqueue  --pg URL --jobs N --batches 100,1000 --cap S
+//! jobstore-bench pg-drain    --pg URL --jobs N --workers 1,2,4,8 --claim-batch B --cap S [--worker yes]
+//! jobstore-bench pg-http     --pg URL --daemon PATH --clients 16,64 --requests N --cap S
 //! jobstore-bench report   --results FILE --out BENCHMARKS.md --svg drain.svg --command CMD
 //! ```
 
@@ -18,9 +22,12 @@ mod drain;
 mod enqueue;
 mod http;
 mod list;
+mod pg;
+mod pg_cases;
 mod prefill;
 mod raw;
 mod report;
+mod report_pg;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -127,6 +134,11 @@ impl Args {
         Ok(dir)
     }
 
+    /// `--pg`: the PostgreSQL server, `postgres://user@host:port` (no database).
+    fn pg(&self) -> Result<String> {
+        Ok(self.text("pg")?.trim_end_matches('/').to_owned())
+    }
+
     fn cap(&self) -> Result<Duration> {
         Ok(Duration::from_secs(self.number("cap", 60)?))
     }
@@ -135,7 +147,13 @@ impl Args {
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if let Err(err) = run(&argv) {
-        eprintln!("jobstore-bench: {err}");
+        let mut message = err.to_string();
+        let mut source = std::error::Error::source(&*err);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        eprintln!("jobstore-bench: {message}");
         std::process::exit(1);
     }
 }
@@ -143,7 +161,7 @@ fn main() {
 fn run(argv: &[String]) -> Result<()> {
     let Some((command, rest)) = argv.split_first() else {
         return Err(fail(
-            "usage: jobstore-bench enqueue|drain|drain-1m|list|http|bare-server|report [--option value]...",
+            "usage: jobstore-bench enqueue|drain|drain-1m|list|http|bare-server|pg-settings|pg-enqueue|pg-drain|pg-http|report [--option value]...",
         ));
     };
     let args = Args::parse(rest)?;
@@ -212,6 +230,30 @@ fn run(argv: &[String]) -> Result<()> {
             http::run(&args.dir()?, &args.levels()?, &config)?;
         }
         "bare-server" => http::bare_server()?,
+        "pg-settings" => pg::emit_server_settings(&args.pg()?)?,
+        "pg-enqueue" | "pg-drain" => {
+            let config = pg_cases::PgConfig {
+                base: args.pg()?,
+                jobs: args.number("jobs", 20_000)?,
+                batches: args.numbers("batches", "100,1000")?,
+                workers: args.numbers("workers", "1,2,4,8")?,
+                claim_batch: u32::try_from(args.number("claim-batch", 32)?)?,
+                cap: args.cap()?,
+                worker: args.text_or("worker", "yes") == "yes",
+            };
+            if command == "pg-enqueue" {
+                pg_cases::enqueue(&config)?;
+            } else {
+                pg_cases::drain(&config)?;
+            }
+        }
+        "pg-http" => http::run_pg(&http::PgHttpConfig {
+            daemon: PathBuf::from(args.text("daemon")?),
+            base: args.pg()?,
+            clients: args.numbers("clients", "16,64")?,
+            requests: args.number("requests", 20_000)?,
+            cap: args.cap()?,
+        })?,
         "report" => report::write(&report::ReportConfig {
             results: PathBuf::from(args.text("results")?),
             out: PathBuf::from(args.text("out")?),
@@ -220,6 +262,11 @@ fn run(argv: &[String]) -> Result<()> {
             quick: args.text_or("quick", "no") == "yes",
             build_secs: args.number("build-secs", 0)?,
             run_secs: args.number("run-secs", 0)?,
+            load: args
+                .values
+                .get("load-start")
+                .zip(args.values.get("load-end"))
+                .map(|(start, end)| (start.clone(), end.clone())),
         })?,
         other => return Err(fail(format!("unknown subcommand `{other}`"))),
     }

@@ -28,6 +28,9 @@ pub struct ReportConfig {
     pub build_secs: u64,
     /// Seconds the scenarios took.
     pub run_secs: u64,
+    /// `/proc/loadavg`'s 1, 5 and 15 minute averages when the scenarios began and ended
+    /// (others' work on a shared machine shows there).
+    pub load: Option<(String, String)>,
 }
 
 /// The stores of the drain chart and tables, in order, with their colours.
@@ -46,7 +49,7 @@ const DRAIN_STORES: [(&str, &str); 8] = [
 type Series<'a> = (&'a str, &'a str, Vec<(u64, f64)>);
 
 /// Every record of a run.
-struct Run {
+pub(crate) struct Run {
     records: Vec<Value>,
 }
 
@@ -74,7 +77,7 @@ impl Run {
     }
 
     /// Records of `scenario` matching every `(key, value)` of `filter`.
-    fn find(&self, scenario: &str, filter: &[(&str, Value)]) -> Vec<&Value> {
+    pub(crate) fn find(&self, scenario: &str, filter: &[(&str, Value)]) -> Vec<&Value> {
         self.records
             .iter()
             .filter(|r| str_of(r, "scenario") == scenario)
@@ -82,7 +85,7 @@ impl Run {
             .collect()
     }
 
-    fn one(&self, scenario: &str, filter: &[(&str, Value)]) -> Option<&Value> {
+    pub(crate) fn one(&self, scenario: &str, filter: &[(&str, Value)]) -> Option<&Value> {
         self.find(scenario, filter).into_iter().next()
     }
 
@@ -103,16 +106,16 @@ fn store_is_effectum(store: &str) -> bool {
     store == "effectum"
 }
 
-fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
+pub(crate) fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
     value.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-fn num(value: &Value, key: &str) -> Option<f64> {
+pub(crate) fn num(value: &Value, key: &str) -> Option<f64> {
     value.get(key).and_then(Value::as_f64)
 }
 
 /// `12,345`.
-fn thousands(x: f64) -> String {
+pub(crate) fn thousands(x: f64) -> String {
     let digits = format!("{:.0}", x.round());
     let (sign, digits) = digits
         .strip_prefix('-')
@@ -127,7 +130,7 @@ fn thousands(x: f64) -> String {
     format!("{sign}{out}")
 }
 
-fn rate_cell(record: Option<&Value>) -> String {
+pub(crate) fn rate_cell(record: Option<&Value>) -> String {
     match record.and_then(|r| num(r, "rate")) {
         Some(rate) => {
             let capped = record
@@ -145,14 +148,14 @@ fn rate_cell(record: Option<&Value>) -> String {
     }
 }
 
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+pub(crate) fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
         _ => None,
     }
 }
 
-fn ratio_cell(r: Option<f64>) -> String {
+pub(crate) fn ratio_cell(r: Option<f64>) -> String {
     match r {
         Some(r) if r >= 10.0 => format!("{r:.0}×"),
         Some(r) => format!("{r:.2}×"),
@@ -160,13 +163,13 @@ fn ratio_cell(r: Option<f64>) -> String {
     }
 }
 
-fn us(record: Option<&Value>, key: &str) -> String {
+pub(crate) fn us(record: Option<&Value>, key: &str) -> String {
     record
         .and_then(|r| num(r, key))
         .map_or_else(|| "–".into(), thousands)
 }
 
-fn verdict(met: Option<bool>) -> &'static str {
+pub(crate) fn verdict(met: Option<bool>) -> &'static str {
     match met {
         Some(true) => "**met**",
         Some(false) => "**missed**",
@@ -197,6 +200,7 @@ pub fn write(config: &ReportConfig) -> Result<()> {
     list(&mut md, &run);
     http(&mut md, &run);
     memory(&mut md, &run);
+    crate::report_pg::write(&mut md, &run);
     std::fs::write(&config.out, &md)?;
     std::fs::write(&config.svg, chart(&run, config.quick))?;
     println!("{md}");
@@ -242,10 +246,14 @@ fn header(md: &mut String, config: &ReportConfig) -> Result<()> {
     md.push_str(
         "jobstore against raw SQLite doing the same SQL (the limit) and against the peer job \
          queues effectum 0.7 and apalis-sqlite 1.0, all in one run on one machine, on database \
-         files in one temporary directory on the same disk. Written by `bench/run`; \
-         `bench/README.md` says what each scenario measures. Rates are operations per second \
-         (jobs, requests or claim+complete pairs); latencies are µs. A case that hit its time \
-         cap says so and gives the count it reached.\n\n",
+         files in one temporary directory on the same disk; then (section 7) jobstore's \
+         PostgreSQL driver against raw PostgreSQL running the driver's statements and against \
+         the PostgreSQL job queues pg-boss, graphile-worker and procrastinate, on one \
+         throwaway PostgreSQL 15 cluster in the same run, and one daemon against two on one \
+         database. Written by `bench/run`; `bench/README.md` says what each scenario \
+         measures. Rates are operations per second (jobs, requests or claim+complete pairs); \
+         latencies are µs. A case that hit its time cap says so and gives the count it \
+         reached.\n\n",
     );
     md.push_str("| machine | |\n|---|---|\n");
     md.push_str(&machine_line("CPU", &cpu));
@@ -261,9 +269,16 @@ fn header(md: &mut String, config: &ReportConfig) -> Result<()> {
             config.build_secs, config.run_secs
         ),
     ));
+    if let Some((start, end)) = &config.load {
+        md.push_str(&machine_line(
+            "load average (1, 5, 15 min)",
+            &format!("{start} when the scenarios began, {end} when they ended"),
+        ));
+    }
     md.push_str(
         "\nThe machine has 2 cores shared with other work: clients, servers and stores share \
-         them, and figures move ±10–15 % from run to run.\n\n",
+         them, and figures move ±10–15 % from run to run (more when the load average above \
+         is over 2: others' builds were running).\n\n",
     );
     Ok(())
 }
@@ -580,6 +595,7 @@ fn targets(md: &mut String, run: &Run) {
             verdict(Some(growth < 20.0)),
         );
     }
+    crate::report_pg::targets(md, run);
     md.push('\n');
 }
 

@@ -1,0 +1,446 @@
+//! PostgreSQL for the benchmark: databases on the run's own server (a fresh one per case),
+//! jobstore through its PostgreSQL driver, and the limit: the `postgres` crate running the
+//! driver's own statements with no framework.
+//!
+//! The statements are copied from the driver (`crates/jobstore-postgres/src/ops.rs`), where
+//! they are private; the schema is the driver's own migration (`jobstore_postgres::migrate`).
+//! Raw prepares each statement once per connection and runs no savepoints; it decodes only
+//! the columns it needs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use postgres::{Client, GenericClient, NoTls, Statement};
+
+use crate::common::{Record, Result, fail};
+
+/// The tenant of a store's default scope (the driver binds it in claims and completes).
+pub const TENANT: &str = "default";
+
+/// `ops.rs`: the columns every job statement returns.
+pub const JOB_COLUMNS: &str = "id, tenant, kind, queue, name, source, target, created_by, \
+     dialect, state, priority, run_at, attempt, max_attempts, lease_owner, lease_token, \
+     lease_expires_at, heartbeat_at, cancel_requested_at, unique_key, definition_id, restart_of, \
+     restartable, payload::text, result::text, error, progress::text, phase, created_at, \
+     updated_at, started_at, finished_at";
+
+/// `ops.rs` `insert_job`: one job, answering its id.
+pub const INSERT_JOB: &str = "INSERT INTO jobs (tenant, kind, queue, name, source, target, \
+     created_by, dialect, state, priority, run_at, max_attempts, unique_key, definition_id, \
+     restart_of, restartable, payload, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, \
+     $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::text::json, $18, $18) RETURNING id";
+
+/// `ops.rs` `insert_events`: one history row.
+pub const INSERT_EVENT: &str = "INSERT INTO job_events (job_id, at, event, from_state, \
+     to_state, actor, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// `ops.rs` `claim`, followed by [`JOB_COLUMNS`].
+pub const CLAIM: &str = "UPDATE jobs SET state = $1, attempt = attempt + 1, \
+     leases = leases + 1, lease_token = leases + 1, lease_owner = $2, lease_expires_at = $3, \
+     heartbeat_at = NULL, started_at = $4, updated_at = $4 \
+     WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' \
+         AND queue = ANY($5) AND run_at <= $4 \
+         AND ($6::text IS NULL OR tenant = $6) \
+         ORDER BY priority, run_at, id LIMIT $7 FOR UPDATE SKIP LOCKED) \
+     RETURNING ";
+
+/// `ops.rs` `complete_job`, followed by [`JOB_COLUMNS`].
+pub const COMPLETE: &str = "UPDATE jobs SET state = $1, result = $2::text::json, \
+     finished_at = $3, updated_at = $3, lease_owner = NULL, lease_token = NULL, \
+     lease_expires_at = NULL \
+     WHERE id = $4 AND state = 'running' AND lease_token = $5 \
+         AND lease_owner = $6 AND ($7::text IS NULL OR tenant = $7) \
+     RETURNING ";
+
+/// The server's settings the report shows (and that must be the same for every contestant).
+const SETTINGS: [&str; 12] = [
+    "server_version",
+    "fsync",
+    "synchronous_commit",
+    "full_page_writes",
+    "wal_sync_method",
+    "wal_level",
+    "commit_delay",
+    "shared_buffers",
+    "max_wal_size",
+    "checkpoint_timeout",
+    "max_connections",
+    "data_checksums",
+];
+
+/// A connection to the server's `postgres` database, for creating and dropping databases.
+fn admin(base: &str) -> Result<Client> {
+    Ok(Client::connect(&format!("{base}/postgres"), NoTls)?)
+}
+
+/// Drops `name` if it exists (closing its connections) and creates it empty; answers its URL.
+pub fn fresh_database(base: &str, name: &str) -> Result<String> {
+    let mut admin = admin(base)?;
+    // Two statements: a multi-statement query would run as one transaction, which neither
+    // may run in.
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+    admin.batch_execute(&format!("CREATE DATABASE {name}"))?;
+    Ok(format!("{base}/{name}"))
+}
+
+/// Drops `name` (closing its connections).
+pub fn drop_database(base: &str, name: &str) -> Result<()> {
+    admin(base)?.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+    Ok(())
+}
+
+/// Runs a `CHECKPOINT`, so that no contestant's timed case pays for the one before's pages.
+pub fn checkpoint(base: &str) -> Result<()> {
+    admin(base)?.batch_execute("CHECKPOINT")?;
+    Ok(())
+}
+
+/// Emits the server's settings, as read back with `SHOW` on a plain connection, and whether
+/// any database or role overrides them (`pg_db_role_setting`).
+pub fn emit_server_settings(base: &str) -> Result<()> {
+    let mut client = admin(base)?;
+    let mut record = Record::new("pg_settings", "server", "settings read back with SHOW");
+    for name in SETTINGS {
+        let value: String = client.query_one(&format!("SHOW {name}"), &[])?.get(0);
+        record = record.set(name, value);
+    }
+    let overrides: i64 = client
+        .query_one("SELECT count(*) FROM pg_db_role_setting", &[])?
+        .get(0);
+    record.set("db_role_overrides", overrides).emit();
+    Ok(())
+}
+
+/// Emits what `synchronous_commit` a store's connection runs with, read back with `SHOW` on a
+/// connection to its database (the driver sets no setting of its own on its connections).
+pub fn emit_store_settings(store: &str, url: &str, how: &str) -> Result<()> {
+    let mut client = Client::connect(url, NoTls)?;
+    let level: String = client.query_one("SHOW synchronous_commit", &[])?.get(0);
+    Record::new("pg_settings", store, "synchronous_commit as run")
+        .set("synchronous_commit", level)
+        .set("how", how)
+        .emit();
+    Ok(())
+}
+
+/// jobstore on the database at `url` through its PostgreSQL driver, default options.
+pub fn open_store(url: &str) -> Result<jobstore::Store> {
+    let driver = jobstore_postgres::PostgresDriver::connect(
+        url,
+        &jobstore_postgres::PostgresOptions::default(),
+    )?;
+    Ok(jobstore::Store::with_driver(
+        Arc::new(driver),
+        jobstore::StoreOptions::default(),
+    ))
+}
+
+/// Creates the driver's schema in the database at `url` (its own migration).
+pub fn create_schema(url: &str) -> Result<()> {
+    let mut client = Client::connect(url, NoTls)?;
+    jobstore_postgres::migrate(&mut client).map_err(|err| fail(err.to_string()))?;
+    Ok(())
+}
+
+/// Enqueues `n` jobs (not timed) with one `INSERT … SELECT` for the jobs and one for their
+/// `create` events: the rows `Store::enqueue` writes. Answers the highest job id before.
+pub fn seed(url: &str, n: u64) -> Result<i64> {
+    let mut client = Client::connect(url, NoTls)?;
+    let watermark: i64 = client
+        .query_one("SELECT coalesce(max(id), 0) FROM jobs", &[])?
+        .get(0);
+    let now = crate::raw::now_ms();
+    let mut tx = client.transaction()?;
+    tx.execute(
+        "INSERT INTO jobs (tenant, kind, queue, name, source, target, created_by, dialect, \
+             state, priority, run_at, max_attempts, unique_key, definition_id, restart_of, \
+             restartable, payload, created_at, updated_at) \
+         SELECT 'default', 'bench', 'default', '', '', '', '', 'native', 'queued', 0, $2, 3, \
+             NULL, NULL, NULL, TRUE, json_build_object('n', i), $2, $2 \
+         FROM generate_series(1, $1::bigint) AS i",
+        &[&i64::try_from(n)?, &now],
+    )?;
+    tx.execute(
+        "INSERT INTO job_events (job_id, at, event, from_state, to_state, actor, detail) \
+         SELECT id, $2, 'create', NULL, 'queued', '', NULL FROM jobs WHERE id > $1 ORDER BY id",
+        &[&watermark, &now],
+    )?;
+    tx.commit()?;
+    client.batch_execute("VACUUM ANALYZE jobs")?;
+    client.batch_execute("VACUUM ANALYZE job_events")?;
+    Ok(watermark)
+}
+
+/// Emits the plan PostgreSQL makes for the driver's claim (`EXPLAIN`, with the values a claim
+/// binds) on the database at `url`, as it stands (`jobs` queued jobs): how a claim finds its
+/// jobs, and in which order it updates them (and so their per-slot count rows).
+pub fn emit_claim_plan(url: &str, jobs: u64, max: u32) -> Result<()> {
+    let mut client = Client::connect(url, NoTls)?;
+    let now = crate::raw::now_ms();
+    let queues = vec!["default".to_owned()];
+    let rows = client.query(
+        &format!("EXPLAIN {CLAIM}id"),
+        &[
+            &"running",
+            &"bench-plan",
+            &(now + 600_000),
+            &now,
+            &queues,
+            &Some(TENANT),
+            &i64::from(max),
+        ],
+    )?;
+    let plan: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let line: String = row.get(0);
+            // The operators, without costs or arrows.
+            let operator = line.split("  (cost=").next().unwrap_or("");
+            operator.trim().trim_start_matches("->").trim().to_owned()
+        })
+        .filter(|line| !line.is_empty())
+        .collect();
+    Record::new("pg_plan", "raw", "the driver's claim statement")
+        .set("queued", jobs)
+        .set("max", max)
+        .set("plan", plan.join(" / "))
+        .emit();
+    Ok(())
+}
+
+/// Jobs of the seed (ids above `watermark`) not finished yet.
+pub fn open_jobs(client: &mut Client, watermark: i64) -> Result<i64> {
+    Ok(client
+        .query_one(
+            "SELECT count(*) FROM jobs WHERE id > $1 AND state IN ('queued', 'running')",
+            &[&watermark],
+        )?
+        .get(0))
+}
+
+/// The driver's statements, prepared once on one connection.
+pub struct Statements {
+    insert_job: Statement,
+    insert_event: Statement,
+    claim: Statement,
+    complete: Statement,
+}
+
+/// One raw connection with its prepared statements.
+pub struct Raw {
+    /// The connection.
+    pub client: Client,
+    /// Its prepared statements.
+    pub statements: Statements,
+}
+
+impl Raw {
+    /// Connects to `url` and prepares the statements.
+    pub fn connect(url: &str) -> Result<Raw> {
+        let mut client = Client::connect(url, NoTls)?;
+        let statements = Statements {
+            insert_job: client.prepare(INSERT_JOB)?,
+            insert_event: client.prepare(INSERT_EVENT)?,
+            claim: client.prepare(&format!("{CLAIM}{JOB_COLUMNS}"))?,
+            complete: client.prepare(&format!("{COMPLETE}{JOB_COLUMNS}"))?,
+        };
+        Ok(Raw { client, statements })
+    }
+
+    /// Runs `body` in one transaction (`BEGIN` … `COMMIT`, rolled back on error).
+    pub fn in_transaction<T>(
+        &mut self,
+        body: impl FnOnce(&mut postgres::Transaction<'_>, &Statements) -> Result<T>,
+    ) -> Result<T> {
+        let mut tx = self.client.transaction()?;
+        let value = body(&mut tx, &self.statements)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// [`Raw::in_transaction`], run again whenever PostgreSQL chose it as a deadlock's
+    /// victim (each counted in `deadlocks`) until `stop` is set: then it answers `None`.
+    pub fn in_transaction_retried<T>(
+        &mut self,
+        deadlocks: &mut u64,
+        stop: &AtomicBool,
+        mut body: impl FnMut(&mut postgres::Transaction<'_>, &Statements) -> Result<T>,
+    ) -> Result<Option<T>> {
+        loop {
+            let mut tx = self.client.transaction()?;
+            let ran = body(&mut tx, &self.statements).and_then(|value| {
+                tx.commit()?;
+                Ok(value)
+            });
+            match ran {
+                Ok(value) => return Ok(Some(value)),
+                Err(err) if is_deadlock(&*err) => {
+                    *deadlocks += 1;
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(None);
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
+
+/// Whether `err`, or an error that caused it, is PostgreSQL's "deadlock detected".
+pub fn is_deadlock(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(pg) = err.downcast_ref::<postgres::Error>()
+            && pg.code() == Some(&postgres::error::SqlState::T_R_DEADLOCK_DETECTED)
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
+/// One history row, as `insert_events` writes it.
+#[allow(clippy::too_many_arguments)]
+fn insert_event(
+    tx: &mut impl GenericClient,
+    statements: &Statements,
+    job: i64,
+    at: i64,
+    event: &str,
+    from: Option<&str>,
+    to: &str,
+    actor: &str,
+    detail: Option<&str>,
+) -> Result<()> {
+    tx.execute(
+        &statements.insert_event,
+        &[&job, &at, &event, &from, &to, &actor, &detail],
+    )?;
+    Ok(())
+}
+
+/// The statements of `Store::enqueue` for one plain job: insert the job (answering its id) and
+/// its `create` event.
+pub fn insert_job(
+    tx: &mut impl GenericClient,
+    statements: &Statements,
+    now: i64,
+    payload: &str,
+) -> Result<i64> {
+    let id: i64 = tx
+        .query_one(
+            &statements.insert_job,
+            &[
+                &TENANT,
+                &"bench",
+                &"default",
+                &"",
+                &"",
+                &"",
+                &"",
+                &"native",
+                &"queued",
+                &0_i64,
+                &now,
+                &3_i64,
+                &Option::<&str>::None,
+                &Option::<&str>::None,
+                &Option::<i64>::None,
+                &true,
+                &payload,
+                &now,
+            ],
+        )?
+        .get(0);
+    insert_event(tx, statements, id, now, "create", None, "queued", "", None)?;
+    Ok(id)
+}
+
+/// The claim of `Store::claim` for one queue: leases up to `max` jobs with one
+/// `UPDATE … FOR UPDATE SKIP LOCKED … RETURNING` and writes a `claim` event for each, in the
+/// order the store sorts them. Answers (id, lease token) of each.
+pub fn claim(
+    tx: &mut impl GenericClient,
+    statements: &Statements,
+    worker: &str,
+    now: i64,
+    max: u32,
+) -> Result<Vec<(i64, i64)>> {
+    let queues = vec!["default".to_owned()];
+    let rows = tx.query(
+        &statements.claim,
+        &[
+            &"running",
+            &worker,
+            &(now + 600_000),
+            &now,
+            &queues,
+            &Some(TENANT),
+            &i64::from(max),
+        ],
+    )?;
+    let mut jobs: Vec<(i64, i64, i64)> = rows
+        .iter()
+        .map(|row| (row.get(0), row.get(15), row.get(12)))
+        .collect();
+    jobs.sort_unstable();
+    let mut leased = Vec::with_capacity(jobs.len());
+    for (id, token, attempt) in jobs {
+        let detail = format!("attempt {attempt}, lease {token}");
+        insert_event(
+            tx,
+            statements,
+            id,
+            now,
+            "claim",
+            Some("queued"),
+            "running",
+            worker,
+            Some(&detail),
+        )?;
+        leased.push((id, token));
+    }
+    Ok(leased)
+}
+
+/// The statements of `Store::complete` (and of each job of `Store::complete_many`): finish the
+/// job under its lease with one `UPDATE … RETURNING`, and write the `complete` event.
+pub fn complete(
+    tx: &mut impl GenericClient,
+    statements: &Statements,
+    worker: &str,
+    now: i64,
+    id: i64,
+    token: i64,
+) -> Result<()> {
+    let row = tx.query_opt(
+        &statements.complete,
+        &[
+            &"succeeded",
+            &"{\"ok\":true}",
+            &now,
+            &id,
+            &token,
+            &worker,
+            &Some(TENANT),
+        ],
+    )?;
+    if row.is_none() {
+        return Err(fail(format!(
+            "job {id} was not running under lease {token}"
+        )));
+    }
+    insert_event(
+        tx,
+        statements,
+        id,
+        now,
+        "complete",
+        Some("running"),
+        "succeeded",
+        worker,
+        None,
+    )?;
+    Ok(())
+}
