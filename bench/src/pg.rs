@@ -24,24 +24,33 @@ pub const JOB_COLUMNS: &str = "id, tenant, kind, queue, name, source, target, cr
      restartable, payload::text, result::text, error, progress::text, phase, created_at, \
      updated_at, started_at, finished_at";
 
-/// `ops.rs` `insert_job`: one job, answering its id.
+/// `ops.rs` `insert_job`: one job, answering its id (no row when a live job holds its unique
+/// key).
 pub const INSERT_JOB: &str = "INSERT INTO jobs (tenant, kind, queue, name, source, target, \
      created_by, dialect, state, priority, run_at, max_attempts, unique_key, definition_id, \
      restart_of, restartable, payload, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, \
-     $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::text::json, $18, $18) RETURNING id";
+     $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::text::json, $18, $18) \
+     ON CONFLICT (tenant, unique_key) WHERE unique_key IS NOT NULL \
+         AND state IN ('open', 'queued', 'running') DO NOTHING \
+     RETURNING id";
 
-/// `ops.rs` `insert_events`: one history row.
+/// `ops.rs` `insert_events`: a write's history rows, in one statement, in their order.
 pub const INSERT_EVENT: &str = "INSERT INTO job_events (job_id, at, event, from_state, \
-     to_state, actor, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+     to_state, actor, detail) \
+     SELECT e.job_id, e.at, e.event, e.from_state, e.to_state, e.actor, e.detail \
+     FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+         $6::text[], $7::text[]) WITH ORDINALITY \
+         AS e (job_id, at, event, from_state, to_state, actor, detail, n) \
+     ORDER BY e.n";
 
-/// `ops.rs` `claim`, followed by [`JOB_COLUMNS`].
+/// `ops.rs` `claim` of one queue, followed by [`JOB_COLUMNS`].
 pub const CLAIM: &str = "UPDATE jobs SET state = $1, attempt = attempt + 1, \
      leases = leases + 1, lease_token = leases + 1, lease_owner = $2, lease_expires_at = $3, \
      heartbeat_at = NULL, started_at = $4, updated_at = $4 \
-     WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' \
-         AND queue = ANY($5) AND run_at <= $4 \
+     WHERE id = ANY(ARRAY(SELECT id FROM jobs WHERE state = 'queued' \
+         AND queue = $5 AND run_at <= $4 \
          AND ($6::text IS NULL OR tenant = $6) \
-         ORDER BY priority, run_at, id LIMIT $7 FOR UPDATE SKIP LOCKED) \
+         ORDER BY priority, run_at, id LIMIT $7 FOR UPDATE SKIP LOCKED)) \
      RETURNING ";
 
 /// `ops.rs` `complete_job`, followed by [`JOB_COLUMNS`].
@@ -177,7 +186,7 @@ pub fn seed(url: &str, n: u64) -> Result<i64> {
 pub fn emit_claim_plan(url: &str, jobs: u64, max: u32) -> Result<()> {
     let mut client = Client::connect(url, NoTls)?;
     let now = crate::raw::now_ms();
-    let queues = vec!["default".to_owned()];
+    let queue = "default";
     let rows = client.query(
         &format!("EXPLAIN {CLAIM}id"),
         &[
@@ -185,7 +194,7 @@ pub fn emit_claim_plan(url: &str, jobs: u64, max: u32) -> Result<()> {
             &"bench-plan",
             &(now + 600_000),
             &now,
-            &queues,
+            &queue,
             &Some(TENANT),
             &i64::from(max),
         ],
@@ -315,7 +324,15 @@ fn insert_event(
 ) -> Result<()> {
     tx.execute(
         &statements.insert_event,
-        &[&job, &at, &event, &from, &to, &actor, &detail],
+        &[
+            &[job].as_slice(),
+            &[at].as_slice(),
+            &[event].as_slice(),
+            &[from].as_slice(),
+            &[to].as_slice(),
+            &[actor].as_slice(),
+            &[detail].as_slice(),
+        ],
     )?;
     Ok(())
 }
@@ -367,7 +384,7 @@ pub fn claim(
     now: i64,
     max: u32,
 ) -> Result<Vec<(i64, i64)>> {
-    let queues = vec!["default".to_owned()];
+    let queue = "default";
     let rows = tx.query(
         &statements.claim,
         &[
@@ -375,7 +392,7 @@ pub fn claim(
             &worker,
             &(now + 600_000),
             &now,
-            &queues,
+            &queue,
             &Some(TENANT),
             &i64::from(max),
         ],
@@ -385,22 +402,26 @@ pub fn claim(
         .map(|row| (row.get(0), row.get(15), row.get(12)))
         .collect();
     jobs.sort_unstable();
-    let mut leased = Vec::with_capacity(jobs.len());
-    for (id, token, attempt) in jobs {
-        let detail = format!("attempt {attempt}, lease {token}");
-        insert_event(
-            tx,
-            statements,
-            id,
-            now,
-            "claim",
-            Some("queued"),
-            "running",
-            worker,
-            Some(&detail),
-        )?;
-        leased.push((id, token));
-    }
+    // The `claim` events of every job leased, in one statement, as the driver writes them.
+    let leased: Vec<(i64, i64)> = jobs.iter().map(|&(id, token, _)| (id, token)).collect();
+    let ids: Vec<i64> = jobs.iter().map(|job| job.0).collect();
+    let details: Vec<Option<String>> = jobs
+        .iter()
+        .map(|(_, token, attempt)| Some(format!("attempt {attempt}, lease {token}")))
+        .collect();
+    let n = jobs.len();
+    tx.execute(
+        &statements.insert_event,
+        &[
+            &ids,
+            &vec![now; n],
+            &vec!["claim"; n],
+            &vec![Some("queued"); n],
+            &vec!["running"; n],
+            &vec![worker; n],
+            &details,
+        ],
+    )?;
     Ok(leased)
 }
 
