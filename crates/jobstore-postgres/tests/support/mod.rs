@@ -68,15 +68,12 @@ fn as_owner(root: bool, program: &str) -> Command {
     }
 }
 
-fn start_cluster() -> Server {
-    assert!(
-        PathBuf::from(BIN).join("initdb").exists(),
-        "the PostgreSQL tests need a server: set JOBSTORE_TEST_POSTGRES, or install the \
-         PostgreSQL 15 server packages ({BIN})"
-    );
+/// A new cluster's directory (owned by `postgres` when we are root), its data directory made
+/// by `initdb`, a free port of 127.0.0.1 for it, and whether we are root.
+fn init_cluster(prefix: &str) -> (tempfile::TempDir, PathBuf, u16, bool) {
     let root = is_root();
     let dir = tempfile::Builder::new()
-        .prefix("jobstore-pg-")
+        .prefix(prefix)
         .tempdir()
         .expect("temp dir");
     if root {
@@ -92,6 +89,16 @@ fn start_cluster() -> Server {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port");
+    (dir, data, port, root)
+}
+
+fn start_cluster() -> Server {
+    assert!(
+        PathBuf::from(BIN).join("initdb").exists(),
+        "the PostgreSQL tests need a server: set JOBSTORE_TEST_POSTGRES, or install the \
+         PostgreSQL 15 server packages ({BIN})"
+    );
+    let (dir, data, port, root) = init_cluster("jobstore-pg-");
     let options = format!(
         "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
         dir.path().display()
@@ -168,24 +175,7 @@ impl PrivateCluster {
             "this test stops and starts a server of its own: install the PostgreSQL 15 server \
              packages ({BIN})"
         );
-        let root = is_root();
-        let dir = tempfile::Builder::new()
-            .prefix("jobstore-pg-own-")
-            .tempdir()
-            .expect("temp dir");
-        if root {
-            run(Command::new("chown").arg("postgres").arg(dir.path()));
-        }
-        let data = dir.path().join("data");
-        run(as_owner(root, "initdb")
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
-            .stdout(Stdio::null()));
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let (dir, data, port, root) = init_cluster("jobstore-pg-own-");
         let cluster = PrivateCluster {
             dir,
             data,
