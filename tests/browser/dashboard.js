@@ -195,8 +195,16 @@ async function main() {
     // Jobs: filters, keyset paging, sorting.
     await page.click('nav a[data-page=jobs]');
     await page.waitForSelector('#jobs tbody tr[data-id]');
+    // A filter or a sort rebuilds the table: read rows only from the new table, once it shows them.
+    const SHOWN = '#jobs[aria-busy=false] tbody tr[data-id]';
+    const rebuilt = async (action) => {
+      const old = await page.$('#jobs');
+      await action();
+      await old.waitForElementState('hidden');
+      await page.waitForSelector(SHOWN);
+    };
     await page.fill('#filters input[name=queue]', 'bulk');
-    await page.click('#filters button[type=submit]');
+    await rebuilt(() => page.click('#filters button[type=submit]'));
     await page.waitForFunction(() => location.hash.includes('queue=bulk'));
     const seenIds = [];
     for (let pageNo = 1; pageNo <= 5; pageNo += 1) {
@@ -210,14 +218,12 @@ async function main() {
     const wanted = jobs.bulk.map((j) => j.id);
     check('jobs: keyset paging shows every job once', unique.size === seenIds.length && wanted.every((id) => unique.has(id)) && seenIds.length === wanted.length,
       `${seenIds.length} rows, ${unique.size} distinct, ${wanted.length} created`);
-    await page.click('#jobs button[data-sort=id]');
-    await page.waitForFunction(() => location.hash.includes('sort=id'));
-    await page.waitForSelector('#jobs tbody tr[data-id]');
-    const firstDesc = await page.$eval('#jobs tbody tr[data-id]', (r) => Number(r.dataset.id));
-    await page.click('#jobs button[data-sort=id]');
+    await rebuilt(() => page.click('#jobs button[data-sort=id]'));
+    await page.waitForFunction(() => location.hash.includes('sort=id') && location.hash.includes('order=desc'));
+    const firstDesc = await page.$eval(SHOWN, (r) => Number(r.dataset.id));
+    await rebuilt(() => page.click('#jobs button[data-sort=id]'));
     await page.waitForFunction(() => location.hash.includes('order=asc'));
-    await page.waitForFunction((id) => Number(document.querySelector('#jobs tbody tr[data-id]')?.dataset.id) !== id, firstDesc);
-    const firstAsc = await page.$eval('#jobs tbody tr[data-id]', (r) => Number(r.dataset.id));
+    const firstAsc = await page.$eval(SHOWN, (r) => Number(r.dataset.id));
     check('jobs: sorting by id both ways', firstDesc === Math.max(...wanted) && firstAsc === Math.min(...wanted), `desc first #${firstDesc}, asc first #${firstAsc}`);
     const hover = await page.getAttribute('#jobs tbody tr[data-id] time', 'title');
     const human = await page.textContent('#jobs tbody tr[data-id] time');

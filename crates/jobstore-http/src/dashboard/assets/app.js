@@ -425,6 +425,7 @@
       pageBox.checked = false;
       renderRows();
       showCount();
+      body.parentElement.setAttribute('aria-busy', 'false');
       pager.replaceChildren(
         h('button', { type: 'button', id: 'previous-page', disabled: index === 0, onclick: () => { index -= 1; load().catch(report); } }, '‹ Previous'),
         h('span', { class: 'muted', id: 'page-number' }, `Page ${index + 1}`),
@@ -438,7 +439,8 @@
     view.append(h('h1', null, 'Jobs'), search, form,
       h('div', { class: 'toolbar' }, selectAll, count, h('span', { class: 'spacer' }),
         bulk('cancel', 'Cancel'), bulk('restart', 'Restart'), bulk('delete', 'Delete')),
-      h('div', { class: 'panel' }, h('table', { id: 'jobs' },
+      // aria-busy until this view's first page is shown.
+      h('div', { class: 'panel' }, h('table', { id: 'jobs', 'aria-busy': 'true' },
         h('thead', null, h('tr', null, h('th', null, pageBox), header('id'), header('state'), header('kind'), h('th', null, 'Queue'),
           header('name'), h('th', null, 'API'), h('th', { class: 'num' }, 'Attempts'), header('created_at'), header('finished_at'))),
         body)),
