@@ -19,9 +19,10 @@
 //! - the uploader of an incomplete data batch (an upload cut off, invisible, awaiting deletion)
 //!   names a SQLite process (`pid:start-time`), which means nothing to PostgreSQL: it is
 //!   copied as NULL (unknown), so the idle purge of incomplete batches reclaims the batch;
-//! - `job_counts` is PostgreSQL's own (16 slots per tenant, queue and state): its insert
-//!   trigger is disabled for the copy (it would update a count row per job) and the counts
-//!   are rebuilt from the copied jobs in one statement, in the same transaction;
+//! - `job_counts` is PostgreSQL's own (rows of changes to the counts, summed): its insert
+//!   trigger is disabled for the copy (it would add count rows for every batch of jobs
+//!   copied) and the counts are written from the copied jobs in one statement, one row per
+//!   tenant, queue and state, in the same transaction;
 //! - the identities (`jobs.id`, `job_events.id`, `job_logs.id`, the log's sequence numbers)
 //!   restart past the highest id the file ever handed out (`sqlite_sequence` remembers those
 //!   of deleted rows), so no id is ever handed out twice.
@@ -216,8 +217,8 @@ pub fn copy_from_sqlite(
     }
     progress(Progress::Started { migrated_from });
 
-    // One count row update per job would be most of the copy's work: the counts are
-    // rebuilt below instead, in this transaction (a DDL statement, undone with it).
+    // No count rows per batch of jobs copied: the counts are written once from the copied
+    // jobs below, in this transaction (a DDL statement, undone with it).
     tx.batch_execute("ALTER TABLE jobs DISABLE TRIGGER job_counts_on_insert")?;
     let mut tables = Vec::with_capacity(TABLES.len());
     let mut incomplete_batches = 0;
@@ -230,9 +231,8 @@ pub fn copy_from_sqlite(
     progress(Progress::Committing);
     tx.batch_execute(
         "DELETE FROM job_counts; \
-         INSERT INTO job_counts (tenant, queue, state, slot, jobs) \
-         SELECT tenant, queue, state, id % 16, count(*) FROM jobs \
-         GROUP BY tenant, queue, state, id % 16; \
+         INSERT INTO job_counts (tenant, queue, state, jobs) \
+         SELECT tenant, queue, state, count(*) FROM jobs GROUP BY tenant, queue, state; \
          ALTER TABLE jobs ENABLE TRIGGER job_counts_on_insert",
     )?;
     let mut next_ids = Vec::new();

@@ -396,8 +396,11 @@ impl Driver for PostgresDriver {
     }
 
     fn checkpoint(&self) -> Result<bool> {
-        // The server checkpoints and bounds its own WAL (max_wal_size): nothing is left to
-        // do here, and a daemon forcing CHECKPOINTs would only add I/O.
+        // The server checkpoints and bounds its own WAL (max_wal_size), and a daemon forcing
+        // CHECKPOINTs would only add I/O. What is left to bound is the store's own log of
+        // changes: the job counts' rows, folded (the writers also fold them as they write).
+        let mut conn = self.checkout()?;
+        crate::ops::fold_job_counts(&mut *conn).map_err(storage)?;
         Ok(true)
     }
 

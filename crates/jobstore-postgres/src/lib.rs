@@ -24,7 +24,8 @@
 //! The schema keeps the meaning of the SQLite store's (`crates/jobstore/migrations`): the
 //! same tables, states, `CHECK`s, partial unique index of live unique keys, events written in
 //! the transaction of their change, data in bounded chunks, idempotency keys and tenants.
-//! `migrations/0001_initial.sql` says what differs and why. `schema.sql` beside it is the
+//! `migrations/0001_initial.sql` says what differs and why, `0002_job_count_changes.sql` how
+//! the job counts are kept without writers waiting for each other. `schema.sql` beside them is the
 //! current schema for people; a test holds the migrations to it.
 //!
 //! [`migrate`] is safe to run from every daemon at once: the migrations run in one
@@ -43,7 +44,7 @@ pub use driver::{PostgresDriver, PostgresOptions};
 use postgres::{Client, GenericClient};
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The key of the advisory lock that migrations hold (the bytes of "jobstore").
 const MIGRATION_LOCK: i64 = 0x6a6f_6273_746f_7265;
@@ -55,10 +56,16 @@ struct Migration {
 }
 
 /// Every migration, in order. Migration `n` turns version `n - 1` into version `n`.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../migrations/0002_job_count_changes.sql"),
+    },
+];
 
 /// What can go wrong.
 #[derive(Debug, thiserror::Error)]

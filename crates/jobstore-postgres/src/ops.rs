@@ -126,6 +126,37 @@ fn col<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> Result<T> {
     row.try_get(index).map_err(storage)
 }
 
+/// The key of the advisory lock a fold of the job counts holds (the bytes of "jobcount").
+const FOLD_LOCK: i64 = 0x6a6f_6263_6f75_6e74;
+
+/// Folds the rows of `job_counts` (migration 2: each statement that changes jobs adds its
+/// changes as rows) into one row per tenant, queue and state, for each of them that has
+/// several: one statement, which deletes the rows it read and adds their sums, so every
+/// reader sees the same totals before and after. Rows added meanwhile are left for the next
+/// fold. Skipped (0) while another session folds: the two would only wait for each other.
+/// Answers how many rows it folded.
+pub(crate) fn fold_job_counts(
+    conn: &mut impl AsClient,
+) -> std::result::Result<u64, postgres::Error> {
+    let folded = conn.query_one(
+        "WITH folded AS ( \
+             DELETE FROM job_counts \
+             WHERE (SELECT pg_try_advisory_xact_lock($1)) \
+               AND (tenant, queue, state) IN (SELECT tenant, queue, state FROM job_counts \
+                                              GROUP BY tenant, queue, state \
+                                              HAVING count(*) > 1) \
+             RETURNING tenant, queue, state, jobs), \
+         added AS ( \
+             INSERT INTO job_counts (tenant, queue, state, jobs) \
+             SELECT tenant, queue, state, sum(jobs) FROM folded \
+             GROUP BY tenant, queue, state HAVING sum(jobs) <> 0) \
+         SELECT count(*) FROM folded",
+        &[&FOLD_LOCK],
+    )?;
+    let n: i64 = folded.try_get(0)?;
+    Ok(n.unsigned_abs())
+}
+
 /// A count or a sum as the store's `usize`.
 fn count(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
@@ -135,10 +166,10 @@ fn count(n: u64) -> usize {
 const DEADLOCK_RETRIES: u32 = 5;
 
 /// Runs `statement` in `tx`, again when PostgreSQL chose it as a deadlock's victim. A
-/// statement that changes many jobs at once (a claim, a purge) updates the per-slot job counts
-/// from its row triggers in the order it meets the rows, so two of them on other daemons can
-/// wait for each other; undoing the victim releases what it locked, the other goes on, and the
-/// rerun finds its own rows (`SKIP LOCKED`) without it.
+/// statement that changes many jobs at once (a claim, a purge) locks what it meets as it meets
+/// it, so it can wait for another session that waits for it (a daemon's write holding a job
+/// row, an operator's lock); undoing the victim releases what it locked, the other goes on,
+/// and the rerun finds its own rows (`SKIP LOCKED`) without it.
 ///
 /// Only the statement is undone, never what ran before it in the transaction. When it is the
 /// transaction's first statement (a claim's, a purge's: [`Tx::is_fresh`]), there is nothing
@@ -521,7 +552,7 @@ impl<X: AsClient> Reader for Conn<X> {
     }
 
     fn live_counts(&mut self, tenant: Option<&str>) -> Result<Vec<StateCount>> {
-        // The counts the triggers keep, summed over their slots.
+        // The counts the triggers keep: the sums of their rows.
         let rows = self
             .0
             .query(

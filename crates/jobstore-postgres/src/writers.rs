@@ -14,6 +14,9 @@ use crate::connect::{self, Backoff, Detailed, Health};
 use crate::ops::Conn;
 use crate::session::{Session, Tx};
 
+/// How many writes a writer runs between two folds of the job counts.
+const FOLD_EVERY: u32 = 128;
+
 /// A queued write and its place in the order of submission.
 type Queued = (u64, Box<dyn WriteOp>);
 
@@ -151,11 +154,32 @@ impl Writer {
         }
     }
 
-    /// Runs the writes queued for this writer until the queues close.
+    /// Runs the writes queued for this writer until the queues close; after every
+    /// [`FOLD_EVERY`] of them, folds the job counts.
     pub(crate) fn run(mut self) {
+        let mut since_fold = 0;
         while let Some(write) = self.shared.queues.take(self.index) {
             self.shared.counters.writes.fetch_add(1, Ordering::Relaxed);
             self.write(write);
+            since_fold += 1;
+            if since_fold == FOLD_EVERY {
+                since_fold = 0;
+                self.fold_job_counts();
+            }
+        }
+    }
+
+    /// Folds the rows the writes added to `job_counts` ([`crate::ops::fold_job_counts`]), so
+    /// that they stay about as many as the writes of the last folds and reading the counts
+    /// stays cheap. A failure is only logged: the counts are right unfolded, and the next
+    /// fold takes them.
+    fn fold_job_counts(&mut self) {
+        let Some(session) = self.session.as_mut().filter(|s| !s.is_closed()) else {
+            return;
+        };
+        match crate::ops::fold_job_counts(session) {
+            Ok(rows) => log::trace!("folded {rows} job count rows"),
+            Err(err) => log::debug!("folding the job counts failed: {}", Detailed(err)),
         }
     }
 

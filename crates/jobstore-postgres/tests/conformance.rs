@@ -464,39 +464,25 @@ fn a_create_waits_for_another_daemons_create_under_the_same_key() {
 }
 
 /// Makes the claim that `claim` runs (of `job` alone, on the driver instance `name`) lose a
-/// deadlock, and answers what it answered. Another session locks the job counts row that the
-/// claim's trigger takes second (the job's slot of `running`), waits until the claim holds the
-/// first (the slot of `queued`) and waits for it, then asks for that one: each waits for the
-/// other. The claim's session, waiting the longer, finds the deadlock and is its victim (the
-/// other's `deadlock_timeout` is a minute); once the claim is undone the other gets its row
-/// and commits, and the claim, run again, goes through.
+/// deadlock, and answers what it answered. Another session locks `job_counts` against
+/// writes, so the claim, once it holds the job's row, waits to add its count rows; then that
+/// session asks for the job's row: each waits for the other. The claim's session, waiting the
+/// longer, finds the deadlock and is its victim (the other's `deadlock_timeout` is a minute);
+/// once the claim is undone the other gets the row and commits, and the claim, run again,
+/// goes through.
 fn lose_a_deadlock<T: Send>(
     url: &str,
     name: &str,
     job: &Job,
     claim: impl FnOnce() -> T + Send,
 ) -> T {
-    let slot = i16::try_from(job.id % 16).expect("a slot");
     let mut other = support::connect(url);
     other
         .batch_execute("SET deadlock_timeout = '60s'")
         .expect("set");
-    other
-        .execute(
-            "INSERT INTO job_counts (tenant, queue, state, slot, jobs) \
-             VALUES ($1, $2, 'running', $3, 0) ON CONFLICT DO NOTHING",
-            &[&job.tenant, &job.queue, &slot],
-        )
-        .expect("the running row");
-    let lock = |tx: &mut postgres::Transaction<'_>, state: &str| {
-        tx.execute(
-            "UPDATE job_counts SET jobs = jobs \
-             WHERE tenant = $1 AND queue = $2 AND state = $3 AND slot = $4",
-            &[&job.tenant, &job.queue, &state, &slot],
-        )
-    };
     let mut tx = other.transaction().expect("begin");
-    assert_eq!(lock(&mut tx, "running").expect("lock the running row"), 1);
+    tx.batch_execute("LOCK TABLE job_counts IN EXCLUSIVE MODE")
+        .expect("lock the counts");
     std::thread::scope(|scope| {
         let claiming = scope.spawn(claim);
         let mut admin = support::connect(url);
@@ -517,7 +503,10 @@ fn lose_a_deadlock<T: Send>(
             std::thread::sleep(Duration::from_millis(10));
         }
         // Granted once the claim, the deadlock's victim, is undone.
-        assert_eq!(lock(&mut tx, "queued").expect("lock the queued row"), 1);
+        let rows = tx
+            .execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", &[&job.id])
+            .expect("lock the job's row");
+        assert_eq!(rows, 1);
         tx.commit().expect("commit");
         claiming.join().expect("the claim")
     })

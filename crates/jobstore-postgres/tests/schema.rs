@@ -1,9 +1,13 @@
 //! The PostgreSQL schema: migrations build exactly `schema.sql`, run safely from several
-//! daemons at once, refuse a newer database, and the schema holds the store's invariants.
+//! daemons at once, refuse a newer database, upgrade an older one, and the schema holds the
+//! store's invariants.
 
 mod support;
 
-use jobstore_postgres::{Error, SCHEMA_VERSION, migrate, schema_version};
+use jobstore::driver::Driver;
+use jobstore_postgres::{
+    Error, PostgresDriver, PostgresOptions, SCHEMA_VERSION, migrate, migrate_to, schema_version,
+};
 use postgres::Client;
 
 use support::{connect, fresh_database};
@@ -79,7 +83,12 @@ fn migrating_again_or_from_several_daemons_at_once_applies_each_migration_once()
         .collect();
     let mut found: Vec<i64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     found.sort_unstable();
-    assert_eq!(found, [0, 1, 1, 1]);
+    let v = SCHEMA_VERSION;
+    assert_eq!(
+        found,
+        [0, v, v, v],
+        "one migrated, the others found it done"
+    );
     let mut client = connect(&url);
     assert_eq!(migrate(&mut client).unwrap(), SCHEMA_VERSION);
     let applied: i64 = client
@@ -203,36 +212,107 @@ fn json_columns_keep_the_text_as_written() {
     assert_eq!(back, text);
 }
 
-#[test]
-fn job_counts_follow_every_write_in_their_slots() {
-    let mut client = connect(&fresh_database());
-    migrate(&mut client).unwrap();
+/// How many (tenant, queue, state) have a kept count (the sum of `job_counts`) other than
+/// their number of jobs.
+fn count_differences(client: &mut Client) -> i64 {
     client
-        .batch_execute(
-            "INSERT INTO jobs (tenant, kind, queue, state, run_at, created_at, updated_at) \
-             SELECT 't' || (i % 2), 'k', 'q' || (i % 3), 'queued', i, i, i \
-             FROM generate_series(1, 100) AS i;
-             UPDATE jobs SET state = 'cancelled', finished_at = 5 WHERE id % 4 = 0;
-             UPDATE jobs SET queue = 'moved' WHERE id % 5 = 0;
-             DELETE FROM jobs WHERE id % 7 = 0;",
-        )
-        .unwrap();
-    let differences: i64 = client
         .query_one(
             "WITH counted AS (SELECT tenant, queue, state, count(*) AS jobs FROM jobs \
                               GROUP BY 1, 2, 3), \
                   kept AS (SELECT tenant, queue, state, sum(jobs)::bigint AS jobs \
-                           FROM job_counts GROUP BY 1, 2, 3 HAVING sum(jobs) > 0) \
+                           FROM job_counts GROUP BY 1, 2, 3 HAVING sum(jobs) <> 0) \
              SELECT (SELECT count(*) FROM (SELECT * FROM counted EXCEPT SELECT * FROM kept) a) \
                   + (SELECT count(*) FROM (SELECT * FROM kept EXCEPT SELECT * FROM counted) b)",
             &[],
         )
+        .expect("the counts")
+        .get(0)
+}
+
+/// 100 queued jobs over two tenants and three queues; then a quarter cancelled, a fifth moved
+/// to another queue, a seventh deleted.
+const SOME_WRITES: &str =
+    "INSERT INTO jobs (tenant, kind, queue, state, run_at, created_at, updated_at) \
+     SELECT 't' || (i % 2), 'k', 'q' || (i % 3), 'queued', i, i, i \
+     FROM generate_series(1, 100) AS i;
+     UPDATE jobs SET state = 'cancelled', finished_at = 5 WHERE id % 4 = 0;
+     UPDATE jobs SET queue = 'moved' WHERE id % 5 = 0;
+     DELETE FROM jobs WHERE id % 7 = 0;";
+
+#[test]
+fn job_counts_follow_every_write_and_fold_into_one_row_a_count() {
+    let url = fresh_database();
+    let mut client = connect(&url);
+    migrate(&mut client).unwrap();
+    client.batch_execute(SOME_WRITES).unwrap();
+    assert_eq!(count_differences(&mut client), 0);
+    let rows = |client: &mut Client| -> i64 {
+        client
+            .query_one("SELECT count(*) FROM job_counts", &[])
+            .unwrap()
+            .get(0)
+    };
+    // An update that moves no job between counts (a heartbeat's, a rename) adds no row.
+    let before = rows(&mut client);
+    client
+        .batch_execute("UPDATE jobs SET name = 'renamed', updated_at = 9")
+        .unwrap();
+    assert_eq!(rows(&mut client), before);
+
+    let driver = PostgresDriver::connect(&url, &PostgresOptions::default()).unwrap();
+    assert!(driver.checkpoint().unwrap());
+    assert_eq!(count_differences(&mut client), 0);
+    let counts: i64 = client
+        .query_one(
+            "SELECT count(*) FROM (SELECT DISTINCT tenant, queue, state FROM jobs) AS c",
+            &[],
+        )
         .unwrap()
         .get(0);
-    assert_eq!(differences, 0);
-    let slots: i64 = client
-        .query_one("SELECT count(DISTINCT slot) FROM job_counts", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(slots, 16, "the counts spread over the slots");
+    assert_eq!(rows(&mut client), counts, "one row a count once folded");
+}
+
+#[test]
+fn writes_to_the_same_counts_never_wait_for_each_other() {
+    let url = fresh_database();
+    let mut setup = connect(&url);
+    migrate(&mut setup).unwrap();
+    setup
+        .batch_execute(
+            "INSERT INTO jobs (kind, queue, state, run_at, created_at, updated_at) \
+             SELECT 'k', 'q', 'queued', 1, 1, 1 FROM generate_series(1, 2)",
+        )
+        .unwrap();
+    let cancel = |tx: &mut postgres::Transaction<'_>, id: i64| {
+        tx.execute(
+            "UPDATE jobs SET state = 'cancelled', finished_at = 2 WHERE id = $1",
+            &[&id],
+        )
+    };
+    let (mut first, mut second) = (connect(&url), connect(&url));
+    let mut one = first.transaction().unwrap();
+    assert_eq!(cancel(&mut one, 1).unwrap(), 1);
+    // Both move a job from (q, queued) to (q, cancelled) while the first is still open: had
+    // the second to wait for a lock the first holds, its lock timeout would end it.
+    let mut two = second.transaction().unwrap();
+    two.batch_execute("SET LOCAL lock_timeout = '200ms'")
+        .unwrap();
+    assert_eq!(cancel(&mut two, 2).unwrap(), 1);
+    two.commit().unwrap();
+    one.commit().unwrap();
+    assert_eq!(count_differences(&mut setup), 0);
+}
+
+#[test]
+fn an_upgrade_from_version_1_keeps_the_counts() {
+    let mut client = connect(&fresh_database());
+    assert_eq!(migrate_to(&mut client, 1).unwrap(), 0);
+    client.batch_execute(SOME_WRITES).unwrap();
+    assert_eq!(migrate(&mut client).unwrap(), 1);
+    assert_eq!(schema_version(&mut client).unwrap(), 2);
+    assert_eq!(count_differences(&mut client), 0);
+    client
+        .batch_execute("UPDATE jobs SET state = 'cancelled', finished_at = 5 WHERE id % 3 = 0")
+        .unwrap();
+    assert_eq!(count_differences(&mut client), 0);
 }

@@ -104,8 +104,9 @@ pub trait Driver: Send + Sync + 'static {
     /// Storage errors; [`Error::InvalidInput`] where the engine cannot.
     fn backup_to(&self, dest: &Path) -> Result<()>;
 
-    /// Bounds the engine's log (SQLite: a `TRUNCATE` checkpoint of the WAL); answers whether
-    /// it completed.
+    /// Bounds the engine's log (SQLite: a `TRUNCATE` checkpoint of the WAL; PostgreSQL, whose
+    /// server bounds its own: a fold of the job counts' change rows); answers whether it
+    /// completed.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] when another process owns this; storage errors.

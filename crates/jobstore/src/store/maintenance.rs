@@ -153,8 +153,10 @@ impl Store {
         })
     }
 
-    /// Copies the WAL into the database file and truncates it, so the WAL stays bounded.
-    /// Answers whether the checkpoint completed (a long reader can hold it back).
+    /// Bounds the engine's log: on SQLite, copies the WAL into the database file and truncates
+    /// it, so the WAL stays bounded; on a driver whose server bounds its own, what the driver
+    /// logs itself ([`Driver::checkpoint`](crate::driver::Driver::checkpoint)). Answers
+    /// whether the checkpoint completed (a long reader can hold it back).
     ///
     /// # Errors
     /// [`Error::InvalidInput`] when the store was opened with
