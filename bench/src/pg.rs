@@ -61,6 +61,18 @@ pub const COMPLETE: &str = "UPDATE jobs SET state = $1, result = $2::text::json,
          AND lease_owner = $6 AND ($7::text IS NULL OR tenant = $7) \
      RETURNING ";
 
+/// The driver's completion of several jobs (`Store::complete_many`): one `UPDATE … FROM
+/// unnest(…)`, each row's place among the completions first in what it returns.
+pub const COMPLETE_MANY: &str = "UPDATE jobs SET state = c.to_state, \
+     result = c.result_text::json, finished_at = c.at, updated_at = c.at, lease_owner = NULL, \
+     lease_token = NULL, lease_expires_at = NULL \
+     FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
+         $7::bigint[]) WITH ORDINALITY \
+         AS c (job, token, worker, only_tenant, to_state, result_text, at, n) \
+     WHERE id = c.job AND state = 'running' AND lease_token = c.token \
+         AND lease_owner = c.worker AND (c.only_tenant IS NULL OR tenant = c.only_tenant) \
+     RETURNING c.n, ";
+
 /// The server's settings the report shows (and that must be the same for every contestant).
 const SETTINGS: [&str; 12] = [
     "server_version",
@@ -182,7 +194,7 @@ pub fn seed(url: &str, n: u64) -> Result<i64> {
 
 /// Emits the plan PostgreSQL makes for the driver's claim (`EXPLAIN`, with the values a claim
 /// binds) on the database at `url`, as it stands (`jobs` queued jobs): how a claim finds its
-/// jobs, and in which order it updates them (and so their per-slot count rows).
+/// jobs, and in which order it updates them.
 pub fn emit_claim_plan(url: &str, jobs: u64, max: u32) -> Result<()> {
     let mut client = Client::connect(url, NoTls)?;
     let now = crate::raw::now_ms();
@@ -233,6 +245,7 @@ pub struct Statements {
     insert_event: Statement,
     claim: Statement,
     complete: Statement,
+    complete_many: Statement,
 }
 
 /// One raw connection with its prepared statements.
@@ -252,6 +265,7 @@ impl Raw {
             insert_event: client.prepare(INSERT_EVENT)?,
             claim: client.prepare(&format!("{CLAIM}{JOB_COLUMNS}"))?,
             complete: client.prepare(&format!("{COMPLETE}{JOB_COLUMNS}"))?,
+            complete_many: client.prepare(&format!("{COMPLETE_MANY}{JOB_COLUMNS}"))?,
         };
         Ok(Raw { client, statements })
     }
@@ -425,8 +439,8 @@ pub fn claim(
     Ok(leased)
 }
 
-/// The statements of `Store::complete` (and of each job of `Store::complete_many`): finish the
-/// job under its lease with one `UPDATE … RETURNING`, and write the `complete` event.
+/// The statements of `Store::complete`: finish the job under its lease with one
+/// `UPDATE … RETURNING`, and write the `complete` event.
 pub fn complete(
     tx: &mut impl GenericClient,
     statements: &Statements,
@@ -462,6 +476,52 @@ pub fn complete(
         "succeeded",
         worker,
         None,
+    )?;
+    Ok(())
+}
+
+/// The statements of `Store::complete_many` for the jobs of one claim, `(id, lease token)`
+/// each: finish them all under their leases with one `UPDATE … FROM unnest(…) RETURNING`, and
+/// write their `complete` events in one statement.
+pub fn complete_many(
+    tx: &mut impl GenericClient,
+    statements: &Statements,
+    worker: &str,
+    now: i64,
+    jobs: &[(i64, i64)],
+) -> Result<()> {
+    let n = jobs.len();
+    let ids: Vec<i64> = jobs.iter().map(|job| job.0).collect();
+    let tokens: Vec<i64> = jobs.iter().map(|job| job.1).collect();
+    let rows = tx.query(
+        &statements.complete_many,
+        &[
+            &ids,
+            &tokens,
+            &vec![worker; n],
+            &vec![Some(TENANT); n],
+            &vec!["succeeded"; n],
+            &vec!["{\"ok\":true}"; n],
+            &vec![now; n],
+        ],
+    )?;
+    if rows.len() != n {
+        return Err(fail(format!(
+            "{} of {n} jobs were not running under their leases",
+            n - rows.len()
+        )));
+    }
+    tx.execute(
+        &statements.insert_event,
+        &[
+            &ids,
+            &vec![now; n],
+            &vec!["complete"; n],
+            &vec![Some("running"); n],
+            &vec!["succeeded"; n],
+            &vec![worker; n],
+            &vec![None::<String>; n],
+        ],
     )?;
     Ok(())
 }

@@ -212,8 +212,8 @@ struct Outcome {
 
 /// Calls `call` again whenever it answers PostgreSQL's "deadlock detected" (a write of the
 /// store that was rolled back), counting each in `deadlocks`, until `stop` is set: then it
-/// answers `None` and the worker ends. The driver retries its claims itself, not a write whose
-/// per-slot count updates met another transaction's in the other order (`complete_many`).
+/// answers `None` and the worker ends. The driver retries its claims itself; any other write
+/// that lost a deadlock is answered to its caller.
 fn retried<T>(
     deadlocks: &AtomicU64,
     stop: &AtomicBool,
@@ -423,11 +423,7 @@ fn drain_raw(url: &str, workers: u64, config: &PgConfig, ack: Ack) -> Result<Out
                 let t = Instant::now();
                 let count = jobs.len() as u64;
                 let finished = raw.in_transaction_retried(&mut lost, stop, |tx, s| {
-                    let now = crate::raw::now_ms();
-                    for &(id, token) in &jobs {
-                        pg::complete(tx, s, &worker, now, id, token)?;
-                    }
-                    Ok(())
+                    pg::complete_many(tx, s, &worker, crate::raw::now_ms(), &jobs)
                 })?;
                 if finished.is_none() {
                     break;

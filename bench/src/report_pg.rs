@@ -456,10 +456,7 @@ fn drain(md: &mut String, run: &Run) {
              it again (a write of jobstore answers that error to its caller: the driver \
              retries its claims itself, uncounted here, each retry after its own \
              `deadlock_timeout`; not a `complete` or `complete_many`) and, once past the time \
-             cap, let that worker stop. Each transition of a job updates its per-slot count row \
-             (`job_counts`, slot = id % 16) from a row trigger, and a transaction that changes \
-             many jobs locks those rows in the order it meets the jobs: two such transactions \
-             wait for each other. Counts: {}.",
+             cap, let that worker stop. Counts: {}.",
             deadlocked.join("; ")
         );
     }

@@ -41,41 +41,46 @@ fn json(text: &str) -> Result<serde_json::Value> {
 }
 
 fn job_from_row(row: &Row) -> Result<Job> {
-    let result: Option<String> = row.try_get(24).map_err(storage)?;
+    job_from_row_at(row, 0)
+}
+
+/// The job whose [`JOB_COLUMNS`] start at column `first` of `row`.
+fn job_from_row_at(row: &Row, first: usize) -> Result<Job> {
+    let result: Option<String> = row.try_get(first + 24).map_err(storage)?;
     let get = |e: postgres::Error| storage(e);
     Ok(Job {
-        id: row.try_get(0).map_err(get)?,
-        tenant: row.try_get(1).map_err(get)?,
-        kind: row.try_get(2).map_err(get)?,
-        queue: row.try_get(3).map_err(get)?,
-        name: row.try_get(4).map_err(get)?,
-        source: row.try_get(5).map_err(get)?,
-        target: row.try_get(6).map_err(get)?,
-        created_by: row.try_get(7).map_err(get)?,
-        dialect: row.try_get(8).map_err(get)?,
-        state: parse_state(row.try_get(9).map_err(get)?)?,
-        priority: row.try_get(10).map_err(get)?,
-        run_at: row.try_get(11).map_err(get)?,
-        attempt: row.try_get(12).map_err(get)?,
-        max_attempts: row.try_get(13).map_err(get)?,
-        lease_owner: row.try_get(14).map_err(get)?,
-        lease_token: row.try_get(15).map_err(get)?,
-        lease_expires_at: row.try_get(16).map_err(get)?,
-        heartbeat_at: row.try_get(17).map_err(get)?,
-        cancel_requested_at: row.try_get(18).map_err(get)?,
-        unique_key: row.try_get(19).map_err(get)?,
-        definition_id: row.try_get(20).map_err(get)?,
-        restart_of: row.try_get(21).map_err(get)?,
-        restartable: row.try_get(22).map_err(get)?,
-        payload: json(row.try_get(23).map_err(get)?)?,
+        id: row.try_get(first).map_err(get)?,
+        tenant: row.try_get(first + 1).map_err(get)?,
+        kind: row.try_get(first + 2).map_err(get)?,
+        queue: row.try_get(first + 3).map_err(get)?,
+        name: row.try_get(first + 4).map_err(get)?,
+        source: row.try_get(first + 5).map_err(get)?,
+        target: row.try_get(first + 6).map_err(get)?,
+        created_by: row.try_get(first + 7).map_err(get)?,
+        dialect: row.try_get(first + 8).map_err(get)?,
+        state: parse_state(row.try_get(first + 9).map_err(get)?)?,
+        priority: row.try_get(first + 10).map_err(get)?,
+        run_at: row.try_get(first + 11).map_err(get)?,
+        attempt: row.try_get(first + 12).map_err(get)?,
+        max_attempts: row.try_get(first + 13).map_err(get)?,
+        lease_owner: row.try_get(first + 14).map_err(get)?,
+        lease_token: row.try_get(first + 15).map_err(get)?,
+        lease_expires_at: row.try_get(first + 16).map_err(get)?,
+        heartbeat_at: row.try_get(first + 17).map_err(get)?,
+        cancel_requested_at: row.try_get(first + 18).map_err(get)?,
+        unique_key: row.try_get(first + 19).map_err(get)?,
+        definition_id: row.try_get(first + 20).map_err(get)?,
+        restart_of: row.try_get(first + 21).map_err(get)?,
+        restartable: row.try_get(first + 22).map_err(get)?,
+        payload: json(row.try_get(first + 23).map_err(get)?)?,
         result: result.as_deref().map(json).transpose()?,
-        error: row.try_get(25).map_err(get)?,
-        progress: json(row.try_get(26).map_err(get)?)?,
-        phase: row.try_get(27).map_err(get)?,
-        created_at: row.try_get(28).map_err(get)?,
-        updated_at: row.try_get(29).map_err(get)?,
-        started_at: row.try_get(30).map_err(get)?,
-        finished_at: row.try_get(31).map_err(get)?,
+        error: row.try_get(first + 25).map_err(get)?,
+        progress: json(row.try_get(first + 26).map_err(get)?)?,
+        phase: row.try_get(first + 27).map_err(get)?,
+        created_at: row.try_get(first + 28).map_err(get)?,
+        updated_at: row.try_get(first + 29).map_err(get)?,
+        started_at: row.try_get(first + 30).map_err(get)?,
+        finished_at: row.try_get(first + 31).map_err(get)?,
     })
 }
 
@@ -992,6 +997,53 @@ impl WriteTx for Conn<Tx<'_>> {
             )
             .map_err(storage)?;
         updated.as_ref().map(job_from_row).transpose()
+    }
+
+    fn complete_jobs(&mut self, rows: &[CompleteRow<'_>]) -> Result<Vec<Option<Job>>> {
+        // One statement for them all, unless a job comes twice: one UPDATE changes a row once
+        // whichever of its matches it takes, where one after the other the second would find
+        // the job finished.
+        let mut seen = std::collections::HashSet::with_capacity(rows.len());
+        if rows.len() < 2 || !rows.iter().all(|row| seen.insert(row.id)) {
+            return rows.iter().map(|row| self.complete_job(row)).collect();
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let tokens: Vec<i64> = rows.iter().map(|r| r.lease_token).collect();
+        let workers: Vec<&str> = rows.iter().map(|r| r.worker).collect();
+        let tenants: Vec<Option<&str>> = rows.iter().map(|r| r.tenant).collect();
+        let tos: Vec<&str> = rows.iter().map(|r| r.to.as_str()).collect();
+        let results: Vec<&str> = rows.iter().map(|r| r.result).collect();
+        let nows: Vec<i64> = rows.iter().map(|r| r.now).collect();
+        let finished = self
+            .0
+            .query(
+                &format!(
+                    "UPDATE jobs SET state = c.to_state, result = c.result_text::json, \
+                     finished_at = c.at, updated_at = c.at, lease_owner = NULL, \
+                     lease_token = NULL, lease_expires_at = NULL \
+                     FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], \
+                         $5::text[], $6::text[], $7::bigint[]) WITH ORDINALITY \
+                         AS c (job, token, worker, only_tenant, to_state, result_text, at, n) \
+                     WHERE id = c.job AND state = 'running' AND lease_token = c.token \
+                         AND lease_owner = c.worker \
+                         AND (c.only_tenant IS NULL OR tenant = c.only_tenant) \
+                     RETURNING c.n, {JOB_COLUMNS}"
+                ),
+                &[&ids, &tokens, &workers, &tenants, &tos, &results, &nows],
+            )
+            .map_err(storage)?;
+        let mut answers: Vec<Option<Job>> = vec![None; rows.len()];
+        for row in &finished {
+            // Each row's place among the completions, from 1; the job's columns follow.
+            let n: i64 = col(row, 0)?;
+            let job = job_from_row_at(row, 1)?;
+            let slot = usize::try_from(n - 1)
+                .ok()
+                .and_then(|i| answers.get_mut(i))
+                .ok_or_else(|| Error::Storage(format!("no completion {n}").into()))?;
+            *slot = Some(job);
+        }
+        Ok(answers)
     }
 
     fn release_lease(&mut self, row: &ReleaseRow<'_>) -> Result<Job> {

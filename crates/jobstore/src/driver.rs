@@ -687,6 +687,16 @@ pub trait WriteTx: Reader {
     /// Storage errors.
     fn complete_job(&mut self, row: &CompleteRow<'_>) -> Result<Option<Job>>;
 
+    /// [`WriteTx::complete_job`] for each row, as if one after the other in their order:
+    /// answers one entry per row, in order. The default runs them one by one; a driver whose
+    /// statements cost a round trip each finishes them in one.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn complete_jobs(&mut self, rows: &[CompleteRow<'_>]) -> Result<Vec<Option<Job>>> {
+        rows.iter().map(|row| self.complete_job(row)).collect()
+    }
+
     /// Ends `row.job`'s lease; a job cancelled this way loses its data. Answers the job as
     /// written.
     ///

@@ -241,7 +241,10 @@ impl Store {
         WriteCall::on_job(
             self,
             id,
-            move |tx| finish.run(tx, tenant.as_deref(), now)?,
+            move |tx| {
+                let mut answers = complete_all(tx, &[finish], tenant.as_deref(), now)?;
+                answers.pop().unwrap_or_else(|| Err(missing_answer()))
+            },
             |_| false,
         )
     }
@@ -267,21 +270,31 @@ impl Store {
             );
             return WriteCall::refused(self, err);
         }
-        let prepared: Vec<Result<PreparedCompletion>> = completions
-            .into_iter()
-            .map(|completion| self.prepare_completion(completion))
-            .collect();
+        // Each completion refused before the writer keeps its place among the answers.
+        let mut answers: Vec<Option<Result<Job>>> = Vec::with_capacity(completions.len());
+        let mut ready = Vec::with_capacity(completions.len());
+        for completion in completions {
+            match self.prepare_completion(completion) {
+                Ok(finish) => {
+                    ready.push(finish);
+                    answers.push(None);
+                }
+                Err(err) => answers.push(Some(Err(err))),
+            }
+        }
         let (tenant, now) = (self.tenant_filter(), self.now());
         WriteCall::new(
             self,
             move |tx| {
-                prepared
+                let mut finished = complete_all(tx, &ready, tenant.as_deref(), now)?.into_iter();
+                Ok(answers
                     .into_iter()
-                    .map(|finish| match finish {
-                        Ok(finish) => finish.run(tx, tenant.as_deref(), now),
-                        Err(err) => Ok(Err(err)),
+                    .map(|refused| {
+                        refused.unwrap_or_else(|| {
+                            finished.next().unwrap_or_else(|| Err(missing_answer()))
+                        })
                     })
-                    .collect()
+                    .collect())
             },
             |_| false,
         )
@@ -395,41 +408,63 @@ struct PreparedCompletion {
     result: String,
 }
 
-impl PreparedCompletion {
-    /// Finishes the job under its lease with one compare-and-set `UPDATE`; the job is read
-    /// only when that matched nothing, to say why. The outer error is the database's (the
-    /// whole write fails), the inner one this job's refusal (nothing of it was written).
-    fn run(self, tx: &mut dyn WriteTx, tenant: Option<&str>, now: i64) -> Result<Result<Job>> {
-        let to = transition(Some(State::Running), Event::Complete)?;
-        let updated = tx.complete_job(&CompleteRow {
-            id: self.id,
-            lease_token: self.lease.token,
-            worker: &self.lease.worker,
+/// Finishes jobs under their leases with one compare-and-set `UPDATE` for them all
+/// ([`WriteTx::complete_jobs`]), as if one after the other in their order; reads a job only
+/// when its completion matched nothing, to say why; writes the events of those finished in
+/// one insert. The outer error is the database's (the whole write fails), an inner one that
+/// completion's refusal (nothing of it was written). One answer per completion, in order.
+fn complete_all(
+    tx: &mut dyn WriteTx,
+    completions: &[PreparedCompletion],
+    tenant: Option<&str>,
+    now: i64,
+) -> Result<Vec<Result<Job>>> {
+    let to = transition(Some(State::Running), Event::Complete)?;
+    let rows: Vec<CompleteRow<'_>> = completions
+        .iter()
+        .map(|completion| CompleteRow {
+            id: completion.id,
+            lease_token: completion.lease.token,
+            worker: &completion.lease.worker,
             tenant,
             to,
-            result: &self.result,
+            result: &completion.result,
             now,
-        })?;
-        let Some(updated) = updated else {
+        })
+        .collect();
+    let finished = tx.complete_jobs(&rows)?;
+    if finished.len() != completions.len() {
+        return Err(missing_answer());
+    }
+    let mut answers = Vec::with_capacity(completions.len());
+    let mut events = Vec::new();
+    for (completion, finished) in completions.iter().zip(finished) {
+        match finished {
+            Some(job) => {
+                events.push(EventRow {
+                    job: completion.id,
+                    at: now,
+                    event: Event::Complete.name(),
+                    from: Some(State::Running),
+                    to,
+                    actor: &completion.lease.worker,
+                    detail: None,
+                });
+                answers.push(Ok(job));
+            }
             // Not found (or another tenant's), or not under this lease.
-            return Ok(match load_job(tx, tenant, self.id) {
-                Ok(job) => Err(stale(&job, &self.lease)),
+            None => answers.push(match load_job(tx, tenant, completion.id) {
+                Ok(job) => Err(stale(&job, &completion.lease)),
                 Err(err @ Error::JobNotFound { .. }) => Err(err),
                 Err(err) => return Err(err),
-            });
-        };
-        insert_event(
-            tx,
-            &EventRow {
-                job: self.id,
-                at: now,
-                event: Event::Complete.name(),
-                from: Some(State::Running),
-                to,
-                actor: &self.lease.worker,
-                detail: None,
-            },
-        )?;
-        Ok(Ok(updated))
+            }),
+        }
     }
+    tx.insert_events(&events)?;
+    Ok(answers)
+}
+
+/// A driver answered fewer completions than it was given: a defect, never a job's fault.
+fn missing_answer() -> Error {
+    Error::Storage("the driver answered fewer completions than it was given".into())
 }

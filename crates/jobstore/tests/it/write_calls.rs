@@ -57,6 +57,12 @@ fn complete_many_finishes_a_whole_claim_in_one_commit_and_judges_each_job_alone(
             lease: lease(2),
             result: json!(null),
         },
+        // A result over the size limit, refused before the writer: its place is kept.
+        Completion {
+            id: jobs[2].id,
+            lease: lease(2),
+            result: json!("x".repeat(2 * 1024 * 1024)),
+        },
         Completion {
             id: jobs[3].id,
             lease: lease(3),
@@ -68,13 +74,18 @@ fn complete_many_finishes_a_whole_claim_in_one_commit_and_judges_each_job_alone(
     let after = f.store.writer_stats();
     assert_eq!(after.commits - before.commits, 1, "one commit for the lot");
 
-    assert_eq!(answers.len(), 4);
+    assert_eq!(answers.len(), 5);
     let first = answers[0].as_ref().unwrap();
     assert_eq!(first.state, State::Succeeded);
     assert_eq!(first.result, Some(json!({ "rows": 1 })));
     assert!(matches!(answers[1], Err(Error::StaleLease { job, .. }) if job == jobs[1].id));
     assert!(matches!(answers[2], Err(Error::JobNotFound { id: 9_999 })));
-    assert_eq!(answers[3].as_ref().unwrap().state, State::Succeeded);
+    assert!(matches!(&answers[3], Err(Error::InvalidInput { field, .. }) if field == "result"));
+    let fourth = answers[4].as_ref().unwrap();
+    assert_eq!(
+        (fourth.state, fourth.result.clone()),
+        (State::Succeeded, Some(json!({ "rows": 4 })))
+    );
 
     // What was refused is untouched: still running under its lease, one complete event
     // per finished job.
@@ -85,6 +96,32 @@ fn complete_many_finishes_a_whole_claim_in_one_commit_and_judges_each_job_alone(
     assert_eq!(finished.lease_owner, None);
     assert!(finished.finished_at.is_some());
     assert!(f.store.check().unwrap().is_ok());
+}
+
+#[test]
+fn complete_many_of_one_job_twice_answers_as_one_after_the_other() {
+    let f = Fixture::new();
+    f.store.enqueue(NewJob::new("export")).unwrap();
+    let job = claim(&f, "w1", 1).remove(0);
+    let completion = |rows: i64| Completion {
+        id: job.id,
+        lease: job.lease().unwrap(),
+        result: json!({ "rows": rows }),
+    };
+    let answers = f
+        .store
+        .complete_many(vec![completion(1), completion(2)])
+        .unwrap();
+    assert_eq!(
+        answers[0].as_ref().unwrap().result,
+        Some(json!({ "rows": 1 }))
+    );
+    assert!(matches!(answers[1], Err(Error::StaleLease { job: id, .. }) if id == job.id));
+    assert_eq!(
+        f.store.get(job.id).unwrap().result,
+        Some(json!({ "rows": 1 }))
+    );
+    assert_eq!(event_count(&f, "complete"), 1);
 }
 
 #[test]
