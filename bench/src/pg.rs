@@ -34,6 +34,26 @@ pub const INSERT_JOB: &str = "INSERT INTO jobs (tenant, kind, queue, name, sourc
          AND state IN ('open', 'queued', 'running') DO NOTHING \
      RETURNING id";
 
+/// `ops.rs` `insert_jobs` (`Store::enqueue_many` without idempotency keys): the jobs of a
+/// batch in one statement, in their order.
+pub const INSERT_JOBS: &str = "INSERT INTO jobs (tenant, kind, queue, name, source, target, \
+     created_by, dialect, state, priority, run_at, max_attempts, unique_key, definition_id, \
+     restart_of, restartable, payload, created_at, updated_at) \
+     SELECT j.tenant, j.kind, j.queue, j.name, j.source, j.target, j.created_by, j.dialect, \
+         j.state, j.priority, j.run_at, j.max_attempts, j.unique_key, j.definition_id, \
+         j.restart_of, j.restartable, j.payload::json, j.at, j.at \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+         $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], \
+         $13::text[], $14::text[], $15::bigint[], $16::boolean[], $17::text[], \
+         $18::bigint[]) WITH ORDINALITY \
+         AS j (tenant, kind, queue, name, source, target, created_by, dialect, state, \
+             priority, run_at, max_attempts, unique_key, definition_id, restart_of, \
+             restartable, payload, at, n) \
+     ORDER BY j.n \
+     ON CONFLICT (tenant, unique_key) WHERE unique_key IS NOT NULL \
+         AND state IN ('open', 'queued', 'running') DO NOTHING \
+     RETURNING id, tenant, unique_key";
+
 /// `ops.rs` `insert_events`: a write's history rows, in one statement, in their order.
 pub const INSERT_EVENT: &str = "INSERT INTO job_events (job_id, at, event, from_state, \
      to_state, actor, detail) \
@@ -242,6 +262,7 @@ pub fn open_jobs(client: &mut Client, watermark: i64) -> Result<i64> {
 /// The driver's statements, prepared once on one connection.
 pub struct Statements {
     insert_job: Statement,
+    insert_jobs: Statement,
     insert_event: Statement,
     claim: Statement,
     complete: Statement,
@@ -262,6 +283,7 @@ impl Raw {
         let mut client = Client::connect(url, NoTls)?;
         let statements = Statements {
             insert_job: client.prepare(INSERT_JOB)?,
+            insert_jobs: client.prepare(INSERT_JOBS)?,
             insert_event: client.prepare(INSERT_EVENT)?,
             claim: client.prepare(&format!("{CLAIM}{JOB_COLUMNS}"))?,
             complete: client.prepare(&format!("{COMPLETE}{JOB_COLUMNS}"))?,
@@ -386,6 +408,55 @@ pub fn insert_job(
         .get(0);
     insert_event(tx, statements, id, now, "create", None, "queued", "", None)?;
     Ok(id)
+}
+
+/// The statements of `Store::enqueue_many` for jobs without idempotency keys: the jobs in
+/// one statement, then their `create` events in one.
+pub fn insert_jobs(
+    tx: &mut impl GenericClient,
+    statements: &Statements,
+    now: i64,
+    payloads: &[String],
+) -> Result<()> {
+    let n = payloads.len();
+    let rows = tx.query(
+        &statements.insert_jobs,
+        &[
+            &vec![TENANT; n],
+            &vec!["bench"; n],
+            &vec!["default"; n],
+            &vec![""; n],
+            &vec![""; n],
+            &vec![""; n],
+            &vec![""; n],
+            &vec!["native"; n],
+            &vec!["queued"; n],
+            &vec![0_i64; n],
+            &vec![now; n],
+            &vec![3_i64; n],
+            &vec![None::<&str>; n],
+            &vec![None::<&str>; n],
+            &vec![None::<i64>; n],
+            &vec![true; n],
+            &payloads,
+            &vec![now; n],
+        ],
+    )?;
+    let mut ids: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+    ids.sort_unstable();
+    tx.execute(
+        &statements.insert_event,
+        &[
+            &ids,
+            &vec![now; n],
+            &vec!["create"; n],
+            &vec![None::<&str>; n],
+            &vec!["queued"; n],
+            &vec![""; n],
+            &vec![None::<&str>; n],
+        ],
+    )?;
+    Ok(())
 }
 
 /// The claim of `Store::claim` for one queue: leases up to `max` jobs with one

@@ -167,13 +167,10 @@ fn raw_batched(config: &PgConfig, batch: u64) -> Result<()> {
     let mut n = 0;
     while n < config.jobs && start.elapsed() < config.cap {
         let size = batch.min(config.jobs - n);
-        raw.in_transaction(|tx, s| {
-            let now = crate::raw::now_ms();
-            for i in n..n + size {
-                pg::insert_job(tx, s, now, &json!({ "n": i }).to_string())?;
-            }
-            Ok(())
-        })?;
+        let payloads: Vec<String> = (n..n + size)
+            .map(|i| json!({ "n": i }).to_string())
+            .collect();
+        raw.in_transaction(|tx, s| pg::insert_jobs(tx, s, crate::raw::now_ms(), &payloads))?;
         n += size;
     }
     let elapsed = start.elapsed();

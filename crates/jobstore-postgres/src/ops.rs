@@ -162,6 +162,11 @@ pub(crate) fn fold_job_counts(
     Ok(n.unsigned_abs())
 }
 
+/// One text column of the rows to insert, as an array to bind.
+fn column<'a>(rows: &[JobRow<'a>], field: impl Fn(&JobRow<'a>) -> &'a str) -> Vec<&'a str> {
+    rows.iter().map(field).collect()
+}
+
 /// A count or a sum as the store's `usize`.
 fn count(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
@@ -765,6 +770,112 @@ impl WriteTx for Conn<Tx<'_>> {
                 "an insert that no unique key refused answered no row".into(),
             )),
         }
+    }
+
+    fn insert_jobs(&mut self, rows: &[JobRow<'_>]) -> Result<Vec<i64>> {
+        if rows.len() < 2 {
+            return rows.iter().map(|row| self.insert_job(row)).collect();
+        }
+        // One statement for them all, inserted in their order: the identity hands out their
+        // ids in that order, so the ids sorted are the rows' ids in order. A live job holding
+        // a unique key (one of this batch too) leaves its row out.
+        let tenants = column(rows, |r| r.tenant);
+        let kinds = column(rows, |r| r.new.kind.as_str());
+        let queues = column(rows, |r| r.new.queue.as_str());
+        let names = column(rows, |r| r.new.name.as_str());
+        let sources = column(rows, |r| r.new.source.as_str());
+        let targets = column(rows, |r| r.new.target.as_str());
+        let creators = column(rows, |r| r.new.created_by.as_str());
+        let dialects = column(rows, |r| r.new.dialect.as_str());
+        let states = column(rows, |r| r.state.as_str());
+        let payloads = column(rows, |r| r.payload);
+        let priorities: Vec<i64> = rows.iter().map(|r| r.new.priority).collect();
+        let run_ats: Vec<i64> = rows.iter().map(|r| r.new.run_at.unwrap_or(r.now)).collect();
+        let attempts: Vec<i64> = rows.iter().map(|r| r.new.max_attempts).collect();
+        let unique_keys: Vec<Option<&str>> =
+            rows.iter().map(|r| r.new.unique_key.as_deref()).collect();
+        let definitions: Vec<Option<&str>> = rows.iter().map(|r| r.definition_id).collect();
+        let restarts: Vec<Option<i64>> = rows.iter().map(|r| r.restart_of).collect();
+        let restartable: Vec<bool> = rows.iter().map(|r| r.new.restartable).collect();
+        let nows: Vec<i64> = rows.iter().map(|r| r.now).collect();
+        let inserted = self
+            .0
+            .query(
+                "INSERT INTO jobs (tenant, kind, queue, name, source, target, created_by, \
+                 dialect, state, priority, run_at, max_attempts, unique_key, definition_id, \
+                 restart_of, restartable, payload, created_at, updated_at) \
+                 SELECT j.tenant, j.kind, j.queue, j.name, j.source, j.target, j.created_by, \
+                     j.dialect, j.state, j.priority, j.run_at, j.max_attempts, j.unique_key, \
+                     j.definition_id, j.restart_of, j.restartable, j.payload::json, j.at, j.at \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                     $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], \
+                     $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::bigint[], \
+                     $16::boolean[], $17::text[], $18::bigint[]) WITH ORDINALITY \
+                     AS j (tenant, kind, queue, name, source, target, created_by, dialect, \
+                         state, priority, run_at, max_attempts, unique_key, definition_id, \
+                         restart_of, restartable, payload, at, n) \
+                 ORDER BY j.n \
+                 ON CONFLICT (tenant, unique_key) WHERE unique_key IS NOT NULL \
+                     AND state IN ('open', 'queued', 'running') DO NOTHING \
+                 RETURNING id, tenant, unique_key",
+                &[
+                    &tenants,
+                    &kinds,
+                    &queues,
+                    &names,
+                    &sources,
+                    &targets,
+                    &creators,
+                    &dialects,
+                    &states,
+                    &priorities,
+                    &run_ats,
+                    &attempts,
+                    &unique_keys,
+                    &definitions,
+                    &restarts,
+                    &restartable,
+                    &payloads,
+                    &nows,
+                ],
+            )
+            .map_err(storage)?;
+        if inserted.len() == rows.len() {
+            let mut ids = inserted
+                .iter()
+                .map(|row| col::<i64>(row, 0))
+                .collect::<Result<Vec<_>>>()?;
+            ids.sort_unstable();
+            return Ok(ids);
+        }
+        // The first row left out names the job holding its key (maybe one inserted above it).
+        let mut kept = std::collections::HashSet::new();
+        for row in &inserted {
+            let key: Option<String> = col(row, 2)?;
+            if let Some(key) = key {
+                kept.insert((col::<String>(row, 1)?, key));
+            }
+        }
+        for row in rows {
+            let Some(key) = &row.new.unique_key else {
+                continue;
+            };
+            if !kept.remove(&(row.tenant.to_owned(), key.clone())) {
+                let holder = unique_key_holder(&mut self.0, row.tenant, key)?;
+                return Err(match holder {
+                    Some(job) => Error::JobAlreadyRunning {
+                        unique_key: key.clone(),
+                        job,
+                    },
+                    None => {
+                        Error::Storage("an insert that no unique key refused left a row out".into())
+                    }
+                });
+            }
+        }
+        Err(Error::Storage(
+            "an insert left rows out that hold no unique key".into(),
+        ))
     }
 
     fn insert_events(&mut self, events: &[EventRow<'_>]) -> Result<()> {

@@ -626,6 +626,17 @@ pub trait WriteTx: Reader {
     /// storage errors.
     fn insert_job(&mut self, row: &JobRow<'_>) -> Result<i64>;
 
+    /// [`WriteTx::insert_job`] for each row, as if one after the other in their order: all
+    /// inserted, answering their ids in order, or the first refusal (then the caller undoes
+    /// the transaction). The default runs them one by one; a driver whose statements cost a
+    /// round trip each inserts them in one.
+    ///
+    /// # Errors
+    /// As [`WriteTx::insert_job`].
+    fn insert_jobs(&mut self, rows: &[JobRow<'_>]) -> Result<Vec<i64>> {
+        rows.iter().map(|row| self.insert_job(row)).collect()
+    }
+
     /// Appends events to the history.
     ///
     /// # Errors

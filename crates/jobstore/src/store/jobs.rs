@@ -26,6 +26,40 @@ pub(crate) struct JobInsert {
 }
 
 impl JobInsert {
+    /// The row to insert, in the state a new job starts in.
+    fn row(&self, now: i64) -> Result<JobRow<'_>> {
+        Ok(JobRow {
+            tenant: &self.tenant,
+            new: &self.new,
+            payload: &self.payload_text,
+            state: transition(
+                None,
+                Event::Create {
+                    upload: self.new.upload,
+                },
+            )?,
+            definition_id: self.definition_id.as_deref(),
+            restart_of: self.restart_of,
+            now,
+        })
+    }
+
+    /// The `create` event of the job inserted as `id`.
+    fn created(&self, id: i64, state: State, now: i64) -> EventRow<'_> {
+        EventRow {
+            job: id,
+            at: now,
+            event: Event::Create {
+                upload: self.new.upload,
+            }
+            .name(),
+            from: None,
+            to: state,
+            actor: &self.new.created_by,
+            detail: None,
+        }
+    }
+
     /// The job row this insert writes, given its id: the request's fields and the schema's
     /// defaults for the rest (`schema.sql`; `enqueue_answers_the_row_as_stored` holds them
     /// together).
@@ -131,12 +165,7 @@ impl Store {
             .map(|new| self.prepare_insert(new))
             .collect::<Result<Vec<_>>>()?;
         let now = self.now();
-        let jobs = self.write(move |tx| {
-            inserts
-                .iter()
-                .map(|insert| insert_job(tx, now, insert))
-                .collect::<Result<Vec<_>>>()
-        })?;
+        let jobs = self.write(move |tx| insert_jobs(tx, now, &inserts))?;
         if jobs.iter().any(|job| job.state == State::Queued) {
             self.signal().notify();
         }
@@ -408,35 +437,51 @@ pub(crate) fn insert_job(tx: &mut dyn WriteTx, now: i64, insert: &JobInsert) -> 
         }
         return load_job(tx, Some(&insert.tenant), job);
     }
-    let state = transition(None, Event::Create { upload: new.upload })?;
-    let id = tx.insert_job(&JobRow {
-        tenant: &insert.tenant,
-        new,
-        payload: &insert.payload_text,
-        state,
-        definition_id: insert.definition_id.as_deref(),
-        restart_of: insert.restart_of,
-        now,
-    })?;
+    let row = insert.row(now)?;
+    let id = tx.insert_job(&row)?;
     // The row as inserted, built here rather than read back: decoding it again (its payload
     // included) was a tenth of an enqueue's cost. A test compares it with a fresh read.
-    let job = insert.job(id, state, now);
-    insert_event(
-        tx,
-        &EventRow {
-            job: job.id,
-            at: now,
-            event: Event::Create { upload: new.upload }.name(),
-            from: None,
-            to: state,
-            actor: &new.created_by,
-            detail: None,
-        },
-    )?;
+    let job = insert.job(id, row.state, now);
+    insert_event(tx, &insert.created(id, row.state, now))?;
     if let Some(key) = &new.idempotency_key {
         tx.insert_idempotency_key(&insert.tenant, key, job.id, &insert.fingerprint, now)?;
     }
     Ok(job)
+}
+
+/// Inserts the jobs of one `enqueue_many`, all or none: with one [`WriteTx::insert_jobs`] and
+/// one insert of their events when none carries an idempotency key, else one after the other
+/// (a key is looked up first, and may answer the job it made before).
+fn insert_jobs(tx: &mut dyn WriteTx, now: i64, inserts: &[JobInsert]) -> Result<Vec<Job>> {
+    if inserts.iter().any(|i| i.new.idempotency_key.is_some()) {
+        return inserts
+            .iter()
+            .map(|insert| insert_job(tx, now, insert))
+            .collect();
+    }
+    let rows = inserts
+        .iter()
+        .map(|insert| insert.row(now))
+        .collect::<Result<Vec<_>>>()?;
+    let ids = tx.insert_jobs(&rows)?;
+    if ids.len() != rows.len() {
+        return Err(Error::Storage(
+            "the driver answered fewer ids than jobs it was given".into(),
+        ));
+    }
+    let events: Vec<EventRow<'_>> = inserts
+        .iter()
+        .zip(&rows)
+        .zip(&ids)
+        .map(|((insert, row), &id)| insert.created(id, row.state, now))
+        .collect();
+    tx.insert_events(&events)?;
+    Ok(inserts
+        .iter()
+        .zip(&rows)
+        .zip(ids)
+        .map(|((insert, row), id)| insert.job(id, row.state, now))
+        .collect())
 }
 
 /// The longest kind, queue, name, key or other short text field.

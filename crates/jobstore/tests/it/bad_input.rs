@@ -125,6 +125,18 @@ fn invalid_new_jobs_are_refused() {
         },
         |e| matches!(e, Error::JobAlreadyRunning { .. }),
     );
+    // Nor one whose jobs hold the same unique key.
+    refused(
+        &f,
+        || {
+            f.store.enqueue_many(vec![
+                NewJob::new("a").unique_key("twice"),
+                NewJob::new("b"),
+                NewJob::new("a").unique_key("twice"),
+            ])
+        },
+        |e| matches!(e, Error::JobAlreadyRunning { unique_key, .. } if unique_key == "twice"),
+    );
 }
 
 #[test]

@@ -553,6 +553,51 @@ fn enqueue_answers_the_row_as_stored() {
 }
 
 #[test]
+fn enqueue_many_answers_the_rows_as_stored_in_their_order() {
+    // A batch without idempotency keys is inserted at once: each answer must still be its
+    // row, in the order asked, with one create event each.
+    let f = Fixture::new();
+    let admin = f.store.with_scope(jobstore::Scope::All);
+    let batch = vec![
+        NewJob::new("import")
+            .queue("bulk")
+            .name("nightly")
+            .source("s3://in")
+            .target("Account")
+            .created_by("alice")
+            .dialect("datacloud")
+            .priority(-3)
+            .run_at(T0 + 5_000)
+            .max_attempts(7)
+            .unique_key("nightly-import")
+            .payload(json!({"a": [1, 2.5, "x"], "b": {"c": null}, "z": true}))
+            .upload(true)
+            .restartable(false),
+        NewJob::new("export").tenant("acme"),
+        NewJob::new("export").payload(json!(3)),
+    ];
+    let answered = admin.enqueue_many(batch).unwrap();
+    assert_eq!(answered.len(), 3);
+    assert_eq!(
+        answered.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>(),
+        ["import", "export", "export"]
+    );
+    assert!(
+        answered.windows(2).all(|w| w[0].id < w[1].id),
+        "ids in order"
+    );
+    assert_eq!(answered[1].tenant, "acme");
+    for job in &answered {
+        assert_eq!(job, &admin.get(job.id).unwrap());
+        let events = admin.events(job.id).unwrap();
+        assert_eq!(
+            events.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
+            ["create"]
+        );
+    }
+}
+
+#[test]
 fn rescue_and_purge_cover_every_tenant_of_their_scope() {
     let f = Fixture::new();
     let tenants = ["acme", "default", "globex", "zeta"];
