@@ -118,7 +118,10 @@ fn the_commands_work_on_a_database_url() {
     let url = cluster::fresh_database();
     let migrated = jobstore(["migrate", "--db", url.as_str()]);
     assert!(
-        migrated.success().contains("schema version 1"),
+        migrated.success().contains(&format!(
+            "schema version {}",
+            jobstore_postgres::SCHEMA_VERSION
+        )),
         "{}",
         migrated.stdout
     );
