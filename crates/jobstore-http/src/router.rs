@@ -5,7 +5,7 @@
 
 use http::Method;
 
-use crate::fault::ApiError;
+use crate::fault::{ApiError, ErrorKind};
 
 /// One route: a path template (`/v1/jobs/{id}/data`), the methods it serves and the name the
 /// API dispatches on.
@@ -85,6 +85,15 @@ impl Params {
     /// it as it answers an unknown id.
     pub(crate) fn id(&self, name: &str) -> Option<i64> {
         parse_id(self.text(name))
+    }
+
+    /// The parameter as a job id, or the 404 of a job not found: text that cannot be an id
+    /// names no job, and is answered as an unknown id is.
+    pub(crate) fn job_id(&self, name: &str) -> Result<i64, ApiError> {
+        self.id(name).ok_or_else(|| {
+            let text = self.text(name);
+            ApiError::new(ErrorKind::JobNotFound, format!("job {text} not found"))
+        })
     }
 }
 
@@ -296,5 +305,10 @@ mod tests {
         let matched = resolve(&TABLE, &Method::GET, "/v1/jobs/a%20b").unwrap();
         assert_eq!(matched.params.text("id"), "a b");
         assert_eq!(matched.params.id("id"), None);
+        let refused = matched.params.job_id("id").unwrap_err();
+        assert_eq!(
+            (refused.kind, refused.message.as_str()),
+            (ErrorKind::JobNotFound, "job a b not found")
+        );
     }
 }

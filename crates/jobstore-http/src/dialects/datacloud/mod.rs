@@ -20,7 +20,7 @@ use serde_json::json;
 use self::wire::{JobDetail, JobInfo, Operation};
 use crate::api::{Answer, Routed};
 use crate::app::App;
-use crate::auth::{Permission, Principal};
+use crate::auth::Principal;
 use crate::body::{self, ResponseBody};
 use crate::dialects::csv::CsvRules;
 use crate::dialects::salesforce::bulk::{self, Action, PatchBody};
@@ -59,20 +59,6 @@ pub(crate) enum Name {
     Batches,
 }
 
-static ROUTES: [Route<Name>; 3] = [
-    Route::new(PREFIX, &[Method::GET, Method::POST], Name::Jobs),
-    Route::new(
-        "/api/v1/ingest/jobs/{id}",
-        &[Method::GET, Method::PATCH, Method::DELETE],
-        Name::Job,
-    ),
-    Route::new(
-        "/api/v1/ingest/jobs/{id}/batches",
-        &[Method::PUT],
-        Name::Batches,
-    ),
-];
-
 impl DataCloud {
     /// The API with the settings of `config`.
     pub(crate) fn new(config: &DialectConfig) -> DataCloud {
@@ -88,7 +74,6 @@ impl DataCloud {
 
     /// `POST /api/v1/ingest/jobs`.
     async fn create(&self, app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
-        principal.require(Permission::Write)?;
         let idempotency = crate::app::idempotency_key(request.headers())
             .map_err(|message| salesforce::own("INVALIDJOB", message))?;
         let new = wire::new_job(app.json_body(request).await?, principal, &self.queue)?;
@@ -105,7 +90,6 @@ impl DataCloud {
         id: i64,
         request: Request<Incoming>,
     ) -> Answer {
-        principal.require(Permission::Write)?;
         let expected = "batches are uploaded as `Content-Type: text/csv` (UTF-8)";
         jobs::check_csv_type(request.headers(), Charset::Utf8, expected)?;
         let rules = |job: &Job| CsvRules::comma(Operation::of(job) == Operation::Upsert);
@@ -117,7 +101,6 @@ impl DataCloud {
 
 /// `GET /api/v1/ingest/jobs`.
 async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
-    principal.require(Permission::Read)?;
     let query = list::list_query(query)?;
     let page = app.call(principal, move |store| store.list(&query)).await?;
     let data: Vec<JobInfo> = page.jobs.iter().map(JobInfo::from).collect();
@@ -126,7 +109,6 @@ async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
 
 /// `GET /api/v1/ingest/jobs/{id}`.
 async fn get(app: &App, principal: &Principal, id: i64) -> Answer {
-    principal.require(Permission::Read)?;
     let job = app.labelled_job(principal, id, NAME).await?;
     let detail = JobDetail::new(&job, app.store().now());
     Ok(body::json(StatusCode::OK, &detail))
@@ -134,7 +116,6 @@ async fn get(app: &App, principal: &Principal, id: i64) -> Answer {
 
 /// `PATCH /api/v1/ingest/jobs/{id}`: close or abort ([`BulkJobs::patch`]).
 async fn patch(app: &App, principal: &Principal, id: i64, request: Request<Incoming>) -> Answer {
-    principal.require(Permission::Write)?;
     let body = app.json_body(request).await?;
     let action = Action::patched(body, PatchBody::OnlyStateAnyCase)?;
     let job = JOBS.patch(app, principal, id, action).await?;
@@ -143,7 +124,6 @@ async fn patch(app: &App, principal: &Principal, id: i64, request: Request<Incom
 
 /// `DELETE /api/v1/ingest/jobs/{id}`: UploadComplete or finished ([`BulkJobs::delete`]).
 async fn delete(app: &App, principal: &Principal, id: i64) -> Answer {
-    principal.require(Permission::Write)?;
     JOBS.delete(app, principal, id).await?;
     Ok(body::empty(StatusCode::NO_CONTENT))
 }
@@ -152,10 +132,19 @@ impl Routed for DataCloud {
     type Name = Name;
     const NAME: &'static str = NAME;
     const PREFIX: &'static str = PREFIX;
-
-    fn table(&self) -> &'static [Route<Name>] {
-        &ROUTES
-    }
+    const ROUTES: &'static [Route<Name>] = &[
+        Route::new(PREFIX, &[Method::GET, Method::POST], Name::Jobs),
+        Route::new(
+            "/api/v1/ingest/jobs/{id}",
+            &[Method::GET, Method::PATCH, Method::DELETE],
+            Name::Job,
+        ),
+        Route::new(
+            "/api/v1/ingest/jobs/{id}/batches",
+            &[Method::PUT],
+            Name::Batches,
+        ),
+    ];
 
     fn miss(&self, miss: Miss, method: &Method, path: &str) -> ApiError {
         bulk::miss(miss, method, path)
@@ -168,10 +157,7 @@ impl Routed for DataCloud {
         matched: Matched<Name>,
         request: Request<Incoming>,
     ) -> Answer {
-        let id = || {
-            let id = matched.params.id("id");
-            id.ok_or_else(|| ApiError::from(Error::JobNotFound { id: 0 }))
-        };
+        let id = || matched.params.job_id("id");
         match (matched.route.name, request.method().clone()) {
             (Name::Jobs, Method::POST) => self.create(app, principal, request).await,
             (Name::Jobs, _) => list(app, principal, request.uri().query()).await,
@@ -244,7 +230,10 @@ mod tests {
         let api = DataCloud::new(&DialectConfig::default());
         for (path, template) in [
             ("/api/v1/ingest/jobs/", Some(PREFIX)),
-            ("/api/v1/ingest/jobs/42/batches/", Some(ROUTES[2].path)),
+            (
+                "/api/v1/ingest/jobs/42/batches/",
+                Some(DataCloud::ROUTES[2].path),
+            ),
             ("/api/v1/ingest/jobs/42/results", None),
         ] {
             assert!(api.owns(path), "{path}");

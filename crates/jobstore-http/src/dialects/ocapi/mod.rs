@@ -149,11 +149,9 @@ async fn answer(app: &App, v: &str, request: Request<Incoming>) -> Answer {
             .arg("method", method.as_str())
     })?;
     // A search is a POST that only reads.
-    let reads = matched.route.name == Name::Search || matches!(method, Method::GET | Method::HEAD);
-    let permission = if reads {
-        Permission::Read
-    } else {
-        Permission::Write
+    let permission = match matched.route.name {
+        Name::Search => Permission::Read,
+        _ => Permission::of_method(&method),
     };
     principal.require(permission).map_err(|err| {
         let template = resource(matched.route.path);
