@@ -610,6 +610,7 @@ pub(super) const CANCELLING: CancelAnswer = CancelAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::says;
     use serde_json::json;
 
     #[test]
@@ -625,24 +626,11 @@ mod tests {
     #[test]
     fn every_missing_member_is_named() {
         let err = ExportRequest::try_from(json!({})).unwrap_err();
-        assert!(
-            err.message.contains("destination.datasetId"),
-            "{}",
-            err.message
-        );
-        assert!(err.message.contains("schema.name"), "{}", err.message);
+        says(&err, "destination.datasetId");
+        says(&err, "schema.name");
         let err = ExportRequest::try_from(json!({"destination": 3, "schema": {}})).unwrap_err();
-        assert!(
-            err.message.contains("destination must be an object"),
-            "{}",
-            err.message
-        );
-        assert!(
-            err.message
-                .contains("missing required members: schema.name"),
-            "{}",
-            err.message
-        );
+        says(&err, "destination must be an object");
+        says(&err, "missing required members: schema.name");
         let ok = ExportRequest::try_from(json!({
             "destination": {"datasetId": "d", "batchId": "mine"},
             "schema": {"name": "_xdm.context.profile"},
@@ -681,9 +669,8 @@ mod tests {
             "2018-01-01T00:00:00Zjunk",
             "ü018-01-01T00:00:00Z",
         ] {
-            let err = request(bad).unwrap_err();
             let named = "filter.segmentQualificationTime.startTime must be an RFC 3339";
-            assert!(err.message.contains(named), "{bad}: {}", err.message);
+            says(&request(bad).unwrap_err(), named);
         }
     }
 }

@@ -145,18 +145,16 @@ async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Api;
 
     #[test]
     fn the_api_owns_its_domain_only() {
+        let owned = [
+            ("/datamanager/datatools/v1.0/data-sources", None),
+            ("/datamanager", None),
+            (&format!("{JOBS}/42/"), Some(C360::ROUTES[1].path)),
+            (&format!("{JOBS}/4/files"), None),
+        ];
         let api = C360::new(&DialectConfig::default());
-        assert!(api.owns("/datamanager/datatools/v1.0/data-sources"));
-        assert!(api.owns("/datamanager"));
-        assert!(!api.owns("/datamanagers"));
-        assert_eq!(
-            api.template(&format!("{JOBS}/42/")),
-            Some("/datamanager/datatools/v1.0/jobs/{jobId}")
-        );
-        assert_eq!(api.template(&format!("{JOBS}/4/files")), None);
+        crate::testing::routes(&api, &owned, &["/datamanagers"]);
     }
 }

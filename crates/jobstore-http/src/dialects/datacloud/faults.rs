@@ -31,34 +31,19 @@ impl Faults for DataCloud {
 mod tests {
     use super::*;
 
-    /// Every kind is answered with a Salesforce code and its status (the batch limit as 400).
+    /// Every kind is answered with a Salesforce code and its status (the batch limit as 400), a
+    /// database out of reach with the vendor's 503.
     #[test]
     fn every_kind_has_a_code_and_a_status() {
         let api = DataCloud::new(&crate::DialectConfig::default());
+        crate::testing::renders_every_kind(&api, |kind| match kind {
+            ErrorKind::TooManyDataBatches => StatusCode::BAD_REQUEST,
+            kind => kind.status(),
+        });
+        let upper = |b: u8| b.is_ascii_uppercase() || b == b'_';
         for kind in ErrorKind::ALL {
-            let code = code(kind);
-            assert!(
-                code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
-                "{code}"
-            );
-            let answer = api.render(&ApiError::new(kind, "x"));
-            let status = if kind == ErrorKind::TooManyDataBatches {
-                StatusCode::BAD_REQUEST
-            } else {
-                kind.status()
-            };
-            assert_eq!(answer.status(), status, "{kind:?}");
+            assert!(code(kind).bytes().all(upper), "{kind:?}");
         }
-    }
-
-    /// A database out of reach is the vendor's 503, with `Retry-After`, like a busy store.
-    #[test]
-    fn storage_out_of_reach_is_server_unavailable() {
-        let api = DataCloud::new(&crate::DialectConfig::default());
-        let err = ApiError::from(jobstore::Error::Unavailable("refused".into()));
-        let response = api.render(&err);
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(response.headers().contains_key(http::header::RETRY_AFTER));
-        assert_eq!(code(err.kind), "SERVER_UNAVAILABLE");
+        assert_eq!(code(ErrorKind::StorageUnavailable), "SERVER_UNAVAILABLE");
     }
 }

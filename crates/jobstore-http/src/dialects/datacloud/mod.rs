@@ -224,39 +224,32 @@ mod tests {
     use super::*;
     use crate::api::Api;
     use crate::auth::Principal;
+    use crate::testing::TempStore;
 
     #[test]
     fn the_api_owns_its_prefix_and_names_its_routes() {
-        let api = DataCloud::new(&DialectConfig::default());
-        for (path, template) in [
+        let owned = [
             ("/api/v1/ingest/jobs/", Some(PREFIX)),
             (
                 "/api/v1/ingest/jobs/42/batches/",
                 Some(DataCloud::ROUTES[2].path),
             ),
             ("/api/v1/ingest/jobs/42/results", None),
-        ] {
-            assert!(api.owns(path), "{path}");
-            assert_eq!(api.template(path), template, "{path}");
-        }
-        for path in ["/api/v1/ingest", "/api/v1/ingest/jobsx", "/v1/jobs"] {
-            assert!(!api.owns(path), "{path}");
-        }
+        ];
+        let foreign = ["/api/v1/ingest", "/api/v1/ingest/jobsx", "/v1/jobs"];
+        let api = DataCloud::new(&DialectConfig::default());
+        crate::testing::routes(&api, &owned, &foreign);
     }
 
     #[test]
     fn maintenance_deletes_only_old_open_and_closed_data_cloud_jobs() {
         let clock = Arc::new(ManualClock::new(1_700_000_000_123));
-        let dir = std::env::temp_dir().join(format!("jobstore-datacloud-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
         let options = StoreOptions {
             clock: clock.clone(),
             ..StoreOptions::default()
         };
-        let store = Store::open_with(dir.join("jobs.db"), options)
-            .unwrap()
-            .with_scope(Scope::All);
+        let temp = TempStore::open("datacloud", options);
+        let store = temp.store.with_scope(Scope::All);
         let config = DialectConfig::default();
         let api = DataCloud::new(&config);
         let principal = Principal::anonymous_local();
@@ -298,7 +291,5 @@ mod tests {
         for id in [native_open, aborted, young, retried] {
             assert!(store.get(id).is_ok(), "{id}");
         }
-        drop(store);
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -411,34 +411,36 @@ mod tests {
 
     #[test]
     fn paths_are_owned_with_prefix_and_trailing_slash() {
-        let api = Ocapi;
-        for path in [
-            "/dw/data/v17_4/jobs/a/executions",
-            "/dw/data/v17_4/jobs/a/executions/",
-            "/s/-/dw/data/v19_5/jobs/a/executions/7",
-            "/s/-/dw/data/v19_5/job_execution_search/",
-            "/dw/data",
-            "/dw/data/",
-        ] {
-            assert!(api.owns(path), "{path}");
-        }
-        for path in [
+        let path = "/s/-/dw/data/v19_5/jobs/My%20Job/executions/12/";
+        let owned = [
+            ("/dw/data/v17_4/jobs/a/executions", Some(ROUTES[0].path)),
+            ("/dw/data/v17_4/jobs/a/executions/", Some(ROUTES[0].path)),
+            (
+                "/s/-/dw/data/v19_5/jobs/a/executions/7",
+                Some(ROUTES[1].path),
+            ),
+            (
+                "/s/-/dw/data/v19_5/job_execution_search/",
+                Some(ROUTES[2].path),
+            ),
+            ("/dw/data", None),
+            ("/dw/data/", None),
+            (
+                path,
+                Some("/dw/data/{version}/jobs/{job_id}/executions/{id}"),
+            ),
+        ];
+        let foreign = [
             "/dw/database",
             "/s/site/dw/data/v19_5/jobs",
             "/v1/jobs",
             "/data/core",
-        ] {
-            assert!(!api.owns(path), "{path}");
-        }
-        let path = without_site("/s/-/dw/data/v19_5/jobs/My%20Job/executions/12/");
-        let matched = router::resolve(&ROUTES, &Method::GET, path).ok();
+        ];
+        crate::testing::routes(&Ocapi, &owned, &foreign);
+        let matched = router::resolve(&ROUTES, &Method::GET, without_site(path)).ok();
         assert!(matched.is_some_and(|m| m.route.name == Name::Execution
             && m.params.text("job_id") == "My Job"
             && m.params.id("id") == Some(12)));
-        assert_eq!(
-            api.template(path),
-            Some("/dw/data/{version}/jobs/{job_id}/executions/{id}")
-        );
     }
 
     #[test]

@@ -266,13 +266,7 @@ mod tests {
 
     #[test]
     fn counters_come_from_the_attempts_the_times_and_the_progress() {
-        let dir = std::env::temp_dir().join(format!("jobstore-bulk-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = jobstore::Store::open(dir.join("jobs.db")).unwrap();
-        let mut job = store.enqueue(jobstore::NewJob::new("ingest")).unwrap();
-        drop(store);
-        let _ = std::fs::remove_dir_all(dir);
+        let mut job = crate::testing::job("bulk", jobstore::NewJob::new("ingest"));
         assert_eq!(Counters::of(&job, 0).processing_time, 0);
         job.attempt = 3;
         job.started_at = Some(1_000);

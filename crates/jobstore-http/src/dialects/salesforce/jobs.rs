@@ -247,13 +247,7 @@ mod tests {
 
     #[test]
     fn a_refused_state_change_names_the_state_and_what_the_request_needs() {
-        let dir = std::env::temp_dir().join(format!("jobstore-bulk-jobs-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = jobstore::Store::open(dir.join("jobs.db")).unwrap();
-        let mut job = store.enqueue(jobstore::NewJob::new("ingest")).unwrap();
-        drop(store);
-        let _ = std::fs::remove_dir_all(dir);
+        let mut job = crate::testing::job("bulk-jobs", jobstore::NewJob::new("ingest"));
         let jobs = BulkJobs {
             label: "datacloud",
             kind: None,
