@@ -75,6 +75,18 @@ pub(crate) fn empty(status: StatusCode) -> Response<ResponseBody> {
     response
 }
 
+/// Sets the header `name` of `response` to `value`; left out if `value` cannot be a header
+/// value (text that is not visible ASCII).
+pub(crate) fn set_header(
+    response: &mut Response<ResponseBody>,
+    name: impl header::IntoHeaderName,
+    value: &str,
+) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
 /// A minimum transfer rate, measured over windows rather than between frames: while a
 /// transfer waits on its peer, at least `bytes_per_sec × window` bytes must move within each
 /// `window`, or the transfer is given up. A client that sends (or reads) one byte now and then

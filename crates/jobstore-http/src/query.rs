@@ -201,6 +201,23 @@ impl Query {
     }
 }
 
+/// The values of `items` in order, each once (a parameter's values, as read).
+///
+/// # Errors
+/// The first item that is an error.
+pub(crate) fn distinct<T: PartialEq>(
+    items: impl IntoIterator<Item = Result<T, ApiError>>,
+) -> Result<Vec<T>, ApiError> {
+    let mut kept = Vec::new();
+    for item in items {
+        let item = item?;
+        if !kept.contains(&item) {
+            kept.push(item);
+        }
+    }
+    Ok(kept)
+}
+
 /// `value` of parameter `name` chosen from `choices`.
 ///
 /// # Errors
@@ -333,6 +350,8 @@ mod tests {
         );
         let err = sort("s", "id", Some("up"), &fields).unwrap_err();
         assert!(err.message.starts_with("s direction: "), "{}", err.message);
+        assert_eq!(distinct([Ok(2), Ok(1), Ok(2)]), Ok(vec![2, 1]));
+        assert!(distinct([Ok(1), Err(invalid("x"))]).is_err());
         let named = [("a", 1), ("b", 2), ("also-b", 2)];
         assert_eq!((name_of(&named, &2), name_of(&named, &3)), ("b", ""));
     }

@@ -79,13 +79,12 @@ impl ListParams {
         let start = query.int("start", 0, i64::MAX)?;
         let page = query.int("page", 0, i64::MAX)?;
         let sort = query.one("sort")?.map(|text| sort(&text)).transpose()?;
-        let mut statuses = Vec::new();
-        for text in query.list("status") {
-            let status = query::choose("status", &text.to_ascii_uppercase(), &STATUSES)?;
-            if !statuses.contains(&status) {
-                statuses.push(status);
-            }
-        }
+        let names = query.list("status");
+        let statuses = query::distinct(
+            names
+                .iter()
+                .map(|text| query::choose("status", &text.to_ascii_uppercase(), &STATUSES)),
+        )?;
         query.finish()?;
         let paging = match (offset, start, page) {
             (offset, None, None) => Paging::After(offset),

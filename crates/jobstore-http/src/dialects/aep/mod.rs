@@ -13,7 +13,7 @@ mod faults;
 mod list;
 mod wire;
 
-use http::{HeaderValue, Method, Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
@@ -109,9 +109,7 @@ impl Aep {
         let job = app.enqueue(principal, new, idempotency).await?;
         let mut response = body::json(StatusCode::OK, &ExportJob::from(&job));
         // The vendor's create answer names the job's href in `X-Location`.
-        if let Ok(location) = HeaderValue::from_str(&format!("{BASE}/{}", job.id)) {
-            response.headers_mut().insert(X_LOCATION, location);
-        }
+        body::set_header(&mut response, X_LOCATION, &format!("{BASE}/{}", job.id));
         Ok(response)
     }
 }

@@ -260,9 +260,7 @@ async fn query_results(asked: &Asked<'_>, query: Option<&str>) -> Answer {
     let headers = response.headers_mut();
     headers.insert("Sforce-NumberOfRecords", records.into());
     let locator = next.map_or_else(|| "null".to_owned(), |next| next.to_string());
-    if let Ok(locator) = http::HeaderValue::from_str(&locator) {
-        headers.insert("Sforce-Locator", locator);
-    }
+    body::set_header(&mut response, "Sforce-Locator", &locator);
     Ok(response)
 }
 

@@ -11,12 +11,11 @@ mod faults;
 mod list;
 mod wire;
 
-use http::{HeaderValue, Method, Request, StatusCode, header};
+use http::{Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 use jobstore::{Error, NewJob};
 use serde_json::Value;
 
-use self::list::ListParams;
 use self::wire::{CreateJobRequest, JobDocument, ListEnvelope};
 use crate::api::{Answer, Routed};
 use crate::app::App;
@@ -109,9 +108,11 @@ impl C360 {
             .created_by(principal.name.clone());
         let job = app.enqueue(principal, new, idempotency).await?;
         let mut response = body::json(StatusCode::CREATED, &JobDocument::try_from(&job)?);
-        if let Ok(location) = HeaderValue::from_str(&format!("{JOBS}/{}", job.id)) {
-            response.headers_mut().insert(header::LOCATION, location);
-        }
+        body::set_header(
+            &mut response,
+            header::LOCATION,
+            &format!("{JOBS}/{}", job.id),
+        );
         Ok(response)
     }
 }
@@ -126,8 +127,8 @@ async fn get(app: &App, principal: &Principal, matched: &Matched<Name>) -> Answe
 
 /// `GET .../jobs`: one page of the caller's C360 jobs.
 async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
-    let params = ListParams::parse(query)?;
-    let query = params.to_query();
+    let listing = list::listing(query)?;
+    let query = listing.query;
     let page = app.call(principal, move |store| store.list(&query)).await?;
     let envelope = ListEnvelope {
         jobs: page
@@ -135,8 +136,8 @@ async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
             .iter()
             .map(JobDocument::try_from)
             .collect::<Result<_, _>>()?,
-        page: params.page,
-        results_per_page: params.results_per_page,
+        page: listing.page,
+        results_per_page: listing.results_per_page,
         total_results: page.total.unwrap_or(0),
     };
     Ok(body::json(StatusCode::OK, &envelope))

@@ -38,16 +38,13 @@ pub(crate) fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
         Some(order) => order_by(&order)?,
         None => (SortField::UpdatedAt, Direction::Desc),
     };
-    let mut states = Vec::new();
-    for name in query.list("states").into_iter().chain(query.list("state")) {
-        let state = bulk::state_named(&name).ok_or_else(|| {
+    let names = query.list("states").into_iter().chain(query.list("state"));
+    let states = query::distinct(names.map(|name| {
+        bulk::state_named(&name).ok_or_else(|| {
             let valid = State::ALL.map(bulk::state_name).join(", ");
             query::invalid(format!("unknown state `{name}`; valid states: {valid}"))
-        })?;
-        if !states.contains(&state) {
-            states.push(state);
-        }
-    }
+        })
+    }))?;
     query.finish()?;
     Ok(ListQuery {
         dialects: vec![NAME.to_owned()],

@@ -134,31 +134,18 @@ impl From<&Job> for JobInfo {
 
 /// `GET /api/v1/ingest/jobs/{id}`: the job with its counters ([`Counters`]).
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub(crate) struct JobDetail {
     #[serde(flatten)]
     info: JobInfo,
-    retries: i64,
-    total_processing_time: i64,
-    number_records_processed: i64,
-    number_records_failed: i64,
-    /// Only on a Failed job.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error_message: Option<String>,
+    #[serde(flatten)]
+    counters: Counters,
 }
 
 impl JobDetail {
     /// The document of `job` at `now`.
     pub(crate) fn new(job: &Job, now: i64) -> JobDetail {
-        let counters = Counters::of(job, now);
-        JobDetail {
-            info: JobInfo::from(job),
-            retries: counters.retries,
-            total_processing_time: counters.processing_time,
-            number_records_processed: counters.records_processed,
-            number_records_failed: counters.records_failed,
-            error_message: counters.error_message,
-        }
+        let (info, counters) = (JobInfo::from(job), Counters::of(job, now));
+        JobDetail { info, counters }
     }
 }
 

@@ -14,7 +14,7 @@ mod faults;
 mod search;
 mod wire;
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use jobstore::Execution;
 
@@ -374,11 +374,8 @@ async fn execution(
     match outcome {
         Outcome::Read(view) => {
             let mut response = wire::ok(&wire::job_execution(&view, Some(v)));
-            if let Some(state) = head
-                .then(|| HeaderValue::from_str(&view.resource_state()).ok())
-                .flatten()
-            {
-                response.headers_mut().insert(RESOURCE_STATE, state);
+            if head {
+                body::set_header(&mut response, RESOURCE_STATE, &view.resource_state());
             }
             Ok(response)
         }

@@ -8,6 +8,7 @@
 
 use http::Method;
 use jobstore::{Job, State};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::own;
@@ -182,20 +183,26 @@ pub(crate) fn text_member(
     }
 }
 
-/// What a job's detail document (`GET` of one job) counts, in both APIs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a job's detail document (`GET` of one job) counts, in both APIs; serialized as Data
+/// Cloud shows it, `errorMessage` only on a Failed job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct Counters {
     /// `retries`: attempts after the first.
     pub(crate) retries: i64,
     /// `totalProcessingTime`: milliseconds the latest attempt ran (so far, while it runs; 0
     /// before it starts).
+    #[serde(rename = "totalProcessingTime")]
     pub(crate) processing_time: i64,
     /// `numberRecordsProcessed`: the worker's progress member of that name (0 when it is not
     /// a number).
+    #[serde(rename = "numberRecordsProcessed")]
     pub(crate) records_processed: i64,
     /// `numberRecordsFailed`, likewise.
+    #[serde(rename = "numberRecordsFailed")]
     pub(crate) records_failed: i64,
     /// `errorMessage`: why a Failed job failed (the worker's error).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) error_message: Option<String>,
 }
 
