@@ -1,5 +1,5 @@
 //! Faults as Bulk API 2.0 renders them, `[{"errorCode": "...", "message": "..."}]`, 401 and
-//! 403 included. Every kind has its code ([`code`]: the codes of every Salesforce bulk job
+//! 403 included. Every kind has its code ([`CODES`]: the codes of every Salesforce bulk job
 //! API, `dialects::salesforce::bulk`); a state change the core refuses is worded for what the
 //! request asked (`BulkJobs::refuse`).
 
@@ -7,23 +7,26 @@ use http::Response;
 
 use super::Bulk2;
 use crate::body::ResponseBody;
-use crate::dialects::salesforce::{self, bulk};
-use crate::fault::{ApiError, ErrorKind, Faults};
+use crate::dialects::salesforce::{self, Codes, bulk};
+use crate::fault::{ApiError, Faults};
 
-/// The `errorCode` of each kind; a refused list parameter is `INVALID_QUERY_FILTER_OPERATOR`.
-pub(crate) fn code(kind: ErrorKind) -> &'static str {
-    bulk::code(kind, "INVALID_QUERY_FILTER_OPERATOR")
-}
+/// The codes of every Salesforce bulk job API; a refused list parameter is
+/// `INVALID_QUERY_FILTER_OPERATOR`.
+const CODES: Codes = Codes {
+    invalid_query: "INVALID_QUERY_FILTER_OPERATOR",
+    ..bulk::CODES
+};
 
 impl Faults for Bulk2 {
     fn render(&self, err: &ApiError) -> Response<ResponseBody> {
-        salesforce::render(err, code, bulk::NOT_FOUND)
+        salesforce::render(err, &CODES, bulk::NOT_FOUND)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fault::ErrorKind;
 
     /// Every kind is answered with a Salesforce code and its status, a database out of reach
     /// with the vendor's 503.
@@ -32,6 +35,7 @@ mod tests {
         let api = Bulk2::new(&crate::DialectConfig::default());
         crate::testing::renders_every_kind(&api, ErrorKind::status);
         let upper = |b: u8| b.is_ascii_uppercase() || b == b'_';
+        let code = |kind| salesforce::code(kind, &CODES);
         for kind in ErrorKind::ALL {
             assert!(code(kind).bytes().all(upper), "{kind:?}");
         }

@@ -1,6 +1,6 @@
 //! Faults as Salesforce REST APIs render them, `[{"errorCode": "...", "message": "..."}]`,
-//! 401 and 403 included. Every kind has its code ([`code`]: the codes of every Salesforce bulk
-//! job API, `dialects::salesforce::bulk`); the dialect's own checks of a request body or its
+//! 401 and 403 included. Every kind has its code (those of every Salesforce bulk job API,
+//! `dialects::salesforce::bulk::CODES`); the dialect's own checks of a request body or its
 //! Content-Type answer with the codes Salesforce gives them, and a state change the core
 //! refuses is worded for what the request asked (`BulkJobs::refuse`).
 
@@ -11,19 +11,14 @@ use crate::body::ResponseBody;
 use crate::dialects::salesforce::{self, bulk};
 use crate::fault::{ApiError, ErrorKind, Faults};
 
-/// The `errorCode` of each kind; a refused list parameter is `INVALID_QUERY_PARAMETER`.
-pub(crate) fn code(kind: ErrorKind) -> &'static str {
-    bulk::code(kind, "INVALID_QUERY_PARAMETER")
-}
-
 impl Faults for DataCloud {
     /// The Salesforce document; the batch limit is a bad request here, not a conflict.
     fn render(&self, err: &ApiError) -> Response<ResponseBody> {
         if err.kind == ErrorKind::TooManyDataBatches && err.status == StatusCode::CONFLICT {
             let err = err.clone().with_status(StatusCode::BAD_REQUEST);
-            return salesforce::render(&err, code, bulk::NOT_FOUND);
+            return salesforce::render(&err, &bulk::CODES, bulk::NOT_FOUND);
         }
-        salesforce::render(err, code, bulk::NOT_FOUND)
+        salesforce::render(err, &bulk::CODES, bulk::NOT_FOUND)
     }
 }
 
@@ -41,6 +36,7 @@ mod tests {
             kind => kind.status(),
         });
         let upper = |b: u8| b.is_ascii_uppercase() || b == b'_';
+        let code = |kind| salesforce::code(kind, &bulk::CODES);
         for kind in ErrorKind::ALL {
             assert!(code(kind).bytes().all(upper), "{kind:?}");
         }

@@ -2,7 +2,7 @@
 //! (`datacloud`) and Bulk API 2.0 (`bulk2`): the vendor's state names of the core states, the
 //! changes a request asks of a job ([`Action`]) and how a `PATCH` body names one
 //! ([`PatchBody`]), the members of a create body ([`text_member`]), the counters of a job's
-//! detail document ([`Counters`]), and the fault codes ([`code`]) and the wording of a path
+//! detail document ([`Counters`]), and the fault codes ([`CODES`]) and the wording of a path
 //! that matches no route ([`miss`]) both answer with. Where the two differ, the difference is
 //! a parameter named for what it is.
 
@@ -11,8 +11,8 @@ use jobstore::{Job, State};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::own;
-use crate::fault::{ApiError, ErrorKind};
+use super::{Codes, own};
+use crate::fault::ApiError;
 use crate::router::Miss;
 use crate::time::elapsed;
 
@@ -32,39 +32,17 @@ pub(crate) fn miss(miss: Miss, method: &Method, path: &str) -> ApiError {
     miss.error(method, path).says(message)
 }
 
-/// The `errorCode` of each kind, as both APIs name it (the Salesforce and Bulk API 2.0
-/// names); `query` is the code of a refused query parameter, which each API names its own
-/// way. Exhaustive: a new kind does not compile until both APIs have a code for it.
-pub(crate) fn code(kind: ErrorKind, query: &'static str) -> &'static str {
-    use ErrorKind as K;
-    match kind {
-        K::JobNotFound | K::DefinitionNotFound | K::StepNotFound | K::RouteNotFound => "NOT_FOUND",
-        K::JobAlreadyRunning
-        | K::InvalidTransition
-        | K::StaleLease
-        | K::NotRestartable
-        | K::NothingToRestart
-        | K::DefinitionInvalid
-        | K::DefinitionDisabled
-        | K::InvalidStepTransition => "INVALIDJOBSTATE",
-        K::TooManyDataBatches => "LIMIT_EXCEEDED",
-        K::DataBatchTooLarge | K::BodyTooLarge => "REQUEST_TOO_LARGE",
-        K::InvalidData => "INVALID_CSV",
-        K::UnknownSortField | K::InvalidCursor | K::InvalidQuery => query,
-        K::InvalidRequest => "INVALID_INPUT",
-        K::InvalidJson => "JSON_PARSER_ERROR",
-        K::IdempotencyKeyReused => "DUPLICATE_VALUE",
-        K::OutcomeUnknown | K::Busy | K::StorageUnavailable | K::ShuttingDown | K::Overloaded => {
-            "SERVER_UNAVAILABLE"
-        }
-        K::Internal => "UNKNOWN_EXCEPTION",
-        K::Unauthorized => "INVALID_SESSION_ID",
-        K::Forbidden => "INSUFFICIENT_ACCESS",
-        K::MethodNotAllowed => "METHOD_NOT_ALLOWED",
-        K::BodyTimeout => "REQUEST_TIMEOUT",
-        K::TooManyRequests => "REQUEST_LIMIT_EXCEEDED",
-    }
-}
+/// The codes both APIs name their own way (the Salesforce and Bulk API 2.0 names); a refused
+/// query parameter is `INVALID_QUERY_PARAMETER`, as Salesforce's REST APIs name it, unless the
+/// API names it otherwise.
+pub(crate) const CODES: Codes = Codes {
+    conflict: "INVALIDJOBSTATE",
+    too_many_batches: "LIMIT_EXCEEDED",
+    invalid_request: "INVALID_INPUT",
+    invalid_data: "INVALID_CSV",
+    invalid_query: "INVALID_QUERY_PARAMETER",
+    key_reused: "DUPLICATE_VALUE",
+};
 
 /// The vendor's name of a core state: each core state is named by one bulk job state (a
 /// queued job that waits for a retry shows InProgress: see [`state_of`]).

@@ -244,6 +244,7 @@ mod tests {
     use http::HeaderValue;
 
     use super::*;
+    use crate::dialects::salesforce::code;
 
     #[test]
     fn a_refused_state_change_names_the_state_and_what_the_request_needs() {
@@ -260,7 +261,7 @@ mod tests {
         };
         let fault = jobs.refuse(Action::Upload, refused(), &job);
         assert_eq!(fault.status, StatusCode::CONFLICT);
-        assert_eq!(bulk::code(fault.kind, "-"), "INVALIDJOBSTATE");
+        assert_eq!(code(fault.kind, &bulk::CODES), "INVALIDJOBSTATE");
         assert_eq!(
             fault.message,
             "job 7 is UploadComplete: batches may be uploaded only while it is Open"
@@ -282,7 +283,7 @@ mod tests {
             fault.message
         );
         let gone = jobs.refuse(Action::Delete, Error::JobNotFound { id: 7 }, &job);
-        assert_eq!(bulk::code(gone.kind, "-"), "NOT_FOUND");
+        assert_eq!(code(gone.kind, &bulk::CODES), "NOT_FOUND");
     }
 
     #[test]
