@@ -30,6 +30,16 @@ impl<R> Route<R> {
     }
 }
 
+/// The route names of an API serving a collection of jobs and each job in it, and nothing
+/// else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobRoutes {
+    /// The collection.
+    Jobs,
+    /// One job.
+    Job,
+}
+
 /// A request matched to a route.
 #[derive(Debug)]
 pub(crate) struct Matched<R: 'static> {

@@ -25,7 +25,7 @@ use crate::auth::Principal;
 use crate::body;
 use crate::dialects::DialectConfig;
 use crate::fault::ApiError;
-use crate::router::{Matched, Route};
+use crate::router::{JobRoutes, Matched, Route};
 
 /// Every path of the API starts here.
 const BASE: &str = "/data/core/ups/export/jobs";
@@ -49,25 +49,18 @@ impl Aep {
     }
 }
 
-/// The routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Name {
-    Jobs,
-    Job,
-}
-
 /// The API owns anything under the collection: a path below it that names nothing is
 /// answered 404 in this API's fault shape.
 impl Routed for Aep {
-    type Name = Name;
+    type Name = JobRoutes;
     const NAME: &'static str = NAME;
     const PREFIX: &'static str = BASE;
-    const ROUTES: &'static [Route<Name>] = &[
-        Route::new(BASE, &[Method::GET, Method::POST], Name::Jobs),
+    const ROUTES: &'static [Route<JobRoutes>] = &[
+        Route::new(BASE, &[Method::GET, Method::POST], JobRoutes::Jobs),
         Route::new(
             "/data/core/ups/export/jobs/{id}",
             &[Method::GET, Method::DELETE],
-            Name::Job,
+            JobRoutes::Job,
         ),
     ];
 
@@ -75,18 +68,18 @@ impl Routed for Aep {
         &self,
         app: &App,
         principal: &Principal,
-        matched: Matched<Name>,
+        matched: Matched<JobRoutes>,
         request: Request<Incoming>,
     ) -> Answer {
         match (matched.route.name, request.method()) {
-            (Name::Jobs, &Method::POST) => self.create(app, principal, request).await,
-            (Name::Jobs, _) => list(app, principal, request.uri().query()).await,
-            (Name::Job, &Method::DELETE) => {
+            (JobRoutes::Jobs, &Method::POST) => self.create(app, principal, request).await,
+            (JobRoutes::Jobs, _) => list(app, principal, request.uri().query()).await,
+            (JobRoutes::Job, &Method::DELETE) => {
                 let id = matched.params.job_id("id")?;
                 app.drain_body(request).await?;
                 delete(app, principal, id).await
             }
-            (Name::Job, _) => {
+            (JobRoutes::Job, _) => {
                 let id = matched.params.job_id("id")?;
                 let job = app.labelled_job(principal, id, NAME).await?;
                 Ok(body::json(StatusCode::OK, &ExportJob::from(&job)))

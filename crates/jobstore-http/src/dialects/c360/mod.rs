@@ -23,7 +23,7 @@ use crate::auth::Principal;
 use crate::body;
 use crate::dialects::{DialectConfig, salesforce};
 use crate::fault::ApiError;
-use crate::router::{Matched, Miss, Route};
+use crate::router::{JobRoutes, Matched, Miss, Route};
 
 /// The label of jobs created here.
 const NAME: &str = "c360";
@@ -51,22 +51,16 @@ impl C360 {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Name {
-    Jobs,
-    Job,
-}
-
 impl Routed for C360 {
-    type Name = Name;
+    type Name = JobRoutes;
     const NAME: &'static str = NAME;
     const PREFIX: &'static str = DOMAIN;
-    const ROUTES: &'static [Route<Name>] = &[
-        Route::new(JOBS, &[Method::GET, Method::POST], Name::Jobs),
+    const ROUTES: &'static [Route<JobRoutes>] = &[
+        Route::new(JOBS, &[Method::GET, Method::POST], JobRoutes::Jobs),
         Route::new(
             "/datamanager/datatools/v1.0/jobs/{jobId}",
             &[Method::GET],
-            Name::Job,
+            JobRoutes::Job,
         ),
     ];
 
@@ -84,13 +78,13 @@ impl Routed for C360 {
         &self,
         app: &App,
         principal: &Principal,
-        matched: Matched<Name>,
+        matched: Matched<JobRoutes>,
         request: Request<Incoming>,
     ) -> Answer {
         match (matched.route.name, request.method()) {
-            (Name::Jobs, &Method::POST) => self.create(app, principal, request).await,
-            (Name::Jobs, _) => list(app, principal, request.uri().query()).await,
-            (Name::Job, _) => get(app, principal, &matched).await,
+            (JobRoutes::Jobs, &Method::POST) => self.create(app, principal, request).await,
+            (JobRoutes::Jobs, _) => list(app, principal, request.uri().query()).await,
+            (JobRoutes::Job, _) => get(app, principal, &matched).await,
         }
     }
 }
@@ -118,7 +112,7 @@ impl C360 {
 }
 
 /// `GET .../jobs/{jobId}`: one C360 job of the caller's tenant.
-async fn get(app: &App, principal: &Principal, matched: &Matched<Name>) -> Answer {
+async fn get(app: &App, principal: &Principal, matched: &Matched<JobRoutes>) -> Answer {
     let id = matched.params.job_id("jobId")?;
     let job = app.labelled_job(principal, id, NAME).await?;
     let document = JobDocument::try_from(&job).map_err(|_| Error::JobNotFound { id })?;
