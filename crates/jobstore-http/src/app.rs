@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, header};
 use hyper::body::Incoming;
-use jobstore::{ClaimRequest, Job, NewJob, Store, WriteCall};
+use jobstore::{ClaimRequest, Job, JobPage, ListQuery, NewJob, Store, WriteCall};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, watch};
 
@@ -170,6 +170,15 @@ impl App {
                 ApiError::internal()
             })?
             .map_err(ApiError::from)
+    }
+
+    /// One page of the jobs `query` asks for, in the principal's scope.
+    pub(crate) async fn list(
+        &self,
+        principal: &Principal,
+        query: ListQuery,
+    ) -> Result<JobPage, ApiError> {
+        self.call(principal, move |store| store.list(&query)).await
     }
 
     /// Runs a store write in the principal's scope without holding a thread while it waits:

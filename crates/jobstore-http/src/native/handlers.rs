@@ -96,7 +96,7 @@ pub(super) async fn handle(
         (Name::Jobs, Method::GET) => {
             principal.require(Permission::Read)?;
             let query = list_query(query.as_deref(), app.limits.max_page)?;
-            let page = app.call(principal, move |store| store.list(&query)).await?;
+            let page = app.list(principal, query).await?;
             Ok(body::json(StatusCode::OK, &JobList::from(page)))
         }
         (Name::Job, Method::GET) => {

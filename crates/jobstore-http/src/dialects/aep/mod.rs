@@ -110,8 +110,7 @@ impl Aep {
 /// `GET /data/core/ups/export/jobs`: export jobs only, newest first unless sorted otherwise.
 async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
     let params = ListParams::parse(query, app.limits.max_page)?;
-    let query = params.query();
-    let page = app.call(principal, move |store| store.list(&query)).await?;
+    let page = app.list(principal, params.query()).await?;
     let document = ExportJobPage::new(&page.jobs, params.sort_names(), params.next(&page));
     Ok(body::json(StatusCode::OK, &document))
 }

@@ -155,11 +155,7 @@ async fn list(asked: &Asked<'_>, query: Option<&str>) -> Answer {
     let (jobs, more) = if listing.none {
         (Vec::new(), false)
     } else {
-        let query = listing.query;
-        let page = asked
-            .app
-            .call(asked.principal, move |store| store.list(&query))
-            .await?;
+        let page = asked.app.list(asked.principal, listing.query).await?;
         (page.jobs, page.has_more)
     };
     let records: Vec<JobInfo> = jobs.iter().map(JobInfo::from).collect();
@@ -292,13 +288,6 @@ async fn patch(asked: &Asked<'_>, request: Request<Incoming>) -> Answer {
     Ok(body::json(StatusCode::OK, &JobInfo::from(&job)))
 }
 
-/// `DELETE …/jobs/ingest/{id}`: UploadComplete or finished ([`BulkJobs::delete`]).
-async fn delete(asked: &Asked<'_>) -> Answer {
-    let (app, principal) = (asked.app, asked.principal);
-    asked.jobs().delete(app, principal, asked.id()?).await?;
-    Ok(body::empty(StatusCode::NO_CONTENT))
-}
-
 impl Routed for Bulk2 {
     type Name = Name;
     const NAME: &'static str = NAME;
@@ -404,7 +393,9 @@ impl Routed for Bulk2 {
             (Name::IngestJobs | Name::QueryJobs, _) => list(&asked, request.uri().query()).await,
             (Name::IngestJob | Name::QueryJob, Method::GET) => get(&asked).await,
             (Name::IngestJob | Name::QueryJob, Method::PATCH) => patch(&asked, request).await,
-            (Name::IngestJob | Name::QueryJob, _) => delete(&asked).await,
+            (Name::IngestJob | Name::QueryJob, _) => {
+                asked.jobs().delete(app, principal, asked.id()?).await
+            }
             (Name::Batches, _) => self.upload(&asked, request).await,
             (Name::Results(output), _) => results(&asked, output).await,
             (Name::QueryResults, _) => query_results(&asked, request.uri().query()).await,

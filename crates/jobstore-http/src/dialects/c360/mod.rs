@@ -122,8 +122,7 @@ async fn get(app: &App, principal: &Principal, matched: &Matched<JobRoutes>) -> 
 /// `GET .../jobs`: one page of the caller's C360 jobs.
 async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
     let listing = list::listing(query)?;
-    let query = listing.query;
-    let page = app.call(principal, move |store| store.list(&query)).await?;
+    let page = app.list(principal, listing.query).await?;
     let envelope = ListEnvelope {
         jobs: page
             .jobs

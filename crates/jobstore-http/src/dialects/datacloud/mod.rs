@@ -101,8 +101,7 @@ impl DataCloud {
 
 /// `GET /api/v1/ingest/jobs`.
 async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
-    let query = list::list_query(query)?;
-    let page = app.call(principal, move |store| store.list(&query)).await?;
+    let page = app.list(principal, list::list_query(query)?).await?;
     let data: Vec<JobInfo> = page.jobs.iter().map(JobInfo::from).collect();
     Ok(body::json(StatusCode::OK, &json!({ "data": data })))
 }
@@ -120,12 +119,6 @@ async fn patch(app: &App, principal: &Principal, id: i64, request: Request<Incom
     let action = Action::patched(body, PatchBody::OnlyStateAnyCase)?;
     let job = JOBS.patch(app, principal, id, action).await?;
     Ok(body::json(StatusCode::OK, &JobInfo::from(&job)))
-}
-
-/// `DELETE /api/v1/ingest/jobs/{id}`: UploadComplete or finished ([`BulkJobs::delete`]).
-async fn delete(app: &App, principal: &Principal, id: i64) -> Answer {
-    JOBS.delete(app, principal, id).await?;
-    Ok(body::empty(StatusCode::NO_CONTENT))
 }
 
 impl Routed for DataCloud {
@@ -163,7 +156,7 @@ impl Routed for DataCloud {
             (Name::Jobs, _) => list(app, principal, request.uri().query()).await,
             (Name::Job, Method::GET) => get(app, principal, id()?).await,
             (Name::Job, Method::PATCH) => patch(app, principal, id()?, request).await,
-            (Name::Job, _) => delete(app, principal, id()?).await,
+            (Name::Job, _) => JOBS.delete(app, principal, id()?).await,
             (Name::Batches, _) => self.upload(app, principal, id()?, request).await,
         }
     }

@@ -11,8 +11,10 @@ use jobstore::{Error, Job, State, Store, UploadLimits};
 
 use super::bulk::{self, Action};
 use super::{own, unreadable};
+use crate::api::Answer;
 use crate::app::App;
 use crate::auth::Principal;
+use crate::body;
 use crate::dialects::csv::{CsvCheck, CsvRules};
 use crate::fault::{ApiError, ErrorKind};
 
@@ -140,15 +142,11 @@ impl BulkJobs {
         .await
     }
 
-    /// `DELETE` of the job `id`: UploadComplete (a queued job never claimed) or finished. The
-    /// store aborts and deletes in one transaction ([`Store::discard`]), so a worker cannot
-    /// claim the job in between; a queued job waiting for a retry is InProgress and refused.
-    pub(crate) async fn delete(
-        self,
-        app: &App,
-        principal: &Principal,
-        id: i64,
-    ) -> Result<(), ApiError> {
+    /// `DELETE` of the job `id`: UploadComplete (a queued job never claimed) or finished,
+    /// answered 204. The store aborts and deletes in one transaction ([`Store::discard`]), so
+    /// a worker cannot claim the job in between; a queued job waiting for a retry is
+    /// InProgress and refused.
+    pub(crate) async fn delete(self, app: &App, principal: &Principal, id: i64) -> Answer {
         let deletable = [
             State::Queued,
             State::Succeeded,
@@ -165,7 +163,8 @@ impl BulkJobs {
             }
             store.discard(id, &deletable)
         })
-        .await
+        .await?;
+        Ok(body::empty(StatusCode::NO_CONTENT))
     }
 
     /// The body of `request` streamed into a new data batch of the job `id` through the CSV
