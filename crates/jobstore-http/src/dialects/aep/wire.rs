@@ -456,20 +456,20 @@ impl From<&Job> for ExportJob {
                 destination.insert("batches".into(), Value::Array(batches.collect()));
             }
         }
+        let error = |code, msg: &str| {
+            let call_stack = String::new();
+            vec![ExportError {
+                code,
+                msg: msg.to_owned(),
+                call_stack,
+            }]
+        };
         let errors = match job.state {
-            State::Failed => vec![ExportError {
-                code: "unknown",
-                msg: job
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| "Export job failed".to_owned()),
-                call_stack: String::new(),
-            }],
-            State::Cancelled => vec![ExportError {
-                code: "cancelled",
-                msg: "Export job was cancelled".to_owned(),
-                call_stack: String::new(),
-            }],
+            State::Failed => error(
+                "unknown",
+                job.error.as_deref().unwrap_or("Export job failed"),
+            ),
+            State::Cancelled => error("cancelled", "Export job was cancelled"),
             _ => Vec::new(),
         };
         let progress = |name| job.progress.get(name);
