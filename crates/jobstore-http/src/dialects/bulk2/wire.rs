@@ -20,16 +20,8 @@ const FIRST_VERSION: u32 = 41;
 /// The API version a path segment names (`v58.0`), as its number; `None` for anything else or
 /// a version before 41.0.
 pub(crate) fn version(segment: &str) -> Option<f64> {
-    let (major, minor) = segment.strip_prefix('v')?.split_once('.')?;
-    let digits = |text: &str| {
-        !text.is_empty() && text.len() <= 3 && text.bytes().all(|b| b.is_ascii_digit())
-    };
-    if !digits(major) || minor.len() != 1 || !digits(minor) {
-        return None;
-    }
-    let number: u32 = major.parse().ok()?;
-    let minor: u32 = minor.parse().ok()?;
-    (number >= FIRST_VERSION).then(|| f64::from(number) + f64::from(minor) / 10.0)
+    let (major, minor) = crate::router::version(segment, '.', 3, 1)?;
+    (major >= FIRST_VERSION).then(|| f64::from(major) + f64::from(minor) / 10.0)
 }
 
 /// The operations of ingest jobs.

@@ -113,16 +113,8 @@ impl Api for Ocapi {
 fn version(path: &str) -> Result<String, Fault> {
     let segment = path.split('/').nth(3).unwrap_or_default();
     let segment = router::percent_decode(segment).unwrap_or_default();
-    let number = |text: &str| {
-        let digits = (1..=4).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
-        digits.then(|| text.parse::<u32>().ok()).flatten()
-    };
-    let (major, minor) = segment
-        .strip_prefix('v')
-        .and_then(|rest| rest.split_once('_'))
-        .unwrap_or_default();
-    match (number(major), number(minor)) {
-        (Some(major), Some(minor)) if (major, minor) >= FIRST => Ok(format!("{major}.{minor}")),
+    match router::version(&segment, '_', 4, 4) {
+        Some((major, minor)) if (major, minor) >= FIRST => Ok(format!("{major}.{minor}")),
         _ => Err(faults::invalid_version(&segment)),
     }
 }
