@@ -443,11 +443,11 @@ fn equals(field: Field, values: &[Value]) -> Result<ListQuery, Fault> {
         }
     };
     // An empty filter list would mean "no filter": no usable value matches nothing.
-    let empty = query.ids.is_empty()
-        && query.definitions.is_empty()
-        && query.states.is_empty()
-        && query.any_of.is_empty();
-    Ok(if empty { nothing() } else { query })
+    Ok(if query == ListQuery::default() {
+        nothing()
+    } else {
+        query
+    })
 }
 
 /// `field` has no value: only a time can be missing (not started, not finished).
