@@ -372,12 +372,17 @@ impl App {
     }
 }
 
-/// The request's `Idempotency-Key` header, if it sent one; `Err` with the message every API
-/// answers (each in its own fault shape) when the value is not visible ASCII.
-pub(crate) fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<String>, &'static str> {
-    headers
-        .get("idempotency-key")
-        .map(|value| value.to_str().map(str::to_owned))
-        .transpose()
-        .map_err(|_| "Idempotency-Key must be visible ASCII")
+/// The text of the request header `name`, if it was sent; `Err` with the message every API
+/// answers (each in its own fault shape) when it is not visible ASCII.
+pub(crate) fn header_text<'h>(
+    headers: &'h http::HeaderMap,
+    name: &str,
+) -> Result<Option<&'h str>, String> {
+    let value = headers.get(name).map(http::HeaderValue::to_str).transpose();
+    value.map_err(|_| format!("{name} must be visible ASCII"))
+}
+
+/// The request's `Idempotency-Key` header, if it sent one ([`header_text`]).
+pub(crate) fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<String>, String> {
+    Ok(header_text(headers, "Idempotency-Key")?.map(str::to_owned))
 }

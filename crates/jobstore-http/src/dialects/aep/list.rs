@@ -79,12 +79,8 @@ impl ListParams {
         let start = query.int("start", 0, i64::MAX)?;
         let page = query.int("page", 0, i64::MAX)?;
         let sort = query.one("sort")?.map(|text| sort(&text)).transpose()?;
-        let names = query.list("status");
-        let statuses = query::distinct(
-            names
-                .iter()
-                .map(|text| query::choose("status", &text.to_ascii_uppercase(), &STATUSES)),
-        )?;
+        let status = |text: &String| query::choose("status", &text.to_ascii_uppercase(), &STATUSES);
+        let statuses = query::distinct(query.list("status").iter().map(status))?;
         query.finish()?;
         let paging = match (offset, start, page) {
             (offset, None, None) => Paging::After(offset),

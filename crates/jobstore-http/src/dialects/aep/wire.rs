@@ -108,16 +108,13 @@ impl Identity {
     }
 }
 
-/// A header's text; `None` when absent or blank.
+/// A header's text, trimmed; `None` when absent or blank.
 fn header_text(headers: &http::HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(name) else {
-        return Ok(None);
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::bad_request(format!("{name} must be visible ASCII")))?
-        .trim();
-    Ok((!text.is_empty()).then(|| text.to_owned()))
+    let text = crate::app::header_text(headers, name).map_err(ApiError::bad_request)?;
+    Ok(text
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+        .map(str::to_owned))
 }
 
 /// A checked create request: the vendor members as sent (read-only members dropped).
