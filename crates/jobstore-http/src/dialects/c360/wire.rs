@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use super::NAME;
 use crate::dialects::salesforce::own;
 use crate::fault::ApiError;
+use crate::query;
 use crate::time::millis_offset;
 
 /// The prefix a data source that is not connected must carry in GPtoFS and FStoGP bodies.
@@ -167,15 +168,9 @@ impl TryFrom<Value> for CreateJobRequest {
                 ),
             )
         })?;
-        let job_type = JobType::parse(&job_type).ok_or_else(|| {
-            own(
-                "INVALID_FIELD",
-                format!(
-                    "jobType: unknown value `{job_type}`; valid: {}",
-                    JobType::valid_list()
-                ),
-            )
-        })?;
+        let types = JobType::ALL.map(|t| (t.as_str(), t));
+        let job_type = query::choose("jobType", &job_type, &types)
+            .map_err(|err| own("INVALID_FIELD", err.message))?;
         Ok(CreateJobRequest {
             job_type,
             name: text("name")?,
