@@ -17,7 +17,7 @@ use jobstore::{
 use super::NAME;
 use super::wire::{STATUSES, Status};
 use crate::fault::ApiError;
-use crate::query::{self, OverMax, PageSize, Query};
+use crate::query::{self, OverMax, Query};
 
 /// Records per page when `limit` is not given **(ours)**.
 const DEFAULT_LIMIT: u32 = 20;
@@ -69,12 +69,7 @@ impl ListParams {
     pub(super) fn parse(raw: Option<&str>, max_page: u32) -> Result<ListParams, ApiError> {
         let mut query = Query::parse(raw)?.blank_is_absent();
         let max = MAX_LIMIT.min(max_page).max(1);
-        let policy = PageSize {
-            default: DEFAULT_LIMIT.min(max),
-            max,
-            over_max: OverMax::Clamp,
-        };
-        let limit = query.page_size("limit", policy)?;
+        let limit = query.page_size("limit", DEFAULT_LIMIT.min(max), max, OverMax::Clamp)?;
         let offset = query.one("offset")?.map(|text| offset(&text)).transpose()?;
         let start = query.int("start", 0, i64::MAX)?;
         let page = query.int("page", 0, i64::MAX)?;

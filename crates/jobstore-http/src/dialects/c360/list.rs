@@ -7,14 +7,7 @@ use jobstore::{Direction, ListQuery, Pagination, SortField, State};
 use super::NAME;
 use super::wire::{EXTERNAL, JobType, Status, UPDATE_PHASE};
 use crate::fault::ApiError;
-use crate::query::{self, OverMax, PageSize, Query};
-
-/// `resultsPerPage`: 10 when absent, at most 100 (more is refused).
-const PAGE_SIZE: PageSize = PageSize {
-    default: 10,
-    max: 100,
-    over_max: OverMax::Refuse,
-};
+use crate::query::{self, OverMax, Query};
 
 /// The `sortBy` values and the core fields they sort by.
 const SORTS: [(&str, SortField); 8] = [
@@ -42,7 +35,7 @@ pub(super) struct Listing {
 /// sorts for the fields whose C360 value is derived, page-number paging with the total.
 pub(super) fn listing(raw: Option<&str>) -> Result<Listing, ApiError> {
     let mut query = Query::parse(raw)?;
-    let results_per_page = query.page_size("resultsPerPage", PAGE_SIZE)?;
+    let results_per_page = query.page_size("resultsPerPage", 10, 100, OverMax::Refuse)?;
     let page = query.int("page", 1, i64::MAX)?.unwrap_or(1).unsigned_abs();
     let names = query.all("status");
     let names = names.iter().flat_map(|value| value.split(','));
