@@ -75,6 +75,14 @@ pub(crate) fn empty(status: StatusCode) -> Response<ResponseBody> {
     response
 }
 
+/// The media type a request's `Content-Type` names, lowercased, without its parameters;
+/// `None` when it sends none, or one that is not visible ASCII.
+pub(crate) fn media_type(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let media = value.split(';').next().unwrap_or_default();
+    Some(media.trim().to_ascii_lowercase())
+}
+
 /// Sets the header `name` of `response` to `value`; left out if `value` cannot be a header
 /// value (text that is not visible ASCII).
 pub(crate) fn set_header(

@@ -183,15 +183,7 @@ async fn answer(app: &App, v: &str, request: Request<Incoming>) -> Answer {
 /// an XML body (`application/xml`, `text/xml`), or, unless a POST sends JSON (the content
 /// type has precedence), a `format` other than `json`.
 fn json_only(request: &Request<Incoming>) -> Result<(), Fault> {
-    let media = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .map(|value| {
-            let media = value.split(';').next().unwrap_or_default();
-            media.trim().to_ascii_lowercase()
-        });
-    match media.as_deref() {
+    match body::media_type(request.headers()).as_deref() {
         Some(xml @ ("application/xml" | "text/xml")) => {
             return Err(faults::unsupported_format(xml));
         }
@@ -284,7 +276,10 @@ async fn execute(
         })
         .await?;
     let view = outcome.map_err(|err| faults::about_job(&job_id, err))?;
-    Ok(wire::ok(&wire::job_execution(&view, Some(v))))
+    Ok(body::json(
+        StatusCode::OK,
+        &wire::job_execution(&view, Some(v)),
+    ))
 }
 
 /// `restart` of the query: `true` or `false`, the last one given; other parameters are
@@ -365,7 +360,7 @@ async fn execution(
         .map_err(|err| faults::about_execution(text, err))?;
     match outcome {
         Outcome::Read(view) => {
-            let mut response = wire::ok(&wire::job_execution(&view, Some(v)));
+            let mut response = body::json(StatusCode::OK, &wire::job_execution(&view, Some(v)));
             if head {
                 body::set_header(&mut response, RESOURCE_STATE, &view.resource_state());
             }

@@ -220,17 +220,17 @@ pub(crate) fn check_csv_type(
         return Ok(());
     };
     let text = value.to_str().unwrap_or("");
-    let mut parts = text.split(';').map(str::trim);
-    let csv = parts
-        .next()
-        .is_some_and(|media| media.eq_ignore_ascii_case("text/csv"));
-    let utf8 = parts.all(|param| match param.split_once('=') {
-        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
-            let value = value.trim().trim_matches('"');
-            value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8")
-        }
-        _ => true,
-    });
+    let csv = body::media_type(headers).as_deref() == Some("text/csv");
+    let utf8 = text
+        .split(';')
+        .skip(1)
+        .all(|param| match param.split_once('=') {
+            Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+                let value = value.trim().trim_matches('"');
+                value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8")
+            }
+            _ => true,
+        });
     if csv && (utf8 || charset == Charset::Any) {
         return Ok(());
     }
