@@ -6,13 +6,13 @@ use std::collections::BTreeSet;
 
 use http::{HeaderValue, Response, StatusCode, header};
 use jobstore::{Job, State, Step, StepStatus, Store};
+use serde::Deserialize;
 use serde::de::IgnoredAny;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::faults::{self, Fault};
-use crate::body::{self, ResponseBody};
+use crate::body::ResponseBody;
 use crate::dialects::salesforce;
 use crate::time::{elapsed, rfc3339_millis};
 
@@ -295,12 +295,6 @@ fn resource_state(job: &Job, steps: &[Step]) -> String {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()
-}
-
-/// A 200 JSON answer (the vendor's headers are added to every answer, see
-/// [`vendor_headers`]).
-pub(crate) fn ok<T: Serialize>(value: &T) -> Response<ResponseBody> {
-    body::json(StatusCode::OK, value)
 }
 
 /// The `Expires` of every answer with a body, as every sample of the vendor's prints it.
