@@ -153,11 +153,7 @@ impl TryFrom<Value> for ExportRequest {
             .pointer("/destination/datasetId")
             .and_then(Value::as_str);
         let dataset_id = dataset_id.unwrap_or_default().to_owned();
-        let Value::Object(mut members) = body else {
-            return Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ));
-        };
+        let mut members = crate::body::object(body, ApiError::bad_request)?;
         for name in READ_ONLY_MEMBERS {
             members.remove(name);
         }

@@ -145,12 +145,7 @@ impl TryFrom<Value> for CreateJobRequest {
     type Error = ApiError;
 
     fn try_from(body: Value) -> Result<Self, ApiError> {
-        let Value::Object(body) = body else {
-            return Err(own(
-                "JSON_PARSER_ERROR",
-                "the request body must be a JSON object",
-            ));
-        };
+        let body = crate::body::object(body, |message| own("JSON_PARSER_ERROR", message))?;
         let text = |member: &str| -> Result<Option<String>, ApiError> {
             match body.get(member) {
                 None | Some(Value::Null) => Ok(None),

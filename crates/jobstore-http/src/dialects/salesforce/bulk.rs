@@ -140,10 +140,7 @@ pub(crate) fn invalid_job(message: impl Into<String>) -> ApiError {
 
 /// The members of a create body: it must be a JSON object.
 pub(crate) fn create_members(body: Value) -> Result<Map<String, Value>, ApiError> {
-    match body {
-        Value::Object(members) => Ok(members),
-        _ => Err(invalid_job("the request body must be a JSON object")),
-    }
+    crate::body::object(body, invalid_job)
 }
 
 /// The string member `name` of a create body, if present (`null` is absent); refused when it
