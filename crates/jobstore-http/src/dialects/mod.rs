@@ -23,7 +23,9 @@ mod salesforce;
 
 use std::sync::Arc;
 
+use jobstore::Job;
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::api::Api;
 
@@ -72,6 +74,11 @@ impl Default for DialectConfig {
             bulk2_max_batches: 100,
         }
     }
+}
+
+/// The string member `name` of a job's payload, where an API keeps what its documents show.
+pub(crate) fn payload_text<'j>(job: &'j Job, name: &str) -> Option<&'j str> {
+    job.payload.get(name).and_then(Value::as_str)
 }
 
 /// The vendors' APIs, each with its settings, in the order a path is offered to them.

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::list::page_offset;
+use crate::dialects::payload_text;
 use crate::fault::ApiError;
 use crate::query;
 use crate::time::{self, Form};
@@ -421,12 +422,7 @@ struct ComputeGatewayJobId {
 impl From<&Job> for ExportJob {
     fn from(job: &Job) -> ExportJob {
         let mut request = job.payload.as_object().cloned().unwrap_or_default();
-        let text = |name| {
-            job.payload
-                .get(name)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
+        let text = |name| payload_text(job, name).map(str::to_owned);
         let ims_org_id = text("imsOrgId");
         let profile_instance_id =
             text("profileInstanceId").unwrap_or_else(|| DEFAULT_PROFILE_INSTANCE.to_owned());

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::NAME;
-use crate::dialects::salesforce::own;
+use crate::dialects::{self, salesforce::own};
 use crate::fault::ApiError;
 use crate::query;
 use crate::time::millis_offset;
@@ -270,12 +270,7 @@ impl TryFrom<&Job> for JobDocument {
             ApiError::internal()
         })?;
         let non_empty = |text: &str| (!text.is_empty()).then(|| text.to_owned());
-        let payload_text = |member: &str| {
-            job.payload
-                .get(member)
-                .and_then(Value::as_str)
-                .and_then(non_empty)
-        };
+        let payload_text = |member| dialects::payload_text(job, member).and_then(non_empty);
         let status = Status::of(job);
         Ok(JobDocument {
             id: job.id.to_string(),

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::NAME;
 use crate::auth::Principal;
+use crate::dialects::payload_text;
 use crate::dialects::salesforce::bulk::{self, Counters, create_members, invalid_job, text_member};
 use crate::fault::ApiError;
 use crate::time::rfc3339_millis;
@@ -37,11 +38,8 @@ impl Operation {
 
     /// The operation recorded in a job's payload (upsert when it names none).
     pub(crate) fn of(job: &Job) -> Operation {
-        job.payload
-            .get("operation")
-            .and_then(Value::as_str)
-            .and_then(Operation::parse)
-            .unwrap_or(Operation::Upsert)
+        let operation = payload_text(job, "operation").and_then(Operation::parse);
+        operation.unwrap_or(Operation::Upsert)
     }
 }
 
