@@ -27,8 +27,6 @@ use crate::dialects::DialectConfig;
 use crate::fault::ApiError;
 use crate::router::{JobRoutes, Matched, Route};
 
-/// Every path of the API starts here.
-const BASE: &str = "/data/core/ups/export/jobs";
 /// The API's name, and the label of its jobs (`jobs.dialect`).
 const NAME: &str = "aep";
 /// The header of a create's answer that names the job.
@@ -54,9 +52,9 @@ impl Aep {
 impl Routed for Aep {
     type Name = JobRoutes;
     const NAME: &'static str = NAME;
-    const PREFIX: &'static str = BASE;
+    const PREFIX: &'static str = "/data/core/ups/export/jobs";
     const ROUTES: &'static [Route<JobRoutes>] = &[
-        Route::new(BASE, &[Method::GET, Method::POST], JobRoutes::Jobs),
+        Route::new(Self::PREFIX, &[Method::GET, Method::POST], JobRoutes::Jobs),
         Route::new(
             "/data/core/ups/export/jobs/{id}",
             &[Method::GET, Method::DELETE],
@@ -102,7 +100,8 @@ impl Aep {
         let job = app.enqueue(principal, new, idempotency).await?;
         let mut response = body::json(StatusCode::OK, &ExportJob::from(&job));
         // The vendor's create answer names the job's href in `X-Location`.
-        body::set_header(&mut response, X_LOCATION, &format!("{BASE}/{}", job.id));
+        let location = format!("{}/{}", Self::PREFIX, job.id);
+        body::set_header(&mut response, X_LOCATION, &location);
         Ok(response)
     }
 }
@@ -144,8 +143,8 @@ mod tests {
     fn owns_everything_under_the_collection_and_routes_two_templates() {
         let job = Some(Aep::ROUTES[1].path);
         let owned = [
-            (BASE, Some(BASE)),
-            ("/data/core/ups/export/jobs/", Some(BASE)),
+            (Aep::PREFIX, Some(Aep::PREFIX)),
+            ("/data/core/ups/export/jobs/", Some(Aep::PREFIX)),
             ("/data/core/ups/export/jobs/42/", job),
             ("/data/core/ups/export/jobs/{EXPORT_JOB_ID}", job),
             ("/data/core/ups/export/jobs/1/x", None),

@@ -31,9 +31,6 @@ use crate::router::{Matched, Miss, Route};
 /// The API's name: the label of its jobs.
 const NAME: &str = "bulk2";
 
-/// The path every route of this API starts with.
-const PREFIX: &str = "/services/data/";
-
 /// Bulk API 2.0, with its settings (the `bulk2_*` of [`DialectConfig`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Bulk2 {
@@ -291,7 +288,7 @@ async fn patch(asked: &Asked<'_>, request: Request<Incoming>) -> Answer {
 impl Routed for Bulk2 {
     type Name = Name;
     const NAME: &'static str = NAME;
-    const PREFIX: &'static str = PREFIX;
+    const PREFIX: &'static str = "/services/data/";
     const ROUTES: &'static [Route<Name>] = &[
         Route::new(
             "/services/data/{version}/jobs/ingest",
@@ -347,7 +344,7 @@ impl Routed for Bulk2 {
 
     /// `/services/data/{version}/jobs/ingest`, `…/jobs/query` and everything under them.
     fn owns_path(&self, path: &str) -> bool {
-        let Some(rest) = path.strip_prefix(PREFIX) else {
+        let Some(rest) = path.strip_prefix(Self::PREFIX) else {
             return false;
         };
         let Some((_, rest)) = rest.split_once('/') else {

@@ -28,9 +28,6 @@ use crate::router::{JobRoutes, Matched, Miss, Route};
 /// The label of jobs created here.
 const NAME: &str = "c360";
 
-/// Every path of this API starts here.
-const DOMAIN: &str = "/datamanager";
-
 /// The Jobs resource.
 const JOBS: &str = "/datamanager/datatools/v1.0/jobs";
 
@@ -54,7 +51,7 @@ impl C360 {
 impl Routed for C360 {
     type Name = JobRoutes;
     const NAME: &'static str = NAME;
-    const PREFIX: &'static str = DOMAIN;
+    const PREFIX: &'static str = "/datamanager";
     const ROUTES: &'static [Route<JobRoutes>] = &[
         Route::new(JOBS, &[Method::GET, Method::POST], JobRoutes::Jobs),
         Route::new(

@@ -39,9 +39,6 @@ const JOBS: BulkJobs = BulkJobs {
     uploads: "batches",
 };
 
-/// The path every route of this API starts with.
-const PREFIX: &str = "/api/v1/ingest/jobs";
-
 /// The Data Cloud Ingest API, with its settings (the `datacloud_*` of [`DialectConfig`]).
 #[derive(Debug, Clone)]
 pub(crate) struct DataCloud {
@@ -124,9 +121,9 @@ async fn patch(app: &App, principal: &Principal, id: i64, request: Request<Incom
 impl Routed for DataCloud {
     type Name = Name;
     const NAME: &'static str = NAME;
-    const PREFIX: &'static str = PREFIX;
+    const PREFIX: &'static str = "/api/v1/ingest/jobs";
     const ROUTES: &'static [Route<Name>] = &[
-        Route::new(PREFIX, &[Method::GET, Method::POST], Name::Jobs),
+        Route::new(Self::PREFIX, &[Method::GET, Method::POST], Name::Jobs),
         Route::new(
             "/api/v1/ingest/jobs/{id}",
             &[Method::GET, Method::PATCH, Method::DELETE],
@@ -222,7 +219,7 @@ mod tests {
     #[test]
     fn the_api_owns_its_prefix_and_names_its_routes() {
         let owned = [
-            ("/api/v1/ingest/jobs/", Some(PREFIX)),
+            ("/api/v1/ingest/jobs/", Some(DataCloud::PREFIX)),
             (
                 "/api/v1/ingest/jobs/42/batches/",
                 Some(DataCloud::ROUTES[2].path),
