@@ -81,6 +81,11 @@ pub(crate) fn payload_text<'j>(job: &'j Job, name: &str) -> Option<&'j str> {
     job.payload.get(name).and_then(Value::as_str)
 }
 
+/// `bytes` in lowercase hexadecimal: the ids and states an API derives from a hash.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// The vendors' APIs, each with its settings, in the order a path is offered to them.
 /// Registering an API is one line here.
 pub(crate) fn registered(config: &DialectConfig) -> Vec<Arc<dyn Api>> {

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::list::page_offset;
-use crate::dialects::payload_text;
+use crate::dialects::{hex, payload_text};
 use crate::fault::ApiError;
 use crate::query;
 use crate::time::{self, Form};
@@ -517,10 +517,6 @@ fn digest(job: &Job, what: &str, index: usize) -> [u8; 32] {
 /// A batch id: 32 hex digits.
 fn batch_id(job: &Job, what: &str, index: usize) -> Value {
     Value::String(hex(&digest(job, what, index)[..16]))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// A version-4-shaped UUID from hash bytes.

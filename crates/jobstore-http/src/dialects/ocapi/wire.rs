@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::faults::{self, Fault};
 use crate::body::ResponseBody;
-use crate::dialects::salesforce;
+use crate::dialects::{hex, salesforce};
 use crate::time::{elapsed, rfc3339_millis};
 
 /// A job with what its document shows besides the job row.
@@ -290,11 +290,7 @@ fn resource_state(job: &Job, steps: &[Step]) -> String {
             .as_bytes(),
         );
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hex(&hasher.finalize())
 }
 
 /// The `Expires` of every answer with a body, as every sample of the vendor's prints it.
