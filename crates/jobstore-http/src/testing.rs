@@ -3,22 +3,32 @@
 
 use std::path::PathBuf;
 
-use http::{StatusCode, header};
+use http::{Response, StatusCode, header};
 use jobstore::{Job, NewJob, Store, StoreOptions};
 
 use crate::api::Api;
-use crate::fault::{ApiError, ErrorKind, Faults};
+use crate::body::ResponseBody;
+use crate::fault::{ApiError, ErrorKind};
 
-/// Asserts that `api` answers every kind with the status `status` gives it, and a database
-/// out of reach (`storage_unavailable`) as a 503 with `Retry-After`, like a busy store.
-pub(crate) fn renders_every_kind(api: &impl Faults, status: impl Fn(ErrorKind) -> StatusCode) {
+/// Asserts that an API's `render` answers every kind with the status `status` gives it, with
+/// `WWW-Authenticate` on a 401 only and `Retry-After` on a 503 only, and a database out of
+/// reach (`storage_unavailable`) as a 503, like a busy store.
+pub(crate) fn renders_every_kind(
+    render: impl Fn(&ApiError) -> Response<ResponseBody>,
+    status: impl Fn(ErrorKind) -> StatusCode,
+) {
     for kind in ErrorKind::ALL {
-        let response = api.render(&ApiError::new(kind, "x"));
+        let response = render(&ApiError::new(kind, "x"));
         assert_eq!(response.status(), status(kind), "{kind:?}");
+        let has = |name| response.headers().contains_key(name);
+        let unauthorized = kind == ErrorKind::Unauthorized;
+        assert_eq!(has(header::WWW_AUTHENTICATE), unauthorized, "{kind:?}");
+        let unavailable = response.status() == StatusCode::SERVICE_UNAVAILABLE;
+        assert_eq!(has(header::RETRY_AFTER), unavailable, "{kind:?}");
     }
     let err = ApiError::from(jobstore::Error::Unavailable("refused".into()));
     assert_eq!(err.kind, ErrorKind::StorageUnavailable);
-    let response = api.render(&err);
+    let response = render(&err);
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key(header::RETRY_AFTER));
 }

@@ -44,7 +44,7 @@ mod tests {
     #[test]
     fn every_kind_is_titled_by_its_status() {
         let api = Aep::new(&DialectConfig::default());
-        crate::testing::renders_every_kind(&api, ErrorKind::status);
+        crate::testing::renders_every_kind(|err| api.render(err), ErrorKind::status);
         for kind in ErrorKind::ALL {
             assert!(kind.status().canonical_reason().is_some(), "{kind:?}");
         }

@@ -34,7 +34,7 @@ mod tests {
     #[test]
     fn every_kind_renders_with_its_status() {
         let api = C360::new(&DialectConfig::default());
-        crate::testing::renders_every_kind(&api, ErrorKind::status);
+        crate::testing::renders_every_kind(|err| api.render(err), ErrorKind::status);
         let own = salesforce::own("REQUIRED_FIELD_MISSING", "jobType");
         assert_eq!(api.render(&own).status(), http::StatusCode::BAD_REQUEST);
         // A database out of reach is the vendor's 503, like a busy store.

@@ -31,10 +31,13 @@ mod tests {
     #[test]
     fn every_kind_has_a_code_and_a_status() {
         let api = DataCloud::new(&crate::DialectConfig::default());
-        crate::testing::renders_every_kind(&api, |kind| match kind {
-            ErrorKind::TooManyDataBatches => StatusCode::BAD_REQUEST,
-            kind => kind.status(),
-        });
+        crate::testing::renders_every_kind(
+            |err| api.render(err),
+            |kind| match kind {
+                ErrorKind::TooManyDataBatches => StatusCode::BAD_REQUEST,
+                kind => kind.status(),
+            },
+        );
         let upper = |b: u8| b.is_ascii_uppercase() || b == b'_';
         let code = |kind| salesforce::code(kind, &bulk::CODES);
         for kind in ErrorKind::ALL {
