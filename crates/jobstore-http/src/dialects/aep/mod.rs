@@ -45,6 +45,24 @@ impl Aep {
             queue: config.aep_queue.clone(),
         }
     }
+
+    /// `POST /data/core/ups/export/jobs`.
+    async fn create(&self, app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
+        let identity = Identity::from_headers(request.headers())?;
+        let idempotency = app::idempotency_key(request.headers()).map_err(ApiError::bad_request)?;
+        let body: Value = app.json_body(request).await?;
+        let new = ExportRequest::try_from(body)?
+            .into_new_job(identity)
+            .queue(self.queue.clone())
+            .dialect(NAME)
+            .created_by(principal.name.clone());
+        let job = app.enqueue(principal, new, idempotency).await?;
+        let mut response = body::json(StatusCode::OK, &ExportJob::from(&job));
+        // The vendor's create answer names the job's href in `X-Location`.
+        let location = format!("{}/{}", Self::PREFIX, job.id);
+        body::set_header(&mut response, X_LOCATION, &location);
+        Ok(response)
+    }
 }
 
 /// The API owns anything under the collection: a path below it that names nothing is
@@ -83,26 +101,6 @@ impl Routed for Aep {
                 Ok(body::json(StatusCode::OK, &ExportJob::from(&job)))
             }
         }
-    }
-}
-
-impl Aep {
-    /// `POST /data/core/ups/export/jobs`.
-    async fn create(&self, app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
-        let identity = Identity::from_headers(request.headers())?;
-        let idempotency = app::idempotency_key(request.headers()).map_err(ApiError::bad_request)?;
-        let body: Value = app.json_body(request).await?;
-        let new = ExportRequest::try_from(body)?
-            .into_new_job(identity)
-            .queue(self.queue.clone())
-            .dialect(NAME)
-            .created_by(principal.name.clone());
-        let job = app.enqueue(principal, new, idempotency).await?;
-        let mut response = body::json(StatusCode::OK, &ExportJob::from(&job));
-        // The vendor's create answer names the job's href in `X-Location`.
-        let location = format!("{}/{}", Self::PREFIX, job.id);
-        body::set_header(&mut response, X_LOCATION, &location);
-        Ok(response)
     }
 }
 

@@ -46,6 +46,23 @@ impl C360 {
             connected_sources: config.c360_connected_sources.clone(),
         }
     }
+
+    /// `POST .../jobs`: runs a data job.
+    async fn create(&self, app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
+        let idempotency = crate::app::idempotency_key(request.headers())
+            .map_err(|message| salesforce::own("INVALID_FIELD", message))?;
+        let body: Value = app.json_body(request).await?;
+        let create = CreateJobRequest::try_from(body)?;
+        create.check_data_source(&self.connected_sources)?;
+        let new = NewJob::from(create)
+            .queue(self.queue.clone())
+            .created_by(principal.name.clone());
+        let job = app.enqueue(principal, new, idempotency).await?;
+        let mut response = body::json(StatusCode::CREATED, &JobDocument::try_from(&job)?);
+        let location = format!("{JOBS}/{}", job.id);
+        body::set_header(&mut response, header::LOCATION, &location);
+        Ok(response)
+    }
 }
 
 impl Routed for C360 {
@@ -86,28 +103,6 @@ impl Routed for C360 {
     }
 }
 
-impl C360 {
-    /// `POST .../jobs`: runs a data job.
-    async fn create(&self, app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
-        let idempotency = crate::app::idempotency_key(request.headers())
-            .map_err(|message| salesforce::own("INVALID_FIELD", message))?;
-        let body: Value = app.json_body(request).await?;
-        let create = CreateJobRequest::try_from(body)?;
-        create.check_data_source(&self.connected_sources)?;
-        let new = NewJob::from(create)
-            .queue(self.queue.clone())
-            .created_by(principal.name.clone());
-        let job = app.enqueue(principal, new, idempotency).await?;
-        let mut response = body::json(StatusCode::CREATED, &JobDocument::try_from(&job)?);
-        body::set_header(
-            &mut response,
-            header::LOCATION,
-            &format!("{JOBS}/{}", job.id),
-        );
-        Ok(response)
-    }
-}
-
 /// `GET .../jobs/{jobId}`: one C360 job of the caller's tenant.
 async fn get(app: &App, principal: &Principal, matched: &Matched<JobRoutes>) -> Answer {
     let id = matched.params.job_id("jobId")?;
@@ -120,12 +115,9 @@ async fn get(app: &App, principal: &Principal, matched: &Matched<JobRoutes>) -> 
 async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
     let listing = list::listing(query)?;
     let page = app.list(principal, listing.query).await?;
+    let jobs = page.jobs.iter().map(JobDocument::try_from);
     let envelope = ListEnvelope {
-        jobs: page
-            .jobs
-            .iter()
-            .map(JobDocument::try_from)
-            .collect::<Result<_, _>>()?,
+        jobs: jobs.collect::<Result<_, _>>()?,
         page: listing.page,
         results_per_page: listing.results_per_page,
         total_results: page.total.unwrap_or(0),
