@@ -51,10 +51,6 @@ impl JobType {
     fn checks_source(self) -> bool {
         matches!(self.0, "GPtoFS" | "FStoGP")
     }
-
-    fn valid_list() -> String {
-        JobType::ALL.map(JobType::as_str).join(", ")
-    }
 }
 
 /// A job's `type`. Declared in alphabetical order: the order `sortBy=type` sorts in.
@@ -154,16 +150,13 @@ impl TryFrom<Value> for CreateJobRequest {
                 Some(_) => Err(own("INVALID_FIELD", format!("{member} must be a string"))),
             }
         };
-        let job_type = text("jobType")?.ok_or_else(|| {
-            own(
-                "REQUIRED_FIELD_MISSING",
-                format!(
-                    "Required fields are missing: [jobType]; valid job types: {}",
-                    JobType::valid_list()
-                ),
-            )
-        })?;
         let types = JobType::ALL.map(|t| (t.as_str(), t));
+        let job_type = text("jobType")?.ok_or_else(|| {
+            let valid = types.map(|(name, _)| name).join(", ");
+            let message =
+                format!("Required fields are missing: [jobType]; valid job types: {valid}");
+            own("REQUIRED_FIELD_MISSING", message)
+        })?;
         let job_type = query::choose("jobType", &job_type, &types)
             .map_err(|err| own("INVALID_FIELD", err.message))?;
         Ok(CreateJobRequest {
