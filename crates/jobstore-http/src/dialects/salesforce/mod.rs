@@ -78,6 +78,19 @@ pub(crate) fn code(kind: ErrorKind, codes: &Codes) -> &'static str {
     }
 }
 
+/// Asserts that `codes` gives every kind an upper-case code, and every kind answered 503 (a
+/// database out of reach like a busy store) `SERVER_UNAVAILABLE`.
+#[cfg(test)]
+pub(crate) fn assert_codes(codes: &Codes) {
+    let upper = |b: u8| b.is_ascii_uppercase() || b == b'_';
+    for kind in ErrorKind::ALL {
+        assert!(code(kind, codes).bytes().all(upper), "{kind:?}");
+        if kind.status() == http::StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(code(kind, codes), "SERVER_UNAVAILABLE", "{kind:?}");
+        }
+    }
+}
+
 /// The fault document of `err`: its own code if the API gave it one, else the kind's under
 /// `codes`; a job not found says `not_found` (an unknown id, another tenant's job and another
 /// API's job are answered alike). The status and headers are the error's.
