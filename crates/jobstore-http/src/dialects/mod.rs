@@ -9,7 +9,8 @@
 //!
 //! Beside the folders, what several APIs share: `salesforce/` (the fault document of the
 //! Salesforce-style APIs, and the bulk job and its calls that Data Cloud and Bulk API 2.0
-//! share) and `csv.rs` (the streaming CSV check of the two bulk ingest APIs).
+//! share), `csv.rs` (the streaming CSV check of the two bulk ingest APIs), and here what their
+//! documents read from a job ([`payload_text`], [`hex`]).
 //!
 //! Adding an API is its folder, a `mod` line and a line in [`registered`].
 
