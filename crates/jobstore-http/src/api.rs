@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use jobstore::Store;
 
 use crate::app::App;
-use crate::auth::Principal;
+use crate::auth::{Permission, Principal};
 use crate::body::ResponseBody;
 use crate::fault::{ApiError, Faults};
 use crate::router::{self, Matched, Miss, Route};
@@ -58,9 +58,10 @@ pub(crate) type Answer = Result<Response<ResponseBody>, ApiError>;
 
 /// An API the skeleton serves from its route table. For every request under its prefix the
 /// skeleton matches the route (404, 405 with `Allow`, HEAD as GET), lets the API
-/// [`admit`](Routed::admit) the match, authenticates the caller (401, 429), hands the matched
-/// request to [`Routed::answer`], renders a fault through the API's [`Faults`] and lets the
-/// API [`finish`](Routed::finish) the response.
+/// [`admit`](Routed::admit) the match, authenticates the caller (401, 429), checks the scope
+/// the method needs ([`Permission::of_method`], 403), hands the matched request to
+/// [`Routed::answer`], renders a fault through the API's [`Faults`] and lets the API
+/// [`finish`](Routed::finish) the response.
 pub(crate) trait Routed: Faults + Send + Sync + 'static {
     /// What the API calls its routes.
     type Name: Send + Sync + 'static;
@@ -73,7 +74,7 @@ pub(crate) trait Routed: Faults + Send + Sync + 'static {
     const PREFIX: &'static str;
 
     /// The route table.
-    fn table(&self) -> &'static [Route<Self::Name>];
+    const ROUTES: &'static [Route<Self::Name>];
 
     /// Whether `path` is the API's ([`Api::owns`]): [`Routed::PREFIX`] and everything below
     /// it unless the API owns only some of the paths under its prefix.
@@ -95,7 +96,8 @@ pub(crate) trait Routed: Faults + Send + Sync + 'static {
         Ok(())
     }
 
-    /// Answers a request matched to a route, from an authenticated caller.
+    /// Answers a request matched to a route, from an authenticated caller with the scope its
+    /// method needs.
     fn answer(
         &self,
         app: &App,
@@ -129,20 +131,21 @@ impl<T: Routed> Api for T {
     }
 
     fn template(&self, path: &str) -> Option<&'static str> {
-        router::template_of(self.table(), path)
+        router::template_of(Self::ROUTES, path)
     }
 
     fn routes(&self) -> Vec<(&'static str, &'static [Method])> {
-        router::listing(self.table())
+        router::listing(Self::ROUTES)
     }
 
     fn handle<'a>(&'a self, app: &'a App, mut request: Request<Incoming>) -> Answering<'a> {
         Box::pin(async move {
             let answered = async {
-                let matched = router::route(self.table(), &mut request)
+                let matched = router::route(Self::ROUTES, &mut request)
                     .map_err(|miss| self.miss(miss, request.method(), request.uri().path()))?;
                 self.admit(&matched)?;
                 let principal = app.authenticate(&request)?;
+                principal.require(Permission::of_method(request.method()))?;
                 self.answer(app, &principal, matched, request).await
             };
             let mut response = answered.await.unwrap_or_else(|err| self.render(&err));

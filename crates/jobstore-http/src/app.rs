@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, header};
 use hyper::body::Incoming;
-use jobstore::{ClaimRequest, Job, NewJob, Store, WriteCall};
+use jobstore::{ClaimRequest, Job, JobPage, ListQuery, NewJob, Store, WriteCall};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, watch};
 
@@ -170,6 +170,15 @@ impl App {
                 ApiError::internal()
             })?
             .map_err(ApiError::from)
+    }
+
+    /// One page of the jobs `query` asks for, in the principal's scope.
+    pub(crate) async fn list(
+        &self,
+        principal: &Principal,
+        query: ListQuery,
+    ) -> Result<JobPage, ApiError> {
+        self.call(principal, move |store| store.list(&query)).await
     }
 
     /// Runs a store write in the principal's scope without holding a thread while it waits:
@@ -363,12 +372,17 @@ impl App {
     }
 }
 
-/// The request's `Idempotency-Key` header, if it sent one; `Err` with the message every API
-/// answers (each in its own fault shape) when the value is not visible ASCII.
-pub(crate) fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<String>, &'static str> {
-    headers
-        .get("idempotency-key")
-        .map(|value| value.to_str().map(str::to_owned))
-        .transpose()
-        .map_err(|_| "Idempotency-Key must be visible ASCII")
+/// The text of the request header `name`, if it was sent; `Err` with the message every API
+/// answers (each in its own fault shape) when it is not visible ASCII.
+pub(crate) fn header_text<'h>(
+    headers: &'h http::HeaderMap,
+    name: &str,
+) -> Result<Option<&'h str>, String> {
+    let value = headers.get(name).map(http::HeaderValue::to_str).transpose();
+    value.map_err(|_| format!("{name} must be visible ASCII"))
+}
+
+/// The request's `Idempotency-Key` header, if it sent one ([`header_text`]).
+pub(crate) fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<String>, String> {
+    Ok(header_text(headers, "Idempotency-Key")?.map(str::to_owned))
 }

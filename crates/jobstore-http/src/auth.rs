@@ -35,6 +35,16 @@ impl Permission {
         }
     }
 
+    /// The scope a request of `method` needs on a job API: a GET (or HEAD) reads, every
+    /// other method writes.
+    pub(crate) fn of_method(method: &http::Method) -> Permission {
+        if matches!(*method, http::Method::GET | http::Method::HEAD) {
+            Permission::Read
+        } else {
+            Permission::Write
+        }
+    }
+
     /// The name used in the tokens file.
     pub fn as_str(self) -> &'static str {
         match self {

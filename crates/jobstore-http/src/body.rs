@@ -15,6 +15,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 
 use crate::conn::{BodyRead, Conn};
 use crate::fault::{ApiError, ErrorKind};
@@ -73,6 +74,38 @@ pub(crate) fn empty(status: StatusCode) -> Response<ResponseBody> {
     let mut response = Response::new(full(Bytes::new()));
     *response.status_mut() = status;
     response
+}
+
+/// The members of a request's JSON `body`, which must be an object; `refuse` words the
+/// refusal of any other value in the API's shape.
+pub(crate) fn object<E>(
+    body: Value,
+    refuse: impl FnOnce(&'static str) -> E,
+) -> Result<Map<String, Value>, E> {
+    match body {
+        Value::Object(members) => Ok(members),
+        _ => Err(refuse("the request body must be a JSON object")),
+    }
+}
+
+/// The media type a request's `Content-Type` names, lowercased, without its parameters;
+/// `None` when it sends none, or one that is not visible ASCII.
+pub(crate) fn media_type(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let media = value.split(';').next().unwrap_or_default();
+    Some(media.trim().to_ascii_lowercase())
+}
+
+/// Sets the header `name` of `response` to `value`; left out if `value` cannot be a header
+/// value (text that is not visible ASCII).
+pub(crate) fn set_header(
+    response: &mut Response<ResponseBody>,
+    name: impl header::IntoHeaderName,
+    value: &str,
+) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
+    }
 }
 
 /// A minimum transfer rate, measured over windows rather than between frames: while a

@@ -29,6 +29,8 @@ mod native;
 mod query;
 mod router;
 mod server;
+#[cfg(test)]
+mod testing;
 mod time;
 pub mod tls;
 

@@ -1,5 +1,5 @@
 //! Query strings, parsed once for every API: decoded pairs, single and repeated parameters,
-//! integers in a range, page sizes under a policy each API picks, whitelisted choices (sort
+//! integers in a range, page sizes with the default, maximum and overflow each API picks, whitelisted choices (sort
 //! fields, directions, states) and the refusal of unknown parameters, naming the known ones.
 //! Every refusal is an [`ErrorKind::InvalidQuery`] that an API renders in its own shape.
 
@@ -22,17 +22,6 @@ pub(crate) enum OverMax {
     Refuse,
     /// Answered with the maximum.
     Clamp,
-}
-
-/// A page-size parameter's policy: the default, the largest and what larger values get.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PageSize {
-    /// The size when the parameter is absent.
-    pub default: u32,
-    /// The largest size answered.
-    pub max: u32,
-    /// What a larger value gets.
-    pub over_max: OverMax,
 }
 
 /// A parsed query string. Each parameter an API reads is remembered, so that
@@ -135,23 +124,26 @@ impl Query {
         }
     }
 
-    /// The page size in `name` under `policy`.
+    /// The page size in `name`: `default` when absent, at most `max`, a larger value as
+    /// `over_max` says.
     ///
     /// # Errors
-    /// Not a positive integer, or past the maximum when the policy refuses it.
+    /// Not a positive integer, or past the maximum when `over_max` refuses it.
     pub(crate) fn page_size(
         &mut self,
         name: &'static str,
-        policy: PageSize,
+        default: u32,
+        max: u32,
+        over_max: OverMax,
     ) -> Result<u32, ApiError> {
         let Some(value) = self.one(name)? else {
-            return Ok(policy.default);
+            return Ok(default);
         };
         let text = value.trim();
         let refuse = || {
-            let most = match policy.over_max {
-                OverMax::Refuse => format!("from 1 to {}", policy.max),
-                OverMax::Clamp => format!("of at least 1 (at most {} are answered)", policy.max),
+            let most = match over_max {
+                OverMax::Refuse => format!("from 1 to {max}"),
+                OverMax::Clamp => format!("of at least 1 (at most {max} are answered)"),
             };
             invalid(format!("{name}: must be an integer {most}, got `{value}`"))
         };
@@ -160,10 +152,10 @@ impl Query {
         }
         // All digits: a number too large for u64 is only "larger than the maximum".
         let size = text.parse::<u64>().unwrap_or(u64::MAX);
-        match policy.over_max {
+        match over_max {
             _ if size == 0 => Err(refuse()),
-            OverMax::Refuse if size > u64::from(policy.max) => Err(refuse()),
-            _ => Ok(u32::try_from(size).unwrap_or(u32::MAX).min(policy.max)),
+            OverMax::Refuse if size > u64::from(max) => Err(refuse()),
+            _ => Ok(u32::try_from(size).unwrap_or(u32::MAX).min(max)),
         }
     }
 
@@ -199,6 +191,23 @@ impl Query {
             None => Ok(()),
         }
     }
+}
+
+/// The values of `items` in order, each once (a parameter's values, as read).
+///
+/// # Errors
+/// The first item that is an error.
+pub(crate) fn distinct<T: PartialEq>(
+    items: impl IntoIterator<Item = Result<T, ApiError>>,
+) -> Result<Vec<T>, ApiError> {
+    let mut kept = Vec::new();
+    for item in items {
+        let item = item?;
+        if !kept.contains(&item) {
+            kept.push(item);
+        }
+    }
+    Ok(kept)
 }
 
 /// `value` of parameter `name` chosen from `choices`.
@@ -269,6 +278,7 @@ pub(crate) fn ranks<K: Ord>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::says;
 
     #[test]
     fn values_decode_and_repeat() {
@@ -288,26 +298,14 @@ mod tests {
         assert_eq!(repeated.kind, ErrorKind::InvalidQuery);
         let _ = query.all("sort");
         let unknown = query.finish().unwrap_err();
-        assert!(unknown.message.contains("`colour`"), "{}", unknown.message);
-        assert!(
-            unknown.message.contains("limit, sort"),
-            "{}",
-            unknown.message
-        );
+        says(&unknown, "`colour`");
+        says(&unknown, "limit, sort");
     }
 
     #[test]
     fn page_sizes_follow_the_policy() {
-        let refuse = PageSize {
-            default: 10,
-            max: 100,
-            over_max: OverMax::Refuse,
-        };
-        let clamp = PageSize {
-            over_max: OverMax::Clamp,
-            ..refuse
-        };
-        let size = |raw: &str, policy| Query::parse(Some(raw))?.page_size("n", policy);
+        let (refuse, clamp) = (OverMax::Refuse, OverMax::Clamp);
+        let size = |raw: &str, over| Query::parse(Some(raw))?.page_size("n", 10, 100, over);
         assert_eq!(size("", refuse), Ok(10));
         assert_eq!(size("n=100", refuse), Ok(100));
         assert!(size("n=101", refuse).is_err());
@@ -316,7 +314,10 @@ mod tests {
             assert!(size(bad, clamp).is_err(), "{bad}");
         }
         let blank = Query::parse(Some("n=")).map(Query::blank_is_absent);
-        assert_eq!(blank.and_then(|mut q| q.page_size("n", clamp)), Ok(10));
+        assert_eq!(
+            blank.and_then(|mut q| q.page_size("n", 10, 100, clamp)),
+            Ok(10)
+        );
     }
 
     #[test]
@@ -325,7 +326,7 @@ mod tests {
         let mut query = Query::parse(Some("order=desc")).unwrap_or_default();
         assert_eq!(query.choice("order", &choices), Ok(Some(2)));
         let err = choose("order", "up", &choices).unwrap_err();
-        assert!(err.message.contains("valid: asc, desc"), "{}", err.message);
+        says(&err, "valid: asc, desc");
         let ranks = ranks([("x", "B"), ("y", "A"), ("z", "B")]);
         assert!(ranks["y"] < ranks["x"] && ranks["x"] == ranks["z"]);
         let fields = [("id", 1)];
@@ -336,6 +337,8 @@ mod tests {
         );
         let err = sort("s", "id", Some("up"), &fields).unwrap_err();
         assert!(err.message.starts_with("s direction: "), "{}", err.message);
+        assert_eq!(distinct([Ok(2), Ok(1), Ok(2)]), Ok(vec![2, 1]));
+        assert!(distinct([Ok(1), Err(invalid("x"))]).is_err());
         let named = [("a", 1), ("b", 2), ("also-b", 2)];
         assert_eq!((name_of(&named, &2), name_of(&named, &3)), ("b", ""));
     }

@@ -5,7 +5,7 @@
 
 use http::Method;
 
-use crate::fault::ApiError;
+use crate::fault::{ApiError, ErrorKind};
 
 /// One route: a path template (`/v1/jobs/{id}/data`), the methods it serves and the name the
 /// API dispatches on.
@@ -28,6 +28,16 @@ impl<R> Route<R> {
             name,
         }
     }
+}
+
+/// The route names of an API serving a collection of jobs and each job in it, and nothing
+/// else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobRoutes {
+    /// The collection.
+    Jobs,
+    /// One job.
+    Job,
 }
 
 /// A request matched to a route.
@@ -86,6 +96,15 @@ impl Params {
     pub(crate) fn id(&self, name: &str) -> Option<i64> {
         parse_id(self.text(name))
     }
+
+    /// The parameter as a job id, or the 404 of a job not found: text that cannot be an id
+    /// names no job, and is answered as an unknown id is.
+    pub(crate) fn job_id(&self, name: &str) -> Result<i64, ApiError> {
+        self.id(name).ok_or_else(|| {
+            let text = self.text(name);
+            ApiError::new(ErrorKind::JobNotFound, format!("job {text} not found"))
+        })
+    }
 }
 
 /// A job id as it appears in a path or a query: a positive `i64` in canonical decimal (ASCII
@@ -95,6 +114,22 @@ pub(crate) fn parse_id(text: &str) -> Option<i64> {
         return None;
     }
     text.parse::<i64>().ok().filter(|id| *id > 0)
+}
+
+/// The `(major, minor)` of an API version path segment `v{major}{separator}{minor}` (`v19_5`,
+/// `v58.0`), each ASCII digits only, 1 to `major_digits` and 1 to `minor_digits` of them.
+pub(crate) fn version(
+    segment: &str,
+    separator: char,
+    major_digits: usize,
+    minor_digits: usize,
+) -> Option<(u32, u32)> {
+    let (major, minor) = segment.strip_prefix('v')?.split_once(separator)?;
+    let number = |text: &str, most: usize| {
+        let digits = (1..=most).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
+        digits.then(|| text.parse().ok()).flatten()
+    };
+    Some((number(major, major_digits)?, number(minor, minor_digits)?))
 }
 
 /// Matches `path` and `method` against `table`. A HEAD is matched as a GET.
@@ -296,5 +331,17 @@ mod tests {
         let matched = resolve(&TABLE, &Method::GET, "/v1/jobs/a%20b").unwrap();
         assert_eq!(matched.params.text("id"), "a b");
         assert_eq!(matched.params.id("id"), None);
+        assert_eq!(version("v19_5", '_', 4, 4), Some((19, 5)));
+        assert_eq!(version("v58.0", '.', 3, 1), Some((58, 0)));
+        for bad in [
+            "19_5", "v19", "v_5", "v19_", "v19_5a", "v+1_2", "v12345_1", "v1_2_3",
+        ] {
+            assert_eq!(version(bad, '_', 4, 4), None, "{bad}");
+        }
+        let refused = matched.params.job_id("id").unwrap_err();
+        assert_eq!(
+            (refused.kind, refused.message.as_str()),
+            (ErrorKind::JobNotFound, "job a b not found")
+        );
     }
 }

@@ -9,7 +9,8 @@
 //!
 //! Beside the folders, what several APIs share: `salesforce/` (the fault document of the
 //! Salesforce-style APIs, and the bulk job and its calls that Data Cloud and Bulk API 2.0
-//! share) and `csv.rs` (the streaming CSV check of the two bulk ingest APIs).
+//! share), `csv.rs` (the streaming CSV check of the two bulk ingest APIs), and here what their
+//! documents read from a job ([`payload_text`], [`hex`]).
 //!
 //! Adding an API is its folder, a `mod` line and a line in [`registered`].
 
@@ -23,7 +24,9 @@ mod salesforce;
 
 use std::sync::Arc;
 
+use jobstore::Job;
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::api::Api;
 
@@ -72,6 +75,16 @@ impl Default for DialectConfig {
             bulk2_max_batches: 100,
         }
     }
+}
+
+/// The string member `name` of a job's payload, where an API keeps what its documents show.
+pub(crate) fn payload_text<'j>(job: &'j Job, name: &str) -> Option<&'j str> {
+    job.payload.get(name).and_then(Value::as_str)
+}
+
+/// `bytes` in lowercase hexadecimal: the ids and states an API derives from a hash.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// The vendors' APIs, each with its settings, in the order a path is offered to them.

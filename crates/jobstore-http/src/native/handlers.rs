@@ -22,7 +22,7 @@ use crate::app::App;
 use crate::auth::{Permission, Principal};
 use crate::body::{self, ResponseBody};
 use crate::fault::{ApiError, ErrorKind};
-use crate::query::{OverMax, PageSize, Query};
+use crate::query::{OverMax, Query};
 use crate::router::Matched;
 
 /// The most log lines one `GET …/logs?tail=` or `?after=` answers (read on from its
@@ -96,7 +96,7 @@ pub(super) async fn handle(
         (Name::Jobs, Method::GET) => {
             principal.require(Permission::Read)?;
             let query = list_query(query.as_deref(), app.limits.max_page)?;
-            let page = app.call(principal, move |store| store.list(&query)).await?;
+            let page = app.list(principal, query).await?;
             Ok(body::json(StatusCode::OK, &JobList::from(page)))
         }
         (Name::Job, Method::GET) => {
@@ -588,12 +588,8 @@ fn list_query(raw: Option<&str>, max_page: u32) -> Result<ListQuery, ApiError> {
     if let Some(order) = query.one("order")? {
         list.direction = order.parse::<Direction>()?;
     }
-    let policy = PageSize {
-        default: 100.min(max_page),
-        max: max_page,
-        over_max: OverMax::Refuse,
-    };
-    list.limit = Some(query.page_size("limit", policy)?);
+    let default = 100.min(max_page);
+    list.limit = Some(query.page_size("limit", default, max_page, OverMax::Refuse)?);
     let cursor = query
         .one("cursor")?
         .map(|c| Cursor::decode(&c))

@@ -17,7 +17,7 @@ use jobstore::{
 use super::NAME;
 use super::wire::{STATUSES, Status};
 use crate::fault::ApiError;
-use crate::query::{self, OverMax, PageSize, Query};
+use crate::query::{self, OverMax, Query};
 
 /// Records per page when `limit` is not given **(ours)**.
 const DEFAULT_LIMIT: u32 = 20;
@@ -69,23 +69,13 @@ impl ListParams {
     pub(super) fn parse(raw: Option<&str>, max_page: u32) -> Result<ListParams, ApiError> {
         let mut query = Query::parse(raw)?.blank_is_absent();
         let max = MAX_LIMIT.min(max_page).max(1);
-        let policy = PageSize {
-            default: DEFAULT_LIMIT.min(max),
-            max,
-            over_max: OverMax::Clamp,
-        };
-        let limit = query.page_size("limit", policy)?;
+        let limit = query.page_size("limit", DEFAULT_LIMIT.min(max), max, OverMax::Clamp)?;
         let offset = query.one("offset")?.map(|text| offset(&text)).transpose()?;
         let start = query.int("start", 0, i64::MAX)?;
         let page = query.int("page", 0, i64::MAX)?;
         let sort = query.one("sort")?.map(|text| sort(&text)).transpose()?;
-        let mut statuses = Vec::new();
-        for text in query.list("status") {
-            let status = query::choose("status", &text.to_ascii_uppercase(), &STATUSES)?;
-            if !statuses.contains(&status) {
-                statuses.push(status);
-            }
-        }
+        let status = |text: &String| query::choose("status", &text.to_ascii_uppercase(), &STATUSES);
+        let statuses = query::distinct(query.list("status").iter().map(status))?;
         query.finish()?;
         let paging = match (offset, start, page) {
             (offset, None, None) => Paging::After(offset),
@@ -223,6 +213,7 @@ fn sort(text: &str) -> Result<(SortField, Direction), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::says;
 
     fn parse(raw: &str) -> Result<ListParams, ApiError> {
         ListParams::parse(Some(raw), 5000)
@@ -246,13 +237,8 @@ mod tests {
         let params = parse("status=new,Failed&status=NEW").unwrap();
         assert_eq!(params.statuses, [Status::New, Status::Failed]);
         let err = parse("status=CANCELLED").unwrap_err();
-        assert!(
-            err.message.contains("NEW, PROCESSING, SUCCEEDED, FAILED"),
-            "{}",
-            err.message
-        );
-        let err = parse("orderBy=id").unwrap_err();
-        assert!(err.message.contains("`orderBy`"), "{}", err.message);
+        says(&err, "NEW, PROCESSING, SUCCEEDED, FAILED");
+        says(&parse("orderBy=id").unwrap_err(), "`orderBy`");
     }
 
     #[test]

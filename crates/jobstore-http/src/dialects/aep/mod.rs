@@ -13,7 +13,7 @@ mod faults;
 mod list;
 mod wire;
 
-use http::{HeaderValue, Method, Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
@@ -21,14 +21,12 @@ use self::list::ListParams;
 use self::wire::{CANCELLING, ExportJob, ExportJobPage, ExportRequest, Identity};
 use crate::api::{Answer, Routed};
 use crate::app::{self, App};
-use crate::auth::{Permission, Principal};
+use crate::auth::Principal;
 use crate::body;
 use crate::dialects::DialectConfig;
-use crate::fault::{ApiError, ErrorKind};
-use crate::router::{Matched, Route};
+use crate::fault::ApiError;
+use crate::router::{JobRoutes, Matched, Route};
 
-/// Every path of the API starts here.
-const BASE: &str = "/data/core/ups/export/jobs";
 /// The API's name, and the label of its jobs (`jobs.dialect`).
 const NAME: &str = "aep";
 /// The header of a create's answer that names the job.
@@ -47,68 +45,9 @@ impl Aep {
             queue: config.aep_queue.clone(),
         }
     }
-}
 
-/// The routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Name {
-    Jobs,
-    Job,
-}
-
-static ROUTES: [Route<Name>; 2] = [
-    Route::new(BASE, &[Method::GET, Method::POST], Name::Jobs),
-    Route::new(
-        "/data/core/ups/export/jobs/{id}",
-        &[Method::GET, Method::DELETE],
-        Name::Job,
-    ),
-];
-
-/// The API owns anything under the collection: a path below it that names nothing is
-/// answered 404 in this API's fault shape.
-impl Routed for Aep {
-    type Name = Name;
-    const NAME: &'static str = NAME;
-    const PREFIX: &'static str = BASE;
-
-    fn table(&self) -> &'static [Route<Name>] {
-        &ROUTES
-    }
-
-    async fn answer(
-        &self,
-        app: &App,
-        principal: &Principal,
-        matched: Matched<Name>,
-        request: Request<Incoming>,
-    ) -> Answer {
-        match (matched.route.name, request.method()) {
-            (Name::Jobs, &Method::POST) => self.create(app, principal, request).await,
-            (Name::Jobs, _) => {
-                principal.require(Permission::Read)?;
-                list(app, principal, request.uri().query()).await
-            }
-            (Name::Job, &Method::DELETE) => {
-                principal.require(Permission::Write)?;
-                let id = job_id(&matched)?;
-                app.drain_body(request).await?;
-                delete(app, principal, id).await
-            }
-            (Name::Job, _) => {
-                principal.require(Permission::Read)?;
-                let id = job_id(&matched)?;
-                let job = app.labelled_job(principal, id, NAME).await?;
-                Ok(body::json(StatusCode::OK, &ExportJob::from(&job)))
-            }
-        }
-    }
-}
-
-impl Aep {
     /// `POST /data/core/ups/export/jobs`.
     async fn create(&self, app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
-        principal.require(Permission::Write)?;
         let identity = Identity::from_headers(request.headers())?;
         let idempotency = app::idempotency_key(request.headers()).map_err(ApiError::bad_request)?;
         let body: Value = app.json_body(request).await?;
@@ -120,29 +59,55 @@ impl Aep {
         let job = app.enqueue(principal, new, idempotency).await?;
         let mut response = body::json(StatusCode::OK, &ExportJob::from(&job));
         // The vendor's create answer names the job's href in `X-Location`.
-        if let Ok(location) = HeaderValue::from_str(&format!("{BASE}/{}", job.id)) {
-            response.headers_mut().insert(X_LOCATION, location);
-        }
+        let location = format!("{}/{}", Self::PREFIX, job.id);
+        body::set_header(&mut response, X_LOCATION, &location);
         Ok(response)
     }
 }
 
-/// The job id of a matched route; text that cannot be an id names no job: 404, like an
-/// unknown id.
-fn job_id(matched: &Matched<Name>) -> Result<i64, ApiError> {
-    matched.params.id("id").ok_or_else(|| {
-        ApiError::new(
-            ErrorKind::JobNotFound,
-            format!("export job `{}` not found", matched.params.text("id")),
-        )
-    })
+/// The API owns anything under the collection: a path below it that names nothing is
+/// answered 404 in this API's fault shape.
+impl Routed for Aep {
+    type Name = JobRoutes;
+    const NAME: &'static str = NAME;
+    const PREFIX: &'static str = "/data/core/ups/export/jobs";
+    const ROUTES: &'static [Route<JobRoutes>] = &[
+        Route::new(Self::PREFIX, &[Method::GET, Method::POST], JobRoutes::Jobs),
+        Route::new(
+            "/data/core/ups/export/jobs/{id}",
+            &[Method::GET, Method::DELETE],
+            JobRoutes::Job,
+        ),
+    ];
+
+    async fn answer(
+        &self,
+        app: &App,
+        principal: &Principal,
+        matched: Matched<JobRoutes>,
+        request: Request<Incoming>,
+    ) -> Answer {
+        match (matched.route.name, request.method()) {
+            (JobRoutes::Jobs, &Method::POST) => self.create(app, principal, request).await,
+            (JobRoutes::Jobs, _) => list(app, principal, request.uri().query()).await,
+            (JobRoutes::Job, &Method::DELETE) => {
+                let id = matched.params.job_id("id")?;
+                app.drain_body(request).await?;
+                delete(app, principal, id).await
+            }
+            (JobRoutes::Job, _) => {
+                let id = matched.params.job_id("id")?;
+                let job = app.labelled_job(principal, id, NAME).await?;
+                Ok(body::json(StatusCode::OK, &ExportJob::from(&job)))
+            }
+        }
+    }
 }
 
 /// `GET /data/core/ups/export/jobs`: export jobs only, newest first unless sorted otherwise.
 async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
     let params = ListParams::parse(query, app.limits.max_page)?;
-    let query = params.query();
-    let page = app.call(principal, move |store| store.list(&query)).await?;
+    let page = app.list(principal, params.query()).await?;
     let document = ExportJobPage::new(&page.jobs, params.sort_names(), params.next(&page));
     Ok(body::json(StatusCode::OK, &document))
 }
@@ -171,25 +136,20 @@ async fn delete(app: &App, principal: &Principal, id: i64) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Api;
 
     #[test]
     fn owns_everything_under_the_collection_and_routes_two_templates() {
-        let aep = Aep::new(&DialectConfig::default());
-        let job = Some(ROUTES[1].path);
-        for (path, template) in [
-            (BASE, Some(BASE)),
-            ("/data/core/ups/export/jobs/", Some(BASE)),
+        let job = Some(Aep::ROUTES[1].path);
+        let owned = [
+            (Aep::PREFIX, Some(Aep::PREFIX)),
+            ("/data/core/ups/export/jobs/", Some(Aep::PREFIX)),
             ("/data/core/ups/export/jobs/42/", job),
             ("/data/core/ups/export/jobs/{EXPORT_JOB_ID}", job),
             ("/data/core/ups/export/jobs/1/x", None),
             ("/data/core/ups/export/jobs//", None),
             ("/data/core/ups/export/jobs/%zz", None),
-        ] {
-            assert!(aep.owns(path), "{path}");
-            assert_eq!(aep.template(path), template, "{path}");
-        }
-        assert!(!aep.owns("/data/core/ups/export/jobsx"));
-        assert!(!aep.owns("/data/core/ups/export"));
+        ];
+        let foreign = ["/data/core/ups/export/jobsx", "/data/core/ups/export"];
+        crate::testing::routes(&Aep::new(&DialectConfig::default()), &owned, &foreign);
     }
 }

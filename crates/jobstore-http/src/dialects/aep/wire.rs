@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::list::page_offset;
+use crate::dialects::{hex, payload_text};
 use crate::fault::ApiError;
 use crate::query;
 use crate::time::{self, Form};
@@ -108,16 +109,13 @@ impl Identity {
     }
 }
 
-/// A header's text; `None` when absent or blank.
+/// A header's text, trimmed; `None` when absent or blank.
 fn header_text(headers: &http::HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(name) else {
-        return Ok(None);
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::bad_request(format!("{name} must be visible ASCII")))?
-        .trim();
-    Ok((!text.is_empty()).then(|| text.to_owned()))
+    let text = crate::app::header_text(headers, name).map_err(ApiError::bad_request)?;
+    Ok(text
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+        .map(str::to_owned))
 }
 
 /// A checked create request: the vendor members as sent (read-only members dropped).
@@ -156,11 +154,7 @@ impl TryFrom<Value> for ExportRequest {
             .pointer("/destination/datasetId")
             .and_then(Value::as_str);
         let dataset_id = dataset_id.unwrap_or_default().to_owned();
-        let Value::Object(mut members) = body else {
-            return Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ));
-        };
+        let mut members = crate::body::object(body, ApiError::bad_request)?;
         for name in READ_ONLY_MEMBERS {
             members.remove(name);
         }
@@ -428,12 +422,7 @@ struct ComputeGatewayJobId {
 impl From<&Job> for ExportJob {
     fn from(job: &Job) -> ExportJob {
         let mut request = job.payload.as_object().cloned().unwrap_or_default();
-        let text = |name| {
-            job.payload
-                .get(name)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
+        let text = |name| payload_text(job, name).map(str::to_owned);
         let ims_org_id = text("imsOrgId");
         let profile_instance_id =
             text("profileInstanceId").unwrap_or_else(|| DEFAULT_PROFILE_INSTANCE.to_owned());
@@ -456,20 +445,20 @@ impl From<&Job> for ExportJob {
                 destination.insert("batches".into(), Value::Array(batches.collect()));
             }
         }
+        let error = |code, msg: &str| {
+            let call_stack = String::new();
+            vec![ExportError {
+                code,
+                msg: msg.to_owned(),
+                call_stack,
+            }]
+        };
         let errors = match job.state {
-            State::Failed => vec![ExportError {
-                code: "unknown",
-                msg: job
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| "Export job failed".to_owned()),
-                call_stack: String::new(),
-            }],
-            State::Cancelled => vec![ExportError {
-                code: "cancelled",
-                msg: "Export job was cancelled".to_owned(),
-                call_stack: String::new(),
-            }],
+            State::Failed => error(
+                "unknown",
+                job.error.as_deref().unwrap_or("Export job failed"),
+            ),
+            State::Cancelled => error("cancelled", "Export job was cancelled"),
             _ => Vec::new(),
         };
         let progress = |name| job.progress.get(name);
@@ -528,10 +517,6 @@ fn digest(job: &Job, what: &str, index: usize) -> [u8; 32] {
 /// A batch id: 32 hex digits.
 fn batch_id(job: &Job, what: &str, index: usize) -> Value {
     Value::String(hex(&digest(job, what, index)[..16]))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// A version-4-shaped UUID from hash bytes.
@@ -610,6 +595,7 @@ pub(super) const CANCELLING: CancelAnswer = CancelAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::says;
     use serde_json::json;
 
     #[test]
@@ -625,24 +611,11 @@ mod tests {
     #[test]
     fn every_missing_member_is_named() {
         let err = ExportRequest::try_from(json!({})).unwrap_err();
-        assert!(
-            err.message.contains("destination.datasetId"),
-            "{}",
-            err.message
-        );
-        assert!(err.message.contains("schema.name"), "{}", err.message);
+        says(&err, "destination.datasetId");
+        says(&err, "schema.name");
         let err = ExportRequest::try_from(json!({"destination": 3, "schema": {}})).unwrap_err();
-        assert!(
-            err.message.contains("destination must be an object"),
-            "{}",
-            err.message
-        );
-        assert!(
-            err.message
-                .contains("missing required members: schema.name"),
-            "{}",
-            err.message
-        );
+        says(&err, "destination must be an object");
+        says(&err, "missing required members: schema.name");
         let ok = ExportRequest::try_from(json!({
             "destination": {"datasetId": "d", "batchId": "mine"},
             "schema": {"name": "_xdm.context.profile"},
@@ -681,9 +654,8 @@ mod tests {
             "2018-01-01T00:00:00Zjunk",
             "ü018-01-01T00:00:00Z",
         ] {
-            let err = request(bad).unwrap_err();
             let named = "filter.segmentQualificationTime.startTime must be an RFC 3339";
-            assert!(err.message.contains(named), "{bad}: {}", err.message);
+            says(&request(bad).unwrap_err(), named);
         }
     }
 }

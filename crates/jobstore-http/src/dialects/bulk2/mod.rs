@@ -20,7 +20,7 @@ use serde_json::json;
 use self::wire::{JobDetail, JobInfo};
 use crate::api::{Answer, Routed};
 use crate::app::App;
-use crate::auth::{Permission, Principal};
+use crate::auth::Principal;
 use crate::body::{self, ResponseBody};
 use crate::dialects::salesforce::bulk::{self, Action, PatchBody};
 use crate::dialects::salesforce::jobs::{self, BulkJobs, Charset};
@@ -30,9 +30,6 @@ use crate::router::{Matched, Miss, Route};
 
 /// The API's name: the label of its jobs.
 const NAME: &str = "bulk2";
-
-/// The path every route of this API starts with.
-const PREFIX: &str = "/services/data/";
 
 /// Bulk API 2.0, with its settings (the `bulk2_*` of [`DialectConfig`]).
 #[derive(Debug, Clone)]
@@ -63,78 +60,25 @@ const FAILED: &str = "results/failed";
 /// The output of the records never processed, as uploaded.
 const UNPROCESSED: &str = "results/unprocessed";
 
-static ROUTES: [Route<Name>; 10] = [
-    Route::new(
-        "/services/data/{version}/jobs/ingest",
-        &[Method::GET, Method::POST],
-        Name::IngestJobs,
-    ),
-    Route::new(
-        "/services/data/{version}/jobs/ingest/{id}",
-        &[Method::GET, Method::PATCH, Method::DELETE],
-        Name::IngestJob,
-    ),
-    Route::new(
-        "/services/data/{version}/jobs/ingest/{id}/batches",
-        &[Method::PUT],
-        Name::Batches,
-    ),
-    Route::new(
-        "/services/data/{version}/jobs/ingest/{id}/successfulResults",
-        &[Method::GET],
-        Name::Results(SUCCESSFUL),
-    ),
-    Route::new(
-        "/services/data/{version}/jobs/ingest/{id}/failedResults",
-        &[Method::GET],
-        Name::Results(FAILED),
-    ),
-    Route::new(
-        "/services/data/{version}/jobs/ingest/{id}/unprocessedrecords",
-        &[Method::GET],
-        Name::Results(UNPROCESSED),
-    ),
-    Route::new(
-        "/services/data/{version}/jobs/ingest/{id}/unprocessedRecords",
-        &[Method::GET],
-        Name::Results(UNPROCESSED),
-    ),
-    Route::new(
-        "/services/data/{version}/jobs/query",
-        &[Method::GET, Method::POST],
-        Name::QueryJobs,
-    ),
-    Route::new(
-        "/services/data/{version}/jobs/query/{id}",
-        &[Method::GET, Method::PATCH, Method::DELETE],
-        Name::QueryJob,
-    ),
-    Route::new(
-        "/services/data/{version}/jobs/query/{id}/results",
-        &[Method::GET],
-        Name::QueryResults,
-    ),
-];
-
 /// The core kind of ingest jobs.
 const INGEST: &str = "ingest";
 /// The core kind of query jobs.
 const QUERY: &str = "query";
 
-/// The request a handler answers: who asks, the job id (if the route has one), the API
-/// version of the path and the core kind of the jobs the route is about.
+/// The request a handler answers: who asks, the job id (a 404 where the route has none, or
+/// its text is not an id), the API version of the path and the core kind of the jobs the
+/// route is about.
 struct Asked<'a> {
     app: &'a App,
     principal: &'a Principal,
-    id: Option<i64>,
+    id: Result<i64, ApiError>,
     version: f64,
     kind: &'static str,
 }
 
 impl Asked<'_> {
     fn id(&self) -> Result<i64, ApiError> {
-        self.id
-            .ok_or_else(|| ApiError::from(Error::JobNotFound { id: 0 }))
+        self.id.clone()
     }
 
     /// This API's jobs of the route's kind.
@@ -169,7 +113,6 @@ impl Bulk2 {
     /// `POST …/jobs/ingest` and `POST …/jobs/query`.
     async fn create(&self, asked: &Asked<'_>, request: Request<Incoming>) -> Answer {
         let principal = asked.principal;
-        principal.require(Permission::Write)?;
         let body = asked.app.json_body(request).await?;
         let new = if asked.kind == QUERY {
             wire::new_query(body, principal, &self.queue, asked.version)?
@@ -185,7 +128,6 @@ impl Bulk2 {
     /// ([`BulkJobs::upload`]).
     async fn upload(&self, asked: &Asked<'_>, request: Request<Incoming>) -> Answer {
         let id = asked.id()?;
-        asked.principal.require(Permission::Write)?;
         let expected = "data is uploaded as `Content-Type: text/csv`";
         jobs::check_csv_type(request.headers(), Charset::Any, expected)?;
         asked
@@ -206,16 +148,11 @@ impl Bulk2 {
 /// `GET …/jobs/ingest` and `…/jobs/query`: a page of jobs of the route's kind, oldest
 /// first, with the locator of the next.
 async fn list(asked: &Asked<'_>, query: Option<&str>) -> Answer {
-    asked.principal.require(Permission::Read)?;
     let listing = list::listing(query, asked.kind, list::PAGE)?;
     let (jobs, more) = if listing.none {
         (Vec::new(), false)
     } else {
-        let query = listing.query;
-        let page = asked
-            .app
-            .call(asked.principal, move |store| store.list(&query))
-            .await?;
+        let page = asked.app.list(asked.principal, listing.query).await?;
         (page.jobs, page.has_more)
     };
     let records: Vec<JobInfo> = jobs.iter().map(JobInfo::from).collect();
@@ -240,7 +177,6 @@ async fn list(asked: &Asked<'_>, query: Option<&str>) -> Answer {
 /// `GET …/jobs/ingest/{id}/successfulResults`, `failedResults`, `unprocessedrecords`: the
 /// CSV the job's worker uploaded as `output`, streamed; empty when it uploaded none.
 async fn results(asked: &Asked<'_>, output: &'static str) -> Answer {
-    asked.principal.require(Permission::Read)?;
     let id = asked.id()?;
     let reader = asked
         .jobs()
@@ -258,7 +194,6 @@ async fn results(asked: &Asked<'_>, output: &'static str) -> Answer {
 /// `GET …/jobs/query/{id}/results`: a page of a JobComplete query job's result CSV
 /// (`pages`), asked with the API version the job was created with.
 async fn query_results(asked: &Asked<'_>, query: Option<&str>) -> Answer {
-    asked.principal.require(Permission::Read)?;
     let wanted = pages::request(query)?;
     let (id, version) = (asked.id()?, asked.version);
     let jobs = asked.jobs();
@@ -318,15 +253,12 @@ async fn query_results(asked: &Asked<'_>, query: Option<&str>) -> Answer {
     let headers = response.headers_mut();
     headers.insert("Sforce-NumberOfRecords", records.into());
     let locator = next.map_or_else(|| "null".to_owned(), |next| next.to_string());
-    if let Ok(locator) = http::HeaderValue::from_str(&locator) {
-        headers.insert("Sforce-Locator", locator);
-    }
+    body::set_header(&mut response, "Sforce-Locator", &locator);
     Ok(response)
 }
 
 /// `GET …/jobs/ingest/{id}`.
 async fn get(asked: &Asked<'_>) -> Answer {
-    asked.principal.require(Permission::Read)?;
     let detail = asked
         .jobs()
         .read(asked.app, asked.principal, asked.id()?, |store, job| {
@@ -339,7 +271,6 @@ async fn get(asked: &Asked<'_>) -> Answer {
 /// `PATCH …/jobs/ingest/{id}`: close or abort ([`BulkJobs::patch`]); a query job is only
 /// aborted.
 async fn patch(asked: &Asked<'_>, request: Request<Incoming>) -> Answer {
-    asked.principal.require(Permission::Write)?;
     let body = asked.app.json_body(request).await?;
     let action = Action::patched(body, PatchBody::StateAsSpelled)?;
     if asked.kind == QUERY && action == Action::Close {
@@ -354,26 +285,66 @@ async fn patch(asked: &Asked<'_>, request: Request<Incoming>) -> Answer {
     Ok(body::json(StatusCode::OK, &JobInfo::from(&job)))
 }
 
-/// `DELETE …/jobs/ingest/{id}`: UploadComplete or finished ([`BulkJobs::delete`]).
-async fn delete(asked: &Asked<'_>) -> Answer {
-    asked.principal.require(Permission::Write)?;
-    let (app, principal) = (asked.app, asked.principal);
-    asked.jobs().delete(app, principal, asked.id()?).await?;
-    Ok(body::empty(StatusCode::NO_CONTENT))
-}
-
 impl Routed for Bulk2 {
     type Name = Name;
     const NAME: &'static str = NAME;
-    const PREFIX: &'static str = PREFIX;
-
-    fn table(&self) -> &'static [Route<Name>] {
-        &ROUTES
-    }
+    const PREFIX: &'static str = "/services/data/";
+    const ROUTES: &'static [Route<Name>] = &[
+        Route::new(
+            "/services/data/{version}/jobs/ingest",
+            &[Method::GET, Method::POST],
+            Name::IngestJobs,
+        ),
+        Route::new(
+            "/services/data/{version}/jobs/ingest/{id}",
+            &[Method::GET, Method::PATCH, Method::DELETE],
+            Name::IngestJob,
+        ),
+        Route::new(
+            "/services/data/{version}/jobs/ingest/{id}/batches",
+            &[Method::PUT],
+            Name::Batches,
+        ),
+        Route::new(
+            "/services/data/{version}/jobs/ingest/{id}/successfulResults",
+            &[Method::GET],
+            Name::Results(SUCCESSFUL),
+        ),
+        Route::new(
+            "/services/data/{version}/jobs/ingest/{id}/failedResults",
+            &[Method::GET],
+            Name::Results(FAILED),
+        ),
+        Route::new(
+            "/services/data/{version}/jobs/ingest/{id}/unprocessedrecords",
+            &[Method::GET],
+            Name::Results(UNPROCESSED),
+        ),
+        Route::new(
+            "/services/data/{version}/jobs/ingest/{id}/unprocessedRecords",
+            &[Method::GET],
+            Name::Results(UNPROCESSED),
+        ),
+        Route::new(
+            "/services/data/{version}/jobs/query",
+            &[Method::GET, Method::POST],
+            Name::QueryJobs,
+        ),
+        Route::new(
+            "/services/data/{version}/jobs/query/{id}",
+            &[Method::GET, Method::PATCH, Method::DELETE],
+            Name::QueryJob,
+        ),
+        Route::new(
+            "/services/data/{version}/jobs/query/{id}/results",
+            &[Method::GET],
+            Name::QueryResults,
+        ),
+    ];
 
     /// `/services/data/{version}/jobs/ingest`, `…/jobs/query` and everything under them.
     fn owns_path(&self, path: &str) -> bool {
-        let Some(rest) = path.strip_prefix(PREFIX) else {
+        let Some(rest) = path.strip_prefix(Self::PREFIX) else {
             return false;
         };
         let Some((_, rest)) = rest.split_once('/') else {
@@ -405,7 +376,7 @@ impl Routed for Bulk2 {
         let asked = Asked {
             app,
             principal,
-            id: matched.params.id("id"),
+            id: matched.params.job_id("id"),
             version: version(&matched)?,
             kind: match matched.route.name {
                 Name::QueryJobs | Name::QueryJob | Name::QueryResults => QUERY,
@@ -419,7 +390,9 @@ impl Routed for Bulk2 {
             (Name::IngestJobs | Name::QueryJobs, _) => list(&asked, request.uri().query()).await,
             (Name::IngestJob | Name::QueryJob, Method::GET) => get(&asked).await,
             (Name::IngestJob | Name::QueryJob, Method::PATCH) => patch(&asked, request).await,
-            (Name::IngestJob | Name::QueryJob, _) => delete(&asked).await,
+            (Name::IngestJob | Name::QueryJob, _) => {
+                asked.jobs().delete(app, principal, asked.id()?).await
+            }
             (Name::Batches, _) => self.upload(&asked, request).await,
             (Name::Results(output), _) => results(&asked, output).await,
             (Name::QueryResults, _) => query_results(&asked, request.uri().query()).await,
@@ -435,12 +408,10 @@ impl Routed for Bulk2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Api;
 
     #[test]
     fn the_api_owns_its_paths_and_names_its_routes() {
-        let api = Bulk2::new(&DialectConfig::default());
-        for (path, template) in [
+        let owned = [
             (
                 "/services/data/v58.0/jobs/ingest/",
                 Some("/services/data/{version}/jobs/ingest"),
@@ -454,18 +425,14 @@ mod tests {
                 "/services/data/v58.0/jobs/query/42",
                 Some("/services/data/{version}/jobs/query/{id}"),
             ),
-        ] {
-            assert!(api.owns(path), "{path}");
-            assert_eq!(api.template(path), template, "{path}");
-        }
-        for path in [
+        ];
+        let foreign = [
             "/services/data/v58.0/sobjects",
             "/services/data/v58.0/jobs/ingestx",
             "/services/data/v58.0/jobs/queryx",
             "/services/data",
             "/api/v1/ingest/jobs",
-        ] {
-            assert!(!api.owns(path), "{path}");
-        }
+        ];
+        crate::testing::routes(&Bulk2::new(&DialectConfig::default()), &owned, &foreign);
     }
 }

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use super::NAME;
 use crate::auth::Principal;
 use crate::dialects::csv::{CsvRules, LineEnding};
+use crate::dialects::payload_text;
 use crate::dialects::salesforce::bulk::{self, Counters, create_members, invalid_job, text_member};
 use crate::fault::ApiError;
 use crate::time::rfc3339_millis;
@@ -20,16 +21,8 @@ const FIRST_VERSION: u32 = 41;
 /// The API version a path segment names (`v58.0`), as its number; `None` for anything else or
 /// a version before 41.0.
 pub(crate) fn version(segment: &str) -> Option<f64> {
-    let (major, minor) = segment.strip_prefix('v')?.split_once('.')?;
-    let digits = |text: &str| {
-        !text.is_empty() && text.len() <= 3 && text.bytes().all(|b| b.is_ascii_digit())
-    };
-    if !digits(major) || minor.len() != 1 || !digits(minor) {
-        return None;
-    }
-    let number: u32 = major.parse().ok()?;
-    let minor: u32 = minor.parse().ok()?;
-    (number >= FIRST_VERSION).then(|| f64::from(number) + f64::from(minor) / 10.0)
+    let (major, minor) = crate::router::version(segment, '.', 3, 1)?;
+    (major >= FIRST_VERSION).then(|| f64::from(major) + f64::from(minor) / 10.0)
 }
 
 /// The operations of ingest jobs.
@@ -213,12 +206,12 @@ fn soql_object(query: &str) -> Option<String> {
 
 /// The rules a batch of `job` is checked by: a header row, the job's delimiter and line end.
 pub(crate) fn csv_rules(job: &Job) -> CsvRules {
-    let delimiter = job.payload.get("columnDelimiter").and_then(Value::as_str);
+    let delimiter = payload_text(job, "columnDelimiter");
     let delimiter = DELIMITERS
         .iter()
         .find(|(name, _)| Some(*name) == delimiter)
         .map_or(b',', |(_, byte)| *byte);
-    let line_ending = match job.payload.get("lineEnding").and_then(Value::as_str) {
+    let line_ending = match payload_text(job, "lineEnding") {
         Some("CRLF") => LineEnding::Crlf,
         _ => LineEnding::Lf,
     };
@@ -237,12 +230,9 @@ fn api_version(job: &Job) -> f64 {
         .unwrap_or(f64::from(FIRST_VERSION))
 }
 
-fn payload_text(job: &Job, name: &str, default: &str) -> String {
-    job.payload
-        .get(name)
-        .and_then(Value::as_str)
-        .unwrap_or(default)
-        .to_owned()
+/// The string member `name` of the job's payload, or `default`.
+fn payload_or(job: &Job, name: &str, default: &str) -> String {
+    payload_text(job, name).unwrap_or(default).to_owned()
 }
 
 /// An ingest job as create, PATCH and list answer it.
@@ -274,25 +264,21 @@ impl From<&Job> for JobInfo {
         let ingest = job.kind == "ingest";
         JobInfo {
             id: job.id.to_string(),
-            operation: payload_text(job, "operation", "insert"),
+            operation: payload_or(job, "operation", "insert"),
             object: job.target.clone(),
             created_by_id: job.created_by.clone(),
             created_date: rfc3339_millis(job.created_at),
             system_modstamp: rfc3339_millis(job.updated_at),
             state: bulk::state_of(job),
-            external_id_field_name: job
-                .payload
-                .get("externalIdFieldName")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            external_id_field_name: payload_text(job, "externalIdFieldName").map(str::to_owned),
             concurrency_mode: "Parallel",
             content_type: "CSV",
             api_version: version,
             job_type: if ingest { "V2Ingest" } else { "V2Query" },
             content_url: ingest
                 .then(|| format!("services/data/v{version:.1}/jobs/ingest/{}/batches", job.id)),
-            line_ending: payload_text(job, "lineEnding", "LF"),
-            column_delimiter: payload_text(job, "columnDelimiter", "COMMA"),
+            line_ending: payload_or(job, "lineEnding", "LF"),
+            column_delimiter: payload_or(job, "columnDelimiter", "COMMA"),
         }
     }
 }

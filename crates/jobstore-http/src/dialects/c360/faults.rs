@@ -5,44 +5,23 @@ use http::Response;
 
 use super::C360;
 use crate::body::ResponseBody;
-use crate::dialects::salesforce;
-use crate::fault::{ApiError, ErrorKind, Faults};
+use crate::dialects::salesforce::{self, Codes};
+use crate::fault::{ApiError, Faults};
 
-/// The `errorCode` of each kind of fault (Salesforce REST names).
-fn code(kind: ErrorKind) -> &'static str {
-    use ErrorKind as K;
-    match kind {
-        K::InvalidJson => "JSON_PARSER_ERROR",
-        K::InvalidQuery | K::UnknownSortField | K::InvalidCursor => "INVALID_QUERY_PARAMETER",
-        K::InvalidRequest | K::InvalidData => "INVALID_FIELD",
-        K::Unauthorized => "INVALID_SESSION_ID",
-        K::Forbidden => "INSUFFICIENT_ACCESS",
-        K::JobNotFound | K::DefinitionNotFound | K::StepNotFound | K::RouteNotFound => "NOT_FOUND",
-        K::MethodNotAllowed => "METHOD_NOT_ALLOWED",
-        K::BodyTimeout => "REQUEST_TIMEOUT",
-        K::BodyTooLarge | K::DataBatchTooLarge => "REQUEST_TOO_LARGE",
-        K::JobAlreadyRunning
-        | K::InvalidTransition
-        | K::StaleLease
-        | K::NotRestartable
-        | K::NothingToRestart
-        | K::DefinitionInvalid
-        | K::DefinitionDisabled
-        | K::InvalidStepTransition
-        | K::TooManyDataBatches => "CONFLICT",
-        K::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
-        K::TooManyRequests => "REQUEST_LIMIT_EXCEEDED",
-        K::OutcomeUnknown | K::Busy | K::StorageUnavailable | K::ShuttingDown | K::Overloaded => {
-            "SERVER_UNAVAILABLE"
-        }
-        K::Internal => "UNKNOWN_EXCEPTION",
-    }
-}
+/// The codes of the kinds C360 names its own way (Salesforce REST names).
+const CODES: Codes = Codes {
+    conflict: "CONFLICT",
+    too_many_batches: "CONFLICT",
+    invalid_request: "INVALID_FIELD",
+    invalid_data: "INVALID_FIELD",
+    invalid_query: "INVALID_QUERY_PARAMETER",
+    key_reused: "IDEMPOTENCY_KEY_REUSED",
+};
 
 /// Renders every fault of this API.
 impl Faults for C360 {
     fn render(&self, err: &ApiError) -> Response<ResponseBody> {
-        salesforce::render(err, code, "The requested job does not exist")
+        salesforce::render(err, &CODES, "The requested job does not exist")
     }
 }
 
@@ -50,27 +29,14 @@ impl Faults for C360 {
 mod tests {
     use super::*;
     use crate::dialects::DialectConfig;
+    use crate::fault::ErrorKind;
 
     #[test]
     fn every_kind_renders_with_its_status() {
         let api = C360::new(&DialectConfig::default());
-        for kind in ErrorKind::ALL {
-            let response = api.render(&ApiError::new(kind, "x"));
-            assert_eq!(response.status(), kind.status(), "{kind:?}");
-        }
+        crate::testing::renders_every_kind(|err| api.render(err), ErrorKind::status);
         let own = salesforce::own("REQUIRED_FIELD_MISSING", "jobType");
         assert_eq!(api.render(&own).status(), http::StatusCode::BAD_REQUEST);
-    }
-
-    /// A database out of reach is the vendor's 503, with `Retry-After`, like a busy store.
-    #[test]
-    fn storage_out_of_reach_is_server_unavailable() {
-        let api = C360::new(&DialectConfig::default());
-        let err = ApiError::from(jobstore::Error::Unavailable("refused".into()));
-        let response = api.render(&err);
-        assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
-        assert!(response.headers().contains_key(http::header::RETRY_AFTER));
-        assert_eq!(code(err.kind), code(ErrorKind::Busy));
-        assert_eq!(code(err.kind), "SERVER_UNAVAILABLE");
+        salesforce::assert_codes(&CODES);
     }
 }

@@ -11,26 +11,22 @@ mod faults;
 mod list;
 mod wire;
 
-use http::{HeaderValue, Method, Request, StatusCode, header};
+use http::{Method, Request, StatusCode, header};
 use hyper::body::Incoming;
-use jobstore::NewJob;
+use jobstore::{Error, NewJob};
 use serde_json::Value;
 
-use self::list::ListParams;
 use self::wire::{CreateJobRequest, JobDocument, ListEnvelope};
 use crate::api::{Answer, Routed};
 use crate::app::App;
-use crate::auth::{Permission, Principal};
+use crate::auth::Principal;
 use crate::body;
 use crate::dialects::{DialectConfig, salesforce};
-use crate::fault::{ApiError, ErrorKind};
-use crate::router::{Matched, Miss, Route};
+use crate::fault::ApiError;
+use crate::router::{JobRoutes, Matched, Miss, Route};
 
 /// The label of jobs created here.
 const NAME: &str = "c360";
-
-/// Every path of this API starts here.
-const DOMAIN: &str = "/datamanager";
 
 /// The Jobs resource.
 const JOBS: &str = "/datamanager/datatools/v1.0/jobs";
@@ -50,31 +46,37 @@ impl C360 {
             connected_sources: config.c360_connected_sources.clone(),
         }
     }
-}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Name {
-    Jobs,
-    Job,
+    /// `POST .../jobs`: runs a data job.
+    async fn create(&self, app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
+        let idempotency = crate::app::idempotency_key(request.headers())
+            .map_err(|message| salesforce::own("INVALID_FIELD", message))?;
+        let body: Value = app.json_body(request).await?;
+        let create = CreateJobRequest::try_from(body)?;
+        create.check_data_source(&self.connected_sources)?;
+        let new = NewJob::from(create)
+            .queue(self.queue.clone())
+            .created_by(principal.name.clone());
+        let job = app.enqueue(principal, new, idempotency).await?;
+        let mut response = body::json(StatusCode::CREATED, &JobDocument::try_from(&job)?);
+        let location = format!("{JOBS}/{}", job.id);
+        body::set_header(&mut response, header::LOCATION, &location);
+        Ok(response)
+    }
 }
-
-static ROUTES: [Route<Name>; 2] = [
-    Route::new(JOBS, &[Method::GET, Method::POST], Name::Jobs),
-    Route::new(
-        "/datamanager/datatools/v1.0/jobs/{jobId}",
-        &[Method::GET],
-        Name::Job,
-    ),
-];
 
 impl Routed for C360 {
-    type Name = Name;
+    type Name = JobRoutes;
     const NAME: &'static str = NAME;
-    const PREFIX: &'static str = DOMAIN;
-
-    fn table(&self) -> &'static [Route<Name>] {
-        &ROUTES
-    }
+    const PREFIX: &'static str = "/datamanager";
+    const ROUTES: &'static [Route<JobRoutes>] = &[
+        Route::new(JOBS, &[Method::GET, Method::POST], JobRoutes::Jobs),
+        Route::new(
+            "/datamanager/datatools/v1.0/jobs/{jobId}",
+            &[Method::GET],
+            JobRoutes::Job,
+        ),
+    ];
 
     fn miss(&self, miss: Miss, method: &Method, path: &str) -> ApiError {
         let message = match &miss {
@@ -90,62 +92,34 @@ impl Routed for C360 {
         &self,
         app: &App,
         principal: &Principal,
-        matched: Matched<Name>,
+        matched: Matched<JobRoutes>,
         request: Request<Incoming>,
     ) -> Answer {
         match (matched.route.name, request.method()) {
-            (Name::Jobs, &Method::POST) => self.create(app, principal, request).await,
-            (Name::Jobs, _) => list(app, principal, request.uri().query()).await,
-            (Name::Job, _) => get(app, principal, &matched).await,
+            (JobRoutes::Jobs, &Method::POST) => self.create(app, principal, request).await,
+            (JobRoutes::Jobs, _) => list(app, principal, request.uri().query()).await,
+            (JobRoutes::Job, _) => get(app, principal, &matched).await,
         }
-    }
-}
-
-impl C360 {
-    /// `POST .../jobs`: runs a data job.
-    async fn create(&self, app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
-        principal.require(Permission::Write)?;
-        let idempotency = crate::app::idempotency_key(request.headers())
-            .map_err(|message| salesforce::own("INVALID_FIELD", message))?;
-        let body: Value = app.json_body(request).await?;
-        let create = CreateJobRequest::try_from(body)?;
-        create.check_data_source(&self.connected_sources)?;
-        let new = NewJob::from(create)
-            .queue(self.queue.clone())
-            .created_by(principal.name.clone());
-        let job = app.enqueue(principal, new, idempotency).await?;
-        let mut response = body::json(StatusCode::CREATED, &JobDocument::try_from(&job)?);
-        if let Ok(location) = HeaderValue::from_str(&format!("{JOBS}/{}", job.id)) {
-            response.headers_mut().insert(header::LOCATION, location);
-        }
-        Ok(response)
     }
 }
 
 /// `GET .../jobs/{jobId}`: one C360 job of the caller's tenant.
-async fn get(app: &App, principal: &Principal, matched: &Matched<Name>) -> Answer {
-    principal.require(Permission::Read)?;
-    let not_found = || ApiError::new(ErrorKind::JobNotFound, "");
-    let id = matched.params.id("jobId").ok_or_else(not_found)?;
+async fn get(app: &App, principal: &Principal, matched: &Matched<JobRoutes>) -> Answer {
+    let id = matched.params.job_id("jobId")?;
     let job = app.labelled_job(principal, id, NAME).await?;
-    let document = JobDocument::try_from(&job).map_err(|_| not_found())?;
+    let document = JobDocument::try_from(&job).map_err(|_| Error::JobNotFound { id })?;
     Ok(body::json(StatusCode::OK, &document))
 }
 
 /// `GET .../jobs`: one page of the caller's C360 jobs.
 async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
-    principal.require(Permission::Read)?;
-    let params = ListParams::parse(query)?;
-    let query = params.to_query();
-    let page = app.call(principal, move |store| store.list(&query)).await?;
+    let listing = list::listing(query)?;
+    let page = app.list(principal, listing.query).await?;
+    let jobs = page.jobs.iter().map(JobDocument::try_from);
     let envelope = ListEnvelope {
-        jobs: page
-            .jobs
-            .iter()
-            .map(JobDocument::try_from)
-            .collect::<Result<_, _>>()?,
-        page: params.page,
-        results_per_page: params.results_per_page,
+        jobs: jobs.collect::<Result<_, _>>()?,
+        page: listing.page,
+        results_per_page: listing.results_per_page,
         total_results: page.total.unwrap_or(0),
     };
     Ok(body::json(StatusCode::OK, &envelope))
@@ -154,18 +128,16 @@ async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Api;
 
     #[test]
     fn the_api_owns_its_domain_only() {
+        let owned = [
+            ("/datamanager/datatools/v1.0/data-sources", None),
+            ("/datamanager", None),
+            (&format!("{JOBS}/42/"), Some(C360::ROUTES[1].path)),
+            (&format!("{JOBS}/4/files"), None),
+        ];
         let api = C360::new(&DialectConfig::default());
-        assert!(api.owns("/datamanager/datatools/v1.0/data-sources"));
-        assert!(api.owns("/datamanager"));
-        assert!(!api.owns("/datamanagers"));
-        assert_eq!(
-            api.template(&format!("{JOBS}/42/")),
-            Some("/datamanager/datatools/v1.0/jobs/{jobId}")
-        );
-        assert_eq!(api.template(&format!("{JOBS}/4/files")), None);
+        crate::testing::routes(&api, &owned, &["/datamanagers"]);
     }
 }

@@ -6,8 +6,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::NAME;
-use crate::dialects::salesforce::own;
+use crate::dialects::{self, salesforce::own};
 use crate::fault::ApiError;
+use crate::query;
 use crate::time::millis_offset;
 
 /// The prefix a data source that is not connected must carry in GPtoFS and FStoGP bodies.
@@ -49,10 +50,6 @@ impl JobType {
     /// Whether a data source that is not connected must carry the `external://` prefix.
     fn checks_source(self) -> bool {
         matches!(self.0, "GPtoFS" | "FStoGP")
-    }
-
-    fn valid_list() -> String {
-        JobType::ALL.map(JobType::as_str).join(", ")
     }
 }
 
@@ -144,12 +141,7 @@ impl TryFrom<Value> for CreateJobRequest {
     type Error = ApiError;
 
     fn try_from(body: Value) -> Result<Self, ApiError> {
-        let Value::Object(body) = body else {
-            return Err(own(
-                "JSON_PARSER_ERROR",
-                "the request body must be a JSON object",
-            ));
-        };
+        let body = crate::body::object(body, |message| own("JSON_PARSER_ERROR", message))?;
         let text = |member: &str| -> Result<Option<String>, ApiError> {
             match body.get(member) {
                 None | Some(Value::Null) => Ok(None),
@@ -158,24 +150,15 @@ impl TryFrom<Value> for CreateJobRequest {
                 Some(_) => Err(own("INVALID_FIELD", format!("{member} must be a string"))),
             }
         };
+        let types = JobType::ALL.map(|t| (t.as_str(), t));
         let job_type = text("jobType")?.ok_or_else(|| {
-            own(
-                "REQUIRED_FIELD_MISSING",
-                format!(
-                    "Required fields are missing: [jobType]; valid job types: {}",
-                    JobType::valid_list()
-                ),
-            )
+            let valid = types.map(|(name, _)| name).join(", ");
+            let message =
+                format!("Required fields are missing: [jobType]; valid job types: {valid}");
+            own("REQUIRED_FIELD_MISSING", message)
         })?;
-        let job_type = JobType::parse(&job_type).ok_or_else(|| {
-            own(
-                "INVALID_FIELD",
-                format!(
-                    "jobType: unknown value `{job_type}`; valid: {}",
-                    JobType::valid_list()
-                ),
-            )
-        })?;
+        let job_type = query::choose("jobType", &job_type, &types)
+            .map_err(|err| own("INVALID_FIELD", err.message))?;
         Ok(CreateJobRequest {
             job_type,
             name: text("name")?,
@@ -280,12 +263,7 @@ impl TryFrom<&Job> for JobDocument {
             ApiError::internal()
         })?;
         let non_empty = |text: &str| (!text.is_empty()).then(|| text.to_owned());
-        let payload_text = |member: &str| {
-            job.payload
-                .get(member)
-                .and_then(Value::as_str)
-                .and_then(non_empty)
-        };
+        let payload_text = |member| dialects::payload_text(job, member).and_then(non_empty);
         let status = Status::of(job);
         Ok(JobDocument {
             id: job.id.to_string(),

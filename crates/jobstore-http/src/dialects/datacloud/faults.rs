@@ -1,6 +1,6 @@
 //! Faults as Salesforce REST APIs render them, `[{"errorCode": "...", "message": "..."}]`,
-//! 401 and 403 included. Every kind has its code ([`code`]: the codes of every Salesforce bulk
-//! job API, `dialects::salesforce::bulk`); the dialect's own checks of a request body or its
+//! 401 and 403 included. Every kind has its code (those of every Salesforce bulk job API,
+//! `dialects::salesforce::bulk::CODES`); the dialect's own checks of a request body or its
 //! Content-Type answer with the codes Salesforce gives them, and a state change the core
 //! refuses is worded for what the request asked (`BulkJobs::refuse`).
 
@@ -11,19 +11,14 @@ use crate::body::ResponseBody;
 use crate::dialects::salesforce::{self, bulk};
 use crate::fault::{ApiError, ErrorKind, Faults};
 
-/// The `errorCode` of each kind; a refused list parameter is `INVALID_QUERY_PARAMETER`.
-pub(crate) fn code(kind: ErrorKind) -> &'static str {
-    bulk::code(kind, "INVALID_QUERY_PARAMETER")
-}
-
 impl Faults for DataCloud {
     /// The Salesforce document; the batch limit is a bad request here, not a conflict.
     fn render(&self, err: &ApiError) -> Response<ResponseBody> {
+        let mut err = err.clone();
         if err.kind == ErrorKind::TooManyDataBatches && err.status == StatusCode::CONFLICT {
-            let err = err.clone().with_status(StatusCode::BAD_REQUEST);
-            return salesforce::render(&err, code, bulk::NOT_FOUND);
+            err.status = StatusCode::BAD_REQUEST;
         }
-        salesforce::render(err, code, bulk::NOT_FOUND)
+        salesforce::render(&err, &bulk::CODES, bulk::NOT_FOUND)
     }
 }
 
@@ -31,34 +26,18 @@ impl Faults for DataCloud {
 mod tests {
     use super::*;
 
-    /// Every kind is answered with a Salesforce code and its status (the batch limit as 400).
+    /// Every kind is answered with a Salesforce code and its status (the batch limit as 400), a
+    /// database out of reach with the vendor's 503.
     #[test]
     fn every_kind_has_a_code_and_a_status() {
         let api = DataCloud::new(&crate::DialectConfig::default());
-        for kind in ErrorKind::ALL {
-            let code = code(kind);
-            assert!(
-                code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
-                "{code}"
-            );
-            let answer = api.render(&ApiError::new(kind, "x"));
-            let status = if kind == ErrorKind::TooManyDataBatches {
-                StatusCode::BAD_REQUEST
-            } else {
-                kind.status()
-            };
-            assert_eq!(answer.status(), status, "{kind:?}");
-        }
-    }
-
-    /// A database out of reach is the vendor's 503, with `Retry-After`, like a busy store.
-    #[test]
-    fn storage_out_of_reach_is_server_unavailable() {
-        let api = DataCloud::new(&crate::DialectConfig::default());
-        let err = ApiError::from(jobstore::Error::Unavailable("refused".into()));
-        let response = api.render(&err);
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(response.headers().contains_key(http::header::RETRY_AFTER));
-        assert_eq!(code(err.kind), "SERVER_UNAVAILABLE");
+        crate::testing::renders_every_kind(
+            |err| api.render(err),
+            |kind| match kind {
+                ErrorKind::TooManyDataBatches => StatusCode::BAD_REQUEST,
+                kind => kind.status(),
+            },
+        );
+        salesforce::assert_codes(&bulk::CODES);
     }
 }

@@ -8,13 +8,7 @@ use jobstore::{Direction, ListQuery, Pagination, SortField, State};
 use super::NAME;
 use crate::dialects::salesforce::bulk;
 use crate::fault::ApiError;
-use crate::query::{self, OverMax, PageSize, Query};
-
-const PAGE: PageSize = PageSize {
-    default: 20,
-    max: 100,
-    over_max: OverMax::Clamp,
-};
+use crate::query::{self, OverMax, Query};
 
 /// The `orderBy` fields, matched case-insensitively.
 const FIELDS: [(&str, SortField); 5] = [
@@ -31,23 +25,20 @@ const FIELDS: [(&str, SortField); 5] = [
 /// `InvalidQuery` naming the parameter: an unknown one, a bad value.
 pub(crate) fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     let mut query = Query::parse(raw)?.blank_is_absent();
-    let limit = query.page_size("limit", PAGE)?;
+    let limit = query.page_size("limit", 20, 100, OverMax::Clamp)?;
     let offset = query.int("offset", 0, i64::MAX)?.unwrap_or(0);
     let order = query.one("orderBy")?.or(query.one("orderby")?);
     let (sort, direction) = match order {
         Some(order) => order_by(&order)?,
         None => (SortField::UpdatedAt, Direction::Desc),
     };
-    let mut states = Vec::new();
-    for name in query.list("states").into_iter().chain(query.list("state")) {
-        let state = bulk::state_named(&name).ok_or_else(|| {
+    let names = query.list("states").into_iter().chain(query.list("state"));
+    let states = query::distinct(names.map(|name| {
+        bulk::state_named(&name).ok_or_else(|| {
             let valid = State::ALL.map(bulk::state_name).join(", ");
             query::invalid(format!("unknown state `{name}`; valid states: {valid}"))
-        })?;
-        if !states.contains(&state) {
-            states.push(state);
-        }
-    }
+        })
+    }))?;
     query.finish()?;
     Ok(ListQuery {
         dialects: vec![NAME.to_owned()],
@@ -116,7 +107,7 @@ mod tests {
         let query = list_query(Some("orderby=&states=&limit=&offset=")).unwrap();
         assert_eq!(query.sort, Some(SortField::UpdatedAt));
         assert_eq!(query.direction, Direction::Desc);
-        assert_eq!(query.limit, Some(PAGE.default));
+        assert_eq!(query.limit, Some(20));
         assert!(query.states.is_empty() && query.any_of.is_empty());
         assert_eq!(query.dialects, [NAME]);
         let query = list_query(Some(
@@ -133,7 +124,7 @@ mod tests {
         assert_eq!(in_progress.any_of[1].all_of, [started()]);
         assert_eq!(query.sort, Some(SortField::Target));
         assert_eq!(query.direction, Direction::Asc);
-        assert_eq!(query.limit, Some(PAGE.max));
+        assert_eq!(query.limit, Some(100));
         assert_eq!(query.page, Pagination::Offset(3));
         for bad in [
             "states=Done",

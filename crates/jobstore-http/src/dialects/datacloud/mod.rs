@@ -20,7 +20,7 @@ use serde_json::json;
 use self::wire::{JobDetail, JobInfo, Operation};
 use crate::api::{Answer, Routed};
 use crate::app::App;
-use crate::auth::{Permission, Principal};
+use crate::auth::Principal;
 use crate::body::{self, ResponseBody};
 use crate::dialects::csv::CsvRules;
 use crate::dialects::salesforce::bulk::{self, Action, PatchBody};
@@ -39,9 +39,6 @@ const JOBS: BulkJobs = BulkJobs {
     uploads: "batches",
 };
 
-/// The path every route of this API starts with.
-const PREFIX: &str = "/api/v1/ingest/jobs";
-
 /// The Data Cloud Ingest API, with its settings (the `datacloud_*` of [`DialectConfig`]).
 #[derive(Debug, Clone)]
 pub(crate) struct DataCloud {
@@ -59,20 +56,6 @@ pub(crate) enum Name {
     Batches,
 }
 
-static ROUTES: [Route<Name>; 3] = [
-    Route::new(PREFIX, &[Method::GET, Method::POST], Name::Jobs),
-    Route::new(
-        "/api/v1/ingest/jobs/{id}",
-        &[Method::GET, Method::PATCH, Method::DELETE],
-        Name::Job,
-    ),
-    Route::new(
-        "/api/v1/ingest/jobs/{id}/batches",
-        &[Method::PUT],
-        Name::Batches,
-    ),
-];
-
 impl DataCloud {
     /// The API with the settings of `config`.
     pub(crate) fn new(config: &DialectConfig) -> DataCloud {
@@ -88,7 +71,6 @@ impl DataCloud {
 
     /// `POST /api/v1/ingest/jobs`.
     async fn create(&self, app: &App, principal: &Principal, request: Request<Incoming>) -> Answer {
-        principal.require(Permission::Write)?;
         let idempotency = crate::app::idempotency_key(request.headers())
             .map_err(|message| salesforce::own("INVALIDJOB", message))?;
         let new = wire::new_job(app.json_body(request).await?, principal, &self.queue)?;
@@ -105,7 +87,6 @@ impl DataCloud {
         id: i64,
         request: Request<Incoming>,
     ) -> Answer {
-        principal.require(Permission::Write)?;
         let expected = "batches are uploaded as `Content-Type: text/csv` (UTF-8)";
         jobs::check_csv_type(request.headers(), Charset::Utf8, expected)?;
         let rules = |job: &Job| CsvRules::comma(Operation::of(job) == Operation::Upsert);
@@ -117,16 +98,13 @@ impl DataCloud {
 
 /// `GET /api/v1/ingest/jobs`.
 async fn list(app: &App, principal: &Principal, query: Option<&str>) -> Answer {
-    principal.require(Permission::Read)?;
-    let query = list::list_query(query)?;
-    let page = app.call(principal, move |store| store.list(&query)).await?;
+    let page = app.list(principal, list::list_query(query)?).await?;
     let data: Vec<JobInfo> = page.jobs.iter().map(JobInfo::from).collect();
     Ok(body::json(StatusCode::OK, &json!({ "data": data })))
 }
 
 /// `GET /api/v1/ingest/jobs/{id}`.
 async fn get(app: &App, principal: &Principal, id: i64) -> Answer {
-    principal.require(Permission::Read)?;
     let job = app.labelled_job(principal, id, NAME).await?;
     let detail = JobDetail::new(&job, app.store().now());
     Ok(body::json(StatusCode::OK, &detail))
@@ -134,28 +112,29 @@ async fn get(app: &App, principal: &Principal, id: i64) -> Answer {
 
 /// `PATCH /api/v1/ingest/jobs/{id}`: close or abort ([`BulkJobs::patch`]).
 async fn patch(app: &App, principal: &Principal, id: i64, request: Request<Incoming>) -> Answer {
-    principal.require(Permission::Write)?;
     let body = app.json_body(request).await?;
     let action = Action::patched(body, PatchBody::OnlyStateAnyCase)?;
     let job = JOBS.patch(app, principal, id, action).await?;
     Ok(body::json(StatusCode::OK, &JobInfo::from(&job)))
 }
 
-/// `DELETE /api/v1/ingest/jobs/{id}`: UploadComplete or finished ([`BulkJobs::delete`]).
-async fn delete(app: &App, principal: &Principal, id: i64) -> Answer {
-    principal.require(Permission::Write)?;
-    JOBS.delete(app, principal, id).await?;
-    Ok(body::empty(StatusCode::NO_CONTENT))
-}
-
 impl Routed for DataCloud {
     type Name = Name;
     const NAME: &'static str = NAME;
-    const PREFIX: &'static str = PREFIX;
-
-    fn table(&self) -> &'static [Route<Name>] {
-        &ROUTES
-    }
+    const PREFIX: &'static str = "/api/v1/ingest/jobs";
+    const ROUTES: &'static [Route<Name>] = &[
+        Route::new(Self::PREFIX, &[Method::GET, Method::POST], Name::Jobs),
+        Route::new(
+            "/api/v1/ingest/jobs/{id}",
+            &[Method::GET, Method::PATCH, Method::DELETE],
+            Name::Job,
+        ),
+        Route::new(
+            "/api/v1/ingest/jobs/{id}/batches",
+            &[Method::PUT],
+            Name::Batches,
+        ),
+    ];
 
     fn miss(&self, miss: Miss, method: &Method, path: &str) -> ApiError {
         bulk::miss(miss, method, path)
@@ -168,16 +147,13 @@ impl Routed for DataCloud {
         matched: Matched<Name>,
         request: Request<Incoming>,
     ) -> Answer {
-        let id = || {
-            let id = matched.params.id("id");
-            id.ok_or_else(|| ApiError::from(Error::JobNotFound { id: 0 }))
-        };
+        let id = || matched.params.job_id("id");
         match (matched.route.name, request.method().clone()) {
             (Name::Jobs, Method::POST) => self.create(app, principal, request).await,
             (Name::Jobs, _) => list(app, principal, request.uri().query()).await,
             (Name::Job, Method::GET) => get(app, principal, id()?).await,
             (Name::Job, Method::PATCH) => patch(app, principal, id()?, request).await,
-            (Name::Job, _) => delete(app, principal, id()?).await,
+            (Name::Job, _) => JOBS.delete(app, principal, id()?).await,
             (Name::Batches, _) => self.upload(app, principal, id()?, request).await,
         }
     }
@@ -238,36 +214,32 @@ mod tests {
     use super::*;
     use crate::api::Api;
     use crate::auth::Principal;
+    use crate::testing::TempStore;
 
     #[test]
     fn the_api_owns_its_prefix_and_names_its_routes() {
-        let api = DataCloud::new(&DialectConfig::default());
-        for (path, template) in [
-            ("/api/v1/ingest/jobs/", Some(PREFIX)),
-            ("/api/v1/ingest/jobs/42/batches/", Some(ROUTES[2].path)),
+        let owned = [
+            ("/api/v1/ingest/jobs/", Some(DataCloud::PREFIX)),
+            (
+                "/api/v1/ingest/jobs/42/batches/",
+                Some(DataCloud::ROUTES[2].path),
+            ),
             ("/api/v1/ingest/jobs/42/results", None),
-        ] {
-            assert!(api.owns(path), "{path}");
-            assert_eq!(api.template(path), template, "{path}");
-        }
-        for path in ["/api/v1/ingest", "/api/v1/ingest/jobsx", "/v1/jobs"] {
-            assert!(!api.owns(path), "{path}");
-        }
+        ];
+        let foreign = ["/api/v1/ingest", "/api/v1/ingest/jobsx", "/v1/jobs"];
+        let api = DataCloud::new(&DialectConfig::default());
+        crate::testing::routes(&api, &owned, &foreign);
     }
 
     #[test]
     fn maintenance_deletes_only_old_open_and_closed_data_cloud_jobs() {
         let clock = Arc::new(ManualClock::new(1_700_000_000_123));
-        let dir = std::env::temp_dir().join(format!("jobstore-datacloud-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
         let options = StoreOptions {
             clock: clock.clone(),
             ..StoreOptions::default()
         };
-        let store = Store::open_with(dir.join("jobs.db"), options)
-            .unwrap()
-            .with_scope(Scope::All);
+        let temp = TempStore::open("datacloud", options);
+        let store = temp.store.with_scope(Scope::All);
         let config = DialectConfig::default();
         let api = DataCloud::new(&config);
         let principal = Principal::anonymous_local();
@@ -309,7 +281,5 @@ mod tests {
         for id in [native_open, aborted, young, retried] {
             assert!(store.get(id).is_ok(), "{id}");
         }
-        drop(store);
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::NAME;
 use crate::auth::Principal;
+use crate::dialects::payload_text;
 use crate::dialects::salesforce::bulk::{self, Counters, create_members, invalid_job, text_member};
 use crate::fault::ApiError;
 use crate::time::rfc3339_millis;
@@ -37,11 +38,8 @@ impl Operation {
 
     /// The operation recorded in a job's payload (upsert when it names none).
     pub(crate) fn of(job: &Job) -> Operation {
-        job.payload
-            .get("operation")
-            .and_then(Value::as_str)
-            .and_then(Operation::parse)
-            .unwrap_or(Operation::Upsert)
+        let operation = payload_text(job, "operation").and_then(Operation::parse);
+        operation.unwrap_or(Operation::Upsert)
     }
 }
 
@@ -134,31 +132,18 @@ impl From<&Job> for JobInfo {
 
 /// `GET /api/v1/ingest/jobs/{id}`: the job with its counters ([`Counters`]).
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub(crate) struct JobDetail {
     #[serde(flatten)]
     info: JobInfo,
-    retries: i64,
-    total_processing_time: i64,
-    number_records_processed: i64,
-    number_records_failed: i64,
-    /// Only on a Failed job.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error_message: Option<String>,
+    #[serde(flatten)]
+    counters: Counters,
 }
 
 impl JobDetail {
     /// The document of `job` at `now`.
     pub(crate) fn new(job: &Job, now: i64) -> JobDetail {
-        let counters = Counters::of(job, now);
-        JobDetail {
-            info: JobInfo::from(job),
-            retries: counters.retries,
-            total_processing_time: counters.processing_time,
-            number_records_processed: counters.records_processed,
-            number_records_failed: counters.records_failed,
-            error_message: counters.error_message,
-        }
+        let (info, counters) = (JobInfo::from(job), Counters::of(job, now));
+        JobDetail { info, counters }
     }
 }
 

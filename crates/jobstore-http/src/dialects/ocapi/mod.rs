@@ -14,7 +14,7 @@ mod faults;
 mod search;
 mod wire;
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use jobstore::Execution;
 
@@ -113,16 +113,8 @@ impl Api for Ocapi {
 fn version(path: &str) -> Result<String, Fault> {
     let segment = path.split('/').nth(3).unwrap_or_default();
     let segment = router::percent_decode(segment).unwrap_or_default();
-    let number = |text: &str| {
-        let digits = (1..=4).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
-        digits.then(|| text.parse::<u32>().ok()).flatten()
-    };
-    let (major, minor) = segment
-        .strip_prefix('v')
-        .and_then(|rest| rest.split_once('_'))
-        .unwrap_or_default();
-    match (number(major), number(minor)) {
-        (Some(major), Some(minor)) if (major, minor) >= FIRST => Ok(format!("{major}.{minor}")),
+    match router::version(&segment, '_', 4, 4) {
+        Some((major, minor)) if (major, minor) >= FIRST => Ok(format!("{major}.{minor}")),
         _ => Err(faults::invalid_version(&segment)),
     }
 }
@@ -149,11 +141,9 @@ async fn answer(app: &App, v: &str, request: Request<Incoming>) -> Answer {
             .arg("method", method.as_str())
     })?;
     // A search is a POST that only reads.
-    let reads = matched.route.name == Name::Search || matches!(method, Method::GET | Method::HEAD);
-    let permission = if reads {
-        Permission::Read
-    } else {
-        Permission::Write
+    let permission = match matched.route.name {
+        Name::Search => Permission::Read,
+        _ => Permission::of_method(&method),
     };
     principal.require(permission).map_err(|err| {
         let template = resource(matched.route.path);
@@ -193,15 +183,7 @@ async fn answer(app: &App, v: &str, request: Request<Incoming>) -> Answer {
 /// an XML body (`application/xml`, `text/xml`), or, unless a POST sends JSON (the content
 /// type has precedence), a `format` other than `json`.
 fn json_only(request: &Request<Incoming>) -> Result<(), Fault> {
-    let media = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .map(|value| {
-            let media = value.split(';').next().unwrap_or_default();
-            media.trim().to_ascii_lowercase()
-        });
-    match media.as_deref() {
+    match body::media_type(request.headers()).as_deref() {
         Some(xml @ ("application/xml" | "text/xml")) => {
             return Err(faults::unsupported_format(xml));
         }
@@ -294,7 +276,10 @@ async fn execute(
         })
         .await?;
     let view = outcome.map_err(|err| faults::about_job(&job_id, err))?;
-    Ok(wire::ok(&wire::job_execution(&view, Some(v))))
+    Ok(body::json(
+        StatusCode::OK,
+        &wire::job_execution(&view, Some(v)),
+    ))
 }
 
 /// `restart` of the query: `true` or `false`, the last one given; other parameters are
@@ -375,12 +360,9 @@ async fn execution(
         .map_err(|err| faults::about_execution(text, err))?;
     match outcome {
         Outcome::Read(view) => {
-            let mut response = wire::ok(&wire::job_execution(&view, Some(v)));
-            if let Some(state) = head
-                .then(|| HeaderValue::from_str(&view.resource_state()).ok())
-                .flatten()
-            {
-                response.headers_mut().insert(RESOURCE_STATE, state);
+            let mut response = body::json(StatusCode::OK, &wire::job_execution(&view, Some(v)));
+            if head {
+                body::set_header(&mut response, RESOURCE_STATE, &view.resource_state());
             }
             Ok(response)
         }
@@ -413,49 +395,46 @@ mod tests {
 
     #[test]
     fn paths_are_owned_with_prefix_and_trailing_slash() {
-        let api = Ocapi;
-        for path in [
-            "/dw/data/v17_4/jobs/a/executions",
-            "/dw/data/v17_4/jobs/a/executions/",
-            "/s/-/dw/data/v19_5/jobs/a/executions/7",
-            "/s/-/dw/data/v19_5/job_execution_search/",
-            "/dw/data",
-            "/dw/data/",
-        ] {
-            assert!(api.owns(path), "{path}");
-        }
-        for path in [
+        let path = "/s/-/dw/data/v19_5/jobs/My%20Job/executions/12/";
+        let owned = [
+            ("/dw/data/v17_4/jobs/a/executions", Some(ROUTES[0].path)),
+            ("/dw/data/v17_4/jobs/a/executions/", Some(ROUTES[0].path)),
+            (
+                "/s/-/dw/data/v19_5/jobs/a/executions/7",
+                Some(ROUTES[1].path),
+            ),
+            (
+                "/s/-/dw/data/v19_5/job_execution_search/",
+                Some(ROUTES[2].path),
+            ),
+            ("/dw/data", None),
+            ("/dw/data/", None),
+            (
+                path,
+                Some("/dw/data/{version}/jobs/{job_id}/executions/{id}"),
+            ),
+        ];
+        let foreign = [
             "/dw/database",
             "/s/site/dw/data/v19_5/jobs",
             "/v1/jobs",
             "/data/core",
-        ] {
-            assert!(!api.owns(path), "{path}");
-        }
-        let path = without_site("/s/-/dw/data/v19_5/jobs/My%20Job/executions/12/");
-        let matched = router::resolve(&ROUTES, &Method::GET, path).ok();
+        ];
+        crate::testing::routes(&Ocapi, &owned, &foreign);
+        let matched = router::resolve(&ROUTES, &Method::GET, without_site(path)).ok();
         assert!(matched.is_some_and(|m| m.route.name == Name::Execution
             && m.params.text("job_id") == "My Job"
             && m.params.id("id") == Some(12)));
-        assert_eq!(
-            api.template(path),
-            Some("/dw/data/{version}/jobs/{job_id}/executions/{id}")
-        );
     }
 
     #[test]
     fn restart_is_true_or_false_and_other_parameters_are_ignored() {
+        let flag = |raw| restart_flag(Some(raw)).ok();
         assert_eq!(restart_flag(None).ok(), Some(false));
-        assert_eq!(
-            restart_flag(Some("restart=true&format=json")).ok(),
-            Some(true)
-        );
-        assert_eq!(
-            restart_flag(Some("restart=true&restart=false")).ok(),
-            Some(false)
-        );
+        assert_eq!(flag("restart=true&format=json"), Some(true));
+        assert_eq!(flag("restart=true&restart=false"), Some(false));
         for bad in ["restart=maybe", "restart=", "restart=%zz"] {
-            assert!(restart_flag(Some(bad)).is_err(), "{bad}");
+            assert_eq!(flag(bad), None, "{bad}");
         }
     }
 }

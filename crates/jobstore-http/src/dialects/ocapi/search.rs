@@ -2,7 +2,7 @@
 //! of nested conditions (`all_of`, `any_of`, `none_of`) over the executions of the caller's
 //! tenant, which the core evaluates, pages by offset and counts.
 
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use jobstore::{Direction, Error, ListQuery, Pagination, SortField, State};
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use super::faults::{self, Fault};
 use super::wire;
 use crate::app::App;
 use crate::auth::Principal;
-use crate::body::ResponseBody;
+use crate::body::{self, ResponseBody};
 use crate::fault::ErrorKind;
 use crate::query::{self, choose};
 use crate::time::{self, Form};
@@ -228,19 +228,22 @@ pub(crate) async fn search(
         })
         .await?;
     let (next, previous) = neighbours(offset, count.unsigned_abs(), total);
-    Ok(wire::ok(&wire::present(json!({
-        "_v": v,
-        "_type": "job_execution_search_result",
-        "count": hits.len(),
-        "hits": hits,
-        "next": next,
-        "previous": previous,
-        "query": query,
-        "select": search.select.as_deref().unwrap_or("(**)"),
-        "sorts": sorts,
-        "start": start,
-        "total": total,
-    }))))
+    Ok(body::json(
+        StatusCode::OK,
+        &wire::present(json!({
+            "_v": v,
+            "_type": "job_execution_search_result",
+            "count": hits.len(),
+            "hits": hits,
+            "next": next,
+            "previous": previous,
+            "query": query,
+            "select": search.select.as_deref().unwrap_or("(**)"),
+            "sorts": sorts,
+            "start": start,
+            "total": total,
+        })),
+    ))
 }
 
 /// The vendor's `next` and `previous` result pages of the page of `count` hits from `start`
@@ -443,11 +446,11 @@ fn equals(field: Field, values: &[Value]) -> Result<ListQuery, Fault> {
         }
     };
     // An empty filter list would mean "no filter": no usable value matches nothing.
-    let empty = query.ids.is_empty()
-        && query.definitions.is_empty()
-        && query.states.is_empty()
-        && query.any_of.is_empty();
-    Ok(if empty { nothing() } else { query })
+    Ok(if query == ListQuery::default() {
+        nothing()
+    } else {
+        query
+    })
 }
 
 /// `field` has no value: only a time can be missing (not started, not finished).

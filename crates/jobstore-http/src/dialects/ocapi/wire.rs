@@ -6,14 +6,14 @@ use std::collections::BTreeSet;
 
 use http::{HeaderValue, Response, StatusCode, header};
 use jobstore::{Job, State, Step, StepStatus, Store};
+use serde::Deserialize;
 use serde::de::IgnoredAny;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::faults::{self, Fault};
-use crate::body::{self, ResponseBody};
-use crate::dialects::salesforce;
+use crate::body::ResponseBody;
+use crate::dialects::{hex, salesforce};
 use crate::time::{elapsed, rfc3339_millis};
 
 /// A job with what its document shows besides the job row.
@@ -25,9 +25,41 @@ pub(crate) struct ExecutionView {
 }
 
 impl ExecutionView {
-    /// The execution's `_resource_state`.
+    /// The execution's `_resource_state`: a hash of everything the document shows that can
+    /// change. It changes whenever the execution or one of its steps does (a heartbeat
+    /// included), and only then.
     pub(crate) fn resource_state(&self) -> String {
-        resource_state(&self.job, &self.steps)
+        let job = &self.job;
+        let mut hasher = Sha256::new();
+        hasher.update(
+            format!(
+                "{}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
+                job.id,
+                job.state.as_str(),
+                job.updated_at,
+                job.started_at,
+                job.finished_at,
+                job.cancel_requested_at,
+                job.error
+            )
+            .as_bytes(),
+        );
+        for step in &self.steps {
+            hasher.update(
+                format!(
+                    "\u{1}{}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
+                    step.step_id,
+                    step.status.as_str(),
+                    step.updated_at,
+                    step.started_at,
+                    step.finished_at,
+                    step.exit_code,
+                    step.message
+                )
+                .as_bytes(),
+            );
+        }
+        hex(&hasher.finalize())
     }
 }
 
@@ -256,51 +288,6 @@ fn parameters(payload: &Value) -> Option<Vec<Value>> {
             })
             .collect(),
     )
-}
-
-/// A hash of everything the document shows that can change: it changes whenever the
-/// execution or one of its steps does (a heartbeat included), and only then.
-fn resource_state(job: &Job, steps: &[Step]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(
-        format!(
-            "{}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
-            job.id,
-            job.state.as_str(),
-            job.updated_at,
-            job.started_at,
-            job.finished_at,
-            job.cancel_requested_at,
-            job.error
-        )
-        .as_bytes(),
-    );
-    for step in steps {
-        hasher.update(
-            format!(
-                "\u{1}{}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
-                step.step_id,
-                step.status.as_str(),
-                step.updated_at,
-                step.started_at,
-                step.finished_at,
-                step.exit_code,
-                step.message
-            )
-            .as_bytes(),
-        );
-    }
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
-}
-
-/// A 200 JSON answer (the vendor's headers are added to every answer, see
-/// [`vendor_headers`]).
-pub(crate) fn ok<T: Serialize>(value: &T) -> Response<ResponseBody> {
-    body::json(StatusCode::OK, value)
 }
 
 /// The `Expires` of every answer with a body, as every sample of the vendor's prints it.

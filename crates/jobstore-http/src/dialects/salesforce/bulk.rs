@@ -2,16 +2,17 @@
 //! (`datacloud`) and Bulk API 2.0 (`bulk2`): the vendor's state names of the core states, the
 //! changes a request asks of a job ([`Action`]) and how a `PATCH` body names one
 //! ([`PatchBody`]), the members of a create body ([`text_member`]), the counters of a job's
-//! detail document ([`Counters`]), and the fault codes ([`code`]) and the wording of a path
+//! detail document ([`Counters`]), and the fault codes ([`CODES`]) and the wording of a path
 //! that matches no route ([`miss`]) both answer with. Where the two differ, the difference is
 //! a parameter named for what it is.
 
 use http::Method;
 use jobstore::{Job, State};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::own;
-use crate::fault::{ApiError, ErrorKind};
+use super::{Codes, own};
+use crate::fault::ApiError;
 use crate::router::Miss;
 use crate::time::elapsed;
 
@@ -31,39 +32,17 @@ pub(crate) fn miss(miss: Miss, method: &Method, path: &str) -> ApiError {
     miss.error(method, path).says(message)
 }
 
-/// The `errorCode` of each kind, as both APIs name it (the Salesforce and Bulk API 2.0
-/// names); `query` is the code of a refused query parameter, which each API names its own
-/// way. Exhaustive: a new kind does not compile until both APIs have a code for it.
-pub(crate) fn code(kind: ErrorKind, query: &'static str) -> &'static str {
-    use ErrorKind as K;
-    match kind {
-        K::JobNotFound | K::DefinitionNotFound | K::StepNotFound | K::RouteNotFound => "NOT_FOUND",
-        K::JobAlreadyRunning
-        | K::InvalidTransition
-        | K::StaleLease
-        | K::NotRestartable
-        | K::NothingToRestart
-        | K::DefinitionInvalid
-        | K::DefinitionDisabled
-        | K::InvalidStepTransition => "INVALIDJOBSTATE",
-        K::TooManyDataBatches => "LIMIT_EXCEEDED",
-        K::DataBatchTooLarge | K::BodyTooLarge => "REQUEST_TOO_LARGE",
-        K::InvalidData => "INVALID_CSV",
-        K::UnknownSortField | K::InvalidCursor | K::InvalidQuery => query,
-        K::InvalidRequest => "INVALID_INPUT",
-        K::InvalidJson => "JSON_PARSER_ERROR",
-        K::IdempotencyKeyReused => "DUPLICATE_VALUE",
-        K::OutcomeUnknown | K::Busy | K::StorageUnavailable | K::ShuttingDown | K::Overloaded => {
-            "SERVER_UNAVAILABLE"
-        }
-        K::Internal => "UNKNOWN_EXCEPTION",
-        K::Unauthorized => "INVALID_SESSION_ID",
-        K::Forbidden => "INSUFFICIENT_ACCESS",
-        K::MethodNotAllowed => "METHOD_NOT_ALLOWED",
-        K::BodyTimeout => "REQUEST_TIMEOUT",
-        K::TooManyRequests => "REQUEST_LIMIT_EXCEEDED",
-    }
-}
+/// The codes both APIs name their own way (the Salesforce and Bulk API 2.0 names); a refused
+/// query parameter is `INVALID_QUERY_PARAMETER`, as Salesforce's REST APIs name it, unless the
+/// API names it otherwise.
+pub(crate) const CODES: Codes = Codes {
+    conflict: "INVALIDJOBSTATE",
+    too_many_batches: "LIMIT_EXCEEDED",
+    invalid_request: "INVALID_INPUT",
+    invalid_data: "INVALID_CSV",
+    invalid_query: "INVALID_QUERY_PARAMETER",
+    key_reused: "DUPLICATE_VALUE",
+};
 
 /// The vendor's name of a core state: each core state is named by one bulk job state (a
 /// queued job that waits for a retry shows InProgress: see [`state_of`]).
@@ -161,10 +140,7 @@ pub(crate) fn invalid_job(message: impl Into<String>) -> ApiError {
 
 /// The members of a create body: it must be a JSON object.
 pub(crate) fn create_members(body: Value) -> Result<Map<String, Value>, ApiError> {
-    match body {
-        Value::Object(members) => Ok(members),
-        _ => Err(invalid_job("the request body must be a JSON object")),
-    }
+    crate::body::object(body, invalid_job)
 }
 
 /// The string member `name` of a create body, if present (`null` is absent); refused when it
@@ -182,20 +158,26 @@ pub(crate) fn text_member(
     }
 }
 
-/// What a job's detail document (`GET` of one job) counts, in both APIs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a job's detail document (`GET` of one job) counts, in both APIs; serialized as Data
+/// Cloud shows it, `errorMessage` only on a Failed job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct Counters {
     /// `retries`: attempts after the first.
     pub(crate) retries: i64,
     /// `totalProcessingTime`: milliseconds the latest attempt ran (so far, while it runs; 0
     /// before it starts).
+    #[serde(rename = "totalProcessingTime")]
     pub(crate) processing_time: i64,
     /// `numberRecordsProcessed`: the worker's progress member of that name (0 when it is not
     /// a number).
+    #[serde(rename = "numberRecordsProcessed")]
     pub(crate) records_processed: i64,
     /// `numberRecordsFailed`, likewise.
+    #[serde(rename = "numberRecordsFailed")]
     pub(crate) records_failed: i64,
     /// `errorMessage`: why a Failed job failed (the worker's error).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) error_message: Option<String>,
 }
 
@@ -266,13 +248,7 @@ mod tests {
 
     #[test]
     fn counters_come_from_the_attempts_the_times_and_the_progress() {
-        let dir = std::env::temp_dir().join(format!("jobstore-bulk-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = jobstore::Store::open(dir.join("jobs.db")).unwrap();
-        let mut job = store.enqueue(jobstore::NewJob::new("ingest")).unwrap();
-        drop(store);
-        let _ = std::fs::remove_dir_all(dir);
+        let mut job = crate::testing::job("bulk", jobstore::NewJob::new("ingest"));
         assert_eq!(Counters::of(&job, 0).processing_time, 0);
         job.attempt = 3;
         job.started_at = Some(1_000);

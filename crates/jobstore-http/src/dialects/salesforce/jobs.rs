@@ -11,8 +11,10 @@ use jobstore::{Error, Job, State, Store, UploadLimits};
 
 use super::bulk::{self, Action};
 use super::{own, unreadable};
+use crate::api::Answer;
 use crate::app::App;
 use crate::auth::Principal;
+use crate::body;
 use crate::dialects::csv::{CsvCheck, CsvRules};
 use crate::fault::{ApiError, ErrorKind};
 
@@ -140,15 +142,11 @@ impl BulkJobs {
         .await
     }
 
-    /// `DELETE` of the job `id`: UploadComplete (a queued job never claimed) or finished. The
-    /// store aborts and deletes in one transaction ([`Store::discard`]), so a worker cannot
-    /// claim the job in between; a queued job waiting for a retry is InProgress and refused.
-    pub(crate) async fn delete(
-        self,
-        app: &App,
-        principal: &Principal,
-        id: i64,
-    ) -> Result<(), ApiError> {
+    /// `DELETE` of the job `id`: UploadComplete (a queued job never claimed) or finished,
+    /// answered 204. The store aborts and deletes in one transaction ([`Store::discard`]), so
+    /// a worker cannot claim the job in between; a queued job waiting for a retry is
+    /// InProgress and refused.
+    pub(crate) async fn delete(self, app: &App, principal: &Principal, id: i64) -> Answer {
         let deletable = [
             State::Queued,
             State::Succeeded,
@@ -165,7 +163,8 @@ impl BulkJobs {
             }
             store.discard(id, &deletable)
         })
-        .await
+        .await?;
+        Ok(body::empty(StatusCode::NO_CONTENT))
     }
 
     /// The body of `request` streamed into a new data batch of the job `id` through the CSV
@@ -221,17 +220,17 @@ pub(crate) fn check_csv_type(
         return Ok(());
     };
     let text = value.to_str().unwrap_or("");
-    let mut parts = text.split(';').map(str::trim);
-    let csv = parts
-        .next()
-        .is_some_and(|media| media.eq_ignore_ascii_case("text/csv"));
-    let utf8 = parts.all(|param| match param.split_once('=') {
-        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
-            let value = value.trim().trim_matches('"');
-            value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8")
-        }
-        _ => true,
-    });
+    let csv = body::media_type(headers).as_deref() == Some("text/csv");
+    let utf8 = text
+        .split(';')
+        .skip(1)
+        .all(|param| match param.split_once('=') {
+            Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+                let value = value.trim().trim_matches('"');
+                value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8")
+            }
+            _ => true,
+        });
     if csv && (utf8 || charset == Charset::Any) {
         return Ok(());
     }
@@ -244,16 +243,11 @@ mod tests {
     use http::HeaderValue;
 
     use super::*;
+    use crate::dialects::salesforce::code;
 
     #[test]
     fn a_refused_state_change_names_the_state_and_what_the_request_needs() {
-        let dir = std::env::temp_dir().join(format!("jobstore-bulk-jobs-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = jobstore::Store::open(dir.join("jobs.db")).unwrap();
-        let mut job = store.enqueue(jobstore::NewJob::new("ingest")).unwrap();
-        drop(store);
-        let _ = std::fs::remove_dir_all(dir);
+        let mut job = crate::testing::job("bulk-jobs", jobstore::NewJob::new("ingest"));
         let jobs = BulkJobs {
             label: "datacloud",
             kind: None,
@@ -266,7 +260,7 @@ mod tests {
         };
         let fault = jobs.refuse(Action::Upload, refused(), &job);
         assert_eq!(fault.status, StatusCode::CONFLICT);
-        assert_eq!(bulk::code(fault.kind, "-"), "INVALIDJOBSTATE");
+        assert_eq!(code(fault.kind, &bulk::CODES), "INVALIDJOBSTATE");
         assert_eq!(
             fault.message,
             "job 7 is UploadComplete: batches may be uploaded only while it is Open"
@@ -288,7 +282,7 @@ mod tests {
             fault.message
         );
         let gone = jobs.refuse(Action::Delete, Error::JobNotFound { id: 7 }, &job);
-        assert_eq!(bulk::code(gone.kind, "-"), "NOT_FOUND");
+        assert_eq!(code(gone.kind, &bulk::CODES), "NOT_FOUND");
     }
 
     #[test]
