@@ -197,15 +197,9 @@ impl CreateJobRequest {
     /// The name when the body gives none: jobType, object and file type, e.g.
     /// `GPtoFS-Account-CSV`.
     fn derived_name(&self) -> String {
-        [
-            Some(self.job_type.as_str()),
-            self.object.as_deref(),
-            self.file_type.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join("-")
+        let (object, file_type) = (self.object.as_deref(), self.file_type.as_deref());
+        let parts = [Some(self.job_type.as_str()), object, file_type];
+        parts.into_iter().flatten().collect::<Vec<_>>().join("-")
     }
 }
 
@@ -216,16 +210,12 @@ impl From<CreateJobRequest> for NewJob {
             .name
             .clone()
             .unwrap_or_else(|| request.derived_name());
-        let mut new = NewJob::new(request.job_type.as_str())
+        NewJob::new(request.job_type.as_str())
             .dialect(NAME)
-            .name(name);
-        if let Some(source) = request.source {
-            new = new.source(source);
-        }
-        if let Some(target) = request.target {
-            new = new.target(target);
-        }
-        new.payload(Value::Object(request.body))
+            .name(name)
+            .source(request.source.unwrap_or_default())
+            .target(request.target.unwrap_or_default())
+            .payload(Value::Object(request.body))
     }
 }
 

@@ -112,8 +112,7 @@ async fn get(app: &App, principal: &Principal, id: i64) -> Answer {
 
 /// `PATCH /api/v1/ingest/jobs/{id}`: close or abort ([`BulkJobs::patch`]).
 async fn patch(app: &App, principal: &Principal, id: i64, request: Request<Incoming>) -> Answer {
-    let body = app.json_body(request).await?;
-    let action = Action::patched(body, PatchBody::OnlyStateAnyCase)?;
+    let action = Action::patched(app.json_body(request).await?, PatchBody::OnlyStateAnyCase)?;
     let job = JOBS.patch(app, principal, id, action).await?;
     Ok(body::json(StatusCode::OK, &JobInfo::from(&job)))
 }

@@ -93,6 +93,12 @@ impl Fault {
         self
     }
 
+    /// The status the vendor answers this fault with, where it is not its kind's.
+    fn status(mut self, status: StatusCode) -> Fault {
+        self.error = self.error.with_status(status);
+        self
+    }
+
     /// An argument of the fault.
     pub(crate) fn arg(mut self, name: &'static str, value: impl Into<String>) -> Fault {
         self.arguments.push((name, value.into()));
@@ -145,7 +151,7 @@ pub(crate) fn illegal_override(method: &str) -> Fault {
 /// 415 `UnsupportedMediaTypeException`: a format other than JSON (`media`: the media type
 /// or `format` value asked for).
 pub(crate) fn unsupported_format(media: &str) -> Fault {
-    let mut fault = Fault::new(
+    Fault::new(
         ErrorKind::InvalidRequest,
         format!(
             "The media type '{media}' is not supported: this server reads and answers JSON \
@@ -153,9 +159,8 @@ pub(crate) fn unsupported_format(media: &str) -> Fault {
         ),
     )
     .typed("UnsupportedMediaTypeException")
-    .arg("mediaType", media);
-    fault.error = fault.error.with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    fault
+    .arg("mediaType", media)
+    .status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
 }
 
 /// A path under the Data API that names no resource.
@@ -192,16 +197,15 @@ pub(crate) fn execution_not_found(id: &str) -> Fault {
 /// `ResourceStateConflictException`: a DELETE of the execution `id` naming a resource state
 /// the execution is not in.
 pub(crate) fn resource_state_conflict(id: &str) -> Fault {
-    let mut fault = Fault::new(
+    Fault::new(
         ErrorKind::InvalidTransition,
         format!(
             "The resource state given in the 'x-dw-resource-state' header is not the current \
              state of the Job execution with ID '{id}'."
         ),
     )
-    .typed("ResourceStateConflictException");
-    fault.error = fault.error.with_status(StatusCode::CONFLICT);
-    fault
+    .typed("ResourceStateConflictException")
+    .status(StatusCode::CONFLICT)
 }
 
 /// A refused read or delete of the execution `id`: not found, or not finished.
@@ -219,33 +223,30 @@ pub(crate) fn about_execution(id: &str, err: ApiError) -> Fault {
 
 /// The core's refusal of an execution of the job (definition) `job_id`.
 pub(crate) fn about_job(job_id: &str, err: Error) -> Fault {
-    let message = match &err {
-        Error::DefinitionNotFound { .. } => format!("No job with ID '{job_id}' was found."),
-        Error::JobAlreadyRunning { job, .. } => {
-            format!("The job with ID '{job_id}' is already running (execution '{job}').")
-        }
-        Error::DefinitionInvalid { cause, .. } => {
-            format!("The job with ID '{job_id}' is invalid and cannot be executed: {cause}.")
-        }
-        Error::DefinitionDisabled { .. } => {
-            format!("The job with ID '{job_id}' could not be executed.")
-        }
-        Error::NotRestartable { .. } => {
-            format!("The job with ID '{job_id}' does not support restarting.")
-        }
-        Error::NothingToRestart { .. } => format!(
-            "The job with ID '{job_id}' could not be restarted: its latest execution did not \
-             end in an error and was not aborted."
+    let the_job = |says: &str| format!("The job with ID '{job_id}' {says}");
+    let (message, cause) = match &err {
+        Error::DefinitionNotFound { .. } => (format!("No job with ID '{job_id}' was found."), None),
+        Error::JobAlreadyRunning { job, .. } => (
+            the_job(&format!("is already running (execution '{job}').")),
+            None,
+        ),
+        Error::DefinitionInvalid { cause, .. } => (
+            the_job(&format!("is invalid and cannot be executed: {cause}.")),
+            Some(cause.clone()),
+        ),
+        Error::DefinitionDisabled { .. } => (the_job("could not be executed."), None),
+        Error::NotRestartable { .. } => (the_job("does not support restarting."), None),
+        Error::NothingToRestart { .. } => (
+            the_job(
+                "could not be restarted: its latest execution did not end in an error and was \
+                 not aborted.",
+            ),
+            None,
         ),
         _ => return Fault::from(ApiError::from(err)),
     };
-    let cause = match &err {
-        Error::DefinitionInvalid { cause, .. } => Some(cause.clone()),
-        _ => None,
-    };
-    let fault = Fault::from(ApiError::from(err))
-        .says(message)
-        .arg("jobId", job_id);
+    let fault = Fault::from(ApiError::from(err)).says(message);
+    let fault = fault.arg("jobId", job_id);
     match cause {
         Some(cause) => fault.arg("cause", cause),
         None => fault,

@@ -161,8 +161,11 @@ async fn answer(app: &App, v: &str, request: Request<Incoming>) -> Answer {
     let answered = match matched.route.name {
         Name::Executions => execute(app, &principal, v, &matched, request).await,
         Name::Execution => {
+            // A DELETE names the resource state it expects, if any (a value that is not text
+            // names no state an execution has).
             let asked = if method == Method::DELETE {
-                Asked::Delete(resource_state(&request))
+                let expected = request.headers().get(RESOURCE_STATE);
+                Asked::Delete(expected.map(|v| String::from_utf8_lossy(v.as_bytes()).into()))
             } else {
                 Asked::Read { head: matched.head }
             };
@@ -307,15 +310,6 @@ enum Asked {
     Delete(Option<String>),
 }
 
-/// The resource state a DELETE names in [`RESOURCE_STATE`], if any (a value that is not
-/// text names no state an execution has).
-fn resource_state(request: &Request<Incoming>) -> Option<String> {
-    request
-        .headers()
-        .get(RESOURCE_STATE)
-        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
-}
-
 /// What became of the execution asked for.
 enum Outcome {
     Read(Box<wire::ExecutionView>),
@@ -347,13 +341,12 @@ async fn execution(
                 Asked::Read { .. } => {
                     wire::view(&store, job).map(|view| Outcome::Read(Box::new(view)))
                 }
-                Asked::Delete(Some(expected)) => {
-                    if wire::view(&store, job)?.resource_state() != expected {
-                        return Ok(Outcome::Stale);
-                    }
-                    store.delete(id).map(|()| Outcome::Deleted)
+                Asked::Delete(Some(expected))
+                    if wire::view(&store, job)?.resource_state() != expected =>
+                {
+                    Ok(Outcome::Stale)
                 }
-                Asked::Delete(None) => store.delete(id).map(|()| Outcome::Deleted),
+                Asked::Delete(_) => store.delete(id).map(|()| Outcome::Deleted),
             }
         })
         .await

@@ -29,35 +29,22 @@ impl ExecutionView {
     /// change. It changes whenever the execution or one of its steps does (a heartbeat
     /// included), and only then.
     pub(crate) fn resource_state(&self) -> String {
+        // Debug forms: every text quoted and escaped, so no two states read the same.
         let job = &self.job;
         let mut hasher = Sha256::new();
-        hasher.update(
-            format!(
-                "{}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
-                job.id,
-                job.state.as_str(),
-                job.updated_at,
-                job.started_at,
-                job.finished_at,
-                job.cancel_requested_at,
-                job.error
-            )
-            .as_bytes(),
+        let times = (job.updated_at, job.started_at, job.finished_at);
+        let execution = (
+            job.id,
+            job.state,
+            times,
+            job.cancel_requested_at,
+            &job.error,
         );
+        hasher.update(format!("{execution:?}"));
         for step in &self.steps {
-            hasher.update(
-                format!(
-                    "\u{1}{}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
-                    step.step_id,
-                    step.status.as_str(),
-                    step.updated_at,
-                    step.started_at,
-                    step.finished_at,
-                    step.exit_code,
-                    step.message
-                )
-                .as_bytes(),
-            );
+            let times = (step.updated_at, step.started_at, step.finished_at);
+            let texts = (&step.step_id, &step.exit_code, &step.message);
+            hasher.update(format!("{:?}", (texts, step.status, times)));
         }
         hex(&hasher.finalize())
     }
