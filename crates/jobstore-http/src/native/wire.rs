@@ -903,14 +903,22 @@ mod integer {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"kind": "export", "queue": "default", "payload": {"rows": 10}}))]
 pub(crate) struct CreateJob {
-    /// What kind of work this is (not blank).
-    #[schema(min_length = 1, max_length = 1024, pattern = r"\S")]
+    /// What kind of work this is (not blank). No text field of a job holds U+0000.
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )]
     pub(crate) kind: String,
     /// The queue (not blank); default `default`.
-    #[schema(min_length = 1, max_length = 1024, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )]
     pub(crate) queue: Option<String>,
     /// A human name.
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, pattern = r"^[^\x00]*$")]
     pub(crate) name: Option<String>,
     /// The request document; default `null`.
     #[schema(value_type = JsonValue, required = false)]
@@ -926,13 +934,13 @@ pub(crate) struct CreateJob {
     #[serde(default, deserialize_with = "integer::optional")]
     pub(crate) max_attempts: Option<i64>,
     /// At most one live job of the tenant holds the key (409 `job_already_running`).
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, pattern = r"^[^\x00]*$")]
     pub(crate) unique_key: Option<String>,
     /// Where the data comes from.
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, pattern = r"^[^\x00]*$")]
     pub(crate) source: Option<String>,
     /// Where the data goes.
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, pattern = r"^[^\x00]*$")]
     pub(crate) target: Option<String>,
     /// Start `open`, accepting data batches until closed.
     pub(crate) upload: Option<bool>,
