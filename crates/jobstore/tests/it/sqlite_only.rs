@@ -123,6 +123,59 @@ fn batches_of_a_dead_uploader_are_reclaimed_and_a_live_ones_are_kept() {
     assert_eq!(f.store.reclaim_abandoned_batches().unwrap(), 0);
 }
 
+/// An upload that gives up deletes its incomplete batch; when that delete fails (a full disk,
+/// here a trigger that refuses it), the batch is kept for `reclaim_abandoned_batches`, which
+/// tries again on each call until the delete goes through.
+#[test]
+fn a_batch_whose_discard_failed_is_reclaimed_once_the_delete_goes_through() {
+    let f = Fixture::new();
+    let job = f.store.enqueue(NewJob::new("ingest").upload(true)).unwrap();
+    let mut upload = f
+        .store
+        .begin_upload_call(job.id, UploadLimits::default())
+        .wait()
+        .unwrap();
+    upload.push(&pattern(300_000, 5)).unwrap();
+    if let Some(chunk) = upload.chunk_call() {
+        chunk.wait().unwrap();
+    }
+    let sql = f.sql();
+    sql.execute_batch(
+        "CREATE TRIGGER refuse_batch_deletes BEFORE DELETE ON job_data_batches \
+         BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
+    )
+    .unwrap();
+    let batches = || {
+        count(
+            &f,
+            "SELECT count(*) FROM job_data_batches WHERE job_id = $1",
+            job.id,
+        )
+    };
+    // The client goes away: the upload is dropped and its discard fails. A write queued after
+    // it is answered after the discard's outcome was handled.
+    drop(upload);
+    f.store.enqueue(NewJob::new("after")).unwrap();
+    assert_eq!(batches(), 1);
+    // Still no room: the retry fails, and the batch stays in line for the next one.
+    assert!(f.store.reclaim_abandoned_batches().is_err());
+    assert_eq!(batches(), 1);
+    // Room again.
+    sql.execute_batch("DROP TRIGGER refuse_batch_deletes")
+        .unwrap();
+    assert_eq!(f.store.reclaim_abandoned_batches().unwrap(), 1);
+    assert_eq!(batches(), 0);
+    assert_eq!(
+        count(
+            &f,
+            "SELECT count(*) FROM job_data_chunks WHERE job_id = $1",
+            job.id
+        ),
+        0
+    );
+    assert_eq!(f.store.reclaim_abandoned_batches().unwrap(), 0);
+}
+
 #[test]
 fn a_database_of_the_previous_version_takes_outputs_after_its_upgrade() {
     let dir = tempfile::tempdir().unwrap();
