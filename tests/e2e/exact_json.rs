@@ -167,6 +167,60 @@ fn a_payload_integer_beyond_64_bits_is_refused_and_stores_nothing() {
     assert_eq!(created["payload"], json!({"n": TOO_BIG}));
 }
 
+/// Every vendor API reads its bodies as the native one does: an integer beyond 64 bits in what
+/// a client sends is refused with that API's 400, naming the number, and no job is made.
+#[test]
+fn every_vendor_api_refuses_an_integer_beyond_64_bits_and_stores_nothing() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    api.put(
+        "/v1/definitions/Nightly",
+        &json!({"queue": "q", "steps": [{"step_id": "S1", "step_type_id": "T"}]}),
+    )
+    .expect(200);
+    let creates = [
+        (
+            "c360",
+            "/datamanager/datatools/v1.0/jobs",
+            format!(
+                r#"{{"name": "n", "type": "FStoGP", "source": "s", "target": "t", "object": "Account", "rows": {TOO_BIG}}}"#
+            ),
+        ),
+        (
+            "ocapi",
+            "/s/-/dw/data/v19_5/jobs/Nightly/executions",
+            format!(r#"{{"parameters": [{{"name": "limit", "value": {TOO_BIG}}}]}}"#),
+        ),
+        (
+            "aep",
+            "/data/core/ups/export/jobs",
+            format!(r#"{{"fields": "identities", "schema": {{"name": "x"}}, "rows": {TOO_BIG}}}"#),
+        ),
+        (
+            "datacloud",
+            "/api/v1/ingest/jobs",
+            format!(
+                r#"{{"object": "Account", "sourceName": "ecomm", "operation": "upsert", "rows": {TOO_BIG}}}"#
+            ),
+        ),
+        (
+            "bulk2",
+            "/services/data/v60.0/jobs/ingest",
+            format!(r#"{{"object": "Account", "operation": "insert", "rows": {TOO_BIG}}}"#),
+        ),
+    ];
+    for (dialect, path, body) in creates {
+        let refused = post_text(&api, path, &body);
+        assert_eq!(refused.status, 400, "{dialect}: {}", refused.text());
+        let text = refused.text();
+        assert!(
+            text.contains(TOO_BIG) && text.contains("cannot be stored exactly"),
+            "{dialect}: {text}"
+        );
+    }
+    assert!(api.all_jobs().is_empty(), "{:?}", api.all_jobs());
+}
+
 #[test]
 fn a_progress_or_result_that_cannot_be_kept_is_refused_and_changes_nothing() {
     let daemon = Daemon::start();
