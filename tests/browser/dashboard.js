@@ -120,6 +120,9 @@ async function setup() {
   for (let i = 0; i < 120; i += 1) jobs.bulk.push(await create({ kind: 'noop', queue: 'bulk', name: `bulk ${i}` }));
   // Another tenant's job.
   jobs.other = await create({ kind: 'secret', queue: 'reports' }, OTHER);
+  // Bulk API 2.0 jobs: the job page names the path that API answers each kind at.
+  jobs.ingest = await api('POST', '/services/data/v60.0/jobs/ingest', OPS, { object: 'Account', operation: 'insert' });
+  jobs.query = await api('POST', '/services/data/v60.0/jobs/query', OPS, { operation: 'query', query: 'SELECT Id FROM Account' });
   return jobs;
 }
 
@@ -270,6 +273,14 @@ async function main() {
     let body = '';
     for await (const chunk of stream) body += chunk;
     check('job: data download', body === 'id,name\n1,Ada\nid,name\n2,Grace\n3,Linus\n', JSON.stringify(body));
+
+    // Each vendor job names the path its API answers it at.
+    for (const [kind, id] of [['ingest', jobs.ingest.id], ['query', jobs.query.id]]) {
+      await page.goto(`${BASE}/ui/#/jobs/${id}`);
+      await page.waitForSelector('#facts code');
+      const shown = await page.textContent('#facts code');
+      check(`job: a Bulk API 2.0 ${kind} job names its path`, shown === `/services/data/v{version}/jobs/${kind}/${id}`, shown);
+    }
 
     // Cancel the real worker's running job by clicking; the worker acknowledges.
     await page.goto(`${BASE}/ui/#/jobs/${jobs.slow.id}`);

@@ -458,7 +458,8 @@
     ocapi: (job) => `/dw/data/v{version}/jobs/${job.definition_id || '{job_id}'}/executions/${job.id}`,
     aep: (job) => `/data/core/ups/export/jobs/${job.id}`,
     datacloud: (job) => `/api/v1/ingest/jobs/${job.id}`,
-    bulk2: (job) => `/services/data/v{version}/jobs/ingest/${job.id}`,
+    // Bulk API 2.0 answers its query jobs (core kind `query`) apart from its ingest jobs.
+    bulk2: (job) => `/services/data/v{version}/jobs/${job.kind === 'query' ? 'query' : 'ingest'}/${job.id}`,
   };
 
   // The filled part of a progress bar (a CSSOM width: the policy allows no style attribute).
