@@ -463,6 +463,76 @@ fn a_create_waits_for_another_daemons_create_under_the_same_key() {
     );
 }
 
+/// Waits until a session of the driver instance `name` waits for a lock.
+fn until_waiting(url: &str, name: &str) {
+    let mut admin = support::connect(url);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                &[&name],
+            )
+            .and_then(|row| row.try_get(0))
+            .expect("the sessions");
+        if waiting > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} never waited");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Two daemons take batches under the same idempotency keys in opposite orders (two clients
+/// retrying the same batch, one of them reordered). Another session holds back inserts into
+/// `jobs` until both batches are under way, so that each has looked up its first key before
+/// either writes a job: had each locked its keys in its own order, each would now hold a key
+/// the other waits for. Both batches go through, and each key names one job.
+#[test]
+fn batches_with_the_same_keys_in_opposite_orders_never_deadlock_across_daemons() {
+    let url = support::fresh_database();
+    let connect = || PostgresDriver::connect(&url, &PostgresOptions::default()).expect("connect");
+    let (a, b) = (connect(), connect());
+    let names = [a.instance_name().to_owned(), b.instance_name().to_owned()];
+    let a = Store::with_driver(Arc::new(a), StoreOptions::default());
+    let b = Store::with_driver(Arc::new(b), StoreOptions::default());
+    let batch = |keys: [&str; 2]| -> Vec<NewJob> {
+        keys.iter()
+            .map(|key| {
+                NewJob::new("x")
+                    .payload(json!({"key": key}))
+                    .idempotency_key(*key)
+            })
+            .collect()
+    };
+    let mut gate = support::connect(&url);
+    let mut held = gate.transaction().expect("begin");
+    held.batch_execute("LOCK TABLE jobs IN SHARE MODE")
+        .expect("hold back inserts");
+    let (first, second) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| a.enqueue_many(batch(["k1", "k2"])));
+        until_waiting(&url, &names[0]);
+        let second = scope.spawn(|| b.enqueue_many(batch(["k2", "k1"])));
+        until_waiting(&url, &names[1]);
+        held.commit().expect("let the inserts go");
+        (
+            first.join().expect("first batch"),
+            second.join().expect("second batch"),
+        )
+    });
+    let first: Vec<i64> = first.expect("first batch").iter().map(|j| j.id).collect();
+    let second: Vec<i64> = second.expect("second batch").iter().map(|j| j.id).collect();
+    assert_eq!(first, [second[1], second[0]], "each key names one job");
+    assert_eq!(
+        a.list(&jobstore::ListQuery::default())
+            .expect("list")
+            .jobs
+            .len(),
+        2
+    );
+}
+
 /// Makes the claim that `claim` runs (of `job` alone, on the driver instance `name`) lose a
 /// deadlock, and answers what it answered. Another session locks `job_counts` against
 /// writes, so the claim, once it holds the job's row, waits to add its count rows; then that

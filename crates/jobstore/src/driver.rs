@@ -600,7 +600,9 @@ pub trait Reader {
 /// The typed operations of one write, inside the driver's transaction. Each either does all
 /// it says or fails; the store undoes the whole write on any `Err`.
 pub trait WriteTx: Reader {
-    /// The job and request fingerprint an idempotency key of `tenant` was first used with.
+    /// The job and request fingerprint an idempotency key of `tenant` was first used with. A
+    /// driver may lock the key until the transaction ends; the store then looks up the keys of
+    /// one write in `(tenant, key)` order, so that two writes never wait for each other.
     ///
     /// # Errors
     /// Storage errors.
