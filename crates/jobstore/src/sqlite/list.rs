@@ -315,6 +315,7 @@ mod tests {
             SortField::Source,
             SortField::Target,
             SortField::CreatedBy,
+            SortField::DefinitionId,
         ] {
             cases.push(("jobs_labelled_by_", labelled(sort)));
         }
