@@ -187,3 +187,43 @@ fn a_viewer_reads_the_tail_then_only_the_new_lines() {
         "job_not_found",
     );
 }
+
+/// The whole log of a job is answered however long it is, in pages read as the client takes
+/// them: 20,500 lines (more than two of the daemon's pages of 10,000), each once, in order,
+/// with another job's lines interleaved in the table and lines appended while it streams left
+/// for `?after=` from the answer's `Jobstore-Log-Seq`.
+#[test]
+fn a_log_longer_than_a_page_is_answered_whole_and_in_order() {
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let id = id_of(&api.create(&json!({"kind": "export"})));
+    let other = id_of(&api.create(&json!({"kind": "export"})));
+    let path = format!("/v1/jobs/{id}/logs");
+    let mut sent = 0;
+    for size in [10_000, 10_000, 500] {
+        let lines: Vec<_> = (sent + 1..=sent + size)
+            .map(|n| json!({"message": format!("line {n}")}))
+            .collect();
+        api.post(&path, &json!({ "lines": lines })).expect_json(200);
+        api.post(
+            &format!("/v1/jobs/{other}/logs"),
+            &json!({"lines": [{"message": "other job"}]}),
+        )
+        .expect_json(200);
+        sent += size;
+    }
+    let whole = api.get(&path);
+    whole.expect(200);
+    let expected: Vec<String> = (1..=sent).map(|n| format!("line {n}")).collect();
+    assert_eq!(messages(&whole.text()), expected);
+    let seq: i64 = whole
+        .header("jobstore-log-seq")
+        .and_then(|seq| seq.parse().ok())
+        .expect("Jobstore-Log-Seq");
+    api.post(&path, &json!({"lines": [{"message": "later"}]}))
+        .expect_json(200);
+    assert_eq!(
+        messages(&api.get(&format!("{path}?after={seq}")).text()),
+        ["later"]
+    );
+}

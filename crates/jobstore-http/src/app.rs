@@ -156,13 +156,18 @@ impl App {
         Ok(())
     }
 
+    /// The store in the principal's scope (for a task that outlives the request's handler).
+    pub(crate) fn store_for(&self, principal: &Principal) -> Store {
+        self.store.with_scope(principal.scope())
+    }
+
     /// Runs a blocking store call in the principal's scope.
     pub(crate) async fn call<T, F>(&self, principal: &Principal, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(Store) -> jobstore::Result<T> + Send + 'static,
     {
-        let store = self.store.with_scope(principal.scope());
+        let store = self.store_for(principal);
         tokio::task::spawn_blocking(move || f(store))
             .await
             .map_err(|err| {

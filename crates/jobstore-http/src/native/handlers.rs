@@ -188,35 +188,25 @@ pub(super) async fn handle(
             let after = query.int("after", 0, i64::MAX)?;
             query.finish()?;
             let lines_of = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
-            let lines = app
+            let (lines, whole) = app
                 .call(principal, move |store| match (tail, after) {
-                    (Some(tail), after) => store.log_tail(id, after.unwrap_or(0), lines_of(tail)),
-                    (None, Some(after)) => store.log(id, after, lines_of(LOG_PAGE)),
-                    (None, None) => {
-                        let mut all = Vec::new();
-                        let mut after = 0;
-                        loop {
-                            let page = store.log(id, after, lines_of(LOG_PAGE))?;
-                            let Some(last) = page.last() else { break };
-                            after = last.seq;
-                            all.extend(page);
-                        }
-                        Ok(all)
-                    }
+                    (Some(tail), after) => Ok((
+                        store.log_tail(id, after.unwrap_or(0), lines_of(tail))?,
+                        false,
+                    )),
+                    (None, Some(after)) => Ok((store.log(id, after, lines_of(LOG_PAGE))?, false)),
+                    // The whole log: its last line now, the end of what the answer streams.
+                    (None, None) => Ok((store.log_tail(id, 0, 1)?, true)),
                 })
                 .await?;
             // Where a viewer reads on from (`?after=`): the last line's, or where it asked.
             let seq = lines.last().map_or(after.unwrap_or(0), |line| line.seq);
-            let mut text = String::new();
-            for line in lines {
-                text.push_str(&format!(
-                    "{} {:<5} {}\n",
-                    crate::time::rfc3339_millis(line.at),
-                    line.level.as_str().to_uppercase(),
-                    line.message
-                ));
-            }
-            let mut response = body::text(StatusCode::OK, "text/plain; charset=utf-8", text);
+            let text = if whole {
+                BodyExt::boxed(log_stream(app.store_for(principal), id, seq))
+            } else {
+                body::full(bytes::Bytes::from(log_text(&lines)))
+            };
+            let mut response = body::with_type(StatusCode::OK, "text/plain; charset=utf-8", text);
             response.headers_mut().insert(LOG_SEQ, seq.into());
             Ok(response)
         }
@@ -606,4 +596,54 @@ fn parse_all<T: std::str::FromStr<Err = jobstore::Error>>(
         .iter()
         .map(|value| value.parse::<T>().map_err(ApiError::from))
         .collect()
+}
+
+/// Log lines as the text `GET …/logs` answers: a line each, time, level, message.
+fn log_text(lines: &[jobstore::LogLine]) -> String {
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(&format!(
+            "{} {:<5} {}\n",
+            crate::time::rfc3339_millis(line.at),
+            line.level.as_str().to_uppercase(),
+            line.message
+        ));
+    }
+    text
+}
+
+/// A response body of job `id`'s log up to line `until`, read a page at a time, the next
+/// page only once the client took the last: a log of millions of lines is never held whole.
+fn log_stream(store: jobstore::Store, id: i64, until: i64) -> crate::body::ChannelBody {
+    let (sender, stream) = crate::body::ChannelBody::new();
+    tokio::spawn(async move {
+        let mut after = 0;
+        while after < until {
+            let Ok(room) = sender.reserve().await else {
+                return;
+            };
+            let store = store.clone();
+            let page = tokio::task::spawn_blocking(move || {
+                store.log(id, after, u32::try_from(LOG_PAGE).unwrap_or(u32::MAX))
+            })
+            .await;
+            let failure = match page {
+                Ok(Ok(mut lines)) if !lines.is_empty() => {
+                    lines.retain(|line| line.seq <= until);
+                    after = lines.last().map_or(until, |line| line.seq);
+                    room.send(Ok(bytes::Bytes::from(log_text(&lines))));
+                    continue;
+                }
+                // Deleted meanwhile: the log ends where it was cut.
+                Ok(Ok(_)) => "the log ended before its last line was read".to_owned(),
+                Ok(Err(err)) => err.to_string(),
+                Err(err) => format!("the read task failed: {err}"),
+            };
+            // The client sees the answer break off rather than end: not a part for the whole.
+            log::error!("job {id}: streaming the log failed: {failure}");
+            room.send(Err(std::io::Error::other(failure)));
+            return;
+        }
+    });
+    stream
 }
