@@ -63,11 +63,14 @@ CREATE INDEX jobs_by_tenant_created ON jobs (tenant, created_at, id);
 CREATE INDEX jobs_by_tenant_updated ON jobs (tenant, updated_at, id);
 CREATE INDEX jobs_by_tenant_state ON jobs (tenant, state, id);
 CREATE INDEX jobs_by_tenant_kind ON jobs (tenant, kind, id);
-CREATE INDEX jobs_by_tenant_name ON jobs (tenant, name, id);
-CREATE INDEX jobs_by_tenant_source ON jobs (tenant, source, id);
-CREATE INDEX jobs_by_tenant_target ON jobs (tenant, target, id);
-CREATE INDEX jobs_by_tenant_created_by ON jobs (tenant, created_by, id);
-CREATE INDEX jobs_by_tenant_definition ON jobs (tenant, (coalesce(definition_id, '')), id);
+-- The text sorts carry the filters that never change (kind, queue, API): migration 3.
+CREATE INDEX jobs_by_tenant_name ON jobs (tenant, name, id) INCLUDE (kind, queue, dialect);
+CREATE INDEX jobs_by_tenant_source ON jobs (tenant, source, id) INCLUDE (kind, queue, dialect);
+CREATE INDEX jobs_by_tenant_target ON jobs (tenant, target, id) INCLUDE (kind, queue, dialect);
+CREATE INDEX jobs_by_tenant_created_by ON jobs (tenant, created_by, id)
+    INCLUDE (kind, queue, dialect);
+CREATE INDEX jobs_by_tenant_definition ON jobs (tenant, (coalesce(definition_id, '')), id)
+    INCLUDE (definition_id, kind, queue, dialect);
 CREATE INDEX jobs_by_tenant_started ON jobs (tenant, (coalesce(started_at, -1)), id);
 CREATE INDEX jobs_by_tenant_finished ON jobs (tenant, (coalesce(finished_at, -1)), id);
 CREATE INDEX jobs_by_tenant_queue ON jobs (tenant, queue, created_at, id);
@@ -88,6 +91,9 @@ CREATE INDEX jobs_labelled_by_target ON jobs (tenant, dialect, target, id)
     INCLUDE (kind, state) WHERE dialect <> 'native';
 CREATE INDEX jobs_labelled_by_created_by ON jobs (tenant, dialect, created_by, id)
     INCLUDE (kind, state) WHERE dialect <> 'native';
+CREATE INDEX jobs_labelled_by_definition
+    ON jobs (tenant, dialect, (coalesce(definition_id, '')), id)
+    INCLUDE (definition_id, kind, state) WHERE dialect <> 'native';
 
 CREATE INDEX jobs_executions_by_id ON jobs (tenant, id) INCLUDE (definition_id, state)
     WHERE definition_id IS NOT NULL;

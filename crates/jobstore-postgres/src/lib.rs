@@ -25,8 +25,9 @@
 //! same tables, states, `CHECK`s, partial unique index of live unique keys, events written in
 //! the transaction of their change, data in bounded chunks, idempotency keys and tenants.
 //! `migrations/0001_initial.sql` says what differs and why, `0002_job_count_changes.sql` how
-//! the job counts are kept without writers waiting for each other. `schema.sql` beside them is the
-//! current schema for people; a test holds the migrations to it.
+//! the job counts are kept without writers waiting for each other, `0003_filters_in_sort_indexes.sql`
+//! which filters the list indexes carry. `schema.sql` beside them is the current schema for
+//! people; a test holds the migrations to it.
 //!
 //! [`migrate`] is safe to run from every daemon at once: the migrations run in one
 //! transaction under an advisory lock, and each is recorded in `jobstore_migrations`.
@@ -44,7 +45,7 @@ pub use driver::{PostgresDriver, PostgresOptions};
 use postgres::{Client, GenericClient};
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The key of the advisory lock that migrations hold (the bytes of "jobstore").
 const MIGRATION_LOCK: i64 = 0x6a6f_6273_746f_7265;
@@ -64,6 +65,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 2,
         sql: include_str!("../migrations/0002_job_count_changes.sql"),
+    },
+    Migration {
+        version: 3,
+        sql: include_str!("../migrations/0003_filters_in_sort_indexes.sql"),
     },
 ];
 

@@ -309,7 +309,7 @@ fn an_upgrade_from_version_1_keeps_the_counts() {
     assert_eq!(migrate_to(&mut client, 1).unwrap(), 0);
     client.batch_execute(SOME_WRITES).unwrap();
     assert_eq!(migrate(&mut client).unwrap(), 1);
-    assert_eq!(schema_version(&mut client).unwrap(), 2);
+    assert_eq!(schema_version(&mut client).unwrap(), SCHEMA_VERSION);
     assert_eq!(count_differences(&mut client), 0);
     client
         .batch_execute("UPDATE jobs SET state = 'cancelled', finished_at = 5 WHERE id % 3 = 0")
