@@ -1,5 +1,5 @@
-//! The command line on the daemon's database file: `jobs list`, `jobs show`, `check` and
-//! `backup`, while the daemon runs (online backup) and after it stopped.
+//! The command line on the daemon's database file: `jobs list`, `jobs show`, `jobs output`,
+//! `check` and `backup`, while the daemon runs (online backup) and after it stopped.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -143,4 +143,48 @@ fn jobs_check_and_backup_on_the_database_file() {
     // A new daemon on the file serves the same jobs.
     let daemon = daemon.restart(crate::support::Options::default());
     assert_eq!(daemon.client().all_jobs(), expected);
+}
+
+/// `jobs output` lists a job's named outputs and prints one whole, byte for byte, as a worker
+/// uploaded it in several batches; a name the job has not is an error naming it.
+#[test]
+fn jobs_output_lists_and_prints_a_jobs_outputs() {
+    crate::support::sqlite_only!(
+        "reads the daemon's file (postgres.rs runs the commands on a URL)"
+    );
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let id = id_of(&api.create(&json!({"kind": "ingest", "queue": "out"})));
+    let token = api.claim("w", "out", 1)[0]["lease_token"]
+        .as_i64()
+        .unwrap_or_default();
+    let octets = [("Content-Type", "application/octet-stream")];
+    let path = format!("/v1/jobs/{id}/outputs/results%2Ffailed?worker=w&lease_token={token}");
+    for part in [
+        "sf__Id,sf__Error,Name\n",
+        "1,DUPLICATE_VALUE,Ada\n",
+        "2,REQUIRED_FIELD_MISSING,\n",
+    ] {
+        api.request("PUT", &path, &octets, part.as_bytes().to_vec())
+            .expect(201);
+    }
+    let db = daemon.db();
+    let whole = "sf__Id,sf__Error,Name\n1,DUPLICATE_VALUE,Ada\n2,REQUIRED_FIELD_MISSING,\n";
+    let table = on(&db, &["jobs", "output", &id.to_string()]);
+    let row = table
+        .success()
+        .lines()
+        .find(|line| line.starts_with("results/failed"))
+        .unwrap_or_else(|| panic!("no row for results/failed: {}", table.stdout));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells, ["results/failed", "3", &whole.len().to_string()]);
+    let printed = on(&db, &["jobs", "output", &id.to_string(), "results/failed"]);
+    assert_eq!(printed.success(), whole);
+    let missing = on(&db, &["jobs", "output", &id.to_string(), "results/none"]);
+    assert!(!missing.status.success(), "{}", missing.stdout);
+    assert!(
+        missing.stderr.contains("results/none"),
+        "{}",
+        missing.stderr
+    );
 }

@@ -254,4 +254,12 @@ pub(crate) enum JobsCommand {
         /// The job id.
         id: i64,
     },
+    /// A job's named outputs (a worker's per-record results, say): without NAME their names
+    /// and sizes, with NAME that output's bytes on standard output.
+    Output {
+        /// The job id.
+        id: i64,
+        /// The output to print whole.
+        name: Option<String>,
+    },
 }

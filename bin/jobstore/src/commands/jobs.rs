@@ -1,6 +1,7 @@
 //! `jobstore jobs`: list, show, cancel, restart and delete jobs of every tenant, printed as
-//! tables or JSON.
+//! tables or JSON, and print a job's named outputs.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -103,6 +104,29 @@ pub(crate) fn run(store: &Store, command: JobsCommand) -> Result<ExitCode> {
         JobsCommand::Delete { id } => {
             store.delete(id)?;
             println!("job {id}: deleted");
+        }
+        JobsCommand::Output { id, name: None } => {
+            println!("{:<40} {:>8} {:>14}", "NAME", "BATCHES", "BYTES");
+            for output in store.outputs(id)? {
+                println!(
+                    "{:<40} {:>8} {:>14}",
+                    output.name, output.batches, output.bytes
+                );
+            }
+        }
+        JobsCommand::Output {
+            id,
+            name: Some(name),
+        } => {
+            let Some(mut reader) = store.read_output(id, &name)? else {
+                anyhow::bail!("job {id} has no output named {name:?}");
+            };
+            // Chunk by chunk: an output may be far larger than memory.
+            let mut out = std::io::stdout().lock();
+            while let Some(chunk) = reader.next_chunk()? {
+                out.write_all(&chunk)?;
+            }
+            out.flush()?;
         }
     }
     Ok(ExitCode::SUCCESS)
