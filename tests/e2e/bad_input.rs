@@ -28,12 +28,26 @@ fn malformed_bodies_routes_and_methods() {
         (r#"{"kind": 5}"#, ""),
         (r#"{"kind": "x", "priority": "high"}"#, ""),
         (r#"{"kind": "x", "upload": "yes"}"#, ""),
-        (r#"["kind", "x"]"#, ""),
+        (r#"["kind", "x"]"#, "array"),
+        (r#" ["x"]"#, "array"),
         ("{}", "kind"),
     ] {
         let answer = raw_post("/v1/jobs", body);
         let message = assert_error(&answer, 400, "invalid_json");
         assert!(message.contains(needle), "{body}: {message}");
+        unchanged(body);
+    }
+    // No body is an array, though a struct could be read from one by position (an execution
+    // of a definition takes every member as optional: `[]` made one).
+    api.put(
+        "/v1/definitions/nightly",
+        &json!({"queue": "q", "steps": [{"step_id": "s", "step_type_id": "t"}]}),
+    )
+    .expect(200);
+    for body in ["[]", "[null]"] {
+        let answer = raw_post("/v1/definitions/nightly/executions", body);
+        let message = assert_error(&answer, 400, "invalid_json");
+        assert!(message.contains("array"), "{body}: {message}");
         unchanged(body);
     }
 

@@ -274,12 +274,24 @@ impl App {
         }
     }
 
+    /// The request's JSON body as any value, for an API that checks its shape in its own words.
     pub(crate) async fn json_body<T: DeserializeOwned>(
         &self,
         request: Request<Incoming>,
     ) -> Result<T, ApiError> {
         let pace = self.pace(&request);
-        body::read_json(request.into_body(), self.limits.max_json_bytes, pace).await
+        let limit = self.limits.max_json_bytes;
+        body::read_json(request.into_body(), limit, pace, body::Top::Value).await
+    }
+
+    /// The request's JSON body as a typed document, read from an object only.
+    pub(crate) async fn json_document<T: DeserializeOwned>(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<T, ApiError> {
+        let pace = self.pace(&request);
+        let limit = self.limits.max_json_bytes;
+        body::read_json(request.into_body(), limit, pace, body::Top::Document).await
     }
 
     pub(crate) async fn raw_body(&self, request: Request<Incoming>) -> Result<Bytes, ApiError> {

@@ -270,21 +270,41 @@ where
     Ok(Bytes::from(collected))
 }
 
+/// What a JSON body may hold at its top.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Top {
+    /// Any JSON value: the API checks its shape itself, in its own words.
+    Value,
+    /// A typed document (a struct) read from an object only: serde would also fill a struct's
+    /// fields from an array, by position (`["x"]` a job of kind "x").
+    Document,
+}
+
 /// Reads and decodes a JSON body; an empty body decodes as `{}`.
 ///
 /// # Errors
 /// As [`read_limited`], and 400 `invalid_json` naming what is wrong (unknown fields among it).
-pub(crate) async fn read_json<T, B>(body: B, limit: usize, pace: Pace) -> Result<T, ApiError>
+pub(crate) async fn read_json<T, B>(
+    body: B,
+    limit: usize,
+    pace: Pace,
+    top: Top,
+) -> Result<T, ApiError>
 where
     T: DeserializeOwned,
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
     let bytes = read_limited(body, limit, pace).await?;
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        &bytes
+    let bytes: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => b"{}",
+        Some(b'[') if top == Top::Document => {
+            return Err(ApiError::new(
+                ErrorKind::InvalidJson,
+                "the request body must be a JSON object, not an array",
+            ));
+        }
+        Some(_) => &bytes,
     };
     jobstore::exact_json::check_numbers(bytes)
         .map_err(|message| ApiError::new(ErrorKind::InvalidJson, message))?;

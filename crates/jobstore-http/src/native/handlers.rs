@@ -88,7 +88,7 @@ pub(super) async fn handle(
             principal.require(Permission::Write)?;
             let idempotency =
                 crate::app::idempotency_key(request.headers()).map_err(ApiError::bad_request)?;
-            let create: CreateJob = app.json_body(request).await?;
+            let create: CreateJob = app.json_document(request).await?;
             let new = new_job(create, principal)?;
             let job = app.enqueue(principal, new, idempotency).await?;
             Ok(body::json(StatusCode::CREATED, &wire::Job::from(job)))
@@ -228,7 +228,7 @@ pub(super) async fn handle(
                     .map(|line| (LogLevel::Info, line.to_owned()))
                     .collect()
             } else {
-                let log: LogBody = app.json_body(request).await?;
+                let log: LogBody = app.json_document(request).await?;
                 log.lines
                     .into_iter()
                     .map(|l| Ok((l.level.parse()?, l.message)))
@@ -249,7 +249,7 @@ pub(super) async fn handle(
             let id = id()?;
             let step = matched.params.text("step").to_owned();
             principal.require(Permission::Work)?;
-            let report: StepBody = app.json_body(request).await?;
+            let report: StepBody = app.json_document(request).await?;
             let lease = Lease {
                 worker: report.worker,
                 token: report.lease_token,
@@ -289,7 +289,7 @@ pub(super) async fn handle(
         (Name::Definition, _) => {
             let id = matched.params.text("id").to_owned();
             principal.require(Permission::Write)?;
-            let body: DefinitionBody = app.json_body(request).await?;
+            let body: DefinitionBody = app.json_document(request).await?;
             let definition = Definition {
                 id,
                 description: body.description,
@@ -311,7 +311,7 @@ pub(super) async fn handle(
         (Name::Executions, _) => {
             let id = matched.params.text("id").to_owned();
             principal.require(Permission::Write)?;
-            let body: ExecuteBody = app.json_body(request).await?;
+            let body: ExecuteBody = app.json_document(request).await?;
             let execution = Execution {
                 restart: body.restart,
                 payload: body.payload,
@@ -325,7 +325,7 @@ pub(super) async fn handle(
         }
         (Name::Claim, _) => {
             principal.require(Permission::Work)?;
-            let claim: ClaimBody = app.json_body(request).await?;
+            let claim: ClaimBody = app.json_document(request).await?;
             let wait = Duration::from_millis(claim.wait_ms.unwrap_or(0)).min(app.limits.max_wait);
             let request = ClaimRequest {
                 worker: claim.worker,
@@ -427,7 +427,7 @@ async fn job_action(
         }
         Name::Heartbeat => {
             principal.require(Permission::Work)?;
-            let beat: HeartbeatBody = app.json_body(request).await?;
+            let beat: HeartbeatBody = app.json_document(request).await?;
             let lease = Lease {
                 worker: beat.worker,
                 token: beat.lease_token,
@@ -449,7 +449,7 @@ async fn job_action(
         }
         Name::Complete => {
             principal.require(Permission::Work)?;
-            let done: CompleteBody = app.json_body(request).await?;
+            let done: CompleteBody = app.json_document(request).await?;
             let lease = Lease {
                 worker: done.worker,
                 token: done.lease_token,
@@ -461,7 +461,7 @@ async fn job_action(
         }
         Name::Fail => {
             principal.require(Permission::Work)?;
-            let failed: FailBody = app.json_body(request).await?;
+            let failed: FailBody = app.json_document(request).await?;
             let lease = Lease {
                 worker: failed.worker,
                 token: failed.lease_token,

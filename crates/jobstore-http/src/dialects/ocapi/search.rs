@@ -173,7 +173,7 @@ pub(crate) async fn search(
     v: &str,
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Fault> {
-    let search: SearchRequest = app.json_body(request).await?;
+    let search: SearchRequest = app.json_document(request).await?;
     let query = search
         .query
         .ok_or_else(|| faults::body("the search request needs a `query`"))?;
