@@ -37,6 +37,12 @@ pub fn run(dir: &Path, level: Level, config: &EnqueueConfig) -> Result<()> {
     Ok(())
 }
 
+/// The case the run profiles (`perf record` around it, its figures not reported): jobstore
+/// from 8 threads, one job per call, at FULL, where the cost per write shows.
+pub fn profiled(dir: &Path, config: &EnqueueConfig) -> Result<()> {
+    jobstore_single(dir, Level::Full, config, 8)
+}
+
 fn job(i: u64) -> NewJob {
     NewJob::new("bench").payload(json!({ "n": i }))
 }

@@ -161,7 +161,7 @@ fn main() {
 fn run(argv: &[String]) -> Result<()> {
     let Some((command, rest)) = argv.split_first() else {
         return Err(fail(
-            "usage: jobstore-bench enqueue|drain|drain-1m|list|http|bare-server|pg-settings|pg-enqueue|pg-drain|pg-http|report [--option value]...",
+            "usage: jobstore-bench enqueue|profile-enqueue|drain|drain-1m|list|http|bare-server|pg-settings|pg-enqueue|pg-drain|pg-http|report [--option value]...",
         ));
     };
     let args = Args::parse(rest)?;
@@ -176,6 +176,14 @@ fn run(argv: &[String]) -> Result<()> {
             for level in args.levels()? {
                 enqueue::run(&dir, level, &config)?;
             }
+        }
+        "profile-enqueue" => {
+            let config = enqueue::EnqueueConfig {
+                jobs: args.number("jobs", 100_000)?,
+                batches: Vec::new(),
+                cap: args.cap()?,
+            };
+            enqueue::profiled(&args.dir()?, &config)?;
         }
         "drain" | "drain-1m" => {
             let dir = args.dir()?;
@@ -267,6 +275,7 @@ fn run(argv: &[String]) -> Result<()> {
                 .get("load-start")
                 .zip(args.values.get("load-end"))
                 .map(|(start, end)| (start.clone(), end.clone())),
+            profile: args.values.get("profile").map(PathBuf::from),
         })?,
         other => return Err(fail(format!("unknown subcommand `{other}`"))),
     }

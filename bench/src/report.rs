@@ -31,6 +31,9 @@ pub struct ReportConfig {
     /// `/proc/loadavg`'s 1, 5 and 15 minute averages when the scenarios began and ended
     /// (others' work on a shared machine shows there).
     pub load: Option<(String, String)>,
+    /// `perf report` of the profiled enqueue case (top symbols by self time), when the run
+    /// could profile.
+    pub profile: Option<PathBuf>,
 }
 
 /// The stores of the drain chart and tables, in order, with their colours.
@@ -185,6 +188,7 @@ pub fn write(config: &ReportConfig) -> Result<()> {
     settings(&mut md, &run);
     targets(&mut md, &run);
     enqueue(&mut md, &run);
+    profile(&mut md, config.profile.as_deref());
     drain(
         &mut md,
         &run,
@@ -1153,4 +1157,26 @@ fn nice_step(raw: f64) -> f64 {
         10.0
     };
     nice * magnitude
+}
+
+/// Where an enqueue's time goes: the top symbols by self time of `perf record` around the
+/// 8-thread enqueue, read from `perf report` as the run wrote it.
+fn profile(md: &mut String, path: Option<&std::path::Path>) {
+    md.push_str("\n### 1.1 Profile: enqueue from 8 threads, one job per call, FULL\n\n");
+    let Some(text) = path.and_then(|path| std::fs::read_to_string(path).ok()) else {
+        md.push_str("Not profiled in this run (`perf` was not available).\n");
+        return;
+    };
+    md.push_str(
+        "`perf record` (cpu-clock, 1999 Hz, every thread of the process) around a separate run of \
+         the case, not the one reported above; the symbols with at least 1 % of the samples by self \
+         time (`perf report --no-children --fields overhead,dso,sym`). The writer thread runs the SQL and \
+         the commit for every client thread; the kernel's share is the WAL's `fsync` and the \
+         threads' wake-ups.\n\n```\n",
+    );
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        md.push_str(line.trim_end());
+        md.push('\n');
+    }
+    md.push_str("```\n");
 }
