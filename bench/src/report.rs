@@ -1178,5 +1178,5 @@ fn profile(md: &mut String, path: Option<&std::path::Path>) {
         md.push_str(line.trim_end());
         md.push('\n');
     }
-    md.push_str("```\n");
+    md.push_str("```\n\n");
 }
