@@ -172,6 +172,16 @@ fn count(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
+/// Takes the transaction-long advisory lock of idempotency key `key` of `tenant`.
+fn lock_key(tx: &mut Tx<'_>, tenant: &str, key: &str) -> Result<()> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))",
+        &[&tenant, &key],
+    )
+    .map_err(storage)?;
+    Ok(())
+}
+
 /// How often a statement that lost a deadlock is run again.
 const DEADLOCK_RETRIES: u32 = 5;
 
@@ -685,13 +695,9 @@ impl WriteTx for Conn<Tx<'_>> {
         // would fail on the key's primary key and answer 500. A transaction-long advisory lock
         // on the key (the two-key space, apart from the migrations' one-key lock) makes the
         // second wait for the first's end; its lookup, a statement of its own, then sees the
-        // first's key if it committed.
-        self.0
-            .execute(
-                "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))",
-                &[&tenant, &key],
-            )
-            .map_err(storage)?;
+        // first's key if it committed. (Taken again after `lock_idempotency_keys`, it is held
+        // already and granted at once.)
+        lock_key(&mut self.0, tenant, key)?;
         let row = self
             .0
             .query_opt(
@@ -700,6 +706,13 @@ impl WriteTx for Conn<Tx<'_>> {
             )
             .map_err(storage)?;
         Ok(row.map(|row| (row.get(0), row.get(1))))
+    }
+
+    fn lock_idempotency_keys(&mut self, keys: &[(&str, &str)]) -> Result<()> {
+        for (tenant, key) in keys {
+            lock_key(&mut self.0, tenant, key)?;
+        }
+        Ok(())
     }
 
     fn insert_idempotency_key(

@@ -600,13 +600,23 @@ pub trait Reader {
 /// The typed operations of one write, inside the driver's transaction. Each either does all
 /// it says or fails; the store undoes the whole write on any `Err`.
 pub trait WriteTx: Reader {
-    /// The job and request fingerprint an idempotency key of `tenant` was first used with. A
-    /// driver may lock the key until the transaction ends; the store then looks up the keys of
-    /// one write in `(tenant, key)` order, so that two writes never wait for each other.
+    /// The job and request fingerprint an idempotency key of `tenant` was first used with.
     ///
     /// # Errors
     /// Storage errors.
     fn idempotency_key(&mut self, tenant: &str, key: &str) -> Result<Option<(i64, String)>>;
+
+    /// Takes, before a write looks up several idempotency keys, whatever lock the driver holds
+    /// a key under while its transaction runs, all in one order (`keys` come sorted and
+    /// distinct), so that two writes taking the same keys never wait for each other. A
+    /// driver with one writer at a time has nothing to lock: the default does nothing.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn lock_idempotency_keys(&mut self, keys: &[(&str, &str)]) -> Result<()> {
+        let _ = keys;
+        Ok(())
+    }
 
     /// Records an idempotency key.
     ///

@@ -454,18 +454,15 @@ pub(crate) fn insert_job(tx: &mut dyn WriteTx, now: i64, insert: &JobInsert) -> 
 /// (a key is looked up first, and may answer the job it made before).
 fn insert_jobs(tx: &mut dyn WriteTx, now: i64, inserts: &[JobInsert]) -> Result<Vec<Job>> {
     if inserts.iter().any(|i| i.new.idempotency_key.is_some()) {
-        // A driver may lock a key while it looks it up (PostgreSQL does, for creates through
-        // several daemons). Two batches holding the same keys in another order would then
-        // each hold a key the other waits for: every key is first looked up in one order.
+        // Two batches taking the same keys in another order must not each hold a key the
+        // other waits for.
         let mut keys: Vec<(&str, &str)> = inserts
             .iter()
             .filter_map(|i| Some((i.tenant.as_str(), i.new.idempotency_key.as_deref()?)))
             .collect();
         keys.sort_unstable();
         keys.dedup();
-        for (tenant, key) in keys {
-            tx.idempotency_key(tenant, key)?;
-        }
+        tx.lock_idempotency_keys(&keys)?;
         return inserts
             .iter()
             .map(|insert| insert_job(tx, now, insert))
