@@ -350,6 +350,46 @@ impl ChannelBody {
     }
 }
 
+/// A response body of `first`, then the chunks `next` reads on a blocking thread, each read
+/// only once the client took the last, until `next` answers `None`. A read that fails is
+/// logged as `what` failing and breaks the body off: the client sees the answer end
+/// abruptly, never a part it could take for the whole.
+pub(crate) fn blocking_stream<F>(what: String, first: Bytes, mut next: F) -> ChannelBody
+where
+    F: FnMut() -> Result<Option<Bytes>, String> + Send + 'static,
+{
+    let (sender, stream) = ChannelBody::new();
+    tokio::spawn(async move {
+        if !first.is_empty() {
+            match sender.reserve().await {
+                Ok(room) => room.send(Ok(first)),
+                Err(_) => return,
+            }
+        }
+        while let Ok(room) = sender.reserve().await {
+            let read = tokio::task::spawn_blocking(move || {
+                let chunk = next();
+                (next, chunk)
+            })
+            .await;
+            let failure = match read {
+                Ok((back, Ok(Some(chunk)))) => {
+                    next = back;
+                    room.send(Ok(chunk));
+                    continue;
+                }
+                Ok((_, Ok(None))) => break,
+                Ok((_, Err(err))) => err,
+                Err(err) => format!("the read task failed: {err}"),
+            };
+            log::error!("{what} failed: {failure}");
+            room.send(Err(io::Error::other(failure)));
+            break;
+        }
+    });
+    stream
+}
+
 impl http_body::Body for ChannelBody {
     type Data = Bytes;
     type Error = io::Error;

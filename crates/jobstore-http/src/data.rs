@@ -174,37 +174,12 @@ pub(crate) fn stream(id: i64, reader: DataReader) -> ChannelBody {
 
 /// A response body of `first`, then what `reader` reads.
 pub(crate) fn stream_after(id: i64, first: Bytes, mut reader: DataReader) -> ChannelBody {
-    let (sender, stream) = ChannelBody::new();
-    tokio::spawn(async move {
-        if !first.is_empty() {
-            match sender.reserve().await {
-                Ok(room) => room.send(Ok(first)),
-                Err(_) => return,
-            }
-        }
-        // The next chunk is read only once the client took the previous one.
-        while let Ok(room) = sender.reserve().await {
-            let read = tokio::task::spawn_blocking(move || {
-                let chunk = reader.next_chunk();
-                (reader, chunk)
-            })
-            .await;
-            let failure = match read {
-                Ok((back, Ok(Some(chunk)))) => {
-                    reader = back;
-                    room.send(Ok(Bytes::from(chunk)));
-                    continue;
-                }
-                Ok((_, Ok(None))) => break,
-                Ok((_, Err(err))) => err.to_string(),
-                Err(err) => format!("the read task failed: {err}"),
-            };
-            // The client sees the response break off rather than end: it must not take a part
-            // for the whole.
-            log::error!("job {id}: streaming data failed: {failure}");
-            room.send(Err(io::Error::other(failure)));
-            break;
-        }
-    });
-    stream
+    body::blocking_stream(
+        format!("job {id}: streaming data"),
+        first,
+        move || match reader.next_chunk() {
+            Ok(chunk) => Ok(chunk.map(Bytes::from)),
+            Err(err) => Err(err.to_string()),
+        },
+    )
 }

@@ -188,15 +188,13 @@ pub(super) async fn handle(
             let after = query.int("after", 0, i64::MAX)?;
             query.finish()?;
             let lines_of = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
-            let (lines, whole) = app
+            // The whole log is streamed; its last line now is where the answer ends.
+            let whole = tail.is_none() && after.is_none();
+            let lines = app
                 .call(principal, move |store| match (tail, after) {
-                    (Some(tail), after) => Ok((
-                        store.log_tail(id, after.unwrap_or(0), lines_of(tail))?,
-                        false,
-                    )),
-                    (None, Some(after)) => Ok((store.log(id, after, lines_of(LOG_PAGE))?, false)),
-                    // The whole log: its last line now, the end of what the answer streams.
-                    (None, None) => Ok((store.log_tail(id, 0, 1)?, true)),
+                    (Some(tail), after) => store.log_tail(id, after.unwrap_or(0), lines_of(tail)),
+                    (None, Some(after)) => store.log(id, after, lines_of(LOG_PAGE)),
+                    (None, None) => store.log_tail(id, 0, 1),
                 })
                 .await?;
             // Where a viewer reads on from (`?after=`): the last line's, or where it asked.
@@ -615,35 +613,20 @@ fn log_text(lines: &[jobstore::LogLine]) -> String {
 /// A response body of job `id`'s log up to line `until`, read a page at a time, the next
 /// page only once the client took the last: a log of millions of lines is never held whole.
 fn log_stream(store: jobstore::Store, id: i64, until: i64) -> crate::body::ChannelBody {
-    let (sender, stream) = crate::body::ChannelBody::new();
-    tokio::spawn(async move {
-        let mut after = 0;
-        while after < until {
-            let Ok(room) = sender.reserve().await else {
-                return;
-            };
-            let store = store.clone();
-            let page = tokio::task::spawn_blocking(move || {
-                store.log(id, after, u32::try_from(LOG_PAGE).unwrap_or(u32::MAX))
-            })
-            .await;
-            let failure = match page {
-                Ok(Ok(mut lines)) if !lines.is_empty() => {
-                    lines.retain(|line| line.seq <= until);
-                    after = lines.last().map_or(until, |line| line.seq);
-                    room.send(Ok(bytes::Bytes::from(log_text(&lines))));
-                    continue;
-                }
-                // Deleted meanwhile: the log ends where it was cut.
-                Ok(Ok(_)) => "the log ended before its last line was read".to_owned(),
-                Ok(Err(err)) => err.to_string(),
-                Err(err) => format!("the read task failed: {err}"),
-            };
-            // The client sees the answer break off rather than end: not a part for the whole.
-            log::error!("job {id}: streaming the log failed: {failure}");
-            room.send(Err(std::io::Error::other(failure)));
-            return;
+    let mut after = 0;
+    let what = format!("job {id}: streaming the log");
+    body::blocking_stream(what, bytes::Bytes::new(), move || {
+        if after >= until {
+            return Ok(None);
         }
-    });
-    stream
+        let page = u32::try_from(LOG_PAGE).unwrap_or(u32::MAX);
+        let mut lines = store.log(id, after, page).map_err(|err| err.to_string())?;
+        if lines.is_empty() {
+            // Deleted meanwhile: the log ends where it was cut.
+            return Err("the log ended before its last line was read".to_owned());
+        }
+        lines.retain(|line| line.seq <= until);
+        after = lines.last().map_or(until, |line| line.seq);
+        Ok(Some(bytes::Bytes::from(log_text(&lines))))
+    })
 }
