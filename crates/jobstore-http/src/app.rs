@@ -279,9 +279,7 @@ impl App {
         &self,
         request: Request<Incoming>,
     ) -> Result<T, ApiError> {
-        let pace = self.pace(&request);
-        let limit = self.limits.max_json_bytes;
-        body::read_json(request.into_body(), limit, pace, body::Top::Value).await
+        self.read_json(request, body::Top::Value).await
     }
 
     /// The request's JSON body as a typed document, read from an object only.
@@ -289,9 +287,16 @@ impl App {
         &self,
         request: Request<Incoming>,
     ) -> Result<T, ApiError> {
+        self.read_json(request, body::Top::Document).await
+    }
+
+    async fn read_json<T: DeserializeOwned>(
+        &self,
+        request: Request<Incoming>,
+        top: body::Top,
+    ) -> Result<T, ApiError> {
         let pace = self.pace(&request);
-        let limit = self.limits.max_json_bytes;
-        body::read_json(request.into_body(), limit, pace, body::Top::Document).await
+        body::read_json(request.into_body(), self.limits.max_json_bytes, pace, top).await
     }
 
     pub(crate) async fn raw_body(&self, request: Request<Incoming>) -> Result<Bytes, ApiError> {
