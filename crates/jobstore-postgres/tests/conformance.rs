@@ -555,23 +555,7 @@ fn lose_a_deadlock<T: Send>(
         .expect("lock the counts");
     std::thread::scope(|scope| {
         let claiming = scope.spawn(claim);
-        let mut admin = support::connect(url);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let waiting: i64 = admin
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity \
-                     WHERE application_name = $1 AND wait_event_type = 'Lock'",
-                    &[&name],
-                )
-                .and_then(|row| row.try_get(0))
-                .expect("the sessions");
-            if waiting > 0 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the claim never waited");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        until_waiting(url, name);
         // Granted once the claim, the deadlock's victim, is undone.
         let rows = tx
             .execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", &[&job.id])

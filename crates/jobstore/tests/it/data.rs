@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use jobstore::{ClaimRequest, Error, NewJob, State, UploadLimits};
+use jobstore::{BatchUpload, ClaimRequest, Error, NewJob, State, UploadLimits};
 
 use crate::support::Fixture;
 
@@ -248,19 +248,26 @@ fn open_uploads_past_their_age_are_purged() {
     assert!(f.store.check().unwrap().is_ok());
 }
 
+/// An upload into job `job` of `len` bytes of [`pattern`] `seed`, its first chunk written, left
+/// open (its batch incomplete).
+pub(crate) fn upload_under_way(f: &Fixture, job: i64, len: usize, seed: u8) -> BatchUpload {
+    let mut upload = f
+        .store
+        .begin_upload_call(job, UploadLimits::default())
+        .wait()
+        .unwrap();
+    upload.push(&pattern(len, seed)).unwrap();
+    if let Some(chunk) = upload.chunk_call() {
+        chunk.wait().unwrap();
+    }
+    upload
+}
+
 #[test]
 fn a_dropped_upload_deletes_its_batch() {
     let f = Fixture::new();
     let job = f.store.enqueue(NewJob::new("ingest").upload(true)).unwrap();
-    let mut upload = f
-        .store
-        .begin_upload_call(job.id, UploadLimits::default())
-        .wait()
-        .unwrap();
-    upload.push(&pattern(600_000, 5)).unwrap();
-    if let Some(chunk) = upload.chunk_call() {
-        chunk.wait().unwrap();
-    }
+    let upload = upload_under_way(&f, job.id, 600_000, 5);
     drop(upload);
     // The delete was queued without waiting; the job's next write commits after it (a
     // driver runs one job's writes in order; another job's may go first).

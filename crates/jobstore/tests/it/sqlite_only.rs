@@ -2,9 +2,9 @@
 //! process, raw rows written into the file, and the upgrade of a file of the previous schema.
 //! The behaviours around them run on every engine in the other modules.
 
-use jobstore::{ClaimRequest, Error, NewJob, SCHEMA_VERSION, Store, UploadLimits, migrate_to};
+use jobstore::{ClaimRequest, Error, NewJob, SCHEMA_VERSION, Store, migrate_to};
 
-use crate::data::{count, pattern};
+use crate::data::{count, upload_under_way};
 use crate::outputs::{read_input, read_output};
 use crate::support::Fixture;
 
@@ -63,15 +63,7 @@ fn batches_of_a_dead_uploader_are_reclaimed_and_a_live_ones_are_kept() {
     let f = Fixture::new();
     let job = f.store.enqueue(NewJob::new("ingest").upload(true)).unwrap();
     // An upload of this process, half way: its batch row names this process.
-    let mut live = f
-        .store
-        .begin_upload_call(job.id, UploadLimits::default())
-        .wait()
-        .unwrap();
-    live.push(&pattern(300_000, 4)).unwrap();
-    if let Some(chunk) = live.chunk_call() {
-        chunk.wait().unwrap();
-    }
+    let live = upload_under_way(&f, job.id, 300_000, 4);
     let me: String = f
         .sql()
         .query_row(
@@ -130,15 +122,7 @@ fn batches_of_a_dead_uploader_are_reclaimed_and_a_live_ones_are_kept() {
 fn a_batch_whose_discard_failed_is_reclaimed_once_the_delete_goes_through() {
     let f = Fixture::new();
     let job = f.store.enqueue(NewJob::new("ingest").upload(true)).unwrap();
-    let mut upload = f
-        .store
-        .begin_upload_call(job.id, UploadLimits::default())
-        .wait()
-        .unwrap();
-    upload.push(&pattern(300_000, 5)).unwrap();
-    if let Some(chunk) = upload.chunk_call() {
-        chunk.wait().unwrap();
-    }
+    let upload = upload_under_way(&f, job.id, 300_000, 5);
     let sql = f.sql();
     sql.execute_batch(
         "CREATE TRIGGER refuse_batch_deletes BEFORE DELETE ON job_data_batches \
@@ -152,10 +136,12 @@ fn a_batch_whose_discard_failed_is_reclaimed_once_the_delete_goes_through() {
             job.id,
         )
     };
-    // The client goes away: the upload is dropped and its discard fails. A write queued after
-    // it is answered after the discard's outcome was handled.
+    // The client goes away: the upload is dropped and its discard fails. The job's next write
+    // is answered after the discard's outcome was handled (one job's writes run in order).
     drop(upload);
-    f.store.enqueue(NewJob::new("after")).unwrap();
+    f.store
+        .append_log(job.id, vec![(jobstore::LogLevel::Info, "after".into())])
+        .unwrap();
     assert_eq!(batches(), 1);
     // Still no room: the retry fails, and the batch stays in line for the next one.
     assert!(f.store.reclaim_abandoned_batches().is_err());
