@@ -460,6 +460,9 @@ fn targets(md: &mut String, run: &Run) {
         j1.map_or("–".into(), thousands),
         ratio_cell(ratio(e8, j1)),
     );
+    // The goals of HTTP create: one client against one commit per job in raw SQLite (a lone
+    // client waits for its own fsync, which is the limit), more clients against the bare
+    // hyper server in the same run (the HTTP limit of this machine).
     for clients in clients_of(run) {
         let create = run
             .one(
@@ -478,15 +481,20 @@ fn targets(md: &mut String, run: &Run) {
                 &[("store", "bare hyper".into()), ("clients", clients.into())],
             )
             .and_then(|r| num(r, "rate"));
-        let r = ratio(create, bare);
+        let (against, theirs, goal) = match clients {
+            1 => ("raw SQLite, one commit per job (1 thread)", r1, 0.9),
+            2..=16 => ("the bare hyper server", bare, 0.4),
+            _ => ("the bare hyper server", bare, 0.5),
+        };
+        let r = ratio(create, theirs);
         let _ = writeln!(
             md,
-            "| HTTP create, {clients} client{}: ≥ 0.5× the bare hyper server | {} vs {} req/s | {} | {} |",
+            "| HTTP create, {clients} client{}: ≥ {goal}× {against} | {} vs {} req/s | {} | {} |",
             if clients == 1 { "" } else { "s" },
             create.map_or("–".into(), thousands),
-            bare.map_or("–".into(), thousands),
+            theirs.map_or("–".into(), thousands),
             ratio_cell(r),
-            verdict(r.map(|r| r >= 0.5)),
+            verdict(r.map(|r| r >= goal)),
         );
     }
     let lists = run.find("list", &[("store", "jobstore".into())]);
