@@ -1182,7 +1182,10 @@ fn profile(md: &mut String, path: Option<&std::path::Path>) {
          the commit for every client thread; the kernel's share is the WAL's `fsync` and the \
          threads' wake-ups.\n\n```\n",
     );
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         md.push_str(line.trim_end());
         md.push('\n');
     }
