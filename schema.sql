@@ -109,6 +109,38 @@ CREATE INDEX jobs_labelled_by_created_by ON jobs (tenant, dialect, created_by, i
 CREATE INDEX jobs_labelled_by_definition
     ON jobs (tenant, dialect, ifnull(definition_id, ''), id, definition_id, kind, state)
     WHERE dialect <> 'native';
+-- Failed and cancelled jobs by text sort (migration 9): a list filtered on those states
+-- walks matches only. Jobs that succeed never write these.
+CREATE INDEX jobs_failed_or_cancelled_by_name
+    ON jobs (tenant, name, id, kind, queue, dialect, state)
+    WHERE state IN ('failed', 'cancelled');
+CREATE INDEX jobs_failed_or_cancelled_by_source
+    ON jobs (tenant, source, id, kind, queue, dialect, state)
+    WHERE state IN ('failed', 'cancelled');
+CREATE INDEX jobs_failed_or_cancelled_by_target
+    ON jobs (tenant, target, id, kind, queue, dialect, state)
+    WHERE state IN ('failed', 'cancelled');
+CREATE INDEX jobs_failed_or_cancelled_by_created_by
+    ON jobs (tenant, created_by, id, kind, queue, dialect, state)
+    WHERE state IN ('failed', 'cancelled');
+CREATE INDEX jobs_failed_or_cancelled_by_definition
+    ON jobs (tenant, ifnull(definition_id, ''), id, definition_id, kind, queue, dialect, state)
+    WHERE state IN ('failed', 'cancelled');
+CREATE INDEX jobs_labelled_failed_or_cancelled_by_name
+    ON jobs (tenant, dialect, name, id, kind, state)
+    WHERE dialect <> 'native' AND state IN ('failed', 'cancelled');
+CREATE INDEX jobs_labelled_failed_or_cancelled_by_source
+    ON jobs (tenant, dialect, source, id, kind, state)
+    WHERE dialect <> 'native' AND state IN ('failed', 'cancelled');
+CREATE INDEX jobs_labelled_failed_or_cancelled_by_target
+    ON jobs (tenant, dialect, target, id, kind, state)
+    WHERE dialect <> 'native' AND state IN ('failed', 'cancelled');
+CREATE INDEX jobs_labelled_failed_or_cancelled_by_created_by
+    ON jobs (tenant, dialect, created_by, id, kind, state)
+    WHERE dialect <> 'native' AND state IN ('failed', 'cancelled');
+CREATE INDEX jobs_labelled_failed_or_cancelled_by_definition
+    ON jobs (tenant, dialect, ifnull(definition_id, ''), id, definition_id, kind, state)
+    WHERE dialect <> 'native' AND state IN ('failed', 'cancelled');
 -- Executions of a definition (sorted by id, definition, start and finish;
 -- `definition_id` and `state` trail so that its IS NOT NULL test and a status filter need no
 -- job row).

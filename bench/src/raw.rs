@@ -13,7 +13,7 @@ use rusqlite::{Connection, params};
 use crate::common::{Level, Result, fail};
 
 /// The core's schema, applied as the core's migration does.
-const SCHEMA: [&str; 8] = [
+const SCHEMA: [&str; 9] = [
     include_str!("../../crates/jobstore/migrations/0001_initial.sql"),
     include_str!("../../crates/jobstore/migrations/0002_dialect_list_indexes.sql"),
     include_str!("../../crates/jobstore/migrations/0003_fewer_write_indexes.sql"),
@@ -22,6 +22,7 @@ const SCHEMA: [&str; 8] = [
     include_str!("../../crates/jobstore/migrations/0006_named_outputs.sql"),
     include_str!("../../crates/jobstore/migrations/0007_job_counts.sql"),
     include_str!("../../crates/jobstore/migrations/0008_filters_in_sort_indexes.sql"),
+    include_str!("../../crates/jobstore/migrations/0009_failed_or_cancelled_sort_indexes.sql"),
 ];
 
 /// `rows.rs`: the columns every job statement returns.

@@ -95,6 +95,32 @@ CREATE INDEX jobs_labelled_by_definition
     ON jobs (tenant, dialect, (coalesce(definition_id, '')), id)
     INCLUDE (definition_id, kind, state) WHERE dialect <> 'native';
 
+-- Failed and cancelled jobs by text sort (migration 4): a list filtered on those states walks
+-- matches only. Jobs that succeed never write these.
+CREATE INDEX jobs_failed_or_cancelled_by_name ON jobs (tenant, name, id)
+    INCLUDE (kind, queue, dialect, state) WHERE state IN ('failed', 'cancelled');
+CREATE INDEX jobs_failed_or_cancelled_by_source ON jobs (tenant, source, id)
+    INCLUDE (kind, queue, dialect, state) WHERE state IN ('failed', 'cancelled');
+CREATE INDEX jobs_failed_or_cancelled_by_target ON jobs (tenant, target, id)
+    INCLUDE (kind, queue, dialect, state) WHERE state IN ('failed', 'cancelled');
+CREATE INDEX jobs_failed_or_cancelled_by_created_by ON jobs (tenant, created_by, id)
+    INCLUDE (kind, queue, dialect, state) WHERE state IN ('failed', 'cancelled');
+CREATE INDEX jobs_failed_or_cancelled_by_definition
+    ON jobs (tenant, (coalesce(definition_id, '')), id)
+    INCLUDE (definition_id, kind, queue, dialect, state) WHERE state IN ('failed', 'cancelled');
+CREATE INDEX jobs_labelled_failed_or_cancelled_by_name ON jobs (tenant, dialect, name, id)
+    INCLUDE (kind, state) WHERE dialect <> 'native' AND state IN ('failed', 'cancelled');
+CREATE INDEX jobs_labelled_failed_or_cancelled_by_source ON jobs (tenant, dialect, source, id)
+    INCLUDE (kind, state) WHERE dialect <> 'native' AND state IN ('failed', 'cancelled');
+CREATE INDEX jobs_labelled_failed_or_cancelled_by_target ON jobs (tenant, dialect, target, id)
+    INCLUDE (kind, state) WHERE dialect <> 'native' AND state IN ('failed', 'cancelled');
+CREATE INDEX jobs_labelled_failed_or_cancelled_by_created_by
+    ON jobs (tenant, dialect, created_by, id)
+    INCLUDE (kind, state) WHERE dialect <> 'native' AND state IN ('failed', 'cancelled');
+CREATE INDEX jobs_labelled_failed_or_cancelled_by_definition
+    ON jobs (tenant, dialect, (coalesce(definition_id, '')), id)
+    INCLUDE (definition_id, kind, state) WHERE dialect <> 'native' AND state IN ('failed', 'cancelled');
+
 CREATE INDEX jobs_executions_by_id ON jobs (tenant, id) INCLUDE (definition_id, state)
     WHERE definition_id IS NOT NULL;
 CREATE INDEX jobs_executions_by_definition ON jobs (tenant, (coalesce(definition_id, '')), id)

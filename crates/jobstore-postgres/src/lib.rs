@@ -26,7 +26,8 @@
 //! the transaction of their change, data in bounded chunks, idempotency keys and tenants.
 //! `migrations/0001_initial.sql` says what differs and why, `0002_job_count_changes.sql` how
 //! the job counts are kept without writers waiting for each other, `0003_filters_in_sort_indexes.sql`
-//! which filters the list indexes carry. `schema.sql` beside them is the current schema for
+//! which filters the list indexes carry, `0004_failed_or_cancelled_sort_indexes.sql` why
+//! failed and cancelled jobs have text-sort indexes of their own. `schema.sql` beside them is the current schema for
 //! people; a test holds the migrations to it.
 //!
 //! [`migrate`] is safe to run from every daemon at once: the migrations run in one
@@ -45,7 +46,7 @@ pub use driver::{PostgresDriver, PostgresOptions};
 use postgres::{Client, GenericClient};
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The key of the advisory lock that migrations hold (the bytes of "jobstore").
 const MIGRATION_LOCK: i64 = 0x6a6f_6273_746f_7265;
@@ -69,6 +70,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 3,
         sql: include_str!("../migrations/0003_filters_in_sort_indexes.sql"),
+    },
+    Migration {
+        version: 4,
+        sql: include_str!("../migrations/0004_failed_or_cancelled_sort_indexes.sql"),
     },
 ];
 

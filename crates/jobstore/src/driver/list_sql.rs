@@ -1,9 +1,9 @@
 //! The list query's SQL for every engine: [`list_sql`] assembles the statement of a checked
 //! query (`ListQuery::check`) from constant fragments chosen by which filters are present and
 //! from the sort field, a whitelisted enum; every value is a bound parameter ([`SqlParam`],
-//! which each driver converts to its engine's values), except the literal `dialect <>
-//! 'native'` (an engine uses a partial index only when the query's `WHERE` implies the
-//! index's, which a bound label does not).
+//! which each driver converts to its engine's values), except two literals: `dialect <>
+//! 'native'` and `state IN ('failed', 'cancelled')` (an engine uses a partial index only
+//! when the query's `WHERE` implies the index's, which a bound value does not).
 //!
 //! What differs between the engines is a [`Dialect`]: placeholders (`?` in order for SQLite,
 //! `$1, $2, …` for PostgreSQL), value lists (`IN (SELECT value FROM json_each(?))` of a JSON
@@ -19,9 +19,14 @@
 
 use std::collections::BTreeMap;
 
-use crate::Result;
 use crate::list::{Cursor, CursorValue, Direction, JobPage, ListQuery, Pagination, SortField};
 use crate::model::Job;
+use crate::{Result, State};
+
+/// The condition of the partial indexes of failed and cancelled jobs (schema migration 9),
+/// written as those indexes' `WHERE` is: an engine uses a partial index only when the
+/// query's condition implies the index's.
+const FAILED_OR_CANCELLED: &str = "state IN ('failed', 'cancelled')";
 
 /// The SQL engine a list statement is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -367,6 +372,17 @@ fn build(
     if !query.dialects.is_empty() && !query.dialects.iter().any(|d| d == crate::NATIVE) {
         clauses.push("dialect <> 'native'");
     }
+    // Jobs that ended failed or cancelled have text-sort indexes of their own (partial, so
+    // that the jobs that succeed, the bulk, never write them); a filter within those two
+    // states says so literally for the planner to use them.
+    if !query.states.is_empty()
+        && query
+            .states
+            .iter()
+            .all(|s| matches!(s, State::Failed | State::Cancelled))
+    {
+        clauses.push(FAILED_OR_CANCELLED);
+    }
     if !query.ids.is_empty() {
         clauses.push(dialect.in_list("id"));
         params.push(SqlParam::Integers(query.ids.clone()));
@@ -591,7 +607,6 @@ fn filter_condition(query: &ListQuery, dialect: Dialect) -> Result<(String, Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::State;
 
     #[test]
     fn postgres_statements_number_their_placeholders_and_bind_arrays() {

@@ -250,10 +250,14 @@ const MIGRATIONS: &[Migration] = &[
         version: 8,
         sql: include_str!("../../migrations/0008_filters_in_sort_indexes.sql"),
     },
+    Migration {
+        version: 9,
+        sql: include_str!("../../migrations/0009_failed_or_cancelled_sort_indexes.sql"),
+    },
 ];
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Each step runs with its `user_version` bump in
 /// one `BEGIN IMMEDIATE` transaction, so two processes opening one file never both migrate it.

@@ -230,6 +230,18 @@ mod tests {
         }))
     }
 
+    /// The sorts on a free text column, which have indexes of failed and cancelled jobs.
+    fn sorted_by_text(sort: SortField) -> bool {
+        matches!(
+            sort,
+            SortField::Name
+                | SortField::Source
+                | SortField::Target
+                | SortField::CreatedBy
+                | SortField::DefinitionId
+        )
+    }
+
     /// A keyset page after (v, id) is two index range seeks: the rest of v's tie group
     /// (`SORT = v AND id < id`) and the values past v, never a walk through the tie group.
     #[test]
@@ -288,10 +300,10 @@ mod tests {
     #[test]
     fn labelled_lists_use_the_partial_indexes() {
         let conn = migrated();
-        let labelled = |sort| ListQuery {
+        let labelled = |sort, states| ListQuery {
             dialects: vec!["acme".into()],
             kinds: vec!["import".into(), "export".into()],
-            states: vec![State::Failed, State::Cancelled],
+            states,
             sort: Some(sort),
             count_total: true,
             ..ListQuery::default()
@@ -317,7 +329,21 @@ mod tests {
             SortField::CreatedBy,
             SortField::DefinitionId,
         ] {
-            cases.push(("jobs_labelled_by_", labelled(sort)));
+            cases.push((
+                "jobs_labelled_",
+                "jobs_labelled_by_",
+                labelled(sort, vec![State::Succeeded, State::Failed]),
+            ));
+            // Failed and cancelled jobs sorted by text have indexes of their own.
+            cases.push((
+                "jobs_labelled_",
+                if sorted_by_text(sort) {
+                    "jobs_labelled_failed_or_cancelled_by_"
+                } else {
+                    "jobs_labelled_by_"
+                },
+                labelled(sort, vec![State::Failed, State::Cancelled]),
+            ));
         }
         for sort in [
             SortField::Id,
@@ -325,9 +351,11 @@ mod tests {
             SortField::StartedAt,
             SortField::FinishedAt,
         ] {
-            cases.push(("jobs_executions_by_", executions(sort)));
+            cases.push(("jobs_executions_", "jobs_executions_by_", executions(sort)));
         }
-        for (index, query) in cases {
+        // (the family of indexes, the page's index, the query): the count may use any index
+        // of the family.
+        for (family, index, query) in cases {
             let sort = query.sort.unwrap_or(SortField::CreatedAt);
             for direction in [Direction::Asc, Direction::Desc] {
                 for page in [
@@ -358,11 +386,56 @@ mod tests {
             if query.count_total {
                 let plan = plan_of(&conn, &query, true);
                 assert!(
-                    plan.iter().any(
-                        |l| l.starts_with(&format!("SEARCH jobs USING COVERING INDEX {index}"))
-                    ),
+                    plan.iter()
+                        .any(|l| l
+                            .starts_with(&format!("SEARCH jobs USING COVERING INDEX {family}"))),
                     "count {query:?}: {plan:?}"
                 );
+            }
+        }
+    }
+
+    /// A page of failed or cancelled jobs (either or both) sorted by a text column walks the
+    /// partial index of those jobs in that order, first page, after a cursor and at an
+    /// offset, with every filter but the state's tested in the index; a state filter that
+    /// takes in another state walks the full sort index, which holds every job.
+    #[test]
+    fn failed_or_cancelled_jobs_by_text_walk_their_own_indexes() {
+        let conn = migrated();
+        for sort in SortField::ALL.into_iter().filter(|s| sorted_by_text(*s)) {
+            for (states, own) in [
+                (vec![State::Failed], true),
+                (vec![State::Cancelled], true),
+                (vec![State::Failed, State::Cancelled], true),
+                (vec![State::Failed, State::Succeeded], false),
+            ] {
+                for direction in [Direction::Asc, Direction::Desc] {
+                    for page in [
+                        Pagination::Cursor(None),
+                        after(sort, direction),
+                        Pagination::Offset(1000),
+                    ] {
+                        let query = ListQuery {
+                            states: states.clone(),
+                            kinds: vec!["import".into()],
+                            sort: Some(sort),
+                            direction,
+                            page,
+                            ..ListQuery::default()
+                        };
+                        let plan = plan_of(&conn, &query, false);
+                        let walks_own = plan.iter().any(|l| {
+                            l.starts_with(
+                                "SEARCH jobs USING COVERING INDEX jobs_failed_or_cancelled_by_",
+                            )
+                        });
+                        assert_eq!(walks_own, own, "{query:?}: {plan:?}");
+                        assert!(
+                            !plan.iter().any(|l| l.starts_with("SCAN jobs")),
+                            "{query:?}: {plan:?}"
+                        );
+                    }
+                }
             }
         }
     }
