@@ -232,6 +232,7 @@ pub fn run(dir: &Path, levels: &[Level], config: &HttpConfig) -> Result<()> {
                     .emit();
             }
             let sampler = Sampler::start(daemon.pid());
+            let (writes_before, commits_before) = runtime.block_on(writer_counts(daemon.addr))?;
             let (n, elapsed, mut latencies) = runtime.block_on(load(
                 &[daemon.addr],
                 clients,
@@ -240,12 +241,15 @@ pub fn run(dir: &Path, levels: &[Level], config: &HttpConfig) -> Result<()> {
                 Workload::Create,
             ))?;
             let peak = sampler.peak();
+            let (writes, commits) = runtime.block_on(writer_counts(daemon.addr))?;
+            let per_commit = (writes - writes_before) / (commits - commits_before).max(1.0);
             Record::new("http", "jobstore", "POST /v1/jobs (create)")
                 .set("durability", level.as_str())
                 .set("clients", clients)
                 .timed(n, elapsed)
                 .latencies(&mut latencies)
                 .set("rss_peak_mb", mb(peak))
+                .set("writes_per_commit", (per_commit * 10.0).round() / 10.0)
                 .emit();
             let (n, elapsed, mut latencies) = runtime.block_on(load(
                 &[daemon.addr],
@@ -477,6 +481,28 @@ async fn connect(addr: SocketAddr) -> Result<Sender> {
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     Ok(sender)
+}
+
+/// The daemon's writer counters from its `/metrics`: (writes, commits).
+async fn writer_counts(addr: SocketAddr) -> Result<(f64, f64)> {
+    let mut sender = connect(addr).await?;
+    sender.ready().await?;
+    let request = Request::builder()
+        .method("GET")
+        .uri("/metrics")
+        .header("host", "127.0.0.1")
+        .body(Full::new(Bytes::new()))?;
+    let response = sender.send_request(request).await?;
+    let text = String::from_utf8(response.into_body().collect().await?.to_bytes().to_vec())?;
+    let counter = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .ok_or_else(|| fail(format!("/metrics has no {name}")))
+    };
+    Ok((
+        counter("jobstore_writer_writes_total ")?,
+        counter("jobstore_writer_commits_total ")?,
+    ))
 }
 
 /// Sends one JSON request and answers the JSON answer (or an error for a non-2xx status).

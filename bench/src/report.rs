@@ -932,6 +932,17 @@ fn http(md: &mut String, run: &Run) {
             ),
             None => "–".into(),
         };
+        // Creates also say how many writes the daemon's writer committed together.
+        let create_cell = |r: Option<&Value>| {
+            let per_commit = r
+                .and_then(|r| num(r, "writes_per_commit"))
+                .map_or(String::new(), |w| format!(", {w} per commit"));
+            let text = cell(r);
+            match text.strip_suffix(')') {
+                Some(open) if r.is_some() => format!("{open}{per_commit})"),
+                _ => text,
+            }
+        };
         let bare = pick("bare hyper", "", "");
         let create = pick("jobstore", "POST /v1/jobs (create)", "full");
         let claim = "POST /v1/claim + POST /v1/jobs/{id}/complete";
@@ -939,13 +950,13 @@ fn http(md: &mut String, run: &Run) {
             md,
             "| {clients} | {} | {} | {} | {} | {} | {} |",
             cell(bare),
-            cell(create),
+            create_cell(create),
             ratio_cell(ratio(
                 create.and_then(|r| num(r, "rate")),
                 bare.and_then(|r| num(r, "rate"))
             )),
             cell(pick("jobstore", claim, "full")),
-            cell(pick("jobstore", "POST /v1/jobs (create)", "normal")),
+            create_cell(pick("jobstore", "POST /v1/jobs (create)", "normal")),
             cell(pick("jobstore", claim, "normal")),
         );
     }
