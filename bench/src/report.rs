@@ -819,7 +819,9 @@ fn list(md: &mut String, run: &Run) {
         .unwrap_or(0.0);
     let _ = writeln!(
         md,
-        "Pages of 100 on the prefilled file ({} finished jobs), newest first, for every sort \
+        "Pages of 100 on the prefilled file ({} jobs: the finished jobs of the prefill and, for \
+         the `state = open` cases, 1,000 jobs awaiting their data made through the store), \
+         newest first, for every sort \
          field the dialects use and each filter: the first page, and the page 10,000 pages deep \
          (or the last full page when fewer jobs match) by keyset cursor and, for the lists a \
          vendor API pages by page number (its label, its route, its status filter), by offset; \

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use jobstore::driver::list_sql::{Dialect, SqlParam, list_sql};
+use jobstore::driver::list_sql::{Dialect, PageWalk, SqlParam, list_sql};
 use jobstore::driver::{
     Chunk, ChunkQuery, ClaimJobs, CompleteRow, EventRow, FinishedCount, HeartbeatRow, JobRow,
     OldestDue, Reader, ReleaseRow, StateCount, StepRow, WriteTx,
@@ -290,7 +290,13 @@ impl<X: AsClient> Reader for Conn<X> {
     }
 
     fn list_jobs(&mut self, tenant: Option<&str>, query: &ListQuery) -> Result<JobPage> {
-        let sql = list_sql(query, Dialect::Postgres, tenant, JOB_COLUMNS)?;
+        let sql = list_sql(
+            query,
+            Dialect::Postgres,
+            tenant,
+            JOB_COLUMNS,
+            PageWalk::SortIndex,
+        )?;
         let params: Vec<_> = sql.params.iter().map(pg_param).collect();
         let rows = self
             .0

@@ -91,6 +91,19 @@ impl SortField {
         }
     }
 
+    /// Whether the sort is on a free text column (name, source, target, creator,
+    /// definition): failed and cancelled jobs have indexes of their own in these orders.
+    pub(crate) fn is_free_text(self) -> bool {
+        matches!(
+            self,
+            SortField::Name
+                | SortField::Source
+                | SortField::Target
+                | SortField::CreatedBy
+                | SortField::DefinitionId
+        )
+    }
+
     pub(crate) fn sort_type(self) -> SortType {
         match self {
             SortField::Id

@@ -73,6 +73,22 @@ impl SqlParam {
     }
 }
 
+/// How a page finds its jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PageWalk {
+    /// Walk the sort's index in its order, testing the filters, until the page is full:
+    /// cheap when the matches lie dense in that order, and the only way without a state
+    /// filter.
+    #[default]
+    SortIndex,
+    /// Seek the matches in the state filter's index, read them all and sort them: cheap
+    /// when they are few, wherever they lie in the sort order (a walk of the sort's index
+    /// would test every job before it had a page of, say, the few running ones). The sort
+    /// expression is written so that no index can serve it (SQLite's unary `+`); PostgreSQL
+    /// chooses from its statistics of each state and is never asked for this walk.
+    FilterIndex,
+}
+
 /// The statements of one list query, with their parameters.
 #[derive(Debug, Clone)]
 pub struct ListSql {
@@ -140,6 +156,15 @@ impl Dialect {
     }
 
     /// `column` is one of a bound list.
+    /// `expr` written so that no index serves it as a sort or a range ([`PageWalk::FilterIndex`]):
+    /// SQLite's unary `+`, which keeps the value as it is. PostgreSQL is never asked.
+    fn unindexed(self, expr: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("+{expr}"),
+            Dialect::Postgres => expr.to_owned(),
+        }
+    }
+
     fn in_list(self, column: &'static str) -> &'static str {
         match (self, column) {
             (Dialect::Sqlite, "state") => "state IN (SELECT value FROM json_each(?))",
@@ -274,8 +299,9 @@ pub fn list_sql(
     dialect: Dialect,
     scope_tenant: Option<&str>,
     columns: &str,
+    walk: PageWalk,
 ) -> Result<ListSql> {
-    let mut sql = build(query, dialect, scope_tenant, columns)?;
+    let mut sql = build(query, dialect, scope_tenant, columns, walk)?;
     sql.select = dialect.placeholders(sql.select);
     sql.count = sql.count.map(|count| dialect.placeholders(count));
     Ok(sql)
@@ -287,6 +313,7 @@ fn build(
     dialect: Dialect,
     scope_tenant: Option<&str>,
     columns: &str,
+    walk: PageWalk,
 ) -> Result<ListSql> {
     let sort = query.sort.unwrap_or(SortField::CreatedAt);
     let direction = query.direction;
@@ -431,7 +458,17 @@ fn build(
         format!("({})", count_clauses.join(" AND "))
     };
 
-    let sort_expr = dialect.sort_expr(sort);
+    let sort_expr = match walk {
+        PageWalk::SortIndex => dialect.sort_expr(sort).to_owned(),
+        PageWalk::FilterIndex => dialect.unindexed(dialect.sort_expr(sort)),
+    };
+    let sort_expr = sort_expr.as_str();
+    // The id breaks ties and bounds a keyset page; in a walk of the state's index it must
+    // not offer its own order (the id index) either.
+    let id_expr = match walk {
+        PageWalk::SortIndex => "id".to_owned(),
+        PageWalk::FilterIndex => dialect.unindexed("id"),
+    };
     let where_sql = |clauses: &[&str]| {
         if clauses.is_empty() {
             String::new()
@@ -474,7 +511,7 @@ fn build(
                 CursorValue::Text(t) => SqlParam::Text(t.clone()),
             };
             let filter_params = params.clone();
-            let tie_clause = format!("SORT = ? AND id {beyond} ?");
+            let tie_clause = format!("SORT = ? AND {id_expr} {beyond} ?");
             let rest_clause = format!("SORT {beyond} ?");
             let mut tie = clauses.clone();
             tie.push(&tie_clause);
@@ -489,13 +526,13 @@ fn build(
             params.extend([value, page_size]);
             (
                 format!(
-                    "WITH tie AS (SELECT id AS page_id, {key} AS page_key FROM jobs{} \
+                    "WITH tie AS (SELECT {id_expr} AS page_id, {key} AS page_key FROM jobs{} \
                      ORDER BY page_id {dir} LIMIT ?) ",
                     where_sql(&tie)
                 ),
                 format!(
                     "SELECT page_id, page_key FROM tie UNION ALL \
-                     SELECT page_id, page_key FROM (SELECT id AS page_id, {key} AS page_key \
+                     SELECT page_id, page_key FROM (SELECT {id_expr} AS page_id, {key} AS page_key \
                      FROM jobs{} ORDER BY page_key {dir}, page_id {dir} \
                      LIMIT (SELECT {} FROM tie)){}",
                     where_sql(&rest),
@@ -507,7 +544,8 @@ fn build(
         _ => {
             let mut offset = 0;
             let mut page_clauses = clauses.clone();
-            let id_clause = format!("id {beyond} ?");
+            // (Only an id sort pages by id alone here: its sort expression is the id's.)
+            let id_clause = format!("{sort_expr} {beyond} ?");
             match (cursor, &query.page) {
                 (Some(cursor), _) => {
                     page_clauses.push(&id_clause);
@@ -526,7 +564,7 @@ fn build(
             (
                 String::new(),
                 format!(
-                    "SELECT id AS page_id, {key} AS page_key FROM jobs{} \
+                    "SELECT {id_expr} AS page_id, {key} AS page_key FROM jobs{} \
                      ORDER BY page_key {dir}, page_id {dir} LIMIT ? OFFSET ?",
                     where_sql(&page_clauses)
                 ),
@@ -600,7 +638,7 @@ fn filter_condition(query: &ListQuery, dialect: Dialect) -> Result<(String, Vec<
         count_total: false,
         ..query.clone()
     };
-    let sql = build(&filters_only, dialect, None, "id")?;
+    let sql = build(&filters_only, dialect, None, "id", PageWalk::SortIndex)?;
     Ok((sql.condition, sql.count_params))
 }
 
@@ -621,7 +659,14 @@ mod tests {
             count_total: true,
             ..ListQuery::default()
         };
-        let sql = list_sql(&query, Dialect::Postgres, Some("t"), "id").ok();
+        let sql = list_sql(
+            &query,
+            Dialect::Postgres,
+            Some("t"),
+            "id",
+            PageWalk::SortIndex,
+        )
+        .ok();
         let select = sql.as_ref().map(|s| s.select.clone()).unwrap_or_default();
         assert!(
             !select.contains('?') && !select.contains("OR 1=1"),

@@ -3,10 +3,11 @@
 //! `json_each`, flags as 0 or 1). The plan tests below hold its statements to their indexes.
 
 use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, params};
 
-use crate::Result;
-use crate::driver::list_sql::{self, Dialect, SqlParam};
-use crate::list::ListQuery;
+use crate::driver::list_sql::{self, Dialect, PageWalk, SqlParam};
+use crate::list::{ListQuery, Pagination, SortField};
+use crate::{Result, State};
 
 /// The statement for one query, with its parameters as SQLite's values.
 pub(crate) struct ListSql {
@@ -33,8 +34,13 @@ pub(crate) fn sqlite_value(param: &SqlParam) -> SqlValue {
 impl ListQuery {
     /// Builds the statement of a checked query ([`ListQuery::check`]) in SQLite's dialect.
     /// `tenant` is the caller's scope (`None`: every tenant).
-    pub(crate) fn to_sql(&self, scope_tenant: Option<&str>, columns: &str) -> Result<ListSql> {
-        let shared = list_sql::list_sql(self, Dialect::Sqlite, scope_tenant, columns)?;
+    pub(crate) fn to_sql(
+        &self,
+        scope_tenant: Option<&str>,
+        columns: &str,
+        walk: PageWalk,
+    ) -> Result<ListSql> {
+        let shared = list_sql::list_sql(self, Dialect::Sqlite, scope_tenant, columns, walk)?;
         Ok(ListSql {
             select: shared.select.clone(),
             count: shared.count.clone(),
@@ -45,12 +51,76 @@ impl ListQuery {
     }
 }
 
+/// The jobs of a tenant (every tenant: `?1` NULL) in the queues asked for (any: `?2` NULL),
+/// and those of them in the states asked for (`?3`), from the job counts.
+const SCOPE_AND_MATCHES: &str = "SELECT ifnull(sum(jobs), 0), \
+     ifnull(sum(jobs) FILTER (WHERE state IN (SELECT value FROM json_each(?3))), 0) \
+     FROM job_counts WHERE (?1 IS NULL OR tenant = ?1) \
+     AND (?2 IS NULL OR queue IN (SELECT value FROM json_each(?2)))";
+
+/// How a page of `query` finds its jobs, chosen from the job counts (a few rows per tenant,
+/// queue and state, exact in every transaction). SQLite's planner has no statistics of each
+/// state: sorted by anything but the state, it walks the sort's index and reads each job's
+/// row to test the state, which for the few running jobs among a million finished ones is a
+/// walk through all of them (seconds). With `m` matches among the `n` jobs in scope, a page
+/// of `p` rows costs about `p * n / m` row reads by the sort's index and `m` by the state's;
+/// the cheaper wins. Pages of failed or cancelled jobs sorted by a text column walk their
+/// own partial indexes (matches only), and a ranked sort sorts every match anyway.
+pub(crate) fn page_walk(
+    conn: &Connection,
+    scope_tenant: Option<&str>,
+    query: &ListQuery,
+) -> Result<PageWalk> {
+    let sort = query.sort.unwrap_or(SortField::CreatedAt);
+    let failed_or_cancelled = query
+        .states
+        .iter()
+        .all(|s| matches!(s, State::Failed | State::Cancelled));
+    let own_index = failed_or_cancelled && sort.is_free_text();
+    // One API's jobs and executions of definitions are listed from partial indexes that
+    // carry the state: a walk tests it on the index entry, reading no job row.
+    let state_in_entries = !query.dialects.is_empty() || query.with_definition;
+    if query.states.is_empty()
+        || sort == SortField::State
+        || !query.sort_rank.is_empty()
+        || own_index
+        || state_in_entries
+    {
+        return Ok(PageWalk::SortIndex);
+    }
+    let tenant = scope_tenant.or(query.tenant.as_deref());
+    let queues = (!query.queues.is_empty())
+        .then(|| SqlParam::Texts(query.queues.clone()).json())
+        .flatten();
+    let states = SqlParam::Texts(query.states.iter().map(|s| s.as_str().to_owned()).collect())
+        .json()
+        .unwrap_or_default();
+    let (scope, matches): (i64, i64) = conn
+        .prepare_cached(SCOPE_AND_MATCHES)?
+        .query_row(params![tenant, queues, states], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    let offset = match query.page {
+        Pagination::Offset(n) => i64::try_from(n).unwrap_or(i64::MAX),
+        Pagination::Cursor(_) => 0,
+    };
+    let needed = offset.saturating_add(i64::from(query.limit.unwrap_or(100)) + 1);
+    let by_state = matches.saturating_mul(matches);
+    let by_sort = needed.saturating_mul(scope);
+    Ok(if by_state <= by_sort {
+        PageWalk::FilterIndex
+    } else {
+        PageWalk::SortIndex
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Error;
     use crate::list::{Cursor, CursorValue, Direction, Pagination, SortField, SortType};
     use crate::sqlite::db::{SCHEMA_VERSION, migrate_to};
+    use crate::sqlite::ops::{JOB_COLUMNS, job_from_row};
     use crate::state::State;
 
     #[test]
@@ -62,7 +132,9 @@ mod tests {
             running_outside_phases: Some(vec!["update".into()]),
             ..ListQuery::default()
         };
-        let sql = ranked.to_sql(Some("default"), "id").ok();
+        let sql = ranked
+            .to_sql(Some("default"), "id", PageWalk::SortIndex)
+            .ok();
         let select = sql.as_ref().map(|s| s.select.clone()).unwrap_or_default();
         assert!(!select.contains("x' --"), "{select}");
         assert!(
@@ -112,7 +184,7 @@ mod tests {
                 direction: Direction::Asc,
                 ..query
             }
-            .to_sql(Some("t"), "id")
+            .to_sql(Some("t"), "id", PageWalk::SortIndex)
             .unwrap();
             let mut stmt = conn.prepare(&sql.select).unwrap();
             stmt.query_map(rusqlite::params_from_iter(sql.params.iter()), |row| {
@@ -196,7 +268,17 @@ mod tests {
     /// `EXPLAIN QUERY PLAN` of a query's page statement (the count's with `count`), as one
     /// line per step, on a database migrated to the current schema.
     fn plan_of(conn: &rusqlite::Connection, query: &ListQuery, count: bool) -> Vec<String> {
-        let sql = query.to_sql(Some("default"), "id").unwrap();
+        walk_plan(conn, query, count, PageWalk::SortIndex)
+    }
+
+    /// [`plan_of`] for a page found by `walk`.
+    fn walk_plan(
+        conn: &rusqlite::Connection,
+        query: &ListQuery,
+        count: bool,
+        walk: PageWalk,
+    ) -> Vec<String> {
+        let sql = query.to_sql(Some("default"), "id", walk).unwrap();
         let (text, params) = if count {
             (sql.count.unwrap(), sql.count_params)
         } else {
@@ -228,18 +310,6 @@ mod tests {
             value,
             id: 7,
         }))
-    }
-
-    /// The sorts on a free text column, which have indexes of failed and cancelled jobs.
-    fn sorted_by_text(sort: SortField) -> bool {
-        matches!(
-            sort,
-            SortField::Name
-                | SortField::Source
-                | SortField::Target
-                | SortField::CreatedBy
-                | SortField::DefinitionId
-        )
     }
 
     /// A keyset page after (v, id) is two index range seeks: the rest of v's tie group
@@ -337,7 +407,7 @@ mod tests {
             // Failed and cancelled jobs sorted by text have indexes of their own.
             cases.push((
                 "jobs_labelled_",
-                if sorted_by_text(sort) {
+                if sort.is_free_text() {
                     "jobs_labelled_failed_or_cancelled_by_"
                 } else {
                     "jobs_labelled_by_"
@@ -402,7 +472,7 @@ mod tests {
     #[test]
     fn failed_or_cancelled_jobs_by_text_walk_their_own_indexes() {
         let conn = migrated();
-        for sort in SortField::ALL.into_iter().filter(|s| sorted_by_text(*s)) {
+        for sort in SortField::ALL.into_iter().filter(|s| s.is_free_text()) {
             for (states, own) in [
                 (vec![State::Failed], true),
                 (vec![State::Cancelled], true),
@@ -438,6 +508,209 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Jobs of every state, sort value and label, as the tests of the two walks need them:
+    /// `n` jobs, one in 50 open (awaiting data), one in 7 queued, the rest finished.
+    fn with_jobs(n: i64) -> rusqlite::Connection {
+        let conn = migrated();
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
+             INSERT INTO jobs (kind, queue, name, source, target, created_by, dialect, state, \
+                 definition_id, run_at, created_at, updated_at, started_at, finished_at) \
+             SELECT printf('k%d', i % 3), printf('q%d', i % 2), printf('n%03d', (i * 37) % 101), \
+                 printf('s%d', i % 5), printf('t%d', (i * 7) % 11), printf('u%d', i % 4), \
+                 CASE i % 4 WHEN 0 THEN 'native' ELSE 'c360' END, \
+                 CASE WHEN i % 50 = 0 THEN 'open' WHEN i % 7 = 0 THEN 'queued' \
+                     WHEN i % 5 = 0 THEN 'failed' ELSE 'succeeded' END, \
+                 CASE WHEN i % 3 = 0 THEN printf('d%d', i % 6) END, \
+                 i, i % 97, (i * 13) % 89, \
+                 CASE WHEN i % 50 <> 0 AND i % 7 <> 0 THEN i % 83 END, \
+                 CASE WHEN i % 50 <> 0 AND i % 7 <> 0 THEN i % 79 END \
+             FROM n",
+            [n],
+        )
+        .unwrap();
+        conn
+    }
+
+    /// Every page of `query` (cursor pages until the last, or the offset page asked for),
+    /// as ids, found by `walk`.
+    fn pages(conn: &rusqlite::Connection, query: &ListQuery, walk: PageWalk) -> Vec<Vec<i64>> {
+        let mut query = query.clone();
+        let mut pages = Vec::new();
+        loop {
+            let sql = query.to_sql(Some("default"), JOB_COLUMNS, walk).unwrap();
+            let jobs = conn
+                .prepare(&sql.select)
+                .unwrap()
+                .query_map(rusqlite::params_from_iter(sql.params.iter()), job_from_row)
+                .unwrap()
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .unwrap();
+            let page = sql.shared.page(jobs, None);
+            pages.push(page.jobs.iter().map(|job| job.id).collect());
+            match (page.next_cursor, &query.page) {
+                (Some(cursor), Pagination::Cursor(_)) => {
+                    query.page = Pagination::Cursor(Some(cursor));
+                }
+                _ => return pages,
+            }
+        }
+    }
+
+    /// Seeking the matches in the state's index answers exactly the pages the walk of the
+    /// sort's index answers: every sort but the ranked ones, both directions, cursor pages
+    /// to the end and an offset page, with state filters alone and among others.
+    #[test]
+    fn both_walks_answer_the_same_pages() {
+        let conn = with_jobs(600);
+        let filters = [
+            ListQuery {
+                states: vec![State::Open],
+                ..ListQuery::default()
+            },
+            ListQuery {
+                states: vec![State::Queued, State::Open],
+                queues: vec!["q1".into()],
+                ..ListQuery::default()
+            },
+            ListQuery {
+                states: vec![State::Succeeded, State::Failed],
+                dialects: vec!["c360".into()],
+                kinds: vec!["k1".into()],
+                ..ListQuery::default()
+            },
+            ListQuery {
+                states: vec![State::Queued],
+                with_definition: true,
+                ..ListQuery::default()
+            },
+        ];
+        for filter in &filters {
+            for sort in SortField::ALL {
+                for direction in [Direction::Asc, Direction::Desc] {
+                    for page in [Pagination::Cursor(None), Pagination::Offset(9)] {
+                        let query = ListQuery {
+                            sort: Some(sort),
+                            direction,
+                            limit: Some(4),
+                            page,
+                            ..filter.clone()
+                        };
+                        let by_sort = pages(&conn, &query, PageWalk::SortIndex);
+                        let by_state = pages(&conn, &query, PageWalk::FilterIndex);
+                        assert!(by_sort.iter().flatten().count() > 0, "{query:?}");
+                        assert_eq!(by_sort, by_state, "{query:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A page found by the state's index seeks the matches there, first page, after a
+    /// cursor and at an offset, and walks no sort index (nor the ids'): the few running jobs
+    /// among many finished ones are read, not searched for.
+    #[test]
+    fn a_walk_of_the_state_index_seeks_the_matches() {
+        let conn = migrated();
+        {
+            for sort in SortField::ALL {
+                if sort == SortField::State {
+                    continue;
+                }
+                for direction in [Direction::Asc, Direction::Desc] {
+                    for page in [
+                        Pagination::Cursor(None),
+                        after(sort, direction),
+                        Pagination::Offset(1000),
+                    ] {
+                        let query = ListQuery {
+                            states: vec![State::Running, State::Queued],
+                            sort: Some(sort),
+                            direction,
+                            page,
+                            ..ListQuery::default()
+                        };
+                        let plan = walk_plan(&conn, &query, false, PageWalk::FilterIndex);
+                        let index = "jobs_by_tenant_state (tenant=? AND state=?";
+                        let steps: Vec<&String> = plan
+                            .iter()
+                            .filter(|l| l.starts_with("SEARCH jobs") || l.starts_with("SCAN jobs"))
+                            .filter(|l| !l.contains("INTEGER PRIMARY KEY (rowid=?)"))
+                            .collect();
+                        assert!(!steps.is_empty(), "{query:?}: {plan:?}");
+                        for step in steps {
+                            assert!(step.contains(index), "{query:?}: {plan:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The walk is chosen from the job counts: the few jobs of a state are sought in the
+    /// state's index, the many walked in the sort's order; a query without a state filter,
+    /// sorted by state, or of failed and cancelled jobs sorted by text (their own indexes)
+    /// walks the sort's index.
+    #[test]
+    fn the_walk_follows_the_counts() {
+        let conn = with_jobs(5000);
+        let walk = |states: Vec<State>, sort: SortField| {
+            let query = ListQuery {
+                states,
+                sort: Some(sort),
+                ..ListQuery::default()
+            };
+            page_walk(&conn, Some("default"), &query).unwrap()
+        };
+        // 100 open jobs of 5,000: 100^2 <= 101 * 5,000.
+        assert_eq!(
+            walk(vec![State::Open], SortField::Name),
+            PageWalk::FilterIndex
+        );
+        assert_eq!(
+            walk(vec![State::Running, State::Open], SortField::CreatedAt),
+            PageWalk::FilterIndex
+        );
+        // No running job at all: nothing to walk for.
+        assert_eq!(
+            walk(vec![State::Running], SortField::Id),
+            PageWalk::FilterIndex
+        );
+        // Most jobs succeeded: their order is dense with them.
+        assert_eq!(
+            walk(vec![State::Succeeded], SortField::Name),
+            PageWalk::SortIndex
+        );
+        assert_eq!(walk(Vec::new(), SortField::Name), PageWalk::SortIndex);
+        assert_eq!(
+            walk(vec![State::Open], SortField::State),
+            PageWalk::SortIndex
+        );
+        assert_eq!(
+            walk(vec![State::Failed], SortField::Target),
+            PageWalk::SortIndex
+        );
+        // One API's jobs: its partial indexes carry the state.
+        let labelled = ListQuery {
+            states: vec![State::Open],
+            dialects: vec!["c360".into()],
+            ..ListQuery::default()
+        };
+        assert_eq!(
+            page_walk(&conn, Some("default"), &labelled).unwrap(),
+            PageWalk::SortIndex
+        );
+        // Another tenant has no job: its pages are sought in the state's index.
+        let query = ListQuery {
+            states: vec![State::Succeeded],
+            ..ListQuery::default()
+        };
+        assert_eq!(
+            page_walk(&conn, Some("other"), &query).unwrap(),
+            PageWalk::FilterIndex
+        );
     }
 
     /// A list of one queue in the default order (creation), first page, after a cursor and
@@ -484,7 +757,7 @@ mod tests {
                 dialects: dialects.iter().map(|d| (*d).to_owned()).collect(),
                 ..ListQuery::default()
             }
-            .to_sql(None, "id")
+            .to_sql(None, "id", PageWalk::SortIndex)
             .map(|s| s.select)
             .unwrap_or_default()
         };
@@ -504,7 +777,9 @@ mod tests {
             sort: Some(SortField::Kind),
             ..ListQuery::default()
         };
-        let sql = query.to_sql(Some("default"), "id").map(|s| s.select);
+        let sql = query
+            .to_sql(Some("default"), "id", PageWalk::SortIndex)
+            .map(|s| s.select);
         let sql = sql.unwrap_or_default();
         assert!(!sql.contains("OR 1=1"), "{sql}");
         assert!(sql.contains("kind AS page_key"), "{sql}");

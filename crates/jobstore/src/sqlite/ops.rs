@@ -268,7 +268,8 @@ impl<C: Deref<Target = Connection>> Reader for Conn<C> {
 
     fn list_jobs(&mut self, tenant: Option<&str>, query: &ListQuery) -> Result<JobPage> {
         let conn = &*self.0;
-        let sql = query.to_sql(tenant, JOB_COLUMNS)?;
+        let walk = super::list::page_walk(conn, tenant, query)?;
+        let sql = query.to_sql(tenant, JOB_COLUMNS, walk)?;
         let jobs = conn
             .prepare_cached(&sql.select)?
             .query_map(params_from_iter(sql.params.iter()), job_from_row)?
