@@ -79,7 +79,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use driver::WriterStats;
 pub use error::{Error, Result};
 pub use list::{
-    Cursor, CursorValue, Direction, JobPage, ListQuery, MAX_PAGE_SIZE, Pagination, SortField,
+    Cursor, CursorValue, DEFAULT_PAGE_SIZE, Direction, JobPage, ListQuery, MAX_PAGE_SIZE,
+    Pagination, SortField,
 };
 pub use model::{
     CheckReport, ClaimRequest, Completion, DEFAULT_TENANT, DataBatch, Definition, DefinitionStep,

@@ -306,6 +306,9 @@ impl Default for Pagination {
 /// The most jobs one page may hold.
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
+/// The jobs a page holds when the query does not say.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+
 /// Which jobs to list, in which order, which page. Every filter is optional; several values
 /// in one filter match any of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -364,7 +367,7 @@ pub struct ListQuery {
     pub sort: Option<SortField>,
     /// The direction; default descending.
     pub direction: Direction,
-    /// Page size (1..=[`MAX_PAGE_SIZE`]); default 100.
+    /// Page size (1..=[`MAX_PAGE_SIZE`]); default [`DEFAULT_PAGE_SIZE`].
     pub limit: Option<u32>,
     /// Which page.
     pub page: Pagination,
@@ -409,6 +412,26 @@ pub struct JobPage {
 }
 
 impl ListQuery {
+    /// The sort field (creation when the query does not say).
+    pub(crate) fn sort_field(&self) -> SortField {
+        self.sort.unwrap_or(SortField::CreatedAt)
+    }
+
+    /// The page size ([`DEFAULT_PAGE_SIZE`] when the query does not say).
+    pub(crate) fn page_size(&self) -> u32 {
+        self.limit.unwrap_or(DEFAULT_PAGE_SIZE)
+    }
+
+    /// Whether the query filters on states, all of them failed or cancelled: those jobs have
+    /// partial indexes of their own (schema migration 9).
+    pub(crate) fn only_failed_or_cancelled(&self) -> bool {
+        !self.states.is_empty()
+            && self
+                .states
+                .iter()
+                .all(|s| matches!(s, State::Failed | State::Cancelled))
+    }
+
     /// Checks what a query may ask before any engine builds it: the page size, a ranked
     /// sort's field and paging, how deep and how many nested conditions, a cursor of this
     /// sort. The drivers build statements only for checked queries.
@@ -416,9 +439,9 @@ impl ListQuery {
     /// # Errors
     /// [`Error::InvalidInput`]; [`Error::InvalidCursor`] for a cursor of another sort.
     pub(crate) fn check(&self) -> Result<()> {
-        let sort = self.sort.unwrap_or(SortField::CreatedAt);
+        let sort = self.sort_field();
         let direction = self.direction;
-        let limit = self.limit.unwrap_or(100);
+        let limit = self.page_size();
         if limit == 0 || limit > MAX_PAGE_SIZE {
             return Err(Error::invalid(
                 "limit",

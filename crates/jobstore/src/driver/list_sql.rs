@@ -19,9 +19,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::Result;
 use crate::list::{Cursor, CursorValue, Direction, JobPage, ListQuery, Pagination, SortField};
 use crate::model::Job;
-use crate::{Result, State};
 
 /// The condition of the partial indexes of failed and cancelled jobs (schema migration 9),
 /// written as those indexes' `WHERE` is: an engine uses a partial index only when the
@@ -155,9 +155,9 @@ impl Dialect {
         }
     }
 
-    /// `column` is one of a bound list.
-    /// `expr` written so that no index serves it as a sort or a range ([`PageWalk::FilterIndex`]):
-    /// SQLite's unary `+`, which keeps the value as it is. PostgreSQL is never asked.
+    /// `expr` written so that no index serves it as a sort or a range
+    /// ([`PageWalk::FilterIndex`]): SQLite's unary `+`, which keeps the value as it is.
+    /// PostgreSQL is never asked.
     fn unindexed(self, expr: &str) -> String {
         match self {
             Dialect::Sqlite => format!("+{expr}"),
@@ -165,6 +165,7 @@ impl Dialect {
         }
     }
 
+    /// `column` is one of a bound list.
     fn in_list(self, column: &'static str) -> &'static str {
         match (self, column) {
             (Dialect::Sqlite, "state") => "state IN (SELECT value FROM json_each(?))",
@@ -315,9 +316,9 @@ fn build(
     columns: &str,
     walk: PageWalk,
 ) -> Result<ListSql> {
-    let sort = query.sort.unwrap_or(SortField::CreatedAt);
+    let sort = query.sort_field();
     let direction = query.direction;
-    let limit = query.limit.unwrap_or(100);
+    let limit = query.page_size();
     let nested = nested_sql(query, dialect)?;
     let mut clauses: Vec<&str> = Vec::new();
     let mut params: Vec<SqlParam> = Vec::new();
@@ -402,12 +403,7 @@ fn build(
     // Jobs that ended failed or cancelled have text-sort indexes of their own (partial, so
     // that the jobs that succeed, the bulk, never write them); a filter within those two
     // states says so literally for the planner to use them.
-    if !query.states.is_empty()
-        && query
-            .states
-            .iter()
-            .all(|s| matches!(s, State::Failed | State::Cancelled))
-    {
+    if query.only_failed_or_cancelled() {
         clauses.push(FAILED_OR_CANCELLED);
     }
     if !query.ids.is_empty() {
@@ -458,17 +454,15 @@ fn build(
         format!("({})", count_clauses.join(" AND "))
     };
 
-    let sort_expr = match walk {
-        PageWalk::SortIndex => dialect.sort_expr(sort).to_owned(),
-        PageWalk::FilterIndex => dialect.unindexed(dialect.sort_expr(sort)),
+    // In a walk of the state's index neither the sort value nor the id (which breaks ties
+    // and bounds a keyset page) may offer an index's order.
+    let walked = |expr: &str| match walk {
+        PageWalk::SortIndex => expr.to_owned(),
+        PageWalk::FilterIndex => dialect.unindexed(expr),
     };
+    let sort_expr = walked(dialect.sort_expr(sort));
     let sort_expr = sort_expr.as_str();
-    // The id breaks ties and bounds a keyset page; in a walk of the state's index it must
-    // not offer its own order (the id index) either.
-    let id_expr = match walk {
-        PageWalk::SortIndex => "id".to_owned(),
-        PageWalk::FilterIndex => dialect.unindexed("id"),
-    };
+    let id_expr = walked("id");
     let where_sql = |clauses: &[&str]| {
         if clauses.is_empty() {
             String::new()
@@ -544,8 +538,7 @@ fn build(
         _ => {
             let mut offset = 0;
             let mut page_clauses = clauses.clone();
-            // (Only an id sort pages by id alone here: its sort expression is the id's.)
-            let id_clause = format!("{sort_expr} {beyond} ?");
+            let id_clause = format!("{id_expr} {beyond} ?");
             match (cursor, &query.page) {
                 (Some(cursor), _) => {
                     page_clauses.push(&id_clause);
@@ -645,6 +638,7 @@ fn filter_condition(query: &ListQuery, dialect: Dialect) -> Result<(String, Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::State;
 
     #[test]
     fn postgres_statements_number_their_placeholders_and_bind_arrays() {

@@ -5,9 +5,9 @@
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params};
 
+use crate::Result;
 use crate::driver::list_sql::{self, Dialect, PageWalk, SqlParam};
 use crate::list::{ListQuery, Pagination, SortField};
-use crate::{Result, State};
 
 /// The statement for one query, with its parameters as SQLite's values.
 pub(crate) struct ListSql {
@@ -71,12 +71,8 @@ pub(crate) fn page_walk(
     scope_tenant: Option<&str>,
     query: &ListQuery,
 ) -> Result<PageWalk> {
-    let sort = query.sort.unwrap_or(SortField::CreatedAt);
-    let failed_or_cancelled = query
-        .states
-        .iter()
-        .all(|s| matches!(s, State::Failed | State::Cancelled));
-    let own_index = failed_or_cancelled && sort.is_free_text();
+    let sort = query.sort_field();
+    let own_index = query.only_failed_or_cancelled() && sort.is_free_text();
     // One API's jobs and executions of definitions are listed from partial indexes that
     // carry the state: a walk tests it on the index entry, reading no job row.
     let state_in_entries = !query.dialects.is_empty() || query.with_definition;
@@ -104,7 +100,7 @@ pub(crate) fn page_walk(
         Pagination::Offset(n) => i64::try_from(n).unwrap_or(i64::MAX),
         Pagination::Cursor(_) => 0,
     };
-    let needed = offset.saturating_add(i64::from(query.limit.unwrap_or(100)) + 1);
+    let needed = offset.saturating_add(i64::from(query.page_size()) + 1);
     let by_state = matches.saturating_mul(matches);
     let by_sort = needed.saturating_mul(scope);
     Ok(if by_state <= by_sort {
@@ -118,7 +114,7 @@ pub(crate) fn page_walk(
 mod tests {
     use super::*;
     use crate::Error;
-    use crate::list::{Cursor, CursorValue, Direction, Pagination, SortField, SortType};
+    use crate::list::{Cursor, CursorValue, Direction, SortType};
     use crate::sqlite::db::{SCHEMA_VERSION, migrate_to};
     use crate::sqlite::ops::{JOB_COLUMNS, job_from_row};
     use crate::state::State;
@@ -426,7 +422,7 @@ mod tests {
         // (the family of indexes, the page's index, the query): the count may use any index
         // of the family.
         for (family, index, query) in cases {
-            let sort = query.sort.unwrap_or(SortField::CreatedAt);
+            let sort = query.sort_field();
             for direction in [Direction::Asc, Direction::Desc] {
                 for page in [
                     Pagination::Cursor(None),
