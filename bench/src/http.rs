@@ -486,14 +486,8 @@ async fn connect(addr: SocketAddr) -> Result<Sender> {
 /// The daemon's writer counters from its `/metrics`: (writes, commits).
 async fn writer_counts(addr: SocketAddr) -> Result<(f64, f64)> {
     let mut sender = connect(addr).await?;
-    sender.ready().await?;
-    let request = Request::builder()
-        .method("GET")
-        .uri("/metrics")
-        .header("host", "127.0.0.1")
-        .body(Full::new(Bytes::new()))?;
-    let response = sender.send_request(request).await?;
-    let text = String::from_utf8(response.into_body().collect().await?.to_bytes().to_vec())?;
+    let body = exchange(&mut sender, "GET", "/metrics", "").await?;
+    let text = String::from_utf8(body.to_vec())?;
     let counter = |name: &str| {
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
@@ -507,6 +501,16 @@ async fn writer_counts(addr: SocketAddr) -> Result<(f64, f64)> {
 
 /// Sends one JSON request and answers the JSON answer (or an error for a non-2xx status).
 async fn send(sender: &mut Sender, method: &str, path: &str, body: &str) -> Result<Value> {
+    let bytes = exchange(sender, method, path, body).await?;
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// Sends one request with a JSON body (empty for a GET) and answers the answer's body (or an
+/// error for a non-2xx status).
+async fn exchange(sender: &mut Sender, method: &str, path: &str, body: &str) -> Result<Bytes> {
     sender.ready().await?;
     let request = Request::builder()
         .method(method)
@@ -523,10 +527,7 @@ async fn send(sender: &mut Sender, method: &str, path: &str, body: &str) -> Resu
             String::from_utf8_lossy(&bytes)
         )));
     }
-    if bytes.is_empty() {
-        return Ok(Value::Null);
-    }
-    Ok(serde_json::from_slice(&bytes)?)
+    Ok(bytes)
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -820,7 +820,7 @@ fn list(md: &mut String, run: &Run) {
     let _ = writeln!(
         md,
         "Pages of 100 on the prefilled file ({} jobs: the finished jobs of the prefill and, for \
-         the `state = open` cases, 1,000 jobs awaiting their data made through the store), \
+         the `state = open` cases, {} jobs awaiting their data made through the store), \
          newest first, for every sort \
          field the dialects use and each filter: the first page, and the page 10,000 pages deep \
          (or the last full page when fewer jobs match) by keyset cursor and, for the lists a \
@@ -829,7 +829,8 @@ fn list(md: &mut String, run: &Run) {
          each row into a job) and through raw SQLite running the same statement (stepping the \
          rows only; its offset pages cost what the store's do, SQLite walks the skipped rows \
          either way, so they are not repeated).\n",
-        thousands(matches)
+        thousands(matches),
+        thousands(crate::list::OPEN_JOBS as f64),
     );
     md.push_str("| sort (desc) | filter | matches | depth | first | deep, keyset | deep, offset | raw first | raw deep keyset |\n|---|---|---|---|---|---|---|---|---|\n");
     let mut cases: Vec<(String, String)> = Vec::new();
@@ -925,25 +926,16 @@ fn http(md: &mut String, run: &Run) {
                     && (level.is_empty() || str_of(r, "durability") == level)
             })
         };
+        // Creates also say how many writes the daemon's writer committed together.
         let cell = |r: Option<&Value>| match r {
             Some(r) => format!(
-                "{}/s (p50 {} / p99 {} µs)",
+                "{}/s (p50 {} / p99 {} µs{})",
                 thousands(num(r, "rate").unwrap_or(0.0)),
                 us(Some(r), "p50_us"),
-                us(Some(r), "p99_us")
+                us(Some(r), "p99_us"),
+                num(r, "writes_per_commit").map_or(String::new(), |w| format!(", {w} per commit")),
             ),
             None => "–".into(),
-        };
-        // Creates also say how many writes the daemon's writer committed together.
-        let create_cell = |r: Option<&Value>| {
-            let per_commit = r
-                .and_then(|r| num(r, "writes_per_commit"))
-                .map_or(String::new(), |w| format!(", {w} per commit"));
-            let text = cell(r);
-            match text.strip_suffix(')') {
-                Some(open) if r.is_some() => format!("{open}{per_commit})"),
-                _ => text,
-            }
         };
         let bare = pick("bare hyper", "", "");
         let create = pick("jobstore", "POST /v1/jobs (create)", "full");
@@ -952,13 +944,13 @@ fn http(md: &mut String, run: &Run) {
             md,
             "| {clients} | {} | {} | {} | {} | {} | {} |",
             cell(bare),
-            create_cell(create),
+            cell(create),
             ratio_cell(ratio(
                 create.and_then(|r| num(r, "rate")),
                 bare.and_then(|r| num(r, "rate"))
             )),
             cell(pick("jobstore", claim, "full")),
-            create_cell(pick("jobstore", "POST /v1/jobs (create)", "normal")),
+            cell(pick("jobstore", "POST /v1/jobs (create)", "normal")),
             cell(pick("jobstore", claim, "normal")),
         );
     }
