@@ -3,7 +3,9 @@
 
 use serde_json::json;
 
-use crate::support::{Daemon, assert_error, id_of};
+use std::ops::RangeInclusive;
+
+use crate::support::{Client, Daemon, Response, assert_error, id_of};
 
 #[test]
 fn log_lines_append_and_read_back_in_order() {
@@ -107,6 +109,29 @@ fn messages(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Appends `line N` to job `id`'s log for each N of `numbers`, then a line to job `other`'s:
+/// another job's lines interleave in the log table and never show in `id`'s log.
+fn append_numbered(api: &Client, id: i64, numbers: RangeInclusive<u64>, other: i64) {
+    let lines: Vec<_> = numbers
+        .map(|n| json!({"message": format!("line {n}")}))
+        .collect();
+    api.post(&format!("/v1/jobs/{id}/logs"), &json!({ "lines": lines }))
+        .expect_json(200);
+    api.post(
+        &format!("/v1/jobs/{other}/logs"),
+        &json!({"lines": [{"message": "other job"}]}),
+    )
+    .expect_json(200);
+}
+
+/// Where a reader of the log goes on from (`Jobstore-Log-Seq`).
+fn log_seq(response: &Response) -> i64 {
+    response
+        .header("jobstore-log-seq")
+        .and_then(|seq| seq.parse().ok())
+        .expect("Jobstore-Log-Seq")
+}
+
 #[test]
 fn a_viewer_reads_the_tail_then_only_the_new_lines() {
     let daemon = Daemon::start();
@@ -114,16 +139,7 @@ fn a_viewer_reads_the_tail_then_only_the_new_lines() {
     let id = id_of(&api.create(&json!({"kind": "export"})));
     let other = id_of(&api.create(&json!({"kind": "export"})));
     let path = format!("/v1/jobs/{id}/logs");
-    let lines: Vec<_> = (1..=30)
-        .map(|n| json!({"message": format!("line {n}")}))
-        .collect();
-    api.post(&path, &json!({ "lines": lines })).expect_json(200);
-    // Another job's lines interleave in the log table; they never show here.
-    api.post(
-        &format!("/v1/jobs/{other}/logs"),
-        &json!({"lines": [{"message": "other job"}]}),
-    )
-    .expect_json(200);
+    append_numbered(&api, id, 1..=30, other);
 
     let tail = api.get(&format!("{path}?tail=5"));
     tail.expect(200);
@@ -131,10 +147,7 @@ fn a_viewer_reads_the_tail_then_only_the_new_lines() {
         messages(&tail.text()),
         ["line 26", "line 27", "line 28", "line 29", "line 30"]
     );
-    let seq: i64 = tail
-        .header("jobstore-log-seq")
-        .and_then(|seq| seq.parse().ok())
-        .expect("Jobstore-Log-Seq");
+    let seq = log_seq(&tail);
 
     // Nothing new: no lines, and the same place to read on from.
     let none = api.get(&format!("{path}?after={seq}"));
@@ -151,10 +164,7 @@ fn a_viewer_reads_the_tail_then_only_the_new_lines() {
     .expect_json(200);
     let page = api.get(&format!("{path}?after={seq}"));
     assert_eq!(messages(&page.text()), ["line 31", "line 32", "line 33"]);
-    let next: i64 = page
-        .header("jobstore-log-seq")
-        .and_then(|seq| seq.parse().ok())
-        .expect("Jobstore-Log-Seq");
+    let next = log_seq(&page);
     assert!(next > seq);
     // A viewer that fell behind catches up with the tail of what it missed.
     let caught_up = api.get(&format!("{path}?after={seq}&tail=1"));
@@ -201,25 +211,14 @@ fn a_log_longer_than_a_page_is_answered_whole_and_in_order() {
     let path = format!("/v1/jobs/{id}/logs");
     let mut sent = 0;
     for size in [10_000, 10_000, 500] {
-        let lines: Vec<_> = (sent + 1..=sent + size)
-            .map(|n| json!({"message": format!("line {n}")}))
-            .collect();
-        api.post(&path, &json!({ "lines": lines })).expect_json(200);
-        api.post(
-            &format!("/v1/jobs/{other}/logs"),
-            &json!({"lines": [{"message": "other job"}]}),
-        )
-        .expect_json(200);
+        append_numbered(&api, id, sent + 1..=sent + size, other);
         sent += size;
     }
     let whole = api.get(&path);
     whole.expect(200);
     let expected: Vec<String> = (1..=sent).map(|n| format!("line {n}")).collect();
     assert_eq!(messages(&whole.text()), expected);
-    let seq: i64 = whole
-        .header("jobstore-log-seq")
-        .and_then(|seq| seq.parse().ok())
-        .expect("Jobstore-Log-Seq");
+    let seq = log_seq(&whole);
     api.post(&path, &json!({"lines": [{"message": "later"}]}))
         .expect_json(200);
     assert_eq!(
