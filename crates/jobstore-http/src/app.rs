@@ -312,7 +312,10 @@ impl App {
     /// the wait at once, and so does one in another daemon whose driver tells (PostgreSQL's
     /// `NOTIFY`); what no wake-up announces (scheduled jobs, another process on a SQLite
     /// file) is found by polling every `claim_poll_interval`. A shutdown answers at once with
-    /// what there is.
+    /// what there is. A claim that a wake-up answered with jobs is counted once: a driver
+    /// also wakes the claims to look when it may have missed notifications (PostgreSQL's
+    /// listener, on each connection), and such a look that finds nothing is no wake-up by
+    /// an enqueue.
     pub(crate) async fn claim_waiting(
         &self,
         principal: &Principal,
@@ -321,6 +324,7 @@ impl App {
     ) -> Result<Vec<Job>, ApiError> {
         let deadline = Instant::now() + wait;
         let mut shutdown = self.shutdown.clone();
+        let mut woken = false;
         loop {
             let notified = self.jobs_ready.notified();
             tokio::pin!(notified);
@@ -333,15 +337,18 @@ impl App {
             self.metrics.observe_claim(started.elapsed());
             let now = Instant::now();
             if !jobs.is_empty() || now >= deadline || *shutdown.borrow() {
+                if woken && !jobs.is_empty() {
+                    self.metrics.count_claim_wakeup();
+                }
                 return Ok(jobs);
             }
             let poll = (deadline - now).min(self.limits.claim_poll_interval);
             let _waiting = self.metrics.claim_waiting();
-            tokio::select! {
-                () = &mut notified => self.metrics.count_claim_wakeup(),
-                () = tokio::time::sleep(poll) => {}
-                _ = shutdown.changed() => {}
-            }
+            woken = tokio::select! {
+                () = &mut notified => true,
+                () = tokio::time::sleep(poll) => false,
+                _ = shutdown.changed() => false,
+            };
         }
     }
 

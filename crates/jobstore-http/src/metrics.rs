@@ -57,7 +57,7 @@ impl Metrics {
         Waiting(&self.claims_waiting)
     }
 
-    /// Counts a waiting claim woken by an enqueue in this daemon.
+    /// Counts a waiting claim that a wake-up answered with jobs.
     pub(crate) fn count_claim_wakeup(&self) {
         self.claim_wakeups.fetch_add(1, Ordering::Relaxed);
     }
@@ -126,7 +126,7 @@ impl Metrics {
             "# HELP jobstore_claims_waiting Claims long-polling for jobs now.\n\
              # TYPE jobstore_claims_waiting gauge\n\
              jobstore_claims_waiting {}\n\
-             # HELP jobstore_claim_wakeups_total Waiting claims woken by an enqueue.\n\
+             # HELP jobstore_claim_wakeups_total Waiting claims that a wake-up answered with jobs.\n\
              # TYPE jobstore_claim_wakeups_total counter\n\
              jobstore_claim_wakeups_total {}",
             self.claims_waiting.load(Ordering::Relaxed),
