@@ -199,7 +199,7 @@ fn notifier_connection(wakes: &Wakes) -> Result<Client, postgres::Error> {
     let pid: i32 = client
         .query_one("SELECT pg_backend_pid()", &[])?
         .try_get(0)?;
-    wakes.notifier_pid.store(pid, Ordering::Relaxed);
+    wakes.notifier_pid.store(pid, Ordering::Release);
     Ok(client)
 }
 
@@ -238,26 +238,28 @@ pub(crate) fn listener(wakes: &Wakes) {
 fn listen(wakes: &Wakes, client: &mut Client) -> Result<(), String> {
     let mut silent = Duration::ZERO;
     while !wakes.stopping() {
-        let own = wakes.notifier_pid.load(Ordering::Relaxed);
-        let mut others = false;
-        let mut any = false;
+        // The senders of what arrived: the first within a tick, then those already here,
+        // without waiting again (one wake-up for the lot).
+        let mut senders = Vec::new();
         {
             let mut notifications = client.notifications();
             let mut waiting = notifications.timeout_iter(TICK);
             if let Some(first) = waiting.next().map_err(|err| Detailed::message(&err))? {
-                any = true;
-                others |= first.process_id() != own;
+                senders.push(first.process_id());
             }
             drop(waiting);
-            // Those already here, without waiting again: one wake-up for the lot.
             let mut here = notifications.iter();
             while let Some(next) = here.next().map_err(|err| Detailed::message(&err))? {
-                others |= next.process_id() != own;
+                senders.push(next.process_id());
             }
         }
-        if others {
+        // Read once they arrived: the notifier tells its process id before it sends, so a
+        // notifier that connected during the wait is known by now.
+        let own = wakes.notifier_pid.load(Ordering::Acquire);
+        if senders.iter().any(|&pid| pid != own) {
             wakes.wake();
         }
+        let any = !senders.is_empty();
         if client.is_closed() {
             return Err("the connection closed".into());
         }
