@@ -4,6 +4,7 @@
 //! This module knows nothing of jobs. It never repairs or deletes a file that fails to open.
 
 use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -181,14 +182,136 @@ pub(crate) fn open_writer(path: &Path, settings: ConnectionSettings) -> Result<C
 }
 
 /// The pool of read connections. Each is initialised like the writer.
-pub(crate) type ReadPool = r2d2::Pool<SqliteConnectionManager>;
+///
+/// **Invariant:** once a `ReadPool` is dropped, none of its connections is open. r2d2 opens
+/// connections on threads of its own, and a thread opening one holds the pool while it does:
+/// when the store let go of the pool meanwhile, the pool, and the file with it, were closed
+/// on that thread a moment after the store's drop returned (its WAL not yet checkpointed and
+/// removed). The pool counts its open connections, and its drop waits for the last.
+pub(crate) struct ReadPool {
+    /// Taken by `drop`, which then waits for `open` to count none.
+    pool: Option<r2d2::Pool<ReadManager>>,
+    open: Arc<OpenConnections>,
+}
+
+/// How long a dropped pool waits for a connection still being opened on r2d2's thread.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+impl ReadPool {
+    /// A connection of the pool, waiting for one while all are busy.
+    pub(crate) fn get(&self) -> Result<ReadConnection> {
+        let pool = self.pool.as_ref().ok_or(Error::Closed)?;
+        Ok(ReadConnection(pool.get()?))
+    }
+}
+
+impl Drop for ReadPool {
+    fn drop(&mut self) {
+        drop(self.pool.take());
+        if !self.open.wait_none(CLOSE_WAIT) {
+            log::warn!("a read connection was still open {CLOSE_WAIT:?} after its store closed");
+        }
+    }
+}
+
+/// A read connection checked out of the pool.
+pub(crate) struct ReadConnection(r2d2::PooledConnection<ReadManager>);
+
+impl std::ops::Deref for ReadConnection {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.0
+    }
+}
+
+/// The count of a pool's open connections.
+#[derive(Default)]
+struct OpenConnections {
+    count: Mutex<usize>,
+    changed: Condvar,
+}
+
+impl OpenConnections {
+    fn add(&self, delta: isize) {
+        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        *count = count.saturating_add_signed(delta);
+        self.changed.notify_all();
+    }
+
+    /// Waits up to `limit` for the count to reach zero; whether it did.
+    fn wait_none(&self, limit: Duration) -> bool {
+        let count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        let (count, _) = self
+            .changed
+            .wait_timeout_while(count, limit, |count| *count > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        *count == 0
+    }
+}
+
+/// A connection of the pool, counted while open.
+struct CountedConnection {
+    /// Taken by `drop`, which closes it before the count goes down.
+    conn: Option<Connection>,
+    open: Arc<OpenConnections>,
+}
+
+impl std::ops::Deref for CountedConnection {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        // Present until the drop.
+        self.conn.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for CountedConnection {
+    fn drop(&mut self) {
+        drop(self.conn.take());
+        self.open.add(-1);
+    }
+}
+
+/// Opens the pool's connections, as `SqliteConnectionManager` does, and counts them.
+struct ReadManager {
+    inner: SqliteConnectionManager,
+    open: Arc<OpenConnections>,
+}
+
+impl r2d2::ManageConnection for ReadManager {
+    type Connection = CountedConnection;
+    type Error = rusqlite::Error;
+
+    fn connect(&self) -> rusqlite::Result<CountedConnection> {
+        let conn = r2d2::ManageConnection::connect(&self.inner)?;
+        self.open.add(1);
+        Ok(CountedConnection {
+            conn: Some(conn),
+            open: Arc::clone(&self.open),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut CountedConnection) -> rusqlite::Result<()> {
+        match conn.conn.as_mut() {
+            Some(inner) => self.inner.is_valid(inner),
+            None => Ok(()),
+        }
+    }
+
+    fn has_broken(&self, conn: &mut CountedConnection) -> bool {
+        conn.conn
+            .as_mut()
+            .is_none_or(|inner| self.inner.has_broken(inner))
+    }
+}
 
 pub(crate) fn open_read_pool(
     path: &Path,
     settings: ConnectionSettings,
     size: u32,
 ) -> Result<ReadPool> {
-    let manager = SqliteConnectionManager::file(path)
+    let inner = SqliteConnectionManager::file(path)
         .with_flags(
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -200,6 +323,11 @@ pub(crate) fn open_read_pool(
                 other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
             })
         });
+    let open = Arc::new(OpenConnections::default());
+    let manager = ReadManager {
+        inner,
+        open: Arc::clone(&open),
+    };
     let pool = r2d2::Pool::builder()
         .max_size(size.max(1))
         .min_idle(Some(1))
@@ -207,7 +335,10 @@ pub(crate) fn open_read_pool(
         // fail within seconds rather than r2d2's default 30 s.
         .connection_timeout(Duration::from_secs(10))
         .build(manager)?;
-    Ok(pool)
+    Ok(ReadPool {
+        pool: Some(pool),
+        open,
+    })
 }
 
 /// One migration step: the schema version it produces and its SQL.

@@ -80,8 +80,8 @@ impl SqliteDriver {
         })
     }
 
-    fn pooled(&self) -> Result<r2d2::PooledConnection<r2d2_sqlite::SqliteConnectionManager>> {
-        Ok(self.pool.get()?)
+    fn pooled(&self) -> Result<db::ReadConnection> {
+        self.pool.get()
     }
 }
 
