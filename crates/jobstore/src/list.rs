@@ -432,6 +432,12 @@ impl ListQuery {
                 .all(|s| matches!(s, State::Failed | State::Cancelled))
     }
 
+    /// Whether the query lists the jobs of vendor APIs only (a dialect filter without
+    /// `native`): those jobs have partial indexes of their own (`dialect <> 'native'`).
+    pub(crate) fn labelled_only(&self) -> bool {
+        !self.dialects.is_empty() && !self.dialects.iter().any(|d| d == crate::NATIVE)
+    }
+
     /// Checks what a query may ask before any engine builds it: the page size, a ranked
     /// sort's field and paging, how deep and how many nested conditions, a cursor of this
     /// sort. The drivers build statements only for checked queries.

@@ -165,6 +165,16 @@ impl Dialect {
         }
     }
 
+    /// `definition_id IS NOT NULL` written so that no partial index of executions (whose
+    /// WHERE it is) is taken to serve it ([`PageWalk::FilterIndex`]). PostgreSQL is never
+    /// asked.
+    fn has_definition_unindexed(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "+definition_id IS NOT NULL",
+            Dialect::Postgres => "definition_id IS NOT NULL",
+        }
+    }
+
     /// `column` is one of a bound list.
     fn in_list(self, column: &'static str) -> &'static str {
         match (self, column) {
@@ -397,7 +407,10 @@ fn build(
             params.push(SqlParam::Texts(many.to_vec()));
         }
     }
-    if !query.dialects.is_empty() && !query.dialects.iter().any(|d| d == crate::NATIVE) {
+    // One API's jobs: the constant lets the planner use that API's partial indexes (a bound
+    // value does not imply their WHERE). A walk of the state's index leaves it out, so that
+    // none of them is walked instead.
+    if query.labelled_only() && walk == PageWalk::SortIndex {
         clauses.push("dialect <> 'native'");
     }
     // Jobs that ended failed or cancelled have text-sort indexes of their own (partial, so
@@ -440,7 +453,10 @@ fn build(
         }
     }
     if query.with_definition {
-        clauses.push("definition_id IS NOT NULL");
+        clauses.push(match walk {
+            PageWalk::SortIndex => "definition_id IS NOT NULL",
+            PageWalk::FilterIndex => dialect.has_definition_unindexed(),
+        });
     }
     if let Some((clause, values)) = &nested {
         clauses.push(clause);
