@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use jobstore::{
-    Cursor, CursorValue, Direction, ListQuery, NewJob, Pagination, SortField, State, Store,
+    Cursor, CursorValue, Definition, DefinitionStep, Direction, Execution, ListQuery, NewJob,
+    Pagination, SortField, State, Store,
 };
 use rusqlite::types::Value as SqlValue;
 
@@ -40,6 +41,11 @@ pub struct ListConfig {
 /// prefilled file, when [`Filter::Open`] is measured.
 pub const OPEN_JOBS: u64 = 1_000;
 
+/// The live jobs of each vendor route scenario 4 adds through the store to its copy, when
+/// [`Filter::Live`] is measured: C360 and Data Cloud jobs awaiting their data, and queued
+/// executions of as many definitions (one live execution each).
+pub const LIVE_ROUTE_JOBS: u64 = 200;
+
 /// A filter of the benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Filter {
@@ -48,8 +54,9 @@ pub enum Filter {
     /// `state in (failed, cancelled)`.
     States,
     /// `state = open`: the [`OPEN_JOBS`] jobs awaiting their data among the million
-    /// finished ones, which the store seeks in the state's index (its counts tell it they
-    /// are few) rather than walking the sort's order for them.
+    /// finished ones (and the routes' jobs awaiting theirs, when [`Filter::Live`] is measured
+    /// too), which the store seeks in the state's index (its counts tell it they are few)
+    /// rather than walking the sort's order for them.
     Open,
     /// `kind = ingest`.
     Kind,
@@ -69,11 +76,14 @@ pub enum Filter {
     /// search for theirs) with a status filter, `state in (failed, cancelled)`: C360's
     /// `status`, Data Cloud's `states`, OCAPI's search by status.
     Status,
+    /// The vendor route of the sort with the live states, `state in (open, queued,
+    /// running)`: the [`LIVE_ROUTE_JOBS`] of the route among its 200,000 finished ones.
+    Live,
 }
 
 impl Filter {
     /// Every filter, in the order of the report.
-    pub const ALL: [Filter; 8] = [
+    pub const ALL: [Filter; 9] = [
         Filter::None,
         Filter::States,
         Filter::Open,
@@ -82,6 +92,7 @@ impl Filter {
         Filter::Dialect,
         Filter::Route,
         Filter::Status,
+        Filter::Live,
     ];
 
     /// The short name `--filters` takes.
@@ -95,6 +106,7 @@ impl Filter {
             Filter::Dialect => "dialect",
             Filter::Route => "route",
             Filter::Status => "status",
+            Filter::Live => "live",
         }
     }
 
@@ -102,14 +114,15 @@ impl Filter {
     /// `None` when not measured.
     fn route(self, sort: SortField) -> Option<Route> {
         match (self, sort) {
-            (Filter::Route | Filter::Status, SortField::UpdatedAt | SortField::State) => {
-                Some(Route::DataCloud)
-            }
             (
-                Filter::Route | Filter::Status,
+                Filter::Route | Filter::Status | Filter::Live,
+                SortField::UpdatedAt | SortField::State,
+            ) => Some(Route::DataCloud),
+            (
+                Filter::Route | Filter::Status | Filter::Live,
                 SortField::DefinitionId | SortField::StartedAt | SortField::FinishedAt,
             ) => Some(Route::Executions),
-            (Filter::Status, sort) if c360_sorts(sort) => Some(Route::C360),
+            (Filter::Status | Filter::Live, sort) if c360_sorts(sort) => Some(Route::C360),
             _ => None,
         }
     }
@@ -120,7 +133,7 @@ impl Filter {
     fn by_page_number(self, sort: SortField) -> bool {
         match self {
             Filter::Dialect => c360_sorts(sort),
-            Filter::Route | Filter::Status => self.route(sort).is_some(),
+            Filter::Route | Filter::Status | Filter::Live => self.route(sort).is_some(),
             _ => false,
         }
     }
@@ -128,7 +141,7 @@ impl Filter {
     /// Whether this filter is measured with `sort`.
     fn applies_to(self, sort: SortField) -> bool {
         match self {
-            Filter::Route | Filter::Status => self.route(sort).is_some(),
+            Filter::Route | Filter::Status | Filter::Live => self.route(sort).is_some(),
             Filter::Queue => matches!(sort, SortField::CreatedAt | SortField::Id),
             _ => true,
         }
@@ -147,6 +160,9 @@ impl Filter {
             (Filter::Status, Some(Route::C360)) => "c360, state in (failed, cancelled)",
             (Filter::Status, Some(Route::DataCloud)) => "datacloud, state in (failed, cancelled)",
             (Filter::Status, _) => "ocapi executions, state in (failed, cancelled)",
+            (Filter::Live, Some(Route::C360)) => "c360, state in (open, queued, running)",
+            (Filter::Live, Some(Route::DataCloud)) => "datacloud, state in (open, queued, running)",
+            (Filter::Live, _) => "ocapi executions, state in (open, queued, running)",
         }
     }
 
@@ -160,8 +176,12 @@ impl Filter {
             (Filter::Dialect, _) => query.dialects = vec!["c360".into()],
             (Filter::Route, Some(Route::DataCloud)) => query.dialects = vec!["datacloud".into()],
             (Filter::Route, _) => query.with_definition = true,
-            (Filter::Status, route) => {
-                query.states = vec![State::Failed, State::Cancelled];
+            (Filter::Status | Filter::Live, route) => {
+                query.states = if self == Filter::Status {
+                    vec![State::Failed, State::Cancelled]
+                } else {
+                    vec![State::Open, State::Queued, State::Running]
+                };
                 match route {
                     Some(Route::C360) => query.dialects = vec!["c360".into()],
                     Some(Route::DataCloud) => query.dialects = vec!["datacloud".into()],
@@ -169,6 +189,14 @@ impl Filter {
                 }
             }
         }
+    }
+
+    /// Whether the store seeks this filter's few jobs in the state's index
+    /// (`PageWalk::FilterIndex`, chosen from the job counts; never for a sort by state):
+    /// their sort value and id are written so that no index serves them, and no partial index
+    /// of a route is named.
+    fn by_state(self, sort: SortField) -> bool {
+        matches!(self, Filter::Open | Filter::Live) && sort != SortField::State
     }
 
     /// The core's clause and bound value (if any) for this filter: a label is bound, with the
@@ -202,6 +230,26 @@ impl Filter {
             (Filter::Status, _) => Some((
                 "state IN (SELECT value FROM json_each('[\"failed\",\"cancelled\"]')) \
                  AND definition_id IS NOT NULL AND state IN ('failed', 'cancelled')",
+                None,
+            )),
+            // The state's index is walked (see `by_state`) but for a sort by state.
+            (Filter::Live, Some(Route::DataCloud)) if sort == SortField::State => Some((
+                "dialect = ? AND dialect <> 'native' AND state IN (SELECT value FROM \
+                 json_each('[\"open\",\"queued\",\"running\"]'))",
+                Some("datacloud"),
+            )),
+            (Filter::Live, Some(Route::C360 | Route::DataCloud)) => Some((
+                "dialect = ? AND state IN (SELECT value FROM \
+                 json_each('[\"open\",\"queued\",\"running\"]'))",
+                Some(if self.route(sort) == Some(Route::C360) {
+                    "c360"
+                } else {
+                    "datacloud"
+                }),
+            )),
+            (Filter::Live, _) => Some((
+                "+definition_id IS NOT NULL AND state IN (SELECT value FROM \
+                 json_each('[\"open\",\"queued\",\"running\"]'))",
                 None,
             )),
         }
@@ -254,6 +302,37 @@ pub fn run(path: &Path, config: &ListConfig) -> Result<()> {
             })
             .collect();
         store.enqueue_many(jobs)?;
+    }
+    if config.filters.contains(&Filter::Live) {
+        // Each route's live jobs, made as its API makes them.
+        for dialect in ["c360", "datacloud"] {
+            let jobs = (0..LIVE_ROUTE_JOBS)
+                .map(|i| {
+                    NewJob::new("ingest")
+                        .dialect(dialect)
+                        .upload(true)
+                        .name(format!("{dialect} upload {i:04}"))
+                        .source(format!("src-{:03}", i % 200))
+                        .target(format!("tgt-{:03}", (i * 31) % 150))
+                })
+                .collect();
+            store.enqueue_many(jobs)?;
+        }
+        for i in 0..LIVE_ROUTE_JOBS {
+            let id = format!("live-definition-{i:03}");
+            store.put_definition(Definition::new(
+                &id,
+                "ocapi",
+                vec![DefinitionStep::new("export", "ExportCatalog")],
+            ))?;
+            store.execute(
+                &id,
+                Execution {
+                    dialect: Some("ocapi".into()),
+                    ..Execution::default()
+                },
+            )?;
+        }
     }
     let conn = raw::open(path, Level::Full)?;
     for &sort in &config.sorts {
@@ -476,10 +555,7 @@ fn raw_sql(
     limit: u32,
     offset: u64,
 ) -> (String, Vec<SqlValue>) {
-    // The store seeks the few open jobs in the state's index (`PageWalk::FilterIndex`, but
-    // for a sort by state): their sort value and id are written so that no index serves them.
-    let by_state = filter == Filter::Open && sort != SortField::State;
-    let (expr, id_expr) = if by_state {
+    let (expr, id_expr) = if filter.by_state(sort) {
         (format!("+{}", sort_expr(sort)), "+id")
     } else {
         (sort_expr(sort).to_owned(), "id")

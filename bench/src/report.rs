@@ -923,8 +923,10 @@ fn list(md: &mut String, run: &Run) {
         .unwrap_or(0.0);
     let _ = writeln!(
         md,
-        "Pages of 100 on the prefilled file ({} jobs: the finished jobs of the prefill and, for \
-         the `state = open` cases, {} jobs awaiting their data made through the store), \
+        "Pages of 100 on the prefilled file ({} jobs: the finished jobs of the prefill and, \
+         made through the store, {} native jobs awaiting their data for the `state = open` \
+         cases and, for the live-state cases, {} live jobs of each vendor route: C360's and \
+         Data Cloud's awaiting their data, OCAPI's queued executions), \
          newest first, for every sort \
          field the dialects use and each filter: the first page, and the page 10,000 pages deep \
          (or the last full page when fewer jobs match) by keyset cursor and, for the lists a \
@@ -935,6 +937,7 @@ fn list(md: &mut String, run: &Run) {
          either way, so they are not repeated).\n",
         thousands(matches),
         thousands(crate::list::OPEN_JOBS as f64),
+        thousands(crate::list::LIVE_ROUTE_JOBS as f64),
     );
     md.push_str("| sort (desc) | filter | matches | depth | first | deep, keyset | deep, offset | raw first | raw deep keyset |\n|---|---|---|---|---|---|---|---|---|\n");
     let mut cases: Vec<(String, String)> = Vec::new();
