@@ -250,26 +250,27 @@ impl OpenConnections {
     }
 }
 
-/// A connection of the pool, counted while open.
+/// A connection of the pool, counted while open. Fields drop in order: the connection is
+/// closed before the count goes down.
 struct CountedConnection {
-    /// Taken by `drop`, which closes it before the count goes down.
-    conn: Option<Connection>,
-    open: Arc<OpenConnections>,
+    conn: Connection,
+    _counted: Counted,
 }
 
 impl std::ops::Deref for CountedConnection {
     type Target = Connection;
 
     fn deref(&self) -> &Connection {
-        // Present until the drop.
-        self.conn.as_ref().unwrap_or_else(|| unreachable!())
+        &self.conn
     }
 }
 
-impl Drop for CountedConnection {
+/// One open connection in its pool's count, taken out when dropped.
+struct Counted(Arc<OpenConnections>);
+
+impl Drop for Counted {
     fn drop(&mut self) {
-        drop(self.conn.take());
-        self.open.add(-1);
+        self.0.add(-1);
     }
 }
 
@@ -287,25 +288,22 @@ impl r2d2::ManageConnection for ReadManager {
         let conn = r2d2::ManageConnection::connect(&self.inner)?;
         self.open.add(1);
         Ok(CountedConnection {
-            conn: Some(conn),
-            open: Arc::clone(&self.open),
+            conn,
+            _counted: Counted(Arc::clone(&self.open)),
         })
     }
 
     fn is_valid(&self, conn: &mut CountedConnection) -> rusqlite::Result<()> {
-        match conn.conn.as_mut() {
-            Some(inner) => self.inner.is_valid(inner),
-            None => Ok(()),
-        }
+        self.inner.is_valid(&mut conn.conn)
     }
 
     fn has_broken(&self, conn: &mut CountedConnection) -> bool {
-        conn.conn
-            .as_mut()
-            .is_none_or(|inner| self.inner.has_broken(inner))
+        self.inner.has_broken(&mut conn.conn)
     }
 }
 
+/// Opens the pool of `size` read connections to the file at `path`, each set up like the
+/// writer's.
 pub(crate) fn open_read_pool(
     path: &Path,
     settings: ConnectionSettings,
