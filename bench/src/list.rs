@@ -174,18 +174,17 @@ impl Filter {
             (Filter::Kind, _) => query.kinds = vec!["ingest".into()],
             (Filter::Queue, _) => query.queues = vec!["imports".into()],
             (Filter::Dialect, _) => query.dialects = vec!["c360".into()],
-            (Filter::Route, Some(Route::DataCloud)) => query.dialects = vec!["datacloud".into()],
-            (Filter::Route, _) => query.with_definition = true,
-            (Filter::Status | Filter::Live, route) => {
-                query.states = if self == Filter::Status {
-                    vec![State::Failed, State::Cancelled]
-                } else {
-                    vec![State::Open, State::Queued, State::Running]
-                };
-                match route {
-                    Some(Route::C360) => query.dialects = vec!["c360".into()],
-                    Some(Route::DataCloud) => query.dialects = vec!["datacloud".into()],
-                    _ => query.with_definition = true,
+            (Filter::Route | Filter::Status | Filter::Live, route) => {
+                match self {
+                    Filter::Status => query.states = vec![State::Failed, State::Cancelled],
+                    Filter::Live => {
+                        query.states = vec![State::Open, State::Queued, State::Running];
+                    }
+                    _ => {}
+                }
+                match route.and_then(Route::dialect) {
+                    Some(dialect) => query.dialects = vec![dialect.into()],
+                    None => query.with_definition = true,
                 }
             }
         }
@@ -213,44 +212,36 @@ impl Filter {
             (Filter::Kind, _) => Some(("kind = ?", Some("ingest"))),
             (Filter::Queue, _) => Some(("queue = ?", Some("imports"))),
             (Filter::Dialect, _) => Some(("dialect = ? AND dialect <> 'native'", Some("c360"))),
-            (Filter::Route, Some(Route::DataCloud)) => {
-                Some(("dialect = ? AND dialect <> 'native'", Some("datacloud")))
-            }
-            (Filter::Route, _) => Some(("definition_id IS NOT NULL", None)),
-            (Filter::Status, Some(Route::C360)) => Some((
-                "state IN (SELECT value FROM json_each('[\"failed\",\"cancelled\"]')) \
-                 AND dialect = ? AND dialect <> 'native' AND state IN ('failed', 'cancelled')",
-                Some("c360"),
+            (Filter::Route, Some(Route::Executions)) => Some(("definition_id IS NOT NULL", None)),
+            (Filter::Route, route) => Some((
+                "dialect = ? AND dialect <> 'native'",
+                route.and_then(Route::dialect),
             )),
-            (Filter::Status, Some(Route::DataCloud)) => Some((
-                "state IN (SELECT value FROM json_each('[\"failed\",\"cancelled\"]')) \
-                 AND dialect = ? AND dialect <> 'native' AND state IN ('failed', 'cancelled')",
-                Some("datacloud"),
-            )),
-            (Filter::Status, _) => Some((
+            (Filter::Status, Some(Route::Executions)) => Some((
                 "state IN (SELECT value FROM json_each('[\"failed\",\"cancelled\"]')) \
                  AND definition_id IS NOT NULL AND state IN ('failed', 'cancelled')",
                 None,
             )),
-            // The state's index is walked (see `by_state`) but for a sort by state.
-            (Filter::Live, Some(Route::DataCloud)) if sort == SortField::State => Some((
-                "dialect = ? AND dialect <> 'native' AND state IN (SELECT value FROM \
-                 json_each('[\"open\",\"queued\",\"running\"]'))",
-                Some("datacloud"),
+            (Filter::Status, route) => Some((
+                "state IN (SELECT value FROM json_each('[\"failed\",\"cancelled\"]')) \
+                 AND dialect = ? AND dialect <> 'native' AND state IN ('failed', 'cancelled')",
+                route.and_then(Route::dialect),
             )),
-            (Filter::Live, Some(Route::C360 | Route::DataCloud)) => Some((
-                "dialect = ? AND state IN (SELECT value FROM \
-                 json_each('[\"open\",\"queued\",\"running\"]'))",
-                Some(if self.route(sort) == Some(Route::C360) {
-                    "c360"
-                } else {
-                    "datacloud"
-                }),
-            )),
-            (Filter::Live, _) => Some((
+            (Filter::Live, Some(Route::Executions)) => Some((
                 "+definition_id IS NOT NULL AND state IN (SELECT value FROM \
                  json_each('[\"open\",\"queued\",\"running\"]'))",
                 None,
+            )),
+            // The state's index is walked (see `by_state`) but for a sort by state.
+            (Filter::Live, route) if sort == SortField::State => Some((
+                "dialect = ? AND dialect <> 'native' AND state IN (SELECT value FROM \
+                 json_each('[\"open\",\"queued\",\"running\"]'))",
+                route.and_then(Route::dialect),
+            )),
+            (Filter::Live, route) => Some((
+                "dialect = ? AND state IN (SELECT value FROM \
+                 json_each('[\"open\",\"queued\",\"running\"]'))",
+                route.and_then(Route::dialect),
             )),
         }
     }
@@ -275,6 +266,18 @@ enum Route {
     C360,
     DataCloud,
     Executions,
+}
+
+impl Route {
+    /// The dialect whose jobs the route lists; `None` for OCAPI's executions, which are the
+    /// jobs with a definition.
+    fn dialect(self) -> Option<&'static str> {
+        match self {
+            Route::C360 => Some("c360"),
+            Route::DataCloud => Some("datacloud"),
+            Route::Executions => None,
+        }
+    }
 }
 
 /// The SQL expression the core sorts on (`SortField::expr`, private there).
