@@ -189,9 +189,9 @@ pub(crate) fn open_writer(path: &Path, settings: ConnectionSettings) -> Result<C
 /// on that thread a moment after the store's drop returned (its WAL not yet checkpointed and
 /// removed). The pool counts its open connections, and its drop waits for the last.
 pub(crate) struct ReadPool {
-    /// Taken by `drop`, which then waits for `open` to count none.
-    pool: Option<r2d2::Pool<ReadManager>>,
-    open: Arc<OpenConnections>,
+    // Fields drop in order: the pool first, then the wait for its last connection.
+    pool: r2d2::Pool<ReadManager>,
+    _closing: WaitClosed,
 }
 
 /// How long a dropped pool waits for a connection still being opened on r2d2's thread.
@@ -200,15 +200,16 @@ const CLOSE_WAIT: Duration = Duration::from_secs(10);
 impl ReadPool {
     /// A connection of the pool, waiting for one while all are busy.
     pub(crate) fn get(&self) -> Result<ReadConnection> {
-        let pool = self.pool.as_ref().ok_or(Error::Closed)?;
-        Ok(ReadConnection(pool.get()?))
+        Ok(ReadConnection(self.pool.get()?))
     }
 }
 
-impl Drop for ReadPool {
+/// Waits, when dropped, for every connection of its pool to be closed.
+struct WaitClosed(Arc<OpenConnections>);
+
+impl Drop for WaitClosed {
     fn drop(&mut self) {
-        drop(self.pool.take());
-        if !self.open.wait_none(CLOSE_WAIT) {
+        if !self.0.wait_none(CLOSE_WAIT) {
             log::warn!("a read connection was still open {CLOSE_WAIT:?} after its store closed");
         }
     }
@@ -334,8 +335,8 @@ pub(crate) fn open_read_pool(
         .connection_timeout(Duration::from_secs(10))
         .build(manager)?;
     Ok(ReadPool {
-        pool: Some(pool),
-        open,
+        pool,
+        _closing: WaitClosed(open),
     })
 }
 
