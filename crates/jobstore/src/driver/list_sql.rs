@@ -165,16 +165,6 @@ impl Dialect {
         }
     }
 
-    /// `definition_id IS NOT NULL` written so that no partial index of executions (whose
-    /// WHERE it is) is taken to serve it ([`PageWalk::FilterIndex`]). PostgreSQL is never
-    /// asked.
-    fn has_definition_unindexed(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "+definition_id IS NOT NULL",
-            Dialect::Postgres => "definition_id IS NOT NULL",
-        }
-    }
-
     /// `column` is one of a bound list.
     fn in_list(self, column: &'static str) -> &'static str {
         match (self, column) {
@@ -330,6 +320,14 @@ fn build(
     let direction = query.direction;
     let limit = query.page_size();
     let nested = nested_sql(query, dialect)?;
+    // In a walk of the state's index neither the sort value nor the id (which breaks ties
+    // and bounds a keyset page) may offer an index's order, and the executions' test may not
+    // name their partial indexes (whose WHERE it is).
+    let walked = |expr: &str| match walk {
+        PageWalk::SortIndex => expr.to_owned(),
+        PageWalk::FilterIndex => dialect.unindexed(expr),
+    };
+    let has_definition = format!("{} IS NOT NULL", walked("definition_id"));
     let mut clauses: Vec<&str> = Vec::new();
     let mut params: Vec<SqlParam> = Vec::new();
 
@@ -453,10 +451,7 @@ fn build(
         }
     }
     if query.with_definition {
-        clauses.push(match walk {
-            PageWalk::SortIndex => "definition_id IS NOT NULL",
-            PageWalk::FilterIndex => dialect.has_definition_unindexed(),
-        });
+        clauses.push(&has_definition);
     }
     if let Some((clause, values)) = &nested {
         clauses.push(clause);
@@ -470,12 +465,6 @@ fn build(
         format!("({})", count_clauses.join(" AND "))
     };
 
-    // In a walk of the state's index neither the sort value nor the id (which breaks ties
-    // and bounds a keyset page) may offer an index's order.
-    let walked = |expr: &str| match walk {
-        PageWalk::SortIndex => expr.to_owned(),
-        PageWalk::FilterIndex => dialect.unindexed(expr),
-    };
     let sort_expr = walked(dialect.sort_expr(sort));
     let sort_expr = sort_expr.as_str();
     let id_expr = walked("id");
