@@ -1144,6 +1144,12 @@ impl WriteTx for Conn<Tx<'_>> {
         let tos: Vec<&str> = rows.iter().map(|r| r.to.as_str()).collect();
         let results: Vec<&str> = rows.iter().map(|r| r.result).collect();
         let nows: Vec<i64> = rows.iter().map(|r| r.now).collect();
+        // No `state = 'running'` here: a job holds a lease token if and only if it runs (the
+        // table's CHECK), so the token test says it already. Written out, it let the planner
+        // start from the running jobs by their state whenever its statistics put them at none
+        // (analysed while all were queued): a nested loop over every running job for each
+        // completion, seconds for a batch of 1,000 beside 12,000 running jobs. Without it the
+        // jobs are found by their ids.
         let finished = self
             .0
             .query(
@@ -1154,8 +1160,7 @@ impl WriteTx for Conn<Tx<'_>> {
                      FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], \
                          $5::text[], $6::text[], $7::bigint[]) WITH ORDINALITY \
                          AS c (job, token, worker, only_tenant, to_state, result_text, at, n) \
-                     WHERE id = c.job AND state = 'running' AND lease_token = c.token \
-                         AND lease_owner = c.worker \
+                     WHERE id = c.job AND lease_token = c.token AND lease_owner = c.worker \
                          AND (c.only_tenant IS NULL OR tenant = c.only_tenant) \
                      RETURNING c.n, {JOB_COLUMNS}"
                 ),

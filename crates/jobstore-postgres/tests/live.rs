@@ -695,3 +695,83 @@ fn a_list_of_a_rare_state_keeps_the_plan_for_that_state() {
         "the lists read {read} entries of the name index: a list of running jobs walked it"
     );
 }
+
+/// How many rows of `jobs` the server counts as updated, by every session that reported.
+fn jobs_updated(admin: &mut postgres::Client) -> i64 {
+    admin
+        .query_one(
+            "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'jobs'",
+            &[],
+        )
+        .and_then(|row| row.try_get(0))
+        .expect("the table's statistics")
+}
+
+/// Waits until the sessions reported `n` more updated job rows than `before` (a session
+/// reports all its statistics at once: its index reads up to then are counted too).
+fn wait_updates_reported(admin: &mut postgres::Client, before: i64, n: i64) {
+    eventually(
+        "the writers' statistics reported",
+        Duration::from_secs(30),
+        || jobs_updated(admin) - before >= n,
+    );
+}
+
+/// `complete_many` finds its jobs by their ids, whatever the statistics say of the running
+/// jobs. Gathered while every job was queued, they put the running jobs at none; a statement
+/// that tested `state = 'running'` was then planned from the state index, every running job
+/// read for the completions (a nested loop: seconds for 1,000 completions beside 12,000
+/// running jobs, as the embedded worker's completer made them). Autovacuum is off for the
+/// table, so the statistics stay those of the queued jobs.
+#[test]
+fn completing_many_jobs_reads_them_by_id_whatever_the_statistics_say() {
+    const BATCHES: usize = 3;
+    const BATCH: u32 = 1000;
+    let url = support::fresh_database();
+    let driver = PostgresDriver::connect(&url, &PostgresOptions::default()).expect("connect");
+    let store = Store::with_driver(Arc::new(driver), StoreOptions::default());
+    let mut admin = support::connect(&url);
+    admin
+        .batch_execute("ALTER TABLE jobs SET (autovacuum_enabled = off)")
+        .expect("autovacuum off");
+    for _ in 0..BATCHES {
+        store
+            .enqueue_many((0..BATCH).map(|_| NewJob::new("k")).collect())
+            .expect("enqueue");
+    }
+    admin.batch_execute("ANALYZE jobs").expect("analyze");
+    let updated = jobs_updated(&mut admin);
+    let claimed: Vec<Vec<jobstore::Job>> = (0..BATCHES)
+        .map(|_| {
+            store
+                .claim(&ClaimRequest {
+                    max: BATCH,
+                    ..ClaimRequest::new("w", "default")
+                })
+                .expect("claim")
+        })
+        .collect();
+    let claims = i64::from(BATCH) * BATCHES as i64;
+    wait_updates_reported(&mut admin, updated, claims);
+    let state_index = "jobs_by_tenant_state";
+    let before = index_reads(&mut admin, state_index);
+
+    let completions = claimed[BATCHES - 1]
+        .iter()
+        .map(|job| jobstore::Completion {
+            id: job.id,
+            lease: job.lease().expect("a claimed job's lease"),
+            result: json!({ "n": job.id }),
+        })
+        .collect();
+    for answer in store.complete_many(completions).expect("complete") {
+        assert_eq!(answer.expect("completed").state, State::Succeeded);
+    }
+    drop(store);
+    wait_updates_reported(&mut admin, updated, claims + i64::from(BATCH));
+    let read = index_reads(&mut admin, state_index).1 - before.1;
+    assert_eq!(
+        read, 0,
+        "completing {BATCH} jobs read {read} entries of {state_index}: it walked the running jobs"
+    );
+}
