@@ -798,7 +798,8 @@ fn drain(md: &mut String, run: &Run, scenario: &str, title: &str) {
              claim batch) and either `Store::complete_many` once per claim (one call \
              acknowledges the whole claim) or `Store::complete` once per job, and through its \
              embedded `Worker` (concurrency N, each thread claiming up to the claim batch at \
-             once, reporting each outcome without waiting for its commit). Raw SQLite runs the same statements \
+             once; its completer thread acknowledges every success waiting in one \
+             `complete_many` while the last commits). Raw SQLite runs the same statements \
              (`UPDATE … RETURNING` claim, `UPDATE … RETURNING` complete under the lease, an \
              event row per transition) on one connection, grouped into transactions of the size \
              jobstore's writer reached in the same case (same statements, same number of \

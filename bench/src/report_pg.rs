@@ -359,7 +359,8 @@ fn drain(md: &mut String, run: &Run) {
          once. jobstore from N threads: `Store::claim` (`max` 32, one `UPDATE … FOR UPDATE \
          SKIP LOCKED … RETURNING` and a `claim` event per job) and `Store::complete_many` once \
          per claim or `Store::complete` per job; its embedded `Worker` (concurrency N, \
-         prefetch 32). Raw: the same statements, one transaction per claim and per complete \
+         prefetch 32; its completer thread acknowledges every success waiting in one \
+         `complete_many` while the last commits). Raw: the same statements, one transaction per claim and per complete \
          (or per claim's completes), a connection per worker. pg-boss: N `work()` workers \
          (`batchSize` 32; `pollingIntervalSeconds` 0.5, the least it allows: a worker fetches \
          once per interval) and N loops of `fetch` (`batchSize` 32) + `complete(ids)`. \

@@ -36,7 +36,7 @@
 //! ([`WriteOp::job`]) run in the order they were submitted, as they do on SQLite's single
 //! writer. A caller may queue a write of a job without waiting for it and count on the job's
 //! next write finding it done: dropping an upload deletes its batch so, and the next upload of
-//! the job must not count it; the embedded worker reports an outcome so. The driver keeps that
+//! the job must not count it; the embedded worker reports a failure so. The driver keeps that
 //! order by giving each job to one writer (its id modulo the writers: `writers::Queues`);
 //! creates, claims and maintenance, which name no one job, go to whichever writer is free.
 //! Writes of different jobs run in any order, across writers as across daemons. The core's

@@ -26,7 +26,7 @@
 //! And for the writes of one job ([`WriteOp::job`]):
 //! - **in order:** they run and commit in the order they were submitted, as a driver with one
 //!   queue and one writer does anyway. A caller may queue a write without waiting for it
-//!   (dropping an upload deletes its batch so; the embedded worker reports outcomes so) and
+//!   (dropping an upload deletes its batch so; the embedded worker reports failures so) and
 //!   count on the job's next write finding it done. Writes of different jobs may run in any
 //!   order.
 //!

@@ -6,19 +6,25 @@
 //! process are found by polling every `poll_interval`. The worker also rescues expired leases
 //! (of any process) every `rescue_interval`, so the jobs of a dead worker run again.
 //!
-//! It has no async runtime: one thread per concurrent job, plus one for heartbeats.
+//! Successful outcomes are reported together: the runners hand them to one completer thread,
+//! which acknowledges everything handed over while its last acknowledgement was committing in
+//! one [`Store::complete_many`] (one write, one transaction). A lone outcome goes at once; under
+//! load the outcomes of many jobs share a write, as a claim's jobs share one.
+//!
+//! It has no async runtime: one thread per concurrent job, plus one for heartbeats and one
+//! that reports the successful outcomes.
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::model::{
-    ClaimRequest, Failure, Heartbeat, Job, Lease, LogLevel, StepReport, StepStatus,
+    ClaimRequest, Completion, Failure, Heartbeat, Job, Lease, LogLevel, StepReport, StepStatus,
 };
 use crate::store::{DataReader, Store};
 use crate::{Error, Result};
@@ -311,7 +317,15 @@ impl Worker {
             stopping: AtomicBool::new(false),
             running: Mutex::new(HashMap::new()),
             reports: Arc::default(),
+            completions: Completions::default(),
         });
+        // Before the runners: every success they report has a completer to take it.
+        let completer = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("jobstore-completer".into())
+                .spawn(move || shared.completer_loop())?
+        };
         let mut runners = Vec::with_capacity(self.concurrency);
         for index in 0..self.concurrency {
             let shared = Arc::clone(&shared);
@@ -331,6 +345,7 @@ impl Worker {
         Ok(WorkerHandle {
             shared,
             runners,
+            completer: Some(completer),
             keeper: Some(keeper),
         })
     }
@@ -348,6 +363,7 @@ struct Shared {
     stopping: AtomicBool,
     running: Mutex<HashMap<i64, Arc<RunningJob>>>,
     reports: Arc<PendingReports>,
+    completions: Completions,
 }
 
 /// Outcome reports handed to the writer and not yet answered.
@@ -365,8 +381,12 @@ impl PendingReports {
     }
 
     fn finished(&self) {
+        self.finished_many(1);
+    }
+
+    fn finished_many(&self, n: usize) {
         if let Ok(mut count) = self.count.lock() {
-            *count = count.saturating_sub(1);
+            *count = count.saturating_sub(n);
         }
         self.answered.notify_all();
     }
@@ -376,6 +396,57 @@ impl PendingReports {
         if let Ok(count) = self.count.lock() {
             drop(self.answered.wait_while(count, |count| *count > 0));
         }
+    }
+}
+
+/// Successful outcomes handed over by the runners and not yet sent to the store, for the
+/// completer thread; closed at shutdown, after the runners ended.
+#[derive(Default)]
+struct Completions {
+    state: Mutex<CompletionsState>,
+    handed_over: Condvar,
+}
+
+#[derive(Default)]
+struct CompletionsState {
+    waiting: Vec<Completion>,
+    closed: bool,
+}
+
+impl Completions {
+    /// The state, also when a thread panicked holding it: every change to it is one `Vec`
+    /// operation or one flag, never left half done, and a completion lost there would keep
+    /// shutdown waiting for its report.
+    fn state(&self) -> MutexGuard<'_, CompletionsState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands `completion` over to the completer.
+    fn push(&self, completion: Completion) {
+        self.state().waiting.push(completion);
+        self.handed_over.notify_one();
+    }
+
+    /// Blocks until outcomes wait, then takes the oldest of them, at most [`crate::MAX_CLAIM`]
+    /// (what one [`Store::complete_many`] takes); `None` once closed and none is left.
+    fn take(&self) -> Option<Vec<Completion>> {
+        let mut state = self
+            .handed_over
+            .wait_while(self.state(), |state| {
+                state.waiting.is_empty() && !state.closed
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+        if state.waiting.is_empty() {
+            return None;
+        }
+        let n = state.waiting.len().min(crate::MAX_CLAIM as usize);
+        Some(state.waiting.drain(..n).collect())
+    }
+
+    /// Lets the completer end once it took what is left.
+    fn close(&self) {
+        self.state().closed = true;
+        self.handed_over.notify_all();
     }
 }
 
@@ -489,32 +560,51 @@ impl Shared {
     }
 
     /// Reports an outcome without waiting for its commit: the next job (or claim) goes on
-    /// meanwhile, and reports queued together share one commit. The lease stays valid in
-    /// between; shutdown waits for every report to be answered.
+    /// meanwhile. A success goes to the completer, which acknowledges it with the others
+    /// waiting ([`Shared::completer_loop`]); a failure is its own write, queued at once, which
+    /// shares a commit with the writes waiting beside it. The lease stays valid in between;
+    /// shutdown waits for every report to be answered.
     fn report(&self, id: i64, lease: Lease, outcome: HandlerResult) {
-        let call = match outcome {
-            Ok(result) => self.store.complete_call(id, &lease, result),
-            Err(err) => self.store.fail_call(
-                id,
-                &lease,
-                Failure {
-                    error: err.message,
-                    retryable: !err.fatal,
-                },
-            ),
-        };
         self.reports.started();
-        let reports = Arc::clone(&self.reports);
-        call.then(move |reported| {
-            match reported {
-                Ok(_) => {}
-                Err(Error::StaleLease { .. }) => {
-                    log::warn!("job {id}: lease expired before the outcome was reported; dropped");
-                }
-                Err(err) => log::error!("job {id}: reporting the outcome failed: {err}"),
+        let err = match outcome {
+            Ok(result) => {
+                self.completions.push(Completion { id, lease, result });
+                return;
             }
-            reports.finished();
-        });
+            Err(err) => err,
+        };
+        let failure = Failure {
+            error: err.message,
+            retryable: !err.fatal,
+        };
+        let reports = Arc::clone(&self.reports);
+        self.store
+            .fail_call(id, &lease, failure)
+            .then(move |reported| {
+                log_report(id, reported.map(|_| ()));
+                reports.finished();
+            });
+    }
+
+    /// Acknowledges the successful outcomes: everything the runners handed over while the
+    /// last acknowledgement was committing goes in the next [`Store::complete_many`], each job
+    /// still judged alone (a stale lease or a refused result drops that outcome only). Ends
+    /// once the completions are closed and none is left.
+    fn completer_loop(&self) {
+        while let Some(batch) = self.completions.take() {
+            let ids: Vec<i64> = batch.iter().map(|c| c.id).collect();
+            match self.store.complete_many(batch) {
+                Ok(answers) => {
+                    for (id, answer) in ids.iter().zip(answers) {
+                        log_report(*id, answer.map(|_| ()));
+                    }
+                }
+                Err(err) => {
+                    log::error!("reporting the outcomes of {} jobs failed: {err}", ids.len());
+                }
+            }
+            self.reports.finished_many(ids.len());
+        }
     }
 
     fn heartbeat_loop(&self, rescue_interval: Option<Duration>) {
@@ -566,11 +656,23 @@ impl Shared {
     }
 }
 
+/// Logs what became of an outcome the store did not keep.
+fn log_report(id: i64, reported: Result<()>) {
+    match reported {
+        Ok(()) => {}
+        Err(Error::StaleLease { .. }) => {
+            log::warn!("job {id}: lease expired before the outcome was reported; dropped");
+        }
+        Err(err) => log::error!("job {id}: reporting the outcome failed: {err}"),
+    }
+}
+
 /// A started worker. [`WorkerHandle::shutdown`] (or dropping it) stops claiming, lets the
 /// running handlers finish and joins the threads.
 pub struct WorkerHandle {
     shared: Arc<Shared>,
     runners: Vec<JoinHandle<()>>,
+    completer: Option<JoinHandle<()>>,
     keeper: Option<JoinHandle<()>>,
 }
 
@@ -592,6 +694,11 @@ impl WorkerHandle {
         for runner in self.runners.drain(..) {
             let _ = runner.join();
         }
+        // The runners handed over their last outcomes; the completer sends them, then ends.
+        self.shared.completions.close();
+        if let Some(completer) = self.completer.take() {
+            let _ = completer.join();
+        }
         self.shared.reports.wait_all();
         if let Some(keeper) = self.keeper.take() {
             let _ = keeper.join();
@@ -602,5 +709,53 @@ impl WorkerHandle {
 impl Drop for WorkerHandle {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn completion(id: i64) -> Completion {
+        Completion {
+            id,
+            lease: Lease {
+                worker: "w".into(),
+                token: id,
+            },
+            result: Value::Null,
+        }
+    }
+
+    #[test]
+    fn the_completer_takes_every_waiting_success_at_once_up_to_what_one_call_takes() {
+        let completions = Completions::default();
+        let max = crate::MAX_CLAIM as i64;
+        for id in 0..max + 5 {
+            completions.push(completion(id));
+        }
+        let first = completions.take().expect("a batch");
+        assert_eq!(first.len(), crate::MAX_CLAIM as usize);
+        assert_eq!(first.first().map(|c| c.id), Some(0), "oldest first");
+        let second = completions.take().expect("the rest");
+        let ids: Vec<i64> = second.iter().map(|c| c.id).collect();
+        assert_eq!(ids, (max..max + 5).collect::<Vec<_>>());
+        // Closed: what is left is still taken, then the completer ends.
+        completions.push(completion(max + 5));
+        completions.close();
+        assert_eq!(completions.take().map(|b| b.len()), Some(1));
+        assert!(completions.take().is_none());
+    }
+
+    #[test]
+    fn the_completer_waits_for_a_success_and_wakes_for_it() {
+        let completions = Arc::new(Completions::default());
+        let taker = {
+            let completions = Arc::clone(&completions);
+            std::thread::spawn(move || completions.take())
+        };
+        completions.push(completion(7));
+        let taken = taker.join().expect("the taker");
+        assert_eq!(taken.map(|b| b.len()), Some(1));
     }
 }

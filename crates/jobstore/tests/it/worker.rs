@@ -300,3 +300,76 @@ fn prefetched_jobs_keep_their_leases_and_a_cancelled_one_never_runs() {
     let ran = ran.lock().unwrap().clone();
     assert_eq!(ran, vec![ids[0], ids[1], ids[3], ids[4]]);
 }
+
+#[test]
+fn successes_waiting_while_an_acknowledgement_commits_share_one_write() {
+    // One runner claims 20 jobs at once. The first job's success is sent alone and cannot
+    // commit while another process holds the write lock; the other 19 succeed meanwhile and
+    // must go to the store together once it lets go, not as a write each.
+    const JOBS: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let ids: Vec<i64> = (0..JOBS)
+        .map(|n| {
+            store
+                .enqueue(NewJob::new("quick").payload(json!({ "n": n })))
+                .unwrap()
+                .id
+        })
+        .collect();
+    let (started, first_started) = mpsc::channel::<()>();
+    let (release, released) = mpsc::channel::<()>();
+    let released = std::sync::Mutex::new(released);
+    let handled = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&handled);
+    let first = ids[0];
+    let worker = Worker::new(store.clone(), ["default"])
+        .concurrency(1)
+        .prefetch(JOBS as u32)
+        .poll_interval(Duration::from_secs(600))
+        .start(move |job| {
+            if job.job().id == first {
+                started.send(()).unwrap();
+                released
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(20))
+                    .unwrap();
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(json!({ "n": job.payload()["n"] }))
+        })
+        .unwrap();
+    first_started.recv_timeout(Duration::from_secs(20)).unwrap();
+    let before = store.writer_stats();
+    let blocker = rusqlite::Connection::open(dir.path().join("jobs.db")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    release.send(()).unwrap();
+    // The runner hands over each success before it runs the next job: once the last handler
+    // ran, the successes of the 19 jobs before it wait behind the first one's.
+    for _ in 0..2000 {
+        if handled.load(Ordering::SeqCst) == JOBS {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(handled.load(Ordering::SeqCst), JOBS);
+    blocker.execute_batch("COMMIT").unwrap();
+    for &id in &ids {
+        let job = wait_finished(&store, id);
+        assert_eq!(job.state, State::Succeeded, "job {id}");
+        assert_eq!(
+            job.result,
+            Some(json!({ "n": job.payload["n"] })),
+            "job {id}"
+        );
+    }
+    worker.shutdown();
+    // The first success, the 19 that waited (the last perhaps on its own), and the runner's
+    // claim that found nothing after its 20 jobs; a write per success would be 21.
+    let writes = store.writer_stats().writes - before.writes;
+    assert!(
+        writes <= 4,
+        "{writes} writes acknowledged {JOBS} successes and one empty claim"
+    );
+}
