@@ -32,6 +32,67 @@ fn open(dir: &tempfile::TempDir) -> Store {
     Store::open_with(dir.path().join("jobs.db"), options).unwrap()
 }
 
+/// Enqueues `n` jobs of `kind`, each with its number as payload `n`; their ids, in order.
+fn enqueue_numbered(store: &Store, kind: &str, n: usize) -> Vec<i64> {
+    (0..n)
+        .map(|n| {
+            store
+                .enqueue(NewJob::new(kind).payload(json!({ "n": n })))
+                .unwrap()
+                .id
+        })
+        .collect()
+}
+
+/// Where a handler stops until the test lets it go on ([`gate`]).
+struct Gate {
+    held: mpsc::Sender<()>,
+    opened: std::sync::Mutex<mpsc::Receiver<()>>,
+}
+
+impl Gate {
+    /// Tells the test the handler is held here, then waits (bounded) until it is let go.
+    fn hold(&self) {
+        self.held.send(()).unwrap();
+        self.opened
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap();
+    }
+}
+
+/// The test's side of a [`Gate`]: waits until a handler is held, and lets it go.
+struct GateKeeper {
+    held: mpsc::Receiver<()>,
+    open: mpsc::Sender<()>,
+}
+
+impl GateKeeper {
+    fn wait_held(&self) {
+        self.held.recv_timeout(Duration::from_secs(20)).unwrap();
+    }
+
+    fn open(&self) {
+        self.open.send(()).unwrap();
+    }
+}
+
+fn gate() -> (Gate, GateKeeper) {
+    let (held, held_rx) = mpsc::channel();
+    let (open, opened) = mpsc::channel();
+    (
+        Gate {
+            held,
+            opened: std::sync::Mutex::new(opened),
+        },
+        GateKeeper {
+            held: held_rx,
+            open,
+        },
+    )
+}
+
 #[test]
 fn handlers_run_per_kind_with_progress_logs_and_results() {
     let dir = tempfile::tempdir().unwrap();
@@ -245,17 +306,8 @@ fn shutdown_returns_only_after_every_outcome_is_committed() {
 fn prefetched_jobs_keep_their_leases_and_a_cancelled_one_never_runs() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let ids: Vec<i64> = (0..5)
-        .map(|n| {
-            store
-                .enqueue(NewJob::new("step").payload(json!({ "n": n })))
-                .unwrap()
-                .id
-        })
-        .collect();
-    let (started, first_started) = mpsc::channel::<()>();
-    let (release, released) = mpsc::channel::<()>();
-    let released = std::sync::Mutex::new(released);
+    let ids = enqueue_numbered(&store, "step", 5);
+    let (gate, keeper) = gate();
     let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = Arc::clone(&ran);
     let first = ids[0];
@@ -269,24 +321,19 @@ fn prefetched_jobs_keep_their_leases_and_a_cancelled_one_never_runs() {
         .start(move |job| {
             log.lock().unwrap().push(job.job().id);
             if job.job().id == first {
-                started.send(()).unwrap();
-                released
-                    .lock()
-                    .unwrap()
-                    .recv_timeout(Duration::from_secs(20))
-                    .unwrap();
+                gate.hold();
             }
             Ok(json!({ "n": job.payload()["n"] }))
         })
         .unwrap();
-    first_started.recv_timeout(Duration::from_secs(20)).unwrap();
+    keeper.wait_held();
     for &id in &ids {
         assert_eq!(store.get(id).unwrap().state, State::Running, "job {id}");
     }
     store.cancel(ids[2], "test").unwrap();
     // Several lease lengths pass while the jobs wait their turn.
     std::thread::sleep(Duration::from_millis(1000));
-    release.send(()).unwrap();
+    keeper.open();
     for (i, &id) in ids.iter().enumerate() {
         let job = wait_finished(&store, id);
         if i == 2 {
@@ -309,17 +356,8 @@ fn successes_waiting_while_an_acknowledgement_commits_share_one_write() {
     const JOBS: usize = 20;
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let ids: Vec<i64> = (0..JOBS)
-        .map(|n| {
-            store
-                .enqueue(NewJob::new("quick").payload(json!({ "n": n })))
-                .unwrap()
-                .id
-        })
-        .collect();
-    let (started, first_started) = mpsc::channel::<()>();
-    let (release, released) = mpsc::channel::<()>();
-    let released = std::sync::Mutex::new(released);
+    let ids = enqueue_numbered(&store, "quick", JOBS);
+    let (gate, keeper) = gate();
     let handled = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&handled);
     let first = ids[0];
@@ -329,22 +367,17 @@ fn successes_waiting_while_an_acknowledgement_commits_share_one_write() {
         .poll_interval(Duration::from_secs(600))
         .start(move |job| {
             if job.job().id == first {
-                started.send(()).unwrap();
-                released
-                    .lock()
-                    .unwrap()
-                    .recv_timeout(Duration::from_secs(20))
-                    .unwrap();
+                gate.hold();
             }
             counter.fetch_add(1, Ordering::SeqCst);
             Ok(json!({ "n": job.payload()["n"] }))
         })
         .unwrap();
-    first_started.recv_timeout(Duration::from_secs(20)).unwrap();
+    keeper.wait_held();
     let before = store.writer_stats();
     let blocker = rusqlite::Connection::open(dir.path().join("jobs.db")).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
-    release.send(()).unwrap();
+    keeper.open();
     // The runner hands over each success before it runs the next job: once the last handler
     // ran, the successes of the 19 jobs before it wait behind the first one's.
     for _ in 0..2000 {
