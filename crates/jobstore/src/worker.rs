@@ -366,7 +366,8 @@ struct Shared {
     completions: Completions,
 }
 
-/// Outcome reports handed to the writer and not yet answered.
+/// Outcome reports handed over (successes to the completer, failures to the writer) and not
+/// yet answered.
 #[derive(Default)]
 struct PendingReports {
     count: Mutex<usize>,
