@@ -775,3 +775,59 @@ fn completing_many_jobs_reads_them_by_id_whatever_the_statistics_say() {
         "completing {BATCH} jobs read {read} entries of {state_index}: it walked the running jobs"
     );
 }
+
+/// The embedded worker drains a PostgreSQL store with several runners, each claiming several
+/// jobs at once, its completer acknowledging the successes that wait together (one
+/// `complete_many` on the writers' shared queue): every job runs once and succeeds with its
+/// own result, and its history is a create, one claim and one complete.
+#[test]
+fn the_embedded_worker_drains_a_postgres_store_each_job_once_with_its_result() {
+    const JOBS: usize = 400;
+    let url = support::fresh_database();
+    let driver = PostgresDriver::connect(&url, &PostgresOptions::default()).expect("connect");
+    let store = Store::with_driver(Arc::new(driver), StoreOptions::default());
+    let jobs = store
+        .enqueue_many(
+            (0..JOBS)
+                .map(|n| NewJob::new("k").payload(json!({ "n": n })))
+                .collect(),
+        )
+        .expect("enqueue");
+    let worker = Worker::new(store.clone(), ["default"])
+        .concurrency(4)
+        .prefetch(16)
+        .rescue_interval(None)
+        .start(|job| Ok(json!({ "n": job.payload()["n"] })))
+        .expect("start the worker");
+    let succeeded = || {
+        store
+            .stats()
+            .expect("stats")
+            .iter()
+            .filter(|count| count.state == State::Succeeded)
+            .map(|count| count.jobs)
+            .sum::<i64>()
+    };
+    eventually("every job succeeded", Duration::from_secs(60), || {
+        succeeded() == JOBS as i64
+    });
+    worker.shutdown();
+    for job in &jobs {
+        let now = store.get(job.id).expect("get");
+        assert_eq!(now.state, State::Succeeded, "job {}", job.id);
+        assert_eq!(now.attempt, 1, "job {} ran once", job.id);
+        assert_eq!(
+            now.result,
+            Some(json!({ "n": job.payload["n"] })),
+            "job {}",
+            job.id
+        );
+        let history: Vec<String> = store
+            .events(job.id)
+            .expect("events")
+            .into_iter()
+            .map(|event| event.event)
+            .collect();
+        assert_eq!(history, ["create", "claim", "complete"], "job {}", job.id);
+    }
+}
