@@ -319,35 +319,37 @@ impl Worker {
             reports: Arc::default(),
             completions: Completions::default(),
         });
+        // Threads join the handle as they start: when one cannot start, dropping the handle
+        // stops and joins those already running.
+        let mut handle = WorkerHandle {
+            shared,
+            runners: Vec::with_capacity(self.concurrency),
+            completer: None,
+            keeper: None,
+        };
         // Before the runners: every success they report has a completer to take it.
-        let completer = {
-            let shared = Arc::clone(&shared);
+        let shared = Arc::clone(&handle.shared);
+        handle.completer = Some(
             std::thread::Builder::new()
                 .name("jobstore-completer".into())
-                .spawn(move || shared.completer_loop())?
-        };
-        let mut runners = Vec::with_capacity(self.concurrency);
+                .spawn(move || shared.completer_loop())?,
+        );
         for index in 0..self.concurrency {
-            let shared = Arc::clone(&shared);
-            runners.push(
+            let shared = Arc::clone(&handle.shared);
+            handle.runners.push(
                 std::thread::Builder::new()
                     .name(format!("jobstore-worker-{index}"))
                     .spawn(move || shared.run_loop())?,
             );
         }
-        let keeper = {
-            let shared = Arc::clone(&shared);
-            let rescue = self.rescue_interval;
+        let shared = Arc::clone(&handle.shared);
+        let rescue = self.rescue_interval;
+        handle.keeper = Some(
             std::thread::Builder::new()
                 .name("jobstore-heartbeat".into())
-                .spawn(move || shared.heartbeat_loop(rescue))?
-        };
-        Ok(WorkerHandle {
-            shared,
-            runners,
-            completer: Some(completer),
-            keeper: Some(keeper),
-        })
+                .spawn(move || shared.heartbeat_loop(rescue))?,
+        );
+        Ok(handle)
     }
 }
 
