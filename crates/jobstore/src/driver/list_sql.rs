@@ -327,7 +327,9 @@ fn build(
         PageWalk::SortIndex => expr.to_owned(),
         PageWalk::FilterIndex => dialect.unindexed(expr),
     };
-    let has_definition = format!("{} IS NOT NULL", walked("definition_id"));
+    let has_definition = query
+        .with_definition
+        .then(|| format!("{} IS NOT NULL", walked("definition_id")));
     let mut clauses: Vec<&str> = Vec::new();
     let mut params: Vec<SqlParam> = Vec::new();
 
@@ -450,8 +452,8 @@ fn build(
             params.push(SqlParam::Integer(bound));
         }
     }
-    if query.with_definition {
-        clauses.push(&has_definition);
+    if let Some(clause) = &has_definition {
+        clauses.push(clause);
     }
     if let Some((clause, values)) = &nested {
         clauses.push(clause);
