@@ -717,43 +717,32 @@ mod tests {
         );
         // One API's jobs, and executions of definitions: their partial indexes carry the
         // state, so a walk of them reads entries, not rows. The 100 open jobs are still
-        // sought (100^2 <= 101 * 5,000 / 8), the 700 queued walked.
-        let labelled = |states: Vec<State>, dialects: Vec<String>, with_definition: bool| {
+        // sought (100^2 <= 101 * 5,000 / 8), the 700 queued walked. With native jobs among
+        // them (the last case), rows are read: the 700 queued are sought (700^2 <= 101 * 5,000).
+        for (state, dialects, with_definition, expected) in [
+            (State::Open, &["c360"][..], false, PageWalk::FilterIndex),
+            (State::Open, &[][..], true, PageWalk::FilterIndex),
+            (State::Queued, &["c360"][..], false, PageWalk::SortIndex),
+            (State::Queued, &[][..], true, PageWalk::SortIndex),
+            (
+                State::Queued,
+                &["c360", "native"][..],
+                false,
+                PageWalk::FilterIndex,
+            ),
+        ] {
             let query = ListQuery {
-                states,
-                dialects,
+                states: vec![state],
+                dialects: dialects.iter().map(|d| (*d).to_owned()).collect(),
                 with_definition,
                 ..ListQuery::default()
             };
-            page_walk(&conn, Some("default"), &query).unwrap()
-        };
-        let c360 = || vec!["c360".to_owned()];
-        assert_eq!(
-            labelled(vec![State::Open], c360(), false),
-            PageWalk::FilterIndex
-        );
-        assert_eq!(
-            labelled(vec![State::Open], Vec::new(), true),
-            PageWalk::FilterIndex
-        );
-        assert_eq!(
-            labelled(vec![State::Queued], c360(), false),
-            PageWalk::SortIndex
-        );
-        assert_eq!(
-            labelled(vec![State::Queued], Vec::new(), true),
-            PageWalk::SortIndex
-        );
-        // With native jobs among them, rows are read: the 700 queued are sought
-        // (700^2 <= 101 * 5,000).
-        assert_eq!(
-            labelled(
-                vec![State::Queued],
-                vec!["c360".into(), "native".into()],
-                false
-            ),
-            PageWalk::FilterIndex
-        );
+            assert_eq!(
+                page_walk(&conn, Some("default"), &query).unwrap(),
+                expected,
+                "{state:?} of {dialects:?}, executions only: {with_definition}"
+            );
+        }
         // Another tenant has no job: its pages are sought in the state's index.
         let query = ListQuery {
             states: vec![State::Succeeded],
