@@ -602,6 +602,30 @@ fn index_reads(admin: &mut postgres::Client, index: &str) -> (i64, i64) {
         .expect("the index's statistics")
 }
 
+/// Claims up to `max` jobs of the default queue as worker `w`.
+fn claim_up_to(store: &Store, max: u32) -> Vec<jobstore::Job> {
+    store
+        .claim(&ClaimRequest {
+            max,
+            ..ClaimRequest::new("w", "default")
+        })
+        .expect("claim")
+}
+
+/// The completions of claimed `jobs` under their leases, each with its `result`.
+fn completions_of(
+    jobs: &[jobstore::Job],
+    result: impl Fn(&jobstore::Job) -> serde_json::Value,
+) -> Vec<jobstore::Completion> {
+    jobs.iter()
+        .map(|job| jobstore::Completion {
+            id: job.id,
+            lease: job.lease().expect("a claimed job's lease"),
+            result: result(job),
+        })
+        .collect()
+}
+
 /// A list of the few jobs of one state, sorted by another field, is planned for that state on
 /// every call, never by one plan for every state. The reader's sessions keep each list's
 /// statement prepared, and PostgreSQL may keep one generic plan for a prepared statement after
@@ -632,33 +656,14 @@ fn a_list_of_a_rare_state_keeps_the_plan_for_that_state() {
             .expect("enqueue");
     }
     for _ in 0..JOBS / 2 / 1000 {
-        let claimed = store
-            .claim(&ClaimRequest {
-                max: 1000,
-                ..ClaimRequest::new("w", "default")
-            })
-            .expect("claim");
-        let completions = claimed
-            .iter()
-            .map(|job| jobstore::Completion {
-                id: job.id,
-                lease: job.lease().expect("a claimed job's lease"),
-                result: json!({}),
-            })
-            .collect();
+        let completions = completions_of(&claim_up_to(&store, 1000), |_| json!({}));
         for answer in store.complete_many(completions).expect("complete") {
             answer.expect("completed");
         }
     }
     let mut admin = support::connect(&url);
     admin.batch_execute("ANALYZE jobs").expect("analyze");
-    let running = store
-        .claim(&ClaimRequest {
-            max: RUNNING,
-            ..ClaimRequest::new("w", "default")
-        })
-        .expect("claim");
-    assert_eq!(running.len(), RUNNING as usize);
+    assert_eq!(claim_up_to(&store, RUNNING).len(), RUNNING as usize);
     let name_index = "jobs_by_tenant_name";
     let before = index_reads(&mut admin, name_index);
 
@@ -728,8 +733,7 @@ fn completing_many_jobs_reads_them_by_id_whatever_the_statistics_say() {
     const BATCHES: usize = 3;
     const BATCH: u32 = 1000;
     let url = support::fresh_database();
-    let driver = PostgresDriver::connect(&url, &PostgresOptions::default()).expect("connect");
-    let store = Store::with_driver(Arc::new(driver), StoreOptions::default());
+    let (store, _) = store_on(&url);
     let mut admin = support::connect(&url);
     admin
         .batch_execute("ALTER TABLE jobs SET (autovacuum_enabled = off)")
@@ -741,29 +745,14 @@ fn completing_many_jobs_reads_them_by_id_whatever_the_statistics_say() {
     }
     admin.batch_execute("ANALYZE jobs").expect("analyze");
     let updated = jobs_updated(&mut admin);
-    let claimed: Vec<Vec<jobstore::Job>> = (0..BATCHES)
-        .map(|_| {
-            store
-                .claim(&ClaimRequest {
-                    max: BATCH,
-                    ..ClaimRequest::new("w", "default")
-                })
-                .expect("claim")
-        })
-        .collect();
+    let claimed: Vec<Vec<jobstore::Job>> =
+        (0..BATCHES).map(|_| claim_up_to(&store, BATCH)).collect();
     let claims = i64::from(BATCH) * BATCHES as i64;
     wait_updates_reported(&mut admin, updated, claims);
     let state_index = "jobs_by_tenant_state";
     let before = index_reads(&mut admin, state_index);
 
-    let completions = claimed[BATCHES - 1]
-        .iter()
-        .map(|job| jobstore::Completion {
-            id: job.id,
-            lease: job.lease().expect("a claimed job's lease"),
-            result: json!({ "n": job.id }),
-        })
-        .collect();
+    let completions = completions_of(&claimed[BATCHES - 1], |job| json!({ "n": job.id }));
     for answer in store.complete_many(completions).expect("complete") {
         assert_eq!(answer.expect("completed").state, State::Succeeded);
     }
@@ -784,8 +773,7 @@ fn completing_many_jobs_reads_them_by_id_whatever_the_statistics_say() {
 fn the_embedded_worker_drains_a_postgres_store_each_job_once_with_its_result() {
     const JOBS: usize = 400;
     let url = support::fresh_database();
-    let driver = PostgresDriver::connect(&url, &PostgresOptions::default()).expect("connect");
-    let store = Store::with_driver(Arc::new(driver), StoreOptions::default());
+    let (store, _) = store_on(&url);
     let jobs = store
         .enqueue_many(
             (0..JOBS)
