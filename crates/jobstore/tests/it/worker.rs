@@ -24,6 +24,20 @@ fn wait_finished(store: &Store, id: i64) -> jobstore::Job {
     panic!("job {id} did not finish: {:?}", store.get(id));
 }
 
+/// Waits (bounded) until `counter` reaches `n`; panics if it never does.
+fn wait_count(counter: &AtomicUsize, n: usize) {
+    for _ in 0..20_000 {
+        if counter.load(Ordering::SeqCst) == n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!(
+        "the count is {} after 20,000 waits, not {n}",
+        counter.load(Ordering::SeqCst)
+    );
+}
+
 fn open(dir: &tempfile::TempDir) -> Store {
     let options = StoreOptions {
         retry_base: Duration::from_millis(1),
@@ -273,13 +287,7 @@ fn shutdown_returns_only_after_every_outcome_is_committed() {
             Ok(json!({ "n": job.payload()["n"] }))
         })
         .unwrap();
-    for _ in 0..2000 {
-        if started.load(Ordering::SeqCst) == 3 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    assert_eq!(started.load(Ordering::SeqCst), 3);
+    wait_count(&started, 3);
     // Another process holds the write lock for a while: the reports cannot commit until it
     // lets go, and shutdown must not return before they did.
     let blocker = rusqlite::Connection::open(dir.path().join("jobs.db")).unwrap();
@@ -380,13 +388,7 @@ fn successes_waiting_while_an_acknowledgement_commits_share_one_write() {
     keeper.open();
     // The runner hands over each success before it runs the next job: once the last handler
     // ran, the successes of the 19 jobs before it wait behind the first one's.
-    for _ in 0..2000 {
-        if handled.load(Ordering::SeqCst) == JOBS {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    assert_eq!(handled.load(Ordering::SeqCst), JOBS);
+    wait_count(&handled, JOBS);
     blocker.execute_batch("COMMIT").unwrap();
     for &id in &ids {
         let job = wait_finished(&store, id);
