@@ -290,34 +290,30 @@ fn sort_expr(sort: SortField) -> &'static str {
     }
 }
 
+/// `n` jobs of `kind` awaiting their data, named `{name} 0000` on, with sources and targets
+/// spread over 200 and 150 values.
+fn awaiting_data<'a>(kind: &'a str, name: &'a str, n: u64) -> impl Iterator<Item = NewJob> + 'a {
+    (0..n).map(move |i| {
+        NewJob::new(kind)
+            .upload(true)
+            .name(format!("{name} {i:04}"))
+            .source(format!("src-{:03}", i % 200))
+            .target(format!("tgt-{:03}", (i * 31) % 150))
+    })
+}
+
 /// Runs scenario 4 on `path` (a copy of the prefilled database).
 pub fn run(path: &Path, config: &ListConfig) -> Result<()> {
     let store = open_store(path, Level::Full)?;
     if config.filters.contains(&Filter::Open) {
         // Jobs awaiting their data, made as a user makes them.
-        let jobs = (0..OPEN_JOBS)
-            .map(|i| {
-                NewJob::new("import")
-                    .upload(true)
-                    .name(format!("upload {i:04}"))
-                    .source(format!("src-{:03}", i % 200))
-                    .target(format!("tgt-{:03}", (i * 31) % 150))
-            })
-            .collect();
-        store.enqueue_many(jobs)?;
+        store.enqueue_many(awaiting_data("import", "upload", OPEN_JOBS).collect())?;
     }
     if config.filters.contains(&Filter::Live) {
         // Each route's live jobs, made as its API makes them.
         for dialect in ["c360", "datacloud"] {
-            let jobs = (0..LIVE_ROUTE_JOBS)
-                .map(|i| {
-                    NewJob::new("ingest")
-                        .dialect(dialect)
-                        .upload(true)
-                        .name(format!("{dialect} upload {i:04}"))
-                        .source(format!("src-{:03}", i % 200))
-                        .target(format!("tgt-{:03}", (i * 31) % 150))
-                })
+            let jobs = awaiting_data("ingest", &format!("{dialect} upload"), LIVE_ROUTE_JOBS)
+                .map(|job| job.dialect(dialect))
                 .collect();
             store.enqueue_many(jobs)?;
         }
