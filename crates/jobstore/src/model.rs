@@ -314,7 +314,8 @@ pub struct Heartbeat {
     pub progress: Option<Value>,
     /// A new phase text.
     pub phase: Option<String>,
-    /// Extend the lease by this much from now (ms); default: the store's lease length.
+    /// Extend the lease by this much from now (ms); default: the length of the lease the job
+    /// holds (what its claim, or the last heartbeat that named one, asked for).
     pub lease_ms: Option<i64>,
 }
 

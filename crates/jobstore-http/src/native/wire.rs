@@ -989,7 +989,8 @@ pub(crate) struct HeartbeatBody {
     pub(crate) progress: Option<Value>,
     /// A new phase text.
     pub(crate) phase: Option<String>,
-    /// Extend the lease by this much from now (ms).
+    /// Extend the lease by this much from now (ms); default: the length of the lease the job
+    /// holds (what its claim, or the last heartbeat that named one, asked for).
     #[schema(minimum = 1)]
     #[serde(default, deserialize_with = "integer::optional")]
     pub(crate) lease_ms: Option<i64>,

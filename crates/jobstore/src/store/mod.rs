@@ -59,7 +59,8 @@ pub struct StoreOptions {
     pub max_batches_per_job: u32,
     /// The largest payload or result document, in bytes of JSON.
     pub max_document_bytes: usize,
-    /// Lease length when a heartbeat does not name one.
+    /// Lease length for a heartbeat that names none when the job's own cannot be read (a
+    /// claim always records it: such a heartbeat keeps the length the job holds).
     pub default_lease: Duration,
     /// First retry delay; it doubles with each attempt.
     pub retry_base: Duration,

@@ -115,11 +115,12 @@ impl Store {
             }
             None => None,
         };
-        let lease_ms = match beat.lease_ms {
+        let asked_ms = match beat.lease_ms {
             Some(ms) if ms < 1 => return Err(Error::invalid("lease_ms", "must be at least 1")),
-            Some(ms) => ms,
-            None => i64::try_from(self.options().default_lease.as_millis()).unwrap_or(i64::MAX),
+            asked => asked,
         };
+        let default_ms =
+            i64::try_from(self.options().default_lease.as_millis()).unwrap_or(i64::MAX);
         let tenant = self.tenant_filter();
         let now = self.now();
         let lease = lease.clone();
@@ -128,6 +129,9 @@ impl Store {
             let job = load_job(tx, tenant.as_deref(), id)?;
             check_lease(&job, &lease)?;
             let to = next_state(&job, Event::Heartbeat)?;
+            let lease_ms = asked_ms
+                .or_else(|| held_lease_ms(&job))
+                .unwrap_or(default_ms);
             let expires = now.saturating_add(lease_ms);
             let changed = tx.heartbeat(&HeartbeatRow {
                 id,
@@ -391,6 +395,16 @@ pub(crate) fn release_lease(
         error,
         now,
     })
+}
+
+/// The length of the lease `job` holds: what its claim asked for, or the last heartbeat that
+/// named one (each sets the expiry from the moment it recorded, `started_at` for a claim and
+/// `heartbeat_at` for a heartbeat). A heartbeat that names none keeps it, so a worker that
+/// claimed a long lease is not cut back to the store's default by its first progress report.
+fn held_lease_ms(job: &Job) -> Option<i64> {
+    let granted_at = job.heartbeat_at.or(job.started_at)?;
+    let held = job.lease_expires_at?.checked_sub(granted_at)?;
+    (held > 0).then_some(held)
 }
 
 fn stale(job: &Job, lease: &Lease) -> Error {

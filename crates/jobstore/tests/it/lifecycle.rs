@@ -15,6 +15,50 @@ fn claim_one(f: &Fixture, worker: &str) -> jobstore::Job {
     jobs.remove(0)
 }
 
+/// A heartbeat that names no lease length keeps the one the job holds: the claim's, then the
+/// last one a heartbeat named. It never falls back to the store's default (30 s), which would
+/// cut a long lease short and let rescue run the job a second time while its worker works.
+#[test]
+fn a_heartbeat_naming_no_lease_keeps_the_length_the_job_holds() {
+    let f = Fixture::new();
+    let job = f.store.enqueue(NewJob::new("export")).unwrap();
+    let claimed = f
+        .store
+        .claim(&ClaimRequest {
+            lease_ms: 600_000,
+            ..ClaimRequest::new("w1", "default")
+        })
+        .unwrap()
+        .remove(0);
+    let lease = claimed.lease().unwrap();
+    let beat = |progress: serde_json::Value, lease_ms: Option<i64>| {
+        f.store
+            .heartbeat(
+                job.id,
+                &lease,
+                Heartbeat {
+                    progress: Some(progress),
+                    lease_ms,
+                    ..Heartbeat::default()
+                },
+            )
+            .unwrap()
+            .lease_expires_at
+    };
+
+    f.clock.advance(200_000);
+    assert_eq!(beat(json!({"rows": 1}), None), T0 + 200_000 + 600_000);
+    f.clock.advance(1_000);
+    assert_eq!(beat(json!({"rows": 2}), Some(5_000)), T0 + 201_000 + 5_000);
+    f.clock.advance(1_000);
+    assert_eq!(beat(json!({"rows": 3}), None), T0 + 202_000 + 5_000);
+
+    // Past the claim's 30 s default and well inside its own lease, rescue leaves it running.
+    f.clock.advance(4_000);
+    assert!(f.store.rescue_expired_leases().unwrap().is_empty());
+    assert_eq!(f.store.get(job.id).unwrap().state, State::Running);
+}
+
 #[test]
 fn a_job_runs_from_queued_to_succeeded_with_its_history() {
     let f = Fixture::new();

@@ -22,8 +22,9 @@ use crate::support::{Fixture, T0};
 
 /// The lease of every claim: short, so that clock moves let leases run out.
 const LEASE_MS: i64 = 1000;
-/// The store's default lease, used by a heartbeat that names none.
-const DEFAULT_LEASE_MS: i64 = 30_000;
+/// The lease a heartbeat names when it names one: unlike the claim's, so that a heartbeat
+/// that names none shows which length it kept (the store's default, 30 s, is neither).
+const HEARTBEAT_LEASE_MS: i64 = 2500;
 /// The store's default first retry delay; it doubles with each attempt.
 const RETRY_BASE_MS: i64 = 1000;
 /// The store's default longest retry delay.
@@ -182,6 +183,8 @@ struct ModelLease {
     worker: String,
     token: i64,
     expires_at: i64,
+    /// What the claim, or the last heartbeat that named a length, asked for.
+    length_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -391,6 +394,7 @@ impl Model {
                 worker: worker.to_owned(),
                 token: job.leases,
                 expires_at: now + LEASE_MS,
+                length_ms: LEASE_MS,
             });
             job.started_at = Some(now);
             job.heartbeat_at = None;
@@ -418,12 +422,20 @@ impl Model {
         }
     }
 
-    fn heartbeat(&mut self, id: i64, lease: &Lease, lease_ms: i64) -> Result<(bool, i64), Fault> {
+    /// A heartbeat naming `lease_ms`, or keeping the length of the lease held (`None`).
+    fn heartbeat(
+        &mut self,
+        id: i64,
+        lease: &Lease,
+        lease_ms: Option<i64>,
+    ) -> Result<(bool, i64), Fault> {
         let now = self.now;
         let job = self.leased(id, lease)?;
-        let expires_at = now + lease_ms;
+        let mut expires_at = now;
         if let Some(l) = job.lease.as_mut() {
-            l.expires_at = expires_at;
+            l.length_ms = lease_ms.unwrap_or(l.length_ms);
+            l.expires_at = now + l.length_ms;
+            expires_at = l.expires_at;
         }
         job.heartbeat_at = Some(now);
         Ok((job.cancel_requested_at.is_some(), expires_at))
@@ -750,16 +762,10 @@ fn apply(f: &Fixture, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
         } => {
             let id = m.target(job, |s| s == State::Running);
             let lease = m.lease_for(id, lease);
-            let (beat, lease_ms) = if default_lease {
-                (Heartbeat::default(), DEFAULT_LEASE_MS)
-            } else {
-                (
-                    Heartbeat {
-                        lease_ms: Some(LEASE_MS),
-                        ..Heartbeat::default()
-                    },
-                    LEASE_MS,
-                )
+            let lease_ms = (!default_lease).then_some(HEARTBEAT_LEASE_MS);
+            let beat = Heartbeat {
+                lease_ms,
+                ..Heartbeat::default()
             };
             let expected = m.heartbeat(id, &lease, lease_ms);
             if let Some(((cancel, expires), answer)) =
@@ -1043,7 +1049,8 @@ fn op() -> impl Strategy<Value = Op> {
             Just(1250),
             Just(2000),
             1..5000_i64,
-            Just(DEFAULT_LEASE_MS + 1),
+            Just(HEARTBEAT_LEASE_MS),
+            Just(HEARTBEAT_LEASE_MS + 1),
         ]
         .prop_map(|ms| Op::Advance { ms }),
     ]
@@ -1093,11 +1100,12 @@ fn advance(ms: i64) -> Op {
     Op::Advance { ms }
 }
 
+/// A heartbeat that names no lease: it keeps the claim's length ([`LEASE_MS`]).
 fn heartbeat(index: usize, lease: LeaseChoice) -> Op {
     Op::Heartbeat {
         job: nth(index),
         lease,
-        default_lease: false,
+        default_lease: true,
     }
 }
 
