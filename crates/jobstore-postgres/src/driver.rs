@@ -39,7 +39,11 @@
 //! the job must not count it; the embedded worker reports a failure so. The driver keeps that
 //! order by giving each job to one writer (its id modulo the writers: `writers::Queues`);
 //! creates, claims and maintenance, which name no one job, go to whichever writer is free.
-//! Writes of different jobs run in any order, across writers as across daemons. The core's
+//! Writes of different jobs run in any order, across writers as across daemons. A write that
+//! decides from a job (the state machine's answer, a lease check) reads it locked
+//! (`WriteTx::lock_job`, `FOR UPDATE`): a rescue, a `complete_many` or another daemon's write
+//! of the job waits for it or is waited for, never slips between the read and the statements
+//! that act on it. The core's
 //! behaviour tests run on this default (`tests/core`); with a shared queue, two of them
 //! failed now and then: one counted on two creates taking ids in the order submitted (an
 //! assumption of the test, now gone), the other was the dropped upload above (a real order,

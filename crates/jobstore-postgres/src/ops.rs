@@ -269,6 +269,26 @@ fn state_counts(rows: &[Row]) -> Result<Vec<StateCount>> {
         .collect()
 }
 
+/// The job `id` visible in `tenant`'s scope (`None`: any tenant), read with `locking` (`""`,
+/// or `" FOR UPDATE"` in a write that holds it).
+fn job_by_id<X: AsClient>(
+    conn: &mut X,
+    tenant: Option<&str>,
+    id: i64,
+    locking: &'static str,
+) -> Result<Option<Job>> {
+    let row = conn
+        .query_opt(
+            &format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 \
+                 AND ($2::text IS NULL OR tenant = $2){locking}"
+            ),
+            &[&id, &tenant],
+        )
+        .map_err(storage)?;
+    row.as_ref().map(job_from_row).transpose()
+}
+
 impl<X: AsClient> Reader for Conn<X> {
     fn ping(&mut self) -> Result<()> {
         self.0.query_one("SELECT 1", &[]).map_err(storage)?;
@@ -276,17 +296,7 @@ impl<X: AsClient> Reader for Conn<X> {
     }
 
     fn load_job(&mut self, tenant: Option<&str>, id: i64) -> Result<Option<Job>> {
-        let row = self
-            .0
-            .query_opt(
-                &format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 \
-                     AND ($2::text IS NULL OR tenant = $2)"
-                ),
-                &[&id, &tenant],
-            )
-            .map_err(storage)?;
-        row.as_ref().map(job_from_row).transpose()
+        job_by_id(&mut self.0, tenant, id, "")
     }
 
     fn list_jobs(&mut self, tenant: Option<&str>, query: &ListQuery) -> Result<JobPage> {
@@ -695,6 +705,16 @@ impl<X: AsClient> Reader for Conn<X> {
 }
 
 impl WriteTx for Conn<Tx<'_>> {
+    fn lock_job(&mut self, tenant: Option<&str>, id: i64) -> Result<Option<Job>> {
+        // The row is locked as it is read (`FOR UPDATE`). A plain read would let another
+        // writer (a rescue, a `complete_many`, another daemon's cancel) change the job between
+        // this read and this write's statements: a statement without the state in its
+        // `WHERE` (a step report, a seal) would then write to a job no longer in the state
+        // checked, and one with it would match no row. Read committed: a job another write
+        // holds is read once that write ended, as it committed it.
+        job_by_id(&mut self.0, tenant, id, " FOR UPDATE")
+    }
+
     fn idempotency_key(&mut self, tenant: &str, key: &str) -> Result<Option<(i64, String)>> {
         // Two creates under one key, through two daemons at once (a client retrying through
         // another daemon while the first still runs), must not both find it free: the second

@@ -819,3 +819,60 @@ fn the_embedded_worker_drains_a_postgres_store_each_job_once_with_its_result() {
         assert_eq!(history, ["create", "claim", "complete"], "job {}", job.id);
     }
 }
+
+/// How many sessions of driver instance `name` wait for a lock another session holds.
+fn waiting_for_a_lock(url: &str, name: &str) -> i64 {
+    let mut admin = support::connect(url);
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+             AND wait_event_type = 'Lock'",
+            &[&name],
+        )
+        .and_then(|row| row.try_get(0))
+        .expect("count the waiting sessions")
+}
+
+/// A write decides from the job as it is when it runs, not as it was before another writer
+/// changed it: the job is read locked (`FOR UPDATE`). Here a worker's retryable failure meets
+/// a cancel request that another daemon (a session of its own) has written but not yet
+/// committed. The failure waits for it, then sees the request and ends the job `cancelled`,
+/// as on SQLite's single writer. Read without the lock, it saw no request, chose `queued`,
+/// and its update broke the table's CHECK (a cancel request only on a live job): a storage
+/// error (HTTP 500), the report lost, the job left running until its lease ran out.
+#[test]
+fn a_failure_meeting_a_cancel_from_another_daemon_ends_the_job_cancelled() {
+    let url = support::fresh_database();
+    let (store, name) = store_on(&url);
+    let job = store.enqueue(NewJob::new("export")).expect("enqueue");
+    let claimed = claim_up_to(&store, 1);
+    let lease = claimed[0].lease().expect("a claimed job's lease");
+
+    let mut other = support::connect(&url);
+    let mut cancel = other.transaction().expect("begin");
+    cancel
+        .execute(
+            "UPDATE jobs SET cancel_requested_at = updated_at WHERE id = $1",
+            &[&job.id],
+        )
+        .expect("request the cancel");
+    let failing = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store.fail(
+                job.id,
+                &lease,
+                jobstore::Failure::retryable("the source went away"),
+            )
+        })
+    };
+    eventually("the failure waits for the cancel", WAKE_WITHIN, || {
+        waiting_for_a_lock(&url, &name) == 1
+    });
+    cancel.commit().expect("commit the cancel request");
+
+    let failed = failing.join().expect("the failing thread");
+    let failed = failed.expect("the failure is recorded");
+    assert_eq!(failed.state, State::Cancelled);
+    assert_eq!(store.get(job.id).expect("get").state, State::Cancelled);
+}

@@ -600,6 +600,17 @@ pub trait Reader {
 /// The typed operations of one write, inside the driver's transaction. Each either does all
 /// it says or fails; the store undoes the whole write on any `Err`.
 pub trait WriteTx: Reader {
+    /// The job as [`Reader::load_job`] reads it, held for the rest of the write: no other
+    /// write changes it before this one ends, so what the write decides from it (the state
+    /// machine's answer, a lease check) still holds when its statements run. A driver with
+    /// one writer at a time has nothing to hold: the default reads.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn lock_job(&mut self, tenant: Option<&str>, id: i64) -> Result<Option<Job>> {
+        self.load_job(tenant, id)
+    }
+
     /// The job and request fingerprint an idempotency key of `tenant` was first used with.
     ///
     /// # Errors

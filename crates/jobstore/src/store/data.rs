@@ -12,7 +12,7 @@
 
 use std::io::{self, BufRead, Read};
 
-use super::rows::{check_lease, insert_event, load_job, next_state};
+use super::rows::{check_lease, insert_event, load_job, lock_job, next_state};
 use super::{CHUNK_BYTES, Store, WriteCall};
 use crate::driver::{ChunkQuery, EventRow, WriteTx};
 use crate::model::{DataBatch, Lease, Output};
@@ -54,7 +54,7 @@ impl Store {
             self,
             id,
             move |tx| {
-                let job = load_job(tx, tenant.as_deref(), id)?;
+                let job = lock_job(tx, tenant.as_deref(), id)?;
                 next_state(&job, Event::Upload)?;
                 let (count, last) = tx.batch_count(id, false)?;
                 if count >= limit_batches {
@@ -124,7 +124,7 @@ impl Store {
             id,
             move |tx| {
                 check_output_name(&name)?;
-                let job = load_job(tx, tenant.as_deref(), id)?;
+                let job = lock_job(tx, tenant.as_deref(), id)?;
                 check_lease(&job, &lease)?;
                 tx.delete_replaced_output(id, &name, lease.token)?;
                 let (count, last) = tx.batch_count(id, true)?;
@@ -257,7 +257,7 @@ impl Store {
         let now = self.now();
         let actor = actor.to_owned();
         let job = self.write_on(Some(id), move |tx| {
-            let job = load_job(tx, tenant.as_deref(), id)?;
+            let job = lock_job(tx, tenant.as_deref(), id)?;
             let to = next_state(&job, Event::Close)?;
             if !tx.close_upload(id, job.state, to, now)? {
                 return Err(Error::JobNotFound { id });
@@ -608,7 +608,7 @@ fn write_chunk(
 
 /// Marks a batch complete once the job is still `open`, with the upload's event row.
 fn seal(tx: &mut dyn WriteTx, id: i64, batch: i64, bytes: u64, now: i64) -> Result<DataBatch> {
-    let job = load_job(tx, None, id)?;
+    let job = lock_job(tx, None, id)?;
     let to = next_state(&job, Event::Upload)?;
     let (stored, created_at) = tx.seal_batch(id, batch, now)?;
     debug_assert_eq!(u64::try_from(stored).ok(), Some(bytes));
@@ -641,7 +641,7 @@ fn seal_output(
     lease: &Lease,
     now: i64,
 ) -> Result<DataBatch> {
-    let job = load_job(tx, None, id)?;
+    let job = lock_job(tx, None, id)?;
     check_lease(&job, lease)?;
     let (bytes, created_at) = tx.seal_batch(id, batch, now)?;
     Ok(DataBatch {

@@ -1,7 +1,7 @@
 //! Job lifecycle calls made by clients: create, read, list, cancel, restart, delete, and the
 //! job's history, steps and log.
 
-use super::rows::{check_document, insert_event, load_job, next_state};
+use super::rows::{check_document, insert_event, load_job, lock_job, next_state};
 use super::{Store, WriteCall};
 use crate::driver::{EventRow, JobRow, WriteTx};
 use crate::list::{JobPage, ListQuery};
@@ -218,7 +218,7 @@ impl Store {
         let now = self.now();
         let actor = actor.to_owned();
         self.write_on(Some(id), move |tx| {
-            let job = load_job(tx, tenant.as_deref(), id)?;
+            let job = lock_job(tx, tenant.as_deref(), id)?;
             let to = next_state(&job, Event::Cancel)?;
             if job.state == State::Running && job.cancel_requested_at.is_some() {
                 return Ok(job);
@@ -256,7 +256,7 @@ impl Store {
         let now = self.now();
         let actor = actor.to_owned();
         let job = self.write_on(Some(id), move |tx| {
-            let job = load_job(tx, tenant.as_deref(), id)?;
+            let job = lock_job(tx, tenant.as_deref(), id)?;
             let to = next_state(&job, Event::Restart)?;
             if !job.restartable {
                 return Err(Error::NotRestartable { job: id });
@@ -287,7 +287,7 @@ impl Store {
     pub fn delete(&self, id: i64) -> Result<()> {
         let tenant = self.tenant_filter();
         self.write_on(Some(id), move |tx| {
-            let job = load_job(tx, tenant.as_deref(), id)?;
+            let job = lock_job(tx, tenant.as_deref(), id)?;
             next_state(&job, Event::Delete)?;
             if tx.delete_job(id, job.state)? {
                 log::info!("deleted job {id} ({})", job.state);
@@ -309,7 +309,7 @@ impl Store {
         let tenant = self.tenant_filter();
         let only_in = only_in.to_vec();
         self.write_on(Some(id), move |tx| {
-            let job = load_job(tx, tenant.as_deref(), id)?;
+            let job = lock_job(tx, tenant.as_deref(), id)?;
             let refuse = || Error::InvalidTransition {
                 job: id,
                 from: Some(job.state),
@@ -386,7 +386,7 @@ impl Store {
             })
             .collect();
         self.write_on(Some(id), move |tx| {
-            load_job(tx, tenant.as_deref(), id)?;
+            lock_job(tx, tenant.as_deref(), id)?;
             let cut: Vec<(LogLevel, &str)> = lines
                 .iter()
                 .map(|(level, message)| (*level, truncate(message)))

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::Store;
-use super::rows::{backoff_ms, insert_event, load_job, next_state};
+use super::rows::{backoff_ms, insert_event, lock_job, next_state};
 use super::worker_calls::release_lease;
 use crate::driver::{EventRow, WriteTx};
 use crate::model::{CheckReport, QueueCount};
@@ -33,7 +33,7 @@ impl Store {
             let batch = self.write(move |tx| {
                 let ids = tx.expired_leases(tenant.as_deref(), now, MAINTENANCE_BATCH)?;
                 for id in &ids {
-                    let job = load_job(tx, None, *id)?;
+                    let job = lock_job(tx, None, *id)?;
                     let event = Event::LeaseExpired {
                         attempts_left: job.attempt < job.max_attempts,
                         cancel_requested: job.cancel_requested_at.is_some(),

@@ -18,6 +18,16 @@ pub(crate) fn load_job<R: Reader + ?Sized>(
     tx.load_job(tenant, id)?.ok_or(Error::JobNotFound { id })
 }
 
+/// Reads one job visible in the scope that the write is about to change, and holds it until
+/// the write ends ([`WriteTx::lock_job`]): on an engine with several writers, another write
+/// of the job waits instead of changing it between this read and this write's statements.
+///
+/// # Errors
+/// [`Error::JobNotFound`] when there is none.
+pub(crate) fn lock_job(tx: &mut dyn WriteTx, tenant: Option<&str>, id: i64) -> Result<Job> {
+    tx.lock_job(tenant, id)?.ok_or(Error::JobNotFound { id })
+}
+
 /// Appends one event; called in the write that made the transition.
 pub(crate) fn insert_event(tx: &mut dyn WriteTx, event: &EventRow<'_>) -> Result<()> {
     tx.insert_events(std::slice::from_ref(event))

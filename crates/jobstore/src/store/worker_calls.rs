@@ -2,7 +2,9 @@
 //! the claim carries the lease (worker and fencing token) and is refused with
 //! [`Error::StaleLease`] once that lease is no longer the job's current one.
 
-use super::rows::{backoff_ms, check_document, check_lease, insert_event, load_job, next_state};
+use super::rows::{
+    backoff_ms, check_document, check_lease, insert_event, load_job, lock_job, next_state,
+};
 use super::{Store, WriteCall};
 use crate::driver::{ClaimJobs, CompleteRow, EventRow, HeartbeatRow, ReleaseRow, StepRow, WriteTx};
 use crate::model::{
@@ -126,7 +128,7 @@ impl Store {
         let lease = lease.clone();
         let phase = beat.phase;
         self.write_on(Some(id), move |tx| {
-            let job = load_job(tx, tenant.as_deref(), id)?;
+            let job = lock_job(tx, tenant.as_deref(), id)?;
             check_lease(&job, &lease)?;
             let to = next_state(&job, Event::Heartbeat)?;
             let lease_ms = asked_ms
@@ -170,7 +172,7 @@ impl Store {
         let lease = lease.clone();
         let step_id = step_id.to_owned();
         self.write_on(Some(id), move |tx| {
-            let job = load_job(tx, tenant.as_deref(), id)?;
+            let job = lock_job(tx, tenant.as_deref(), id)?;
             check_lease(&job, &lease)?;
             let Some(from) = tx.step_status(id, &step_id)? else {
                 return Err(Error::StepNotFound { job: id, step_id });
@@ -331,7 +333,7 @@ impl Store {
         let lease = lease.clone();
         let (base, max) = self.retry_bounds();
         let write = move |tx: &mut dyn WriteTx| {
-            let job = load_job(tx, tenant.as_deref(), id)?;
+            let job = lock_job(tx, tenant.as_deref(), id)?;
             check_lease(&job, &lease)?;
             let event = Event::Fail {
                 fatal: !failure.retryable,
