@@ -26,7 +26,7 @@ struct Histogram {
 /// The daemon's counters.
 #[derive(Default)]
 pub(crate) struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, String, u16), u64>>,
+    requests: Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>,
     claim: Mutex<Histogram>,
     claims_waiting: AtomicU64,
     claim_wakeups: AtomicU64,
@@ -46,7 +46,7 @@ impl Metrics {
     pub(crate) fn count_request(&self, route: &'static str, method: &Method, status: StatusCode) {
         if let Ok(mut requests) = self.requests.lock() {
             *requests
-                .entry((route, method.as_str().to_owned(), status.as_u16()))
+                .entry((route, method_label(method), status.as_u16()))
                 .or_default() += 1;
         }
     }
@@ -153,6 +153,27 @@ impl Metrics {
     }
 }
 
+/// A request's method as a label: one of the standard methods, or `other`. Any token is a
+/// method to HTTP, and a refused request is counted too: a label per method sent would let
+/// any client, without a token, grow the counters (and every scrape) without bound.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", Method::as_str)
+}
+
 fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
@@ -193,5 +214,29 @@ mod tests {
         assert!(text.contains(r#"jobstore_claim_duration_seconds_bucket{le="0.025"} 2"#));
         assert!(text.contains(r#"jobstore_claim_duration_seconds_bucket{le="+Inf"} 2"#));
         assert!(text.contains("jobstore_writer_commits_total 2"));
+    }
+
+    /// Methods outside the standard ones share one label, however many a client invents.
+    #[test]
+    fn invented_methods_share_one_label() {
+        let metrics = Metrics::default();
+        for n in 0..1000 {
+            let method = Method::from_bytes(format!("M{n}{}", "X".repeat(100)).as_bytes())
+                .expect("a method token");
+            metrics.count_request("/healthz", &method, StatusCode::METHOD_NOT_ALLOWED);
+        }
+        metrics.count_request("/healthz", &Method::GET, StatusCode::OK);
+        let text = metrics.render(&[], WriterStats::default());
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("jobstore_http_requests_total{"))
+            .collect();
+        assert_eq!(
+            series,
+            [
+                r#"jobstore_http_requests_total{route="/healthz",method="GET",status="200"} 1"#,
+                r#"jobstore_http_requests_total{route="/healthz",method="other",status="405"} 1000"#,
+            ]
+        );
     }
 }
