@@ -70,6 +70,19 @@ fn tokens_scopes_and_tenants() {
     );
     assert_error(&anonymous.get("/v1/stats"), 401, "unauthorized");
     assert!(listed_ids(&root).is_empty());
+    // The scheme's name in any case (RFC 9110, 11.1).
+    let token = alice.token().expect("alice's token");
+    for scheme in ["BEARER", "bearer", "BeArEr"] {
+        let header = format!("{scheme} {token}");
+        anonymous
+            .request(
+                "GET",
+                "/v1/jobs",
+                &[("Authorization", &header)],
+                json!(null),
+            )
+            .expect(200);
+    }
 
     // Alice creates in her tenant.
     let job = alice.create(&json!({"kind": "export", "queue": "shared"}));

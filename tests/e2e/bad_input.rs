@@ -276,3 +276,28 @@ fn integers_written_as_whole_floats_are_integers() {
         "invalid_json",
     );
 }
+
+/// A body declared past the JSON limit is refused at once with 413, before the daemon reads
+/// a byte of it or invites it with `100 Continue`: a client that sends the head alone (or
+/// waits to be invited) is not kept until the body timeout, and nothing is written.
+#[test]
+fn a_declared_length_past_the_limit_is_refused_before_the_body() {
+    use std::io::Write as _;
+
+    let daemon = Daemon::start();
+    let api = daemon.client();
+    let before = api.all_jobs();
+    for expect in ["", "Expect: 100-continue\r\n"] {
+        let mut stream = crate::support::connect(daemon.addr());
+        let head = format!(
+            "POST /v1/jobs HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: 100000000\r\n{expect}\r\n",
+            daemon.addr()
+        );
+        stream.write_all(head.as_bytes()).expect("send the head");
+        let answer = crate::support::read_response_to(&mut stream, "POST").expect("an answer");
+        assert_error(&answer, 413, "body_too_large");
+    }
+    assert_eq!(api.all_jobs(), before);
+    api.get("/healthz").expect(200);
+}

@@ -702,6 +702,11 @@ pub(crate) struct Client {
 }
 
 impl Client {
+    /// The bearer token this client sends, if any.
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// Sends one request; panics when the exchange fails at the socket level.
     #[track_caller]
     pub(crate) fn request(

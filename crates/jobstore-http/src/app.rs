@@ -391,9 +391,11 @@ impl App {
             .ok_or_else(|| unauthorized("missing bearer token"))?
             .to_str()
             .map_err(|_| unauthorized("malformed authorization header"))?;
+        // The scheme's name is case-insensitive (RFC 9110, 11.1), spaces may follow it.
         let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .ok_or_else(|| unauthorized("expected `Authorization: Bearer <token>`"))?;
         tokens
             .authenticate(token.trim())

@@ -260,6 +260,12 @@ where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
+    // A declared length past the limit is refused before a byte is read: before hyper answers
+    // `Expect: 100-continue` (it does on the body's first poll), and without waiting for
+    // bytes the client may never send.
+    if body.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
+        return Err(too_large(limit));
+    }
     let mut collected = Vec::new();
     while let Some(data) = next_data(&mut body, &mut pace).await? {
         if collected.len() + data.len() > limit {
