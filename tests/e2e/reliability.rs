@@ -597,3 +597,53 @@ fn a_full_disk_loses_nothing_acknowledged_and_keeps_no_refused_batch() {
     drop(daemon);
     drop(disk);
 }
+
+/// Every connection is an open file. The daemon raises its soft limit of open files to the
+/// hard one (the soft default, often 1,024, is below the 1,024 connections and 4,096 silent
+/// ones its limits hold: past it `accept` fails for every client alike), and says so when
+/// even the hard limit is short of what its connection limits need.
+#[test]
+fn the_daemon_raises_its_open_file_limit_and_warns_when_it_is_short() {
+    let open_files = |daemon: &Daemon| {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.pid()))
+            .expect("the daemon's limits");
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .expect("a line of open files")
+            .to_owned();
+        let numbers: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|word| word.parse().ok())
+            .collect();
+        (numbers[0], numbers[1])
+    };
+    let short = "the open-file limit is 2048";
+
+    // The defaults need about 1,024 + 4,096 + 256 files: 2,048 is short.
+    let defaults = Daemon::start_with(
+        temp_dir(),
+        Options {
+            open_files: Some((256, 2048)),
+            ..Options::default()
+        },
+    );
+    assert_eq!(open_files(&defaults), (2048, 2048));
+    assert!(defaults.stderr().contains(short), "{}", defaults.stderr());
+    defaults.client().get("/healthz").expect(200);
+
+    // 100 connections and the 1,024 silent ones of the lobby fit in 2,048.
+    let dir = temp_dir();
+    let config = dir.path().join("jobstore.toml");
+    std::fs::write(&config, "[limits]\nmax_connections = 100\n").expect("write the config");
+    let fitting = Daemon::start_with(
+        dir,
+        Options {
+            open_files: Some((256, 2048)),
+            args: vec!["--config".into(), config.into_os_string()],
+            ..Options::default()
+        },
+    );
+    assert_eq!(open_files(&fitting), (2048, 2048));
+    assert!(!fitting.stderr().contains(short), "{}", fitting.stderr());
+}

@@ -104,6 +104,9 @@ pub(crate) struct Options {
     pub trust: Vec<PathBuf>,
     /// `--db`: the database, when not the test directory's own ([`database_in`]).
     pub db: Option<OsString>,
+    /// The daemon's soft and hard limits of open files (set by `prlimit`), when not the
+    /// test's own.
+    pub open_files: Option<(u64, u64)>,
 }
 
 /// The binary under test with the environment a test controls: no `JOBSTORE_*` settings or
@@ -314,7 +317,19 @@ impl Daemon {
             .db
             .clone()
             .unwrap_or_else(|| database_in(dir.path()));
-        let mut command = binary();
+        let mut command = match options.open_files {
+            Some((soft, hard)) => {
+                // prlimit sets the limits, then runs the daemon in its own place (same pid).
+                let mut command = Command::new("prlimit");
+                command
+                    .arg(format!("--nofile={soft}:{hard}"))
+                    .arg("--")
+                    .arg(BIN);
+                control_env(&mut command);
+                command
+            }
+            None => binary(),
+        };
         command
             .arg("serve")
             .arg("--db")

@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use anyhow::{Context, Result, bail};
 use jobstore::{Store, StoreOptions};
 use jobstore_http::tls::Reloaded;
-use jobstore_http::{App, Tls, Tokens};
+use jobstore_http::{App, Limits, Tls, Tokens};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
@@ -120,8 +120,44 @@ fn load_tls(config: &ServeConfig) -> Result<Option<Arc<Tls>>> {
     Ok(Some(Arc::new(tls)))
 }
 
+/// Open files the daemon keeps besides its sockets: the database and its WAL and shared
+/// memory for each pooled reader, the PostgreSQL connections, the listener, the log, TLS files.
+const FILES_BESIDE_SOCKETS: u64 = 256;
+
+/// Raises the process's soft limit of open files to its hard limit (as Go's runtime does):
+/// each connection is one, and the soft default (often 1,024) is below what the connection
+/// limits hold (`Limits::max_sockets`); past it `accept` fails for every client alike. Warns
+/// when even the hard limit is short (under systemd: `LimitNOFILE=`, which the packaged unit
+/// sets).
+fn raise_open_files_limit(limits: &Limits) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let mut now = soft;
+    if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => now = hard,
+            Err(err) => log::debug!("open-file limit left at {soft}: {err}"),
+        }
+    }
+    let needed = u64::try_from(limits.max_sockets())
+        .unwrap_or(u64::MAX)
+        .saturating_add(FILES_BESIDE_SOCKETS);
+    if now < needed {
+        log::warn!(
+            "the open-file limit is {now}; {} connections and {} silent ones need about {needed} \
+             (raise it: LimitNOFILE= under systemd, ulimit -n in a shell; or lower \
+             [limits] max_connections)",
+            limits.max_connections,
+            limits.max_silent_connections()
+        );
+    }
+}
+
 /// Serves until a shutdown signal; `kept` gets a handle of the store as soon as it opens.
 async fn serve(config: ServeConfig, kept: &OnceLock<Store>) -> Result<()> {
+    raise_open_files_limit(&config.limits);
     let tokens = load_tokens(&config)?;
     let tls = load_tls(&config)?;
     let refused = |address| {

@@ -67,6 +67,20 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The most connections held before their first byte (the lobby), outside
+    /// `max_connections`: four times it, at least 1,024.
+    pub fn max_silent_connections(&self) -> usize {
+        self.max_connections.saturating_mul(4).max(1024)
+    }
+
+    /// The most sockets these limits hold open at once, speaking or silent: each an open
+    /// file of the process.
+    pub fn max_sockets(&self) -> usize {
+        self.max_connections
+            .max(1)
+            .saturating_add(self.max_silent_connections())
+    }
+
     /// The minimum rate request bodies and responses are held to.
     pub fn body_rate(&self) -> body::MinRate {
         body::MinRate {

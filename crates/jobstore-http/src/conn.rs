@@ -34,6 +34,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 pub(crate) struct Connections {
     max: usize,
+    /// The most connections waiting in the lobby.
+    lobby_cap: usize,
     rate: MinRate,
     epoch: Instant,
     next_id: AtomicU64,
@@ -64,10 +66,12 @@ pub(crate) struct Conn {
 }
 
 impl Connections {
-    /// Room for `max` connections; bodies below `rate` are the first busy ones shed.
-    pub(crate) fn new(max: usize, rate: MinRate) -> Connections {
+    /// Room for `max` connections and `lobby` silent ones; bodies below `rate` are the first
+    /// busy ones shed.
+    pub(crate) fn new(max: usize, lobby: usize, rate: MinRate) -> Connections {
         Connections {
             max: max.max(1),
+            lobby_cap: lobby.max(1),
             rate,
             epoch: Instant::now(),
             next_id: AtomicU64::new(1),
@@ -135,9 +139,9 @@ impl Connections {
     }
 
     /// Takes a place in the lobby for a connection that has not spoken yet (it takes no slot
-    /// until it does); `None` when the lobby, four times the connection limit, is full.
+    /// until it does); `None` when the lobby is full.
     pub(crate) fn enter_lobby(self: &Arc<Self>) -> Option<LobbyPlace> {
-        let cap = self.max.saturating_mul(4).max(1024);
+        let cap = self.lobby_cap;
         self.lobby
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < cap).then_some(n + 1)

@@ -75,7 +75,14 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let rate = app.limits.body_rate();
-    let connections = Arc::new(conn::Connections::new(app.limits.max_connections, rate));
+    let connections = Arc::new(conn::Connections::new(
+        app.limits.max_connections,
+        app.limits.max_silent_connections(),
+        rate,
+    ));
+    // When accept last failed and was logged: a process out of open files fails every try,
+    // and one line a second says so well enough.
+    let mut accept_failure_logged: Option<Instant> = None;
     loop {
         if *shutdown.borrow() {
             break;
@@ -85,7 +92,14 @@ pub async fn serve(
                 Ok(accepted) => accepted,
                 Err(err) => {
                     // Out of file descriptors and the like: wait a little, keep serving.
-                    log::warn!("accept failed: {err}");
+                    if accept_failure_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                        log::warn!(
+                            "accept failed: {err} (the open-file limit must hold {} sockets \
+                             beside the store's files)",
+                            app.limits.max_sockets()
+                        );
+                        accept_failure_logged = Some(Instant::now());
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
