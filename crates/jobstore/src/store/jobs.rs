@@ -1,7 +1,7 @@
 //! Job lifecycle calls made by clients: create, read, list, cancel, restart, delete, and the
 //! job's history, steps and log.
 
-use super::rows::{check_document, insert_event, load_job, lock_job, next_state};
+use super::rows::{check_document, insert_event, load_job, lock_job, next_state, readable};
 use super::{Store, WriteCall};
 use crate::driver::{EventRow, JobRow, WriteTx};
 use crate::list::{JobPage, ListQuery};
@@ -376,14 +376,9 @@ impl Store {
         }
         let tenant = self.tenant_filter();
         let now = self.now();
-        // A command's output may carry U+0000, which PostgreSQL's text cannot hold: every
-        // engine keeps it as U+FFFD (logs are for reading).
         let lines: Vec<(LogLevel, String)> = lines
             .into_iter()
-            .map(|(level, message)| match message.contains('\0') {
-                true => (level, message.replace('\0', "\u{fffd}")),
-                false => (level, message),
-            })
+            .map(|(level, message)| (level, readable(message)))
             .collect();
         self.write_on(Some(id), move |tx| {
             lock_job(tx, tenant.as_deref(), id)?;

@@ -28,6 +28,17 @@ pub(crate) fn lock_job(tx: &mut dyn WriteTx, tenant: Option<&str>, id: i64) -> R
     tx.lock_job(tenant, id)?.ok_or(Error::JobNotFound { id })
 }
 
+/// A worker's text kept for reading (a log line, an error, a phase, a step's message): a
+/// command's output may carry U+0000, which PostgreSQL's text cannot hold, so every engine
+/// keeps it as U+FFFD.
+pub(crate) fn readable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{fffd}")
+    } else {
+        text
+    }
+}
+
 /// Appends one event; called in the write that made the transition.
 pub(crate) fn insert_event(tx: &mut dyn WriteTx, event: &EventRow<'_>) -> Result<()> {
     tx.insert_events(std::slice::from_ref(event))

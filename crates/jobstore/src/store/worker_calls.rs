@@ -3,7 +3,7 @@
 //! [`Error::StaleLease`] once that lease is no longer the job's current one.
 
 use super::rows::{
-    backoff_ms, check_document, check_lease, insert_event, load_job, lock_job, next_state,
+    backoff_ms, check_document, check_lease, insert_event, load_job, lock_job, next_state, readable,
 };
 use super::{Store, WriteCall};
 use crate::driver::{ClaimJobs, CompleteRow, EventRow, HeartbeatRow, ReleaseRow, StepRow, WriteTx};
@@ -39,6 +39,10 @@ impl Store {
     fn claim_write(&self, request: &ClaimRequest) -> Result<WriteCall<Vec<Job>>> {
         if request.worker.is_empty() {
             return Err(Error::invalid("worker", "must not be empty"));
+        }
+        // PostgreSQL's text cannot hold U+0000: refused alike on every engine.
+        if request.worker.contains('\0') {
+            return Err(Error::invalid("worker", "must not contain U+0000 (NUL)"));
         }
         if request.queues.is_empty() {
             return Err(Error::invalid("queues", "name at least one queue"));
@@ -126,7 +130,7 @@ impl Store {
         let tenant = self.tenant_filter();
         let now = self.now();
         let lease = lease.clone();
-        let phase = beat.phase;
+        let phase = beat.phase.map(readable);
         self.write_on(Some(id), move |tx| {
             let job = lock_job(tx, tenant.as_deref(), id)?;
             check_lease(&job, &lease)?;
@@ -171,6 +175,8 @@ impl Store {
         let now = self.now();
         let lease = lease.clone();
         let step_id = step_id.to_owned();
+        let message = report.message.map(readable);
+        let exit_code = report.exit_code.map(readable);
         self.write_on(Some(id), move |tx| {
             let job = lock_job(tx, tenant.as_deref(), id)?;
             check_lease(&job, &lease)?;
@@ -196,8 +202,8 @@ impl Store {
                 job: id,
                 step_id: &step_id,
                 status: report.status,
-                exit_code: report.exit_code.as_deref(),
-                message: report.message.as_deref(),
+                exit_code: exit_code.as_deref(),
+                message: message.as_deref(),
                 now,
                 finished_at: finished,
             })?;
@@ -332,6 +338,10 @@ impl Store {
         let now = self.now();
         let lease = lease.clone();
         let (base, max) = self.retry_bounds();
+        let failure = Failure {
+            error: readable(failure.error),
+            ..failure
+        };
         let write = move |tx: &mut dyn WriteTx| {
             let job = lock_job(tx, tenant.as_deref(), id)?;
             check_lease(&job, &lease)?;

@@ -342,3 +342,44 @@ fn a_nul_in_a_log_line_is_kept_as_a_replacement_character() {
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0].message, "a\u{fffd}b");
 }
+
+/// A worker's own words may carry U+0000 too (the error it reports is its command's last
+/// line): an error and a phase are kept, the NUL as U+FFFD, on every engine; a worker's name,
+/// repeated on every call about its jobs, is refused with it.
+#[test]
+fn a_nul_in_what_a_worker_reports_is_kept_as_a_replacement_character() {
+    let f = Fixture::new();
+    let job = f.store.enqueue(NewJob::new("a").max_attempts(2)).unwrap();
+    refused(
+        &f,
+        || f.store.claim(&ClaimRequest::new("w\0", "default")),
+        |err| matches!(err, Error::InvalidInput { field, .. } if field == "worker"),
+    );
+    let lease = f
+        .store
+        .claim(&ClaimRequest::new("w", "default"))
+        .unwrap()
+        .remove(0)
+        .lease()
+        .unwrap();
+    f.store
+        .heartbeat(
+            job.id,
+            &lease,
+            Heartbeat {
+                phase: Some("copy\0ing".into()),
+                ..Heartbeat::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        f.store.get(job.id).unwrap().phase.as_deref(),
+        Some("copy\u{fffd}ing")
+    );
+    let failed = f
+        .store
+        .fail(job.id, &lease, Failure::retryable("exit 1: \0garbled"))
+        .unwrap();
+    assert_eq!(failed.state, State::Queued);
+    assert_eq!(failed.error.as_deref(), Some("exit 1: \u{fffd}garbled"));
+}
