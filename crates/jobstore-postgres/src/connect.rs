@@ -49,12 +49,31 @@ fn read_only(err: &postgres::Error) -> bool {
     err.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION)
 }
 
+/// Whether `err` says the write met other sessions' locks and was undone: a deadlock
+/// (40P01) whose victim it was, a serialization failure (40001), a lock not obtained in time
+/// (55P03, under an operator's `lock_timeout`). Nothing of it was kept; the same write may
+/// pass once the others ended.
+fn contended(err: &postgres::Error) -> bool {
+    matches!(
+        err.code(),
+        Some(
+            &SqlState::T_R_DEADLOCK_DETECTED
+                | &SqlState::T_R_SERIALIZATION_FAILURE
+                | &SqlState::LOCK_NOT_AVAILABLE
+        )
+    )
+}
+
 /// The store's error for `err`: [`Error::Unavailable`] when the server cannot be reached or
-/// takes no writes now, else [`Error::Storage`] (the statement failed; its write is rolled
-/// back).
+/// takes no writes now, [`Error::Busy`] when the write lost to other sessions' locks (as
+/// SQLite's is when another process holds the file's), else [`Error::Storage`] (the
+/// statement failed; its write is rolled back).
 pub(crate) fn classify(err: postgres::Error) -> Error {
     if out_of_reach(&err) || read_only(&err) {
         Error::Unavailable(Box::new(Detailed(err)))
+    } else if contended(&err) {
+        log::warn!("a write was undone by a lock conflict: {}", Detailed(err));
+        Error::Busy
     } else {
         Error::Storage(Box::new(Detailed(err)))
     }

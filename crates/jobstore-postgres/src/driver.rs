@@ -49,6 +49,12 @@
 //! assumption of the test, now gone), the other was the dropped upload above (a real order,
 //! now kept).
 //!
+//! **Isolation and lock conflicts.** Every write's transaction runs at read committed,
+//! whatever the database's default (`session::BEGIN_WRITE`): its statements are written for it.
+//! A write undone by other sessions' locks (a deadlock it lost, a serialization failure, an
+//! operator's `lock_timeout`) is [`jobstore::Error::Busy`], nothing written, as a SQLite write
+//! is when another process holds the file; the daemon answers 503 with `Retry-After`.
+//!
 //! **Statements prepared once per connection** (`session`): each connection, a writer's or a
 //! pooled reader's, keeps the statements it prepared by their text, so that a statement it
 //! ran before is one round trip (`Bind`/`Execute`) instead of two (`Parse`/`Describe` first).

@@ -240,10 +240,15 @@ impl Session {
         self.client.is_closed()
     }
 
-    /// Begins a transaction (`BEGIN`) whose statements are this session's.
+    /// Begins a transaction whose statements are this session's, at read committed whatever
+    /// the database's default ([`BEGIN_WRITE`]).
     pub(crate) fn transaction(&mut self) -> Result<Tx<'_>, postgres::Error> {
         Ok(Tx {
-            tx: self.client.transaction()?,
+            tx: self
+                .client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::ReadCommitted)
+                .start()?,
             statements: &mut self.statements,
             fresh: true,
         })
@@ -264,6 +269,12 @@ impl AsClient for r2d2::PooledConnection<Manager> {
         session.parts()
     }
 }
+
+/// How a write's transaction begins. Read committed, pinned: the driver's statements are
+/// written for it (a claim's `FOR UPDATE SKIP LOCKED` passes over rows other writers hold, an
+/// `UPDATE` re-checks its `WHERE` on the row it waited for), and a database whose default is
+/// repeatable read or serializable would fail them with serialization errors instead.
+const BEGIN_WRITE: &str = "START TRANSACTION ISOLATION LEVEL READ COMMITTED";
 
 /// A writer's transaction (or a savepoint of it) with the statements of its session.
 pub(crate) struct Tx<'a> {
@@ -297,7 +308,7 @@ impl Tx<'_> {
     /// statement is undone. The statements the session prepared stay prepared (`ROLLBACK`
     /// does not deallocate them).
     pub(crate) fn begin_again(&mut self) -> Result<(), postgres::Error> {
-        self.tx.batch_execute("ROLLBACK; BEGIN")?;
+        self.tx.batch_execute(&format!("ROLLBACK; {BEGIN_WRITE}"))?;
         self.fresh = true;
         Ok(())
     }

@@ -840,15 +840,34 @@ fn waiting_for_a_lock(url: &str, name: &str) -> i64 {
 /// as on SQLite's single writer. Read without the lock, it saw no request, chose `queued`,
 /// and its update broke the table's CHECK (a cancel request only on a live job): a storage
 /// error (HTTP 500), the report lost, the job left running until its lease ran out.
+///
+/// The same on a database whose default isolation is serializable: the driver's writes run
+/// at read committed whatever the default, where a serializable one fails its read of a row
+/// another session changed meanwhile ("could not serialize access").
 #[test]
 fn a_failure_meeting_a_cancel_from_another_daemon_ends_the_job_cancelled() {
     let url = support::fresh_database();
-    let (store, name) = store_on(&url);
+    failure_meets_cancel(&url);
+
+    let url = support::fresh_database();
+    let mut admin = support::connect(&url);
+    admin
+        .batch_execute(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation \
+             = serializable', current_database()); END $$",
+        )
+        .expect("make serializable the database's default");
+    failure_meets_cancel(&url);
+}
+
+/// [`a_failure_meeting_a_cancel_from_another_daemon_ends_the_job_cancelled`] on `url`.
+fn failure_meets_cancel(url: &str) {
+    let (store, name) = store_on(url);
     let job = store.enqueue(NewJob::new("export")).expect("enqueue");
     let claimed = claim_up_to(&store, 1);
     let lease = claimed[0].lease().expect("a claimed job's lease");
 
-    let mut other = support::connect(&url);
+    let mut other = support::connect(url);
     let mut cancel = other.transaction().expect("begin");
     cancel
         .execute(
@@ -867,7 +886,7 @@ fn a_failure_meeting_a_cancel_from_another_daemon_ends_the_job_cancelled() {
         })
     };
     eventually("the failure waits for the cancel", WAKE_WITHIN, || {
-        waiting_for_a_lock(&url, &name) == 1
+        waiting_for_a_lock(url, &name) == 1
     });
     cancel.commit().expect("commit the cancel request");
 
@@ -875,4 +894,41 @@ fn a_failure_meeting_a_cancel_from_another_daemon_ends_the_job_cancelled() {
     let failed = failed.expect("the failure is recorded");
     assert_eq!(failed.state, State::Cancelled);
     assert_eq!(store.get(job.id).expect("get").state, State::Cancelled);
+}
+
+/// A write that loses to other sessions' locks is [`Error::Busy`] (HTTP 503, retry), as on
+/// SQLite when another process holds the file: here an operator's `lock_timeout` ends the wait
+/// of a cancel for a job another session holds. Nothing was written; once the other session
+/// ended, the same cancel passes.
+#[test]
+fn a_write_past_a_lock_timeout_is_busy_and_writes_nothing() {
+    let url = support::fresh_database();
+    let mut admin = support::connect(&url);
+    admin
+        .batch_execute(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET lock_timeout = 200', \
+             current_database()); END $$",
+        )
+        .expect("set the database's lock timeout");
+    let (store, _) = store_on(&url);
+    let job = store.enqueue(NewJob::new("export")).expect("enqueue");
+
+    let mut other = support::connect(&url);
+    let mut holding = other.transaction().expect("begin");
+    holding
+        .execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", &[&job.id])
+        .expect("hold the job");
+    match store.cancel(job.id, "test") {
+        Err(Error::Busy) => {}
+        other => panic!("a cancel past the lock timeout: {other:?}"),
+    }
+    holding.rollback().expect("let the job go");
+    assert_eq!(store.get(job.id).expect("get").state, State::Queued);
+    assert_eq!(
+        store
+            .cancel(job.id, "test")
+            .expect("the cancel again")
+            .state,
+        State::Cancelled
+    );
 }

@@ -168,8 +168,11 @@ pub enum Error {
     /// during COMMIT). Read back, or retry with an idempotency key; never assume "not done".
     #[error("outcome of the write is unknown: {0}")]
     OutcomeUnknown(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The database stayed locked by another process past the busy timeout; nothing was written.
-    #[error("database busy: another process held the write lock past the timeout")]
+    /// The write met another writer's locks and was not done: on SQLite another process held
+    /// the file's write lock past the busy timeout; on PostgreSQL the write lost a deadlock or
+    /// a serialization check, or waited past a lock timeout. Nothing was written; the same
+    /// write may pass once the other ended.
+    #[error("database busy: another writer held the locks this write needed; nothing was written")]
     Busy,
     /// The store is shutting down; the write was not attempted.
     #[error("the store is closed")]
