@@ -704,6 +704,10 @@ impl<X: AsClient> Reader for Conn<X> {
     }
 }
 
+/// How often a create runs its insert again when the job that held its unique key ended
+/// before it could be named.
+const UNIQUE_KEY_TRIES: u32 = 3;
+
 impl WriteTx for Conn<Tx<'_>> {
     fn lock_job(&mut self, tenant: Option<&str>, id: i64) -> Result<Option<Job>> {
         // The row is locked as it is read (`FOR UPDATE`). A plain read would let another
@@ -762,53 +766,56 @@ impl WriteTx for Conn<Tx<'_>> {
     fn insert_job(&mut self, row: &JobRow<'_>) -> Result<i64> {
         let new = row.new;
         // A live job holding the unique key leaves the insert undone (no savepoint, no
-        // round trips for one): no row comes back, and the holder is named.
-        let inserted = self
-            .0
-            .query_opt(
-                "INSERT INTO jobs (tenant, kind, queue, name, source, target, created_by, \
-                 dialect, state, priority, run_at, max_attempts, unique_key, definition_id, \
-                 restart_of, restartable, payload, created_at, updated_at) VALUES ($1, $2, $3, \
-                 $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::text::json, \
-                 $18, $18) \
-                 ON CONFLICT (tenant, unique_key) WHERE unique_key IS NOT NULL \
-                     AND state IN ('open', 'queued', 'running') DO NOTHING \
-                 RETURNING id",
-                &[
-                    &row.tenant,
-                    &new.kind,
-                    &new.queue,
-                    &new.name,
-                    &new.source,
-                    &new.target,
-                    &new.created_by,
-                    &new.dialect,
-                    &row.state.as_str(),
-                    &new.priority,
-                    &new.run_at.unwrap_or(row.now),
-                    &new.max_attempts,
-                    &new.unique_key,
-                    &row.definition_id,
-                    &row.restart_of,
-                    &new.restartable,
-                    &row.payload,
-                    &row.now,
-                ],
-            )
-            .map_err(storage)?;
-        if let Some(inserted) = inserted {
-            return Ok(inserted.get(0));
+        // round trips for one): no row comes back, and the holder is named. A holder that
+        // ended between the insert and its lookup freed the key: the insert runs again.
+        for _ in 0..UNIQUE_KEY_TRIES {
+            let inserted = self
+                .0
+                .query_opt(
+                    "INSERT INTO jobs (tenant, kind, queue, name, source, target, created_by, \
+                     dialect, state, priority, run_at, max_attempts, unique_key, definition_id, \
+                     restart_of, restartable, payload, created_at, updated_at) VALUES ($1, $2, $3, \
+                     $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::text::json, \
+                     $18, $18) \
+                     ON CONFLICT (tenant, unique_key) WHERE unique_key IS NOT NULL \
+                         AND state IN ('open', 'queued', 'running') DO NOTHING \
+                     RETURNING id",
+                    &[
+                        &row.tenant,
+                        &new.kind,
+                        &new.queue,
+                        &new.name,
+                        &new.source,
+                        &new.target,
+                        &new.created_by,
+                        &new.dialect,
+                        &row.state.as_str(),
+                        &new.priority,
+                        &new.run_at.unwrap_or(row.now),
+                        &new.max_attempts,
+                        &new.unique_key,
+                        &row.definition_id,
+                        &row.restart_of,
+                        &new.restartable,
+                        &row.payload,
+                        &row.now,
+                    ],
+                )
+                .map_err(storage)?;
+            if let Some(inserted) = inserted {
+                return Ok(inserted.get(0));
+            }
+            let key = new.unique_key.clone().unwrap_or_default();
+            if let Some(job) = unique_key_holder(&mut self.0, row.tenant, &key)? {
+                return Err(Error::JobAlreadyRunning {
+                    unique_key: key,
+                    job,
+                });
+            }
         }
-        let key = new.unique_key.clone().unwrap_or_default();
-        match unique_key_holder(&mut self.0, row.tenant, &key)? {
-            Some(job) => Err(Error::JobAlreadyRunning {
-                unique_key: key,
-                job,
-            }),
-            None => Err(Error::Storage(
-                "an insert that no unique key refused answered no row".into(),
-            )),
-        }
+        // Holders came and went under every try: nothing was written, the create may pass
+        // when sent again.
+        Err(Error::Busy)
     }
 
     fn insert_jobs(&mut self, rows: &[JobRow<'_>]) -> Result<Vec<i64>> {
@@ -906,9 +913,10 @@ impl WriteTx for Conn<Tx<'_>> {
                         unique_key: key.clone(),
                         job,
                     },
-                    None => {
-                        Error::Storage("an insert that no unique key refused left a row out".into())
-                    }
+                    // The holder ended between the insert and its lookup: the key is free
+                    // now, but the rows of the batch are in; the whole write is undone and may
+                    // pass when sent again.
+                    None => Error::Busy,
                 });
             }
         }
