@@ -486,6 +486,15 @@ fn a_query_job_is_queued_for_a_worker_and_can_be_aborted_or_deleted() {
     let listed = api.get(QUERIES).expect_json(200);
     assert_eq!(listed["records"].as_array().map(Vec::len), Some(1));
     assert_eq!(listed["records"][0]["id"], job["id"]);
+    // Filtered by the query jobs' own type, and by the ingest jobs' (none of them).
+    let typed = api
+        .get(&format!("{QUERIES}?jobType=V2Query"))
+        .expect_json(200);
+    assert_eq!(typed["records"], listed["records"]);
+    let other = api
+        .get(&format!("{QUERIES}?jobType=V2Ingest"))
+        .expect_json(200);
+    assert_eq!(other["records"], json!([]));
 
     let close = api.request(
         "PATCH",

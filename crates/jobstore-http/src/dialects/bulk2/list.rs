@@ -23,6 +23,15 @@ pub(crate) struct Listing {
     pub(crate) none: bool,
 }
 
+/// The vendor's `jobType` of this API's jobs of `kind` (an ingest job, or a query job).
+pub(crate) fn job_type(kind: &str) -> &'static str {
+    if kind == "ingest" {
+        "V2Ingest"
+    } else {
+        "V2Query"
+    }
+}
+
 /// The list query of the parameters in `raw` for jobs of `kind`, `page` of them at a time.
 ///
 /// # Errors
@@ -30,7 +39,7 @@ pub(crate) struct Listing {
 pub(crate) fn listing(raw: Option<&str>, kind: &str, page: u32) -> Result<Listing, ApiError> {
     let mut query = Query::parse(raw)?.blank_is_absent();
     let chunking = query.one("isPkChunkingEnabled")?;
-    let job_type = query.one("jobType")?;
+    let asked_type = query.one("jobType")?;
     let mode = query.one("concurrencyMode")?;
     let offset = match query.one("queryLocator")? {
         Some(locator) => locator
@@ -47,12 +56,15 @@ pub(crate) fn listing(raw: Option<&str>, kind: &str, page: u32) -> Result<Listin
                 "isPkChunkingEnabled is true or false, got `{other}`"
             )));
         }
-    } | match job_type.as_deref() {
-        None | Some("V2Ingest") => false,
-        Some("Classic" | "BigObjectIngest") => true,
+    } | match asked_type.as_deref() {
+        // This list's own type; the vendor's other types name no job of it.
+        None => false,
+        Some(asked @ ("V2Ingest" | "V2Query" | "Classic" | "BigObjectIngest")) => {
+            asked != job_type(kind)
+        }
         Some(other) => {
             return Err(query::invalid(format!(
-                "jobType is BigObjectIngest, Classic or V2Ingest, got `{other}`"
+                "jobType is BigObjectIngest, Classic, V2Ingest or V2Query, got `{other}`"
             )));
         }
     } | match mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
@@ -93,10 +105,22 @@ mod tests {
         for none in [
             "isPkChunkingEnabled=true",
             "jobType=Classic",
+            "jobType=V2Query",
             "concurrencyMode=serial",
         ] {
             assert!(listing(Some(none), "ingest", PAGE).unwrap().none, "{none}");
         }
+        // The query jobs' list takes its own type, and names none of the ingest jobs'.
+        assert!(
+            !listing(Some("jobType=V2Query"), "query", PAGE)
+                .unwrap()
+                .none
+        );
+        assert!(
+            listing(Some("jobType=V2Ingest"), "query", PAGE)
+                .unwrap()
+                .none
+        );
         for bad in [
             "queryLocator=x",
             "jobType=V1",

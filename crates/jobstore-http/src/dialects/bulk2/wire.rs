@@ -274,7 +274,7 @@ impl From<&Job> for JobInfo {
             concurrency_mode: "Parallel",
             content_type: "CSV",
             api_version: version,
-            job_type: if ingest { "V2Ingest" } else { "V2Query" },
+            job_type: super::list::job_type(&job.kind),
             content_url: ingest
                 .then(|| format!("services/data/v{version:.1}/jobs/ingest/{}/batches", job.id)),
             line_ending: payload_or(job, "lineEnding", "LF"),
