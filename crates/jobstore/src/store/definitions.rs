@@ -11,9 +11,13 @@ use crate::model::{DEFAULT_TENANT, Definition, Execution, Job, NewJob, Scope};
 use crate::state::State;
 use crate::{Error, Result};
 
+/// What begins the unique key of a definition's execution; reserved, so that no job of a
+/// caller's can hold a definition's key and block its executions.
+pub(super) const EXECUTION_KEY_PREFIX: &str = "definition:";
+
 /// The unique key of the live execution of a definition.
 pub(super) fn definition_unique_key(definition: &str) -> String {
-    format!("definition:{definition}")
+    format!("{EXECUTION_KEY_PREFIX}{definition}")
 }
 
 impl Store {

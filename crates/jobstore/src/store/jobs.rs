@@ -527,6 +527,19 @@ fn validate_new_job(new: &NewJob) -> Result<()> {
             return Err(Error::invalid(field, "must not contain U+0000 (NUL)"));
         }
     }
+    if new
+        .unique_key
+        .as_deref()
+        .is_some_and(|key| key.starts_with(super::definitions::EXECUTION_KEY_PREFIX))
+    {
+        return Err(Error::invalid(
+            "unique_key",
+            format!(
+                "keys beginning with `{}` are the executions' of definitions",
+                super::definitions::EXECUTION_KEY_PREFIX
+            ),
+        ));
+    }
     if new.idempotency_key.as_deref() == Some("") {
         return Err(Error::invalid("idempotency_key", "must not be empty"));
     }

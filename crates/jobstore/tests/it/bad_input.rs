@@ -100,6 +100,11 @@ fn invalid_new_jobs_are_refused() {
         (NewJob::new("a\0b"), "kind"),
         (NewJob::new("a").name("x\0"), "name"),
         (NewJob::new("a").unique_key("\0"), "unique_key"),
+        // The executions of definitions hold keys of their own.
+        (
+            NewJob::new("a").unique_key("definition:nightly"),
+            "unique_key",
+        ),
     ] {
         refused(
             &f,
