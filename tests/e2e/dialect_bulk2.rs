@@ -114,6 +114,16 @@ fn assert_job(job: &Value, more: &[&str]) {
         "{job}"
     );
     assert_eq!(job["contentType"], "CSV");
+    // Times as the vendor's Java services write them: `2022-01-02T21:57:03.000+0000`.
+    for time in ["createdDate", "systemModstamp"] {
+        let text = job[time].as_str().unwrap_or_default();
+        let shape: String = text
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '9' } else { c })
+            .collect();
+        assert_eq!(shape, "9999-99-99T99:99:99.999+9999", "{time} in {job}");
+        assert!(text.ends_with("+0000"), "{time} in {job}");
+    }
     assert_eq!(job["jobType"], "V2Ingest");
     assert_eq!(job["concurrencyMode"], "Parallel");
     assert_eq!(job["apiVersion"], 58.0);

@@ -13,7 +13,7 @@ use crate::dialects::csv::{CsvRules, LineEnding};
 use crate::dialects::payload_text;
 use crate::dialects::salesforce::bulk::{self, Counters, create_members, invalid_job, text_member};
 use crate::fault::ApiError;
-use crate::time::rfc3339_millis;
+use crate::time::millis_offset;
 
 /// The oldest API version that has Bulk API 2.0 jobs at these paths.
 const FIRST_VERSION: u32 = 41;
@@ -267,8 +267,8 @@ impl From<&Job> for JobInfo {
             operation: payload_or(job, "operation", "insert"),
             object: job.target.clone(),
             created_by_id: job.created_by.clone(),
-            created_date: rfc3339_millis(job.created_at),
-            system_modstamp: rfc3339_millis(job.updated_at),
+            created_date: millis_offset(job.created_at),
+            system_modstamp: millis_offset(job.updated_at),
             state: bulk::state_of(job),
             external_id_field_name: payload_text(job, "externalIdFieldName").map(str::to_owned),
             concurrency_mode: "Parallel",
