@@ -647,3 +647,42 @@ fn the_daemon_raises_its_open_file_limit_and_warns_when_it_is_short() {
     assert_eq!(open_files(&fitting), (2048, 2048));
     assert!(!fitting.stderr().contains(short), "{}", fitting.stderr());
 }
+
+/// A burst of new clients past `max_connections`, each sending one whole request at once:
+/// every one gets an answer, served (200) or refused (503 with `Retry-After`). None is shed
+/// with its request unread in its socket, and no refusal is a reset that destroys its 503:
+/// either would leave a client that sent a request without knowing what became of it.
+#[test]
+fn a_burst_past_the_connection_limit_gets_an_answer_for_every_request() {
+    const CLIENTS: usize = 40;
+    let daemon = Daemon::with_config("[limits]\nmax_connections = 4\n");
+    let addr = daemon.addr();
+    let start = Arc::new(std::sync::Barrier::new(CLIENTS));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                start.wait();
+                crate::support::send(addr, "GET", "/healthz", &[], Body::None)
+            })
+        })
+        .collect();
+    let (mut served, mut refused) = (0, 0);
+    for client in clients {
+        let answer = client
+            .join()
+            .expect("a client thread")
+            .expect("an answer to every request, never a reset");
+        match answer.status {
+            200 => served += 1,
+            503 => {
+                assert_error(&answer, 503, "overloaded");
+                assert_eq!(answer.header("retry-after"), Some("1"));
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {}", answer.text()),
+        }
+    }
+    assert!(served >= 4, "{served} served, {refused} refused");
+    daemon.client().get("/healthz").expect(200);
+}

@@ -4,10 +4,12 @@
 //! A connection that has not sent a byte waits in a lobby, outside the limit, until it does
 //! (or its header timeout closes it): a flood of silent connections takes no slot, and a
 //! client is never shed in the instant between its connect and its request. A full server
-//! makes room before it refuses anyone: it sheds the connection that has been idle longest (a keep-alive connection between requests, or one that has not finished its
-//! request head), else the one sending a request body slowest, if that one is below the
-//! minimum rate. Only when every connection is busy at a fair rate is a new one answered 503
-//! and closed. A response that the client stops reading is cut off once it falls below the
+//! makes room before it refuses anyone: it sheds the connection that has been idle longest (a
+//! keep-alive connection between requests, or one that has not finished its request head),
+//! once the server has read from it (one admitted a moment ago has its request waiting in its
+//! socket, unread), else the one sending a request body slowest, if that one is below the
+//! minimum rate. Otherwise a new connection is answered 503 and closed once what it sent is
+//! read (never a reset that could destroy the answer). A response that the client stops reading is cut off once it falls below the
 //! minimum rate for a window ([`PacedIo`]).
 
 use std::collections::HashMap;
@@ -56,6 +58,9 @@ pub(crate) struct Conn {
     epoch: Instant,
     /// Requests in flight: a request ends when its response body has been sent or dropped.
     busy: AtomicUsize,
+    /// The server has read from the connection ([`PacedIo::noting_reads`]); until then the
+    /// request it was admitted for waits in its socket.
+    read: AtomicBool,
     /// Since when the connection has had no request in flight.
     idle_since: AtomicU64,
     /// When the request body being read started, plus one (0: none is being read).
@@ -103,6 +108,7 @@ impl Connections {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             epoch: self.epoch,
             busy: AtomicUsize::new(0),
+            read: AtomicBool::new(false),
             idle_since: AtomicU64::new(now),
             body_started: AtomicU64::new(0),
             body_bytes: AtomicU64::new(0),
@@ -113,11 +119,14 @@ impl Connections {
     }
 
     /// The connection idle longest (between requests, or slow to finish its request head),
-    /// else the one whose request body is slowest and below the minimum rate.
+    /// else the one whose request body is slowest and below the minimum rate. A connection
+    /// the server has not read from yet is not idle: it was admitted for the bytes waiting in
+    /// its socket, its request (in a burst of new connections, shedding it would leave a
+    /// client that sent a whole request with neither an answer nor a 503).
     fn pick_victim(&self, live: &HashMap<u64, Arc<Conn>>, now: u64) -> Option<u64> {
         let idle = live
             .values()
-            .filter(|c| c.busy.load(Ordering::Acquire) == 0)
+            .filter(|c| c.busy.load(Ordering::Acquire) == 0 && c.read.load(Ordering::Acquire))
             .min_by_key(|c| c.idle_since.load(Ordering::Relaxed));
         if let Some(conn) = idle {
             return Some(conn.id);
@@ -173,10 +182,9 @@ impl Connections {
     }
 
     /// Answers a connection that could not be admitted with a 503 and closes it.
-    pub(crate) fn refuse(&self, stream: &TcpStream, peer: std::net::SocketAddr) {
+    pub(crate) fn refuse(&self, stream: &TcpStream) {
         // A fresh socket's send buffer takes this whole; if not, the client gets a close.
         let _ = stream.try_write(refusal().as_bytes());
-        self.log_refusal(peer);
     }
 
     /// Logs a refused connection, at most once every five seconds (a flood logs once).
@@ -377,6 +385,8 @@ pub(crate) struct PacedIo {
     inner: TcpStream,
     rate: MinRate,
     waiting: Option<WriteWindow>,
+    /// The admitted connection told of the first read, if any.
+    reads_of: Option<Arc<Conn>>,
 }
 
 #[derive(Debug)]
@@ -392,7 +402,15 @@ impl PacedIo {
             inner,
             rate,
             waiting: None,
+            reads_of: None,
         }
+    }
+
+    /// Tells `conn` when bytes are first read from the socket (until then the connection is
+    /// not idle: see [`Connections::admit`]'s choice of whom to shed).
+    pub(crate) fn noting_reads(mut self, conn: &Arc<Conn>) -> PacedIo {
+        self.reads_of = Some(Arc::clone(conn));
+        self
     }
 
     /// Copies the first bytes the client sent into `buf` without taking them from the socket,
@@ -448,7 +466,14 @@ impl AsyncRead for PacedIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before
+            && let Some(conn) = self.reads_of.take()
+        {
+            conn.read.store(true, Ordering::Release);
+        }
+        read
     }
 }
 

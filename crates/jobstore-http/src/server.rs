@@ -166,28 +166,36 @@ impl Accepted {
         tokio::spawn(self.serve(conn));
     }
 
-    /// Answers 503 and closes. Over TLS the answer needs a handshake: it runs in a lobby
-    /// place (no slot) within the header timeout; with the lobby full the connection is closed
-    /// without an answer.
+    /// Answers 503 and closes. The answer is written in a lobby place (no slot) within the
+    /// header timeout, and what the client sent meanwhile is read and dropped before the close
+    /// ([`linger`]): closed with its request unread, the socket would answer a reset that can
+    /// destroy the 503 before the client reads it. Over TLS the answer needs a handshake
+    /// first. With the lobby full, a plain connection gets the 503 written at once and closed;
+    /// a TLS one is closed without an answer.
     fn refuse(self) {
-        let Some(tls) = &self.tls else {
-            self.connections.refuse(&self.stream, self.peer);
-            return;
-        };
         self.connections.log_refusal(self.peer);
         let Some(place) = self.connections.enter_lobby() else {
+            if self.tls.is_none() {
+                self.connections.refuse(&self.stream);
+            }
             return;
         };
-        let acceptor = tls.acceptor();
+        let acceptor = self.tls.as_ref().map(|tls| tls.acceptor());
         let limits = &self.app.limits;
         let (timeout, rate, peer) = (limits.header_timeout, limits.body_rate(), self.peer);
         let io = conn::PacedIo::new(self.stream, rate);
         tokio::spawn(async move {
             let answer = async {
-                if let Some(mut stream) = handshake(acceptor, io, peer).await {
-                    let _ = stream.write_all(conn::refusal().as_bytes()).await;
-                    let _ = stream.shutdown().await;
-                    linger(&mut stream).await;
+                match acceptor {
+                    Some(acceptor) => {
+                        if let Some(mut stream) = handshake(acceptor, io, peer).await {
+                            refuse_on(&mut stream).await;
+                        }
+                    }
+                    None => {
+                        let mut stream = io;
+                        refuse_on(&mut stream).await;
+                    }
                 }
             };
             let _ = tokio::time::timeout(timeout, answer).await;
@@ -205,7 +213,7 @@ impl Accepted {
             stream,
             peer,
         } = self;
-        let io = conn::PacedIo::new(stream, app.limits.body_rate());
+        let io = conn::PacedIo::new(stream, app.limits.body_rate()).noting_reads(&conn);
         match tls {
             None => serve_http(&app, &connections, &conn, io, peer, &mut shutdown).await,
             Some(tls) => {
@@ -276,6 +284,13 @@ async fn answer_plain_http(mut io: conn::PacedIo) {
         let _ = io.shutdown().await;
         linger(&mut io).await;
     }
+}
+
+/// Writes the 503 of a refused connection, ends the writing side and lingers.
+async fn refuse_on(stream: &mut (impl AsyncRead + AsyncWrite + Unpin)) {
+    let _ = stream.write_all(conn::refusal().as_bytes()).await;
+    let _ = stream.shutdown().await;
+    linger(stream).await;
 }
 
 /// After the last answer: reads and drops what the client still sends until it closes (at
