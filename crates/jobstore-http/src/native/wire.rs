@@ -933,8 +933,14 @@ pub(crate) struct CreateJob {
     #[schema(minimum = 1, maximum = 1000)]
     #[serde(default, deserialize_with = "integer::optional")]
     pub(crate) max_attempts: Option<i64>,
-    /// At most one live job of the tenant holds the key (409 `job_already_running`).
-    #[schema(max_length = 1024, pattern = r"^[^\x00]*$")]
+    /// At most one live job of the tenant holds the key (409 `job_already_running`). Keys
+    /// beginning with `definition:` are the executions' of definitions (400).
+    // The pattern: no U+0000, and not beginning with `definition:`, written without a
+    // lookahead, which not every JSON Schema tool reads.
+    #[schema(
+        max_length = 1024,
+        pattern = r"^(?:[^d\x00][^\x00]*|d(?:[^e\x00][^\x00]*|e(?:[^f\x00][^\x00]*|f(?:[^i\x00][^\x00]*|i(?:[^n\x00][^\x00]*|n(?:[^i\x00][^\x00]*|i(?:[^t\x00][^\x00]*|t(?:[^i\x00][^\x00]*|i(?:[^o\x00][^\x00]*|o(?:[^n\x00][^\x00]*|n(?:[^:\x00][^\x00]*)?)?)?)?)?)?)?)?)?)?)?$"
+    )]
     pub(crate) unique_key: Option<String>,
     /// Where the data comes from.
     #[schema(max_length = 1024, pattern = r"^[^\x00]*$")]
@@ -955,8 +961,8 @@ pub(crate) struct CreateJob {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"worker": "w1", "queues": ["default"], "max": 1}))]
 pub(crate) struct ClaimBody {
-    /// The worker's name, repeated on every call about the jobs it gets.
-    #[schema(min_length = 1)]
+    /// The worker's name, repeated on every call about the jobs it gets; no U+0000.
+    #[schema(min_length = 1, pattern = r"^[^\x00]*$")]
     pub(crate) worker: String,
     /// The queues to take jobs from.
     #[schema(min_items = 1)]
