@@ -6,10 +6,10 @@
 //! client is never shed in the instant between its connect and its request. A full server
 //! makes room before it refuses anyone: it sheds the connection that has been idle longest (a
 //! keep-alive connection between requests, or one that has not finished its request head),
-//! once the server has read from it (one admitted a moment ago has its request waiting in its
-//! socket, unread), else the one sending a request body slowest, if that one is below the
-//! minimum rate. Otherwise a new connection is answered 503 and closed once what it sent is
-//! read (never a reset that could destroy the answer). A response that the client stops reading is cut off once it falls below the
+//! but not one admitted with a whole request still unread in its socket; else the one sending
+//! a request body slowest, if that one is below the minimum rate. Otherwise a new connection
+//! is answered 503 and closed once what it sent is read (never a reset that could destroy the
+//! answer). A response that the client stops reading is cut off once it falls below the
 //! minimum rate for a window ([`PacedIo`]).
 
 use std::collections::HashMap;
@@ -58,9 +58,9 @@ pub(crate) struct Conn {
     epoch: Instant,
     /// Requests in flight: a request ends when its response body has been sent or dropped.
     busy: AtomicUsize,
-    /// The server has read from the connection ([`PacedIo::noting_reads`]); until then the
-    /// request it was admitted for waits in its socket.
-    read: AtomicBool,
+    /// Admitted with a whole request (or TLS record) waiting in its socket, which the server
+    /// has not read yet ([`PacedIo::noting_reads`] clears it): not idle until then.
+    request_waiting: AtomicBool,
     /// Since when the connection has had no request in flight.
     idle_since: AtomicU64,
     /// When the request body being read started, plus one (0: none is being read).
@@ -94,7 +94,7 @@ impl Connections {
     /// Admits a new connection, shedding another one if the server is full; `None` when
     /// nothing could be shed (the caller refuses the connection). Only a connection that has
     /// spoken is admitted (see the lobby).
-    pub(crate) fn admit(&self) -> Option<Arc<Conn>> {
+    pub(crate) fn admit(&self, request_waiting: bool) -> Option<Arc<Conn>> {
         let now = self.now_ms();
         let mut live = lock(&self.live);
         if live.len() >= self.max {
@@ -108,7 +108,7 @@ impl Connections {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             epoch: self.epoch,
             busy: AtomicUsize::new(0),
-            read: AtomicBool::new(false),
+            request_waiting: AtomicBool::new(request_waiting),
             idle_since: AtomicU64::new(now),
             body_started: AtomicU64::new(0),
             body_bytes: AtomicU64::new(0),
@@ -120,13 +120,15 @@ impl Connections {
 
     /// The connection idle longest (between requests, or slow to finish its request head),
     /// else the one whose request body is slowest and below the minimum rate. A connection
-    /// the server has not read from yet is not idle: it was admitted for the bytes waiting in
-    /// its socket, its request (in a burst of new connections, shedding it would leave a
-    /// client that sent a whole request with neither an answer nor a 503).
+    /// admitted with a whole request waiting in its socket is not idle until the server read
+    /// it (in a burst of new connections, shedding it would leave a client that sent a whole
+    /// request with neither an answer nor a 503); one admitted with part of a head is.
     fn pick_victim(&self, live: &HashMap<u64, Arc<Conn>>, now: u64) -> Option<u64> {
         let idle = live
             .values()
-            .filter(|c| c.busy.load(Ordering::Acquire) == 0 && c.read.load(Ordering::Acquire))
+            .filter(|c| {
+                c.busy.load(Ordering::Acquire) == 0 && !c.request_waiting.load(Ordering::Acquire)
+            })
             .min_by_key(|c| c.idle_since.load(Ordering::Relaxed));
         if let Some(conn) = idle {
             return Some(conn.id);
@@ -235,6 +237,30 @@ pub(crate) struct LobbyPlace(Arc<Connections>);
 impl Drop for LobbyPlace {
     fn drop(&mut self) {
         self.0.lobby.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Whether what the client of a just-accepted `stream` sent so far holds a whole request
+/// head (`tls`: a whole TLS record, such as a ClientHello), by a look at the socket that
+/// takes nothing from it and never waits. A head past 16 KiB counts as partial.
+pub(crate) fn request_waiting(stream: &TcpStream, tls: bool) -> bool {
+    let mut context = Context::from_waker(std::task::Waker::noop());
+    let mut bytes = vec![0_u8; 16 * 1024];
+    let mut buf = ReadBuf::new(&mut bytes);
+    if !matches!(stream.poll_peek(&mut context, &mut buf), Poll::Ready(Ok(n)) if n > 0) {
+        return false;
+    }
+    let sent = buf.filled();
+    if tls {
+        // A record: type, version (2 bytes), length (2 bytes), then that many bytes.
+        match sent {
+            [_, _, _, high, low, rest @ ..] => {
+                rest.len() >= usize::from(u16::from_be_bytes([*high, *low]))
+            }
+            _ => false,
+        }
+    } else {
+        sent.windows(4).any(|w| w == b"\r\n\r\n")
     }
 }
 
@@ -471,7 +497,7 @@ impl AsyncRead for PacedIo {
         if buf.filled().len() > before
             && let Some(conn) = self.reads_of.take()
         {
-            conn.read.store(true, Ordering::Release);
+            conn.request_waiting.store(false, Ordering::Release);
         }
         read
     }

@@ -158,7 +158,8 @@ impl Accepted {
     /// Admits a connection that has spoken (shedding another if the server is full) and
     /// serves it, or answers it 503.
     fn admit(self) {
-        let Some(conn) = self.connections.admit() else {
+        let waiting = conn::request_waiting(&self.stream, self.tls.is_some());
+        let Some(conn) = self.connections.admit(waiting) else {
             self.refuse();
             return;
         };
