@@ -1289,12 +1289,9 @@ impl WriteTx for Conn<Tx<'_>> {
             "SELECT count(*) FILTER (WHERE name IS NULL), coalesce(max(batch), 0) \
              FROM job_data_batches WHERE job_id = $1"
         };
-        // The job's row is locked first, so that uploads begun at once on several writers or
-        // daemons are counted one after the other (each sees the batches the others reserved)
-        // and cannot pass the limit together.
-        self.0
-            .execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", &[&job])
-            .map_err(storage)?;
+        // The job's row is held already (`lock_job`): uploads begun at once on several writers
+        // or daemons are counted one after the other, each seeing the batches the others
+        // reserved, and cannot pass the limit together.
         let row = self.0.query_one(sql, &[&job]).map_err(storage)?;
         let batches: i64 = col(&row, 0)?;
         Ok((u32::try_from(batches).unwrap_or(u32::MAX), col(&row, 1)?))

@@ -758,7 +758,8 @@ pub trait WriteTx: Reader {
     fn close_upload(&mut self, id: i64, from: State, to: State, now: i64) -> Result<bool>;
 
     /// Of the job's batches: how many are inputs (`outputs` false) or outputs (true), and the
-    /// highest batch number (0 without batches).
+    /// highest batch number (0 without batches). Called with the job held ([`Self::lock_job`]),
+    /// so that two uploads begun at once count one after the other.
     ///
     /// # Errors
     /// Storage errors.
