@@ -183,12 +183,6 @@ impl Connections {
         }
     }
 
-    /// Answers a connection that could not be admitted with a 503 and closes it.
-    pub(crate) fn refuse(&self, stream: &TcpStream) {
-        // A fresh socket's send buffer takes this whole; if not, the client gets a close.
-        let _ = stream.try_write(refusal().as_bytes());
-    }
-
     /// Logs a refused connection, at most once every five seconds (a flood logs once).
     pub(crate) fn log_refusal(&self, peer: std::net::SocketAddr) {
         let now = self.now_ms();
@@ -240,18 +234,30 @@ impl Drop for LobbyPlace {
     }
 }
 
-/// Whether what the client of a just-accepted `stream` sent so far holds a whole request
-/// head (`tls`: a whole TLS record, such as a ClientHello), by a look at the socket that
-/// takes nothing from it and never waits. A head past 16 KiB counts as partial.
-pub(crate) fn request_waiting(stream: &TcpStream, tls: bool) -> bool {
+/// What the client of a just-accepted connection has sent so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// Nothing yet: the connection waits in the lobby.
+    Nothing,
+    /// Part of a request head (over TLS, of a record): a slow or stalled client, idle.
+    Part,
+    /// A whole request head (over TLS, a whole record such as a ClientHello): not idle until
+    /// the server has read it.
+    Request,
+}
+
+/// What the client of a just-accepted `stream` has sent (`tls`: as TLS records), by one look
+/// at the socket that takes nothing from it and never waits. A head past 16 KiB counts as
+/// part of one.
+pub(crate) fn sent(stream: &TcpStream, tls: bool) -> Sent {
     let mut context = Context::from_waker(std::task::Waker::noop());
-    let mut bytes = vec![0_u8; 16 * 1024];
-    let mut buf = ReadBuf::new(&mut bytes);
+    let mut bytes = [std::mem::MaybeUninit::<u8>::uninit(); 16 * 1024];
+    let mut buf = ReadBuf::uninit(&mut bytes);
     if !matches!(stream.poll_peek(&mut context, &mut buf), Poll::Ready(Ok(n)) if n > 0) {
-        return false;
+        return Sent::Nothing;
     }
     let sent = buf.filled();
-    if tls {
+    let whole = if tls {
         // A record: type, version (2 bytes), length (2 bytes), then that many bytes.
         match sent {
             [_, _, _, high, low, rest @ ..] => {
@@ -261,16 +267,8 @@ pub(crate) fn request_waiting(stream: &TcpStream, tls: bool) -> bool {
         }
     } else {
         sent.windows(4).any(|w| w == b"\r\n\r\n")
-    }
-}
-
-/// Whether the client of a just-accepted `stream` has sent something yet (a look at the
-/// socket that takes nothing from it and never waits).
-pub(crate) fn has_sent(stream: &TcpStream) -> bool {
-    let mut context = Context::from_waker(std::task::Waker::noop());
-    let mut byte = [0_u8; 1];
-    let mut buf = ReadBuf::new(&mut byte);
-    matches!(stream.poll_peek(&mut context, &mut buf), Poll::Ready(Ok(n)) if n > 0)
+    };
+    if whole { Sent::Request } else { Sent::Part }
 }
 
 impl Conn {

@@ -114,21 +114,23 @@ pub async fn serve(
             stream,
             peer,
         };
-        if conn::has_sent(&accepted.stream) {
-            accepted.admit();
-        } else {
-            // Silent so far: wait for its first bytes outside the limit.
-            let Some(place) = connections.enter_lobby() else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let timeout = accepted.app.limits.header_timeout;
-                let spoke = tokio::time::timeout(timeout, accepted.stream.readable());
-                if matches!(spoke.await, Ok(Ok(()))) {
-                    drop(place);
-                    accepted.admit();
-                }
-            });
+        match accepted.sent() {
+            conn::Sent::Nothing => {
+                // Silent so far: wait for its first bytes outside the limit.
+                let Some(place) = connections.enter_lobby() else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let timeout = accepted.app.limits.header_timeout;
+                    let spoke = tokio::time::timeout(timeout, accepted.stream.readable());
+                    if matches!(spoke.await, Ok(Ok(()))) {
+                        drop(place);
+                        let sent = accepted.sent();
+                        accepted.admit(sent);
+                    }
+                });
+            }
+            sent => accepted.admit(sent),
         }
         // Let the new connection read its request before the next one may shed it.
         tokio::task::yield_now().await;
@@ -155,11 +157,15 @@ struct Accepted {
 }
 
 impl Accepted {
-    /// Admits a connection that has spoken (shedding another if the server is full) and
-    /// serves it, or answers it 503.
-    fn admit(self) {
-        let waiting = conn::request_waiting(&self.stream, self.tls.is_some());
-        let Some(conn) = self.connections.admit(waiting) else {
+    /// What its client has sent so far.
+    fn sent(&self) -> conn::Sent {
+        conn::sent(&self.stream, self.tls.is_some())
+    }
+
+    /// Admits a connection that has spoken, `sent` so far (shedding another if the server is
+    /// full), and serves it, or answers it 503.
+    fn admit(self, sent: conn::Sent) {
+        let Some(conn) = self.connections.admit(sent == conn::Sent::Request) else {
             self.refuse();
             return;
         };
@@ -177,14 +183,16 @@ impl Accepted {
         self.connections.log_refusal(self.peer);
         let Some(place) = self.connections.enter_lobby() else {
             if self.tls.is_none() {
-                self.connections.refuse(&self.stream);
+                // A fresh socket's send buffer takes this whole; if not, the client gets a
+                // close.
+                let _ = self.stream.try_write(conn::refusal().as_bytes());
             }
             return;
         };
         let acceptor = self.tls.as_ref().map(|tls| tls.acceptor());
         let limits = &self.app.limits;
         let (timeout, rate, peer) = (limits.header_timeout, limits.body_rate(), self.peer);
-        let io = conn::PacedIo::new(self.stream, rate);
+        let mut io = conn::PacedIo::new(self.stream, rate);
         tokio::spawn(async move {
             let answer = async {
                 match acceptor {
@@ -193,10 +201,7 @@ impl Accepted {
                             refuse_on(&mut stream).await;
                         }
                     }
-                    None => {
-                        let mut stream = io;
-                        refuse_on(&mut stream).await;
-                    }
+                    None => refuse_on(&mut io).await,
                 }
             };
             let _ = tokio::time::timeout(timeout, answer).await;
