@@ -1,7 +1,9 @@
 //! Job lifecycle calls made by clients: create, read, list, cancel, restart, delete, and the
 //! job's history, steps and log.
 
-use super::rows::{check_document, insert_event, load_job, lock_job, next_state, readable};
+use super::rows::{
+    check_document, insert_event, load_job, lock_job, next_state, readable, refuse_nul,
+};
 use super::{Store, WriteCall};
 use crate::driver::{EventRow, JobRow, WriteTx};
 use crate::list::{JobPage, ListQuery};
@@ -522,9 +524,8 @@ fn validate_new_job(new: &NewJob) -> Result<()> {
                 format!("longer than {MAX_FIELD_BYTES} bytes"),
             ));
         }
-        // PostgreSQL's text cannot hold U+0000: refused alike on every engine.
-        if value.is_some_and(|v| v.contains('\0')) {
-            return Err(Error::invalid(field, "must not contain U+0000 (NUL)"));
+        if let Some(value) = value {
+            refuse_nul(field, value)?;
         }
     }
     if new

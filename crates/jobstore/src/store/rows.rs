@@ -28,6 +28,18 @@ pub(crate) fn lock_job(tx: &mut dyn WriteTx, tenant: Option<&str>, id: i64) -> R
     tx.lock_job(tenant, id)?.ok_or(Error::JobNotFound { id })
 }
 
+/// Refuses a name or key holding U+0000, which PostgreSQL's text cannot hold: alike on every
+/// engine (a text kept for reading is made [`readable`] instead).
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming `field`.
+pub(crate) fn refuse_nul(field: &str, value: &str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(Error::invalid(field, "must not contain U+0000 (NUL)"));
+    }
+    Ok(())
+}
+
 /// A worker's text kept for reading (a log line, an error, a phase, a step's message): a
 /// command's output may carry U+0000, which PostgreSQL's text cannot hold, so every engine
 /// keeps it as U+FFFD.

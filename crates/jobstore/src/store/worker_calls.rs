@@ -3,7 +3,8 @@
 //! [`Error::StaleLease`] once that lease is no longer the job's current one.
 
 use super::rows::{
-    backoff_ms, check_document, check_lease, insert_event, load_job, lock_job, next_state, readable,
+    backoff_ms, check_document, check_lease, insert_event, load_job, lock_job, next_state,
+    readable, refuse_nul,
 };
 use super::{Store, WriteCall};
 use crate::driver::{ClaimJobs, CompleteRow, EventRow, HeartbeatRow, ReleaseRow, StepRow, WriteTx};
@@ -40,10 +41,7 @@ impl Store {
         if request.worker.is_empty() {
             return Err(Error::invalid("worker", "must not be empty"));
         }
-        // PostgreSQL's text cannot hold U+0000: refused alike on every engine.
-        if request.worker.contains('\0') {
-            return Err(Error::invalid("worker", "must not contain U+0000 (NUL)"));
-        }
+        refuse_nul("worker", &request.worker)?;
         if request.queues.is_empty() {
             return Err(Error::invalid("queues", "name at least one queue"));
         }
