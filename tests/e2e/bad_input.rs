@@ -31,6 +31,8 @@ fn malformed_bodies_routes_and_methods() {
         (r#"["kind", "x"]"#, "array"),
         (r#" ["x"]"#, "array"),
         ("{}", "kind"),
+        // No body at all is `{}`; whitespace alone is no JSON.
+        ("\r\n ", "whitespace"),
     ] {
         let answer = raw_post("/v1/jobs", body);
         let message = assert_error(&answer, 400, "invalid_json");

@@ -286,7 +286,8 @@ pub(crate) enum Top {
     Document,
 }
 
-/// Reads and decodes a JSON body; an empty body decodes as `{}`.
+/// Reads and decodes a JSON body; an empty body decodes as `{}`, one of whitespace alone is
+/// malformed (it is no JSON, and no absent body either).
 ///
 /// # Errors
 /// As [`read_limited`], and 400 `invalid_json` naming what is wrong (unknown fields among it).
@@ -303,7 +304,13 @@ where
 {
     let bytes = read_limited(body, limit, pace).await?;
     let bytes: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        None => b"{}",
+        None if bytes.is_empty() => b"{}",
+        None => {
+            return Err(ApiError::new(
+                ErrorKind::InvalidJson,
+                "the request body holds whitespace alone: send a JSON object, or no body",
+            ));
+        }
         Some(b'[') if top == Top::Document => {
             return Err(ApiError::new(
                 ErrorKind::InvalidJson,
